@@ -1,0 +1,7 @@
+# Wiring only: the plugin and the fixture modules. Logic lives in the tsmigrate package.
+pytest_plugins = (
+    "tsmigrate.plugin",
+    "fixtures.target",
+    "fixtures.servers",
+    "fixtures.plan",
+)

@@ -1,0 +1,288 @@
+"""The migration plan: what each time-series table becomes, and the benchmark gates.
+
+The plan lives beside the SQL it belongs to (``<migrations>/plan.toml``) and is read
+once into frozen dataclasses. Every problem is reported with the file, the key and
+what to do, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PLAN_FILE_NAME = "plan.toml"
+
+# PostgreSQL interval literals we accept in a plan: "1 hour", "7 days", "90 days".
+_INTERVAL = re.compile(
+    r"^\s*(\d+)\s*(microseconds?|milliseconds?|seconds?|minutes?|hours?|days?|weeks?|months?|years?)\s*$",
+    re.IGNORECASE,
+)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_ORDER_BY = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_$]*)(\s+(ASC|DESC))?(\s+NULLS\s+(FIRST|LAST))?\s*$", re.IGNORECASE
+)
+_SECONDS_PER_UNIT = {
+    "microsecond": 1e-6, "millisecond": 1e-3, "second": 1, "minute": 60, "hour": 3600,
+    "day": 86400, "week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400,
+}
+
+NULL_TIME_RULES = ("refuse", "from_column", "previous_by", "constant")
+
+
+class PlanError(ValueError):
+    """A plan file that cannot be used. The message names file, key and the fix."""
+
+    def __init__(self, path: Path | str, key: str, problem: str):
+        self.path, self.key, self.problem = str(path), key, problem
+        super().__init__(f"{path}: [{key}] {problem}")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A PostgreSQL interval as written in the plan ("7 days")."""
+
+    text: str
+    seconds: float
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class NullTimeRule:
+    """What the conversion does with rows whose time column is NULL.
+
+    refuse          stop with a message naming the table and the count (the default)
+    from_column:C   take the value of column C of the same row (a date or timestamp)
+    previous_by:C   take the time of the nearest row before it in order of column C
+                    (for example the bigserial id), else the nearest after it
+    constant:T      a fixed timestamp
+    """
+
+    kind: str
+    argument: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.argument is None else f"{self.kind}:{self.argument}"
+
+
+@dataclass(frozen=True)
+class HypertablePlan:
+    table: str
+    time_column: str
+    chunk_interval: Interval
+    compress_segment_by: tuple[str, ...] = ()
+    compress_order_by: tuple[str, ...] = ()
+    compress_after: Interval | None = None
+    drop_after: Interval | None = None
+    null_time: NullTimeRule = NullTimeRule("refuse")
+    keep_unique: tuple[str, ...] = ()
+
+    @property
+    def wants_compression(self) -> bool:
+        return self.compress_after is not None or bool(self.compress_segment_by)
+
+    @property
+    def wants_retention(self) -> bool:
+        return self.drop_after is not None
+
+
+@dataclass(frozen=True)
+class BenchmarkThresholds:
+    min_insert_rows_per_second: float = 1000.0
+    max_dashboard_query_ms: float = 100.0
+    min_compression_percent: float = 70.0
+    max_storage_gb_per_month: float = 1.0
+
+
+@dataclass(frozen=True)
+class BackupPolicy:
+    keep_days: int = 7
+    keep_count: int = 10
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path | None
+    schema: str = "factory_telemetry"
+    application_roles: tuple[str, ...] = ()
+    # Whether an edition without compression/retention (apache) may go ahead (with an advisory).
+    allow_apache_edition: bool = True
+    hypertables: tuple[HypertablePlan, ...] = ()
+    benchmarks: BenchmarkThresholds = field(default_factory=BenchmarkThresholds)
+    backup: BackupPolicy = field(default_factory=BackupPolicy)
+
+    def hypertable(self, table: str) -> HypertablePlan | None:
+        return next((h for h in self.hypertables if h.table == table), None)
+
+    @property
+    def needs_compression(self) -> bool:
+        return any(h.wants_compression for h in self.hypertables)
+
+    @property
+    def needs_retention(self) -> bool:
+        return any(h.wants_retention for h in self.hypertables)
+
+
+def parse_interval(value: Any, path: Path | str, key: str) -> Interval:
+    if not isinstance(value, str):
+        raise PlanError(path, key, f"expected an interval such as \"7 days\", got {value!r}")
+    match = _INTERVAL.match(value)
+    if not match or int(match.group(1)) <= 0:
+        raise PlanError(path, key, f"{value!r} is not a positive interval; write it like \"1 hour\" or \"90 days\"")
+    unit = match.group(2).lower().rstrip("s")
+    return Interval(value.strip(), int(match.group(1)) * _SECONDS_PER_UNIT[unit])
+
+
+def _identifier(value: Any, path: Path | str, key: str) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise PlanError(path, key, f"{value!r} is not a plain SQL identifier (letters, digits, _; not starting with a digit)")
+    return value
+
+
+def _identifiers(value: Any, path: Path | str, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise PlanError(path, key, f"expected a list of column names, got {value!r}")
+    return tuple(_identifier(v, path, key) for v in value)
+
+
+def _order_by(value: Any, path: Path | str, key: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise PlanError(path, key, f"expected \"column [ASC|DESC]\" or a list of them, got {value!r}")
+    for item in items:
+        if not isinstance(item, str) or not _ORDER_BY.match(item):
+            raise PlanError(path, key, f"{item!r} is not \"column [ASC|DESC] [NULLS FIRST|LAST]\"")
+    return tuple(" ".join(i.split()) for i in items)
+
+
+def _null_time(value: Any, path: Path | str, key: str) -> NullTimeRule:
+    if not isinstance(value, str):
+        raise PlanError(path, key, f"expected one of {', '.join(NULL_TIME_RULES)}, got {value!r}")
+    kind, _, argument = value.partition(":")
+    kind = kind.strip()
+    if kind not in NULL_TIME_RULES:
+        raise PlanError(path, key, f"unknown rule {kind!r}; use refuse, from_column:<column>, previous_by:<column> or constant:<timestamp>")
+    if kind == "refuse":
+        if argument:
+            raise PlanError(path, key, "'refuse' takes no argument")
+        return NullTimeRule("refuse")
+    if not argument.strip():
+        raise PlanError(path, key, f"'{kind}' needs an argument, e.g. {kind}:{'2020-01-01 00:00+00' if kind == 'constant' else 'id'}")
+    if kind in ("from_column", "previous_by"):
+        return NullTimeRule(kind, _identifier(argument.strip(), path, key))
+    return NullTimeRule(kind, argument.strip())
+
+
+def _number(value: Any, path: Path | str, key: str, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise PlanError(path, key, f"expected a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _known_keys(section: dict, allowed: set[str], path: Path | str, where: str) -> None:
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise PlanError(path, f"{where}.{unknown[0]}" if where else unknown[0],
+                        f"unknown key; allowed keys here: {', '.join(sorted(allowed))}")
+
+
+def _section(data: dict, name: str, path: Path | str) -> dict:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise PlanError(path, name, f"expected a table ([{name}]), got {type(value).__name__}")
+    return value
+
+
+def _hypertable(table: str, spec: Any, path: Path | str) -> HypertablePlan:
+    where = f"hypertables.{table}"
+    _identifier(table, path, where)
+    if not isinstance(spec, dict):
+        raise PlanError(path, where, "expected a table of settings ([hypertables.<table>])")
+    _known_keys(spec, {"time_column", "chunk_interval", "compress_segment_by", "compress_order_by",
+                       "compress_after", "drop_after", "null_time", "keep_unique"}, path, where)
+    for required in ("time_column", "chunk_interval"):
+        if required not in spec:
+            raise PlanError(path, f"{where}.{required}", "missing; every hypertable needs time_column and chunk_interval")
+    time_column = _identifier(spec["time_column"], path, f"{where}.time_column")
+    plan = HypertablePlan(
+        table=table,
+        time_column=time_column,
+        chunk_interval=parse_interval(spec["chunk_interval"], path, f"{where}.chunk_interval"),
+        compress_segment_by=_identifiers(spec.get("compress_segment_by", []), path, f"{where}.compress_segment_by"),
+        compress_order_by=_order_by(spec.get("compress_order_by", []), path, f"{where}.compress_order_by"),
+        compress_after=parse_interval(spec["compress_after"], path, f"{where}.compress_after") if "compress_after" in spec else None,
+        drop_after=parse_interval(spec["drop_after"], path, f"{where}.drop_after") if "drop_after" in spec else None,
+        null_time=_null_time(spec.get("null_time", "refuse"), path, f"{where}.null_time"),
+        keep_unique=_identifiers(spec.get("keep_unique", []), path, f"{where}.keep_unique"),
+    )
+    if time_column in plan.compress_segment_by:
+        raise PlanError(path, f"{where}.compress_segment_by", f"the time column {time_column!r} cannot be a segment-by column")
+    if plan.compress_after and plan.drop_after and plan.drop_after.seconds <= plan.compress_after.seconds:
+        raise PlanError(path, f"{where}.drop_after",
+                        f"drop_after ({plan.drop_after}) must be longer than compress_after ({plan.compress_after}), or data is dropped before it is compressed")
+    if plan.null_time.kind == "from_column" and plan.null_time.argument == time_column:
+        raise PlanError(path, f"{where}.null_time", "from_column must name another column than the time column")
+    return plan
+
+
+def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
+    """Validate a plan already read from TOML. Raises PlanError."""
+    where = path or "<plan>"
+    _known_keys(data, {"plan", "hypertables", "benchmarks", "backup"}, where, "")
+    general = _section(data, "plan", where)
+    _known_keys(general, {"schema", "application_roles", "allow_apache_edition"}, where, "plan")
+    allow = general.get("allow_apache_edition", True)
+    if not isinstance(allow, bool):
+        raise PlanError(where, "plan.allow_apache_edition", f"expected true or false, got {allow!r}")
+
+    tables = _section(data, "hypertables", where)
+    hypertables = tuple(_hypertable(name, spec, where) for name, spec in tables.items())
+
+    bench = _section(data, "benchmarks", where)
+    _known_keys(bench, {"min_insert_rows_per_second", "max_dashboard_query_ms",
+                        "min_compression_percent", "max_storage_gb_per_month"}, where, "benchmarks")
+    defaults = BenchmarkThresholds()
+    thresholds = BenchmarkThresholds(**{
+        key: _number(bench.get(key, getattr(defaults, key)), where, f"benchmarks.{key}")
+        for key in ("min_insert_rows_per_second", "max_dashboard_query_ms",
+                    "min_compression_percent", "max_storage_gb_per_month")
+    })
+    if thresholds.min_compression_percent > 100:
+        raise PlanError(where, "benchmarks.min_compression_percent", "a percentage cannot exceed 100")
+
+    backup = _section(data, "backup", where)
+    _known_keys(backup, {"keep_days", "keep_count"}, where, "backup")
+    policy = BackupPolicy(
+        keep_days=int(_number(backup.get("keep_days", 7), where, "backup.keep_days", minimum=0)),
+        keep_count=int(_number(backup.get("keep_count", 10), where, "backup.keep_count", minimum=1)),
+    )
+    return Plan(
+        path=Path(path) if path else None,
+        schema=_identifier(general.get("schema", "factory_telemetry"), where, "plan.schema"),
+        application_roles=_identifiers(general.get("application_roles", []), where, "plan.application_roles"),
+        allow_apache_edition=allow,
+        hypertables=hypertables,
+        benchmarks=thresholds,
+        backup=policy,
+    )
+
+
+def load_plan(migrations_dir: Path) -> Plan | None:
+    """Read ``plan.toml`` from a migrations directory; None when there is none."""
+    path = Path(migrations_dir) / PLAN_FILE_NAME
+    if not path.exists():
+        return None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib puts "(at line N, column M)" in its message: keep it, it is the location.
+        raise PlanError(path, "<syntax>", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(path, "<encoding>", f"not UTF-8 text: {exc}") from None
+    return parse_plan(data, path)

@@ -1,0 +1,21 @@
+"""The run's options, read once from the command line and pytest.ini into one frozen value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dsn: str | None            # may hold a password: never print it (see target.redact)
+    demo: bool                 # work on a throwaway server seeded like an MS5.0 site
+    server: str                # auto, local or docker: where throwaway servers come from
+    demo_scale: str            # legacy builder scale for the demo (tiny, demo, site)
+    migrations: Path           # the migration files and their plan.toml
+    reports: Path              # where HTML/JSON/JUnit reports go
+    backups: Path              # where backups are written
+    ready_timeout: float       # seconds a throwaway server may take to accept connections
+    restore: bool              # restore the backup when an execute step failed
+    keep_failed: bool          # keep the failed database (renamed) after a restore
+    rehearse: bool             # pre-flight applies pending migrations to a throwaway copy

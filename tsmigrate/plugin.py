@@ -1,0 +1,123 @@
+"""The pytest plugin: options, the target check before any test runs, outcome tracking.
+
+Only this module and fixtures/ know pytest; everything they call is plain Python.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .config import PlanError, load_plan
+from .options import RunOptions
+from .servers import SERVER_KINDS
+from .target import TargetError, resolve_target
+
+OPTIONS_KEY = pytest.StashKey[RunOptions]()
+# Each test's phase reports ("setup", "call", "teardown"), read back by teardown logic.
+PHASE_REPORTS_KEY = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tsmigrate", "PostgreSQL 15 to TimescaleDB migration")
+
+    def option(name: str, help: str, *, type: str = "string", default=None, choices=None, flag_only=False):
+        dest = name.replace("-", "_")
+        kwargs = dict(dest=dest, help=f"{help} (ini: {dest})" if not flag_only else help)
+        if type == "bool":
+            group.addoption(f"--{name}", action="store_true", default=None, **kwargs)
+        else:
+            group.addoption(f"--{name}", action="store", default=None, choices=choices, **kwargs)
+        if not flag_only:
+            parser.addini(dest, help=help, type=type, default=default)
+
+    option("dsn", "target database DSN; else libpq's PGHOST/PGDATABASE/PGSERVICE... variables")
+    option("demo", "work on a throwaway TimescaleDB server seeded like a real MS5.0 site", type="bool", default=False)
+    option("server", f"where throwaway servers come from: {', '.join(SERVER_KINDS)}", choices=SERVER_KINDS, default="auto")
+    option("demo-scale", "size of the demo's legacy data: tiny, demo or site", choices=("tiny", "demo", "site"), default="demo")
+    option("migrations", "directory of migration files and their plan.toml", default="migrations")
+    option("reports", "directory for HTML, JSON and JUnit reports", default="reports")
+    option("backups", "directory for backups taken before a run changes anything", default="backups")
+    option("ready-timeout", "seconds a throwaway server may take to start", default="60")
+    option("no-restore", "leave the database as a failed step left it (no automatic restore)", type="bool", default=False)
+    option("keep-failed", "after a restore, keep the failed database renamed for inspection", type="bool", default=True)
+    option("rehearse", "pre-flight applies pending migrations to a throwaway copy of the target", type="bool", default=True)
+
+
+def _value(config: pytest.Config, dest: str):
+    cli = config.getoption(dest)
+    return cli if cli is not None else config.getini(dest)
+
+
+def _path(config: pytest.Config, dest: str) -> Path:
+    raw = Path(str(_value(config, dest)))
+    if raw.is_absolute():
+        return raw
+    # A command-line path is relative to where the user stands; an ini one to the ini file.
+    base = Path.cwd() if config.getoption(dest) is not None else config.rootpath
+    return (base / raw).resolve()
+
+
+def read_options(config: pytest.Config) -> RunOptions:
+    try:
+        ready_timeout = float(_value(config, "ready_timeout"))
+    except ValueError:
+        raise pytest.UsageError(f"--ready-timeout must be a number of seconds, got {_value(config, 'ready_timeout')!r}")
+    return RunOptions(
+        dsn=_value(config, "dsn") or None,
+        demo=bool(_value(config, "demo")),
+        server=str(_value(config, "server")),
+        demo_scale=str(_value(config, "demo_scale")),
+        migrations=_path(config, "migrations"),
+        reports=_path(config, "reports"),
+        backups=_path(config, "backups"),
+        ready_timeout=ready_timeout,
+        restore=not bool(_value(config, "no_restore")),
+        keep_failed=bool(_value(config, "keep_failed")),
+        rehearse=bool(_value(config, "rehearse")),
+    )
+
+
+def options_of(config: pytest.Config) -> RunOptions:
+    return config.stash[OPTIONS_KEY]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[OPTIONS_KEY] = read_options(config)
+    config.addinivalue_line("markers", "needs_community: needs TimescaleDB's community edition (compression, retention)")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to start when checks need a target and none was given, before any test runs."""
+    options = options_of(config)
+    if not any("target" in getattr(item, "fixturenames", ()) for item in items):
+        return
+    if options.demo and options.dsn:
+        raise pytest.UsageError("give either --demo or a target (--dsn), not both")
+    if not options.demo:
+        try:
+            resolve_target(options.dsn)
+        except TargetError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    if options.migrations.is_dir():
+        try:
+            load_plan(options.migrations)
+        except PlanError as exc:
+            raise pytest.UsageError(f"invalid migration plan: {exc}") from None
+    else:
+        raise pytest.UsageError(f"migrations directory {options.migrations} does not exist; "
+                                "point --migrations at the directory that holds the migration files")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
+    return report
+
+
+def item_failed(item: pytest.Item) -> bool:
+    """Whether any phase of this test failed (for teardown that must know)."""
+    return any(r.failed for r in item.stash.get(PHASE_REPORTS_KEY, {}).values())

@@ -1,0 +1,77 @@
+"""TimescaleDB: which edition is installed or running, and what it can do.
+
+The apache edition (what Debian builds) has hypertables but no native compression,
+compression/retention policies or continuous aggregates; the community edition
+(license 'timescale') has them all.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+APACHE = "apache"
+COMMUNITY = "community"
+APACHE_LACKS = "native compression, compression and retention policies, continuous aggregates"
+
+
+@dataclass(frozen=True)
+class InstalledTimescale:
+    version: str
+    edition: str  # apache or community
+
+
+def installed_timescaledb(pg_config: str | None = None) -> InstalledTimescale | None:
+    """The TimescaleDB files installed for the local PostgreSQL, or None."""
+    pg_config = pg_config or shutil.which("pg_config")
+    if not pg_config:
+        return None
+    def ask(flag: str) -> Path:
+        return Path(subprocess.run([pg_config, flag], capture_output=True, text=True, check=True).stdout.strip())
+    control = ask("--sharedir") / "extension" / "timescaledb.control"
+    libdir = ask("--pkglibdir")
+    if not control.exists() or not (libdir / "timescaledb.so").exists():
+        return None
+    match = re.search(r"default_version\s*=\s*'([^']+)'", control.read_text())
+    version = match.group(1) if match else "unknown"
+    edition = COMMUNITY if list(libdir.glob("timescaledb-tsl-*.so")) else APACHE
+    return InstalledTimescale(version, edition)
+
+
+@dataclass(frozen=True)
+class ServerTimescale:
+    """What a running server offers: available/installed versions, preload and edition."""
+
+    available_version: str | None
+    installed_version: str | None  # in the connected database
+    preloaded: bool
+    license: str | None            # 'apache' or 'timescale' once loaded
+
+    @property
+    def edition(self) -> str | None:
+        if self.license is None:
+            return None
+        return APACHE if self.license == "apache" else COMMUNITY
+
+    @property
+    def has_compression(self) -> bool:
+        return self.edition == COMMUNITY
+
+
+def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
+    available = conn.execute(
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    installed = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+    license_row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+    return ServerTimescale(
+        available_version=available[0] if available else None,
+        installed_version=installed[0] if installed else None,
+        preloaded="timescaledb" in [p.strip() for p in preload.split(",")],
+        license=license_row[0] or None if license_row else None,
+    )
