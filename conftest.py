@@ -4,4 +4,5 @@ pytest_plugins = (
     "fixtures.target",
     "fixtures.servers",
     "fixtures.plan",
+    "fixtures.run",
 )

@@ -19,3 +19,4 @@ class RunOptions:
     restore: bool              # restore the backup when an execute step failed
     keep_failed: bool          # keep the failed database (renamed) after a restore
     rehearse: bool             # pre-flight applies pending migrations to a throwaway copy
+    resolve_interrupted: bool  # accept non-transactional steps a killed run left half done

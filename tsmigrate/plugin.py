@@ -11,10 +11,13 @@ import pytest
 
 from .config import PlanError, load_plan
 from .options import RunOptions
+from .run import plan_steps
 from .servers import SERVER_KINDS
+from .summary import RunSummary
 from .target import TargetError, resolve_target
 
 OPTIONS_KEY = pytest.StashKey[RunOptions]()
+SUMMARY_KEY = pytest.StashKey[RunSummary]()
 # Each test's phase reports ("setup", "call", "teardown"), read back by teardown logic.
 PHASE_REPORTS_KEY = pytest.StashKey[dict]()
 
@@ -43,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("no-restore", "leave the database as a failed step left it (no automatic restore)", type="bool", default=False)
     option("keep-failed", "after a restore, keep the failed database renamed for inspection", type="bool", default=True)
     option("rehearse", "pre-flight applies pending migrations to a throwaway copy of the target", type="bool", default=True)
+    option("resolve-interrupted", "mark steps a killed run left half done as interrupted and go on", type="bool", default=False)
 
 
 def _value(config: pytest.Config, dest: str):
@@ -76,6 +80,7 @@ def read_options(config: pytest.Config) -> RunOptions:
         restore=not bool(_value(config, "no_restore")),
         keep_failed=bool(_value(config, "keep_failed")),
         rehearse=bool(_value(config, "rehearse")),
+        resolve_interrupted=bool(_value(config, "resolve_interrupted")),
     )
 
 
@@ -83,10 +88,31 @@ def options_of(config: pytest.Config) -> RunOptions:
     return config.stash[OPTIONS_KEY]
 
 
+def summary_of(config: pytest.Config) -> RunSummary:
+    return config.stash[SUMMARY_KEY]
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = read_options(config)
-    config.addinivalue_line("markers", "needs_community: needs TimescaleDB's community edition (compression, retention)")
+    config.stash[SUMMARY_KEY] = RunSummary()
+    for marker in ("preflight: a pre-flight check (its failure means NO-GO)",
+                   "execute: a migration step",
+                   "postflight: a post-flight check",
+                   "needs_community: needs TimescaleDB's community edition (compression, retention)"):
+        config.addinivalue_line("markers", marker)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One execute test per step: each migration file in version order, then each planned table."""
+    if "step" in metafunc.fixturenames:
+        options = options_of(metafunc.config)
+        try:
+            plan = load_plan(options.migrations)
+        except PlanError:
+            plan = None  # reported once, at collection, by pytest_collection_modifyitems
+        steps = plan_steps(options.migrations, plan) if options.migrations.is_dir() else []
+        metafunc.parametrize("step", steps, ids=[s.label for s in steps])
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -115,7 +141,25 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
+    if report.failed:
+        summary = summary_of(item.config)
+        summary.failed_tests.append(item.nodeid)
+        if item.get_closest_marker("preflight") is not None:
+            summary.preflight_failures.append(item.nodeid)
     return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    """The verdict is the last thing the run prints."""
+    summary = summary_of(config)
+    if not summary.target:
+        return
+    lines = summary.banner_lines()
+    good = summary.verdict() in ("GO", "SUCCESS")
+    terminalreporter.write_sep("=", lines[0], green=good, red=not good, bold=True)
+    for line in lines[1:]:
+        terminalreporter.write_line(line, red=not good)
 
 
 def item_failed(item: pytest.Item) -> bool:

@@ -1,0 +1,31 @@
+"""The migration steps, one test each, in order: migration files by version, then conversions.
+
+The first change takes the backup; after a failed step the rest are skipped, and the run
+ends by restoring the backup and proving it (see fixtures/run.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tsmigrate.conversion import ConversionError, is_hypertable
+from tsmigrate.migrations import MigrationError
+
+pytestmark = [pytest.mark.order(2), pytest.mark.execute]
+
+
+def test_step(step, migration_run, target):
+    if migration_run.failed is not None:
+        pytest.skip(f"not run: {migration_run.failed.label} failed before it")
+    try:
+        outcome = migration_run.apply(step)
+    except (MigrationError, ConversionError) as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if outcome.status == "already applied":
+        pytest.skip(f"{step.label} already applied on {outcome.details['applied_at']} by {outcome.details['by']}")
+    entry = migration_run.applied_entry(step)
+    assert entry is not None and entry.sha256 == step.sha256, f"{step.label}: the ledger does not record it as applied"
+    if step.hypertable is not None:
+        with target.connect() as conn:
+            assert is_hypertable(conn, migration_run.schema, step.hypertable.table), \
+                f"{step.label}: {step.hypertable.table} is not a hypertable after its conversion"

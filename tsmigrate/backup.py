@@ -1,0 +1,366 @@
+"""Backups the run owns: dump, manifest, verification, pruning and a restore that never leaves
+the user without a database.
+
+A backup is a directory ``<backups>/<dbname>-<UTC time>/`` holding
+- ``dump/``: pg_dump directory format (parallel jobs), taken in the same snapshot as
+- ``manifest.json``: versions, database settings, sizes and sha256 of every file, and the
+  content fingerprint of every table, computed in that snapshot;
+- ``roles.sql``: the cluster's roles as far as the connected role may read them.
+Everything is readable by its owner only.
+
+Restore: a new database is created and filled from the dump, its fingerprints are checked
+against the manifest, and only then are names swapped (the failed database is kept under a
+new name unless told otherwise). TimescaleDB needs timescaledb_pre_restore() and
+post_restore() around pg_restore, and the same extension version as the dump.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .fingerprint import TableFingerprint, compare, fingerprint_database, user_tables
+from .target import Target, redact
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+DUMP_DIR = "dump"
+ROLES_FILE = "roles.sql"
+NAME_PATTERN = re.compile(r"^(?P<db>.+)-(?P<stamp>\d{8}T\d{6}Z)$")
+
+
+class BackupError(RuntimeError):
+    """A backup could not be taken, verified or restored. Says what and what to do."""
+
+
+@dataclass
+class Backup:
+    path: Path
+    manifest: dict = field(repr=False)
+
+    @property
+    def dump_dir(self) -> Path:
+        return self.path / DUMP_DIR
+
+    @property
+    def fingerprints(self) -> dict[str, TableFingerprint]:
+        return {k: TableFingerprint.from_dict(v) for k, v in self.manifest["fingerprints"].items()}
+
+    @property
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256((self.path / MANIFEST).read_bytes()).hexdigest()
+
+    @classmethod
+    def load(cls, path: Path) -> "Backup":
+        manifest_path = Path(path) / MANIFEST
+        try:
+            return cls(Path(path), json.loads(manifest_path.read_text()))
+        except FileNotFoundError:
+            raise BackupError(f"{path} is not a backup: it has no {MANIFEST}") from None
+        except json.JSONDecodeError as exc:
+            raise BackupError(f"{manifest_path} is damaged (not JSON: {exc})") from None
+
+
+# -- client tools --------------------------------------------------------------------------------
+
+def tool(name: str) -> str:
+    """Path of a PostgreSQL client program; prefers the server's bin directory from pg_config."""
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
+        if bindir and (Path(bindir) / name).exists():
+            return str(Path(bindir) / name)
+    found = shutil.which(name)
+    if not found:
+        raise BackupError(f"{name} not found; install the PostgreSQL client programs (postgresql-client-15)")
+    return found
+
+
+def tool_major(name: str) -> int:
+    out = subprocess.run([tool(name), "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
+    if not match:
+        raise BackupError(f"cannot read the version of {name} from {out.strip()!r}")
+    return int(match.group(1))
+
+
+def _client_env(target: Target) -> tuple[str, dict[str, str]]:
+    """A conninfo without password for the command line, and an environment carrying it."""
+    params = conninfo_to_dict(target.conninfo) if target.conninfo else {}
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password:
+        env["PGPASSWORD"] = password
+    return make_conninfo(**params) if params else "", env
+
+
+def _files_of(directory: Path) -> dict[str, dict]:
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        files[str(path.relative_to(directory))] = {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return files
+
+
+def _database_facts(conn: psycopg.Connection) -> dict:
+    row = conn.execute("""
+        SELECT d.datname, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
+               pg_database_size(d.oid), current_setting('server_version'), current_setting('server_version_num')::int,
+               (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),
+               array(SELECT unnest(s.setconfig) FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0),
+               array(SELECT format('%s %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                                   a.privilege_type)
+                       FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba)
+          FROM pg_database d WHERE d.datname = current_database()""").fetchone()
+    keys = ("database", "owner", "encoding", "collate", "ctype", "size_bytes", "server_version",
+            "server_version_num", "timescaledb_version", "settings", "grants")
+    return dict(zip(keys, row))
+
+
+def _run_with_progress(args: list[str], env: dict, what: str, total: int, counter: re.Pattern) -> None:
+    """Run a pg_dump/pg_restore (-v) and log progress every few seconds from its verbose output."""
+    started = last = time.monotonic()
+    done, tail = 0, []
+    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            umask=0o077)
+    for line in proc.stderr:
+        tail = (tail + [line.rstrip()])[-20:]
+        if counter.search(line):
+            done += 1
+            now = time.monotonic()
+            if now - last >= 2:
+                rate = done / (now - started)
+                left = (total - done) / rate if rate > 0 and total > done else 0
+                log.info("%s: %d of %d tables (%.1f tables/s, about %.0f s left)", what, done, total, rate, left)
+                last = now
+    if proc.wait() != 0:
+        raise BackupError(f"{what} failed (exit {proc.returncode}):\n  " +
+                          "\n  ".join(redact(l, (env.get("PGPASSWORD", ""),)) for l in tail if l))
+    log.info("%s: %d tables in %.1f s", what, done, time.monotonic() - started)
+
+
+# -- taking a backup ------------------------------------------------------------------------------
+
+def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: datetime | None = None) -> Backup:
+    """Dump the target with a manifest and fingerprints from the same snapshot, then verify it."""
+    backups_dir = Path(backups_dir)
+    backups_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with target.connect() as conn:
+        facts = _database_facts(conn)
+        server_major = facts["server_version_num"] // 10000
+        dump_major = tool_major("pg_dump")
+        if dump_major < server_major:
+            raise BackupError(f"pg_dump is version {dump_major} but the server is {server_major}; "
+                              f"install postgresql-client-{server_major}")
+        free = shutil.disk_usage(backups_dir).free
+        needed = int(facts["size_bytes"] * 1.1) + (64 << 20)
+        if free < needed:
+            raise BackupError(f"not enough free room for the backup in {backups_dir}: {free / 2**30:.2f} GiB free, "
+                              f"about {needed / 2**30:.2f} GiB needed (database size {facts['size_bytes'] / 2**30:.2f} GiB). "
+                              "Free room there or point --backups at a larger disk.")
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    path = backups_dir / f"{facts['database']}-{stamp}"
+    path.mkdir(mode=0o700)
+    try:
+        return _take_backup(target, path, facts, jobs)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
+    conninfo, env = _client_env(target)
+    with target.connect(autocommit=False) as snap:
+        snap.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = snap.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        tables = user_tables(snap)
+        log.info("backup: fingerprinting %d tables in snapshot %s", len(tables), snapshot)
+        fingerprints = fingerprint_database(
+            snap, tables, progress=lambda i, n, fp, s: log.info(
+                "backup: fingerprinted %s (%d rows), %d of %d", fp.name, fp.rows, i, n) if s > 2 else None)
+        args = [tool("pg_dump"), "-Fd", "-j", str(max(1, jobs)), "-v", f"--snapshot={snapshot}",
+                "-f", str(path / DUMP_DIR), "-d", conninfo]
+        _run_with_progress(args, env, "backup (pg_dump)", len(tables), re.compile(r"dumping contents of table"))
+        snap.rollback()
+
+    roles_note = _dump_roles(target, path, env)
+    manifest = {
+        "format": 1,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "target": target.describe(),
+        **facts,
+        "pg_dump_version": tool_major("pg_dump"),
+        "roles": roles_note,
+        "files": _files_of(path),
+        "fingerprints": {k: v.to_dict() for k, v in fingerprints.items()},
+    }
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    for p in [path, *path.rglob("*")]:
+        p.chmod(0o700 if p.is_dir() else 0o600)
+    backup = Backup(path, json.loads((path / MANIFEST).read_text()))
+    problems = verify_backup(backup)
+    if problems:
+        raise BackupError(f"the backup in {path} failed verification: " + "; ".join(problems))
+    log.info("backup: %s verified (%d files, %.1f MB)", path, len(manifest["files"]),
+             sum(f["size"] for f in manifest["files"].values()) / 1e6)
+    return backup
+
+
+def _dump_roles(target: Target, path: Path, env: dict) -> str:
+    conninfo, _ = _client_env(target)
+    args = [tool("pg_dumpall"), "--roles-only", "--no-role-passwords", "-f", str(path / ROLES_FILE), "-d", conninfo]
+    result = subprocess.run(args, env=env, capture_output=True, text=True, umask=0o077)
+    if result.returncode != 0:
+        (path / ROLES_FILE).unlink(missing_ok=True)
+        return f"not saved: the connected role may not read them ({redact(result.stderr.strip()[:200])})"
+    return f"saved in {ROLES_FILE} (without passwords)"
+
+
+# -- verification and pruning ---------------------------------------------------------------------
+
+def verify_backup(backup: Backup) -> list[str]:
+    """Problems found: files that differ from the manifest, or a dump pg_restore cannot read."""
+    problems = []
+    expected = backup.manifest.get("files", {})
+    actual = _files_of(backup.path)
+    for name, meta in expected.items():
+        got = actual.get(name)
+        if got is None:
+            problems.append(f"{name} is missing")
+        elif got != meta:
+            problems.append(f"{name} differs from the manifest (size {got['size']} vs {meta['size']}, sha256 changed)")
+    for name in sorted(set(actual) - set(expected)):
+        problems.append(f"{name} is not in the manifest")
+    if not problems:
+        result = subprocess.run([tool("pg_restore"), "-l", str(backup.dump_dir)], capture_output=True, text=True)
+        if result.returncode != 0:
+            problems.append(f"pg_restore cannot read the dump's table of contents: {result.stderr.strip()[:300]}")
+    return problems
+
+
+def prune_backups(backups_dir: Path, dbname: str, *, keep_days: int, keep_count: int, keep: Path | None = None,
+                  now: datetime | None = None) -> list[Path]:
+    """Remove this database's backups older than keep_days beyond the newest keep_count."""
+    now = now or datetime.now(timezone.utc)
+    mine = []
+    for p in Path(backups_dir).glob(f"{dbname}-*"):
+        m = NAME_PATTERN.match(p.name)
+        if p.is_dir() and m and m["db"] == dbname:
+            mine.append((datetime.strptime(m["stamp"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc), p))
+    mine.sort(reverse=True)
+    removed = []
+    for i, (stamp, p) in enumerate(mine):
+        if i < keep_count or (keep and p.resolve() == Path(keep).resolve()):
+            continue
+        if now - stamp > timedelta(days=keep_days):
+            shutil.rmtree(p)
+            removed.append(p)
+    return removed
+
+
+# -- restore --------------------------------------------------------------------------------------
+
+@dataclass
+class RestoreOutcome:
+    database: str
+    identical: bool
+    differences: list[str]
+    kept_failed_as: str | None
+    seconds: float
+
+    def summary(self) -> str:
+        if self.identical:
+            kept = f"; the failed database is kept as {self.kept_failed_as}" if self.kept_failed_as else ""
+            return f"RESTORED: {self.database} is identical to the backup (every table's fingerprint matches){kept}"
+        return f"RESTORE NOT PROVEN: {self.database} differs from the backup: " + "; ".join(self.differences)
+
+
+def _terminate(admin: psycopg.Connection, dbname: str) -> None:
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
+
+
+def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, jobs: int = 2) -> RestoreOutcome:
+    """Restore into a new database, prove it, then swap names. Close your own connections first."""
+    started = time.monotonic()
+    problems = verify_backup(backup)
+    if problems:
+        raise BackupError(f"will not restore from {backup.path}: " + "; ".join(problems))
+    m = backup.manifest
+    dbname = m["database"]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    new_name, failed_name = f"{dbname}_restore_{stamp}"[:63], f"{dbname}_failed_{stamp}"[:63]
+    admin_target = target.with_dbname("postgres")
+    with admin_target.connect() as admin:
+        ts_version = m.get("timescaledb_version")
+        if ts_version:
+            available = admin.execute("SELECT 1 FROM pg_available_extension_versions WHERE name = 'timescaledb' "
+                                      "AND version = %s", (ts_version,)).fetchone()
+            if not available:
+                raise BackupError(f"the backup was taken with TimescaleDB {ts_version}, which this server does not "
+                                  f"offer; install that version to restore {backup.path}")
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+            sql.Identifier(new_name), sql.Identifier(m["owner"]), sql.Literal(m["encoding"]),
+            sql.Literal(m["collate"]), sql.Literal(m["ctype"])))
+    new_target = target.with_dbname(new_name)
+    try:
+        if ts_version:
+            with new_target.connect() as conn:
+                conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
+                conn.execute("SELECT timescaledb_pre_restore()")
+        conninfo, env = _client_env(new_target)
+        args = [tool("pg_restore"), "-j", str(max(1, jobs)), "-v", "--exit-on-error", "-d", conninfo, str(backup.dump_dir)]
+        tables = len(m["fingerprints"])
+        _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"))
+        with new_target.connect() as conn:
+            if ts_version:
+                conn.execute("SELECT timescaledb_post_restore()")
+            for setting in m.get("settings") or []:
+                name, _, value = setting.partition("=")
+                conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(new_name), sql.Identifier(name), sql.Literal(value)))
+            for grant in m.get("grants") or []:
+                grantee, privilege = grant.rsplit(" ", 1)
+                conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                    sql.SQL(privilege), sql.Identifier(new_name), sql.SQL(grantee)))
+            differences = compare(backup.fingerprints, fingerprint_database(conn, list(
+                tuple(k.split(".", 1)) for k in backup.fingerprints)))
+        if differences:
+            raise BackupError(f"the restored copy {new_name} does not match the backup: "
+                              + "; ".join(map(str, differences)) + f". {dbname} was left as it is.")
+    except BaseException:
+        with admin_target.connect() as admin:
+            _terminate(admin, new_name)
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(new_name)))
+        raise
+
+    with admin_target.connect() as admin:
+        _terminate(admin, dbname)
+        admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(dbname), sql.Identifier(failed_name)))
+        admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(new_name), sql.Identifier(dbname)))
+        if not keep_failed:
+            _terminate(admin, failed_name)
+            admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(failed_name)))
+    # The proof, on the database under its own name again.
+    with target.connect() as conn:
+        differences = compare(backup.fingerprints, fingerprint_database(conn, list(
+            tuple(k.split(".", 1)) for k in backup.fingerprints)))
+    return RestoreOutcome(dbname, not differences, [str(d) for d in differences],
+                          failed_name if keep_failed else None, time.monotonic() - started)

@@ -1,0 +1,363 @@
+"""Turn a planned table into a hypertable, whatever its legacy shape.
+
+For a populated legacy table, in one transaction:
+1. NULL time values get the plan's rule (refuse, from_column, previous_by, constant); the
+   key of every row filled is recorded in ``tsmigrate.time_fills`` so nothing changes silently
+   and the content check can still see the rows as they were.
+2. A primary key or unique constraint that leaves out the time column is rebuilt, under the
+   same name, with the time column added (TimescaleDB requires it). Columns whose values the
+   application looks up (``keep_unique``, e.g. the bigserial id) keep an index of their own;
+   their uniqueness is carried by their sequence.
+3. Views that depend on a rebuilt constraint are dropped and recreated with their grants.
+4. ``create_hypertable(..., migrate_data => true)`` with the planned chunk interval.
+5. Compression settings and policies and retention policies where the edition has them;
+   otherwise they are recorded as skipped, with the reason.
+A table that is already a hypertable is recognised and left as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from .config import HypertablePlan
+from .fingerprint import OWN_SCHEMA
+from .timescale import APACHE_LACKS
+
+log = logging.getLogger(__name__)
+
+FILLS_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA};
+CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.time_fills (
+    table_schema text NOT NULL,
+    table_name   text NOT NULL,
+    time_column  text NOT NULL,
+    row_key      jsonb NOT NULL,      -- the row's legacy primary key values, as a JSON array
+    filled_with  timestamptz NOT NULL,
+    rule         text NOT NULL,
+    filled_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_schema, table_name, row_key)
+);
+"""
+
+_ORDER = re.compile(r"^(\w+)(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(FIRST|LAST))?$", re.IGNORECASE)
+
+
+class ConversionError(RuntimeError):
+    """The table cannot be converted as planned; the message says why and what to do."""
+
+
+@dataclass
+class ConversionResult:
+    table: str
+    already_hypertable: bool = False
+    rows: int = 0
+    nulls_filled: int = 0
+    keys_rebuilt: list[str] = field(default_factory=list)
+    views_recreated: list[str] = field(default_factory=list)
+    compression: str = "not planned"
+    retention: str = "not planned"
+    chunks: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_sha256(h: HypertablePlan) -> str:
+    """A checksum of a table's plan entry, for the ledger."""
+    text = json.dumps({k: str(v) for k, v in asdict(h).items()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _one(conn, query, params=()):
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def is_hypertable(conn: psycopg.Connection, schema: str, table: str) -> bool:
+    if _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'") is None:
+        return False
+    return _one(conn, "SELECT 1 FROM timescaledb_information.hypertables "
+                      "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, table)) is not None
+
+
+def time_dimension(conn: psycopg.Connection, schema: str, table: str) -> tuple[str, object] | None:
+    row = conn.execute("""SELECT column_name, time_interval FROM timescaledb_information.dimensions
+                           WHERE hypertable_schema = %s AND hypertable_name = %s AND dimension_number = 1""",
+                       (schema, table)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def primary_key_columns(conn: psycopg.Connection, regclass: str) -> list[str]:
+    rows = conn.execute("""SELECT a.attname FROM pg_constraint c
+                             JOIN LATERAL unnest(c.conkey) WITH ORDINALITY k(attnum, n) ON true
+                             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+                            WHERE c.conrelid = %s::regclass AND c.contype = 'p' ORDER BY k.n""",
+                        (regclass,)).fetchall()
+    return [r[0] for r in rows]
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    name: str
+    kind: str            # 'p' primary key, 'u' unique constraint, 'i' unique index without constraint
+    columns: tuple[str, ...]
+    oid: int
+
+
+def keys_without_time(conn: psycopg.Connection, regclass: str, time_column: str) -> list[UniqueKey]:
+    """Primary keys, unique constraints and unique indexes of the table that leave out the time column."""
+    rows = conn.execute("""
+        SELECT coalesce(c.conname, i.relname), coalesce(c.contype::text, 'i'),
+               array(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
+                       JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n),
+               coalesce(c.oid, i.oid),
+               x.indexprs IS NOT NULL OR x.indpred IS NOT NULL
+          FROM pg_index x
+          JOIN pg_class i ON i.oid = x.indexrelid
+          LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.contype IN ('p', 'u')
+         WHERE x.indrelid = %s::regclass AND x.indisunique
+        """, (regclass,)).fetchall()
+    keys = []
+    for name, kind, columns, oid, has_expressions in rows:
+        if time_column in columns:
+            continue
+        if has_expressions:
+            raise ConversionError(f"unique index {name} on {regclass} uses expressions or a WHERE clause and "
+                                  f"leaves out {time_column}; rewrite it to include {time_column} before converting")
+        keys.append(UniqueKey(name, kind, tuple(columns), oid))
+    return keys
+
+
+def referencing_foreign_keys(conn: psycopg.Connection, regclass: str) -> list[str]:
+    rows = conn.execute("""SELECT conrelid::regclass::text || ' (' || conname || ')' FROM pg_constraint
+                            WHERE contype = 'f' AND confrelid = %s::regclass AND conrelid <> confrelid""",
+                        (regclass,)).fetchall()
+    return [r[0] for r in rows]
+
+
+@dataclass(frozen=True)
+class SavedView:
+    schema: str
+    name: str
+    materialized: bool
+    definition: str
+    owner: str
+    grants: tuple[tuple[str, str], ...]  # (grantee, privilege)
+
+
+def views_depending_on(conn: psycopg.Connection, object_oids: list[int]) -> list[SavedView]:
+    """Views and materialized views whose rules depend on the given constraints/indexes."""
+    if not object_oids:
+        return []
+    rows = conn.execute("""
+        SELECT DISTINCT n.nspname, v.relname, v.relkind = 'm', pg_get_viewdef(v.oid), pg_get_userbyid(v.relowner), v.oid
+          FROM pg_depend d
+          JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
+          JOIN pg_class v ON v.oid = r.ev_class
+          JOIN pg_namespace n ON n.oid = v.relnamespace
+         WHERE d.refobjid = ANY(%s) AND v.relkind IN ('v', 'm')
+        """, (object_oids,)).fetchall()
+    saved = []
+    for schema, name, materialized, definition, owner, oid in rows:
+        grants = conn.execute("""SELECT grantee, privilege_type FROM information_schema.role_table_grants
+                                  WHERE table_schema = %s AND table_name = %s AND grantee <> %s""",
+                              (schema, name, owner)).fetchall()
+        saved.append(SavedView(schema, name, materialized, definition, owner, tuple(grants)))
+    return saved
+
+
+def _fill_nulls(conn: psycopg.Connection, schema: str, h: HypertablePlan, key_columns: list[str]) -> int:
+    table = sql.Identifier(schema, h.table)
+    col = sql.Identifier(h.time_column)
+    nulls = _one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col))
+    if not nulls:
+        return 0
+    rule = h.null_time
+    where = f"{schema}.{h.table}.{h.time_column}"
+    if rule.kind == "refuse":
+        raise ConversionError(
+            f"{where} has {nulls} rows with a NULL time value and the plan's rule for them is 'refuse'. "
+            f"Fill them yourself, or set null_time for [hypertables.{h.table}] in plan.toml "
+            "(from_column:<column>, previous_by:<column> or constant:<timestamp>).")
+    if not key_columns:
+        raise ConversionError(f"{where} has {nulls} NULL time values to fill but no primary key to record "
+                              "which rows were filled; add a primary key first")
+    if rule.kind == "from_column":
+        value = sql.SQL("t.{}::timestamptz").format(sql.Identifier(rule.argument))
+    elif rule.kind == "previous_by":
+        by = sql.Identifier(rule.argument)
+        value = sql.SQL("""coalesce(
+            (SELECT p.{col} FROM {table} p WHERE p.{by} < t.{by} AND p.{col} IS NOT NULL ORDER BY p.{by} DESC LIMIT 1),
+            (SELECT p.{col} FROM {table} p WHERE p.{by} > t.{by} AND p.{col} IS NOT NULL ORDER BY p.{by} ASC LIMIT 1))"""
+                        ).format(col=col, table=table, by=by)
+    else:
+        value = sql.SQL("{}::timestamptz").format(sql.Literal(rule.argument))
+    key = sql.SQL("jsonb_build_array({})").format(sql.SQL(", ").join(sql.Identifier("t", c) for c in key_columns))
+    conn.execute(FILLS_DDL)
+    # Record first (key and value), then update from the record: one computation, kept for audit.
+    recorded = conn.execute(sql.SQL("""
+        INSERT INTO {fills} (table_schema, table_name, time_column, row_key, filled_with, rule)
+        SELECT {schema}, {name}, {colname}, {key}, v, {rule}
+          FROM (SELECT t.*, {value} AS v FROM {table} t WHERE t.{col} IS NULL) t
+         WHERE v IS NOT NULL
+        ON CONFLICT DO NOTHING""").format(
+        fills=sql.Identifier(OWN_SCHEMA, "time_fills"), schema=sql.Literal(schema), name=sql.Literal(h.table),
+        colname=sql.Literal(h.time_column), key=key, value=value, rule=sql.Literal(str(rule)), table=table,
+        col=col)).rowcount
+    conn.execute(sql.SQL("""
+        UPDATE {table} t SET {col} = f.filled_with
+          FROM {fills} f
+         WHERE t.{col} IS NULL AND f.table_schema = {schema} AND f.table_name = {name} AND f.row_key = {key}
+        """).format(table=table, col=col, fills=sql.Identifier(OWN_SCHEMA, "time_fills"),
+                    schema=sql.Literal(schema), name=sql.Literal(h.table), key=key))
+    left = _one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col))
+    if left:
+        raise ConversionError(f"{where}: rule {rule} left {left} of {nulls} NULL time values unfilled "
+                              f"(no value to take from); choose another null_time rule in plan.toml")
+    log.info("%s: filled %d NULL time values by rule %s (recorded in %s.time_fills)", where, recorded, rule, OWN_SCHEMA)
+    return recorded
+
+
+def _rebuild_key(conn: psycopg.Connection, schema: str, table: str, key: UniqueKey, time_column: str) -> None:
+    t = sql.Identifier(schema, table)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*key.columns, time_column))
+    name = sql.Identifier(key.name)
+    if key.kind in ("p", "u"):
+        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(t, name))
+        kind = sql.SQL("PRIMARY KEY" if key.kind == "p" else "UNIQUE")
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} ({})").format(t, name, kind, columns))
+    else:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, key.name)))
+        conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(name, t, columns))
+
+
+def _recreate_view(conn: psycopg.Connection, view: SavedView) -> None:
+    ident = sql.Identifier(view.schema, view.name)
+    kind = sql.SQL("MATERIALIZED VIEW" if view.materialized else "VIEW")
+    conn.execute(sql.SQL("CREATE {} {} AS {}").format(kind, ident, sql.SQL(view.definition.rstrip().rstrip(";"))))
+    conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(kind, ident, sql.Identifier(view.owner)))
+    for grantee, privilege in view.grants:
+        target = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), ident, target))
+
+
+def _order_by_clause(items: tuple[str, ...]) -> str:
+    parts = []
+    for item in items:
+        m = _ORDER.match(item)
+        if not m:
+            raise ConversionError(f"compress_order_by item {item!r} is not 'column [ASC|DESC]'")
+        part = sql.Identifier(m.group(1)).as_string(None)
+        if m.group(2):
+            part += " " + m.group(2).upper()
+        if m.group(3):
+            part += " NULLS " + m.group(3).upper()
+        parts.append(part)
+    return ", ".join(parts)
+
+
+def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has_compression: bool,
+                   result: ConversionResult) -> None:
+    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(h.table).as_string(None)}"
+    if h.wants_compression:
+        if not has_compression:
+            result.compression = f"skipped: this server's TimescaleDB is the apache edition (no {APACHE_LACKS})"
+        else:
+            options = [sql.SQL("timescaledb.compress")]
+            if h.compress_segment_by:
+                options.append(sql.SQL("timescaledb.compress_segmentby = {}").format(
+                    sql.Literal(", ".join(sql.Identifier(c).as_string(None) for c in h.compress_segment_by))))
+            if h.compress_order_by:
+                options.append(sql.SQL("timescaledb.compress_orderby = {}").format(
+                    sql.Literal(_order_by_clause(h.compress_order_by))))
+            conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(sql.Identifier(schema, h.table),
+                                                                   sql.SQL(", ").join(options)))
+            if h.compress_after:
+                conn.execute("SELECT add_compression_policy(%s::regclass, compress_after => %s::interval, "
+                             "if_not_exists => true)", (regclass, h.compress_after.text))
+            result.compression = f"enabled, compress after {h.compress_after}" if h.compress_after else "enabled"
+    if h.wants_retention:
+        if not has_compression:  # retention policies come with the same (community) edition
+            result.retention = f"skipped: this server's TimescaleDB is the apache edition (no {APACHE_LACKS})"
+        else:
+            conn.execute("SELECT add_retention_policy(%s::regclass, drop_after => %s::interval, if_not_exists => true)",
+                         (regclass, h.drop_after.text))
+            result.retention = f"drop chunks older than {h.drop_after}"
+
+
+def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, has_compression: bool) -> ConversionResult:
+    """Convert one planned table (the caller owns the transaction)."""
+    started = time.monotonic()
+    result = ConversionResult(table=f"{schema}.{h.table}")
+    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(h.table).as_string(None)}"
+    if _one(conn, "SELECT to_regclass(%s)", (regclass,)) is None:
+        raise ConversionError(f"table {schema}.{h.table} named in plan.toml does not exist in the target database; "
+                              "fix the table name in the plan or run the migration that creates it")
+    if _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'") is None:
+        raise ConversionError("the timescaledb extension is not created in the target database; a migration "
+                              "must run CREATE EXTENSION timescaledb before the conversion steps")
+    if is_hypertable(conn, schema, h.table):
+        column, interval = time_dimension(conn, schema, h.table)
+        if column != h.time_column:
+            raise ConversionError(f"{schema}.{h.table} is already a hypertable on column {column}, but the plan says "
+                                  f"{h.time_column}; a hypertable cannot change its time column: fix the plan")
+        result.already_hypertable = True
+        log.info("%s is already a hypertable on %s (chunk interval %s); leaving it as it is", result.table, column, interval)
+        apply_policies(conn, schema, h, has_compression, result)
+        result.seconds = time.monotonic() - started
+        return result
+
+    column_type = _one(conn, """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                                 WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped""",
+                       (regclass, h.time_column))
+    if column_type is None:
+        raise ConversionError(f"{schema}.{h.table} has no column {h.time_column} (the plan's time_column)")
+    if column_type not in ("timestamp with time zone", "timestamp without time zone", "date"):
+        raise ConversionError(f"{schema}.{h.table}.{h.time_column} is {column_type}; a time column must be "
+                              "timestamptz, timestamp or date")
+    foreign = referencing_foreign_keys(conn, regclass)
+    if foreign:
+        raise ConversionError(f"{schema}.{h.table} is referenced by foreign keys from {', '.join(foreign)}; "
+                              "TimescaleDB cannot keep them on a hypertable: drop them (or point them elsewhere) first")
+
+    result.rows = _one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, h.table)))
+    key_columns = primary_key_columns(conn, regclass)
+    result.nulls_filled = _fill_nulls(conn, schema, h, key_columns)
+
+    keys = keys_without_time(conn, regclass, h.time_column)
+    views = views_depending_on(conn, [k.oid for k in keys])
+    for view in views:
+        kind = "MATERIALIZED VIEW" if view.materialized else "VIEW"
+        conn.execute(sql.SQL("DROP {} {}").format(sql.SQL(kind), sql.Identifier(view.schema, view.name)))
+    for key in keys:
+        _rebuild_key(conn, schema, h.table, key, h.time_column)
+        result.keys_rebuilt.append(f"{key.name} ({', '.join(key.columns)}) -> ({', '.join((*key.columns, h.time_column))})")
+    for column in h.keep_unique:
+        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(f"{h.table}_{column}_idx"), sql.Identifier(schema, h.table), sql.Identifier(column)))
+
+    log.info("%s: creating hypertable on %s, chunk interval %s, moving %d rows into chunks",
+             result.table, h.time_column, h.chunk_interval, result.rows)
+    t0 = time.monotonic()
+    conn.execute("SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval), migrate_data => true)",
+                 (regclass, h.time_column, h.chunk_interval.text))
+    elapsed = time.monotonic() - t0
+    log.info("%s: %d rows moved in %.1f s (%.0f rows/s)", result.table, result.rows, elapsed,
+             result.rows / elapsed if elapsed > 0 else 0)
+    for view in views:
+        _recreate_view(conn, view)
+        result.views_recreated.append(f"{view.schema}.{view.name}")
+    apply_policies(conn, schema, h, has_compression, result)
+    result.chunks = _one(conn, "SELECT count(*) FROM timescaledb_information.chunks "
+                               "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, h.table))
+    result.seconds = time.monotonic() - started
+    return result

@@ -1,0 +1,141 @@
+"""Content fingerprints of tables: row count plus an order-independent hash of every row.
+
+A fingerprint is computed over a chosen list of columns (the table's columns before the
+migration), so columns a migration adds do not count. The hash is a sum of 64-bit row
+hashes: one pass, no sort, the same whatever order the rows are stored in (a hypertable
+spreads them over chunks). 64 buckets by row hash narrow a difference down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+BUCKETS = 64
+# Our own bookkeeping lives here and is not user data.
+OWN_SCHEMA = "tsmigrate"
+
+
+@dataclass(frozen=True)
+class TableFingerprint:
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    rows: int
+    digest: str                      # sum of row hashes, as text (numeric)
+    buckets: tuple[str, ...] = field(default=(), repr=False)  # "rows:hash sum" per bucket
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    def to_dict(self) -> dict:
+        return {"schema": self.schema, "table": self.table, "columns": list(self.columns),
+                "rows": self.rows, "digest": self.digest, "buckets": list(self.buckets)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TableFingerprint":
+        return cls(d["schema"], d["table"], tuple(d["columns"]), int(d["rows"]), str(d["digest"]),
+                   tuple(d.get("buckets", ())))
+
+
+@dataclass(frozen=True)
+class Difference:
+    table: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.problem}"
+
+
+def user_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """Ordinary and partitioned tables of user schemas (not catalogs, not TimescaleDB's, not ours)."""
+    rows = conn.execute(
+        """
+        SELECT n.nspname, c.relname
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p')
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema', %s)
+           AND n.nspname NOT LIKE 'pg\\_%%'
+           AND n.nspname NOT LIKE '\\_timescaledb%%'
+           AND n.nspname NOT IN ('timescaledb_information', 'timescaledb_experimental')
+           AND NOT c.relispartition
+         ORDER BY 1, 2
+        """, (OWN_SCHEMA,)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def table_columns(conn: psycopg.Connection, schema: str, table: str) -> tuple[str, ...]:
+    rows = conn.execute(
+        """SELECT a.attname FROM pg_attribute a
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum""", (schema, table)).fetchall()
+    return tuple(r[0] for r in rows)
+
+
+def fingerprint_table(conn: psycopg.Connection, schema: str, table: str,
+                      columns: tuple[str, ...] | None = None,
+                      overrides: dict[str, sql.Composable] | None = None) -> TableFingerprint:
+    """Fingerprint one table over ``columns`` (default: all of them).
+
+    ``overrides`` replaces a column by an expression (used to see rows as they were
+    before a documented change, e.g. a NULL time value that the conversion filled).
+    """
+    columns = columns or table_columns(conn, schema, table)
+    overrides = overrides or {}
+    exprs = sql.SQL(", ").join(overrides.get(c, sql.Identifier("t", c)) for c in columns)
+    # One pass: each row's hash (first 15 hex digits of md5 fit a bigint) and a bucket from
+    # other digits; per bucket the row count and the sum of hashes (numeric: no overflow).
+    query = sql.SQL("""
+        SELECT b, count(*), sum(v)::text FROM (
+            SELECT ('x' || substr(h, 1, 15))::bit(60)::bigint AS v,
+                   ('x' || substr(h, 16, 2))::bit(8)::int % {buckets} AS b
+              FROM (SELECT md5(ROW({exprs})::text) AS h FROM {table} AS t) AS hashed) AS s
+         GROUP BY b
+    """).format(exprs=exprs, table=sql.Identifier(schema, table), buckets=sql.Literal(BUCKETS))
+    with conn.transaction():
+        # Row text depends on these settings: pin them so fingerprints compare across sessions.
+        conn.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
+                     "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1")
+        by_bucket = {b: (count, total) for b, count, total in conn.execute(query).fetchall()}
+    rows = sum(count for count, _ in by_bucket.values())
+    digest = sum(int(total) for _, total in by_bucket.values())
+    buckets = tuple(f"{by_bucket[b][0]}:{by_bucket[b][1]}" if b in by_bucket else "0:0" for b in range(BUCKETS))
+    return TableFingerprint(schema, table, tuple(columns), int(rows), str(digest), buckets)
+
+
+def fingerprint_database(conn: psycopg.Connection, tables: list[tuple[str, str]] | None = None,
+                         progress=None) -> dict[str, TableFingerprint]:
+    """Fingerprints of every user table (or the ones given), keyed by schema.table."""
+    tables = tables if tables is not None else user_tables(conn)
+    result: dict[str, TableFingerprint] = {}
+    started = time.monotonic()
+    for i, (schema, table) in enumerate(tables, 1):
+        fp = fingerprint_table(conn, schema, table)
+        result[fp.name] = fp
+        if progress:
+            progress(i, len(tables), fp, time.monotonic() - started)
+    return result
+
+
+def compare(before: dict[str, TableFingerprint], after: dict[str, TableFingerprint]) -> list[Difference]:
+    """Differences between two sets of fingerprints, in words a DBA reads."""
+    differences = []
+    for name, old in sorted(before.items()):
+        new = after.get(name)
+        if new is None:
+            differences.append(Difference(name, "table is missing"))
+        elif new.rows != old.rows:
+            differences.append(Difference(name, f"{old.rows} rows before, {new.rows} now ({new.rows - old.rows:+d})"))
+        elif new.digest != old.digest:
+            changed = sum(1 for a, b in zip(old.buckets, new.buckets) if a != b) if old.buckets and new.buckets else 0
+            where = f" (in {changed} of {BUCKETS} row groups: at least {max(1, changed // 2)} rows differ)" if changed else ""
+            differences.append(Difference(name, f"same row count ({old.rows}) but row contents differ{where}"))
+    return differences
