@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 
 # A throwaway TimescaleDB seeded like a real MS5.0 site, then every suite against it.
 demo: setup
-	@$(PY) -m pytest suites --demo
+	@$(PY) -m pytest suites --demo $(ARGS)
 
 # The project's own tests.
 test: setup
-	@$(PY) -m pytest tests
+	@$(PY) -m pytest tests $(ARGS)
 
 clean:
 	rm -rf $(VENV) reports/*.html reports/*.json reports/*.xml

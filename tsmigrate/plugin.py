@@ -5,6 +5,8 @@ Only this module and fixtures/ know pytest; everything they call is plain Python
 
 from __future__ import annotations
 
+import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,8 @@ OPTIONS_KEY = pytest.StashKey[RunOptions]()
 SUMMARY_KEY = pytest.StashKey[RunSummary]()
 # Each test's phase reports ("setup", "call", "teardown"), read back by teardown logic.
 PHASE_REPORTS_KEY = pytest.StashKey[dict]()
+REPORT_FILES_KEY = pytest.StashKey[dict]()
+SUITES = ("preflight", "execute", "postflight")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -95,12 +99,55 @@ def summary_of(config: pytest.Config) -> RunSummary:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = read_options(config)
-    config.stash[SUMMARY_KEY] = RunSummary()
+    config.stash[SUMMARY_KEY] = RunSummary(kind=run_kind(config))
+    if config.stash[SUMMARY_KEY].kind:
+        _name_reports(config)
     for marker in ("preflight: a pre-flight check (its failure means NO-GO)",
                    "execute: a migration step",
                    "postflight: a post-flight check",
                    "needs_community: needs TimescaleDB's community edition (compression, retention)"):
         config.addinivalue_line("markers", marker)
+
+
+def run_kind(config: pytest.Config) -> str:
+    """Which suites this run holds: preflight, execute, postflight, full, or '' (not the suites)."""
+    suites = (config.rootpath / "suites").resolve()
+    kinds = set()
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = (path if path.is_absolute() else Path(config.invocation_params.dir) / path).resolve()
+        if path == suites:
+            kinds.update(SUITES)
+        elif path.is_relative_to(suites):
+            kinds.add(path.relative_to(suites).parts[0])
+    kinds &= set(SUITES)
+    if not kinds:
+        return ""
+    return "full" if kinds == set(SUITES) else "+".join(k for k in SUITES if k in kinds)
+
+
+def _name_reports(config: pytest.Config) -> None:
+    """Every suite run leaves an HTML report (self-contained) and JUnit XML, named by time."""
+    options = options_of(config)
+    options.reports.mkdir(parents=True, exist_ok=True)
+    stem = f"{config.stash[SUMMARY_KEY].kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    files = {"html": options.reports / f"{stem}.html", "junit": options.reports / f"{stem}.xml",
+             "json": options.reports / f"{stem}.json"}
+    if getattr(config.option, "htmlpath", None) is None:
+        config.option.htmlpath = str(files["html"])
+        config.option.self_contained_html = True
+    files["html"] = Path(config.option.htmlpath)
+    if getattr(config.option, "xmlpath", None) is None:
+        config.option.xmlpath = str(files["junit"])
+    config.stash[REPORT_FILES_KEY] = files
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After pytest-html wrote the report: keep a stable reports/latest.html beside it."""
+    files = config.stash.get(REPORT_FILES_KEY, None)
+    if files and files["html"].exists():
+        shutil.copyfile(files["html"], options_of(config).reports / "latest.html")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
