@@ -5,4 +5,5 @@ pytest_plugins = (
     "fixtures.servers",
     "fixtures.plan",
     "fixtures.run",
+    "fixtures.legacy",
 )

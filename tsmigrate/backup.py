@@ -297,6 +297,24 @@ def _terminate(admin: psycopg.Connection, dbname: str) -> None:
                   "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
 
 
+def _while_alone(admin: psycopg.Connection, dbname: str, statement: sql.Composable, attempts: int = 20) -> None:
+    """Run a statement that needs ``dbname`` free of sessions (RENAME, DROP).
+
+    Sessions are ended first; background workers (TimescaleDB's scheduler) may come back
+    in between, so a bounded number of attempts is made.
+    """
+    for attempt in range(attempts):
+        _terminate(admin, dbname)
+        try:
+            admin.execute(statement)
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == attempts - 1:
+                raise BackupError(f"database {dbname} stays in use by other sessions; stop the application "
+                                  "(and its connection pool) and run the restore again") from None
+            time.sleep(0.1 * (attempt + 1))
+
+
 def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, jobs: int = 2) -> RestoreOutcome:
     """Restore into a new database, prove it, then swap names. Close your own connections first."""
     started = time.monotonic()
@@ -347,17 +365,16 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
                               + "; ".join(map(str, differences)) + f". {dbname} was left as it is.")
     except BaseException:
         with admin_target.connect() as admin:
-            _terminate(admin, new_name)
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(new_name)))
+            _while_alone(admin, new_name, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(new_name)))
         raise
 
     with admin_target.connect() as admin:
-        _terminate(admin, dbname)
-        admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(dbname), sql.Identifier(failed_name)))
-        admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(new_name), sql.Identifier(dbname)))
+        _while_alone(admin, dbname, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(dbname), sql.Identifier(failed_name)))
+        _while_alone(admin, new_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(new_name), sql.Identifier(dbname)))
         if not keep_failed:
-            _terminate(admin, failed_name)
-            admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(failed_name)))
+            _while_alone(admin, failed_name, sql.SQL("DROP DATABASE {}").format(sql.Identifier(failed_name)))
     # The proof, on the database under its own name again.
     with target.connect() as conn:
         differences = compare(backup.fingerprints, fingerprint_database(conn, list(

@@ -361,3 +361,29 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
                                "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, h.table))
     result.seconds = time.monotonic() - started
     return result
+
+
+def columns_as_before_fills(conn: psycopg.Connection, schema: str, table: str) -> dict[str, sql.Composable]:
+    """Column expressions that show filled time values as the NULLs they were (for fingerprints).
+
+    Returns {} when nothing of this table was filled.
+    """
+    if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.time_fills",)) is None:
+        return {}
+    columns = [r[0] for r in conn.execute(
+        f"SELECT DISTINCT time_column FROM {OWN_SCHEMA}.time_fills WHERE table_schema = %s AND table_name = %s",
+        (schema, table)).fetchall()]
+    if not columns:
+        return {}
+    key_columns = primary_key_columns(conn, f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}")
+    # The key was recorded from the legacy primary key; the rebuilt key has the time column appended.
+    key_columns = [c for c in key_columns if c not in columns]
+    key = sql.SQL("jsonb_build_array({})").format(sql.SQL(", ").join(sql.Identifier("t", c) for c in key_columns))
+    return {
+        column: sql.SQL("""CASE WHEN EXISTS (SELECT 1 FROM {fills} f WHERE f.table_schema = {schema}
+                               AND f.table_name = {table} AND f.time_column = {column} AND f.row_key = {key})
+                           THEN NULL ELSE t.{ident} END""").format(
+            fills=sql.Identifier(OWN_SCHEMA, "time_fills"), schema=sql.Literal(schema), table=sql.Literal(table),
+            column=sql.Literal(column), key=key, ident=sql.Identifier(column))
+        for column in columns
+    }

@@ -145,6 +145,7 @@ def _name_reports(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """After pytest-html wrote the report: keep a stable reports/latest.html beside it."""
+    _print_verdict(config)
     files = config.stash.get(REPORT_FILES_KEY, None)
     if files and files["html"].exists():
         shutil.copyfile(files["html"], options_of(config).reports / "latest.html")
@@ -196,17 +197,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    """The verdict is the last thing the run prints."""
+def _print_verdict(config: pytest.Config) -> None:
+    """The verdict, after pytest's own closing line: the last thing the run prints."""
     summary = summary_of(config)
-    if not summary.target:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if not summary.target or reporter is None:
         return
     lines = summary.banner_lines()
     good = summary.verdict() in ("GO", "SUCCESS")
-    terminalreporter.write_sep("=", lines[0], green=good, red=not good, bold=True)
+    reporter.write_sep("=", lines[0], green=good, red=not good, bold=True)
     for line in lines[1:]:
-        terminalreporter.write_line(line, red=not good)
+        reporter.write_line(line, red=not good)
 
 
 def item_failed(item: pytest.Item) -> bool:

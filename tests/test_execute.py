@@ -1,0 +1,169 @@
+"""The execute suite end to end, on real legacy MS5.0 databases in a throwaway cluster."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tsmigrate import ledger
+from tsmigrate.config import load_plan
+from tsmigrate.conversion import columns_as_before_fills, is_hypertable
+from tsmigrate.fingerprint import compare, fingerprint_database, fingerprint_table, user_tables
+
+PROJECT = Path(__file__).resolve().parents[1]
+HYPERTABLES = ("metric_hist", "oee_calculations", "energy_consumption", "production_kpis", "production_context_history")
+
+
+def legacy_fingerprints(target):
+    with target.connect() as conn:
+        return fingerprint_database(conn)
+
+
+def fingerprints_as_before(target, before):
+    """Fingerprints over the legacy columns, with documented NULL-time fills shown as they were."""
+    result = {}
+    with target.connect() as conn:
+        for name, old in before.items():
+            schema, table = name.split(".", 1)
+            result[name] = fingerprint_table(conn, schema, table, old.columns,
+                                             overrides=columns_as_before_fills(conn, schema, table))
+    return result
+
+
+def ledger_rows(target):
+    with target.connect() as conn:
+        return conn.execute("SELECT step, outcome FROM tsmigrate.ledger ORDER BY attempt").fetchall()
+
+
+def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite):
+    before = legacy_fingerprints(legacy_db)
+    with legacy_db.connect() as conn:
+        nulls = conn.execute("SELECT count(*) FROM factory_telemetry.production_kpis WHERE created_at IS NULL").fetchone()[0]
+    assert nulls > 0, "the legacy builder should leave NULL time values to handle"
+
+    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "SUCCESS" in result.stdout.splitlines()[-1] or "SUCCESS" in result.stdout
+
+    after = fingerprints_as_before(legacy_db, before)
+    assert compare(before, after) == []
+    plan = load_plan(PROJECT / "migrations")
+    with legacy_db.connect() as conn:
+        for h in plan.hypertables:
+            assert is_hypertable(conn, "factory_telemetry", h.table)
+            column, interval = conn.execute(
+                "SELECT column_name, time_interval FROM timescaledb_information.dimensions "
+                "WHERE hypertable_name = %s", (h.table,)).fetchone()
+            assert column == h.time_column
+            assert interval.total_seconds() == h.chunk_interval.seconds
+        assert conn.execute("SELECT count(*) FROM tsmigrate.time_fills").fetchone()[0] >= nulls
+        steps = {r[0] for r in conn.execute("SELECT step FROM tsmigrate.ledger WHERE outcome = 'applied'")}
+    assert {f"convert:{t}" for t in HYPERTABLES} <= steps
+    assert {f.name.split("_")[0] for f in (PROJECT / "migrations").glob("*.sql")} <= steps
+
+    second = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert "0 steps applied" in second.stdout
+    assert compare(before, fingerprints_as_before(legacy_db, before)) == []
+
+
+def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    # Inject a failure into the 5th file, after its own statements ran.
+    fifth = sorted(migrations.glob("005_*.sql"))[0]
+    fifth.write_text(fifth.read_text() + "\n\nSELECT 1 / 0;  -- injected by the test\n")
+    before = legacy_fingerprints(legacy_db)
+
+    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
+    assert result.returncode == 1, result.stdout[-4000:]
+    out = result.stdout
+    assert f"{fifth.name}:" in out and "division by zero" in out and "SQLSTATE 22012" in out
+    assert "not run: " + fifth.name + " failed before it" in out or "skipped" in out
+    last = [l for l in out.splitlines() if l.strip()][-1]
+    assert "RESTORED" in out and "identical" in last
+
+    assert compare(before, legacy_fingerprints(legacy_db)) == []
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
+        kept = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                            (legacy_db.dbname + "_failed_%",)).fetchall()
+    assert len(kept) == 1, "the failed database is kept for inspection"
+
+
+def test_no_restore_leaves_the_failure_in_place(legacy_db, run_suite, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    (migrations / "002_plc_equipment_users.sql").write_text("SELECT 1 / 0;\n")
+    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-restore")
+    assert result.returncode == 1
+    assert "NOT RESTORED (--no-restore)" in result.stdout
+    rows = ledger_rows(legacy_db)
+    assert ("001", "applied") in rows and ("002", "failed") in rows
+
+
+def test_changed_applied_file_stops_before_any_change(legacy_db, run_suite, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    first = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
+    assert first.returncode == 0, first.stdout[-3000:]
+    edited = migrations / "003_production_management.sql"
+    edited.write_text(edited.read_text() + "\n-- edited after it was applied\n")
+    rows_before = ledger_rows(legacy_db)
+    second = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
+    assert second.returncode != 0
+    assert "003_production_management.sql" in second.stdout and "changed since they ran" in second.stdout
+    assert ledger_rows(legacy_db) == rows_before
+
+
+def test_a_second_concurrent_run_is_refused(legacy_db, run_suite):
+    with legacy_db.connect(application_name="the first run") as holder:
+        ledger.acquire_lock(holder)
+        pid = holder.info.backend_pid
+        result = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
+    assert result.returncode == 2
+    assert "another migration run holds the lock" in result.stdout + result.stderr
+    assert f"backend pid {pid}" in result.stdout + result.stderr
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
+
+
+def test_a_run_killed_mid_step_is_detected_and_resolved(legacy_db, run_suite, tmp_path):
+    """Crash rule: a transactional step left 'started' by a killed run is marked interrupted and runs again."""
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    slow = migrations / "004_advanced_production.sql"
+    slow.write_text(slow.read_text() + "\nSELECT pg_sleep(3);\n")
+    command = [sys.executable, "-m", "pytest", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations",
+               str(migrations), "--backups", str(tmp_path / "b1"), "--reports", str(tmp_path / "r1"), "-p", "no:cacheprovider"]
+    proc = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if ("004", "started") in ledger_rows(legacy_db):
+                    break
+            except psycopg.errors.UndefinedTable:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail("the first run never reached step 004")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    time.sleep(4)  # the server notices the dead client once pg_sleep returns
+    assert ("004", "started") in ledger_rows(legacy_db)
+
+    second = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
+    assert second.returncode == 0, second.stdout[-4000:]
+    rows = ledger_rows(legacy_db)
+    assert ("004", "interrupted") in rows and ("004", "applied") in rows
+    assert ("001", "applied") in rows and ("convert:metric_hist", "applied") in rows
