@@ -4,6 +4,7 @@ pytest_plugins = (
     "fixtures.target",
     "fixtures.servers",
     "fixtures.plan",
+    "fixtures.gate",
     "fixtures.run",
     "fixtures.legacy",
 )

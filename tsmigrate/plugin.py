@@ -49,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("ready-timeout", "seconds a throwaway server may take to start", default="60")
     option("no-restore", "leave the database as a failed step left it (no automatic restore)", type="bool", default=False)
     option("keep-failed", "after a restore, keep the failed database renamed for inspection", type="bool", default=True)
-    option("rehearse", "pre-flight applies pending migrations to a throwaway copy of the target", type="bool", default=True)
+    option("no-rehearse", "skip the pre-flight rehearsal on a scratch copy of the target", type="bool", default=False)
     option("resolve-interrupted", "mark steps a killed run left half done as interrupted and go on", type="bool", default=False)
 
 
@@ -83,7 +83,7 @@ def read_options(config: pytest.Config) -> RunOptions:
         ready_timeout=ready_timeout,
         restore=not bool(_value(config, "no_restore")),
         keep_failed=bool(_value(config, "keep_failed")),
-        rehearse=bool(_value(config, "rehearse")),
+        rehearse=not bool(_value(config, "no_rehearse")),
         resolve_interrupted=bool(_value(config, "resolve_interrupted")),
     )
 

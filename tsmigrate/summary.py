@@ -20,6 +20,7 @@ class RunSummary:
     restored_identical: bool | None = None
     execute_failed: str | None = None
     benchmarks: list[dict] = field(default_factory=list)
+    verdict_inputs: dict | None = None                # what a GO depended on (versions, hashes)
 
     @property
     def blocking(self) -> list[Finding]:

@@ -1,0 +1,45 @@
+"""Pre-flight: the server, TimescaleDB, client tools, privileges and activity on the target."""
+
+from __future__ import annotations
+
+import pytest
+
+from tsmigrate import preflight
+
+pytestmark = [pytest.mark.order(1), pytest.mark.preflight]
+
+
+def test_server_version(readonly_conn, gate):
+    gate(preflight.server_version(readonly_conn))
+
+
+def test_timescaledb_available_preloaded_and_edition_fits_plan(readonly_conn, plan, gate):
+    gate(preflight.timescaledb_ready(readonly_conn, plan))
+
+
+def test_client_tools_match_server(readonly_conn, gate):
+    gate(preflight.client_tools(readonly_conn))
+
+
+def test_role_privileges(readonly_conn, plan, gate):
+    gate(preflight.privileges(readonly_conn, plan))
+
+
+def test_server_is_primary(readonly_conn, gate):
+    gate(preflight.primary_server(readonly_conn))
+
+
+def test_free_connection_slots(readonly_conn, gate):
+    gate(preflight.connection_slots(readonly_conn))
+
+
+def test_no_long_transactions_or_locks_on_tables_to_convert(readonly_conn, plan, gate):
+    gate(preflight.activity(readonly_conn, plan))
+
+
+def test_encoding_and_time_zone(readonly_conn, gate):
+    gate(preflight.encoding_and_timezone(readonly_conn))
+
+
+def test_room_for_the_backup(readonly_conn, run_options, gate):
+    gate(preflight.room_for_backup(readonly_conn, run_options.backups))

@@ -1,0 +1,397 @@
+"""Pre-flight checks: will the migration work on this target? Findings only, no changes.
+
+Each check takes a read-only connection (and what else it needs) and returns findings with a
+stable code (PF0xx), a location and a fix. The suite turns blocking findings into failed
+tests, and the verdict into GO / NO-GO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from . import ledger
+from .backup import BackupError, tool, tool_major
+from .config import PLAN_FILE_NAME, Plan
+from .findings import ADVISORY, BLOCKING, Finding
+from .lint import RULES as LINT_RULES
+from .lint import hypertables_created_in, lint_sql
+from .migrations import MigrationFile, discover, version_gaps
+from .timescale import APACHE_LACKS, server_timescaledb
+
+
+@dataclass(frozen=True)
+class Check:
+    code: str
+    severity: str
+    title: str
+    hint: str
+
+
+CHECKS: dict[str, Check] = {c.code: c for c in (
+    Check("PF001", BLOCKING, "PostgreSQL version not supported", "Run the migration on PostgreSQL 15 (13 at least)."),
+    Check("PF002", BLOCKING, "TimescaleDB not available to the server",
+          "Install the TimescaleDB package for this PostgreSQL major version (the target image is timescale/timescaledb:*-pg15)."),
+    Check("PF003", BLOCKING, "TimescaleDB not preloaded",
+          "Add timescaledb to shared_preload_libraries in postgresql.conf and restart the server."),
+    Check("PF004", BLOCKING, "TimescaleDB edition lacks what the plan needs",
+          "Run the community edition (license 'timescale'), or set allow_apache_edition = true in plan.toml to go without compression and retention."),
+    Check("PF005", ADVISORY, "TimescaleDB extension upgrade pending",
+          "Run ALTER EXTENSION timescaledb UPDATE in its own session before the migration."),
+    Check("PF006", BLOCKING, "pg_dump/pg_restore missing or older than the server",
+          "Install the PostgreSQL client programs of the server's major version (postgresql-client-15)."),
+    Check("PF007", BLOCKING, "Connected role lacks privileges",
+          "Connect as the owner of the tables (or a superuser) that may also create the timescaledb extension."),
+    Check("PF008", BLOCKING, "Server is a standby", "Run the migration against the primary server."),
+    Check("PF009", BLOCKING, "Too few free connection slots",
+          "Stop idle clients or raise max_connections: the run needs a few connections of its own."),
+    Check("PF010", ADVISORY, "Long-running transaction",
+          "Let it finish or end it: it holds back vacuum and may block the conversion's locks."),
+    Check("PF011", BLOCKING, "Another session holds locks on a table to convert",
+          "Stop the application's writers (or wait for that session) before the maintenance window."),
+    Check("PF012", ADVISORY, "Database encoding or time zone worth a look",
+          "Use UTF8; time series are stored as timestamptz, so the server time zone only affects display."),
+    Check("PF013", BLOCKING, "Not enough free disk for the backup",
+          "Free room in the backups directory or point --backups at a larger disk."),
+    Check("PF020", BLOCKING, "Migration file naming or ordering problem",
+          "Name files <version>_<name>.sql with a unique version each."),
+    Check("PF021", ADVISORY, "Gap in migration versions", "Check that no file is missing between these versions."),
+    Check("PF022", BLOCKING, "Applied migration changed since it ran",
+          "Restore the file's original content; put the change in a new migration file."),
+    Check("PF023", BLOCKING, "Applied migration missing from the directory",
+          "Restore the file, or point --migrations at the directory this database was migrated from."),
+    Check("PF024", BLOCKING, "Step left interrupted by a run that died",
+          "Inspect the database, then run with --resolve-interrupted (a transactional step is rerun automatically)."),
+    Check("PF030", BLOCKING, "NULL time values in a table to convert",
+          "Fill them, or choose a null_time rule for the table in plan.toml."),
+    Check("PF031", BLOCKING, "Foreign key into a table to convert",
+          "Drop the foreign key (or point it at a plain table) before converting."),
+    Check("PF032", BLOCKING, "create_hypertable without migrate_data on a populated table",
+          "Pass migrate_data => true to create_hypertable."),
+    Check("PF033", BLOCKING, "Planned table or time column missing",
+          "Fix the table/column name in plan.toml, or add the migration that creates it."),
+    Check("PF034", ADVISORY, "Retention will drop existing rows",
+          "Check drop_after in plan.toml: rows older than it are dropped by the retention policy."),
+    Check("PF035", ADVISORY, "Key rebuilt by the conversion",
+          "Nothing to do: the conversion adds the time column to this key; the old column keeps an index."),
+    Check("PF040", BLOCKING, "Rehearsal failed",
+          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched."),
+)}
+
+
+def finding(code: str, message: str, *, path: str | None = None, line: int | None = None,
+            table: str | None = None, severity: str | None = None, hint: str | None = None) -> Finding:
+    check = CHECKS[code]
+    return Finding(code, severity or check.severity, message, path, line, table, hint or check.hint)
+
+
+def _one(conn, query, params=()):
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+# -- environment ------------------------------------------------------------------------------------
+
+def server_version(conn: psycopg.Connection) -> list[Finding]:
+    num = _one(conn, "SELECT current_setting('server_version_num')::int")
+    if num < 130000:
+        return [finding("PF001", f"the server runs PostgreSQL {num // 10000}; TimescaleDB 2.x needs 13 or later")]
+    if num // 10000 != 15:
+        return [finding("PF001", f"the server runs PostgreSQL {num // 10000}; MS5.0's target is 15", severity=ADVISORY)]
+    return []
+
+
+def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
+    ts = server_timescaledb(conn)
+    if ts.available_version is None:
+        return [finding("PF002", "the timescaledb extension is not installed on the server (pg_available_extensions)")]
+    found = []
+    if not ts.preloaded:
+        found.append(finding("PF003", "timescaledb is not in shared_preload_libraries "
+                                      f"({_one(conn, 'SHOW shared_preload_libraries') or 'empty'})"))
+    if ts.installed_version and ts.installed_version != ts.available_version:
+        found.append(finding("PF005", f"timescaledb {ts.installed_version} is created in this database, "
+                                      f"{ts.available_version} is installed on the server"))
+    if plan is not None and ts.preloaded and not ts.has_compression and (plan.needs_compression or plan.needs_retention):
+        wanted = " and ".join(w for w, on in (("compression", plan.needs_compression),
+                                              ("retention", plan.needs_retention)) if on)
+        message = (f"the server runs TimescaleDB's apache edition (no {APACHE_LACKS}); the plan asks for {wanted}")
+        if plan.allow_apache_edition:
+            found.append(finding("PF004", message + "; plan.toml allows going without them: they will be skipped",
+                                 severity=ADVISORY, path=str(plan.path) if plan.path else None))
+        else:
+            found.append(finding("PF004", message + " and does not allow going without",
+                                 path=str(plan.path) if plan.path else None))
+    return found
+
+
+def client_tools(conn: psycopg.Connection) -> list[Finding]:
+    server_major = _one(conn, "SELECT current_setting('server_version_num')::int") // 10000
+    found = []
+    for name in ("pg_dump", "pg_restore"):
+        try:
+            major = tool_major(name)
+        except BackupError as exc:
+            found.append(finding("PF006", str(exc)))
+            continue
+        if major < server_major:
+            found.append(finding("PF006", f"{name} ({tool(name)}) is version {major}, the server is {server_major}"))
+    return found
+
+
+def privileges(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
+    superuser = _one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    if superuser:
+        return []
+    user = _one(conn, "SELECT current_user")
+    found = []
+    ts_created = _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+    if not ts_created:
+        found.append(finding("PF007", f"role {user} is not a superuser and cannot create the timescaledb extension"))
+    if plan is not None:
+        for h in plan.hypertables:
+            owner = _one(conn, """SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n
+                                  ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s""",
+                         (plan.schema, h.table))
+            if owner is not None and not _one(conn, "SELECT pg_has_role(current_user, %s, 'USAGE')", (owner,)):
+                found.append(finding("PF007", f"role {user} does not own {plan.schema}.{h.table} (owner {owner})",
+                                     table=f"{plan.schema}.{h.table}"))
+    return found
+
+
+def primary_server(conn: psycopg.Connection) -> list[Finding]:
+    if _one(conn, "SELECT pg_is_in_recovery()"):
+        return [finding("PF008", "the server is in recovery (a standby or a replica)")]
+    return []
+
+
+def connection_slots(conn: psycopg.Connection, needed: int = 4) -> list[Finding]:
+    free = _one(conn, """SELECT current_setting('max_connections')::int
+                              - current_setting('superuser_reserved_connections')::int
+                              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')""")
+    if free < needed:
+        return [finding("PF009", f"{free} connection slots free; the run needs {needed}")]
+    return []
+
+
+def activity(conn: psycopg.Connection, plan: Plan | None, long_after_s: int = 300) -> list[Finding]:
+    found = []
+    for pid, user, app, age, query in conn.execute(
+            """SELECT pid, usename, application_name, extract(epoch FROM now() - xact_start)::int, left(query, 80)
+                 FROM pg_stat_activity
+                WHERE xact_start < now() - make_interval(secs => %s) AND pid <> pg_backend_pid()
+                  AND backend_type = 'client backend'""", (long_after_s,)).fetchall():
+        found.append(finding("PF010", f"backend pid {pid} ({user}, '{app}') has had a transaction open for {age} s: {query}"))
+    if plan is not None:
+        tables = [f"{plan.schema}.{h.table}" for h in plan.hypertables]
+        for pid, user, app, mode, rel in conn.execute(
+                """SELECT l.pid, a.usename, a.application_name, l.mode, l.relation::regclass::text
+                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                    WHERE l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)
+                      AND l.pid <> pg_backend_pid() AND l.granted
+                      AND l.mode NOT IN ('AccessShareLock')""", (tables,)).fetchall():
+            found.append(finding("PF011", f"backend pid {pid} ({user}, '{app}') holds {mode} on {rel}", table=rel))
+    return found
+
+
+def encoding_and_timezone(conn: psycopg.Connection) -> list[Finding]:
+    encoding = _one(conn, "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()")
+    if encoding != "UTF8":
+        return [finding("PF012", f"the database encoding is {encoding}, not UTF8")]
+    return []
+
+
+def room_for_backup(conn: psycopg.Connection, backups_dir: Path) -> list[Finding]:
+    size = _one(conn, "SELECT pg_database_size(current_database())")
+    probe = Path(backups_dir)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    needed = int(size * 1.1) + (64 << 20)
+    if free < needed:
+        return [finding("PF013", f"{free / 2**30:.2f} GiB free in {backups_dir}, about {needed / 2**30:.2f} GiB needed "
+                                 f"for a backup of {size / 2**30:.2f} GiB")]
+    return []
+
+
+# -- migration files ----------------------------------------------------------------------------------
+
+def migration_files(conn: psycopg.Connection, migrations_dir: Path) -> list[Finding]:
+    files, problems = discover(migrations_dir)
+    found = [finding("PF020", p.problem, path=str(p.path)) for p in problems]
+    for a, b in version_gaps(files):
+        found.append(finding("PF021", f"versions jump from {a:03d} to {b:03d}", path=str(migrations_dir)))
+    applied = ledger.applied(conn)
+    by_version = {f.version: f for f in files}
+    for step, entry in applied.items():
+        if entry.kind != "migration":
+            continue
+        f = by_version.get(step)
+        if f is None:
+            found.append(finding("PF023", f"version {step} ({entry.name}) was applied on {entry.finished_at:%Y-%m-%d} "
+                                          f"but is not in {migrations_dir}"))
+        elif f.sha256 != entry.sha256:
+            found.append(finding("PF022", f"{f.label} was applied on {entry.finished_at:%Y-%m-%d} and has changed since "
+                                          "(sha256 differs from the ledger)", path=str(f.path), line=1))
+    for entry in ledger.interrupted_steps(conn):
+        severity = ADVISORY if entry.transactional else BLOCKING
+        found.append(finding("PF024", f"step {entry.step} ({entry.name}) was started on {entry.started_at:%Y-%m-%d %H:%M} "
+                                      f"by {entry.applied_by} and never finished", severity=severity))
+    return found
+
+
+def pending_files(conn: psycopg.Connection, migrations_dir: Path) -> list[MigrationFile]:
+    files, _ = discover(migrations_dir)
+    applied = ledger.applied(conn)
+    return [f for f in files if f.version not in applied]
+
+
+def hypertables_of(plan: Plan | None, files: list[MigrationFile]) -> dict[str, str]:
+    """Tables that will become hypertables: the plan's, and those the files convert themselves."""
+    tables: dict[str, str] = {}
+    for f in files:
+        tables.update(hypertables_created_in(f.sql))
+    if plan is not None:
+        for h in plan.hypertables:
+            tables[f"{plan.schema}.{h.table}"] = h.time_column
+    return tables
+
+
+def lint(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> list[Finding]:
+    """Static lint of the pending files, with function volatility read from the live server."""
+    files = pending_files(conn, migrations_dir)
+    all_files, _ = discover(migrations_dir)
+    hypertables = hypertables_of(plan, all_files)
+    planned = {h.table.lower(): h for h in plan.hypertables} if plan else {}
+
+    def volatility(name: str) -> str | None:
+        row = conn.execute("SELECT max(provolatile) FROM pg_proc WHERE proname = %s", (name.split(".")[-1],)).fetchone()
+        return row[0] if row and row[0] else None
+
+    found = []
+    for f in files:
+        for item in lint_sql(f.sql, str(f.path), hypertables=hypertables, transactional=f.transactional,
+                             volatility=volatility):
+            table = (item.table or "").split(".")[-1].strip('"').lower()
+            h = planned.get(table)
+            # The plan's conversion rebuilds keys and applies the null_time rule itself.
+            if h is not None and item.code == "TS001":
+                item = Finding(item.code, ADVISORY, item.message + " (the plan's conversion adds the time column to it)",
+                               item.path, item.line, item.table, CHECKS["PF035"].hint)
+            elif h is not None and item.code == "TS002" and h.null_time.kind != "refuse":
+                item = Finding(item.code, ADVISORY, item.message + f" (the plan fills NULLs by rule {h.null_time})",
+                               item.path, item.line, item.table, item.hint)
+            found.append(item)
+    return found
+
+
+# -- hazards in the live data ------------------------------------------------------------------------
+
+def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> list[Finding]:
+    files = pending_files(conn, migrations_dir)
+    all_files, _ = discover(migrations_dir)
+    created_by_files = {}
+    for f in files:
+        created_by_files.update({k.lower(): (v, f) for k, v in hypertables_created_in(f.sql).items()})
+    found: list[Finding] = []
+    planned = [(plan.schema, h.table, h.time_column, h) for h in plan.hypertables] if plan else []
+    file_planned = []
+    for name, (column, f) in created_by_files.items():
+        schema, _, table = name.rpartition(".")
+        file_planned.append((schema.strip('"') or "public", table.strip('"'), column, f))
+    pending_sql = "\n".join(f.sql for f in files).lower()
+
+    for schema, table, column, source in planned + file_planned:
+        qualified = f"{schema}.{table}"
+        regclass = _one(conn, "SELECT to_regclass(%s)::text", (
+            f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}",))
+        by_file = isinstance(source, MigrationFile)
+        where = dict(path=str(source.path)) if by_file else dict(path=str(plan.path) if plan and plan.path else None)
+        if regclass is None:
+            if table.lower() not in pending_sql:
+                found.append(finding("PF033", f"table {qualified} does not exist and no pending migration creates it",
+                                     table=qualified, **where))
+            continue
+        if _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'") and _one(
+                conn, "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_schema = %s "
+                      "AND hypertable_name = %s", (schema, table)):
+            continue  # already converted
+        col = conn.execute("""SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
+                               WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped""",
+                           (regclass, column)).fetchone()
+        if col is None:
+            if f"{column.lower()}" not in pending_sql:
+                found.append(finding("PF033", f"{qualified} has no column {column}", table=qualified, **where))
+            continue
+        nulls = _one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
+            sql.Identifier(schema, table), sql.Identifier(column)))
+        if nulls:
+            rule = None if by_file else source.null_time
+            if rule is None or rule.kind == "refuse":
+                found.append(finding("PF030", f"{qualified}.{column} holds {nulls} NULL values; "
+                                              + ("create_hypertable will fail on them" if by_file else
+                                                 "the plan's rule is 'refuse'"), table=qualified, **where))
+            else:
+                found.append(finding("PF030", f"{qualified}.{column} holds {nulls} NULL values; the conversion fills "
+                                              f"them by rule {rule} and records each in tsmigrate.time_fills",
+                                     table=qualified, severity=ADVISORY, **where))
+        for ref in conn.execute("""SELECT conrelid::regclass::text, conname FROM pg_constraint
+                                    WHERE contype = 'f' AND confrelid = %s::regclass AND conrelid <> confrelid""",
+                                (regclass,)).fetchall():
+            found.append(finding("PF031", f"{ref[0]} references {qualified} through foreign key {ref[1]}",
+                                 table=qualified, **where))
+        rows = _one(conn, sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) s").format(sql.Identifier(schema, table)))
+        if by_file and rows and "migrate_data" not in source.sql.lower():
+            found.append(finding("PF032", f"{source.label} converts {qualified}, which holds rows, without migrate_data",
+                                 table=qualified, **where))
+        keys = conn.execute("""SELECT conname FROM pg_constraint c WHERE conrelid = %s::regclass AND contype IN ('p','u')
+                                 AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.conrelid
+                                                 AND a.attnum = ANY(c.conkey) AND a.attname = %s)""",
+                            (regclass, column)).fetchall()
+        for (name,) in keys:
+            if by_file:
+                found.append(finding("PF035", f"{qualified} has key {name} without {column}: {source.label}'s "
+                                              "create_hypertable will fail on it", table=qualified, severity=BLOCKING,
+                                     hint=LINT_RULES["TS001"].hint, **where))
+            else:
+                found.append(finding("PF035", f"{qualified} has key {name} without {column}; the conversion rebuilds "
+                                              f"it with {column} added", table=qualified, **where))
+        if by_file:
+            continue
+        if source.drop_after is not None and rows:
+            old = _one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} < now() - {}::interval").format(
+                sql.Identifier(schema, table), sql.Identifier(column), sql.Literal(source.drop_after.text)))
+            if old:
+                found.append(finding("PF034", f"{qualified} holds {old} rows older than {source.drop_after}; the retention "
+                                              "policy will drop them", table=qualified, **where))
+    return found
+
+
+# -- the verdict ------------------------------------------------------------------------------------
+
+def verdict_inputs(conn: psycopg.Connection, migrations_dir: Path) -> dict:
+    """What the GO depends on: versions, plan and migration hashes. Execute checks them again."""
+    files, _ = discover(migrations_dir)
+    plan_path = Path(migrations_dir) / PLAN_FILE_NAME
+    ts = server_timescaledb(conn)
+    return {
+        "server_version": _one(conn, "SHOW server_version"),
+        "timescaledb_available": ts.available_version,
+        "timescaledb_installed": ts.installed_version,
+        "timescaledb_edition": ts.edition,
+        "plan_sha256": hashlib.sha256(plan_path.read_bytes()).hexdigest() if plan_path.exists() else None,
+        "migrations": {f.label: f.sha256 for f in files},
+        "migrations_sha256": hashlib.sha256(json.dumps({f.label: f.sha256 for f in files},
+                                                       sort_keys=True).encode()).hexdigest(),
+    }
+
+
+def changed_since(before: dict, now: dict) -> list[str]:
+    return [f"{key}: {before.get(key)!r} at the GO, {now.get(key)!r} now"
+            for key in sorted(set(before) | set(now)) if key != "migrations" and before.get(key) != now.get(key)]

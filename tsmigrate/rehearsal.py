@@ -1,0 +1,159 @@
+"""Rehearsal: apply the pending steps to a scratch copy of the target, and report the first failure.
+
+The copy is a new database on the same server (the target itself is never touched), made
+with pg_dump | pg_restore. Large tables (above ``full_copy_bytes``) get their schema and a
+sample that keeps the hazards visible: every row whose time column is NULL, plus the newest
+rows. The copy is dropped at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import psycopg
+from psycopg import sql
+
+from .backup import _client_env, _while_alone, tool
+from .config import Plan
+from .conversion import ConversionError, convert_table
+from .migrations import MigrationError, MigrationFile, apply_file
+from .target import Target, redact
+from .timescale import server_timescaledb
+
+log = logging.getLogger(__name__)
+
+
+class RehearsalUnavailable(RuntimeError):
+    """No scratch copy could be made (privileges, tools); the reason says which."""
+
+
+@dataclass
+class RehearsalResult:
+    scratch: str
+    sampled: dict[str, int] = field(default_factory=dict)   # table -> rows copied, for sampled tables
+    steps: list[tuple[str, float]] = field(default_factory=list)  # (label, seconds) of the steps that ran
+    error: MigrationError | ConversionError | None = None
+    failed_step: str | None = None
+    copy_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _large_tables(conn: psycopg.Connection, limit_bytes: int) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in conn.execute(
+        """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND pg_total_relation_size(c.oid) > %s
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE '\\_timescaledb%%'""", (limit_bytes,)).fetchall()]
+
+
+def _copy_sample(source: psycopg.Connection, scratch: psycopg.Connection, schema: str, table: str,
+                 time_column: str | None, rows: int) -> int:
+    ident = sql.Identifier(schema, table)
+    if time_column:
+        col = sql.Identifier(time_column)
+        select = sql.SQL("(SELECT * FROM {t} WHERE {c} IS NULL) UNION ALL "
+                         "(SELECT * FROM (SELECT * FROM {t} WHERE {c} IS NOT NULL ORDER BY {c} DESC LIMIT {n}) s)").format(
+            t=ident, c=col, n=sql.Literal(rows))
+    else:
+        select = sql.SQL("SELECT * FROM {} LIMIT {}").format(ident, sql.Literal(rows))
+    copied = 0
+    with scratch.transaction():
+        with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(select)) as out, \
+                scratch.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(ident)) as into:
+            for block in out:
+                into.write(block)
+        copied = scratch.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
+    return copied
+
+
+def make_scratch_copy(target: Target, plan: Plan | None, *, full_copy_bytes: int, sample_rows: int) -> RehearsalResult:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    source_db = target.dbname or "db"
+    scratch_name = f"{source_db}_rehearsal_{stamp}"[:63]
+    started = time.monotonic()
+    admin_target = target.with_dbname("postgres")
+    with target.connect() as conn:
+        if not conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            raise RehearsalUnavailable("the connected role may not create databases, so no scratch copy can be made; "
+                                       "grant CREATEDB for the rehearsal, or run it with --no-rehearse")
+        large = _large_tables(conn, full_copy_bytes)
+        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").fetchone()[0]
+    with admin_target.connect() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+            sql.Identifier(scratch_name), sql.Identifier(owner)))
+    result = RehearsalResult(scratch_name)
+    try:
+        conninfo, env = _client_env(target)
+        scratch_conninfo, _ = _client_env(target.with_dbname(scratch_name))
+        dump = [tool("pg_dump"), "-Fc", "-d", conninfo] + [
+            f"--exclude-table-data={sql.Identifier(s, t).as_string(None)}" for s, t in large]
+        restore = [tool("pg_restore"), "--no-owner", "-d", scratch_conninfo]
+        log.info("rehearsal: copying %s into scratch database %s (%d large tables sampled)",
+                 target.describe(), scratch_name, len(large))
+        dumper = subprocess.Popen(dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        restorer = subprocess.run(restore, stdin=dumper.stdout, capture_output=True, text=True, env=env)
+        dumper.stdout.close()
+        dump_err = dumper.stderr.read().decode(errors="replace")
+        if dumper.wait() != 0:
+            raise RehearsalUnavailable(f"pg_dump for the rehearsal failed: {redact(dump_err.strip()[:500])}")
+        if restorer.returncode != 0:
+            # pg_restore reports errors it went past (e.g. an extension comment); the steps will tell.
+            log.warning("rehearsal: pg_restore reported: %s", redact(restorer.stderr.strip()[:500]))
+        times = {h.table: h.time_column for h in plan.hypertables} if plan else {}
+        with target.connect() as source, target.with_dbname(scratch_name).connect() as scratch:
+            for schema, table in large:
+                try:
+                    result.sampled[f"{schema}.{table}"] = _copy_sample(source, scratch, schema, table,
+                                                                       times.get(table), sample_rows)
+                except psycopg.Error as exc:
+                    log.warning("rehearsal: no sample of %s.%s (%s)", schema, table, exc.diag.message_primary)
+        result.copy_seconds = time.monotonic() - started
+    except BaseException:
+        drop_scratch(target, scratch_name)
+        raise
+    return result
+
+
+def drop_scratch(target: Target, name: str) -> None:
+    with target.with_dbname("postgres").connect() as admin:
+        _while_alone(admin, name, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def rehearse(target: Target, pending: list[MigrationFile], plan: Plan | None, *,
+             full_copy_bytes: int = 256 << 20, sample_rows: int = 100_000) -> RehearsalResult:
+    """Copy, apply the pending files and the plan's conversions, report, drop the copy."""
+    result = make_scratch_copy(target, plan, full_copy_bytes=full_copy_bytes, sample_rows=sample_rows)
+    try:
+        with target.with_dbname(result.scratch).connect() as conn:
+            for f in pending:
+                t0 = time.monotonic()
+                try:
+                    apply_file(conn, f)
+                except MigrationError as exc:
+                    result.error, result.failed_step = exc, f.label
+                    return result
+                result.steps.append((f.label, time.monotonic() - t0))
+                log.info("rehearsal: %s applied in %.2f s", f.label, time.monotonic() - t0)
+            if plan is not None:
+                has_compression = server_timescaledb(conn).has_compression
+                for h in plan.hypertables:
+                    t0 = time.monotonic()
+                    try:
+                        with conn.transaction():
+                            convert_table(conn, plan.schema, h, has_compression=has_compression)
+                    except (ConversionError, psycopg.Error) as exc:
+                        result.error = exc if isinstance(exc, ConversionError) else ConversionError(
+                            f"converting {plan.schema}.{h.table}: {exc}")
+                        result.failed_step = f"convert {plan.schema}.{h.table}"
+                        return result
+                    result.steps.append((f"convert {plan.schema}.{h.table}", time.monotonic() - t0))
+        return result
+    finally:
+        drop_scratch(target, result.scratch)
