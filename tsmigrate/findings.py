@@ -40,10 +40,17 @@ class Finding:
             return self.path
         return f"line {self.line}" if self.line is not None else ""
 
+    @property
+    def text(self) -> str:
+        """The message, naming the table when the message itself does not."""
+        if self.table and self.table.split(".")[-1].strip('"') not in self.message:
+            return f"{self.message} (table {self.table})"
+        return self.message
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready mapping, with the location spelled out for readers of the report."""
         return {**asdict(self), "location": self.location()}
 
     def __str__(self) -> str:
         where = self.location()
-        return f"{where + ': ' if where else ''}{self.code} {self.severity}: {self.message}"
+        return f"{where + ': ' if where else ''}{self.code} {self.severity}: {self.text}"

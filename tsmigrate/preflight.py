@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,13 @@ def finding(code: str, message: str, *, path: str | None = None, line: int | Non
             table: str | None = None, severity: str | None = None, hint: str | None = None) -> Finding:
     check = CHECKS[code]
     return Finding(code, severity or check.severity, message, path, line, table, hint or check.hint)
+
+
+def _line_of_call(text: str, function: str, table: str) -> int | None:
+    """The line of the first call of ``function`` naming ``table`` (for findings about a file's own call)."""
+    pattern = re.compile(rf"{function}\s*\(\s*'[^']*{re.escape(table)}'", re.IGNORECASE)
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
 
 
 def _one(conn, query, params=()):
@@ -280,6 +288,11 @@ def lint(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> l
                              volatility=volatility):
             table = (item.table or "").split(".")[-1].strip('"').lower()
             h = planned.get(table)
+            if item.code == "TS008":
+                # A foreign key must point at a unique key, and on a hypertable every unique key holds the
+                # time column: a reference to the legacy id cannot survive the conversion.
+                item = Finding(item.code, BLOCKING, item.message + " (the table's unique keys will all include its "
+                               "time column, so this reference cannot be kept)", item.path, item.line, item.table, item.hint)
             # The plan's conversion rebuilds keys and applies the null_time rule itself.
             if h is not None and item.code == "TS001":
                 item = Finding(item.code, ADVISORY, item.message + " (the plan's conversion adds the time column to it)",
@@ -312,7 +325,10 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
         regclass = _one(conn, "SELECT to_regclass(%s)::text", (
             f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}",))
         by_file = isinstance(source, MigrationFile)
-        where = dict(path=str(source.path)) if by_file else dict(path=str(plan.path) if plan and plan.path else None)
+        if by_file:
+            where = dict(path=str(source.path), line=_line_of_call(source.sql, "create_hypertable", table))
+        else:
+            where = dict(path=str(plan.path) if plan and plan.path else None)
         if regclass is None:
             if table.lower() not in pending_sql:
                 found.append(finding("PF033", f"table {qualified} does not exist and no pending migration creates it",

@@ -6,6 +6,14 @@ from dataclasses import dataclass, field
 
 from .findings import Finding
 
+# pytest's exit statuses other than 0 (passed) and 1 (tests failed), in the operator's words.
+EXIT_MEANINGS = {
+    2: "the run was interrupted (Ctrl-C, a collection error, or a check stopped it)",
+    3: "an internal error stopped the run (see the terminal output)",
+    4: "the command line or the migration plan is not valid (see the terminal output)",
+    5: "no checks were collected: nothing was verified",
+}
+
 
 @dataclass
 class RunSummary:
@@ -14,12 +22,17 @@ class RunSummary:
     findings: list[Finding] = field(default_factory=list)
     preflight_failures: list[str] = field(default_factory=list)   # test ids of failed pre-flight checks
     failed_tests: list[str] = field(default_factory=list)         # every failed test id, any suite
+    judged_checks: set[str] = field(default_factory=set)          # checks whose failure is told by findings
     steps: list[dict] = field(default_factory=list)
     backup: dict | None = None
     restore: str | None = None                        # the restore outcome, in words
     restored_identical: bool | None = None
     execute_failed: str | None = None
     benchmarks: list[dict] = field(default_factory=list)
+    # schema.table -> TableFingerprint.to_dict() after the run (post-flight); the "before" ones are in the backup manifest
+    fingerprints_after: dict[str, dict] = field(default_factory=dict)
+    stopped: str | None = None                        # why the run ended early (refused, unreachable), in words
+    exit_code: int | None = None                      # pytest's exit status, once the session finished
     verdict_inputs: dict | None = None                # what a GO depended on (versions, hashes)
 
     @property
@@ -34,10 +47,20 @@ class RunSummary:
     def go(self) -> bool:
         return not self.blocking and not self.preflight_failures
 
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run could not conclude, or None; an exit status other than 0/1 means it was cut short."""
+        if self.stopped:
+            return self.stopped
+        return EXIT_MEANINGS.get(self.exit_code) if self.exit_code not in (None, 0, 1) else None
+
     def verdict(self) -> str:
-        """GO / NO-GO for a pre-flight; SUCCESS / RESTORED / FAILED once execute ran."""
+        """GO / NO-GO for a pre-flight; SUCCESS / RESTORED / FAILED once execute ran; STOPPED when cut short."""
         if self.execute_failed:
             return "RESTORED" if self.restored_identical else "FAILED"
+        if self.stop_reason:
+            # A gate that could not finish is a NO-GO; any other run that stopped must not read as a success.
+            return "NO-GO" if self.kind == "preflight" else "STOPPED"
         if self.steps:
             return "SUCCESS" if not self.failed_tests else "FAILED"
         if not self.go:
@@ -49,12 +72,14 @@ class RunSummary:
         lines = []
         if verdict in ("GO", "NO-GO"):
             lines.append(f"{verdict}: {self.target}")
+            if self.stop_reason:
+                lines.append(f"  stopped: {self.stop_reason}")
             for f in self.blocking:
-                lines.append(f"  BLOCKING {f.code} {f.location() or f.table or ''}: {f.message}")
+                lines.append(f"  BLOCKING {f.code} {f.location() or f.table or ''}: {f.text}")
                 if f.hint:
                     lines.append(f"      fix: {f.hint}")
             for name in self.preflight_failures:
-                if not any(name.endswith(f.code) for f in self.blocking):
+                if name not in self.judged_checks:
                     lines.append(f"  FAILED check {name}")
             if self.advisories:
                 lines.append(f"  {len(self.advisories)} advisories (see the report)")
@@ -62,6 +87,8 @@ class RunSummary:
             applied = sum(1 for s in self.steps if s["status"] == "applied")
             already = sum(1 for s in self.steps if s["status"] == "already applied")
             lines.append(f"{verdict}: {self.target}: {applied} steps applied, {already} already applied")
+            if verdict == "STOPPED":
+                lines.append(f"  stopped: {self.stop_reason}")
             if self.execute_failed:
                 lines.append(f"  failed step: {self.execute_failed}")
             for name in self.failed_tests:

@@ -1,0 +1,154 @@
+"""The pre-flight gate end to end, on real legacy MS5.0 databases in a throwaway cluster."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tsmigrate.fingerprint import compare, fingerprint_database
+from tsmigrate.timescale import installed_timescaledb
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def fingerprints(target):
+    with target.connect() as conn:
+        return fingerprint_database(conn)
+
+
+def test_project_migrations_on_legacy_database_are_go(legacy_db, run_suite):
+    before = fingerprints(legacy_db)
+    result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "= GO: " in result.stdout and "NO-GO" not in result.stdout
+    assert compare(before, fingerprints(legacy_db)) == []
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0] == 0
+        assert conn.execute("SELECT to_regnamespace('tsmigrate')").fetchone()[0] is None
+
+
+# Each hazard as a migration file written for the test: (file text, code, line, table).
+HAZARDS = {
+    "key without time column": ("""
+CREATE TABLE IF NOT EXISTS factory_telemetry.sensor_log (
+    id bigserial PRIMARY KEY,
+    ts timestamptz NOT NULL,
+    value double precision
+);
+SELECT create_hypertable('factory_telemetry.sensor_log', 'ts');
+""", "TS001", 3, "sensor_log"),
+    "nullable time column": ("""-- a time-series table whose time column may be NULL
+CREATE TABLE IF NOT EXISTS factory_telemetry.sensor_log (
+    ts timestamptz,
+    value double precision
+);
+SELECT create_hypertable('factory_telemetry.sensor_log', 'ts');
+""", "TS002", 3, "sensor_log"),
+    "partial index with now()": ("""
+CREATE INDEX IF NOT EXISTS idx_recent_oee
+    ON factory_telemetry.oee_calculations (line_id, calculation_time)
+    WHERE calculation_time > now() - interval '7 days';
+""", "TS003", 4, "oee_calculations"),
+    "concurrent index in a transaction": ("""
+
+CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_energy_time ON factory_telemetry.energy_consumption (consumption_time);
+""", "TS004", 3, "energy_consumption"),
+    "create_hypertable without migrate_data on rows": ("""
+SELECT create_extension_placeholder();
+""", None, None, None),
+    "foreign key into a future hypertable": ("""
+CREATE TABLE IF NOT EXISTS factory_telemetry.metric_annotations (
+    id bigserial PRIMARY KEY,
+    metric_hist_id bigint REFERENCES factory_telemetry.metric_hist (id),
+    note text
+);
+SELECT create_hypertable('factory_telemetry.metric_hist', 'ts', migrate_data => true);
+""", "TS008", 4, "metric_hist"),
+}
+HAZARDS["create_hypertable without migrate_data on rows"] = ("""CREATE EXTENSION IF NOT EXISTS timescaledb;
+
+SELECT create_hypertable('factory_telemetry.energy_consumption', 'consumption_time');
+""", "PF032", 3, "energy_consumption")
+
+
+@pytest.mark.parametrize("hazard", list(HAZARDS))
+def test_each_hazard_is_no_go_naming_file_line_and_table(hazard, legacy_db, run_suite, tmp_path):
+    text, code, line, table = HAZARDS[hazard]
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    hazard_file = migrations / "001_hazard.sql"
+    hazard_file.write_text(text)
+    before = fingerprints(legacy_db)
+
+    result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
+                       "--no-rehearse")
+    out = result.stdout
+    assert result.returncode == 1, out[-4000:]
+    banner = out[out.rindex("NO-GO"):]
+    assert f"{hazard_file}:{line}" in banner, banner
+    assert code in banner and table in banner
+    assert "fix:" in banner
+    assert compare(before, fingerprints(legacy_db)) == [], "the pre-flight must not change the target"
+
+
+def test_rehearsal_reports_the_first_failing_statement(legacy_db, run_suite, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    (migrations / "011_broken.sql").write_text("-- fine so far\nSELECT 1;\n\nALTER TABLE factory_telemetry.no_such_table\n  ADD COLUMN x int;\n")
+    before = fingerprints(legacy_db)
+    result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
+    assert result.returncode == 1
+    banner = result.stdout[result.stdout.rindex("NO-GO"):]
+    assert "PF040" in banner and "011_broken.sql:4" in banner and "SQLSTATE 42P01" in banner
+    assert compare(before, fingerprints(legacy_db)) == []
+
+
+@pytest.mark.skipif((installed_timescaledb() or None) is not None and installed_timescaledb().edition != "apache",
+                    reason="needs the apache edition (this server has the community edition)")
+@pytest.mark.parametrize("allow", [False, True])
+def test_apache_edition_against_a_plan_that_needs_compression(allow, legacy_db, run_suite, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    plan = migrations / "plan.toml"
+    plan.write_text(plan.read_text().replace("allow_apache_edition = true", f"allow_apache_edition = {str(allow).lower()}"))
+    result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
+    if allow:
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert "PF004 advisory" in result.stdout and "apache edition" in result.stdout
+    else:
+        assert result.returncode == 1
+        banner = result.stdout[result.stdout.rindex("NO-GO"):]
+        assert "PF004" in banner and "apache edition" in banner and "compression" in banner
+
+
+def test_no_target_is_refused_before_any_test_runs(run_suite, monkeypatch):
+    for var in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGHOSTADDR", "PGSERVICEFILE"):
+        monkeypatch.delenv(var, raising=False)
+    result = run_suite("suites/preflight")
+    assert result.returncode == 4
+    assert "no target database" in result.stderr and "--dsn" in result.stderr
+    assert "passed" not in result.stdout and "failed" not in result.stdout
+
+
+def test_invalid_plan_is_refused_before_any_test_runs(legacy_db, run_suite, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    (migrations / "plan.toml").write_text('[hypertables.metric_hist]\ntime_column = "ts"\nchunk_interval = "often"\n')
+    result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
+    assert result.returncode == 4
+    assert "plan.toml" in result.stderr and "hypertables.metric_hist.chunk_interval" in result.stderr
+
+
+def test_benchmark_preflight_without_rehearsal(legacy_db, run_suite, capsys):
+    """Pre-flight without rehearsal should take a few seconds: printed next to its limit, not a timed test."""
+    limit_s = 10.0
+    started = time.monotonic()
+    result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--no-rehearse")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-3000:]
+    with capsys.disabled():
+        print(f"\nBENCH preflight (no rehearsal, tiny legacy db): {elapsed:.2f} s; limit {limit_s:.0f} s; "
+              f"ratio {elapsed / limit_s:.2f}")
