@@ -167,3 +167,85 @@ def test_a_run_killed_mid_step_is_detected_and_resolved(legacy_db, run_suite, tm
     rows = ledger_rows(legacy_db)
     assert ("004", "interrupted") in rows and ("004", "applied") in rows
     assert ("001", "applied") in rows and ("convert:metric_hist", "applied") in rows
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path_factory):
+    """A 1 MiB tmpfs: a real disk with too little room for a backup (needs root to mount)."""
+    mount_point = tmp_path_factory.mktemp("tinyfs")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount_point)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.decode().strip()}); needs root")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_no_room_for_the_backup_stops_before_any_change(legacy_db, run_suite, tiny_filesystem):
+    before = legacy_fingerprints(legacy_db)
+    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--backups", str(tiny_filesystem / "backups"))
+    assert result.returncode != 0
+    assert "not enough free room for the backup" in result.stdout
+    assert compare(before, legacy_fingerprints(legacy_db)) == []
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0] == 0
+
+
+def test_full_run_with_no_go_preflight_changes_nothing(legacy_db, run_suite, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    (migrations / "011_hazard.sql").write_text(
+        "CREATE INDEX IF NOT EXISTS idx_recent ON factory_telemetry.metric_hist (ts) WHERE ts > now() - interval '1 day';\n")
+    before = legacy_fingerprints(legacy_db)
+    result = run_suite("suites", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
+    assert result.returncode == 1
+    assert "pre-flight said NO-GO" in result.stdout
+    assert "NO-GO" in result.stdout[result.stdout.rindex("passed") if "passed" in result.stdout else 0:]
+    assert compare(before, legacy_fingerprints(legacy_db)) == []
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
+
+
+def test_full_run_on_an_empty_database_then_nothing_to_do(local_server, run_suite):
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS empty_site WITH (FORCE)")
+        admin.execute("CREATE DATABASE empty_site")
+    dsn = local_server.conninfo("empty_site")
+    try:
+        first = run_suite("suites", "--dsn", dsn)
+        assert first.returncode == 0, first.stdout[-4000:]
+        with psycopg.connect(dsn) as conn:
+            tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'factory_telemetry'").fetchone()[0]
+            assert tables == 49
+            assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables").fetchone()[0] == 5
+            # The application inserts as before: no id given, the sequence supplies it.
+            conn.execute("SET ROLE ms5_user_production")
+            metric = conn.execute("""INSERT INTO factory_telemetry.metric_def (equipment_code, metric_key, value_type, description)
+                                     VALUES ('BP01.PACK', 'speed', 'REAL', 'line speed') RETURNING id""").fetchone()[0]
+            new_id = conn.execute("INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "
+                                  "VALUES (%s, now(), 1.5) RETURNING id", (metric,)).fetchone()[0]
+            assert new_id is not None
+            conn.rollback()
+        second = run_suite("suites", "--dsn", dsn)
+        assert second.returncode == 0, second.stdout[-3000:]
+        assert "0 steps applied" in second.stdout
+    finally:
+        with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+            for (db,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'empty_site%'").fetchall():
+                admin.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
+
+
+def test_after_conversion_views_return_rows_and_the_application_writes_as_before(legacy_db, run_suite):
+    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
+    assert result.returncode == 0, result.stdout[-3000:]
+    with legacy_db.connect(autocommit=False) as conn:
+        for view in ("public.v_oee_summary", "public.v_equipment_latest", "public.v_production_performance",
+                     "factory_telemetry.mv_oee_summary"):
+            assert conn.execute(f"SELECT count(*) FROM {view}").fetchone()[0] > 0, f"{view} returns no rows"
+        conn.execute("SET ROLE ms5_user_production")
+        metric = conn.execute("SELECT id FROM factory_telemetry.metric_def LIMIT 1").fetchone()[0]
+        before_max = conn.execute("SELECT max(id) FROM factory_telemetry.metric_hist").fetchone()[0]
+        new_id = conn.execute("INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "
+                              "VALUES (%s, now(), 42) RETURNING id", (metric,)).fetchone()[0]
+        assert new_id > before_max
+        conn.rollback()

@@ -344,7 +344,9 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
                 conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
                 conn.execute("SELECT timescaledb_pre_restore()")
         conninfo, env = _client_env(new_target)
-        args = [tool("pg_restore"), "-j", str(max(1, jobs)), "-v", "--exit-on-error", "-d", conninfo, str(backup.dump_dir)]
+        # TimescaleDB's catalog tables reference each other: their data must load in dump order.
+        parallel = 1 if ts_version else max(1, jobs)
+        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(backup.dump_dir)]
         tables = len(m["fingerprints"])
         _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"))
         with new_target.connect() as conn:

@@ -191,7 +191,7 @@ def _locations_are_bytes() -> bool:
     return parse_sql(probe)[1].stmt_location != probe.index("SELECT 1")
 
 
-_BYTE_LOCATIONS = _locations_are_bytes()
+PARSER_OFFSETS_ARE_BYTES = _locations_are_bytes()  # also used by migrations.split_statements
 
 
 class _Lines:
@@ -199,13 +199,13 @@ class _Lines:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._utf8 = text.encode("utf-8") if _BYTE_LOCATIONS else b""
+        self._utf8 = text.encode("utf-8") if PARSER_OFFSETS_ARE_BYTES else b""
         self._line_starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]
         self.last_offset = len(text.rstrip())  # "syntax error at end of input" has no location
 
     def index(self, location: int) -> int:
         """The str index of a parser node location."""
-        if _BYTE_LOCATIONS:
+        if PARSER_OFFSETS_ARE_BYTES:
             return len(self._utf8[:location].decode("utf-8", errors="ignore"))
         return location
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import psycopg
 from pglast import parser as pg_parser
 
+from .lint import PARSER_OFFSETS_ARE_BYTES
+
 log = logging.getLogger(__name__)
 
 FILE_PATTERN = re.compile(r"^(?P<version>\d+)[_-](?P<name>[A-Za-z0-9_.-]+)\.sql$")
@@ -97,8 +99,8 @@ class Statement:
         return flat if len(flat) <= 160 else flat[:157] + "..."
 
 
-def line_at(text_bytes: bytes, offset: int) -> int:
-    return text_bytes.count(b"\n", 0, offset) + 1
+def line_at(text: str | bytes, offset: int) -> int:
+    return text.count(b"\n" if isinstance(text, bytes) else "\n", 0, offset) + 1
 
 
 def split_statements(sql_text: str) -> list[Statement]:
@@ -111,18 +113,20 @@ def split_statements(sql_text: str) -> list[Statement]:
         raw = pg_parser.parse_sql(sql_text)
     except pg_parser.ParseError:
         return [Statement(sql_text, 1)] if sql_text.strip() else []
-    data = sql_text.encode("utf-8")
+    # pglast 8 gives str offsets; older releases gave UTF-8 byte offsets (see lint.PARSER_OFFSETS_ARE_BYTES).
+    text_units = sql_text.encode("utf-8") if PARSER_OFFSETS_ARE_BYTES else sql_text
     statements = []
     for stmt in raw:
         start = stmt.stmt_location or 0
-        end = start + stmt.stmt_len if stmt.stmt_len else len(data)
-        chunk = data[start:end]
-        text = chunk.decode("utf-8")
+        end = start + stmt.stmt_len if stmt.stmt_len else len(text_units)
+        chunk = text_units[start:end]
+        text = chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk
         # stmt_location points after the previous ';', so skip leading blanks and comments for the line.
         stripped = _strip_leading_comments(text)
-        lead = len(text.encode("utf-8")) - len(stripped.encode("utf-8"))
+        first = start + (len(text) - len(stripped) if not PARSER_OFFSETS_ARE_BYTES else
+                         len(text.encode("utf-8")) - len(stripped.encode("utf-8")))
         if stripped.strip():
-            statements.append(Statement(stripped.rstrip().rstrip(";"), line_at(data, start + lead)))
+            statements.append(Statement(stripped.rstrip().rstrip(";"), line_at(text_units, first)))
     return statements
 
 
