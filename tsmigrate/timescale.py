@@ -7,6 +7,7 @@ compression/retention policies or continuous aggregates; the community edition
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -27,7 +28,10 @@ class InstalledTimescale:
 
 
 def installed_timescaledb(pg_config: str | None = None) -> InstalledTimescale | None:
-    """The TimescaleDB files installed for the local PostgreSQL, or None."""
+    """The TimescaleDB files installed for the local PostgreSQL (or $TSMIGRATE_PG_BINDIR's), or None."""
+    override = os.environ.get("TSMIGRATE_PG_BINDIR")
+    if pg_config is None and override and (Path(override) / "pg_config").exists():
+        pg_config = str(Path(override) / "pg_config")
     pg_config = pg_config or shutil.which("pg_config")
     if not pg_config:
         return None

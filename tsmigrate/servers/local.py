@@ -35,7 +35,12 @@ THROWAWAY_SETTINGS = {
 
 
 def pg_bindir() -> Path:
-    """The directory of initdb/pg_ctl for the PostgreSQL that pg_config names."""
+    """The directory of initdb/pg_ctl: $TSMIGRATE_PG_BINDIR, else the PostgreSQL that pg_config names."""
+    override = os.environ.get("TSMIGRATE_PG_BINDIR")
+    if override:
+        if not (Path(override) / "initdb").exists():
+            raise ServerStartError(f"TSMIGRATE_PG_BINDIR={override} has no initdb")
+        return Path(override)
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
