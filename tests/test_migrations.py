@@ -94,3 +94,20 @@ def test_discovery_orders_any_set_of_versions(tmp_path_factory, versions):
 def test_migration_file_label_and_sort_key(tmp_path):
     f = MigrationFile("007", "plc", tmp_path / "007_plc.sql", "SELECT 1;")
     assert f.label == "007_plc.sql" and f.sort_key == (7, "plc")
+
+
+def test_heartbeat_logs_while_work_runs_and_stops_after(caplog):
+    import logging
+    import time
+
+    from tsmigrate.progress import heartbeat
+
+    log = logging.getLogger("tsmigrate.test")
+    with caplog.at_level(logging.INFO, logger="tsmigrate.test"):
+        with heartbeat(log, "moving rows", every=0.05, expected_seconds=10):
+            time.sleep(0.28)
+        count = len(caplog.records)
+        time.sleep(0.15)
+    assert 3 <= count <= 6
+    assert len(caplog.records) == count, "no beats after the work ended"
+    assert "moving rows:" in caplog.records[0].getMessage() and "s left" in caplog.records[0].getMessage()

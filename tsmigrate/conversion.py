@@ -29,6 +29,7 @@ from psycopg import sql
 
 from .config import HypertablePlan
 from .fingerprint import OWN_SCHEMA
+from .progress import heartbeat
 from .timescale import APACHE_LACKS
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class ConversionResult:
     retention: str = "not planned"
     chunks: int = 0
     seconds: float = 0.0
+    rows_per_second: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -294,7 +296,8 @@ def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has
             result.retention = f"drop chunks older than {h.drop_after}"
 
 
-def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, has_compression: bool) -> ConversionResult:
+def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, has_compression: bool,
+                  rows_per_second: float | None = None) -> ConversionResult:
     """Convert one planned table (the caller owns the transaction)."""
     started = time.monotonic()
     result = ConversionResult(table=f"{schema}.{h.table}")
@@ -348,9 +351,14 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
     log.info("%s: creating hypertable on %s, chunk interval %s, moving %d rows into chunks",
              result.table, h.time_column, h.chunk_interval, result.rows)
     t0 = time.monotonic()
-    conn.execute("SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval), migrate_data => true)",
-                 (regclass, h.time_column, h.chunk_interval.text))
+    # create_hypertable reports nothing while it moves rows: a heartbeat says it is alive, with an
+    # estimate from the rate of an earlier conversion when the caller knows one.
+    expected = result.rows / rows_per_second if rows_per_second else None
+    with heartbeat(log, f"{result.table}: moving {result.rows} rows into chunks", expected_seconds=expected):
+        conn.execute("SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval), migrate_data => true)",
+                     (regclass, h.time_column, h.chunk_interval.text))
     elapsed = time.monotonic() - t0
+    result.rows_per_second = result.rows / elapsed if elapsed > 0 else 0.0
     log.info("%s: %d rows moved in %.1f s (%.0f rows/s)", result.table, result.rows, elapsed,
              result.rows / elapsed if elapsed > 0 else 0)
     for view in views:

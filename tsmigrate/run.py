@@ -88,6 +88,7 @@ class MigrationRun:
         self.failed: StepOutcome | None = None
         self.restore_outcome: RestoreOutcome | None = None
         self.interrupted: list[ledger.LedgerEntry] = []
+        self._conversion_rate: float | None = None  # rows/s of the last large conversion, for estimates
 
     # -- opening: nothing changes here except the ledger's own bookkeeping ---------------------------
     def open(self) -> None:
@@ -160,8 +161,11 @@ class MigrationRun:
                 apply_file(self.work, step.migration, on_success=finish)
             else:
                 with self.work.transaction():
-                    conversion: ConversionResult = convert_table(self.work, self.schema, step.hypertable,
-                                                                 has_compression=self._has_compression())
+                    conversion: ConversionResult = convert_table(
+                        self.work, self.schema, step.hypertable, has_compression=self._has_compression(),
+                        rows_per_second=self._conversion_rate)
+                    if conversion.rows > 10_000:
+                        self._conversion_rate = conversion.rows_per_second
                     details.update(conversion.to_dict())
                     finish(self.work)
         except (MigrationError, ConversionError, psycopg.Error) as exc:
