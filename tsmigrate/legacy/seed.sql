@@ -1,7 +1,8 @@
 -- Realistic data for the MS5.0 legacy database created by schema.sql, generated server-side.
 --
 -- Parameters are read with current_setting('ms5_seed.<name>'); the caller sets them beforehand in
--- the same session, e.g. SET ms5_seed.lines = '3'. Unset parameters take the default in brackets:
+-- the same session (SET ms5_seed.lines = '3') or transaction (set_config('ms5_seed.lines', '3', true)).
+-- Unset parameters take the default in brackets:
 --   ms5_seed.lines                  production lines                                  [3]
 --   ms5_seed.equipment_per_line     equipment per line                                [4]
 --   ms5_seed.metrics_per_equipment  metric definitions per equipment                  [5]
@@ -43,14 +44,16 @@ SELECT r.*,
        greatest(1, ceil(r.days))::int AS n_days,
        r.end_time - make_interval(secs => (r.days * 86400)::float8) AS start_time,
        (r.random_seed * 1000000007)::bigint AS hseed,
-       current_setting('jit') AS saved_jit
+       current_setting('jit') AS saved_jit,
+       current_setting('maintenance_work_mem') AS saved_maintenance_work_mem
 FROM raw r;
 
 SELECT setseed(random_seed) FROM ms5_p;
 
 -- JIT compilation costs more than it saves on these statements (the planner overestimates the
--- temporary tables); switch it off for the seed and restore the caller's setting at the end.
-SELECT set_config('jit', 'off', false);
+-- temporary tables): off for the seed. More memory for rebuilding metric_hist's index. Both are
+-- restored to the caller's values at the end.
+SELECT set_config('jit', 'off', false), set_config('maintenance_work_mem', '256MB', false);
 
 -- Deterministic uniform noise in [0, 1) from a series number, a sample number and the seed.
 CREATE OR REPLACE FUNCTION pg_temp.ms5_u(a bigint, b bigint, s bigint)
@@ -62,15 +65,30 @@ AS $$ SELECT (hashint8extended(a * 1000003 + b, s) & 4503599627370495)::double p
 -- Start from empty tables
 -- ===========================================================================================
 
+-- TRUNCATE only when some table has rows (it is slow on a fresh schema: new files for every table
+-- and index); on empty tables just restart the sequences so that ids start at 1 either way.
 DO $$
 DECLARE
+    t record;
+    has_rows boolean := false;
     tables text;
 BEGIN
-    SELECT string_agg(quote_ident(schemaname) || '.' || quote_ident(tablename), ', ' ORDER BY tablename)
-      INTO tables
-      FROM pg_tables
-     WHERE schemaname = 'factory_telemetry';
-    EXECUTE 'TRUNCATE ' || tables || ' RESTART IDENTITY';
+    FOR t IN SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'factory_telemetry' LOOP
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM ' || quote_ident(t.schemaname) || '.' || quote_ident(t.tablename) || ')'
+           INTO has_rows;
+        EXIT WHEN has_rows;
+    END LOOP;
+    IF has_rows THEN
+        SELECT string_agg(quote_ident(schemaname) || '.' || quote_ident(tablename), ', ' ORDER BY tablename)
+          INTO tables
+          FROM pg_tables
+         WHERE schemaname = 'factory_telemetry';
+        EXECUTE 'TRUNCATE ' || tables || ' RESTART IDENTITY';
+    ELSE
+        PERFORM setval((quote_ident(sequence_schema) || '.' || quote_ident(sequence_name))::regclass, 1, false)
+           FROM information_schema.sequences
+          WHERE sequence_schema = 'factory_telemetry';
+    END IF;
 END;
 $$;
 
@@ -163,7 +181,8 @@ SELECT e.e_idx,
 FROM ms5_p p
 CROSS JOIN ms5_eq e
 CROSS JOIN generate_series(1, p.metrics_per_equipment) AS m
-JOIN ms5_metric_kind mk ON mk.b = mod(m - 1, 10) + 1;
+JOIN ms5_metric_kind mk ON mk.b = mod(m - 1, 10) + 1
+ORDER BY 2;  -- physical order = m_idx: metric_hist scans this table in that order for every instant
 
 DROP TABLE IF EXISTS pg_temp.ms5_user;
 CREATE TEMP TABLE ms5_user (n int PRIMARY KEY, username text, first_name text, last_name text,
@@ -433,9 +452,41 @@ JOIN ms5_user u ON md5('ms5:user:' || u.n)::uuid = si.operator_id;
 -- ===========================================================================================
 -- metric_hist: one row per metric per metric_interval_s over `days`, newest at end_time.
 -- Samples are generated time-major (all metrics of one instant, then the next instant), the way
--- the poller writes them, so ids grow with ts. Machines stop 8 minutes every 4 hours (staggered
--- per equipment); speed, running, state, fault_bits, downtime and fault events all follow it.
+-- the poller writes them, so ids grow with ts. Every machine stops once every 4 hours (staggered
+-- per equipment) for 3 to 15 minutes: with ph = epoch minute + 37 * equipment number, the machine
+-- is stopped while mod(ph, 240) < 3 + floor(13 * u(2500000 + equipment, ph / 240)). Speed,
+-- running, state, fault_bits, downtime, fault and andon events, OEE and energy all follow it.
 -- ===========================================================================================
+
+-- Bulk load: metric_hist's foreign keys and secondary indexes are dropped for the load and
+-- recreated, with the same names and definitions, right after it (much faster than checking and
+-- maintaining them row by row).
+DROP TABLE IF EXISTS pg_temp.ms5_ddl;
+CREATE TEMP TABLE ms5_ddl AS
+SELECT 1 AS ord, c.conname::text AS name,
+       'ALTER TABLE factory_telemetry.metric_hist ADD CONSTRAINT ' || quote_ident(c.conname) || ' '
+           || pg_get_constraintdef(c.oid) AS create_sql,
+       'ALTER TABLE factory_telemetry.metric_hist DROP CONSTRAINT ' || quote_ident(c.conname) AS drop_sql
+FROM pg_constraint c
+WHERE c.conrelid = 'factory_telemetry.metric_hist'::regclass AND c.contype = 'f'
+UNION ALL
+SELECT 0, ic.relname::text, pg_get_indexdef(i.indexrelid),
+       'DROP INDEX factory_telemetry.' || quote_ident(ic.relname)
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE i.indrelid = 'factory_telemetry.metric_hist'::regclass
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c
+                  WHERE c.conrelid = i.indrelid AND c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'));
+
+DO $$
+DECLARE
+    d record;
+BEGIN
+    FOR d IN SELECT drop_sql FROM ms5_ddl ORDER BY ord DESC, name LOOP
+        EXECUTE d.drop_sql;
+    END LOOP;
+END;
+$$;
 
 INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_bool, value_int, value_real)
 SELECT v.metric_def_id, to_timestamp(v.es), v.vb, v.vi, v.vr
@@ -463,14 +514,24 @@ CROSS JOIN LATERAL (
     FROM (
         SELECT m.metric_def_id, m.b, m.target_speed, m.temp_base, m.counter_base, m.rate, m.stop_mask, m.warn,
                t.es,
-               mod(floor(t.es / 60)::bigint + m.e_idx * 37, 240) >= 8 AS running,
+               mod(t.ph, 240) >= 3 + floor(13 * pg_temp.ms5_u(2500000 + m.e_idx, t.ph / 240, p.hseed)) AS running,
                pg_temp.ms5_u(m.m_idx, k, p.hseed) AS u
         FROM ms5_metric m,
-             LATERAL (SELECT p.end_epoch - (p.n_samples - 1 - k) * p.metric_interval_s AS es) t
-        ORDER BY m.m_idx
+             LATERAL (SELECT p.end_epoch - (p.n_samples - 1 - k) * p.metric_interval_s AS es) t0,
+             LATERAL (SELECT t0.es, floor(t0.es / 60)::bigint + m.e_idx * 37 AS ph) t
         OFFSET 0
     ) s
 ) v;
+
+DO $$
+DECLARE
+    d record;
+BEGIN
+    FOR d IN SELECT create_sql FROM ms5_ddl ORDER BY ord, name LOOP
+        EXECUTE d.create_sql;
+    END LOOP;
+END;
+$$;
 
 -- Latest value per metric = its newest historical sample.
 INSERT INTO factory_telemetry.metric_latest (metric_def_id, ts, value_bool, value_int, value_real, value_text, value_json)
@@ -493,7 +554,8 @@ CREATE TEMP TABLE ms5_stop AS
 SELECT e.e_idx, e.line_no, e.eq_no, e.line_id, e.equipment_code, e.stop_bit,
        row_number() OVER (PARTITION BY e.e_idx ORDER BY sm) AS stop_no,
        to_timestamp(sm * 60) AS st,
-       to_timestamp(sm * 60 + 480) AS en,
+       to_timestamp(sm * 60 + 60 * d.dur_min) AS en,
+       d.dur_min,
        pg_temp.ms5_u(100000 + e.e_idx, sm, p.hseed) AS u
 FROM ms5_eq e
 CROSS JOIN ms5_p p
@@ -502,14 +564,17 @@ CROSS JOIN LATERAL generate_series(
     floor(extract(epoch FROM p.start_time) / 60)::bigint
         + mod(240 - mod(floor(extract(epoch FROM p.start_time) / 60)::bigint + e.e_idx * 37, 240), 240),
     floor(p.end_epoch / 60)::bigint,
-    240) AS sm;
+    240) AS sm
+CROSS JOIN LATERAL (
+    SELECT (3 + floor(13 * pg_temp.ms5_u(2500000 + e.e_idx, (sm + e.e_idx * 37) / 240, p.hseed)))::int AS dur_min
+) d;
 
 INSERT INTO factory_telemetry.downtime_events (id, line_id, equipment_code, start_time, end_time,
     duration_seconds, reason_code, reason_description, category, subcategory, reported_by,
     confirmed_by, confirmed_at, notes, created_at)
 SELECT md5('ms5:downtime:' || s.e_idx || ':' || s.stop_no)::uuid, s.line_id, s.equipment_code, s.st,
        CASE WHEN s.en <= p.end_time THEN s.en END,
-       CASE WHEN s.en <= p.end_time THEN 480 END,
+       CASE WHEN s.en <= p.end_time THEN 60 * s.dur_min END,
        r.code, r.descr, r.category, r.subcategory,
        si.operator_id,
        CASE WHEN s.en <= p.end_time - interval '1 hour' THEN si.manager_id END,
@@ -536,7 +601,7 @@ SELECT x.equipment_code, x.bit_index, x.ts_on, x.ts_off, x.duration_s
 FROM (
     SELECT s.equipment_code, s.stop_bit AS bit_index, s.st AS ts_on,
            CASE WHEN s.en <= p.end_time THEN s.en END AS ts_off,
-           CASE WHEN s.en <= p.end_time THEN 480.0::float8 END AS duration_s
+           CASE WHEN s.en <= p.end_time THEN 60.0 * s.dur_min END::float8 AS duration_s
     FROM ms5_stop s CROSS JOIN ms5_p p
     UNION ALL
     SELECT e.equipment_code, f.bit, f.ts_on, f.ts_on + make_interval(secs => f.dur), f.dur
@@ -577,8 +642,8 @@ SELECT o.line_id, o.equipment_code, o.ct, o.a, o.pf, o.q, o.a * o.pf * o.q, 60,
        floor(60 * o.a * o.pf / o.ict)::int
 FROM (
     SELECT l.line_id, e.equipment_code, e.e_idx,
-           p.end_time - make_interval(mins => p.n_minutes - 1 - q) AS ct,
-           (CASE WHEN mod(floor(p.end_epoch / 60)::bigint - (p.n_minutes - 1 - q) + e.e_idx * 37, 240) < 8
+           p.end_time - (p.n_minutes - 1 - q) * interval '1 minute' AS ct,
+           (CASE WHEN mod(z.ph, 240) < 3 + floor(13 * pg_temp.ms5_u(2500000 + e.e_idx, z.ph / 240, p.hseed))
                  THEN 0.20 * pg_temp.ms5_u(500000 + l.line_no, q, p.hseed)
                  ELSE 0.88 + 0.12 * pg_temp.ms5_u(500000 + l.line_no, q, p.hseed) END)::real AS a,
            (0.78 + 0.20 * pg_temp.ms5_u(600000 + l.line_no, q, p.hseed))::real AS pf,
@@ -588,6 +653,7 @@ FROM (
     CROSS JOIN generate_series(0, p.n_minutes - 1) AS q
     CROSS JOIN ms5_line l
     JOIN ms5_eq e ON e.line_no = l.line_no AND e.eq_no = 1
+    CROSS JOIN LATERAL (SELECT floor(p.end_epoch / 60)::bigint - (p.n_minutes - 1 - q) + e.e_idx * 37 AS ph) z
     ORDER BY q, l.line_no
 ) o;
 
@@ -597,18 +663,20 @@ SELECT x.equipment_code, x.ct, x.kw, (x.kw / 60.0)::real, x.v,
        (x.kw * 1000 / (sqrt(3) * x.v * x.pfac))::real, x.pfac, x.tc, x.rh
 FROM (
     SELECT e.equipment_code,
-           p.end_time - make_interval(mins => p.n_minutes - 1 - q) AS ct,
-           round((e.power_kw * CASE WHEN mod(floor(p.end_epoch / 60)::bigint - (p.n_minutes - 1 - q) + e.e_idx * 37, 240) < 8
+           p.end_time - (p.n_minutes - 1 - q) * interval '1 minute' AS ct,
+           -- rounded in double precision (cheaper than numeric) to the sensors' resolution
+           (round(e.power_kw * CASE WHEN mod(z.ph, 240) < 3 + floor(13 * pg_temp.ms5_u(2500000 + e.e_idx, z.ph / 240, p.hseed))
                                     THEN 0.12 + 0.05 * pg_temp.ms5_u(800000 + e.e_idx, q, p.hseed)
-                                    ELSE 0.78 + 0.20 * pg_temp.ms5_u(800000 + e.e_idx, q, p.hseed) END)::numeric, 3)::real AS kw,
-           round((400 + 6 * (pg_temp.ms5_u(900000 + e.e_idx, q, p.hseed) - 0.5))::numeric, 1)::real AS v,
-           round((0.86 + 0.08 * pg_temp.ms5_u(1000000 + e.e_idx, q, p.hseed))::numeric, 3)::real AS pfac,
-           round((22 + 3 * sin(2 * pi() * (p.end_epoch - 60 * (p.n_minutes - 1 - q)) / 86400)
-                  + pg_temp.ms5_u(1100000 + e.e_idx, q, p.hseed))::numeric, 2)::real AS tc,
-           round((45 + 8 * pg_temp.ms5_u(1200000 + e.e_idx, q, p.hseed))::numeric, 1)::real AS rh
+                                    ELSE 0.78 + 0.20 * pg_temp.ms5_u(800000 + e.e_idx, q, p.hseed) END * 1000) / 1000)::real AS kw,
+           (round((400 + 6 * (pg_temp.ms5_u(900000 + e.e_idx, q, p.hseed) - 0.5)) * 10) / 10)::real AS v,
+           (round((0.86 + 0.08 * pg_temp.ms5_u(1000000 + e.e_idx, q, p.hseed)) * 1000) / 1000)::real AS pfac,
+           (round((22 + 3 * sin(2 * pi() * (p.end_epoch - 60 * (p.n_minutes - 1 - q)) / 86400)
+                   + pg_temp.ms5_u(1100000 + e.e_idx, q, p.hseed)) * 100) / 100)::real AS tc,
+           (round((45 + 8 * pg_temp.ms5_u(1200000 + e.e_idx, q, p.hseed)) * 10) / 10)::real AS rh
     FROM ms5_p p
     CROSS JOIN generate_series(0, p.n_minutes - 1) AS q
     CROSS JOIN ms5_eq e
+    CROSS JOIN LATERAL (SELECT floor(p.end_epoch / 60)::bigint - (p.n_minutes - 1 - q) + e.e_idx * 37 AS ph) z
     ORDER BY q, e.e_idx
 ) x;
 
@@ -706,7 +774,7 @@ LATERAL (
            CASE WHEN t.changed_at < si.st + interval '15 minutes' OR mod(q + e.e_idx, 16) = 0
                 THEN si.operator_id END AS changed_by
     FROM generate_series(0, p.n_quarters - 1) AS q
-    CROSS JOIN LATERAL (SELECT p.end_time - make_interval(mins => 15 * (p.n_quarters - 1 - q)) AS changed_at) t
+    CROSS JOIN LATERAL (SELECT p.end_time - (p.n_quarters - 1 - q) * interval '15 minutes' AS changed_at) t
     CROSS JOIN ms5_eq e
     JOIN ms5_si si ON si.st <= t.changed_at AND si.en > t.changed_at
 ) h
@@ -1102,11 +1170,24 @@ REFRESH MATERIALIZED VIEW factory_telemetry.mv_production_dashboard;
 REFRESH MATERIALIZED VIEW factory_telemetry.mv_downtime_summary;
 REFRESH MATERIALIZED VIEW factory_telemetry.mv_oee_summary;
 
-SELECT set_config('jit', saved_jit, false) FROM ms5_p;
+SELECT set_config('jit', saved_jit, false), set_config('maintenance_work_mem', saved_maintenance_work_mem, false)
+FROM ms5_p;
 
-DROP TABLE IF EXISTS pg_temp.ms5_rep, pg_temp.ms5_andon, pg_temp.ms5_stop, pg_temp.ms5_si, pg_temp.ms5_shift,
+DROP TABLE IF EXISTS pg_temp.ms5_ddl, pg_temp.ms5_rep, pg_temp.ms5_andon, pg_temp.ms5_stop, pg_temp.ms5_si, pg_temp.ms5_shift,
     pg_temp.ms5_user, pg_temp.ms5_metric, pg_temp.ms5_metric_kind, pg_temp.ms5_eq, pg_temp.ms5_line,
     pg_temp.ms5_kind, pg_temp.ms5_p;
 DROP FUNCTION IF EXISTS pg_temp.ms5_u(bigint, bigint, bigint);
 
-ANALYZE;
+-- Planner statistics for the schema's tables and materialized views (not the whole catalog).
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS rel
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'factory_telemetry' AND c.relkind IN ('r', 'm')
+             ORDER BY c.relname LOOP
+        EXECUTE 'ANALYZE ' || r.rel::text;
+    END LOOP;
+END;
+$$;
