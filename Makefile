@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test preflight clean
+.PHONY: setup demo test preflight clean browser
 
 setup: $(STAMP)
 	@bash scripts/install-timescaledb.sh
@@ -20,8 +20,15 @@ demo: setup
 	@$(PY) -m pytest suites --demo $(ARGS)
 
 # The project's own tests.
-test: setup
+test: setup browser
 	@$(PY) -m pytest tests $(ARGS)
+
+# Debian's chromium, for the test that renders a report in a headless browser. Part of `make test`
+# only (not the demo); where it cannot be installed the test skips and says why.
+browser:
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "make browser: chromium could not be installed; the browser test will skip"; }
 
 clean:
 	rm -rf $(VENV) reports/*.html reports/*.json reports/*.xml

@@ -7,4 +7,8 @@ pytest_plugins = (
     "fixtures.gate",
     "fixtures.run",
     "fixtures.legacy",
+    "fixtures.reporting",
+    "fixtures.baseline",
+    "fixtures.postflight",
+    "fixtures.benchmarks",
 )

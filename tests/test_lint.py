@@ -383,7 +383,7 @@ def test_lines_are_right_after_multiline_comments_and_multibyte_characters():
 
 
 def test_byte_offsets_from_older_parsers_are_converted_to_characters(monkeypatch):
-    monkeypatch.setattr(lint_module, "_BYTE_LOCATIONS", True)
+    monkeypatch.setattr(lint_module, "PARSER_OFFSETS_ARE_BYTES", True)
     text = "-- ü🏭\nSELECT 1;\n"
     lines = lint_module._Lines(text)
     byte_offset = len("-- ü🏭\n".encode("utf-8"))

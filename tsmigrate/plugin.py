@@ -15,7 +15,7 @@ from .config import PlanError, load_plan
 from .options import RunOptions
 from .run import plan_steps
 from .servers import SERVER_KINDS
-from .summary import RunSummary
+from .summary import GOOD_VERDICTS, RunSummary
 from .target import TargetError, resolve_target
 
 OPTIONS_KEY = pytest.StashKey[RunOptions]()
@@ -51,6 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("keep-failed", "after a restore, keep the failed database renamed for inspection", type="bool", default=True)
     option("no-rehearse", "skip the pre-flight rehearsal on a scratch copy of the target", type="bool", default=False)
     option("resolve-interrupted", "mark steps a killed run left half done as interrupted and go on", type="bool", default=False)
+    option("baseline", "post-flight baseline: a backup directory taken before the migration "
+                       "(default: the execute run's backup, else the newest one under --backups)")
 
 
 def _value(config: pytest.Config, dest: str):
@@ -85,6 +87,7 @@ def read_options(config: pytest.Config) -> RunOptions:
         keep_failed=bool(_value(config, "keep_failed")),
         rehearse=not bool(_value(config, "no_rehearse")),
         resolve_interrupted=bool(_value(config, "resolve_interrupted")),
+        baseline=_path(config, "baseline") if _value(config, "baseline") else None,
     )
 
 
@@ -140,6 +143,12 @@ def _name_reports(config: pytest.Config) -> None:
     if getattr(config.option, "xmlpath", None) is None:
         config.option.xmlpath = str(files["junit"])
     config.stash[REPORT_FILES_KEY] = files
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The exit status is part of the verdict (a run cut short must not read as GO); reports read it after this."""
+    summary_of(session.config).exit_code = int(exitstatus)
 
 
 @pytest.hookimpl(trylast=True)
@@ -204,7 +213,7 @@ def _print_verdict(config: pytest.Config) -> None:
     if not summary.target or reporter is None:
         return
     lines = summary.banner_lines()
-    good = summary.verdict() in ("GO", "SUCCESS")
+    good = summary.verdict() in GOOD_VERDICTS
     reporter.write_sep("=", lines[0], green=good, red=not good, bold=True)
     for line in lines[1:]:
         reporter.write_line(line, red=not good)

@@ -15,6 +15,10 @@ EXIT_MEANINGS = {
 }
 
 
+VERDICTS = ("GO", "NO-GO", "SUCCESS", "RESTORED", "FAILED", "STOPPED", "PASSED")
+GOOD_VERDICTS = ("GO", "SUCCESS", "PASSED")  # the only verdicts of a run that exits 0
+
+
 @dataclass
 class RunSummary:
     target: str = ""
@@ -55,7 +59,8 @@ class RunSummary:
         return EXIT_MEANINGS.get(self.exit_code) if self.exit_code not in (None, 0, 1) else None
 
     def verdict(self) -> str:
-        """GO / NO-GO for a pre-flight; SUCCESS / RESTORED / FAILED once execute ran; STOPPED when cut short."""
+        """GO / NO-GO for a pre-flight; SUCCESS / RESTORED / FAILED once execute ran; PASSED / FAILED for a
+        post-flight on its own; STOPPED when cut short."""
         if self.execute_failed:
             return "RESTORED" if self.restored_identical else "FAILED"
         if self.stop_reason:
@@ -63,6 +68,8 @@ class RunSummary:
             return "NO-GO" if self.kind == "preflight" else "STOPPED"
         if self.steps:
             return "SUCCESS" if not self.failed_tests else "FAILED"
+        if self.kind == "postflight":
+            return "PASSED" if not self.failed_tests else "FAILED"
         if not self.go:
             return "NO-GO"
         return "GO" if not self.failed_tests else "FAILED"
@@ -83,6 +90,10 @@ class RunSummary:
                     lines.append(f"  FAILED check {name}")
             if self.advisories:
                 lines.append(f"  {len(self.advisories)} advisories (see the report)")
+        elif verdict == "PASSED" or (verdict == "FAILED" and self.kind == "postflight"):
+            lines.append(f"{verdict}: {self.target}: post-flight checks")
+            for name in self.failed_tests:
+                lines.append(f"  FAILED {name}")
         else:
             applied = sum(1 for s in self.steps if s["status"] == "applied")
             already = sum(1 for s in self.steps if s["status"] == "already applied")

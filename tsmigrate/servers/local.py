@@ -190,7 +190,10 @@ class LocalCluster:
             text = self.log_file.read_text(errors="replace")
         except OSError:
             return True
-        return "FATAL:" not in text and "PANIC:" not in text
+        # Our own early probes log "FATAL: the database system is starting up": that is not a failure.
+        fatal = [line for line in text.splitlines()
+                 if ("FATAL:" in line or "PANIC:" in line) and "database system is starting up" not in line]
+        return not fatal
 
     def _running(self) -> bool:
         if self.base is None or not (self.data_dir / "postmaster.pid").exists():

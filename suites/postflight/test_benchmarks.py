@@ -1,0 +1,113 @@
+"""Post-flight benchmarks as gates: each figure is measured in this run and compared with its
+limit from the plan ([benchmarks] in plan.toml); the run prints them side by side at the end and
+the reports show them as a table and charts.
+
+Nothing stays in the user's tables: inserts are rolled back (and give their own negative ids, so
+no sequence moves), queries run read-only, compression is measured in a transaction rolled back.
+Storage is projected first, before the ingest benchmarks leave dead rows for autovacuum.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import psycopg
+import pytest
+
+from tsmigrate import bench
+from tsmigrate.bench import DASHBOARD_QUERIES, BenchSkipped
+
+pytestmark = [pytest.mark.order(3), pytest.mark.postflight]
+
+INGEST_ROWS = 20_000        # per method; enough for a steady rate, a few seconds at most
+QUERY_RUNS = 20             # per dashboard query, after one warm-up run
+
+
+@pytest.fixture
+def thresholds(plan):
+    if plan is None:
+        pytest.skip("no plan.toml: the benchmarks take their limits from its [benchmarks] section")
+    return plan.benchmarks
+
+
+@pytest.fixture(scope="module")
+def compression(plan, target_conn, timescale_server):
+    """The compression ratio of old chunks (community edition; skips under apache with the reason)."""
+    if not timescale_server.has_compression:
+        pytest.skip(f"TimescaleDB on this server is the {timescale_server.edition} edition, without native "
+                    "compression: no compression ratio can be measured (the community edition has it)")
+    return measure("the compression ratio", bench.measure_compression, target_conn, plan.schema, plan.hypertables)
+
+
+@pytest.fixture
+def ingest_table(plan):
+    """metric_hist (the bulk of MS5.0's data) when planned, else the first planned hypertable."""
+    if not plan.hypertables:
+        pytest.skip("the plan names no hypertable to insert into")
+    return plan.hypertable("metric_hist") or plan.hypertables[0]
+
+
+def measure(what: str, how, *args, **kwargs):
+    """Run one benchmark: skip with the reason when it cannot be measured here, fail with the
+    server's message (no traceback) when the database refuses it."""
+    try:
+        return how(*args, **kwargs)
+    except BenchSkipped as exc:
+        pytest.skip(str(exc))
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        pytest.fail(f"{what} could not be measured: {first} (SQLSTATE {exc.sqlstate}); the database refused what an "
+                    "application does, fix that first (the other post-flight checks say more)", pytrace=False)
+
+
+def _gate(figure: bench.Figure) -> None:
+    if not figure.passed:
+        pytest.fail(figure.sentence(), pytrace=False)
+
+
+def test_storage_per_month_projected(target_conn, plan, thresholds, request, record_figure, timescale_server):
+    try:
+        percent = request.getfixturevalue("compression").percent
+    except pytest.skip.Exception:
+        percent = None
+    result = measure("the storage per month", bench.project_storage, target_conn, plan.schema, plan.hypertables, percent)
+    figure = record_figure(result.figure(thresholds.max_storage_gb_per_month))
+    if not figure.passed and not timescale_server.has_compression and plan.allow_apache_edition:
+        # The limit assumes compressed history; the plan accepts an edition without it.
+        warnings.warn(UserWarning(f"{figure.sentence()} -- the limit assumes compression, which this server's "
+                                  f"{timescale_server.edition} edition lacks; plan.toml allows that edition, so this "
+                                  "is an advisory: run the community edition to meet it"))
+        return
+    _gate(figure)
+
+
+@pytest.mark.needs_community
+def test_compression_ratio_of_historical_data(compression, thresholds, record_figure):
+    _gate(record_figure(compression.figure(thresholds.min_compression_percent)))
+
+
+def test_ingest_through_copy(target_conn, plan, ingest_table, thresholds, record_figure):
+    result = measure(f"ingest through COPY into {ingest_table.table}", bench.ingest_copy, target_conn, plan.schema,
+                     ingest_table.table, ingest_table.time_column, INGEST_ROWS)
+    _gate(record_figure(result.figure(thresholds.min_insert_rows_per_second)))
+
+
+def test_ingest_through_batched_inserts(target_conn, plan, ingest_table, thresholds, record_figure):
+    result = measure(f"ingest through batched INSERTs into {ingest_table.table}", bench.ingest_batched, target_conn,
+                     plan.schema, ingest_table.table, ingest_table.time_column, INGEST_ROWS)
+    _gate(record_figure(result.figure(thresholds.min_insert_rows_per_second)))
+
+
+@pytest.mark.parametrize("query", DASHBOARD_QUERIES, ids=[q.key for q in DASHBOARD_QUERIES])
+def test_dashboard_query(target_conn, plan, query, thresholds, record_figure):
+    result = measure(f"the dashboard query '{query.title}'", bench.run_dashboard_query, target_conn, plan.schema, query,
+                     repeats=QUERY_RUNS)
+    figure = record_figure(result.figure(thresholds.max_dashboard_query_ms))
+    print(result.plan)
+    if result.chunks_total is not None and result.window is not None:
+        if result.chunks_scanned > result.chunks_in_window:
+            pytest.fail(f"{query.title}: the plan touched {result.chunks_scanned} chunks of {query.relation[1]} but only "
+                        f"{result.chunks_in_window} overlap its time window: chunk exclusion does not work for this "
+                        f"query (is the condition on {query.time_column} a plain comparison with constants?)\n"
+                        f"{result.plan}", pytrace=False)
+    _gate(figure)

@@ -1,0 +1,78 @@
+"""Post-flight integrity: the data as before the run, and every object of the schema usable.
+
+The baseline is the backup taken before the migration (see fixtures/baseline.py); the checks
+that need it skip, saying how to give one, when there is none.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tsmigrate import integrity
+from tsmigrate.plugin import summary_of
+
+pytestmark = [pytest.mark.order(3), pytest.mark.postflight]
+
+
+@pytest.fixture(scope="module")
+def table_differences(request, baseline, target_conn):
+    """Every table of the baseline compared with today (over the columns it had before); the
+    fingerprints go into the run's summary for the reports."""
+    measured = integrity.fingerprints_as_before(target_conn, baseline.fingerprints)
+    summary_of(request.config).fingerprints_after.update({name: fp.to_dict() for name, fp in measured[0].items()})
+    return integrity.content_differences(target_conn, baseline, measured)
+
+
+def test_every_table_keeps_its_rows(table_differences, baseline, expect_none):
+    expect_none([d.message for d in table_differences if d.kind in ("missing", "columns", "rows")],
+                f"compared with the {baseline.describe()} (find where the rows went: the migration files, the "
+                "application writing meanwhile; or restore the backup):")
+
+
+def test_every_table_keeps_its_content(table_differences, baseline, expect_none):
+    """Tables whose row count is the same but whose rows changed (count differences: the test above)."""
+    expect_none([d.message for d in table_differences if d.kind == "content"],
+                f"compared with the {baseline.describe()} (a migration changed values it should have kept: "
+                "find it, or restore the backup):")
+
+
+def test_no_view_function_or_trigger_missing(readonly_conn, baseline, expect_none):
+    if not baseline.has_dump:
+        pytest.skip(f"the {baseline.describe()} has no dump to list its views and functions from")
+    expect_none(integrity.missing_objects(readonly_conn, baseline))
+
+
+def test_no_constraint_left_not_valid(readonly_conn, expect_none):
+    expect_none(integrity.constraints_not_valid(readonly_conn))
+
+
+def test_no_index_left_invalid(readonly_conn, expect_none):
+    expect_none(integrity.invalid_indexes(readonly_conn))
+
+
+def test_foreign_keys_hold(readonly_conn, expect_none):
+    expect_none(integrity.foreign_key_orphans(readonly_conn))
+
+
+def test_sequences_are_ahead_of_their_columns(readonly_conn, expect_none):
+    expect_none(integrity.sequences_behind(readonly_conn))
+
+
+def test_every_view_answers(readonly_conn, expect_none):
+    count, problems = integrity.broken_views(readonly_conn)
+    expect_none(problems, f"{len(problems)} of {count} views do not answer:")
+
+
+def test_every_function_compiles(target, expect_none):
+    # A connection of its own, closed afterwards: a function called may leave session state.
+    with target.connect(options="-c default_transaction_read_only=on", application_name="tsmigrate post-flight") as conn:
+        count, problems = integrity.broken_functions(conn)
+    expect_none(problems, f"{len(problems)} of {count} functions do not fit the schema:")
+
+
+def test_extension_versions_as_expected(readonly_conn, request, expect_none):
+    try:
+        baseline = request.getfixturevalue("baseline")
+    except pytest.skip.Exception:
+        baseline = None     # without a baseline: versions only, not the extensions it had
+    expect_none(integrity.extension_problems(readonly_conn, baseline))
