@@ -1,5 +1,6 @@
 # Wiring only: the plugin and the fixture modules. Logic lives in the tsmigrate package.
 pytest_plugins = (
+    "pytester",
     "tsmigrate.plugin",
     "fixtures.target",
     "fixtures.servers",

@@ -48,7 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("backups", "directory for backups taken before a run changes anything", default="backups")
     option("ready-timeout", "seconds a throwaway server may take to start", default="60")
     option("no-restore", "leave the database as a failed step left it (no automatic restore)", type="bool", default=False)
-    option("keep-failed", "after a restore, keep the failed database renamed for inspection", type="bool", default=True)
+    option("drop-failed", "after a proven restore, drop the failed database instead of keeping it renamed", type="bool", default=False)
     option("no-rehearse", "skip the pre-flight rehearsal on a scratch copy of the target", type="bool", default=False)
     option("resolve-interrupted", "mark steps a killed run left half done as interrupted and go on", type="bool", default=False)
     option("baseline", "post-flight baseline: a backup directory taken before the migration "
@@ -84,7 +84,7 @@ def read_options(config: pytest.Config) -> RunOptions:
         backups=_path(config, "backups"),
         ready_timeout=ready_timeout,
         restore=not bool(_value(config, "no_restore")),
-        keep_failed=bool(_value(config, "keep_failed")),
+        keep_failed=not bool(_value(config, "drop_failed")),
         rehearse=not bool(_value(config, "no_rehearse")),
         resolve_interrupted=bool(_value(config, "resolve_interrupted")),
         baseline=_path(config, "baseline") if _value(config, "baseline") else None,
@@ -208,9 +208,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 def _print_verdict(config: pytest.Config) -> None:
     """The verdict, after pytest's own closing line: the last thing the run prints."""
-    summary = summary_of(config)
+    summary = config.stash.get(SUMMARY_KEY, None)  # absent when the options were refused
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if not summary.target or reporter is None:
+    if summary is None or not summary.target or reporter is None:
         return
     lines = summary.banner_lines()
     good = summary.verdict() in GOOD_VERDICTS

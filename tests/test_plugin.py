@@ -1,0 +1,75 @@
+"""The plugin's options: the same setting through the command line and through pytest.ini."""
+
+from __future__ import annotations
+
+import pytest
+
+
+PROBE = """
+import json
+from tsmigrate.plugin import options_of
+
+def test_options(request):
+    o = options_of(request.config)
+    print("OPTIONS", json.dumps({"dsn": o.dsn, "server": o.server, "demo_scale": o.demo_scale,
+        "migrations": str(o.migrations), "restore": o.restore, "keep_failed": o.keep_failed,
+        "rehearse": o.rehearse, "ready_timeout": o.ready_timeout}))
+"""
+
+
+def options_from(pytester: pytest.Pytester, *args: str) -> dict:
+    import json
+
+    pytester.makeconftest("pytest_plugins = ('tsmigrate.plugin',)")
+    pytester.makepyfile(test_probe=PROBE)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", *args)
+    result.assert_outcomes(passed=1)
+    line = next(l for l in result.outlines if "OPTIONS " in l)
+    return json.loads(line.split("OPTIONS ", 1)[1].rstrip("."))
+
+
+def test_defaults(pytester):
+    o = options_from(pytester)
+    assert o["dsn"] is None and o["server"] == "auto" and o["demo_scale"] == "demo"
+    assert o["restore"] and o["keep_failed"] and o["rehearse"] and o["ready_timeout"] == 60.0
+    assert o["migrations"] == str(pytester.path / "migrations")
+
+
+def test_command_line(pytester):
+    o = options_from(pytester, "--dsn", "host=db dbname=x", "--server", "local", "--demo-scale", "tiny",
+                     "--no-restore", "--drop-failed", "--no-rehearse", "--ready-timeout", "5",
+                     "--migrations", "elsewhere")
+    assert o == {"dsn": "host=db dbname=x", "server": "local", "demo_scale": "tiny",
+                 "migrations": str(pytester.path / "elsewhere"), "restore": False, "keep_failed": False,
+                 "rehearse": False, "ready_timeout": 5.0}
+
+
+def test_ini_file(pytester):
+    pytester.makeini("""
+        [pytest]
+        dsn = host=db dbname=x
+        server = local
+        demo_scale = tiny
+        no_restore = true
+        drop_failed = true
+        no_rehearse = true
+        ready_timeout = 5
+        migrations = elsewhere
+    """)
+    o = options_from(pytester)
+    assert o == {"dsn": "host=db dbname=x", "server": "local", "demo_scale": "tiny",
+                 "migrations": str(pytester.path / "elsewhere"), "restore": False, "keep_failed": False,
+                 "rehearse": False, "ready_timeout": 5.0}
+
+
+def test_command_line_wins_over_ini(pytester):
+    pytester.makeini("[pytest]\nserver = docker\n")
+    assert options_from(pytester, "--server", "local")["server"] == "local"
+
+
+def test_bad_timeout_is_a_usage_error(pytester):
+    pytester.makeconftest("pytest_plugins = ('tsmigrate.plugin',)")
+    pytester.makepyfile(test_probe="def test_x(): pass")
+    result = pytester.runpytest_subprocess("--ready-timeout", "soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ready-timeout must be a number of seconds*"])
