@@ -152,3 +152,18 @@ def test_benchmark_preflight_without_rehearsal(legacy_db, run_suite, capsys):
     with capsys.disabled():
         print(f"\nBENCH preflight (no rehearsal, tiny legacy db): {elapsed:.2f} s; limit {limit_s:.0f} s; "
               f"ratio {elapsed / limit_s:.2f}")
+
+
+def test_verdict_inputs_notice_a_changed_file_or_plan(legacy_db, tmp_path):
+    from tsmigrate import preflight
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    with legacy_db.connect(options="-c default_transaction_read_only=on") as conn:
+        at_go = preflight.verdict_inputs(conn, migrations)
+        assert preflight.changed_since(at_go, preflight.verdict_inputs(conn, migrations)) == []
+        edited = migrations / "009_database_optimization.sql"
+        edited.write_text(edited.read_text() + "\n-- edited after the GO\n")
+        (migrations / "plan.toml").write_text((migrations / "plan.toml").read_text() + "\n# edited\n")
+        changed = preflight.changed_since(at_go, preflight.verdict_inputs(conn, migrations))
+    assert [c.split(":")[0] for c in changed] == ["migrations_sha256", "plan_sha256"]

@@ -62,7 +62,7 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["format", "tool", "kind", "target", "verdict", "exit_code", "stopped", "started_at",
                  "finished_at", "duration_seconds", "tests", "failed_tests", "findings", "steps", "backup",
-                 "restore", "fingerprints", "benchmarks", "environment", "next_steps", "reports"],
+                 "restore", "fingerprints", "verdict_inputs", "benchmarks", "environment", "next_steps", "reports"],
     "properties": {
         "format": {"const": RECORD_FORMAT, "description": "version of this record's shape"},
         "tool": {"type": "string", "description": "tsmigrate and its version"},
@@ -131,6 +131,12 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
             "description": "before: from the backup's manifest (the dump's snapshot); after: from the post-flight",
             "properties": {"before": _FINGERPRINTS, "after": _FINGERPRINTS},
         },
+        "verdict_inputs": {
+            "type": ["object", "null"],
+            "description": "what the pre-flight GO depended on (server and TimescaleDB versions and edition, plan "
+                           "sha256, sha256 of every migration file); a full run's execute refuses to start when any "
+                           "of it changed since. null when no pre-flight ran",
+        },
         "benchmarks": {
             "type": "array",
             "description": "post-flight figures, each beside its limit (value null: unbounded)",
@@ -189,6 +195,7 @@ def run_record(summary: RunSummary, *, tests: dict[str, int], started: datetime,
         "restore": restore,
         "fingerprints": {"before": _rows_and_digest(before_fingerprints(summary)),
                          "after": _rows_and_digest(summary.fingerprints_after)},
+        "verdict_inputs": summary.verdict_inputs,
         "benchmarks": list(summary.benchmarks),
         "environment": {k: str(v) for k, v in environment.items()},
         "next_steps": next_steps(summary),
