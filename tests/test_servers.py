@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 import textwrap
 import threading
@@ -49,15 +51,19 @@ def test_local_cluster_runs_as_unprivileged_user_when_root(local_server):
 
 
 def test_readiness_timeout_is_a_clear_error_and_leaves_nothing():
-    before = set(Path("/tmp").glob("tsmigrate-cluster-*"))
-    cluster = LocalCluster(ready_timeout=0.001)
-    with pytest.raises(ServerStartError) as raised:
-        cluster.start()
-    message = str(raised.value)
-    assert "did not accept connections within 0.001 s" in message
-    assert "readiness timeout" in message
-    assert set(Path("/tmp").glob("tsmigrate-cluster-*")) == before
-    assert cluster.base is None
+    parent = Path(tempfile.mkdtemp(prefix="tsmigrate-test-"))
+    parent.chmod(0o755)  # the cluster's user must get through it
+    try:
+        cluster = LocalCluster(ready_timeout=0.001, parent_dir=str(parent))
+        with pytest.raises(ServerStartError) as raised:
+            cluster.start()
+        message = str(raised.value)
+        assert "did not accept connections within 0.001 s" in message
+        assert "readiness timeout" in message
+        assert list(parent.iterdir()) == [], "the half-started cluster was left behind"
+        assert cluster.base is None
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def test_two_clusters_at_once_get_two_ports():
