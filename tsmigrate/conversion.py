@@ -267,33 +267,112 @@ def _order_by_clause(items: tuple[str, ...]) -> str:
     return ", ".join(parts)
 
 
+def _planned_order_by(items: tuple[str, ...]) -> list[tuple[str, bool, bool]]:
+    """(column, ascending, nulls first) per planned order-by item, with PostgreSQL's defaults filled in."""
+    planned = []
+    for item in items:
+        m = _ORDER.match(item)
+        if not m:
+            raise ConversionError(f"compress_order_by item {item!r} is not 'column [ASC|DESC]'")
+        ascending = (m.group(2) or "ASC").upper() == "ASC"
+        nulls_first = m.group(3).upper() == "FIRST" if m.group(3) else not ascending
+        planned.append((m.group(1), ascending, nulls_first))
+    return planned
+
+
+def compression_settings(conn: psycopg.Connection, schema: str, table: str
+                         ) -> tuple[bool, list[str], list[tuple[str, bool, bool]]]:
+    """Whether compression is enabled on the hypertable, its segment-by columns and its order-by items."""
+    enabled = _one(conn, """SELECT compression_enabled FROM timescaledb_information.hypertables
+                             WHERE hypertable_schema = %s AND hypertable_name = %s""", (schema, table))
+    rows = conn.execute("""SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc, orderby_nullsfirst
+                             FROM timescaledb_information.compression_settings
+                            WHERE hypertable_schema = %s AND hypertable_name = %s""", (schema, table)).fetchall()
+    segment_by = [r[0] for r in sorted((r for r in rows if r[1] is not None), key=lambda r: r[1])]
+    order_by = [(r[0], bool(r[3]), bool(r[4])) for r in sorted((r for r in rows if r[2] is not None), key=lambda r: r[2])]
+    return bool(enabled), segment_by, order_by
+
+
+# kind: (job procedure, config key, function that adds the policy, function that removes it)
+POLICIES = {
+    "compression": ("policy_compression", "compress_after", "add_compression_policy", "remove_compression_policy"),
+    "retention": ("policy_retention", "drop_after", "add_retention_policy", "remove_retention_policy"),
+}
+
+
+def ensure_policy(conn: psycopg.Connection, schema: str, table: str, kind: str, interval) -> str:
+    """Make the table's compression or retention policy the planned one; say what was done.
+
+    ``add_*_policy(if_not_exists => true)`` keeps an existing policy with other arguments (a WARNING
+    only), so a changed plan would silently not apply: an existing policy as planned is left alone,
+    one with another interval is replaced.
+    """
+    proc, key, add, remove = POLICIES[kind]
+    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}"
+    jobs = conn.execute("""SELECT job_id, config ->> %s,
+                                  coalesce(jsonb_typeof(config -> %s) = 'string'
+                                           AND (config ->> %s)::interval = %s::interval, false)
+                             FROM timescaledb_information.jobs
+                            WHERE proc_name = %s AND hypertable_schema = %s AND hypertable_name = %s
+                            ORDER BY job_id""",
+                        (key, key, key, interval.text, proc, schema, table)).fetchall()
+    if len(jobs) == 1 and jobs[0][2]:
+        return f"policy job {jobs[0][0]} already as planned"
+    replaced = ""
+    if jobs:
+        conn.execute(sql.SQL("SELECT {}(%s::regclass)").format(sql.Identifier(remove)), (regclass,))
+        replaced = f", replacing job {jobs[0][0]} ({key} {jobs[0][1] or 'not an interval'})"
+        log.info("%s.%s: %s policy job %s had %s %s, the plan says %s: replaced", schema, table, kind,
+                 jobs[0][0], key, jobs[0][1], interval)
+    job_id = _one(conn, sql.SQL("SELECT {}(%s::regclass, {} => %s::interval)").format(
+        sql.Identifier(add), sql.Identifier(key)), (regclass, interval.text))
+    return f"policy job {job_id}{replaced}"
+
+
 def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has_compression: bool,
                    result: ConversionResult) -> None:
-    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(h.table).as_string(None)}"
+    """Compression settings, compression policy and retention policy as planned (community edition).
+
+    Idempotent: what is already as planned is left alone, what differs is changed (a re-run after a
+    plan change applies the change).
+    """
     if h.wants_compression:
         if not has_compression:
             result.compression = f"skipped: this server's TimescaleDB is the apache edition (no {APACHE_LACKS})"
         else:
-            options = [sql.SQL("timescaledb.compress")]
-            if h.compress_segment_by:
-                options.append(sql.SQL("timescaledb.compress_segmentby = {}").format(
-                    sql.Literal(", ".join(sql.Identifier(c).as_string(None) for c in h.compress_segment_by))))
-            if h.compress_order_by:
-                options.append(sql.SQL("timescaledb.compress_orderby = {}").format(
-                    sql.Literal(_order_by_clause(h.compress_order_by))))
-            conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(sql.Identifier(schema, h.table),
-                                                                   sql.SQL(", ").join(options)))
+            enabled, segment_by, order_by = compression_settings(conn, schema, h.table)
+            planned_order = _planned_order_by(h.compress_order_by)
+            as_planned = (enabled and (not h.compress_segment_by or segment_by == list(h.compress_segment_by))
+                          and (not planned_order or order_by == planned_order))
+            notes = []
+            if not as_planned:
+                options = [sql.SQL("timescaledb.compress")]
+                if h.compress_segment_by:
+                    options.append(sql.SQL("timescaledb.compress_segmentby = {}").format(
+                        sql.Literal(", ".join(sql.Identifier(c).as_string(None) for c in h.compress_segment_by))))
+                if h.compress_order_by:
+                    options.append(sql.SQL("timescaledb.compress_orderby = {}").format(
+                        sql.Literal(_order_by_clause(h.compress_order_by))))
+                conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(sql.Identifier(schema, h.table),
+                                                                       sql.SQL(", ").join(options)))
+                if enabled:
+                    compressed = _one(conn, """SELECT count(*) FROM timescaledb_information.chunks
+                                                WHERE hypertable_schema = %s AND hypertable_name = %s AND is_compressed""",
+                                      (schema, h.table))
+                    notes.append("settings changed" + (f" (the {compressed} chunks compressed before keep their old "
+                                                       "settings until decompressed)" if compressed else ""))
+            else:
+                notes.append("settings already as planned")
             if h.compress_after:
-                conn.execute("SELECT add_compression_policy(%s::regclass, compress_after => %s::interval, "
-                             "if_not_exists => true)", (regclass, h.compress_after.text))
-            result.compression = f"enabled, compress after {h.compress_after}" if h.compress_after else "enabled"
+                notes.append(ensure_policy(conn, schema, h.table, "compression", h.compress_after))
+            result.compression = (f"enabled, compress after {h.compress_after}" if h.compress_after else "enabled") + \
+                (f" ({'; '.join(notes)})" if notes else "")
     if h.wants_retention:
         if not has_compression:  # retention policies come with the same (community) edition
             result.retention = f"skipped: this server's TimescaleDB is the apache edition (no {APACHE_LACKS})"
         else:
-            conn.execute("SELECT add_retention_policy(%s::regclass, drop_after => %s::interval, if_not_exists => true)",
-                         (regclass, h.drop_after.text))
-            result.retention = f"drop chunks older than {h.drop_after}"
+            done = ensure_policy(conn, schema, h.table, "retention", h.drop_after)
+            result.retention = f"drop chunks older than {h.drop_after} ({done})"
 
 
 def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, has_compression: bool,
