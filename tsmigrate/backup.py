@@ -175,6 +175,9 @@ def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: dateti
             raise BackupError(f"not enough free room for the backup in {backups_dir}: {free / 2**30:.2f} GiB free, "
                               f"about {needed / 2**30:.2f} GiB needed (database size {facts['size_bytes'] / 2**30:.2f} GiB). "
                               "Free room there or point --backups at a larger disk.")
+    if facts["timescaledb_version"]:
+        # Parallel dump workers take NOWAIT locks that TimescaleDB's policy jobs can hold: one process.
+        jobs = 1
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     path = backups_dir / f"{facts['database']}-{stamp}"
     path.mkdir(mode=0o700)

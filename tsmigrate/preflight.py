@@ -81,6 +81,9 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "Check drop_after in plan.toml: rows older than it are dropped by the retention policy."),
     Check("PF035", ADVISORY, "Key rebuilt by the conversion",
           "Nothing to do: the conversion adds the time column to this key; the old column keeps an index."),
+    Check("PF036", ADVISORY, "TimescaleDB version cannot restore dumps of compressed chunks",
+          "Target TimescaleDB 2.21 or later before compression starts: 2.19/2.20 dumps of compressed chunks "
+          "fail to restore (upstream issue 8153). The migration's own backup is taken before compression, so it is safe."),
     Check("PF040", BLOCKING, "Rehearsal failed",
           "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched."),
 )}
@@ -126,7 +129,16 @@ def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None) -> list[Findi
     if ts.installed_version and ts.installed_version != ts.available_version:
         found.append(finding("PF005", f"timescaledb {ts.installed_version} is created in this database, "
                                       f"{ts.available_version} is installed on the server"))
-    if plan is not None and ts.preloaded and not ts.has_compression and (plan.needs_compression or plan.needs_retention):
+    wants = plan is not None and (plan.needs_compression or plan.needs_retention)
+    if wants and ts.preloaded and ts.edition is None:
+        found.append(finding("PF004", "cannot tell which TimescaleDB edition the server runs (the connected role may "
+                                      "not load the library before the extension exists); compression and retention "
+                                      "are applied only if it is the community edition", severity=ADVISORY,
+                             path=str(plan.path) if plan.path else None))
+    elif wants and plan.needs_compression and ts.has_compression and _version(ts.available_version) < (2, 21):
+        found.append(finding("PF036", f"TimescaleDB {ts.available_version} with compression planned: once chunks are "
+                                      "compressed, pg_dump backups of this database cannot be restored"))
+    if wants and ts.preloaded and ts.edition is not None and not ts.has_compression:
         wanted = " and ".join(w for w, on in (("compression", plan.needs_compression),
                                               ("retention", plan.needs_retention)) if on)
         message = (f"the server runs TimescaleDB's apache edition (no {APACHE_LACKS}); the plan asks for {wanted}")
@@ -137,6 +149,10 @@ def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None) -> list[Findi
             found.append(finding("PF004", message + " and does not allow going without",
                                  path=str(plan.path) if plan.path else None))
     return found
+
+
+def _version(text: str | None) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text or "")[:3])
 
 
 def client_tools(conn: psycopg.Connection) -> list[Finding]:

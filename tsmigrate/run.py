@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 from . import ledger
-from .backup import Backup, RestoreOutcome, prune_backups, restore_backup, take_backup
+from .backup import Backup, BackupError, RestoreOutcome, prune_backups, restore_backup, take_backup
 from .config import HypertablePlan, Plan
 from .conversion import ConversionError, ConversionResult, convert_table, plan_sha256
 from .migrations import MigrationError, MigrationFile, StepResult, apply_file, discover
@@ -88,6 +88,7 @@ class MigrationRun:
         self.failed: StepOutcome | None = None
         self.restore_outcome: RestoreOutcome | None = None
         self.interrupted: list[ledger.LedgerEntry] = []
+        self.restore_error: str | None = None
         self._conversion_rate: float | None = None  # rows/s of the last large conversion, for estimates
 
     # -- opening: nothing changes here except the ledger's own bookkeeping ---------------------------
@@ -194,7 +195,13 @@ class MigrationRun:
         self.work = self.control = None
         if self.failed and restore and self.backup is not None:
             log.info("a step failed: restoring %s from %s", self.target.describe(), self.backup.path)
-            self.restore_outcome = restore_backup(self.target, self.backup, keep_failed=keep_failed)
-            log.info(self.restore_outcome.summary())
+            try:
+                self.restore_outcome = restore_backup(self.target, self.backup, keep_failed=keep_failed)
+            except (BackupError, psycopg.Error) as exc:
+                # The database stays as the failure left it (a restore never swaps in an unproven copy).
+                self.restore_error = str(exc)
+                log.error("the restore failed: %s", exc)
+            else:
+                log.info(self.restore_outcome.summary())
         return self.restore_outcome
 

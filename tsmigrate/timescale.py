@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 APACHE = "apache"
 COMMUNITY = "community"
@@ -73,6 +74,15 @@ def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
     installed = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
     preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
     license_row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+    if available and not installed and not (license_row and license_row[0]):
+        # In a database without the extension the versioned library is not loaded, so the license
+        # setting is unknown; loading it (superusers may, even read-only) makes it readable.
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("LOAD {}").format(sql.Literal(f"timescaledb-{available[0]}")))
+            license_row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
+        except psycopg.Error:
+            pass  # not allowed: the edition stays unknown
     return ServerTimescale(
         available_version=available[0] if available else None,
         installed_version=installed[0] if installed else None,

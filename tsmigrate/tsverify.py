@@ -148,7 +148,8 @@ def policy_problems(conn: psycopg.Connection, schema: str, h: HypertablePlan, ki
     name = display_name(schema, h.table)
     fix = f"SELECT {add}('{name}', INTERVAL '{planned}')"
     jobs = conn.execute("""SELECT j.job_id, j.scheduled, j.schedule_interval, j.config ->> %s,
-                                  (j.config ->> %s)::interval = %s::interval, j.next_start, s.last_run_status
+                                  (j.config ->> %s)::interval = %s::interval,
+                                  CASE WHEN isfinite(j.next_start) THEN j.next_start::text END, s.last_run_status
                              FROM timescaledb_information.jobs j
                              LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
                             WHERE j.proc_name = %s AND j.hypertable_schema = %s AND j.hypertable_name = %s
