@@ -20,9 +20,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tsmigrate import integrity
 from tsmigrate.config import load_plan
-from tsmigrate.conversion import columns_as_before_fills
-from tsmigrate.fingerprint import compare, fingerprint_database, fingerprint_table
+from tsmigrate.fingerprint import compare, fingerprint_database
 from tsmigrate.legacy import SCALES, build_legacy_database
 from tsmigrate.target import Target
 from tsmigrate.timescale import COMMUNITY, installed_timescaledb
@@ -93,15 +93,12 @@ def legacy_fingerprints(target: Target) -> dict:
         return fingerprint_database(conn)
 
 
-def fingerprints_as_before(target: Target, before: dict) -> dict:
+def fingerprints_as_before(target, before):
     """Fingerprints over the legacy columns, with documented NULL-time fills shown as they were."""
-    result = {}
     with target.connect() as conn:
-        for name, old in before.items():
-            schema, table = name.split(".", 1)
-            result[name] = fingerprint_table(conn, schema, table, old.columns,
-                                             overrides=columns_as_before_fills(conn, schema, table))
-    return result
+        now, problems = integrity.fingerprints_as_before(conn, before)
+    assert problems == [], problems
+    return now
 
 
 def timescale_state(target: Target) -> dict[str, dict]:

@@ -13,10 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tsmigrate import ledger
+from tsmigrate import integrity, ledger
 from tsmigrate.config import load_plan
-from tsmigrate.conversion import columns_as_before_fills, is_hypertable
-from tsmigrate.fingerprint import compare, fingerprint_database, fingerprint_table, user_tables
+from tsmigrate.conversion import is_hypertable
+from tsmigrate.fingerprint import compare, fingerprint_database
 
 PROJECT = Path(__file__).resolve().parents[1]
 HYPERTABLES = ("metric_hist", "oee_calculations", "energy_consumption", "production_kpis", "production_context_history")
@@ -29,13 +29,10 @@ def legacy_fingerprints(target):
 
 def fingerprints_as_before(target, before):
     """Fingerprints over the legacy columns, with documented NULL-time fills shown as they were."""
-    result = {}
     with target.connect() as conn:
-        for name, old in before.items():
-            schema, table = name.split(".", 1)
-            result[name] = fingerprint_table(conn, schema, table, old.columns,
-                                             overrides=columns_as_before_fills(conn, schema, table))
-    return result
+        now, problems = integrity.fingerprints_as_before(conn, before)
+    assert problems == [], problems
+    return now
 
 
 def ledger_rows(target):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from tsmigrate.migrations import MigrationFile, discover, split_statements, version_gaps
