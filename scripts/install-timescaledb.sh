@@ -62,6 +62,8 @@ mkdir -p "$WORK/lists/partial" "$WORK/src"
 echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $SUITE main" > "$WORK/sources.list"
 APT_OPTS=(-o "Dir::Etc::sourcelist=$WORK/sources.list" -o "Dir::Etc::sourceparts=-"
           -o "Dir::State::Lists=$WORK/lists" -o "APT::Get::List-Cleanup=0")
+# The private lists live under our own cache directory, which apt's _apt user cannot enter.
+[ "$(id -u)" = 0 ] && APT_OPTS+=(-o "APT::Sandbox::User=root")
 
 say "fetching the source index of $SUITE (private apt configuration under $WORK)"
 apt-get "${APT_OPTS[@]}" update -qq || die "apt-get update with the private source list failed"
