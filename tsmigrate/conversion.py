@@ -9,7 +9,9 @@ For a populated legacy table, in one transaction:
    application looks up (``keep_unique``, e.g. the bigserial id) keep an index of their own;
    their uniqueness is carried by their sequence.
 3. Views that depend on a rebuilt constraint are dropped and recreated with their grants.
-4. ``create_hypertable(..., migrate_data => true)`` with the planned chunk interval.
+4. The rows are set aside in a temporary table, the table (same table: views, grants, sequences,
+   indexes stay) becomes a hypertable with the planned chunk interval, and the rows come back in time
+   order, window by window, with progress; the count is checked before anything commits.
 5. Compression settings and policies and retention policies where the edition has them;
    otherwise they are recorded as skipped, with the reason.
 A table that is already a hypertable is recognised and left as it is.
@@ -208,9 +210,9 @@ def _fill_nulls(conn: psycopg.Connection, schema: str, h: HypertablePlan, key_co
     # Record first (key and value), then update from the record: one computation, kept for audit.
     recorded = conn.execute(sql.SQL("""
         INSERT INTO {fills} (table_schema, table_name, time_column, row_key, filled_with, rule)
-        SELECT {schema}, {name}, {colname}, {key}, v, {rule}
-          FROM (SELECT t.*, {value} AS v FROM {table} t WHERE t.{col} IS NULL) t
-         WHERE v IS NOT NULL
+        SELECT {schema}, {name}, {colname}, {key}, tsmigrate_fill_value, {rule}
+          FROM (SELECT t.*, {value} AS tsmigrate_fill_value FROM {table} t WHERE t.{col} IS NULL) t
+         WHERE tsmigrate_fill_value IS NOT NULL
         ON CONFLICT DO NOTHING""").format(
         fills=sql.Identifier(OWN_SCHEMA, "time_fills"), schema=sql.Literal(schema), name=sql.Literal(h.table),
         colname=sql.Literal(h.time_column), key=key, value=value, rule=sql.Literal(str(rule)), table=table,
@@ -375,8 +377,82 @@ def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has
             result.retention = f"drop chunks older than {h.drop_after} ({done})"
 
 
+def _insertable_columns(conn: psycopg.Connection, regclass: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        """SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0
+             AND NOT attisdropped AND attgenerated = '' ORDER BY attnum""", (regclass,)).fetchall()]
+
+
+def _move_into_hypertable(conn: psycopg.Connection, schema: str, h: HypertablePlan, regclass: str,
+                          rows: int, rows_per_second: float | None, batch_rows: int = 500_000) -> None:
+    """Make the table a hypertable and put its rows into chunks, reporting progress.
+
+    create_hypertable(migrate_data => true) moves rows in heap order and says nothing while it runs
+    (measured here: ~27k rows/s on 5M rows). Instead, in the caller's transaction: the rows go to a
+    temporary table, the table is emptied (same table, so its views, grants, sequences and indexes
+    stay), made a hypertable, and the rows come back in time order, one time window at a time, with
+    progress (~250k rows/s here). Nothing is committed until the whole step is.
+    """
+    table = sql.Identifier(schema, h.table)
+    col = sql.Identifier(h.time_column)
+    side = sql.Identifier(f"tsmigrate_move_{h.table}"[:63])
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in _insertable_columns(conn, regclass))
+    what = f"{schema}.{h.table}"
+    log.info("%s: creating hypertable on %s, chunk interval %s, moving %d rows into chunks",
+             what, h.time_column, h.chunk_interval, rows)
+    expected = rows / rows_per_second if rows_per_second else None
+    # The rows are coming back, not arriving: the application's triggers must not fire for them, and
+    # hypertables refuse DISABLE TRIGGER. They are dropped here and created again afterwards.
+    triggers = conn.execute("SELECT tgname, pg_get_triggerdef(oid), tgenabled FROM pg_trigger "
+                            "WHERE tgrelid = %s::regclass AND NOT tgisinternal ORDER BY tgname", (regclass,)).fetchall()
+    odd = [name for name, _, enabled in triggers if enabled != "O"]
+    if odd:
+        raise ConversionError(f"{what} has triggers that are disabled or fire only on replicas ({', '.join(odd)}); "
+                              "a hypertable cannot keep that state: enable or drop them first")
+    with heartbeat(log, f"{what}: setting {rows} rows aside", expected_seconds=expected and expected / 4):
+        conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {}").format(
+            side, columns, table))
+    for name, _, _ in triggers:
+        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(name), table))
+    conn.execute(sql.SQL("TRUNCATE {}").format(table))
+    conn.execute("SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval))",
+                 (regclass, h.time_column, h.chunk_interval.text))
+    low, high = conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {s}").format(c=col, s=side)).fetchone()
+    moved, started, last_log = 0, time.monotonic(), 0.0
+    if low is not None:
+        batches = max(1, -(-rows // batch_rows))
+        step = (high - low) / batches
+        bounds = [low + step * i for i in range(batches)] + [None]
+        for i, lower in enumerate(bounds[:-1]):
+            upper = bounds[i + 1]
+            conditions, params = [], []
+            if i:  # the first window has no lower bound and the last no upper one: every row is in one
+                conditions.append(sql.SQL("{} >= %s").format(col))
+                params.append(lower)
+            if upper is not None:
+                conditions.append(sql.SQL("{} < %s").format(col))
+                params.append(upper)
+            where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
+            moved += conn.execute(sql.SQL("INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE "
+                                          "SELECT {cols} FROM {s} WHERE {w} ORDER BY {c}").format(
+                t=table, cols=columns, s=side, w=where, c=col), params).rowcount
+            now = time.monotonic()
+            if now - last_log >= 5 or moved == rows:
+                rate = moved / (now - started) if now > started else 0
+                left = (rows - moved) / rate if rate else 0
+                log.info("%s: %d of %d rows in chunks (%.0f%%, %.0f rows/s, about %.0f s left)",
+                         what, moved, rows, 100 * moved / rows if rows else 100, rate, left)
+                last_log = now
+    for _, definition, _ in triggers:
+        conn.execute(sql.SQL(definition))
+    if moved != rows:
+        raise ConversionError(f"{what}: {rows} rows were set aside but {moved} came back; nothing is committed")
+    conn.execute(sql.SQL("DROP TABLE {}").format(side))
+    conn.execute(sql.SQL("ANALYZE {}").format(table))
+
+
 def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, has_compression: bool,
-                  rows_per_second: float | None = None) -> ConversionResult:
+                  rows_per_second: float | None = None, batch_rows: int = 500_000) -> ConversionResult:
     """Convert one planned table (the caller owns the transaction)."""
     started = time.monotonic()
     result = ConversionResult(table=f"{schema}.{h.table}")
@@ -427,15 +503,8 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
         conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
             sql.Identifier(f"{h.table}_{column}_idx"), sql.Identifier(schema, h.table), sql.Identifier(column)))
 
-    log.info("%s: creating hypertable on %s, chunk interval %s, moving %d rows into chunks",
-             result.table, h.time_column, h.chunk_interval, result.rows)
     t0 = time.monotonic()
-    # create_hypertable reports nothing while it moves rows: a heartbeat says it is alive, with an
-    # estimate from the rate of an earlier conversion when the caller knows one.
-    expected = result.rows / rows_per_second if rows_per_second else None
-    with heartbeat(log, f"{result.table}: moving {result.rows} rows into chunks", expected_seconds=expected):
-        conn.execute("SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval), migrate_data => true)",
-                     (regclass, h.time_column, h.chunk_interval.text))
+    _move_into_hypertable(conn, schema, h, regclass, result.rows, rows_per_second, batch_rows)
     elapsed = time.monotonic() - t0
     result.rows_per_second = result.rows / elapsed if elapsed > 0 else 0.0
     log.info("%s: %d rows moved in %.1f s (%.0f rows/s)", result.table, result.rows, elapsed,

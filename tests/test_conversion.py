@@ -1,0 +1,126 @@
+"""Conversion of one table, on a real server: rows, keys, views, triggers and generated columns survive."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tsmigrate.config import parse_plan
+from tsmigrate.conversion import ConversionError, convert_table, is_hypertable
+from tsmigrate.fingerprint import fingerprint_table
+
+
+@pytest.fixture
+def conn(local_server):
+    name = "conversion_subject"
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION timescaledb")
+        conn.execute("""
+            CREATE TABLE readings (
+                id bigserial PRIMARY KEY,
+                ts timestamptz NOT NULL,
+                v int,
+                doubled int GENERATED ALWAYS AS (v * 2) STORED,
+                note text);
+            CREATE TABLE insert_log (n int);
+            CREATE FUNCTION log_insert() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN INSERT INTO insert_log VALUES (1); RETURN NEW; END $$;
+            CREATE TRIGGER readings_insert AFTER INSERT ON readings FOR EACH ROW EXECUTE FUNCTION log_insert();
+            CREATE VIEW recent_readings AS SELECT id, ts, v FROM readings;""")
+        conn.execute("INSERT INTO readings (ts, v, note) SELECT timestamptz '2026-01-01' + i * interval '1 minute', i, "
+                     "CASE WHEN i % 3 = 0 THEN 'x' END FROM generate_series(1, 10000) i")
+        conn.execute("TRUNCATE insert_log")
+        yield conn
+
+
+def plan_for(**spec):
+    return parse_plan({"hypertables": {"readings": {"time_column": "ts", "chunk_interval": "1 day", **spec}}}).hypertables[0]
+
+
+def test_rows_come_back_in_batches_and_everything_around_them_survives(conn, caplog):
+    columns = ("id", "ts", "v", "doubled", "note")
+    before = fingerprint_table(conn, "public", "readings", columns)
+    with caplog.at_level(logging.INFO, logger="tsmigrate.conversion"):
+        with conn.transaction():
+            result = convert_table(conn, "public", plan_for(keep_unique=["id"]), has_compression=False, batch_rows=1000)
+    assert is_hypertable(conn, "public", "readings")
+    assert result.rows == 10000 and result.chunks == 7
+    assert fingerprint_table(conn, "public", "readings", columns) == before
+    progress = [r.getMessage() for r in caplog.records if "rows in chunks" in r.getMessage()]
+    assert progress and progress[-1].startswith("public.readings: 10000 of 10000 rows in chunks")
+    assert conn.execute("SELECT count(*) FROM insert_log").fetchone()[0] == 0, "moving rows must not fire triggers"
+    assert conn.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'readings_insert'").fetchone()[0] == "O"
+    conn.execute("INSERT INTO readings (ts, v) VALUES ('2026-01-03', 5)")
+    assert conn.execute("SELECT count(*) FROM insert_log").fetchone()[0] == 1, "the trigger works again afterwards"
+    assert conn.execute("SELECT count(*) FROM recent_readings").fetchone()[0] == 10001
+    key = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'readings_pkey'").fetchone()[0]
+    assert key == "PRIMARY KEY (id, ts)"
+    assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'readings_id_idx'").fetchone()[0] == 1
+    assert conn.execute("SELECT to_regclass('tsmigrate_move_readings')").fetchone()[0] is None
+
+
+def test_a_converted_table_is_left_as_it_is(conn):
+    with conn.transaction():
+        convert_table(conn, "public", plan_for(), has_compression=False)
+    with conn.transaction():
+        again = convert_table(conn, "public", plan_for(), has_compression=False)
+    assert again.already_hypertable and again.rows == 0
+
+
+def test_null_times_are_refused_by_default_and_nothing_changes(conn):
+    conn.execute("ALTER TABLE readings ALTER COLUMN ts DROP NOT NULL")
+    conn.execute("UPDATE readings SET ts = NULL WHERE id IN (5, 6)")
+    with pytest.raises(ConversionError, match="2 rows with a NULL time value .* 'refuse'"):
+        with conn.transaction():
+            convert_table(conn, "public", plan_for(), has_compression=False)
+    assert not is_hypertable(conn, "public", "readings")
+    assert conn.execute("SELECT count(*) FROM readings WHERE ts IS NULL").fetchone()[0] == 2
+
+
+def test_previous_by_rule_fills_from_the_row_before_and_records_it(conn):
+    conn.execute("ALTER TABLE readings ALTER COLUMN ts DROP NOT NULL")
+    expected = conn.execute("SELECT ts FROM readings WHERE id = 4").fetchone()[0]
+    conn.execute("UPDATE readings SET ts = NULL WHERE id IN (5, 6)")
+    with conn.transaction():
+        result = convert_table(conn, "public", plan_for(null_time="previous_by:id"), has_compression=False)
+    assert result.nulls_filled == 2
+    assert [r[0] for r in conn.execute("SELECT ts FROM readings WHERE id IN (5, 6)")] == [expected, expected]
+    fills = conn.execute("SELECT row_key, filled_with FROM tsmigrate.time_fills ORDER BY row_key").fetchall()
+    assert fills == [([5], expected), ([6], expected)]
+
+
+def test_a_foreign_key_into_the_table_is_refused(conn):
+    conn.execute("CREATE TABLE annotations (reading_id bigint REFERENCES readings (id))")
+    with pytest.raises(ConversionError, match="referenced by foreign keys from annotations"):
+        with conn.transaction():
+            convert_table(conn, "public", plan_for(), has_compression=False)
+    assert not is_hypertable(conn, "public", "readings")
+
+
+def test_the_table_owner_without_superuser_converts_too(conn):
+    conn.execute("DROP ROLE IF EXISTS readings_owner")
+    conn.execute("CREATE ROLE readings_owner")
+    conn.execute("ALTER TABLE readings OWNER TO readings_owner")
+    conn.execute("ALTER TABLE insert_log OWNER TO readings_owner")
+    conn.execute("GRANT CREATE ON SCHEMA public TO readings_owner")
+    before = fingerprint_table(conn, "public", "readings")
+    with conn.transaction():
+        conn.execute("SET LOCAL ROLE readings_owner")
+        result = convert_table(conn, "public", plan_for(), has_compression=False)
+    assert is_hypertable(conn, "public", "readings") and result.chunks == 7
+    assert conn.execute("SELECT count(*) FROM insert_log").fetchone()[0] == 0
+    assert fingerprint_table(conn, "public", "readings", before.columns) == before
+
+
+def test_a_disabled_trigger_is_refused_rather_than_silently_enabled(conn):
+    conn.execute("ALTER TABLE readings DISABLE TRIGGER readings_insert")
+    with pytest.raises(ConversionError, match="disabled or fire only on replicas \\(readings_insert\\)"):
+        with conn.transaction():
+            convert_table(conn, "public", plan_for(), has_compression=False)
+    assert not is_hypertable(conn, "public", "readings")
