@@ -387,11 +387,11 @@ def _move_into_hypertable(conn: psycopg.Connection, schema: str, h: HypertablePl
                           rows: int, rows_per_second: float | None, batch_rows: int = 500_000) -> None:
     """Make the table a hypertable and put its rows into chunks, reporting progress.
 
-    create_hypertable(migrate_data => true) moves rows in heap order and says nothing while it runs
-    (measured here: ~27k rows/s on 5M rows). Instead, in the caller's transaction: the rows go to a
-    temporary table, the table is emptied (same table, so its views, grants, sequences and indexes
-    stay), made a hypertable, and the rows come back in time order, one time window at a time, with
-    progress (~250k rows/s here). Nothing is committed until the whole step is.
+    create_hypertable(migrate_data => true) moves rows in heap order and says nothing while it runs.
+    Instead, in the caller's transaction: the rows go to a temporary table, the table is emptied (same
+    table, so its views, grants, sequences and indexes stay), made a hypertable, and the rows come back
+    in time order, one time window at a time, with progress (3.5x faster than migrate_data on the same
+    1.3M rows here; 5.2M metric rows in 56 s). Nothing is committed until the whole step is.
     """
     table = sql.Identifier(schema, h.table)
     col = sql.Identifier(h.time_column)
