@@ -8,27 +8,22 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from psycopg import sql
 
 from tsmigrate.backup import Backup, BackupError, prune_backups, restore_backup, take_backup, verify_backup
 from tsmigrate.fingerprint import compare, fingerprint_database
+from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.target import Target
 
 
 @pytest.fixture
 def small_db(local_server):
-    name = "backup_subject"
-    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    target = Target(local_server.conninfo(name), "test")
-    with target.connect() as conn:
-        conn.execute("CREATE TABLE readings (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, v double precision)")
-        conn.execute("INSERT INTO readings (ts, v) SELECT now() - i * interval '1 minute', i FROM generate_series(1, 500) i")
-    yield target
-    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-        for (db,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'backup_subject%'").fetchall():
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
+    with ScratchDatabase(local_server.conninfo(), "backup_subject") as name:
+        target = Target(local_server.conninfo(name), "test")
+        with target.connect() as conn:
+            conn.execute("CREATE TABLE readings (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, v double precision)")
+            conn.execute("INSERT INTO readings (ts, v) SELECT now() - i * interval '1 minute', i "
+                         "FROM generate_series(1, 500) i")
+        yield target
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from tsmigrate import integrity
+from fixtures.legacy import clone_for, fingerprints, fingerprints_as_before, frozen_template
 from tsmigrate.config import load_plan
-from tsmigrate.fingerprint import compare, fingerprint_database
+from tsmigrate.fingerprint import compare
+from tsmigrate.janitor import ScratchDatabase, drop_database
 from tsmigrate.legacy import SCALES, build_legacy_database
 from tsmigrate.target import Target
 from tsmigrate.timescale import COMMUNITY, installed_timescaledb
@@ -43,17 +43,10 @@ def community_server(request: pytest.FixtureRequest):
     if installed.edition != COMMUNITY:
         pytest.skip(NEEDS_COMMUNITY)
     server = request.getfixturevalue("local_server")
-    probe = "tsmigrate_edition_probe"
-    with psycopg.connect(server.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(probe)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(probe)))
-    try:
+    with ScratchDatabase(server.conninfo(), "tsmigrate_edition_probe") as probe:
         with psycopg.connect(server.conninfo(probe), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             license_ = conn.execute("SHOW timescaledb.license").fetchone()[0]
-    finally:
-        with psycopg.connect(server.conninfo(), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(probe)))
     if license_ != "timescale":
         pytest.skip(NEEDS_COMMUNITY + f" (timescaledb.license = {license_})")
     return server
@@ -65,41 +58,18 @@ def aged_template(community_server) -> str:
     end = (datetime.now(timezone.utc) - AGE).replace(second=0, microsecond=0)
     build_legacy_database(community_server.conninfo(), replace(SCALES["tiny"], end_time=end),
                           dbname=AGED_TEMPLATE, replace_existing=True)
+    yield frozen_template(community_server, AGED_TEMPLATE)
     with psycopg.connect(community_server.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(AGED_TEMPLATE)))
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (AGED_TEMPLATE,))
-    yield AGED_TEMPLATE
-    with psycopg.connect(community_server.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(AGED_TEMPLATE)))
+        drop_database(admin, AGED_TEMPLATE)
 
 
 @pytest.fixture
 def aged_legacy_db(request: pytest.FixtureRequest, community_server, aged_template: str) -> Target:
     """A fresh copy of the aged legacy database for one test, dropped afterwards (with any renamed copies)."""
-    name = f"ms5_aged_{abs(hash(request.node.nodeid)) % 10**8}"
-    with psycopg.connect(community_server.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(aged_template)))
-    yield Target(community_server.conninfo(name), f"test database {name}")
-    with psycopg.connect(community_server.conninfo(), autocommit=True) as admin:
-        for (db,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (name + "%",)).fetchall():
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+    yield from clone_for(request, community_server, aged_template, prefix="ms5_aged")
 
 
 # -- what the database holds -------------------------------------------------------------------------
-
-def legacy_fingerprints(target: Target) -> dict:
-    with target.connect() as conn:
-        return fingerprint_database(conn)
-
-
-def fingerprints_as_before(target, before):
-    """Fingerprints over the legacy columns, with documented NULL-time fills shown as they were."""
-    with target.connect() as conn:
-        now, problems = integrity.fingerprints_as_before(conn, before)
-    assert problems == [], problems
-    return now
-
 
 def timescale_state(target: Target) -> dict[str, dict]:
     """Per hypertable of the schema: compression on/off, segment-by, order-by and its policy jobs."""
@@ -212,7 +182,7 @@ def edit_plan_entry(plan_file: Path, table: str, **values: str) -> None:
 # -- the tests ---------------------------------------------------------------------------------------
 
 def test_full_run_compresses_and_schedules_policies_as_planned_and_a_second_run_changes_nothing(legacy_db, run_suite):
-    before = legacy_fingerprints(legacy_db)
+    before = fingerprints(legacy_db)
     plan = load_plan(PROJECT / "migrations")
 
     first = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
@@ -235,7 +205,7 @@ def test_full_run_compresses_and_schedules_policies_as_planned_and_a_second_run_
 
 
 def test_compressing_old_chunks_keeps_every_row_and_the_application_still_writes(aged_legacy_db, run_suite):
-    before = legacy_fingerprints(aged_legacy_db)
+    before = fingerprints(aged_legacy_db)
     plan = load_plan(PROJECT / "migrations")
     result = run_suite("suites/execute", "--dsn", aged_legacy_db.conninfo)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
@@ -323,7 +293,7 @@ NULL_COMPRESSION_RESTORE_FIXED = (2, 21, 0)
 def test_a_failed_run_restores_compressed_hypertables_identically(aged_legacy_db, run_suite, tmp_path):
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
-    legacy = legacy_fingerprints(aged_legacy_db)
+    legacy = fingerprints(aged_legacy_db)
     plan = load_plan(migrations)
     first = run_suite("suites/execute", "--dsn", aged_legacy_db.conninfo, "--migrations", str(migrations))
     assert first.returncode == 0, first.stdout[-4000:]
@@ -333,7 +303,7 @@ def test_a_failed_run_restores_compressed_hypertables_identically(aged_legacy_db
     # is about restoring compressed chunks, so the jobs are paused (and come back paused).
     pause_jobs(aged_legacy_db)
     state = timescale_state(aged_legacy_db)
-    converted = legacy_fingerprints(aged_legacy_db)
+    converted = fingerprints(aged_legacy_db)
 
     # The next migration fails: the run backs up the converted, compressed database first and restores it.
     (migrations / "011_fails.sql").write_text("SELECT 1 / 0;  -- injected by the test\n")
@@ -344,13 +314,13 @@ def test_a_failed_run_restores_compressed_hypertables_identically(aged_legacy_db
     if (tuple(int(p) for p in re.findall(r"\d+", version)[:3]) < NULL_COMPRESSION_RESTORE_FIXED
             and re.search(r"COPY failed for table \"compress_hyper_\w+\": ERROR:  function \S+ returned NULL", second.stdout)):
         # The database is left as the failed step left it (011 rolled back): still converted and whole.
-        assert compare(converted, legacy_fingerprints(aged_legacy_db)) == []
+        assert compare(converted, fingerprints(aged_legacy_db)) == []
         pytest.xfail(f"TimescaleDB {version} cannot restore a dump of NULL-compressed chunks "
                      "(timescale/timescaledb#8153, fixed in 2.21.0): the backup of a compressed database is not restorable")
     last = [line for line in second.stdout.splitlines() if line.strip()][-1]
     assert "RESTORED" in second.stdout and "identical" in last, second.stdout[-3000:]
 
-    assert compare(converted, legacy_fingerprints(aged_legacy_db)) == []
+    assert compare(converted, fingerprints(aged_legacy_db)) == []
     assert compare(legacy, fingerprints_as_before(aged_legacy_db, legacy)) == []
     assert timescale_state(aged_legacy_db) == state
     for h in plan.hypertables:

@@ -6,20 +6,17 @@ import logging
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from tsmigrate.config import parse_plan
 from tsmigrate.conversion import ConversionError, convert_table, is_hypertable
 from tsmigrate.fingerprint import fingerprint_table
+from tsmigrate.janitor import ScratchDatabase
 
 
 @pytest.fixture
 def conn(local_server):
-    name = "conversion_subject"
-    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
+    with ScratchDatabase(local_server.conninfo(), "conversion_subject") as name, \
+            psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION timescaledb")
         conn.execute("""
             CREATE TABLE readings (

@@ -5,6 +5,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from tsmigrate.janitor import ScratchDatabase
+
 
 def test_demo_run_exits_zero_and_leaves_an_html_report(run_suite, tmp_path):
     result = run_suite("suites", "--demo", "--demo-scale", "tiny", "--server", "local", timeout=900)
@@ -23,29 +25,24 @@ def test_password_never_appears_in_output_reports_or_logs(local_server, legacy_t
     with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
         admin.execute("DROP ROLE IF EXISTS secret_migrator")
         admin.execute(sql.SQL("CREATE ROLE secret_migrator LOGIN SUPERUSER PASSWORD {}").format(sql.Literal(secret)))
-        admin.execute("DROP DATABASE IF EXISTS secrecy WITH (FORCE)")
-        admin.execute(sql.SQL("CREATE DATABASE secrecy TEMPLATE {}").format(sql.Identifier(legacy_template)))
-    dsn = f"postgresql://secret_migrator:{secret}@127.0.0.1:{local_server.port}/secrecy"
     log_file = tmp_path / "run.log"
-    try:
-        # A full run that fails a step, so error paths, restore and reports all get written.
-        result = run_suite("suites", "--dsn", dsn, "--log-file", str(log_file), "--log-file-level", "DEBUG",
-                           "--migrations", str(_broken_migrations(tmp_path)), timeout=900)
-        assert result.returncode == 1, result.stdout[-3000:]
-        written = [result.stdout, result.stderr, log_file.read_text()]
-        for path in (tmp_path / "reports").rglob("*"):
-            if path.is_file():
+    with ScratchDatabase(local_server.conninfo(), "secrecy", template=legacy_template) as name:
+        dsn = f"postgresql://secret_migrator:{secret}@127.0.0.1:{local_server.port}/{name}"
+        # A full run whose last step fails (no rehearsal to stop it first): backup, error paths,
+        # restore and every report get written.
+        result = run_suite("suites", "--dsn", dsn, "--no-rehearse", "--log-file", str(log_file),
+                           "--log-file-level", "DEBUG", "--migrations", str(_broken_migrations(tmp_path)), timeout=900)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "RESTORED" in result.stdout, "the run went through backup, failure and restore"
+    written = [result.stdout, result.stderr, log_file.read_text()]
+    for folder in ("reports", "backups"):
+        for path in (tmp_path / folder).rglob("*"):
+            if path.is_file() and path.suffix in (".html", ".json", ".xml", ".sql"):
                 written.append(path.read_text(errors="replace"))
-        for path in (tmp_path / "backups").rglob("*.json"):
-            written.append(path.read_text())
-        assert len(written) >= 5
-        for text in written:
-            assert secret not in text
-        assert "127.0.0.1" in result.stdout
-    finally:
-        with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-            for (db,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'secrecy%'").fetchall():
-                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
+    assert len(written) >= 8
+    for text in written:
+        assert secret not in text
+    assert "127.0.0.1" in result.stdout
 
 
 def _broken_migrations(tmp_path):

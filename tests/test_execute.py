@@ -13,26 +13,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tsmigrate import integrity, ledger
+from fixtures.legacy import fingerprints, fingerprints_as_before
+from tsmigrate import ledger
 from tsmigrate.config import load_plan
 from tsmigrate.conversion import is_hypertable
-from tsmigrate.fingerprint import compare, fingerprint_database
+from tsmigrate.fingerprint import compare
+from tsmigrate.janitor import ScratchDatabase
 
 PROJECT = Path(__file__).resolve().parents[1]
 HYPERTABLES = ("metric_hist", "oee_calculations", "energy_consumption", "production_kpis", "production_context_history")
-
-
-def legacy_fingerprints(target):
-    with target.connect() as conn:
-        return fingerprint_database(conn)
-
-
-def fingerprints_as_before(target, before):
-    """Fingerprints over the legacy columns, with documented NULL-time fills shown as they were."""
-    with target.connect() as conn:
-        now, problems = integrity.fingerprints_as_before(conn, before)
-    assert problems == [], problems
-    return now
 
 
 def ledger_rows(target):
@@ -41,7 +30,7 @@ def ledger_rows(target):
 
 
 def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite):
-    before = legacy_fingerprints(legacy_db)
+    before = fingerprints(legacy_db)
     with legacy_db.connect() as conn:
         nulls = conn.execute("SELECT count(*) FROM factory_telemetry.production_kpis WHERE created_at IS NULL").fetchone()[0]
     assert nulls > 0, "the legacy builder should leave NULL time values to handle"
@@ -78,7 +67,7 @@ def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, 
     # Inject a failure into the 5th file, after its own statements ran.
     fifth = sorted(migrations.glob("005_*.sql"))[0]
     fifth.write_text(fifth.read_text() + "\n\nSELECT 1 / 0;  -- injected by the test\n")
-    before = legacy_fingerprints(legacy_db)
+    before = fingerprints(legacy_db)
 
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
     assert result.returncode == 1, result.stdout[-4000:]
@@ -88,7 +77,7 @@ def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, 
     last = [l for l in out.splitlines() if l.strip()][-1]
     assert "RESTORED" in out and "identical" in last
 
-    assert compare(before, legacy_fingerprints(legacy_db)) == []
+    assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
         kept = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
@@ -178,11 +167,11 @@ def tiny_filesystem(tmp_path_factory):
 
 
 def test_no_room_for_the_backup_stops_before_any_change(legacy_db, run_suite, tiny_filesystem):
-    before = legacy_fingerprints(legacy_db)
+    before = fingerprints(legacy_db)
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--backups", str(tiny_filesystem / "backups"))
     assert result.returncode != 0
     assert "not enough free room for the backup" in result.stdout
-    assert compare(before, legacy_fingerprints(legacy_db)) == []
+    assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
         assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0] == 0
@@ -193,22 +182,19 @@ def test_full_run_with_no_go_preflight_changes_nothing(legacy_db, run_suite, tmp
     shutil.copytree(PROJECT / "migrations", migrations)
     (migrations / "011_hazard.sql").write_text(
         "CREATE INDEX IF NOT EXISTS idx_recent ON factory_telemetry.metric_hist (ts) WHERE ts > now() - interval '1 day';\n")
-    before = legacy_fingerprints(legacy_db)
+    before = fingerprints(legacy_db)
     result = run_suite("suites", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
     assert result.returncode == 1
     assert "pre-flight said NO-GO" in result.stdout
     assert "NO-GO" in result.stdout[result.stdout.rindex("passed") if "passed" in result.stdout else 0:]
-    assert compare(before, legacy_fingerprints(legacy_db)) == []
+    assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
 
 
 def test_full_run_on_an_empty_database_then_nothing_to_do(local_server, run_suite):
-    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS empty_site WITH (FORCE)")
-        admin.execute("CREATE DATABASE empty_site")
-    dsn = local_server.conninfo("empty_site")
-    try:
+    with ScratchDatabase(local_server.conninfo(), "empty_site") as name:
+        dsn = local_server.conninfo(name)
         first = run_suite("suites", "--dsn", dsn)
         assert first.returncode == 0, first.stdout[-4000:]
         with psycopg.connect(dsn) as conn:
@@ -226,10 +212,6 @@ def test_full_run_on_an_empty_database_then_nothing_to_do(local_server, run_suit
         second = run_suite("suites", "--dsn", dsn)
         assert second.returncode == 0, second.stdout[-3000:]
         assert "0 steps applied" in second.stdout
-    finally:
-        with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-            for (db,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'empty_site%'").fetchall():
-                admin.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
 
 
 def test_after_conversion_views_return_rows_and_the_application_writes_as_before(legacy_db, run_suite):

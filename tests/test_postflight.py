@@ -19,6 +19,7 @@ from psycopg import sql
 from tsmigrate import access, bench, integrity
 from tsmigrate.baseline import resolve_baseline
 from tsmigrate.fingerprint import fingerprint_database
+from tsmigrate.janitor import ScratchDatabase, create_database, drop_database_and_copies, freeze
 from tsmigrate.target import Target
 from tsmigrate.timescale import server_timescaledb
 
@@ -68,21 +69,8 @@ def _admin(server) -> psycopg.Connection:
 
 def _clone(server, source: str, name: str) -> Target:
     with _admin(server) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(source)))
+        create_database(admin, name, template=source)
     return Target(server.conninfo(name), f"test database {name}")
-
-
-def _freeze(server, name: str) -> None:
-    """Keep everyone (TimescaleDB's scheduler too) out of a database, so it can serve as a template."""
-    with _admin(server) as admin:
-        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-
-
-def _thaw(server, name: str) -> None:
-    with _admin(server) as admin:
-        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
 
 
 @dataclass
@@ -105,26 +93,20 @@ def migrated(local_server, legacy_template, tmp_path_factory):
     found = sorted(backups.glob(f"{NAME}-*"))
     assert full.returncode == 0 and len(found) == 1, full.tail()
     pristine = f"{NAME}_pristine"
-    _freeze(local_server, NAME)
-    try:
-        _clone(local_server, NAME, pristine)
-        _freeze(local_server, pristine)
-    finally:
-        _thaw(local_server, NAME)
+    _clone(local_server, NAME, pristine)
+    with _admin(local_server) as admin:
+        freeze(admin, pristine)
     yield Migrated(target, backups, found[0], full, pristine, workdir)
     with _admin(local_server) as admin:
-        for (db,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (NAME + "%",)).fetchall():
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        drop_database_and_copies(admin, NAME)
 
 
 @pytest.fixture
 def copy_of_migrated(request, local_server, migrated) -> Target:
     """A fresh copy of the migrated database for one test, dropped afterwards."""
     name = f"{NAME}_{abs(hash(request.node.nodeid)) % 10**6}"
-    target = _clone(local_server, migrated.pristine, name)
-    yield target
-    with _admin(local_server) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with ScratchDatabase(local_server.conninfo(), name, template=migrated.pristine):
+        yield Target(local_server.conninfo(name), f"test database {name}")
 
 
 def _state(target: Target) -> tuple[dict, dict]:

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tsmigrate.fingerprint import compare, fingerprint_database
+from fixtures.legacy import fingerprints
+from tsmigrate.fingerprint import compare
 from tsmigrate.timescale import installed_timescaledb
 
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def fingerprints(target):
-    with target.connect() as conn:
-        return fingerprint_database(conn)
 
 
 def test_project_migrations_on_legacy_database_are_go(legacy_db, run_suite):

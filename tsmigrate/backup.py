@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -30,9 +29,9 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .fingerprint import TableFingerprint, compare, fingerprint_database, user_tables
+from .janitor import drop_database, while_alone
 from .target import Target, redact
 
 log = logging.getLogger(__name__)
@@ -96,16 +95,6 @@ def tool_major(name: str) -> int:
     if not match:
         raise BackupError(f"cannot read the version of {name} from {out.strip()!r}")
     return int(match.group(1))
-
-
-def _client_env(target: Target) -> tuple[str, dict[str, str]]:
-    """A conninfo without password for the command line, and an environment carrying it."""
-    params = conninfo_to_dict(target.conninfo) if target.conninfo else {}
-    password = params.pop("password", None)
-    env = dict(os.environ)
-    if password:
-        env["PGPASSWORD"] = password
-    return make_conninfo(**params) if params else "", env
 
 
 def _files_of(directory: Path) -> dict[str, dict]:
@@ -189,7 +178,7 @@ def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: dateti
 
 
 def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
-    conninfo, env = _client_env(target)
+    conninfo, env = target.for_client_programs()
     with target.connect(autocommit=False) as snap:
         snap.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = snap.execute("SELECT pg_export_snapshot()").fetchone()[0]
@@ -227,7 +216,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
 
 
 def _dump_roles(target: Target, path: Path, env: dict) -> str:
-    conninfo, _ = _client_env(target)
+    conninfo, _ = target.for_client_programs()
     args = [tool("pg_dumpall"), "--roles-only", "--no-role-passwords", "-f", str(path / ROLES_FILE), "-d", conninfo]
     result = subprocess.run(args, env=env, capture_output=True, text=True, umask=0o077)
     if result.returncode != 0:
@@ -295,29 +284,6 @@ class RestoreOutcome:
         return f"RESTORE NOT PROVEN: {self.database} differs from the backup: " + "; ".join(self.differences)
 
 
-def _terminate(admin: psycopg.Connection, dbname: str) -> None:
-    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                  "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
-
-
-def _while_alone(admin: psycopg.Connection, dbname: str, statement: sql.Composable, attempts: int = 20) -> None:
-    """Run a statement that needs ``dbname`` free of sessions (RENAME, DROP).
-
-    Sessions are ended first; background workers (TimescaleDB's scheduler) may come back
-    in between, so a bounded number of attempts is made.
-    """
-    for attempt in range(attempts):
-        _terminate(admin, dbname)
-        try:
-            admin.execute(statement)
-            return
-        except psycopg.errors.ObjectInUse:
-            if attempt == attempts - 1:
-                raise BackupError(f"database {dbname} stays in use by other sessions; stop the application "
-                                  "(and its connection pool) and run the restore again") from None
-            time.sleep(0.1 * (attempt + 1))
-
-
 def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, jobs: int = 2) -> RestoreOutcome:
     """Restore into a new database, prove it, then swap names. Close your own connections first."""
     started = time.monotonic()
@@ -346,7 +312,7 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
             with new_target.connect() as conn:
                 conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
                 conn.execute("SELECT timescaledb_pre_restore()")
-        conninfo, env = _client_env(new_target)
+        conninfo, env = new_target.for_client_programs()
         # TimescaleDB's catalog tables reference each other: their data must load in dump order.
         parallel = 1 if ts_version else max(1, jobs)
         args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(backup.dump_dir)]
@@ -370,16 +336,16 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
                               + "; ".join(map(str, differences)) + f". {dbname} was left as it is.")
     except BaseException:
         with admin_target.connect() as admin:
-            _while_alone(admin, new_name, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(new_name)))
+            drop_database(admin, new_name)
         raise
 
     with admin_target.connect() as admin:
-        _while_alone(admin, dbname, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+        while_alone(admin, dbname, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
             sql.Identifier(dbname), sql.Identifier(failed_name)))
-        _while_alone(admin, new_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+        while_alone(admin, new_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
             sql.Identifier(new_name), sql.Identifier(dbname)))
         if not keep_failed:
-            _while_alone(admin, failed_name, sql.SQL("DROP DATABASE {}").format(sql.Identifier(failed_name)))
+            drop_database(admin, failed_name)
     # The proof, on the database under its own name again.
     with target.connect() as conn:
         differences = compare(backup.fingerprints, fingerprint_database(conn, list(

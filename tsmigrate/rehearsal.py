@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg import sql
 
-from .backup import _client_env, _while_alone, tool
+from .backup import tool
+from .janitor import drop_database
 from .config import Plan
 from .conversion import ConversionError, convert_table
 from .migrations import MigrationError, MigrationFile, apply_file
@@ -90,8 +91,8 @@ def make_scratch_copy(target: Target, plan: Plan | None, *, full_copy_bytes: int
             sql.Identifier(scratch_name), sql.Identifier(owner)))
     result = RehearsalResult(scratch_name)
     try:
-        conninfo, env = _client_env(target)
-        scratch_conninfo, _ = _client_env(target.with_dbname(scratch_name))
+        conninfo, env = target.for_client_programs()
+        scratch_conninfo, _ = target.with_dbname(scratch_name).for_client_programs()
         dump = [tool("pg_dump"), "-Fc", "-d", conninfo] + [
             f"--exclude-table-data={sql.Identifier(s, t).as_string(None)}" for s, t in large]
         restore = [tool("pg_restore"), "--no-owner", "-d", scratch_conninfo]
@@ -123,7 +124,7 @@ def make_scratch_copy(target: Target, plan: Plan | None, *, full_copy_bytes: int
 
 def drop_scratch(target: Target, name: str) -> None:
     with target.with_dbname("postgres").connect() as admin:
-        _while_alone(admin, name, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        drop_database(admin, name)
 
 
 def rehearse(target: Target, pending: list[MigrationFile], plan: Plan | None, *,

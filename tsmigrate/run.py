@@ -21,6 +21,7 @@ from . import ledger
 from .backup import Backup, BackupError, RestoreOutcome, prune_backups, restore_backup, take_backup
 from .config import HypertablePlan, Plan
 from .conversion import ConversionError, ConversionResult, convert_table, plan_sha256
+from .janitor import DatabaseInUse
 from .migrations import MigrationError, MigrationFile, StepResult, apply_file, discover
 from .target import Target
 from .timescale import server_timescaledb
@@ -197,7 +198,7 @@ class MigrationRun:
             log.info("a step failed: restoring %s from %s", self.target.describe(), self.backup.path)
             try:
                 self.restore_outcome = restore_backup(self.target, self.backup, keep_failed=keep_failed)
-            except (BackupError, psycopg.Error) as exc:
+            except (BackupError, DatabaseInUse, psycopg.Error) as exc:
                 # The database stays as the failure left it (a restore never swaps in an unproven copy).
                 self.restore_error = str(exc)
                 log.error("the restore failed: %s", exc)

@@ -89,6 +89,15 @@ class Target:
         params["dbname"] = dbname
         return Target(psycopg.conninfo.make_conninfo(**params), f"{self.source} (database {dbname})")
 
+    def for_client_programs(self) -> tuple[str, dict[str, str]]:
+        """A conninfo without its password for a command line (ps shows it), and an environment carrying it."""
+        params = conninfo_to_dict(self.conninfo) if self.conninfo else {}
+        password = params.pop("password", None)
+        env = dict(os.environ)
+        if password:
+            env["PGPASSWORD"] = password
+        return (psycopg.conninfo.make_conninfo(**params) if params else ""), env
+
     def connect(self, *, autocommit: bool = True, **kwargs) -> psycopg.Connection:
         """Open a connection; failures name the target without its password."""
         kwargs.setdefault("connect_timeout", 10)

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from importlib import resources
 
 import psycopg
-from psycopg import sql
+
+from ..janitor import create_database
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,7 @@ def build_legacy_database(admin_conninfo: str, scale: LegacyScale = SCALES["demo
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         if exists and not replace_existing:
             raise ValueError(f"database {dbname!r} already exists; the legacy builder only creates new databases")
-        if exists:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,))
-            admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(dbname)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        create_database(admin, dbname)
 
     target = psycopg.conninfo.make_conninfo(admin_conninfo, dbname=dbname)
     started = time.monotonic()
