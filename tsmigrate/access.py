@@ -8,6 +8,7 @@ do. ``lost_privileges`` compares the role's privileges with the GRANTs of the ba
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -50,8 +51,32 @@ def _grant_hint(privilege: str, table: str, role: str) -> str:
     return f"GRANT {privilege} ON {table} TO {display_name(role)}"
 
 
-def exercise_table(conn: psycopg.Connection, role: str, schema: str, table: str, time_column: str) -> AccessOutcome:
-    """As ``role``: read, insert, update, delete one row of the table; all rolled back."""
+# A background job (compression, retention) in the way: the same work succeeds when tried again.
+RETRYABLE_SQLSTATES = ("40P01", "40001", "55P03")  # deadlock, serialization failure, lock not available
+
+
+def exercise_table(conn: psycopg.Connection, role: str, schema: str, table: str, time_column: str, *,
+                   attempts: int = 4) -> AccessOutcome:
+    """As ``role``: read, insert, update, delete one row of the table; all rolled back.
+
+    TimescaleDB's jobs lock chunks too: a deadlock or lock timeout with one is tried again (bounded),
+    never reported as the application losing access.
+    """
+    for attempt in range(1, attempts + 1):
+        outcome, conflict = _exercise_once(conn, role, schema, table, time_column)
+        if conflict is None:
+            return outcome
+        if attempt == attempts:
+            return AccessOutcome(outcome.table, outcome.done, outcome.problems + (
+                f"{role} on {outcome.table} could not be checked: {attempts} tries met a lock conflict, the last "
+                f"{conflict}; see pg_locks for who holds the table's chunks, then run the post-flight again",),
+                outcome.notes)
+        time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _exercise_once(conn: psycopg.Connection, role: str, schema: str, table: str, time_column: str
+                   ) -> tuple[AccessOutcome, str | None]:
     name = display_name(schema, table)
     ident, time_col = sql.Identifier(schema, table), sql.Identifier(time_column)
     key = serial_column(conn, schema, table)
@@ -67,6 +92,7 @@ def exercise_table(conn: psycopg.Connection, role: str, schema: str, table: str,
     step = "SET ROLE"
     try:
         with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL lock_timeout = '10s'")
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
             step = "SELECT"
             newest = conn.execute(sql.SQL("SELECT {t} FROM {table} ORDER BY {t} DESC LIMIT 1").format(
@@ -106,8 +132,11 @@ def exercise_table(conn: psycopg.Connection, role: str, schema: str, table: str,
         else:
             problems.append(f"{role} cannot {_VERB[step]} {name}: {first}. Fix: {_grant_hint(step, name, role)}")
     except psycopg.Error as exc:
-        problems.append(f"{role}: {step} on {name} failed: {str(exc).strip().splitlines()[0]} (SQLSTATE {exc.sqlstate})")
-    return AccessOutcome(name, tuple(done), tuple(problems), tuple(notes))
+        first = f"{step} on {name} failed: {str(exc).strip().splitlines()[0]} (SQLSTATE {exc.sqlstate})"
+        if exc.sqlstate in RETRYABLE_SQLSTATES:
+            return AccessOutcome(name, tuple(done), (), tuple(notes)), first
+        problems.append(f"{role}: {first}")
+    return AccessOutcome(name, tuple(done), tuple(problems), tuple(notes)), None
 
 
 def table_privilege_problems(conn: psycopg.Connection, role: str, schema: str, table: str) -> list[str]:

@@ -16,20 +16,24 @@ post_restore() around pg_restore, and the same extension version as the dump.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 from psycopg import sql
 
+from .carry import CarryReport
 from .fingerprint import TableFingerprint, compare, fingerprint_database, user_tables
 from .janitor import drop_database, while_alone
 from .target import Target, redact
@@ -123,23 +127,40 @@ def _database_facts(conn: psycopg.Connection) -> dict:
     return dict(zip(keys, row))
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel kills it when the run dies, even by SIGKILL (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the run's own handlers still end the child on Ctrl-C and SIGTERM
+
+
 def _run_with_progress(args: list[str], env: dict, what: str, total: int, counter: re.Pattern) -> None:
-    """Run a pg_dump/pg_restore (-v) and log progress every few seconds from its verbose output."""
+    """Run a pg_dump/pg_restore (-v) and log progress every few seconds from its verbose output.
+
+    The child ends with the run: killed if the run is interrupted, and by the kernel if the run dies.
+    """
     started = last = time.monotonic()
     done, tail = 0, []
     proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            umask=0o077)
-    for line in proc.stderr:
-        tail = (tail + [line.rstrip()])[-20:]
-        if counter.search(line):
-            done += 1
-            now = time.monotonic()
-            if now - last >= 2:
-                rate = done / (now - started)
-                left = (total - done) / rate if rate > 0 and total > done else 0
-                log.info("%s: %d of %d tables (%.1f tables/s, about %.0f s left)", what, done, total, rate, left)
-                last = now
-    if proc.wait() != 0:
+                            umask=0o077, preexec_fn=_die_with_parent)
+    try:
+        for line in proc.stderr:
+            tail = (tail + [line.rstrip()])[-20:]
+            if counter.search(line):
+                done += 1
+                now = time.monotonic()
+                if now - last >= 2:
+                    rate = done / (now - started)
+                    left = (total - done) / rate if rate > 0 and total > done else 0
+                    log.info("%s: %d of %d tables (%.1f tables/s, about %.0f s left)", what, done, total, rate, left)
+                    last = now
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
         raise BackupError(f"{what} failed (exit {proc.returncode}):\n  " +
                           "\n  ".join(redact(l, (env.get("PGPASSWORD", ""),)) for l in tail if l))
     log.info("%s: %d tables in %.1f s", what, done, time.monotonic() - started)
@@ -181,7 +202,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
     conninfo, env = target.for_client_programs()
     with target.connect(autocommit=False) as snap:
         snap.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot = snap.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        snapshot, visible = snap.execute("SELECT pg_export_snapshot(), pg_current_snapshot()::text").fetchone()
         tables = user_tables(snap)
         log.info("backup: fingerprinting %d tables in snapshot %s", len(tables), snapshot)
         fingerprints = fingerprint_database(
@@ -199,6 +220,8 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
         "target": target.describe(),
         **facts,
         "pg_dump_version": tool_major("pg_dump"),
+        # Which transactions the dump sees: rows committed by any other are newer than the backup.
+        "snapshot": visible,
         "roles": roles_note,
         "files": _files_of(path),
         "fingerprints": {k: v.to_dict() for k, v in fingerprints.items()},
@@ -247,9 +270,23 @@ def verify_backup(backup: Backup) -> list[str]:
     return problems
 
 
+def pin_file(backup_path: Path) -> Path:
+    """Beside the backup (not in it: its files are all in the manifest)."""
+    return backup_path.parent / f"{backup_path.name}.keep"
+
+
+def pin_backup(backup: Backup, reason: str) -> Path:
+    """Keep this backup out of pruning until the user removes it (and this file) explicitly."""
+    path = pin_file(backup.path)
+    path.write_text(f"{reason}\nThis backup is never pruned automatically: remove {backup.path} and this file "
+                    "yourself once you no longer need it.\n")
+    path.chmod(0o600)
+    return path
+
+
 def prune_backups(backups_dir: Path, dbname: str, *, keep_days: int, keep_count: int, keep: Path | None = None,
                   now: datetime | None = None) -> list[Path]:
-    """Remove this database's backups older than keep_days beyond the newest keep_count."""
+    """Remove this database's backups older than keep_days beyond the newest keep_count (never a pinned one)."""
     now = now or datetime.now(timezone.utc)
     mine = []
     for p in Path(backups_dir).glob(f"{dbname}-*"):
@@ -259,7 +296,7 @@ def prune_backups(backups_dir: Path, dbname: str, *, keep_days: int, keep_count:
     mine.sort(reverse=True)
     removed = []
     for i, (stamp, p) in enumerate(mine):
-        if i < keep_count or (keep and p.resolve() == Path(keep).resolve()):
+        if i < keep_count or (keep and p.resolve() == Path(keep).resolve()) or pin_file(p).exists():
             continue
         if now - stamp > timedelta(days=keep_days):
             shutil.rmtree(p)
@@ -272,20 +309,41 @@ def prune_backups(backups_dir: Path, dbname: str, *, keep_days: int, keep_count:
 @dataclass
 class RestoreOutcome:
     database: str
-    identical: bool
+    identical: bool                # proven identical to the backup before anything was carried into it
     differences: list[str]
     kept_failed_as: str | None
     seconds: float
+    carried: CarryReport | None = None   # rows others committed after the backup, carried from the failed copy
+
+    @property
+    def complete(self) -> bool:
+        """Proven, and no row committed after the backup left behind: nothing was lost."""
+        return self.identical and not (self.carried and self.carried.left)
 
     def summary(self) -> str:
-        if self.identical:
-            kept = f"; the failed database is kept as {self.kept_failed_as}" if self.kept_failed_as else ""
-            return f"RESTORED: {self.database} is identical to the backup (every table's fingerprint matches){kept}"
-        return f"RESTORE NOT PROVEN: {self.database} differs from the backup: " + "; ".join(self.differences)
+        if not self.identical:
+            return f"RESTORE NOT PROVEN: {self.database} differs from the backup: " + "; ".join(self.differences)
+        kept = f"; the failed database is kept as {self.kept_failed_as}" if self.kept_failed_as else ""
+        if self.carried is None or not self.carried.found:
+            return (f"RESTORED: {self.database} is identical to the backup (every table's fingerprint matches) and "
+                    f"nothing was written by others after it{kept}")
+        if not self.carried.left:
+            return (f"RESTORED: {self.database} is the backup (proven: every table's fingerprint matched) plus "
+                    f"{self.carried.describe()}{kept}")
+        return (f"RESTORED, ROWS LEFT BEHIND: {self.database} is the backup (proven) but {self.carried.describe()}. "
+                f"Those rows are only in {self.kept_failed_as}: copy them over by key (COPY out of "
+                f"{self.kept_failed_as}, INSERT into {self.database}) before the application starts")
 
 
-def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, jobs: int = 2) -> RestoreOutcome:
-    """Restore into a new database, prove it, then swap names. Close your own connections first."""
+def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, jobs: int = 2,
+                   carry: Callable[[Target, Target], CarryReport] | None = None) -> RestoreOutcome:
+    """Restore into a new database, prove it, then swap names. Close your own connections first.
+
+    ``carry(failed, restored)``, if given, runs once the failed database is renamed away (no session
+    can write to it any more) and before the restored one takes its name: rows others committed
+    after the backup go from the one to the other (see carry.py). A failed database that still holds
+    rows not carried over is always kept.
+    """
     started = time.monotonic()
     problems = verify_backup(backup)
     if problems:
@@ -340,18 +398,22 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
         raise
 
     # The copy is proven (above); renaming does not touch its content, so the proof holds under the old name.
+    carried = None
     with admin_target.connect() as admin:
         while_alone(admin, dbname, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
             sql.Identifier(dbname), sql.Identifier(failed_name)))
         try:
+            if carry is not None:
+                carried = carry(target.with_dbname(failed_name), new_target)
             while_alone(admin, new_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                 sql.Identifier(new_name), sql.Identifier(dbname)))
         except BaseException:
             # Never leave the user without a database of that name: put the failed one back.
             while_alone(admin, failed_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                 sql.Identifier(failed_name), sql.Identifier(dbname)))
+            drop_database(admin, new_name)
             raise
+        keep_failed = keep_failed or bool(carried and carried.left)
         if not keep_failed:
             drop_database(admin, failed_name)
-    return RestoreOutcome(dbname, True, [],
-                          failed_name if keep_failed else None, time.monotonic() - started)
+    return RestoreOutcome(dbname, True, [], failed_name if keep_failed else None, time.monotonic() - started, carried)

@@ -111,6 +111,8 @@ class Plan:
     application_roles: tuple[str, ...] = ()
     # Whether an edition without compression/retention (apache) may go ahead (with an advisory).
     allow_apache_edition: bool = True
+    # During execute the application roles (and their login members) cannot log in; see fence.py.
+    fence_application: bool = True
     hypertables: tuple[HypertablePlan, ...] = ()
     benchmarks: BenchmarkThresholds = field(default_factory=BenchmarkThresholds)
     backup: BackupPolicy = field(default_factory=BackupPolicy)
@@ -231,15 +233,20 @@ def _hypertable(table: str, spec: Any, path: Path | str) -> HypertablePlan:
     return plan
 
 
+def _boolean(section: dict, key: str, default: bool, where) -> bool:
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise PlanError(where, f"plan.{key}", f"expected true or false, got {value!r}")
+    return value
+
+
 def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
     """Validate a plan already read from TOML. Raises PlanError."""
     where = path or "<plan>"
     _known_keys(data, {"plan", "hypertables", "benchmarks", "backup"}, where, "")
     general = _section(data, "plan", where)
-    _known_keys(general, {"schema", "application_roles", "allow_apache_edition"}, where, "plan")
-    allow = general.get("allow_apache_edition", True)
-    if not isinstance(allow, bool):
-        raise PlanError(where, "plan.allow_apache_edition", f"expected true or false, got {allow!r}")
+    _known_keys(general, {"schema", "application_roles", "allow_apache_edition", "fence_application"}, where, "plan")
+    allow, fence = (_boolean(general, key, True, where) for key in ("allow_apache_edition", "fence_application"))
 
     tables = _section(data, "hypertables", where)
     hypertables = tuple(_hypertable(name, spec, where) for name, spec in tables.items())
@@ -267,6 +274,7 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
         schema=_identifier(general.get("schema", "factory_telemetry"), where, "plan.schema"),
         application_roles=_identifiers(general.get("application_roles", []), where, "plan.application_roles"),
         allow_apache_edition=allow,
+        fence_application=fence,
         hypertables=hypertables,
         benchmarks=thresholds,
         backup=policy,

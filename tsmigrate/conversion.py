@@ -319,7 +319,8 @@ def ensure_policy(conn: psycopg.Connection, schema: str, table: str, kind: str, 
                             ORDER BY job_id""",
                         (key, key, key, interval.text, proc, schema, table)).fetchall()
     if len(jobs) == 1 and jobs[0][2]:
-        return f"policy job {jobs[0][0]} already as planned"
+        pause_until_verified(conn, jobs[0][0])
+        return f"policy job {jobs[0][0]} already as planned, paused until the post-flight passes"
     replaced = ""
     if jobs:
         conn.execute(sql.SQL("SELECT {}(%s::regclass)").format(sql.Identifier(remove)), (regclass,))
@@ -328,7 +329,85 @@ def ensure_policy(conn: psycopg.Connection, schema: str, table: str, kind: str, 
                  jobs[0][0], key, jobs[0][1], interval)
     job_id = _one(conn, sql.SQL("SELECT {}(%s::regclass, {} => %s::interval)").format(
         sql.Identifier(add), sql.Identifier(key)), (regclass, interval.text))
-    return f"policy job {job_id}{replaced}"
+    pause_until_verified(conn, job_id)
+    return f"policy job {job_id}{replaced}, paused until the post-flight passes"
+
+
+PAUSED_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA};
+CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.paused_jobs (
+    job_id    integer PRIMARY KEY,
+    paused_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def pause_until_verified(conn: psycopg.Connection, job_id: int) -> None:
+    """A policy's first run waits for the post-flight: a compression job racing the checks can deadlock them,
+    and a retention job would drop rows before they are counted. The post-flight schedules it once every
+    check passed (:func:`schedule_paused_jobs`)."""
+    conn.execute("SELECT alter_job(%s, scheduled => false)", (job_id,))
+    conn.execute(PAUSED_DDL)
+    conn.execute(f"INSERT INTO {OWN_SCHEMA}.paused_jobs (job_id) VALUES (%s) ON CONFLICT DO NOTHING", (job_id,))
+
+
+def paused_jobs(conn: psycopg.Connection) -> list[int]:
+    if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.paused_jobs",)) is None:
+        return []
+    return [r[0] for r in conn.execute(f"SELECT job_id FROM {OWN_SCHEMA}.paused_jobs ORDER BY job_id").fetchall()]
+
+
+def schedule_paused_jobs(conn: psycopg.Connection) -> list[str]:
+    """Schedule the policy jobs the conversion paused; returns, per job, what it does and when it first runs."""
+    scheduled = []
+    for job_id in paused_jobs(conn):
+        with conn.transaction():
+            row = conn.execute("""SELECT proc_name, hypertable_schema, hypertable_name, schedule_interval
+                                    FROM timescaledb_information.jobs WHERE job_id = %s""", (job_id,)).fetchone()
+            if row is not None:
+                # A paused job has no next start (-infinity): it is given one, now, so the report can say when.
+                next_start = _one(conn, "SELECT next_start::text FROM alter_job(%s, scheduled => true, "
+                                        "next_start => now())", (job_id,))
+                proc, schema, table, every = row
+                scheduled.append(f"job {job_id} ({proc} on {schema}.{table}, every {every}): first run at {next_start}")
+            conn.execute(f"DELETE FROM {OWN_SCHEMA}.paused_jobs WHERE job_id = %s", (job_id,))
+    return scheduled
+
+
+def retention_drops(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> tuple[int, object, object]:
+    """(rows, oldest, newest) of the rows the first retention run drops (older than drop_after)."""
+    if h.drop_after is None:
+        return 0, None, None
+    return conn.execute(sql.SQL("SELECT count(*), min({c}), max({c}) FROM {t} WHERE {c} < now() - {i}::interval").format(
+        t=sql.Identifier(schema, h.table), c=sql.Identifier(h.time_column), i=sql.Literal(h.drop_after.text))).fetchone()
+
+
+def lock_for_conversion(conn: psycopg.Connection, schema: str, table: str, *, attempts: int = 5,
+                        timeout_s: int = 5) -> None:
+    """ACCESS EXCLUSIVE on the table before anything is counted or copied: rows written meanwhile would be
+    lost or miscounted. Each attempt waits ``timeout_s``; then the message names who holds it."""
+    ident = sql.Identifier(schema, table)
+    for attempt in range(1, attempts + 1):
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{timeout_s}s")))
+                conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(ident))
+            conn.execute("SET LOCAL lock_timeout = '60s'")
+            return
+        except psycopg.errors.LockNotAvailable:
+            holders = conn.execute("""
+                SELECT format('pid %s (role %s, application ''%s'', %s, %s: %s)', a.pid, a.usename, a.application_name,
+                              l.mode, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
+                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.relation = %s::regclass AND l.granted AND l.pid <> pg_backend_pid()""",
+                                   (f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}",)
+                                   ).fetchall()
+            who = "; ".join(r[0] for r in holders) or "a session that let go meanwhile"
+            if attempt == attempts:
+                raise ConversionError(
+                    f"{schema}.{table}: could not lock the table for its conversion ({attempts} tries of {timeout_s} s); "
+                    f"held by {who}. Stop that session (pg_terminate_backend(pid)) or wait for it, then run again.")
+            log.warning("%s.%s: waiting for a lock held by %s (try %d of %d)", schema, table, who, attempt, attempts)
 
 
 def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has_compression: bool,
@@ -487,6 +566,7 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
         raise ConversionError(f"{schema}.{h.table} is referenced by foreign keys from {', '.join(foreign)}; "
                               "TimescaleDB cannot keep them on a hypertable: drop them (or point them elsewhere) first")
 
+    lock_for_conversion(conn, schema, h.table)
     result.rows = _one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, h.table)))
     key_columns = primary_key_columns(conn, regclass)
     result.nulls_filled = _fill_nulls(conn, schema, h, key_columns)

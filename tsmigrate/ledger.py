@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -85,9 +86,18 @@ def lock_holder(conn: psycopg.Connection) -> str | None:
     return f"backend pid {pid}, role {user}, application '{app}', from {addr or 'local socket'}, connected since {since:%Y-%m-%d %H:%M:%S %Z}"
 
 
-def acquire_lock(conn: psycopg.Connection) -> None:
-    """Take the run lock on ``conn`` (a session of its own), or say who holds it."""
-    if conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+def acquire_lock(conn: psycopg.Connection, wait: float = 0.0) -> None:
+    """Take the run lock on ``conn`` (a session of its own), or say who holds it.
+
+    ``wait`` seconds are granted to a holder that is going away (a killed run's backend ends within
+    seconds of its client: see RUN_SESSION_OPTIONS in run.py).
+    """
+    deadline = time.monotonic() + wait
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    else:
         return
     holder = lock_holder(conn) or "a session that ended just now"
     raise LockHeld(f"another migration run holds the lock on this database ({holder}). "

@@ -20,4 +20,5 @@ class RunOptions:
     keep_failed: bool          # keep the failed database (renamed) after a restore
     rehearse: bool             # pre-flight applies pending migrations to a throwaway copy
     resolve_interrupted: bool  # accept non-transactional steps a killed run left half done
-    baseline: Path | None = None  # post-flight baseline: one backup directory (else found, see baseline.py)
+    baseline: Path | None = None
+    write_sample: float = 2.0     # pre-flight: seconds to watch for rows being written by others  # post-flight baseline: one backup directory (else found, see baseline.py)

@@ -47,6 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("reports", "directory for HTML, JSON and JUnit reports", default="reports")
     option("backups", "directory for backups taken before a run changes anything", default="backups")
     option("ready-timeout", "seconds a throwaway server may take to start", default="60")
+    option("write-sample", "pre-flight: seconds to watch the target for rows written by others", default="2")
     option("no-restore", "leave the database as a failed step left it (no automatic restore)", type="bool", default=False)
     option("drop-failed", "after a proven restore, drop the failed database instead of keeping it renamed", type="bool", default=False)
     option("no-rehearse", "skip the pre-flight rehearsal on a scratch copy of the target", type="bool", default=False)
@@ -70,10 +71,7 @@ def _path(config: pytest.Config, dest: str) -> Path:
 
 
 def read_options(config: pytest.Config) -> RunOptions:
-    try:
-        ready_timeout = float(_value(config, "ready_timeout"))
-    except ValueError:
-        raise pytest.UsageError(f"--ready-timeout must be a number of seconds, got {_value(config, 'ready_timeout')!r}")
+    ready_timeout, write_sample = (_seconds(config, dest) for dest in ("ready_timeout", "write_sample"))
     return RunOptions(
         dsn=_value(config, "dsn") or None,
         demo=bool(_value(config, "demo")),
@@ -88,7 +86,19 @@ def read_options(config: pytest.Config) -> RunOptions:
         rehearse=not bool(_value(config, "no_rehearse")),
         resolve_interrupted=bool(_value(config, "resolve_interrupted")),
         baseline=_path(config, "baseline") if _value(config, "baseline") else None,
+        write_sample=write_sample,
     )
+
+
+def _seconds(config: pytest.Config, dest: str) -> float:
+    raw = _value(config, dest)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise pytest.UsageError(f"--{dest.replace('_', '-')} must be a number of seconds, got {raw!r}")
+    return value
 
 
 def options_of(config: pytest.Config) -> RunOptions:
@@ -102,6 +112,7 @@ def summary_of(config: pytest.Config) -> RunSummary:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = read_options(config)
+    _gate_before_execute(config)
     config.stash[SUMMARY_KEY] = RunSummary(kind=run_kind(config))
     if config.stash[SUMMARY_KEY].kind:
         _name_reports(config)
@@ -110,6 +121,13 @@ def pytest_configure(config: pytest.Config) -> None:
                    "postflight: a post-flight check",
                    "needs_community: needs TimescaleDB's community edition (compression, retention)"):
         config.addinivalue_line("markers", marker)
+
+
+def _gate_before_execute(config: pytest.Config) -> None:
+    """`pytest suites/execute` alone still passes the gate: the pre-flight runs first (a NO-GO skips execute)."""
+    kind = run_kind(config)
+    if "execute" in kind.split("+") and "preflight" not in kind.split("+"):
+        config.args[:0] = [str(config.rootpath / "suites" / "preflight")]
 
 
 def run_kind(config: pytest.Config) -> str:

@@ -17,9 +17,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from . import ledger
+from . import fence, ledger
+from .activity import other_sessions, sample_writes
 from .backup import BackupError, tool, tool_major
 from .config import PLAN_FILE_NAME, Plan
+from .conversion import retention_drops
 from .findings import ADVISORY, BLOCKING, Finding
 from .lint import RULES as LINT_RULES
 from .lint import hypertables_created_in, lint_sql
@@ -60,6 +62,17 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "Use UTF8; time series are stored as timestamptz, so the server time zone only affects display."),
     Check("PF013", BLOCKING, "Not enough free disk for the backup",
           "Free room in the backups directory or point --backups at a larger disk."),
+    Check("PF014", BLOCKING, "The application is writing to the target",
+          "Stop the application for the maintenance window, or let the run's fence stop it (its login roles must be "
+          "reachable from application_roles in plan.toml), then run the pre-flight again."),
+    Check("PF015", ADVISORY, "Another session is connected to the target",
+          "Sessions of the application roles are ended by the run's fence; stop any other client for the window "
+          "(a restore carries over rows it writes, but it may block the conversion's locks)."),
+    Check("PF016", ADVISORY, "A fence left by a run that died was lifted",
+          "Nothing to do: the roles may log in again. Read the report of the run that died to see where it stopped."),
+    Check("PF017", BLOCKING, "The application cannot be fenced",
+          "Grant the run's role CREATEROLE (ALTER ROLE needs it), or set fence_application = false in plan.toml "
+          "and keep the application stopped yourself."),
     Check("PF020", BLOCKING, "Migration file naming or ordering problem",
           "Name files <version>_<name>.sql with a unique version each."),
     Check("PF021", ADVISORY, "Gap in migration versions", "Check that no file is missing between these versions."),
@@ -222,6 +235,59 @@ def activity(conn: psycopg.Connection, plan: Plan | None, long_after_s: int = 30
                       AND l.mode NOT IN ('AccessShareLock')""", (tables,)).fetchall():
             found.append(finding("PF011", f"backend pid {pid} ({user}, '{app}') holds {mode} on {rel}", table=rel))
     return found
+
+
+def maintenance_window(conn: psycopg.Connection, plan: Plan | None, sample_seconds: float = 2.0) -> list[Finding]:
+    """Who else is connected, and whether rows are being written over a short sample.
+
+    Writes block unless every other session belongs to a role the run's fence will stop, or the plan
+    keeps the application online (fence_application = false: then they are an advisory).
+    """
+    fencing = plan is not None and plan.fence_application
+    fenceable = set(fence.roles_to_fence(conn, plan.application_roles)) if fencing else set()
+    found = []
+    if fenceable and not fence.can_fence(conn):
+        found.append(finding("PF017", f"the run must fence {', '.join(sorted(fenceable))} but role "
+                                      f"{_one(conn, 'SELECT current_user')} has neither CREATEROLE nor superuser",
+                             path=str(plan.path) if plan.path else None))
+    sessions = other_sessions(conn)
+    sample = sample_writes(conn, sample_seconds)
+    unstoppable = [s for s in sessions if s.role not in fenceable]
+    if sample.writing:
+        writers = "; ".join(map(str, sessions)) or "no client session is connected now (a pooler's short sessions?)"
+        if fencing and not unstoppable and sessions:
+            found.append(finding("PF014", f"rows are being written ({sample.describe()}) by sessions of "
+                                          f"{', '.join(sorted({s.role for s in sessions}))}: the run's fence ends them "
+                                          f"and keeps them out until it ends. Sessions: {writers}", severity=ADVISORY))
+        elif not fencing:
+            found.append(finding("PF014", f"rows are being written ({sample.describe()}) and plan.toml keeps the "
+                                          "application online (fence_application = false): conversions make its "
+                                          "writes wait, and a restore carries its rows over. Sessions: " + writers,
+                                 severity=ADVISORY))
+        else:
+            found.append(finding("PF014", f"rows are being written ({sample.describe()}); connected sessions the "
+                                          f"fence cannot stop: {'; '.join(map(str, unstoppable)) or 'none seen'}"))
+    else:
+        for s in sessions:
+            fenced = " (the run's fence ends it)" if s.role in fenceable else ""
+            found.append(finding("PF015", f"{s}{fenced}"))
+    return found
+
+
+def stale_fences(conn: psycopg.Connection, lift_through: psycopg.Connection | None) -> list[Finding]:
+    """Fences of this database left by a run that died; lifted through ``lift_through`` (a writable session)."""
+    database = _one(conn, "SELECT current_database()")
+    stale = [f for f in fence.fences(conn, database) if fence.is_stale(conn, f)]
+    if not stale:
+        return []
+    if lift_through is None:
+        return [finding("PF016", f"role {f.role} is fenced (NOLOGIN) by a run that died (backend pid {f.run_pid}, "
+                                 f"fenced at {f.fenced_at}): run the pre-flight with a role that may lift it",
+                        severity=BLOCKING) for f in stale]
+    lifted = set(fence.lift(lift_through, stale))
+    return [finding("PF016", f"role {f.role} was fenced (NOLOGIN) at {f.fenced_at} by a run that died (backend pid "
+                             f"{f.run_pid}); " + ("it may log in again now" if f.role in lifted else
+                                                  "it was lifted meanwhile by someone else")) for f in stale]
 
 
 def encoding_and_timezone(conn: psycopg.Connection) -> list[Finding]:
@@ -397,11 +463,12 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
         if by_file:
             continue
         if source.drop_after is not None and rows:
-            old = _one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} < now() - {}::interval").format(
-                sql.Identifier(schema, table), sql.Identifier(column), sql.Literal(source.drop_after.text)))
+            old, oldest, newest = retention_drops(conn, schema, source)
             if old:
-                found.append(finding("PF034", f"{qualified} holds {old} rows older than {source.drop_after}; the retention "
-                                              "policy will drop them", table=qualified, **where))
+                found.append(finding("PF034", f"{qualified} holds {old} rows older than {source.drop_after} ({column} from "
+                                              f"{oldest} to {newest}); the retention policy's first run drops them. The "
+                                              "run's backup holds them and is kept until you remove it yourself",
+                                     table=qualified, **where))
     return found
 
 

@@ -119,13 +119,22 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
             "type": ["object", "null"], "description": "the backup taken before the first change",
             "required": ["path", "manifest_sha256"],
             "properties": {"path": {"type": "string"},
-                           "manifest_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                           "manifest_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                           "pinned": {"type": ["string", "null"],
+                                      "description": "why the backup is never pruned automatically"}},
         },
         "restore": {
             "type": ["object", "null"], "description": "what happened after a failed step",
-            "required": ["outcome", "identical"],
-            "properties": {"outcome": {"type": "string"}, "identical": {"type": ["boolean", "null"]}},
+            "required": ["outcome", "identical", "complete"],
+            "properties": {"outcome": {"type": "string", "description": "the state of the database, in words"},
+                           "identical": {"type": ["boolean", "null"],
+                                         "description": "the restored copy was proven identical to the backup"},
+                           "complete": {"type": ["boolean", "null"], "description": "restored, and every row "
+                                        "committed by others after the backup carried over: nothing lost"}},
         },
+        "policy_schedule": {"type": "array", "items": {"type": "string"},
+                            "description": "policy jobs the post-flight scheduled once every check passed, with "
+                                           "their first run"},
         "fingerprints": {
             "type": "object", "required": ["before", "after"],
             "description": "before: from the backup's manifest (the dump's snapshot); after: from the post-flight",
@@ -175,7 +184,8 @@ def run_record(summary: RunSummary, *, tests: dict[str, int], started: datetime,
     findings = sorted(summary.findings, key=lambda f: (not f.blocking, f.code))
     restore = None
     if summary.restore is not None:
-        restore = {"outcome": summary.restore, "identical": summary.restored_identical}
+        restore = {"outcome": summary.restore, "identical": summary.restored_identical,
+                   "complete": summary.restore_complete}
     return {
         "format": RECORD_FORMAT,
         "tool": f"tsmigrate {__version__}",
@@ -193,6 +203,7 @@ def run_record(summary: RunSummary, *, tests: dict[str, int], started: datetime,
         "steps": list(summary.steps),
         "backup": dict(summary.backup) if summary.backup else None,
         "restore": restore,
+        "policy_schedule": list(summary.policy_schedule),
         "fingerprints": {"before": _rows_and_digest(before_fingerprints(summary)),
                          "after": _rows_and_digest(summary.fingerprints_after)},
         "verdict_inputs": summary.verdict_inputs,
@@ -269,10 +280,10 @@ def headline(summary: RunSummary) -> str:
     if verdict == "PASSED":
         return "Every post-flight check passed: the migrated database is complete and meets its benchmarks."
     if verdict == "RESTORED":
-        return (f"{summary.execute_failed} failed; the database was restored and is identical to the backup "
-                "taken before the run.")
+        return (f"{summary.execute_failed} failed; the database was restored, proven identical to the backup "
+                "taken before the run, and no row written since was lost.")
     if verdict == "STOPPED":
-        changed = "" if applied else " Nothing was changed."
+        changed = f" {summary.restore}" if summary.restore else "" if applied else " Nothing was changed."
         return f"The run stopped before its end: {summary.stop_reason}.{changed}"
     if summary.execute_failed:
         return f"{summary.execute_failed} failed and the database is NOT proven to be as it was before the run."
@@ -305,12 +316,16 @@ def next_steps(summary: RunSummary) -> list[str]:
     if verdict == "RESTORED":
         steps = [f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
                  "put the fix in the file only if it was never applied anywhere, else in a new file.",
-                 "The database is as it was before the run: the application may be started again."]
+                 "The database is as it was before the run (with any rows written since carried over, as said "
+                 "above): the application may be started again."]
         if "kept as" in (summary.restore or ""):
             steps.append("The failed database was kept for inspection under the name given above; drop it when done.")
         steps.append("Run the pre-flight, then the migration again.")
         return steps
     if verdict == "STOPPED":
+        if summary.execute_failed and not summary.restore_complete:
+            return ["Do not start the application before reading the state of the database above: it says what "
+                    "was applied, whether it was restored, and what to run next."]
         return ["Fix what stopped the run (above), then run it again."]
     if summary.execute_failed:
         steps = ["Do not start the application: the database is not proven to be as it was."]

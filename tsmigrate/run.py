@@ -18,12 +18,16 @@ from pathlib import Path
 import psycopg
 
 from . import ledger
-from .backup import Backup, BackupError, RestoreOutcome, prune_backups, restore_backup, take_backup
+from . import fence
+from .backup import (Backup, BackupError, RestoreOutcome, pin_backup, prune_backups, restore_backup,
+                     take_backup)
+from .carry import CarryReport, carry_over
 from .config import HypertablePlan, Plan
-from .conversion import ConversionError, ConversionResult, convert_table, plan_sha256
+from .conversion import ConversionError, ConversionResult, convert_table, plan_sha256, retention_drops
+from .fence import Fence, FenceError
 from .janitor import DatabaseInUse
 from .migrations import MigrationError, MigrationFile, StepResult, apply_file, discover
-from .target import Target
+from .target import Target, TargetError
 from .timescale import server_timescaledb
 
 log = logging.getLogger(__name__)
@@ -73,30 +77,58 @@ class StepOutcome:
                 "seconds": round(self.seconds, 3), "details": self.details}
 
 
+# A run that dies is noticed by the server within two seconds: its transaction, locks and lock-holding
+# session go with it, and the next run does not wait behind a backend whose client is gone.
+RUN_SESSION_OPTIONS = "-c client_connection_check_interval=2000"
+
+
+class RunStopped(RuntimeError):
+    """The run stopped before changing anything (e.g. the backup could not be taken)."""
+
+
+class StepFailed(RuntimeError):
+    """A step failed; the message says what, where and (for a statement) the server's word."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class MigrationRun:
     def __init__(self, target: Target, migrations_dir: Path, plan: Plan | None, backups_dir: Path, *,
-                 resolve_interrupted: bool = False):
+                 resolve_interrupted: bool = False, lock_wait: float = 5.0):
         self.target = target
         self.plan = plan
         self.schema = plan.schema if plan else "public"
         self.steps = plan_steps(migrations_dir, plan)
         self.backups_dir = Path(backups_dir)
         self.resolve_interrupted = resolve_interrupted
+        self.lock_wait = lock_wait
         self.control: psycopg.Connection | None = None
         self.work: psycopg.Connection | None = None
         self.backup: Backup | None = None
+        self.backup_pinned: str | None = None     # why the backup is kept from pruning
         self.outcomes: list[StepOutcome] = []
         self.failed: StepOutcome | None = None
+        self.stopped: str | None = None           # why the run stopped before any change
         self.restore_outcome: RestoreOutcome | None = None
         self.interrupted: list[ledger.LedgerEntry] = []
         self.restore_error: str | None = None
+        self.fence: Fence | None = None
+        self.fence_left: list[str] = []            # roles still fenced after the run (could not be lifted)
+        self.stale_fences: list = []               # fences of a dead run lifted at open
+        self.own_xids: set[int] = set()            # transactions of this run's steps (not the application's rows)
+        self.closed = False
         self._conversion_rate: float | None = None  # rows/s of the last large conversion, for estimates
 
     # -- opening: nothing changes here except the ledger's own bookkeeping ---------------------------
+    def _connect(self, **kwargs) -> psycopg.Connection:
+        return self.target.connect(options=RUN_SESSION_OPTIONS, **kwargs)
+
     def open(self) -> None:
-        self.control = self.target.connect(application_name=f"tsmigrate run ({ledger.who()})")
+        self.control = self._connect(application_name=f"tsmigrate run ({ledger.who()})")
         try:
-            ledger.acquire_lock(self.control)
+            ledger.acquire_lock(self.control, wait=self.lock_wait)
         except ledger.LockHeld as exc:
             self.control.close()
             raise RunRefused(str(exc)) from None
@@ -116,7 +148,11 @@ class MigrationRun:
             for e in self.interrupted:
                 log.warning("step %s (%s) was interrupted by %s at %s; PostgreSQL rolled it back, it runs again",
                             e.step, e.name, e.applied_by, e.started_at)
-        self.work = self.target.connect()
+        self.stale_fences = fence.lift_stale(self.control, self.target.dbname)
+        for f in self.stale_fences:
+            log.warning("role %s was left fenced (NOLOGIN) by a run that died (backend pid %s, %s): lifted",
+                        f.role, f.run_pid, f.fenced_at)
+        self.work = self._connect()
 
     def applied_entry(self, step: Step) -> ledger.LedgerEntry | None:
         return ledger.applied(self.control).get(step.id)
@@ -125,21 +161,55 @@ class MigrationRun:
         done = ledger.applied(self.control)
         return [s for s in self.steps if s.id not in done]
 
-    # -- the backup, taken before the first change -------------------------------------------------------
+    # -- the fence and the backup, before the first change ---------------------------------------------
     def ensure_backup(self) -> Backup:
-        if self.backup is None:
+        """Fence the application, then back up; the first change waits for both. Raises RunStopped."""
+        if self.backup is not None:
+            return self.backup
+        if self.stopped:
+            raise RunStopped(self.stopped)
+        try:
+            if self.plan and self.plan.fence_application and self.fence is None:
+                self.fence = Fence(self.control, self.plan.application_roles)
+                self.fence.raise_()
             self.backup = take_backup(self.target, self.backups_dir)
-            if self.plan:
-                removed = prune_backups(self.backups_dir, self.backup.manifest["database"],
-                                        keep_days=self.plan.backup.keep_days, keep_count=self.plan.backup.keep_count,
-                                        keep=self.backup.path)
-                for p in removed:
-                    log.info("removed old backup %s", p)
+        except (BackupError, FenceError, TargetError, psycopg.Error) as exc:
+            self.stopped = f"the backup could not be taken, nothing was changed: {_first_line(exc)}" \
+                if not isinstance(exc, FenceError) else f"the application could not be fenced, nothing was changed: {exc}"
+            raise RunStopped(self.stopped) from None
+        if self.plan:
+            self._pin_if_retention_drops()
+            removed = prune_backups(self.backups_dir, self.backup.manifest["database"],
+                                    keep_days=self.plan.backup.keep_days, keep_count=self.plan.backup.keep_count,
+                                    keep=self.backup.path)
+            for p in removed:
+                log.info("removed old backup %s", p)
         return self.backup
+
+    def _pin_if_retention_drops(self) -> None:
+        """Rows the first retention run will drop live on only in this backup: it is never pruned."""
+        if not self._has_compression():
+            return
+        drops = []
+        for h in self.plan.hypertables:
+            if h.drop_after is None:
+                continue
+            count, oldest, newest = retention_drops(self.work, self.schema, h)
+            if count:
+                drops.append(f"{self.schema}.{h.table}: {count} rows with {h.time_column} from {oldest} to {newest} "
+                             f"(older than drop_after {h.drop_after})")
+        if drops:
+            self.backup_pinned = ("The retention policies' first run drops rows that only this backup keeps: "
+                                  + "; ".join(drops))
+            log.warning("%s. Backup %s is kept until you remove it (%s).", self.backup_pinned, self.backup.path,
+                        pin_backup(self.backup, self.backup_pinned))
 
     # -- steps ---------------------------------------------------------------------------------------
     def apply(self, step: Step) -> StepOutcome:
-        """Apply one step, or report it already applied. Raises MigrationError/ConversionError."""
+        """Apply one step, or report it already applied. Raises StepFailed or RunStopped; Ctrl-C passes through
+        (marked as this step's failure)."""
+        if self.failed is not None:
+            raise StepFailed(f"not run: {self.failed.label} failed before it")
         entry = self.applied_entry(step)
         if entry is not None and (step.migration or entry.sha256 == step.sha256):
             outcome = StepOutcome(step.id, step.label, "already applied",
@@ -147,18 +217,20 @@ class MigrationRun:
             self.outcomes.append(outcome)
             return outcome
         self.ensure_backup()
-        ledger.ensure_ledger(self.control)
-        transactional = step.migration.transactional if step.migration else True
-        attempt = ledger.record_start(self.control, step.id, step.kind, step.label, step.sha256, transactional)
         started = time.monotonic()
         details: dict = {}
+        attempt = None
 
         def finish(conn: psycopg.Connection, result: StepResult | None = None) -> None:
             if result is not None:
                 details.update(result.to_dict())
+            self.own_xids.add(int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]))
             ledger.record_finish(conn, attempt, "applied", details)
 
         try:
+            ledger.ensure_ledger(self.control)
+            transactional = step.migration.transactional if step.migration else True
+            attempt = ledger.record_start(self.control, step.id, step.kind, step.label, step.sha256, transactional)
             if step.migration:
                 apply_file(self.work, step.migration, on_success=finish)
             else:
@@ -170,39 +242,133 @@ class MigrationRun:
                         self._conversion_rate = conversion.rows_per_second
                     details.update(conversion.to_dict())
                     finish(self.work)
-        except (MigrationError, ConversionError, psycopg.Error) as exc:
-            error = exc.to_dict() if isinstance(exc, MigrationError) else {"message": str(exc)}
-            if self.work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                self.work.rollback()
-            ledger.record_finish(self.control, attempt, "failed", error)
-            self.failed = StepOutcome(step.id, step.label, "failed", time.monotonic() - started, error)
-            self.outcomes.append(self.failed)
+        except BaseException as exc:
+            error = self._failure(step, exc, started)
+            self._record_failure(attempt, error)
+            if isinstance(exc, Exception):
+                raise StepFailed(error["message"]) from None
             raise
         outcome = StepOutcome(step.id, step.label, "applied", time.monotonic() - started, details)
         self.outcomes.append(outcome)
         return outcome
 
+    def _failure(self, step: Step, exc: BaseException, started: float) -> dict:
+        if isinstance(exc, MigrationError):
+            error = exc.to_dict()
+        elif isinstance(exc, psycopg.OperationalError) and (self.work is None or self.work.closed or self.work.broken):
+            error = {"message": f"{step.label}: the connection to the server was lost ({_first_line(exc)}); "
+                                "PostgreSQL rolls back the step's open transaction"}
+        elif isinstance(exc, KeyboardInterrupt):
+            error = {"message": f"{step.label}: interrupted (Ctrl-C or SIGTERM); its transaction was rolled back"}
+        else:
+            error = {"message": str(exc) if isinstance(exc, (ConversionError, StepFailed)) else
+                     f"{step.label}: {_first_line(exc)}"}
+        self.mark_failed(step.id, step.label, error, time.monotonic() - started)
+        return error
+
+    def _record_failure(self, attempt: int | None, error: dict) -> None:
+        """Best effort: the connections may be gone (that may be the failure). The ledger's 'started' row then
+        stays, and the crash rule handles it at the next run."""
+        try:
+            if self.work is not None and not self.work.closed and \
+                    self.work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                self.work.rollback()
+            if attempt is not None:
+                ledger.record_finish(self.control, attempt, "failed", error)
+        except (psycopg.Error, KeyboardInterrupt) as exc:
+            log.warning("could not record the failure in the ledger (%s); the crash rule applies at the next run",
+                        _first_line(exc))
+
+    def mark_failed(self, step_id: str, label: str, error: dict, seconds: float = 0.0) -> None:
+        """The run's one failure (the first wins): later steps do not run, and close() restores."""
+        if self.failed is None:
+            self.failed = StepOutcome(step_id, label, "failed", seconds, error)
+            self.outcomes.append(self.failed)
+
     def _has_compression(self) -> bool:
         return server_timescaledb(self.work).has_compression
 
+    @property
+    def applied_here(self) -> list[str]:
+        return [o.label for o in self.outcomes if o.status == "applied"]
+
     # -- closing -------------------------------------------------------------------------------------
-    def close(self, *, restore: bool = True, keep_failed: bool = True) -> RestoreOutcome | None:
-        """Release everything; after a failed step, restore the backup and prove it (unless told not to)."""
+    def close(self, *, restore: bool = True, keep_failed: bool = True, interrupted: str | None = None
+              ) -> RestoreOutcome | None:
+        """Release everything; after a failure, restore the backup once and prove it (unless told not to);
+        lift the fence whatever happened. Calling it again does nothing."""
+        if self.closed:
+            return self.restore_outcome
+        self.closed = True
+        if interrupted and self.failed is None and self.backup is not None:
+            self.mark_failed("interrupted", "the run", {"message": f"the run was {interrupted}"})
         for conn in (self.work, self.control):
             if conn is not None and not conn.closed:
-                if conn is self.control:
-                    ledger.release_lock(conn)
-                conn.close()
+                try:
+                    if conn is self.control:
+                        ledger.release_lock(conn)
+                    conn.close()
+                except psycopg.Error:
+                    pass  # a lost session released its lock already
         self.work = self.control = None
-        if self.failed and restore and self.backup is not None:
-            log.info("a step failed: restoring %s from %s", self.target.describe(), self.backup.path)
-            try:
-                self.restore_outcome = restore_backup(self.target, self.backup, keep_failed=keep_failed)
-            except (BackupError, DatabaseInUse, psycopg.Error) as exc:
-                # The database stays as the failure left it (a restore never swaps in an unproven copy).
-                self.restore_error = str(exc)
-                log.error("the restore failed: %s", exc)
-            else:
-                log.info(self.restore_outcome.summary())
+        try:
+            if self.failed and restore and self.backup is not None:
+                self._restore(keep_failed)
+        finally:
+            self._lift_fence()
         return self.restore_outcome
 
+    def _restore(self, keep_failed: bool) -> None:
+        log.info("the run failed: restoring %s from %s (one attempt)", self.target.describe(), self.backup.path)
+        tables = [tuple(k.split(".", 1)) for k in self.backup.fingerprints]
+        snapshot = self.backup.manifest.get("snapshot")
+
+        def carry(failed: Target, restored: Target) -> CarryReport:
+            return carry_over(failed, restored, snapshot, self.own_xids, tables)
+
+        try:
+            self.restore_outcome = restore_backup(self.target, self.backup, keep_failed=keep_failed,
+                                                  carry=carry if snapshot else None)
+        except (BackupError, DatabaseInUse, TargetError, psycopg.Error, KeyboardInterrupt) as exc:
+            # The database stays as the failure left it (a restore never swaps in an unproven copy).
+            self.restore_error = _first_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+            log.error("the restore failed: %s", self.restore_error)
+        else:
+            log.info(self.restore_outcome.summary())
+
+    def _lift_fence(self) -> None:
+        if self.fence is None or not self.fence.fenced:
+            return
+        roles = [f.role for f in self.fence.fenced]
+        for dbname in (self.target.dbname, "postgres"):   # mid-restore the target's name may be gone
+            try:
+                with self.target.with_dbname(dbname).connect() as conn:
+                    self.fence.lift_(conn)
+                return
+            except (TargetError, psycopg.Error) as exc:
+                reason = _first_line(exc)
+        self.fence_left = roles
+        log.error("the fence could not be lifted (%s): %s cannot log in. The next run or pre-flight lifts it, "
+                  "or run ALTER ROLE ... LOGIN yourself", reason, ", ".join(roles))
+
+    def state(self) -> str:
+        """Where the database stands after the run, and what to do next, in words (for the last line)."""
+        target = self.target.describe()
+        fence_note = (f" Roles {', '.join(self.fence_left)} are still fenced (NOLOGIN): the next run or pre-flight "
+                      "lifts that, or ALTER ROLE <role> LOGIN." if self.fence_left else "")
+        if self.stopped:
+            return f"STOPPED: {self.stopped}.{fence_note}"
+        if not self.failed:
+            return fence_note.strip()
+        if self.restore_outcome is not None:
+            return self.restore_outcome.summary() + "." + fence_note
+        done = ", ".join(self.applied_here) or "none"
+        where = (f"The database {target} is as the failure left it: applied by this run: {done}; "
+                 f"{self.failed.label} did not complete (a transactional step is rolled back by PostgreSQL).")
+        if self.backup is None:
+            return f"NOT RESTORED: no backup was taken before the failure. {where}{fence_note}"
+        how = (f" Next: fix the cause, then run `pytest suites` again: it continues from the ledger. Or go back to "
+               f"before the run: restore {self.backup.path} (README: Backups and restore).")
+        if self.restore_error is not None:
+            return f"RESTORE FAILED: {self.restore_error}. {where}{how}{fence_note}"
+        return f"NOT RESTORED (--no-restore): {where}{how}{fence_note}"

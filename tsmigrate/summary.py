@@ -30,13 +30,15 @@ class RunSummary:
     steps: list[dict] = field(default_factory=list)
     backup: dict | None = None
     restore: str | None = None                        # the restore outcome, in words
-    restored_identical: bool | None = None
+    restored_identical: bool | None = None            # the restored copy was proven identical to the backup
+    restore_complete: bool | None = None              # ... and no row committed after the backup was left behind
     execute_failed: str | None = None
     benchmarks: list[dict] = field(default_factory=list)
     # schema.table -> TableFingerprint.to_dict() after the run (post-flight); the "before" ones are in the backup manifest
     fingerprints_after: dict[str, dict] = field(default_factory=dict)
     stopped: str | None = None                        # why the run ended early (refused, unreachable), in words
     exit_code: int | None = None                      # pytest's exit status, once the session finished
+    policy_schedule: list[str] = field(default_factory=list)  # policy jobs scheduled by the post-flight, first runs
     verdict_inputs: dict | None = None                # what a GO depended on (versions, hashes)
 
     @property
@@ -61,8 +63,8 @@ class RunSummary:
     def verdict(self) -> str:
         """GO / NO-GO for a pre-flight; SUCCESS / RESTORED / FAILED once execute ran; PASSED / FAILED for a
         post-flight on its own; STOPPED when cut short."""
-        if self.execute_failed:
-            return "RESTORED" if self.restored_identical else "FAILED"
+        if self.execute_failed and not self.stop_reason:
+            return "RESTORED" if self.restore_complete else "FAILED"
         if self.stop_reason:
             # A gate that could not finish is a NO-GO; any other run that stopped must not read as a success.
             return "NO-GO" if self.kind == "preflight" else "STOPPED"
@@ -94,6 +96,7 @@ class RunSummary:
             lines.append(f"{verdict}: {self.target}: post-flight checks")
             for name in self.failed_tests:
                 lines.append(f"  FAILED {name}")
+            lines += [f"  scheduled {line}" for line in self.policy_schedule]
         else:
             applied = sum(1 for s in self.steps if s["status"] == "applied")
             already = sum(1 for s in self.steps if s["status"] == "already applied")
@@ -104,6 +107,7 @@ class RunSummary:
                 lines.append(f"  failed step: {self.execute_failed}")
             for name in self.failed_tests:
                 lines.append(f"  FAILED {name}")
+            lines += [f"  scheduled {line}" for line in self.policy_schedule]
             if self.restore:
                 lines.append(f"  {self.restore}")
         return lines

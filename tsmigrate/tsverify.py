@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from .config import HypertablePlan
-from .conversion import is_hypertable, time_dimension
+from .conversion import is_hypertable, time_dimension, paused_jobs
 from .integrity import display_name
 
 _ORDER = re.compile(r"^(\w+)(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(FIRST|LAST))?$", re.IGNORECASE)
@@ -163,7 +163,9 @@ def policy_problems(conn: psycopg.Connection, schema: str, h: HypertablePlan, ki
     if not as_planned:
         problems.append(f"{name}: its {kind} policy (job {job_id}) has {key} {value}, the plan says {planned}: "
                         f"SELECT remove_{kind}_policy('{name}'); {fix}")
-    if not scheduled:
+    if not scheduled and job_id in paused_jobs(conn):
+        account += " (paused by the conversion; the post-flight's last step schedules it once every check passed)"
+    elif not scheduled:
         problems.append(f"{name}: its {kind} policy (job {job_id}) is paused (not scheduled): "
                         f"SELECT alter_job({job_id}, scheduled => true)")
     return account, problems

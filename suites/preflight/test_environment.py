@@ -37,6 +37,15 @@ def test_no_long_transactions_or_locks_on_tables_to_convert(readonly_conn, plan,
     gate(preflight.activity(readonly_conn, plan))
 
 
+def test_no_fence_left_by_a_run_that_died(readonly_conn, target, gate):
+    with target.connect() as writable:  # the only write of the pre-flight: undoing a dead run's fence
+        gate(preflight.stale_fences(readonly_conn, writable))
+
+
+def test_maintenance_window_nobody_else_writing(readonly_conn, plan, run_options, gate):
+    gate(preflight.maintenance_window(readonly_conn, plan, run_options.write_sample))
+
+
 def test_encoding_and_time_zone(readonly_conn, gate):
     gate(preflight.encoding_and_timezone(readonly_conn))
 

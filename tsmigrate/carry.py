@@ -1,0 +1,220 @@
+"""Rows others committed after the backup, carried from the failed database into the restored one.
+
+A restore puts back the backup; anything another session committed after the backup's snapshot (a
+session the fence could not stop, or a run with the fence off) is only in the failed database. Such
+rows are found by their ``xmin``: a transaction the backup's snapshot does not see, and not one of the
+run's own steps. They are copied into the restored database (inserted, or updated where the key is
+there already: the newest version wins), table by table in foreign-key order, each in a savepoint; rows
+that cannot go in are named by key. Sequences of the restored database are moved up to where they are
+in the failed one, so new rows never reuse an id the failed copy holds.
+
+Deletions made after the backup cannot be seen this way: they are not carried (the deleted rows come
+back with the backup).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from .conversion import primary_key_columns
+from .target import Target
+
+log = logging.getLogger(__name__)
+
+_XID_SPACE = 1 << 32
+_KEYS_SHOWN = 10
+_ROW_BY_ROW_LIMIT = 10_000
+
+
+@dataclass
+class TableCarry:
+    table: str
+    found: int = 0                 # rows in the failed database newer than the backup
+    inserted: int = 0
+    updated: int = 0
+    left_keys: list[str] = field(default_factory=list)   # rows that could not be carried (their keys)
+    problem: str | None = None
+
+    @property
+    def left(self) -> int:
+        return self.found - self.inserted - self.updated
+
+
+@dataclass
+class CarryReport:
+    source: str                                            # the failed database, where the rows are
+    tables: list[TableCarry] = field(default_factory=list)
+    sequences: list[str] = field(default_factory=list)     # "seq: 10 -> 25"
+
+    @property
+    def found(self) -> int:
+        return sum(t.found for t in self.tables)
+
+    @property
+    def carried(self) -> int:
+        return sum(t.inserted + t.updated for t in self.tables)
+
+    @property
+    def left(self) -> list[TableCarry]:
+        return [t for t in self.tables if t.left]
+
+    def describe(self) -> str:
+        if not self.found:
+            return "no rows were committed by others after the backup"
+        carried = ", ".join(f"{t.table} {t.inserted + t.updated}" for t in self.tables if t.inserted + t.updated)
+        text = f"{self.carried} of {self.found} rows committed by others after the backup were carried over from " \
+               f"{self.source}" + (f" ({carried})" if carried else "")
+        for t in self.left:
+            keys = ", ".join(t.left_keys[:_KEYS_SHOWN]) + (" ..." if len(t.left_keys) > _KEYS_SHOWN else "")
+            text += f"; NOT carried: {t.left} rows of {t.table} ({t.problem}; keys {keys or 'unknown'})"
+        return text
+
+
+def parse_snapshot(text: str) -> tuple[int, int, list[int]]:
+    xmin, xmax, xip = text.split(":")
+    return int(xmin), int(xmax), [int(x) for x in xip.split(",") if x]
+
+
+def _full_xid(snapshot_xmax: int) -> sql.Composable:
+    """The 64-bit id of a row's xmin, taken as the one nearest the snapshot's xmax (a run is far shorter than
+    2^31 transactions)."""
+    return sql.SQL("({xmax} + ((t.xmin::text::bigint - {low} + {shift}) % {space} - {half}))").format(
+        xmax=sql.Literal(snapshot_xmax), low=sql.Literal(snapshot_xmax % _XID_SPACE),
+        shift=sql.Literal(_XID_SPACE + _XID_SPACE // 2), space=sql.Literal(_XID_SPACE),
+        half=sql.Literal(_XID_SPACE // 2))
+
+
+def newer_rows_filter(snapshot: str, own_xids: set[int]) -> sql.Composable:
+    """WHERE clause (table alias ``t``) for rows committed by others after the snapshot."""
+    _, xmax, _ = parse_snapshot(snapshot)
+    full = _full_xid(xmax)
+    return sql.SQL("NOT pg_visible_in_snapshot({full}::text::xid8, {snap}::pg_snapshot) "
+                   "AND {full} <> ALL({own}::bigint[])").format(
+        full=full, snap=sql.Literal(snapshot), own=sql.Literal(sorted(own_xids)))
+
+
+def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        """SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attgenerated = '' ORDER BY a.attnum""", (schema, table)).fetchall()]
+
+
+def foreign_key_order(conn: psycopg.Connection, tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Tables with every table they reference (among ``tables``) before them."""
+    edges = conn.execute("""
+        SELECT cn.nspname, c.relname, fn.nspname, f.relname FROM pg_constraint k
+          JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+          JOIN pg_class f ON f.oid = k.confrelid JOIN pg_namespace fn ON fn.oid = f.relnamespace
+         WHERE k.contype = 'f' AND k.conrelid <> k.confrelid""").fetchall()
+    wanted = set(tables)
+    needs = {t: set() for t in tables}
+    for cs, ct, fs, ft in edges:
+        if (cs, ct) in wanted and (fs, ft) in wanted:
+            needs[(cs, ct)].add((fs, ft))
+    ordered, done = [], set()
+    while len(ordered) < len(tables):
+        ready = [t for t in tables if t not in done and needs[t] <= done] or \
+                [t for t in tables if t not in done][:1]   # a cycle: take one and go on
+        for t in ready:
+            ordered.append(t)
+            done.add(t)
+    return ordered
+
+
+def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str,
+                 where: sql.Composable) -> TableCarry:
+    result = TableCarry(f"{schema}.{table}")
+    src_columns = set(_columns(src, schema, table))
+    columns = [c for c in _columns(dst, schema, table) if c in src_columns]
+    ident = sql.Identifier(schema, table)
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}"
+    key = [c for c in primary_key_columns(dst, regclass) if c in columns]
+    dst.execute("DROP TABLE IF EXISTS pg_temp.tsmigrate_carry")
+    dst.execute(sql.SQL("CREATE TEMPORARY TABLE tsmigrate_carry AS SELECT {} FROM {} WITH NO DATA").format(cols, ident))
+    with src.cursor().copy(sql.SQL("COPY (SELECT {} FROM {} t WHERE {}) TO STDOUT").format(
+            sql.SQL(", ").join(sql.Identifier("t", c) for c in columns), ident, where)) as out:
+        with dst.cursor().copy(sql.SQL("COPY tsmigrate_carry ({}) FROM STDIN").format(cols)) as into:
+            for block in out:
+                into.write(block)
+    result.found = dst.execute("SELECT count(*) FROM tsmigrate_carry").fetchone()[0]
+    if not result.found:
+        return result
+    if key and len(key) < len(columns):
+        conflict = sql.SQL("ON CONFLICT ({}) DO UPDATE SET {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, key)),
+            sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns if c not in key))
+    elif key:
+        conflict = sql.SQL("ON CONFLICT DO NOTHING")
+    else:
+        conflict = sql.SQL("")
+    def insert(where: sql.Composable) -> sql.Composable:
+        return sql.SQL("INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM tsmigrate_carry {where} "
+                       "{conflict} RETURNING xmax = 0").format(t=ident, cols=cols, where=where, conflict=conflict)
+
+    def count(rows) -> None:
+        result.inserted += sum(1 for (fresh,) in rows if fresh)
+        result.updated += sum(1 for (fresh,) in rows if not fresh)
+
+    try:
+        with dst.transaction():
+            count(dst.execute(insert(sql.SQL(""))).fetchall())
+        return result
+    except psycopg.Error as exc:
+        result.problem = str(exc).strip().splitlines()[0]
+    # Row by row, to carry what can be and name what cannot.
+    key_expr = sql.SQL("row({})::text").format(sql.SQL(", ").join(map(sql.Identifier, key or columns[:3])))
+    rows = dst.execute(sql.SQL("SELECT ctid::text, {} FROM tsmigrate_carry LIMIT %s").format(key_expr),
+                       (_ROW_BY_ROW_LIMIT,)).fetchall()
+    one = insert(sql.SQL("WHERE ctid = %s::tid"))
+    for ctid, row_key in rows:
+        try:
+            with dst.transaction():
+                count(dst.execute(one, (ctid,)).fetchall())
+        except psycopg.Error:
+            result.left_keys.append(row_key)
+    return result
+
+
+def advance_sequences(src: psycopg.Connection, dst: psycopg.Connection) -> list[str]:
+    """Move every sequence of ``dst`` up to its value in ``src`` where that is ahead."""
+    ahead = dict(src.execute("SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences "
+                             "WHERE last_value IS NOT NULL").fetchall())
+    moved = []
+    for name, value in dst.execute("SELECT format('%I.%I', schemaname, sequencename), last_value "
+                                   "FROM pg_sequences").fetchall():
+        newer = ahead.get(name)
+        if newer is not None and (value is None or newer > value):
+            dst.execute("SELECT setval(%s::regclass, %s, true)", (name, newer))
+            moved.append(f"{name}: {value} -> {newer}")
+    return moved
+
+
+def carry_over(source: Target, dest: Target, snapshot: str, own_xids: set[int],
+               tables: list[tuple[str, str]]) -> CarryReport:
+    """Carry rows committed after ``snapshot`` by others than the run from ``source`` into ``dest``."""
+    report = CarryReport(source.dbname)
+    where = newer_rows_filter(snapshot, own_xids)
+    with source.connect(autocommit=False) as src, dest.connect(autocommit=False) as dst:
+        src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if dst.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            # The rows' own side effects (audit rows, counters) were committed too and are carried with them.
+            dst.execute("SET LOCAL session_replication_role = replica")
+        present = {tuple(r) for r in src.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p')").fetchall()}
+        for schema, table in foreign_key_order(dst, [t for t in tables if t in present]):
+            carried = _carry_table(src, dst, schema, table, where)
+            if carried.found:
+                log.info("carry-over: %s: %d newer rows, %d inserted, %d updated, %d left", carried.table,
+                         carried.found, carried.inserted, carried.updated, carried.left)
+            report.tables.append(carried)
+        report.sequences = advance_sequences(src, dst)
+        dst.commit()
+    return report
