@@ -69,7 +69,7 @@ def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, 
     fifth.write_text(fifth.read_text() + "\n\nSELECT 1 / 0;  -- injected by the test\n")
     before = fingerprints(legacy_db)
 
-    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
+    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
     assert result.returncode == 1, result.stdout[-4000:]
     out = result.stdout
     assert f"{fifth.name}:" in out and "division by zero" in out and "SQLSTATE 22012" in out
@@ -89,7 +89,8 @@ def test_no_restore_leaves_the_failure_in_place(legacy_db, run_suite, tmp_path):
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     (migrations / "002_plc_equipment_users.sql").write_text("SELECT 1 / 0;\n")
-    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-restore")
+    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-restore",
+                       "--no-rehearse")
     assert result.returncode == 1
     assert "NOT RESTORED (--no-restore)" in result.stdout
     rows = ledger_rows(legacy_db)
@@ -129,7 +130,8 @@ def test_a_run_killed_mid_step_is_detected_and_resolved(legacy_db, run_suite, tm
     slow = migrations / "004_advanced_production.sql"
     slow.write_text(slow.read_text() + "\nSELECT pg_sleep(3);\n")
     command = [sys.executable, "-m", "pytest", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations",
-               str(migrations), "--backups", str(tmp_path / "b1"), "--reports", str(tmp_path / "r1"), "-p", "no:cacheprovider"]
+               str(migrations), "--backups", str(tmp_path / "b1"), "--reports", str(tmp_path / "r1"), "--no-rehearse",
+               "--write-sample=0", "-p", "no:cacheprovider"]
     proc = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -167,10 +169,12 @@ def tiny_filesystem(tmp_path_factory):
 
 
 def test_no_room_for_the_backup_stops_before_any_change(legacy_db, run_suite, tiny_filesystem):
+    """The pre-flight that `suites/execute` runs first sees it: NO-GO, nothing changed."""
     before = fingerprints(legacy_db)
-    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--backups", str(tiny_filesystem / "backups"))
-    assert result.returncode != 0
-    assert "not enough free room for the backup" in result.stdout
+    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--backups", str(tiny_filesystem / "backups"),
+                       "--no-rehearse")
+    assert result.returncode == 1
+    assert "BLOCKING PF013" in result.stdout and "execute skipped: the pre-flight said NO-GO" in result.stdout
     assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None

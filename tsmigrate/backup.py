@@ -171,7 +171,11 @@ def _run_with_progress(args: list[str], env: dict, what: str, total: int, counte
 def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: datetime | None = None) -> Backup:
     """Dump the target with a manifest and fingerprints from the same snapshot, then verify it."""
     backups_dir = Path(backups_dir)
-    backups_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        backups_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise BackupError(f"cannot create the backups directory {backups_dir}: {exc.strerror}; point --backups at a "
+                          "writable directory") from None
     with target.connect() as conn:
         facts = _database_facts(conn)
         server_major = facts["server_version_num"] // 10000
@@ -190,9 +194,13 @@ def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: dateti
         jobs = 1
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     path = backups_dir / f"{facts['database']}-{stamp}"
-    path.mkdir(mode=0o700)
     try:
+        path.mkdir(mode=0o700)
         return _take_backup(target, path, facts, jobs)
+    except OSError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise BackupError(f"the backup could not be written to {path}: {exc.strerror or exc}; free room there or "
+                          "point --backups at another disk") from None
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
