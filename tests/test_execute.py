@@ -106,8 +106,9 @@ def test_changed_applied_file_stops_before_any_change(legacy_db, run_suite, tmp_
     edited.write_text(edited.read_text() + "\n-- edited after it was applied\n")
     rows_before = ledger_rows(legacy_db)
     second = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
-    assert second.returncode != 0
-    assert "003_production_management.sql" in second.stdout and "changed since they ran" in second.stdout
+    assert second.returncode == 1, "the pre-flight that execute runs first says NO-GO"
+    assert "BLOCKING PF022" in second.stdout and "003_production_management.sql" in second.stdout
+    assert "execute skipped: the pre-flight said NO-GO" in second.stdout
     assert ledger_rows(legacy_db) == rows_before
 
 

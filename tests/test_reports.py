@@ -228,7 +228,7 @@ def test_successful_migration_report(legacy_db, run_suite, tmp_path):
     run = real_run(run_suite, tmp_path, "suites/execute", "suites/postflight", "--dsn", legacy_db.conninfo)
     assert run.result.returncode == 0, run.output[-3000:]
     check_common(run, secrets=(secret,))
-    assert run.record["kind"] == "execute+postflight"
+    assert run.record["kind"] == "full", "suites/execute runs the pre-flight first"
 
     verdict, _, banner = run.banner()
     assert verdict == "SUCCESS" and "15 steps applied" in banner
@@ -266,7 +266,8 @@ def test_restored_run_report(legacy_db, run_suite, tmp_path):
     shutil.copytree(PROJECT / "migrations", migrations)
     fifth = migrations / "005_andon_escalation.sql"
     fifth.write_text(fifth.read_text() + "\n\nSELECT 1 / 0;  -- injected by the test\n")
-    run = real_run(run_suite, tmp_path, "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
+    run = real_run(run_suite, tmp_path, "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
+                   "--no-rehearse")
     assert run.result.returncode == 1, run.output[-3000:]
     check_common(run, secrets=(password_of(legacy_db.conninfo),))
 

@@ -126,8 +126,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def _gate_before_execute(config: pytest.Config) -> None:
     """`pytest suites/execute` alone still passes the gate: the pre-flight runs first (a NO-GO skips execute)."""
     kind = run_kind(config)
-    if "execute" in kind.split("+") and "preflight" not in kind.split("+"):
-        config.args[:0] = [str(config.rootpath / "suites" / "preflight")]
+    gate = config.rootpath / "suites" / "preflight"
+    if "execute" in kind.split("+") and "preflight" not in kind.split("+") and gate.is_dir():
+        config.args[:0] = [str(gate)]
 
 
 def run_kind(config: pytest.Config) -> str:

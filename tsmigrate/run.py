@@ -246,7 +246,8 @@ class MigrationRun:
             error = self._failure(step, exc, started)
             self._record_failure(attempt, error)
             if isinstance(exc, Exception):
-                raise StepFailed(error["message"]) from None
+                raise StepFailed(str(exc) if isinstance(exc, (MigrationError, ConversionError)) else error["message"]) \
+                    from None
             raise
         outcome = StepOutcome(step.id, step.label, "applied", time.monotonic() - started, details)
         self.outcomes.append(outcome)

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from . import ServerInfo, ServerStartError, wait_until_ready
@@ -51,6 +52,13 @@ def pg_bindir() -> Path:
         return Path(os.path.realpath(initdb)).parent
     raise ServerStartError("PostgreSQL server programs (initdb, pg_ctl) not found: install postgresql-15 "
                            "or put its bin directory on PATH")
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def free_port() -> int:
@@ -206,6 +214,7 @@ class LocalCluster:
         if self.base is None:
             return
         try:
+            self._await_pid_file_of_a_starting_server()
             if (self.data_dir / "postmaster.pid").exists():
                 result = self._run(str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate",
                                    "-w", "-t", "30", "stop", check=False)
@@ -216,6 +225,15 @@ class LocalCluster:
             log.info("removed throwaway cluster %s", self.base)
             self.base = None
             self.info = None
+
+    def _await_pid_file_of_a_starting_server(self, within: float = 10.0) -> None:
+        """A postmaster still starting (pg_ctl -W returned at once) writes its pid file a moment later: wait for
+        it, so that the server is stopped and not left running in a directory being removed."""
+        deadline = time.monotonic() + within
+        while not (self.data_dir / "postmaster.pid").exists() and time.monotonic() < deadline:
+            if not any(str(self.data_dir) in _cmdline(p) for p in Path("/proc").glob("[0-9]*")):
+                return
+            time.sleep(0.05)
 
     def __enter__(self) -> ServerInfo:
         return self.start()
