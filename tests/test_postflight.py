@@ -309,7 +309,13 @@ def test_content_differences_count_the_rows_exactly(conn, migrated):
     changed = found["factory_telemetry.production_context_history"]
     assert changed.kind == "content" and "but 3 rows differ (for example id=1" in changed.message
     added = found["factory_telemetry.fault_event"]
-    assert added.kind == "rows" and "0 rows of the baseline gone or changed, 1 row not in the baseline" in added.message
+    assert added.kind == "grown" and "1 row written after the backup (id above" in added.message, \
+        "a row added above the backup's highest id is reported as written since, not as a loss"
+    conn.execute("DELETE FROM factory_telemetry.fault_event WHERE id = (SELECT min(id) FROM factory_telemetry.fault_event)")
+    conn.execute("INSERT INTO factory_telemetry.fault_event (equipment_code, bit_index, ts_on) VALUES ('X', 2, now())")
+    lost = {d.table: d for d in integrity.content_differences(conn, baseline)}["factory_telemetry.fault_event"]
+    assert lost.kind == "rows" and "1 row of the baseline gone or changed" in lost.message, \
+        "growth does not hide a row of the backup that is gone"
 
 
 def test_benchmarks_leave_rows_and_sequences_as_they_were(copy_of_migrated, conn):

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from .baseline import Grant
-from .bench import serial_column
+from .fingerprint import serial_column
 from .integrity import display_name
 
 _CHECK = {   # grant kind -> the function that says whether a role holds a privilege on it

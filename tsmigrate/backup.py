@@ -214,7 +214,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
         tables = user_tables(snap)
         log.info("backup: fingerprinting %d tables in snapshot %s", len(tables), snapshot)
         fingerprints = fingerprint_database(
-            snap, tables, progress=lambda i, n, fp, s: log.info(
+            snap, tables, high_water=True, progress=lambda i, n, fp, s: log.info(
                 "backup: fingerprinted %s (%d rows), %d of %d", fp.name, fp.rows, i, n) if s > 2 else None)
         args = [tool("pg_dump"), "-Fd", "-j", str(max(1, jobs)), "-v", f"--snapshot={snapshot}",
                 "-f", str(path / DUMP_DIR), "-d", conninfo]

@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from .config import HypertablePlan
+from .fingerprint import serial_column
 from .integrity import display_name
 
 GB = 1e9
@@ -136,19 +137,6 @@ class IngestResult:
                       "higher", f"{self.rows:,} rows into {self.table} in {self.seconds:.3f} s, "
                       f"{self.how}, in one transaction rolled back (no commit cost)",
                       {"rows": self.rows, "seconds": self.seconds})
-
-
-def serial_column(conn: psycopg.Connection, schema: str, table: str) -> str | None:
-    """The column whose default takes values from a sequence (the bigserial id), if any."""
-    row = conn.execute("""
-        SELECT a.attname FROM pg_attrdef ad
-          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
-                          AND d.refclassid = 'pg_class'::regclass
-          JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
-          JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
-         WHERE ad.adrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))
-         ORDER BY a.attnum LIMIT 1""", (schema, table)).fetchone()
-    return row[0] if row else None
 
 
 def _sample(conn: psycopg.Connection, schema: str, table: str, time_column: str, rows: int

@@ -30,6 +30,8 @@ class TableFingerprint:
     rows: int
     digest: str                      # sum of row hashes, as text (numeric)
     buckets: tuple[str, ...] = field(default=(), repr=False)  # "rows:hash sum" per bucket
+    # (sequence-backed column, its highest value) when taken: rows above it were written later (see integrity.py)
+    high_water: tuple[str, int] | None = None
 
     @property
     def name(self) -> str:
@@ -37,12 +39,14 @@ class TableFingerprint:
 
     def to_dict(self) -> dict:
         return {"schema": self.schema, "table": self.table, "columns": list(self.columns),
-                "rows": self.rows, "digest": self.digest, "buckets": list(self.buckets)}
+                "rows": self.rows, "digest": self.digest, "buckets": list(self.buckets),
+                **({"high_water": list(self.high_water)} if self.high_water else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TableFingerprint":
+        high_water = d.get("high_water")
         return cls(d["schema"], d["table"], tuple(d["columns"]), int(d["rows"]), str(d["digest"]),
-                   tuple(d.get("buckets", ())))
+                   tuple(d.get("buckets", ())), (high_water[0], int(high_water[1])) if high_water else None)
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,29 @@ def table_columns(conn: psycopg.Connection, schema: str, table: str) -> tuple[st
     return tuple(r[0] for r in rows)
 
 
+def serial_column(conn: psycopg.Connection, schema: str, table: str) -> str | None:
+    """The column whose default takes values from a sequence (the bigserial id), if any."""
+    row = conn.execute("""
+        SELECT a.attname FROM pg_attrdef ad
+          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                          AND d.refclassid = 'pg_class'::regclass
+          JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+          JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+         WHERE ad.adrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))
+         ORDER BY a.attnum LIMIT 1""", (schema, table)).fetchone()
+    return row[0] if row else None
+
+
 def fingerprint_table(conn: psycopg.Connection, schema: str, table: str,
                       columns: tuple[str, ...] | None = None,
-                      overrides: dict[str, sql.Composable] | None = None) -> TableFingerprint:
+                      overrides: dict[str, sql.Composable] | None = None,
+                      up_to: tuple[str, int] | None = None, high_water: bool = False) -> TableFingerprint:
     """Fingerprint one table over ``columns`` (default: all of them).
 
     ``overrides`` replaces a column by an expression (used to see rows as they were
     before a documented change, e.g. a NULL time value that the conversion filled).
+    ``up_to`` (column, value) counts only rows whose column is at most value; ``high_water`` records
+    the table's sequence-backed column and its highest value.
     """
     columns = columns or table_columns(conn, schema, table)
     overrides = overrides or {}
@@ -97,28 +117,36 @@ def fingerprint_table(conn: psycopg.Connection, schema: str, table: str,
         SELECT b, count(*), sum(v)::text FROM (
             SELECT ('x' || substr(h, 1, 15))::bit(60)::bigint AS v,
                    ('x' || substr(h, 16, 2))::bit(8)::int % {buckets} AS b
-              FROM (SELECT md5(ROW({exprs})::text) AS h FROM {table} AS t) AS hashed) AS s
+              FROM (SELECT md5(ROW({exprs})::text) AS h FROM {table} AS t WHERE {where}) AS hashed) AS s
          GROUP BY b
-    """).format(exprs=exprs, table=sql.Identifier(schema, table), buckets=sql.Literal(BUCKETS))
+    """).format(exprs=exprs, table=sql.Identifier(schema, table), buckets=sql.Literal(BUCKETS),
+                where=sql.SQL("{} <= {}").format(sql.Identifier("t", up_to[0]), sql.Literal(up_to[1]))
+                if up_to else sql.SQL("true"))
     with conn.transaction():
         # Row text depends on these settings: pin them so fingerprints compare across sessions.
         conn.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
                      "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1")
         by_bucket = {b: (count, total) for b, count, total in conn.execute(query).fetchall()}
+        mark = None
+        if high_water:
+            column = serial_column(conn, schema, table)
+            top = conn.execute(sql.SQL("SELECT max({}) FROM {}").format(
+                sql.Identifier(column), sql.Identifier(schema, table))).fetchone()[0] if column else None
+            mark = (column, int(top)) if top is not None else None
     rows = sum(count for count, _ in by_bucket.values())
     digest = sum(int(total) for _, total in by_bucket.values())
     buckets = tuple(f"{by_bucket[b][0]}:{by_bucket[b][1]}" if b in by_bucket else "0:0" for b in range(BUCKETS))
-    return TableFingerprint(schema, table, tuple(columns), int(rows), str(digest), buckets)
+    return TableFingerprint(schema, table, tuple(columns), int(rows), str(digest), buckets, mark)
 
 
 def fingerprint_database(conn: psycopg.Connection, tables: list[tuple[str, str]] | None = None,
-                         progress=None) -> dict[str, TableFingerprint]:
+                         progress=None, high_water: bool = False) -> dict[str, TableFingerprint]:
     """Fingerprints of every user table (or the ones given), keyed by schema.table."""
     tables = tables if tables is not None else user_tables(conn)
     result: dict[str, TableFingerprint] = {}
     started = time.monotonic()
     for i, (schema, table) in enumerate(tables, 1):
-        fp = fingerprint_table(conn, schema, table)
+        fp = fingerprint_table(conn, schema, table, high_water=high_water)
         result[fp.name] = fp
         if progress:
             progress(i, len(tables), fp, time.monotonic() - started)

@@ -169,6 +169,10 @@ def content_differences(conn: psycopg.Connection, baseline: Baseline,
             problems.append(TableDifference(diff.table, "missing", f"{diff.table}: the table existed before and is gone; "
                                             "restore it from the baseline backup"))
             continue
+        grown = _grown_only(conn, old, new)
+        if grown is not None:
+            problems.append(grown)
+            continue
         exact = count_row_differences(conn, baseline, old)
         if new.rows != old.rows:
             how = f": {exact.describe()}" if exact else ""
@@ -183,6 +187,23 @@ def content_differences(conn: psycopg.Connection, baseline: Baseline,
                 how = f"at least {n} row{'s differ' if n != 1 else ' differs'} (in {changed} of {BUCKETS} row groups)"
             problems.append(TableDifference(diff.table, "content", f"{diff.table}: same row count ({old.rows}) but {how}"))
     return problems
+
+
+def _grown_only(conn: psycopg.Connection, old: TableFingerprint, new: TableFingerprint) -> TableDifference | None:
+    """Rows written after the backup (ids above the backup's highest), with every row of the backup as it was:
+    the application kept writing (fence_application = false, or a session the fence could not stop)."""
+    if old.high_water is None or new.rows <= old.rows:
+        return None
+    column, top = old.high_water
+    if column not in table_columns(conn, old.schema, old.table):
+        return None
+    then = fingerprint_table(conn, old.schema, old.table, old.columns, up_to=old.high_water,
+                             overrides=columns_as_before_fills(conn, old.schema, old.table))
+    if (then.rows, then.digest) != (old.rows, old.digest):
+        return None
+    added = new.rows - old.rows
+    return TableDifference(old.name, "grown", f"{old.name}: {added} row{'s' if added != 1 else ''} written after the "
+                                              f"backup ({column} above {top}); every row of the backup is as it was")
 
 
 # -- constraints, indexes, foreign keys, sequences ---------------------------------------------------------

@@ -49,10 +49,6 @@ LEFTOVER_GRACE = 2.0      # seconds a child may take to follow its killed parent
 MEASURE_TIMEOUT = 1800.0  # bound on the uninterrupted run that measures T
 
 
-class UsageError(Exception):
-    """Bad arguments: exit 2 with the message, no traceback."""
-
-
 class SweepError(Exception):
     """The sweep cannot go on (server, template, the uninterrupted run): exit 1 with the message."""
 
@@ -264,6 +260,7 @@ class Point:
     index: int
     kill_at: float
     passed: bool = False
+    unreaped: bool = False
     details: list[str] = field(default_factory=list)
 
 
@@ -369,6 +366,7 @@ class Sweep:
                 try:
                     proc.wait(KILLED_WAIT)
                 except subprocess.TimeoutExpired:
+                    point.unreaped = True
                     point.details.append(f"the killed run was not reaped within {KILLED_WAIT:.0f} s")
                 left = leftovers_after_grace(name, proc.pid, self.info.password)
                 doing = what_it_was_doing(killed_files, started_steps(dsn))
@@ -382,7 +380,6 @@ class Sweep:
 
             # 2. the rerun, to completion
             rerun_files = RunFiles(root, "rerun")
-            self.current = None
             code, seconds = run_to_end(dsn, rerun_files, backups, self.rerun_timeout())
             verdict = rerun_files.verdict()
             rerun_ok = code is not None and verdict == "SUCCESS" and code == 0
@@ -422,8 +419,7 @@ class Sweep:
                 point.details.extend(f"left after the kill: pid {l.pid}: {l.command}" for l in left)
             else:
                 words.append("no child left")
-        point.passed = rerun_ok and not problems and not left and not any(
-            d.startswith("the killed run was not reaped") for d in point.details)
+        point.passed = rerun_ok and not problems and not left and not point.unreaped
         say("  ".join(words))
         for line in point.details:
             say("    " + line)
@@ -452,13 +448,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds the throwaway server may take to start (default 60)")
     args = parser.parse_args(argv)
     if args.points < 1:
-        raise UsageError(f"--points must be at least 1, got {args.points}")
+        parser.error(f"--points must be at least 1, got {args.points}")
     if args.timeout is not None and args.timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+        parser.error(f"--timeout must be positive, got {args.timeout:g}")
     if args.ready_timeout <= 0:
-        raise UsageError(f"--ready-timeout must be positive, got {args.ready_timeout:g}")
+        parser.error(f"--ready-timeout must be positive, got {args.ready_timeout:g}")
     if not (PROJECT / "suites").is_dir():
-        raise UsageError(f"no suites/ directory beside the package ({PROJECT}): run the sweep from a checkout "
+        parser.error(f"no suites/ directory beside the package ({PROJECT}): run the sweep from a checkout "
                          "of the project (pip install -e .)")
     return args
 
@@ -470,9 +466,8 @@ def _terminate(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
-    except UsageError as exc:
-        print(f"python -m tsmigrate.sweep: error: {exc}", file=sys.stderr)
-        return 2
+    except SystemExit as exc:   # argparse: --help (0) or a usage error (2), message already on stderr
+        return exc.code if isinstance(exc.code, int) else 2
     signal.signal(signal.SIGTERM, _terminate)
     sweep_started = time.monotonic()
     sweep = Sweep(args)
