@@ -155,7 +155,10 @@ class MigrationRun:
         self.work = self._connect()
 
     def applied_entry(self, step: Step) -> ledger.LedgerEntry | None:
-        return ledger.applied(self.control).get(step.id)
+        try:
+            return ledger.applied(self.control).get(step.id)
+        except psycopg.Error as exc:
+            raise StepFailed(f"{step.label}: the run's session was lost ({_first_line(exc)})") from None
 
     def pending(self) -> list[Step]:
         done = ledger.applied(self.control)
@@ -210,7 +213,11 @@ class MigrationRun:
         (marked as this step's failure)."""
         if self.failed is not None:
             raise StepFailed(f"not run: {self.failed.label} failed before it")
-        entry = self.applied_entry(step)
+        try:
+            entry = self.applied_entry(step)
+        except StepFailed as exc:
+            self.mark_failed(step.id, step.label, {"message": str(exc)})
+            raise
         if entry is not None and (step.migration or entry.sha256 == step.sha256):
             outcome = StepOutcome(step.id, step.label, "already applied",
                                   details={"applied_at": f"{entry.finished_at:%Y-%m-%d %H:%M:%S %Z}", "by": entry.applied_by})

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 1000 or args.runs < 1 or args.interval <= 0:
         parser.error("--rows must be at least 1000, --runs at least 1, --interval positive")
-    metrics = 60   # the default scale's lines x equipment x metrics
-    scale = replace(SCALES["site"], metric_interval_s=max(1, round(metrics * 86400 / args.rows)))
+    # A site's history as the demo has it (60 metrics, one sample a minute), as many days as the rows need.
+    scale = replace(SCALES["demo"], days=args.rows / (SCALES["demo"].metric_hist_rows / SCALES["demo"].days))
     expected = "RESTORED" if args.fail else "SUCCESS"
     failures = 0
     try:

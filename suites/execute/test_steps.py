@@ -31,7 +31,12 @@ def test_step(step, migration_run, target):
         pytest.fail(failure, pytrace=False)
     if outcome.status == "already applied":
         pytest.skip(f"{step.label} already applied on {outcome.details['applied_at']} by {outcome.details['by']}")
-    entry = migration_run.applied_entry(step)
+    try:
+        entry = migration_run.applied_entry(step)
+    except StepFailed as exc:
+        failure = str(exc)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
     assert entry is not None and entry.sha256 == step.sha256, f"{step.label}: the ledger does not record it as applied"
     if step.hypertable is not None:
         with target.connect() as conn:
