@@ -108,6 +108,8 @@ class RunSummary:
             for name in self.failed_tests:
                 lines.append(f"  FAILED {name}")
             lines += [f"  scheduled {line}" for line in self.policy_schedule]
+            if self.backup and self.backup.get("pinned"):
+                lines.append(f"  backup {self.backup['path']} is kept until you remove it: {self.backup['pinned']}")
             if self.restore:
                 lines.append(f"  {self.restore}")
         return lines
