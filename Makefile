@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test preflight clean browser
+.PHONY: setup demo test preflight clean browser sweep soak bench
 
 setup: $(STAMP)
 	@bash scripts/install-timescaledb.sh
@@ -22,6 +22,19 @@ demo: setup
 # The project's own tests.
 test: setup browser
 	@$(PY) -m pytest tests $(ARGS)
+
+# Kill sweep: SIGKILL a full run at N moments (default 10) on fresh legacy copies; each rerun must end
+# SUCCESS with every legacy row intact. `make sweep N=5 ARGS='--scale tiny'`.
+sweep: setup
+	@$(PY) -m tsmigrate.sweep --points $(or $(N),10) $(ARGS)
+
+# A full run while the application inserts every 100 ms (`make soak ROWS=2500000 ARGS='--fence off --fail'`).
+soak: setup
+	@$(PY) -m tsmigrate.soak --rows $(or $(ROWS),2500000) $(ARGS)
+
+# Conversion, backup and equality pass beside what they cannot beat (`make bench ROWS=2500000`).
+bench: setup
+	@$(PY) -m tsmigrate.convbench --rows $(or $(ROWS),2500000) $(ARGS)
 
 # Debian's chromium, for the test that renders a report in a headless browser. Part of `make test`
 # only (not the demo); where it cannot be installed the test skips and says why.

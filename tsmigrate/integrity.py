@@ -307,11 +307,13 @@ def sequences_behind(conn: psycopg.Connection) -> list[str]:
          ORDER BY 1, 2""").format(not_user=_NOT_USER_SCHEMA)).fetchall()
     problems = []
     for seq_schema, seq, schema, table, column, increment in rows:
+        # The column first, then the sequence: a writer taking values meanwhile can only move the sequence
+        # further ahead of what was read (the other order reports a false "behind" under a live application).
+        extreme = conn.execute(sql.SQL("SELECT {}({}) FROM {}").format(
+            sql.SQL("max" if increment > 0 else "min"), sql.Identifier(column), sql.Identifier(schema, table))).fetchone()[0]
         last, called = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(
             sql.Identifier(seq_schema, seq))).fetchone()
         next_value = last + increment if called else last
-        extreme = conn.execute(sql.SQL("SELECT {}({}) FROM {}").format(
-            sql.SQL("max" if increment > 0 else "min"), sql.Identifier(column), sql.Identifier(schema, table))).fetchone()[0]
         if extreme is not None and (next_value <= extreme if increment > 0 else next_value >= extreme):
             seq_name, col_ref = display_name(seq_schema, seq), display_name(schema, table)
             problems.append(f"sequence {seq_name} gives {next_value} next, but {col_ref}.{column} already holds "
