@@ -3,7 +3,7 @@
 Compression settings, compression and retention policies (their background jobs), and compressed
 chunks exist only in the community edition (license 'timescale'). Under the apache edition every test
 here skips with the reason. To run them, point the project at a PostgreSQL 15 installation whose
-TimescaleDB is the community build, e.g. a relocated copy of the system's PostgreSQL::
+TimescaleDB is the community build (see fixtures/community.py), e.g. a relocated copy of the system's PostgreSQL::
 
     TSMIGRATE_PG_BINDIR=/opt/pg15c/usr/lib/postgresql/15/bin .venv/bin/pytest tests/test_community.py
 """
@@ -12,61 +12,20 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from fixtures.legacy import clone_for, fingerprints, fingerprints_as_before, frozen_template
+from fixtures.legacy import fingerprints, fingerprints_as_before
 from tsmigrate.config import load_plan
 from tsmigrate.fingerprint import compare
-from tsmigrate.janitor import ScratchDatabase, drop_database
-from tsmigrate.legacy import SCALES, build_legacy_database
 from tsmigrate.target import Target
-from tsmigrate.timescale import COMMUNITY, installed_timescaledb
 
 PROJECT = Path(__file__).resolve().parents[1]
 SCHEMA = "factory_telemetry"
-NEEDS_COMMUNITY = "needs TimescaleDB's community edition (compression, retention); this server runs the apache edition"
-AGED_TEMPLATE = "ms5_legacy_aged_template"
-AGE = timedelta(days=45)  # older than every compress_after of the plan, younger than every drop_after
-
-
-@pytest.fixture(scope="module", autouse=True)
-def community_server(request: pytest.FixtureRequest):
-    """The local throwaway server, once it is known to run the community edition; else every test skips."""
-    installed = installed_timescaledb()
-    if installed is None:
-        pytest.skip("needs TimescaleDB's community edition (compression, retention); this server has no TimescaleDB")
-    if installed.edition != COMMUNITY:
-        pytest.skip(NEEDS_COMMUNITY)
-    server = request.getfixturevalue("local_server")
-    with ScratchDatabase(server.conninfo(), "tsmigrate_edition_probe") as probe:
-        with psycopg.connect(server.conninfo(probe), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            license_ = conn.execute("SHOW timescaledb.license").fetchone()[0]
-    if license_ != "timescale":
-        pytest.skip(NEEDS_COMMUNITY + f" (timescaledb.license = {license_})")
-    return server
-
-
-@pytest.fixture(scope="module")
-def aged_template(community_server) -> str:
-    """A tiny legacy database whose history ended 45 days ago: every chunk is old enough to compress."""
-    end = (datetime.now(timezone.utc) - AGE).replace(second=0, microsecond=0)
-    build_legacy_database(community_server.conninfo(), replace(SCALES["tiny"], end_time=end),
-                          dbname=AGED_TEMPLATE, replace_existing=True)
-    yield frozen_template(community_server, AGED_TEMPLATE)
-    with psycopg.connect(community_server.conninfo(), autocommit=True) as admin:
-        drop_database(admin, AGED_TEMPLATE)
-
-
-@pytest.fixture
-def aged_legacy_db(request: pytest.FixtureRequest, community_server, aged_template: str) -> Target:
-    """A fresh copy of the aged legacy database for one test, dropped afterwards (with any renamed copies)."""
-    yield from clone_for(request, community_server, aged_template, prefix="ms5_aged")
+# Every test here needs the community edition (fixtures/community.py skips them otherwise).
+pytestmark = pytest.mark.usefixtures("community_server")
 
 
 # -- what the database holds -------------------------------------------------------------------------

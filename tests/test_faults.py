@@ -25,8 +25,8 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -34,15 +34,13 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from fixtures.legacy import clone_for, fingerprints, fingerprints_as_before, frozen_template
+from fixtures.legacy import fingerprints, fingerprints_as_before
 from tsmigrate.config import load_plan
 from tsmigrate.fingerprint import compare, fingerprint_table
-from tsmigrate.janitor import ScratchDatabase, drop_database
 from tsmigrate.legacy import LEGACY_DBNAME, SCALES, build_legacy_database
 from tsmigrate.servers import wait_until_ready
 from tsmigrate.servers.local import LocalCluster
 from tsmigrate.target import Target, TargetError
-from tsmigrate.timescale import COMMUNITY, installed_timescaledb
 
 PROJECT = Path(__file__).resolve().parents[1]
 SCHEMA = "factory_telemetry"
@@ -50,9 +48,6 @@ APPLICATION_ROLE = "ms5_user_production"
 PASSWORD = "x"                      # throwaway login roles on a throwaway cluster
 FENCE_MARK = "tsmigrate-fence "
 STEPS = len(list((PROJECT / "migrations").glob("*.sql"))) + len(load_plan(PROJECT / "migrations").hypertables)
-NEEDS_COMMUNITY = "needs TimescaleDB's community edition (compression, retention); this server runs the apache edition"
-AGED_TEMPLATE = "ms5_faults_aged_template"
-AGE = timedelta(days=45)            # older than every compress_after of the plan, younger than every drop_after
 RUN_TIMEOUT = 240                   # seconds any one run may take here (they take a few)
 
 
@@ -967,40 +962,6 @@ def test_preflight_with_a_writer_blocks_only_when_the_fence_cannot_stop_it(legac
 
 
 # -- 16-17: the community edition: policies and background jobs --------------------------------------------------
-
-@pytest.fixture(scope="module")
-def community_server(request: pytest.FixtureRequest):
-    """The local throwaway server once it is known to run the community edition; else the test skips."""
-    installed = installed_timescaledb()
-    if installed is None:
-        pytest.skip("needs TimescaleDB's community edition (compression, retention); this server has no TimescaleDB")
-    if installed.edition != COMMUNITY:
-        pytest.skip(NEEDS_COMMUNITY)
-    server = request.getfixturevalue("local_server")
-    with ScratchDatabase(server.conninfo(), "tsmigrate_faults_edition_probe") as probe:
-        with psycopg.connect(server.conninfo(probe), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            license_ = conn.execute("SHOW timescaledb.license").fetchone()[0]
-    if license_ != "timescale":
-        pytest.skip(NEEDS_COMMUNITY + f" (timescaledb.license = {license_})")
-    return server
-
-
-@pytest.fixture(scope="module")
-def aged_template(community_server) -> str:
-    """A tiny legacy database whose history ended 45 days ago: every chunk is old enough to compress."""
-    end = (datetime.now(timezone.utc) - AGE).replace(second=0, microsecond=0)
-    build_legacy_database(community_server.conninfo(), replace(SCALES["tiny"], end_time=end),
-                          dbname=AGED_TEMPLATE, replace_existing=True)
-    yield frozen_template(community_server, AGED_TEMPLATE)
-    with psycopg.connect(community_server.conninfo(), autocommit=True) as admin:
-        drop_database(admin, AGED_TEMPLATE)
-
-
-@pytest.fixture
-def aged_legacy_db(request: pytest.FixtureRequest, community_server, aged_template: str) -> Target:
-    yield from clone_for(request, community_server, aged_template, prefix="ms5_faged")
-
 
 def policy_jobs(target: Target) -> list[tuple[int, str, str, bool, timedelta | None]]:
     """(job_id, proc_name, hypertable, scheduled, drop_after) of the schema's policy jobs."""
