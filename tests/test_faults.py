@@ -999,6 +999,31 @@ def test_full_runs_with_background_jobs_on_aged_history_succeed_every_time(aged_
     assert compare(before, fingerprints_as_before(aged_legacy_db, before)) == []
 
 
+def test_the_postflight_passes_while_background_jobs_run(aged_legacy_db, run_suite, tmp_path):
+    """Once the policies are scheduled they run whenever they like: every post-flight after that must still
+    pass (no deadlock with a compression job, no count racing a retention job), with jobs running."""
+    first = run_suite("suites", "--dsn", aged_legacy_db.conninfo, "--no-rehearse")
+    assert first.returncode == 0, first.stdout[-3000:]
+    before = fingerprints(aged_legacy_db)
+    with aged_legacy_db.connect() as conn:
+        # Every policy job due at once and again every second while the post-flight runs.
+        conn.execute("""SELECT alter_job(job_id, schedule_interval => interval '1 second', next_start => now())
+                          FROM timescaledb_information.jobs WHERE hypertable_schema = %s""", (SCHEMA,))
+    for round_ in range(3):
+        reports = tmp_path / f"reports-{round_}"
+        result = run_suite("suites/postflight", "--dsn", aged_legacy_db.conninfo, f"--reports={reports}")
+        rec = record(reports)
+        assert result.returncode == 0 and rec["verdict"] == "PASSED", shown(result.stdout, rec)
+    with aged_legacy_db.connect() as conn:
+        runs = conn.execute("""SELECT coalesce(sum(total_runs), 0), coalesce(sum(total_failures), 0)
+                                 FROM timescaledb_information.job_stats WHERE hypertable_schema = %s""",
+                            (SCHEMA,)).fetchone()
+        compressed = conn.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed").fetchone()[0]
+    assert runs[0] > 0 and runs[1] == 0, f"the jobs ran {runs[0]} times with {runs[1]} failures during the post-flights"
+    assert compressed > 0, "the compression job compressed nothing: it did not run during the post-flights"
+    assert compare(before, fingerprints(aged_legacy_db)) == []
+
+
 def test_retention_that_drops_rows_is_announced_and_pins_the_backup_until_the_postflight_schedules_it(
         aged_legacy_db, run_suite, tmp_path):
     migrations = copy_migrations(tmp_path)

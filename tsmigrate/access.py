@@ -75,6 +75,20 @@ def exercise_table(conn: psycopg.Connection, role: str, schema: str, table: str,
     raise AssertionError("unreachable")
 
 
+def _updatable_column(conn: psycopg.Connection, schema: str, table: str, columns: list[str], key: str,
+                      time_column: str) -> str:
+    """A column the application updates: not the key or the time, and not one that orders or segments compressed
+    chunks (TimescaleDB refuses to update those in a compressed chunk); the time column if there is no other."""
+    compressed_by = set()
+    if conn.execute("SELECT to_regclass('timescaledb_information.compression_settings')").fetchone()[0]:
+        compressed_by = {r[0] for r in conn.execute(
+            """SELECT attname FROM timescaledb_information.compression_settings
+                WHERE hypertable_schema = %s AND hypertable_name = %s
+                  AND (segmentby_column_index IS NOT NULL OR orderby_column_index IS NOT NULL)""",
+            (schema, table)).fetchall()}
+    return next((c for c in columns if c not in (key, time_column) and c not in compressed_by), time_column)
+
+
 def _exercise_once(conn: psycopg.Connection, role: str, schema: str, table: str, time_column: str
                    ) -> tuple[AccessOutcome, str | None]:
     name = display_name(schema, table)
@@ -116,8 +130,9 @@ def _exercise_once(conn: psycopg.Connection, role: str, schema: str, table: str,
                 where = sql.SQL("{k} = {v} AND {time} = {at}").format(k=sql.Identifier(key), v=sql.Literal(lowest),
                                                                         time=time_col, at=sql.Literal(inserted[0]))
                 step = "UPDATE"
-                updated = conn.execute(sql.SQL("UPDATE {t} SET {time} = {time} WHERE {w}").format(
-                    t=ident, time=time_col, w=where)).rowcount
+                target = sql.Identifier(_updatable_column(conn, schema, table, columns, key, time_column))
+                updated = conn.execute(sql.SQL("UPDATE {t} SET {c} = {c} WHERE {w}").format(
+                    t=ident, c=target, w=where)).rowcount
                 done.append("UPDATE")
                 step = "DELETE"
                 deleted = conn.execute(sql.SQL("DELETE FROM {t} WHERE {w}").format(t=ident, w=where)).rowcount
