@@ -2,7 +2,9 @@
 
 Writes are seen two ways over a short sample: the tuple counters of ``pg_stat_user_tables`` (a
 backend flushes them about once a second while it works) and the sequences' ``last_value`` (which
-moves at once, even before the writer commits).
+moves at once, even before the writer commits). TimescaleDB's own schemas are left out: its background
+jobs write there (job statistics, compressed chunks) on their own. Rows the application writes into a
+hypertable's chunks still show through the sequence that gives them their ids.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from .fingerprint import OWN_SCHEMA
 # TimescaleDB's own schemas change under its background jobs; they are not the application's writes.
 _NOT_APPLICATION = ("pg_catalog", "information_schema", OWN_SCHEMA, "timescaledb_information",
                     "timescaledb_experimental", "_timescaledb_catalog", "_timescaledb_config",
-                    "_timescaledb_cache", "_timescaledb_functions")
+                    "_timescaledb_cache", "_timescaledb_functions", "_timescaledb_internal")
 
 
 @dataclass(frozen=True)

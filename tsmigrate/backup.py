@@ -127,7 +127,7 @@ def _database_facts(conn: psycopg.Connection) -> dict:
     return dict(zip(keys, row))
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: the kernel kills it when the run dies, even by SIGKILL (Linux)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -143,7 +143,7 @@ def _run_with_progress(args: list[str], env: dict, what: str, total: int, counte
     started = last = time.monotonic()
     done, tail = 0, []
     proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            umask=0o077, preexec_fn=_die_with_parent)
+                            umask=0o077, preexec_fn=die_with_parent)
     try:
         for line in proc.stderr:
             tail = (tail + [line.rstrip()])[-20:]

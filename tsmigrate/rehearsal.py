@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg import sql
 
-from .backup import tool
+from .backup import tool, die_with_parent
 from .janitor import drop_database
 from .config import Plan
 from .conversion import ConversionError, convert_table
@@ -98,8 +98,15 @@ def make_scratch_copy(target: Target, plan: Plan | None, *, full_copy_bytes: int
         restore = [tool("pg_restore"), "--no-owner", "-d", scratch_conninfo]
         log.info("rehearsal: copying %s into scratch database %s (%d large tables sampled)",
                  target.describe(), scratch_name, len(large))
-        dumper = subprocess.Popen(dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        restorer = subprocess.run(restore, stdin=dumper.stdout, capture_output=True, text=True, env=env)
+        dumper = subprocess.Popen(dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                  preexec_fn=die_with_parent)
+        try:
+            restorer = subprocess.run(restore, stdin=dumper.stdout, capture_output=True, text=True, env=env,
+                                      preexec_fn=die_with_parent)
+        except BaseException:
+            dumper.kill()
+            dumper.wait()
+            raise
         dumper.stdout.close()
         dump_err = dumper.stderr.read().decode(errors="replace")
         if dumper.wait() != 0:

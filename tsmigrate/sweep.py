@@ -105,7 +105,7 @@ def start_run(dsn: str, files: RunFiles, backups: Path) -> subprocess.Popen:
     """``pytest suites`` against ``dsn`` in the project, in a session (process group) of its own."""
     command = [sys.executable, "-m", "pytest", "suites", "--dsn", dsn, "--reports", str(files.reports),
                "--backups", str(backups), "-p", "no:cacheprovider", "-q",
-               "--log-file", str(files.log), "--log-file-level", "INFO", "--log-file-format", "%(message)s"]
+               "--log-file", str(files.log), "--log-file-level", "INFO", "--log-file-format", "%(created).3f %(message)s"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}   # a killed run's last words reach its stdout file
     out = open(files.stdout, "wb")
     try:
@@ -143,6 +143,9 @@ def run_to_end(dsn: str, files: RunFiles, backups: Path, timeout: float) -> tupl
 
 _NODE = re.compile(r"^suites/(?P<phase>[a-z]+)/[^:\s]+::(?P<test>[A-Za-z0-9_]+(?:\[[^\]]*\])?)(?P<rest>.*)$")
 _OUTCOME = re.compile(r"\b(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
+# pytest's closing sections (warnings summary, short test summary, the verdict line): the tests are over.
+_CLOSING = re.compile(r"^=+ .+ =+$")
+_LOG_LINE = re.compile(r"^(?P<created>\d+\.\d+) (?P<message>.*)$")
 
 
 def _test_label(test: str) -> str:
@@ -154,26 +157,37 @@ def _test_label(test: str) -> str:
     return f"{label} [{param}]" if param else label
 
 
-def what_it_was_doing(files: RunFiles, started_steps: list[str]) -> str:
-    """From the run's stdout (the last test it reached), its log file (last line) and the ledger."""
+def what_it_was_doing(files: RunFiles, started_steps: list[str], killed_at: float | None = None) -> str:
+    """From the run's stdout (the last test it reached), its log file (last line) and the ledger.
+
+    ``killed_at``: the time.time() of the kill, to say how old the last log line was.
+    """
     phase = label = None
-    finished = False
+    finished = closing = False
     for line in tail(files.stdout, 100_000):
+        if _CLOSING.match(line.strip()):
+            closing = True    # what follows names tests again (warnings) but none runs any more
+        if closing:
+            continue
         match = _NODE.match(line)
         if match:
             phase, label = match["phase"], _test_label(match["test"])
             finished = bool(_OUTCOME.search(match["rest"]))
         elif phase and _OUTCOME.match(line.strip()):
             finished = True   # the outcome printed after the test's live log
-    if phase is None:
+    if closing:
+        where = "after the last test: writing the summary and reports"
+    elif phase is None:
         where = "before the first test (start-up, collection, pre-flight set-up)"
     else:
         where = f"{'just after' if finished else 'during'} {phase}: {label}"
     parts = [where]
     last_log = tail(files.log, 1)
     if last_log:
-        message = last_log[0].strip()
-        parts.append(f'log "{message[:70]}{"..." if len(message) > 70 else ""}"')
+        match = _LOG_LINE.match(last_log[0].strip())
+        message, age = (match["message"], float(match["created"])) if match else (last_log[0].strip(), None)
+        when = f" {killed_at - age:.1f} s before" if age is not None and killed_at is not None else ""
+        parts.append(f'log{when} "{message[:70]}{"..." if len(message) > 70 else ""}"')
     if started_steps:
         parts.append(f"ledger: {', '.join(started_steps)} started")
     return "; ".join(parts)
@@ -339,7 +353,8 @@ class Sweep:
         self.duration = seconds
         step = seconds / (self.args.points + 1)
         say(f"uninterrupted run: SUCCESS in {seconds:.1f} s, fingerprints identical; a kill every {step:.1f} s, "
-            f"each rerun bounded to {self.rerun_timeout():.0f} s")
+            f"each rerun {'at once' if not self.args.rerun_delay else f'{self.args.rerun_delay:g} s after the kill'}, "
+            f"bounded to {self.rerun_timeout():.0f} s")
 
     def point(self, i: int) -> Point:
         n = self.args.points
@@ -362,14 +377,14 @@ class Sweep:
                 time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)   # the run's main process only: its children are its business
-                killed_after = time.monotonic() - started
+                killed_after, killed_wall = time.monotonic() - started, time.time()
                 try:
                     proc.wait(KILLED_WAIT)
                 except subprocess.TimeoutExpired:
                     point.unreaped = True
                     point.details.append(f"the killed run was not reaped within {KILLED_WAIT:.0f} s")
                 left = leftovers_after_grace(name, proc.pid, self.info.password)
-                doing = what_it_was_doing(killed_files, started_steps(dsn))
+                doing = what_it_was_doing(killed_files, started_steps(dsn), killed_wall)
                 words.append(f"kill at {killed_after:5.1f} s ({doing})")
             else:
                 left = []
@@ -379,6 +394,7 @@ class Sweep:
             self.current = None
 
             # 2. the rerun, to completion
+            time.sleep(self.args.rerun_delay)
             rerun_files = RunFiles(root, "rerun")
             code, seconds = run_to_end(dsn, rerun_files, backups, self.rerun_timeout())
             verdict = rerun_files.verdict()
@@ -400,7 +416,8 @@ class Sweep:
                 log_tail = tail(rerun_files.log, 3)
                 if log_tail:
                     point.details.append("rerun's last log lines:")
-                    point.details.extend("  " + l for l in log_tail)
+                    point.details.extend("  " + (m["message"] if (m := _LOG_LINE.match(l.strip())) else l)
+                                         for l in log_tail)
 
             # 3. the data, as the legacy database had it
             try:
@@ -444,6 +461,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="bound on each full run (default: 1800 s for the measured run, "
                              "max(300 s, 5 x its duration) for each rerun)")
+    parser.add_argument("--rerun-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="pause between the kill and the rerun (default 0: rerun at once, as an automatic "
+                             "retry would; the killed run's server sessions may still be ending)")
     parser.add_argument("--ready-timeout", type=float, default=60.0, metavar="SECONDS",
                         help="seconds the throwaway server may take to start (default 60)")
     args = parser.parse_args(argv)
@@ -451,6 +471,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--points must be at least 1, got {args.points}")
     if args.timeout is not None and args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout:g}")
+    if args.rerun_delay < 0:
+        parser.error(f"--rerun-delay must not be negative, got {args.rerun_delay:g}")
     if args.ready_timeout <= 0:
         parser.error(f"--ready-timeout must be positive, got {args.ready_timeout:g}")
     if not (PROJECT / "suites").is_dir():
