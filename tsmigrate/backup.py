@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -135,7 +136,8 @@ def die_with_parent() -> None:
         pass  # not Linux: the run's own handlers still end the child on Ctrl-C and SIGTERM
 
 
-def _run_with_progress(args: list[str], env: dict, what: str, total: int, counter: re.Pattern) -> None:
+def _run_with_progress(args: list[str], env: dict, what: str, total: int, counter: re.Pattern,
+                       started_process: Callable[[subprocess.Popen], None] | None = None) -> None:
     """Run a pg_dump/pg_restore (-v) and log progress every few seconds from its verbose output.
 
     The child ends with the run: killed if the run is interrupted, and by the kernel if the run dies.
@@ -144,6 +146,8 @@ def _run_with_progress(args: list[str], env: dict, what: str, total: int, counte
     done, tail = 0, []
     proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             umask=0o077, preexec_fn=die_with_parent)
+    if started_process is not None:
+        started_process(proc)
     try:
         for line in proc.stderr:
             tail = (tail + [line.rstrip()])[-20:]
@@ -212,14 +216,35 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
         snap.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot, visible = snap.execute("SELECT pg_export_snapshot(), pg_current_snapshot()::text").fetchone()
         tables = user_tables(snap)
-        log.info("backup: fingerprinting %d tables in snapshot %s", len(tables), snapshot)
-        fingerprints = fingerprint_database(
-            snap, tables, high_water=True, progress=lambda i, n, fp, s: log.info(
-                "backup: fingerprinted %s (%d rows), %d of %d", fp.name, fp.rows, i, n) if s > 2 else None)
         args = [tool("pg_dump"), "-Fd", "-j", str(max(1, jobs)), "-v", f"--snapshot={snapshot}",
                 "-f", str(path / DUMP_DIR), "-d", conninfo]
-        _run_with_progress(args, env, "backup (pg_dump)", len(tables), re.compile(r"dumping contents of table"))
+        # The dump and the fingerprints read the same snapshot: side by side, they take as long as the longer.
+        dump_failed: list[BaseException] = []
+        processes: list[subprocess.Popen] = []
+
+        def dump() -> None:
+            try:
+                _run_with_progress(args, env, "backup (pg_dump)", len(tables), re.compile(r"dumping contents of table"),
+                                   started_process=processes.append)
+            except BaseException as exc:  # handed to the caller below
+                dump_failed.append(exc)
+
+        dumper = threading.Thread(target=dump, name="pg_dump", daemon=True)
+        dumper.start()
+        log.info("backup: fingerprinting %d tables in snapshot %s while pg_dump runs", len(tables), snapshot)
+        try:
+            fingerprints = fingerprint_database(
+                snap, tables, high_water=True, progress=lambda i, n, fp, s: log.info(
+                    "backup: fingerprinted %s (%d rows), %d of %d", fp.name, fp.rows, i, n) if s > 2 else None)
+        except BaseException:
+            for proc in processes:   # Ctrl-C or a failure here: the dump ends with it
+                proc.kill()
+            dumper.join()
+            raise
+        dumper.join()
         snap.rollback()
+        if dump_failed:
+            raise dump_failed[0]
 
     roles_note = _dump_roles(target, path, env)
     manifest = {
