@@ -4,8 +4,9 @@ Plain Python: the execute suite drives it one step per test, and a script could 
 
     run = MigrationRun(target, migrations_dir, plan, backups_dir)
     run.open()                     # lock, ledger, checks of applied files; no change yet
-    for step in run.steps: run.apply(step)   # the first change takes the backup first
-    run.close(failed=..., restore=True)
+    for step in run.steps: run.apply(step)   # the first change fences the application and takes the backup
+    run.close(restore=True)        # after a failure: one restore (with rows others wrote carried over);
+                                   # the fence is lifted whatever happened; run.state() says where things stand
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import ledger
-from . import fence
+from . import fence, ledger
 from .backup import (Backup, BackupError, RestoreOutcome, pin_backup, prune_backups, restore_backup,
                      take_backup)
 from .carry import CarryReport, carry_over

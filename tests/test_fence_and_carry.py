@@ -1,0 +1,146 @@
+"""The pieces the production-conditions work rests on, each on its own against a real server: the fence,
+the write sample of the pre-flight, and the carry-over of rows written after a backup's snapshot."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from tsmigrate import fence
+from tsmigrate.activity import other_sessions, sample_writes
+from tsmigrate.carry import carry_over, parse_snapshot
+from tsmigrate.target import Target
+
+SCHEMA = "factory_telemetry"
+
+
+@pytest.fixture
+def app_login(local_server, legacy_db):
+    """A login role of the application (a member of ms5_user_production) with a comment of its own."""
+    name = f"ms5_app_{uuid.uuid4().hex[:8]}"
+    with legacy_db.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE ms5_user_production").format(
+            sql.Identifier(name), sql.Literal(local_server.password)))
+        conn.execute(sql.SQL("COMMENT ON ROLE {} IS 'line 2 HMI'").format(sql.Identifier(name)))
+    yield name
+    with legacy_db.connect() as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def role_state(target: Target, role: str) -> tuple[bool, str | None]:
+    with target.connect() as conn:
+        return conn.execute("SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+                            (role,)).fetchone()
+
+
+def as_role(target: Target, role: str, password: str) -> str:
+    return make_conninfo(target.conninfo, user=role, password=password)
+
+
+def test_a_fence_ends_the_roles_sessions_keeps_them_out_and_gives_everything_back(legacy_db, app_login, local_server):
+    app = psycopg.connect(as_role(legacy_db, app_login, local_server.password), autocommit=True)
+    with legacy_db.connect() as run_session:
+        with fence.Fence(run_session, ("ms5_user_production",)) as fenced:
+            assert [f.role for f in fenced.fenced] == [app_login]
+            can_login, comment = role_state(legacy_db, app_login)
+            assert not can_login and comment.startswith(fence.MARK) and "line 2 HMI" in comment
+            with pytest.raises(psycopg.OperationalError):
+                app.execute("SELECT 1")          # its session was ended
+            with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
+                psycopg.connect(as_role(legacy_db, app_login, local_server.password))
+            assert not fence.is_stale(run_session, fence.fences(run_session, legacy_db.dbname)[0])
+    assert role_state(legacy_db, app_login) == (True, "line 2 HMI")
+    psycopg.connect(as_role(legacy_db, app_login, local_server.password)).close()
+
+
+def test_a_fence_whose_run_died_is_found_stale_and_lifted(legacy_db, app_login):
+    dead = legacy_db.connect()
+    fence.Fence(dead, ("ms5_user_production",)).raise_()
+    dead.close()                                 # the run is gone; its records stay in the roles' comments
+    with legacy_db.connect() as conn:
+        for _ in range(50):                      # the server ends the closed session within moments
+            if all(fence.is_stale(conn, f) for f in fence.fences(conn, legacy_db.dbname)):
+                break
+            conn.execute("SELECT pg_sleep(0.1)")
+        lifted = fence.lift_stale(conn, legacy_db.dbname)
+    assert [f.role for f in lifted] == [app_login]
+    assert role_state(legacy_db, app_login) == (True, "line 2 HMI")
+
+
+def test_superusers_and_the_runs_own_role_are_never_fenced(legacy_db):
+    with legacy_db.connect() as conn:
+        me = conn.execute("SELECT current_user").fetchone()[0]
+        assert me not in fence.roles_to_fence(conn, (me, "ms5_user_production"))
+
+
+def test_the_write_sample_sees_a_writer_and_names_its_session(legacy_db, app_login, local_server):
+    stop = threading.Event()
+
+    def write() -> None:
+        with psycopg.connect(as_role(legacy_db, app_login, local_server.password), autocommit=True,
+                             application_name="line 2 HMI") as conn:
+            metric = conn.execute(f"SELECT id FROM {SCHEMA}.metric_def LIMIT 1").fetchone()[0]
+            while not stop.is_set():
+                conn.execute(f"INSERT INTO {SCHEMA}.metric_hist (metric_def_id, ts, value_real) VALUES (%s, now(), 1)",
+                             (metric,))
+                stop.wait(0.05)
+
+    with legacy_db.connect() as conn:
+        assert not sample_writes(conn, 0.5).writing, "a quiet database shows no writes"
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            sample = sample_writes(conn, 1.5)
+            sessions = other_sessions(conn)
+        finally:
+            stop.set()
+            writer.join(10)
+    assert sample.writing and f"{SCHEMA}.metric_hist_id_seq" in sample.sequences_moved
+    assert [(s.role, s.application) for s in sessions] == [(app_login, "line 2 HMI")]
+
+
+def test_rows_committed_after_the_snapshot_are_carried_and_the_runs_own_are_not(legacy_db, local_server):
+    with legacy_db.connect() as snap:
+        snapshot = snap.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
+    restored_name = f"{legacy_db.dbname}_restored"
+    with legacy_db.with_dbname("postgres").connect() as admin:
+        # The "restored" database: the state the snapshot saw (nobody has written since).
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(restored_name), sql.Identifier(legacy_db.dbname)))
+    restored = legacy_db.with_dbname(restored_name)
+    try:
+        with legacy_db.connect() as conn:
+            metric = conn.execute(f"SELECT id FROM {SCHEMA}.metric_def LIMIT 1").fetchone()[0]
+            new_ids = [conn.execute(f"INSERT INTO {SCHEMA}.metric_hist (metric_def_id, ts, value_real) "
+                                    "VALUES (%s, now(), 7) RETURNING id", (metric,)).fetchone()[0] for _ in range(3)]
+            updated = conn.execute(f"UPDATE {SCHEMA}.metric_hist SET value_real = 99 WHERE id = "
+                                   f"(SELECT min(id) FROM {SCHEMA}.metric_hist) RETURNING id").fetchone()[0]
+            with conn.transaction():   # a step of the run: its rows are not the application's
+                own_id = conn.execute(f"INSERT INTO {SCHEMA}.metric_hist (metric_def_id, ts, value_real) "
+                                      "VALUES (%s, now(), 8) RETURNING id", (metric,)).fetchone()[0]
+                own_xid = int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+        report = carry_over(legacy_db, restored, snapshot, {own_xid}, [(SCHEMA, "metric_hist")])
+        table = report.tables[0]
+        assert (table.found, table.inserted, table.updated, table.left) == (4, 3, 1, 0), table
+        with restored.connect() as conn:
+            ids = {r[0] for r in conn.execute(f"SELECT id FROM {SCHEMA}.metric_hist WHERE id = ANY(%s)",
+                                              (new_ids + [own_id],))}
+            value = conn.execute(f"SELECT value_real FROM {SCHEMA}.metric_hist WHERE id = %s", (updated,)).fetchone()[0]
+            next_id = conn.execute(f"SELECT nextval('{SCHEMA}.metric_hist_id_seq')").fetchone()[0]
+        assert ids == set(new_ids) and value == 99
+        assert next_id > own_id, "the restored sequence never hands out an id the failed copy holds"
+        assert report.describe().startswith("4 of 4 rows committed by others after the backup were carried over")
+    finally:
+        with legacy_db.with_dbname("postgres").connect() as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(restored_name)))
+
+
+def test_a_snapshot_is_read_as_postgresql_writes_it():
+    assert parse_snapshot("100:105:101,103") == (100, 105, [101, 103])
+    assert parse_snapshot("7:7:") == (7, 7, [])
