@@ -9,7 +9,8 @@ that cannot go in are named by key. Sequences of the restored database are moved
 in the failed one, so new rows never reuse an id the failed copy holds.
 
 Deletions made after the backup cannot be seen this way: they are not carried (the deleted rows come
-back with the backup).
+back with the backup). Rows of a hypertable that sit in compressed batches are not looked at: a batch has
+no row xmin, and only a compression job (paused while the run lasts) puts rows there.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class TableCarry:
     updated: int = 0
     left_keys: list[str] = field(default_factory=list)   # rows that could not be carried (their keys)
     problem: str | None = None
+    compressed_chunks: int = 0     # chunks whose compressed batches were not looked at (see _row_sources)
 
     @property
     def left(self) -> int:
@@ -127,6 +129,22 @@ def foreign_key_order(conn: psycopg.Connection, tables: list[tuple[str, str]]) -
     return ordered
 
 
+def _row_sources(src: psycopg.Connection, schema: str, table: str) -> tuple[list[sql.Composable], int]:
+    """Where to read a table's rows with their xmin: the table itself, or for a hypertable each chunk that is not
+    compressed (TimescaleDB gives compressed batches no row xmin; only a compression job, paused while the run
+    lasts, puts rows there). Returns the sources and how many compressed chunks were left out."""
+    is_hypertable = src.execute(
+        "SELECT to_regclass('timescaledb_information.hypertables') IS NOT NULL").fetchone()[0] and src.execute(
+        "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_schema = %s AND hypertable_name = %s",
+        (schema, table)).fetchone()
+    if not is_hypertable:
+        return [sql.Identifier(schema, table)], 0
+    chunks = src.execute("""SELECT chunk_schema, chunk_name, is_compressed FROM timescaledb_information.chunks
+                             WHERE hypertable_schema = %s AND hypertable_name = %s""", (schema, table)).fetchall()
+    return ([sql.SQL("ONLY {}").format(sql.Identifier(s, c)) for s, c, compressed in chunks if not compressed],
+            sum(1 for *_, compressed in chunks if compressed))
+
+
 def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str,
                  where: sql.Composable) -> TableCarry:
     result = TableCarry(f"{schema}.{table}")
@@ -138,11 +156,13 @@ def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, 
     key = [c for c in primary_key_columns(dst, regclass) if c in columns]
     dst.execute("DROP TABLE IF EXISTS pg_temp.tsmigrate_carry")
     dst.execute(sql.SQL("CREATE TEMPORARY TABLE tsmigrate_carry AS SELECT {} FROM {} WITH NO DATA").format(cols, ident))
-    with src.cursor().copy(sql.SQL("COPY (SELECT {} FROM {} t WHERE {}) TO STDOUT").format(
-            sql.SQL(", ").join(sql.Identifier("t", c) for c in columns), ident, where)) as out:
-        with dst.cursor().copy(sql.SQL("COPY tsmigrate_carry ({}) FROM STDIN").format(cols)) as into:
-            for block in out:
-                into.write(block)
+    sources, result.compressed_chunks = _row_sources(src, schema, table)
+    for source in sources:
+        with src.cursor().copy(sql.SQL("COPY (SELECT {} FROM {} t WHERE {}) TO STDOUT").format(
+                sql.SQL(", ").join(sql.Identifier("t", c) for c in columns), source, where)) as out:
+            with dst.cursor().copy(sql.SQL("COPY tsmigrate_carry ({}) FROM STDIN").format(cols)) as into:
+                for block in out:
+                    into.write(block)
     result.found = dst.execute("SELECT count(*) FROM tsmigrate_carry").fetchone()[0]
     if not result.found:
         return result

@@ -195,7 +195,9 @@ class MigrationRun:
             return
         drops = []
         for h in self.plan.hypertables:
-            if h.drop_after is None:
+            exists = self.work.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))",
+                                       (self.schema, h.table)).fetchone()[0]
+            if h.drop_after is None or exists is None:   # a table a migration file creates holds no history yet
                 continue
             count, oldest, newest = retention_drops(self.work, self.schema, h)
             if count:
