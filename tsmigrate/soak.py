@@ -77,7 +77,9 @@ def one_run(server, dbname: str, migrations: Path, work: Path, *, interval: floa
             "seconds": seconds, "writer": writer.describe(), "committed": len(writer.committed),
             "missing": len(missing), "role_can_login_after": can_login,
             "restore": (record.get("restore") or {}).get("outcome"),
-            "last_lines": result.stdout.strip().splitlines()[-3:]}
+            # pytest's short summary says why each failed test failed, in a line.
+            "last_lines": [line for line in result.stdout.splitlines() if line.startswith("FAILED ")]
+            + result.stdout.strip().splitlines()[-3:]}
 
 
 def main(argv: list[str] | None = None) -> int:
