@@ -35,6 +35,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from fixtures.legacy import fingerprints, fingerprints_as_before
+from tsmigrate.appsim import TelemetryWriter
 from tsmigrate.config import load_plan
 from tsmigrate.fingerprint import compare, fingerprint_table
 from tsmigrate.legacy import LEGACY_DBNAME, SCALES, build_legacy_database
@@ -258,77 +259,21 @@ def edit_plan(plan_file: Path, pattern: str, replacement: str, section: str | No
 
 # -- the application: a thread writing a row every 100 ms ----------------------------------------------------
 
-class Writer(threading.Thread):
-    """Inserts a metric row every ``interval`` through its own login role, as the application would.
-
-    ``committed`` holds the ids of the rows the server acknowledged. When its session is lost it reconnects
-    (``reconnect``) or stops. It never runs longer than ``limit`` seconds.
-    """
-
-    def __init__(self, conninfo: str, metric: object, marker: str, *, interval: float = 0.1,
-                 reconnect: bool = True, limit: float = 300.0):
-        super().__init__(name=f"writer {marker}", daemon=True)
-        self.conninfo, self.metric, self.marker = conninfo, metric, marker
-        self.interval, self.reconnect, self.limit = interval, reconnect, limit
-        self.committed: list[int] = []
-        self.errors: list[str] = []
-        self.halt = threading.Event()
-        self.lost = threading.Event()       # its session was ended under it at least once
-        self.login_refused = threading.Event()
-
-    def run(self) -> None:
-        deadline = time.monotonic() + self.limit
-        conn = None
-        n = 0
-        while not self.halt.is_set() and time.monotonic() < deadline:
-            try:
-                if conn is None:
-                    if self.lost.is_set() and not self.reconnect:
-                        return
-                    conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=3,
-                                           application_name="ms5 application (test writer)")
-                n += 1
-                row = conn.execute(f"INSERT INTO {SCHEMA}.metric_hist (metric_def_id, ts, value_real, value_text) "
-                                   "VALUES (%s, now(), %s, %s) RETURNING id", (self.metric, n, self.marker)).fetchone()
-                self.committed.append(row[0])
-            except psycopg.Error as exc:
-                text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                self.errors.append(text)
-                if "not permitted to log in" in text:
-                    self.login_refused.set()
-                if conn is not None:
-                    self.lost.set()
-                    try:
-                        conn.close()
-                    except psycopg.Error:
-                        pass
-                    conn = None
-            self.halt.wait(self.interval)
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(15)
-        assert not self.is_alive(), f"{self.name} did not stop"
-
-
 @pytest.fixture
 def writers():
     """Start writers with ``writers(conninfo, metric, marker, ...)``; every one is stopped afterwards."""
-    started: list[Writer] = []
+    started: list[TelemetryWriter] = []
 
-    def start(*args, **kwargs) -> Writer:
-        writer = Writer(*args, **kwargs)
+    def start(conninfo: str, metric: object, marker: str, **options) -> TelemetryWriter:
+        writer = TelemetryWriter(conninfo, metric_def_id=metric, marker=marker, limit=300.0, **options)
         started.append(writer)
         writer.start()
         return writer
 
     yield start
     for writer in started:
-        writer.halt.set()
-    for writer in started:
-        writer.join(15)
+        writer.stop(15)
+        assert not writer.is_alive(), f"{writer.name} did not stop"
 
 
 def drop_roles(admin: str, names: list[str]) -> None:
@@ -518,7 +463,7 @@ def test_rows_of_a_writer_the_fence_cannot_stop_are_carried_into_the_restored_da
 
     # The application starts once the run took its backup (the ledger is created right after it), and
     # stops when its session is ended (the restore renames the failed database away).
-    holder: dict[str, Writer] = {}
+    holder: dict[str, TelemetryWriter] = {}
     cancel = threading.Event()
 
     def start_writer_after_backup():
