@@ -214,7 +214,8 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
     conninfo, env = target.for_client_programs()
     with target.connect(autocommit=False) as snap:
         snap.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot, visible = snap.execute("SELECT pg_export_snapshot(), pg_current_snapshot()::text").fetchone()
+        snapshot, visible, snapshot_at = snap.execute(
+            "SELECT pg_export_snapshot(), pg_current_snapshot()::text, now()").fetchone()
         tables = user_tables(snap)
         args = [tool("pg_dump"), "-Fd", "-j", str(max(1, jobs)), "-v", f"--snapshot={snapshot}",
                 "-f", str(path / DUMP_DIR), "-d", conninfo]
@@ -255,6 +256,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
         "pg_dump_version": tool_major("pg_dump"),
         # Which transactions the dump sees: rows committed by any other are newer than the backup.
         "snapshot": visible,
+        "snapshot_at": snapshot_at.isoformat(),
         "roles": roles_note,
         "files": _files_of(path),
         "fingerprints": {k: v.to_dict() for k, v in fingerprints.items()},

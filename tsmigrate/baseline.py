@@ -16,6 +16,7 @@ import re
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -89,6 +90,12 @@ class Baseline:
     @property
     def fingerprints(self) -> dict[str, TableFingerprint]:
         return self.backup.fingerprints
+
+    @property
+    def filled_after(self) -> datetime | None:
+        """When the backup's snapshot was taken: NULL-time fills before it are part of what it holds."""
+        taken = self.backup.manifest.get("snapshot_at")
+        return datetime.fromisoformat(taken) if taken else None
 
     @property
     def database(self) -> str:

@@ -25,6 +25,7 @@ import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 
 import psycopg
 from psycopg import sql
@@ -611,10 +612,12 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
     return result
 
 
-def columns_as_before_fills(conn: psycopg.Connection, schema: str, table: str) -> dict[str, sql.Composable]:
+def columns_as_before_fills(conn: psycopg.Connection, schema: str, table: str,
+                            filled_after: datetime | None = None) -> dict[str, sql.Composable]:
     """Column expressions that show filled time values as the NULLs they were (for fingerprints).
 
-    Returns {} when nothing of this table was filled.
+    ``filled_after``: only fills made after this moment (e.g. a backup's snapshot: a fill a killed run
+    committed before that backup is part of what the backup holds). Returns {} when nothing was filled.
     """
     if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.time_fills",)) is None:
         return {}
@@ -629,9 +632,11 @@ def columns_as_before_fills(conn: psycopg.Connection, schema: str, table: str) -
     key = sql.SQL("jsonb_build_array({})").format(sql.SQL(", ").join(sql.Identifier("t", c) for c in key_columns))
     return {
         column: sql.SQL("""CASE WHEN EXISTS (SELECT 1 FROM {fills} f WHERE f.table_schema = {schema}
-                               AND f.table_name = {table} AND f.time_column = {column} AND f.row_key = {key})
+                               AND f.table_name = {table} AND f.time_column = {column} AND f.row_key = {key}
+                               AND f.filled_at > {after})
                            THEN NULL ELSE t.{ident} END""").format(
             fills=sql.Identifier(OWN_SCHEMA, "time_fills"), schema=sql.Literal(schema), table=sql.Literal(table),
-            column=sql.Literal(column), key=key, ident=sql.Identifier(column))
+            column=sql.Literal(column), key=key, ident=sql.Identifier(column),
+            after=sql.Literal(filled_after or datetime.min.replace(tzinfo=timezone.utc)))
         for column in columns
     }

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -89,9 +90,13 @@ class RowDifference:
                 f"{self.new} row{'s' if self.new != 1 else ''} not in the baseline")
 
 
-def fingerprints_as_before(conn: psycopg.Connection, before: dict[str, TableFingerprint]
+def fingerprints_as_before(conn: psycopg.Connection, before: dict[str, TableFingerprint],
+                           filled_after: datetime | None = None
                            ) -> tuple[dict[str, TableFingerprint], list[TableDifference]]:
-    """Today's fingerprints over the columns each table had before; tables or columns gone are problems."""
+    """Today's fingerprints over the columns each table had before; tables or columns gone are problems.
+
+    ``filled_after``: when ``before`` was taken (a backup's snapshot); NULL-time fills made earlier count as
+    they are now. Without it every fill is shown as the NULL it was (``before`` from the legacy database)."""
     now, problems = {}, []
     for name, old in sorted(before.items()):
         schema, table = old.schema, old.table
@@ -105,7 +110,7 @@ def fingerprints_as_before(conn: psycopg.Connection, before: dict[str, TableFing
                                             "restore them from the baseline backup or fix the migration that dropped them"))
             continue
         now[name] = fingerprint_table(conn, schema, table, old.columns,
-                                      overrides=columns_as_before_fills(conn, schema, table))
+                                      overrides=columns_as_before_fills(conn, schema, table, filled_after))
     return now, problems
 
 
@@ -131,7 +136,7 @@ def count_row_differences(conn: psycopg.Connection, baseline: Baseline, old: Tab
                     scratch, sql.SQL(", ").join(map(sql.Identifier, data.columns)))) as copy:
                 for line in data.rows:
                     copy.write(line)
-            overrides = columns_as_before_fills(conn, old.schema, old.table)
+            overrides = columns_as_before_fills(conn, old.schema, old.table, baseline.filled_after)
             then = sql.SQL("md5(ROW({})::text)").format(sql.SQL(", ").join(sql.Identifier("t", c) for c in old.columns))
             now = sql.SQL("md5(ROW({})::text)").format(
                 sql.SQL(", ").join(overrides.get(c, sql.Identifier("t", c)) for c in old.columns))
@@ -160,7 +165,7 @@ def content_differences(conn: psycopg.Connection, baseline: Baseline,
     ``measured``: what fingerprints_as_before returned, when the caller has it already.
     """
     before = baseline.fingerprints
-    now, problems = measured if measured is not None else fingerprints_as_before(conn, before)
+    now, problems = measured if measured is not None else fingerprints_as_before(conn, before, baseline.filled_after)
     problems = list(problems)
     skipped = {p.table for p in problems}
     for diff in compare({k: v for k, v in before.items() if k not in skipped}, now):
@@ -169,7 +174,7 @@ def content_differences(conn: psycopg.Connection, baseline: Baseline,
             problems.append(TableDifference(diff.table, "missing", f"{diff.table}: the table existed before and is gone; "
                                             "restore it from the baseline backup"))
             continue
-        grown = _grown_only(conn, old, new)
+        grown = _grown_only(conn, old, new, baseline.filled_after)
         if grown is not None:
             problems.append(grown)
             continue
@@ -189,7 +194,8 @@ def content_differences(conn: psycopg.Connection, baseline: Baseline,
     return problems
 
 
-def _grown_only(conn: psycopg.Connection, old: TableFingerprint, new: TableFingerprint) -> TableDifference | None:
+def _grown_only(conn: psycopg.Connection, old: TableFingerprint, new: TableFingerprint,
+                filled_after: datetime | None) -> TableDifference | None:
     """Rows written after the backup (ids above the backup's highest), with every row of the backup as it was:
     the application kept writing (fence_application = false, or a session the fence could not stop)."""
     if old.high_water is None or new.rows <= old.rows:
@@ -198,7 +204,7 @@ def _grown_only(conn: psycopg.Connection, old: TableFingerprint, new: TableFinge
     if column not in table_columns(conn, old.schema, old.table):
         return None
     then = fingerprint_table(conn, old.schema, old.table, old.columns, up_to=old.high_water,
-                             overrides=columns_as_before_fills(conn, old.schema, old.table))
+                             overrides=columns_as_before_fills(conn, old.schema, old.table, filled_after))
     if (then.rows, then.digest) != (old.rows, old.digest):
         return None
     added = new.rows - old.rows

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.order(3), pytest.mark.postflight]
 def table_differences(request, baseline, target_conn):
     """Every table of the baseline compared with today (over the columns it had before); the
     fingerprints go into the run's summary for the reports."""
-    measured = integrity.fingerprints_as_before(target_conn, baseline.fingerprints)
+    measured = integrity.fingerprints_as_before(target_conn, baseline.fingerprints, baseline.filled_after)
     summary_of(request.config).fingerprints_after.update({name: fp.to_dict() for name, fp in measured[0].items()})
     return integrity.content_differences(target_conn, baseline, measured)
 
