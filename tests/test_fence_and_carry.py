@@ -14,6 +14,7 @@ from psycopg.conninfo import make_conninfo
 from tsmigrate import fence
 from tsmigrate.activity import other_sessions, sample_writes
 from tsmigrate.carry import carry_over, parse_snapshot
+from tsmigrate.janitor import create_database
 from tsmigrate.target import Target
 
 SCHEMA = "factory_telemetry"
@@ -111,8 +112,7 @@ def test_rows_committed_after_the_snapshot_are_carried_and_the_runs_own_are_not(
     restored_name = f"{legacy_db.dbname}_restored"
     with legacy_db.with_dbname("postgres").connect() as admin:
         # The "restored" database: the state the snapshot saw (nobody has written since).
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(restored_name), sql.Identifier(legacy_db.dbname)))
+        create_database(admin, restored_name, template=legacy_db.dbname)
     restored = legacy_db.with_dbname(restored_name)
     try:
         with legacy_db.connect() as conn:
