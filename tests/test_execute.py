@@ -246,7 +246,7 @@ def test_a_rerun_compares_with_its_own_backup_where_an_earlier_run_filled_null_t
     plan.write_text("\n[".join(s for s in sections if not s.startswith("hypertables.")
                               or s.startswith("hypertables.production_kpis]")))
     before = fingerprints(legacy_db)
-    first = run_suite("suites", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
+    first = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
     assert first.returncode == 0, first.stdout[-3000:]
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM tsmigrate.time_fills WHERE table_name = 'production_kpis'"
