@@ -17,6 +17,7 @@ from psycopg import sql
 from .baseline import Grant
 from .fingerprint import serial_column
 from .integrity import display_name
+from .errors import first_line
 
 _CHECK = {   # grant kind -> the function that says whether a role holds a privilege on it
     "TABLE": "has_table_privilege",
@@ -141,13 +142,13 @@ def _exercise_once(conn: psycopg.Connection, role: str, schema: str, table: str,
                     problems.append(f"{name}: as {role}, the row just inserted could not be found again "
                                     f"(updated {updated}, deleted {deleted}): row-level security or a trigger hides it")
     except psycopg.errors.InsufficientPrivilege as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         if step == "SET ROLE":
             problems.append(f"this session cannot act as {role} ({first}): connect as a superuser or a member of it")
         else:
             problems.append(f"{role} cannot {_VERB[step]} {name}: {first}. Fix: {_grant_hint(step, name, role)}")
     except psycopg.Error as exc:
-        first = f"{step} on {name} failed: {str(exc).strip().splitlines()[0]} (SQLSTATE {exc.sqlstate})"
+        first = f"{step} on {name} failed: {first_line(exc)} (SQLSTATE {exc.sqlstate})"
         if exc.sqlstate in RETRYABLE_SQLSTATES:
             return AccessOutcome(name, tuple(done), (), tuple(notes)), first
         problems.append(f"{role}: {first}")

@@ -14,6 +14,8 @@ from collections import Counter
 
 import psycopg
 
+from .errors import first_line
+
 
 class TelemetryWriter(threading.Thread):
     """Inserts a metric row every ``interval`` s in its own autocommit session, as the application would.
@@ -63,7 +65,7 @@ class TelemetryWriter(threading.Thread):
                 self.longest_wait = max(self.longest_wait, time.monotonic() - started)
                 self.committed.append(new_id)
             except psycopg.Error as exc:
-                text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                text = first_line(exc)
                 self.errors.append(text[:200])
                 if "not permitted to log in" in text:
                     self.login_refused.set()

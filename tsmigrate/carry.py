@@ -23,6 +23,7 @@ from psycopg import sql
 
 from .conversion import primary_key_columns
 from .target import Target
+from .errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, 
             count(dst.execute(insert(sql.SQL(""))).fetchall())
         return result
     except psycopg.Error as exc:
-        result.problem = str(exc).strip().splitlines()[0]
+        result.problem = first_line(exc)
     # Row by row, to carry what can be and name what cannot.
     key_expr = sql.SQL("row({})::text").format(sql.SQL(", ").join(map(sql.Identifier, key or columns[:3])))
     rows = dst.execute(sql.SQL("SELECT ctid::text, {} FROM tsmigrate_carry LIMIT %s").format(key_expr),

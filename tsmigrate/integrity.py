@@ -39,6 +39,7 @@ from psycopg import sql
 from .baseline import Baseline
 from .conversion import columns_as_before_fills, primary_key_columns
 from .fingerprint import OWN_SCHEMA, BUCKETS, TableFingerprint, compare, fingerprint_table, table_columns
+from .errors import first_line
 
 # Schemas that are not the user's: catalogs, TimescaleDB's own and chunks, our bookkeeping.
 _NOT_USER_SCHEMA = sql.SQL("""(n.nspname IN ('pg_catalog', 'information_schema', 'timescaledb_information',
@@ -382,7 +383,7 @@ def _with_rollback(conn: psycopg.Connection, statement: sql.Composable, *, timeo
 
 
 def _first_line(exc: psycopg.Error) -> str:
-    return f"{str(exc).strip().splitlines()[0]} (SQLSTATE {exc.sqlstate})"
+    return f"{first_line(exc)} (SQLSTATE {exc.sqlstate})"
 
 
 def broken_views(conn: psycopg.Connection, *, timeout: str = "60s") -> tuple[int, list[str]]:

@@ -29,6 +29,7 @@ from .janitor import DatabaseInUse
 from .migrations import MigrationError, MigrationFile, StepResult, apply_file, discover
 from .target import Target, TargetError
 from .timescale import server_timescaledb
+from .errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,6 @@ class RunStopped(RuntimeError):
 
 class StepFailed(RuntimeError):
     """A step failed; the message says what, where and (for a statement) the server's word."""
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class MigrationRun:
@@ -158,7 +155,7 @@ class MigrationRun:
         try:
             return ledger.applied(self.control).get(step.id)
         except psycopg.Error as exc:
-            raise StepFailed(f"{step.label}: the run's session was lost ({_first_line(exc)})") from None
+            raise StepFailed(f"{step.label}: the run's session was lost ({first_line(exc)})") from None
 
     def pending(self) -> list[Step]:
         done = ledger.applied(self.control)
@@ -177,7 +174,7 @@ class MigrationRun:
                 self.fence.raise_()
             self.backup = take_backup(self.target, self.backups_dir)
         except (BackupError, FenceError, TargetError, psycopg.Error) as exc:
-            self.stopped = f"the backup could not be taken, nothing was changed: {_first_line(exc)}" \
+            self.stopped = f"the backup could not be taken, nothing was changed: {first_line(exc)}" \
                 if not isinstance(exc, FenceError) else f"the application could not be fenced, nothing was changed: {exc}"
             raise RunStopped(self.stopped) from None
         if self.plan:
@@ -266,13 +263,13 @@ class MigrationRun:
         if isinstance(exc, MigrationError):
             error = exc.to_dict()
         elif isinstance(exc, psycopg.OperationalError) and (self.work is None or self.work.closed or self.work.broken):
-            error = {"message": f"{step.label}: the connection to the server was lost ({_first_line(exc)}); "
+            error = {"message": f"{step.label}: the connection to the server was lost ({first_line(exc)}); "
                                 "PostgreSQL rolls back the step's open transaction"}
         elif isinstance(exc, KeyboardInterrupt):
             error = {"message": f"{step.label}: interrupted (Ctrl-C or SIGTERM); its transaction was rolled back"}
         else:
             error = {"message": str(exc) if isinstance(exc, (ConversionError, StepFailed)) else
-                     f"{step.label}: {_first_line(exc)}"}
+                     f"{step.label}: {first_line(exc)}"}
         self.mark_failed(step.id, step.label, error, time.monotonic() - started)
         return error
 
@@ -287,7 +284,7 @@ class MigrationRun:
                 ledger.record_finish(self.control, attempt, "failed", error)
         except (psycopg.Error, KeyboardInterrupt) as exc:
             log.warning("could not record the failure in the ledger (%s); the crash rule applies at the next run",
-                        _first_line(exc))
+                        first_line(exc))
 
     def mark_failed(self, step_id: str, label: str, error: dict, seconds: float = 0.0) -> None:
         """The run's one failure (the first wins): later steps do not run, and close() restores."""
@@ -341,7 +338,7 @@ class MigrationRun:
                                                   carry=carry if snapshot else None)
         except (BackupError, DatabaseInUse, TargetError, psycopg.Error, KeyboardInterrupt) as exc:
             # The database stays as the failure left it (a restore never swaps in an unproven copy).
-            self.restore_error = _first_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+            self.restore_error = first_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
             log.error("the restore failed: %s", self.restore_error)
         else:
             log.info(self.restore_outcome.summary())
@@ -356,7 +353,7 @@ class MigrationRun:
                     self.fence.lift_(conn)
                 return
             except (TargetError, psycopg.Error) as exc:
-                reason = _first_line(exc)
+                reason = first_line(exc)
         self.fence_left = roles
         log.error("the fence could not be lifted (%s): %s cannot log in. The next run or pre-flight lifts it, "
                   "or run ALTER ROLE ... LOGIN yourself", reason, ", ".join(roles))

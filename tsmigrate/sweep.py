@@ -38,6 +38,7 @@ from .janitor import ScratchDatabase, freeze
 from .legacy import SCALES, build_legacy_database
 from .servers import ServerInfo, ServerStartError, throwaway_server
 from .timescale import installed_timescaledb
+from .errors import first_line
 
 PROJECT = Path(__file__).resolve().parents[1]
 TEMPLATE = "ms5_sweep_template"
@@ -202,7 +203,7 @@ def started_steps(conninfo: str) -> list[str]:
             return [r[0] for r in conn.execute(
                 "SELECT step FROM tsmigrate.ledger WHERE outcome = 'started' ORDER BY attempt").fetchall()]
     except psycopg.Error as exc:
-        return [f"(ledger unreadable: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"]
+        return [f"(ledger unreadable: {first_line(exc)})"]
 
 
 @dataclass(frozen=True)

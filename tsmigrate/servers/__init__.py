@@ -16,6 +16,8 @@ from typing import Callable
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from ..errors import first_line
+
 SERVER_KINDS = ("auto", "local", "docker")
 
 
@@ -53,7 +55,7 @@ def wait_until_ready(conninfo: str, timeout: float, *, alive: Callable[[], bool]
             with psycopg.connect(conninfo, connect_timeout=max(1, int(min(remaining, 5))), autocommit=True) as conn:
                 return conn.execute("SHOW server_version").fetchone()[0]
         except psycopg.OperationalError as exc:
-            last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            last_error = first_line(exc)
         if not alive():
             raise ServerStartError(f"{describe} stopped while starting: {last_error}\n{log_tail()}")
         time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
