@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from .conversion import primary_key_columns
+from .online import legacy_tables
 from .target import Target
 from .errors import first_line
 
@@ -140,9 +141,13 @@ def _row_sources(src: psycopg.Connection, schema: str, table: str) -> tuple[list
         (schema, table)).fetchone()
     if not is_hypertable:
         return [sql.Identifier(schema, table)], 0
+    # An online conversion swapped in the hypertable: what the application wrote during the copy is in the legacy
+    # table (the hypertable's copies of those rows are the run's own); what it wrote after the swap is in chunks.
+    legacy = [sql.SQL("ONLY {}").format(sql.Identifier(s, kept)) for s, t, kept in legacy_tables(src)
+              if (s, t) == (schema, table)]
     chunks = src.execute("""SELECT chunk_schema, chunk_name, is_compressed FROM timescaledb_information.chunks
                              WHERE hypertable_schema = %s AND hypertable_name = %s""", (schema, table)).fetchall()
-    return ([sql.SQL("ONLY {}").format(sql.Identifier(s, c)) for s, c, compressed in chunks if not compressed],
+    return (legacy + [sql.SQL("ONLY {}").format(sql.Identifier(s, c)) for s, c, compressed in chunks if not compressed],
             sum(1 for *_, compressed in chunks if compressed))
 
 

@@ -80,6 +80,9 @@ class HypertablePlan:
     drop_after: Interval | None = None
     null_time: NullTimeRule = NullTimeRule("refuse")
     keep_unique: tuple[str, ...] = ()
+    # Build the hypertable beside the table while the application writes, then swap (online.py). None: online
+    # when the table holds more rows than the plan's online_above_rows.
+    online: bool | None = None
 
     @property
     def wants_compression(self) -> bool:
@@ -113,6 +116,8 @@ class Plan:
     allow_apache_edition: bool = True
     # During execute the application roles (and their login members) cannot log in; see fence.py.
     fence_application: bool = True
+    # Tables without an online setting of their own convert online above this many rows (estimated).
+    online_above_rows: int = 1_000_000
     hypertables: tuple[HypertablePlan, ...] = ()
     benchmarks: BenchmarkThresholds = field(default_factory=BenchmarkThresholds)
     backup: BackupPolicy = field(default_factory=BackupPolicy)
@@ -207,7 +212,7 @@ def _hypertable(table: str, spec: Any, path: Path | str) -> HypertablePlan:
     if not isinstance(spec, dict):
         raise PlanError(path, where, "expected a table of settings ([hypertables.<table>])")
     _known_keys(spec, {"time_column", "chunk_interval", "compress_segment_by", "compress_order_by",
-                       "compress_after", "drop_after", "null_time", "keep_unique"}, path, where)
+                       "compress_after", "drop_after", "null_time", "keep_unique", "online"}, path, where)
     for required in ("time_column", "chunk_interval"):
         if required not in spec:
             raise PlanError(path, f"{where}.{required}", "missing; every hypertable needs time_column and chunk_interval")
@@ -222,6 +227,7 @@ def _hypertable(table: str, spec: Any, path: Path | str) -> HypertablePlan:
         drop_after=parse_interval(spec["drop_after"], path, f"{where}.drop_after") if "drop_after" in spec else None,
         null_time=_null_time(spec.get("null_time", "refuse"), path, f"{where}.null_time"),
         keep_unique=_identifiers(spec.get("keep_unique", []), path, f"{where}.keep_unique"),
+        online=_boolean(spec, "online", None, path, f"{where}.online"),
     )
     if time_column in plan.compress_segment_by:
         raise PlanError(path, f"{where}.compress_segment_by", f"the time column {time_column!r} cannot be a segment-by column")
@@ -233,10 +239,11 @@ def _hypertable(table: str, spec: Any, path: Path | str) -> HypertablePlan:
     return plan
 
 
-def _boolean(section: dict, key: str, default: bool, where) -> bool:
+def _boolean(section: dict, key: str, default: bool | None, path, label: str) -> bool | None:
+    """``section[key]`` as true/false (``default`` when absent); ``label`` names the key in messages."""
     value = section.get(key, default)
-    if not isinstance(value, bool):
-        raise PlanError(where, f"plan.{key}", f"expected true or false, got {value!r}")
+    if not isinstance(value, bool) and not (value is None and default is None):
+        raise PlanError(path, label, f"expected true or false, got {value!r}")
     return value
 
 
@@ -245,8 +252,10 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
     where = path or "<plan>"
     _known_keys(data, {"plan", "hypertables", "benchmarks", "backup"}, where, "")
     general = _section(data, "plan", where)
-    _known_keys(general, {"schema", "application_roles", "allow_apache_edition", "fence_application"}, where, "plan")
-    allow, fence = (_boolean(general, key, True, where) for key in ("allow_apache_edition", "fence_application"))
+    _known_keys(general, {"schema", "application_roles", "allow_apache_edition", "fence_application",
+                          "online_above_rows"}, where, "plan")
+    allow, fence = (_boolean(general, key, True, where, f"plan.{key}") for key in ("allow_apache_edition",
+                                                                                  "fence_application"))
 
     tables = _section(data, "hypertables", where)
     hypertables = tuple(_hypertable(name, spec, where) for name, spec in tables.items())
@@ -275,6 +284,7 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
         application_roles=_identifiers(general.get("application_roles", []), where, "plan.application_roles"),
         allow_apache_edition=allow,
         fence_application=fence,
+        online_above_rows=int(_number(general.get("online_above_rows", 1_000_000), where, "plan.online_above_rows")),
         hypertables=hypertables,
         benchmarks=thresholds,
         backup=policy,

@@ -115,6 +115,27 @@ class OnlineReport:
         return {k: v for k, v in self.__dict__.items()}
 
 
+# -- which tables -------------------------------------------------------------------------------------
+def chooses_online(conn: psycopg.Connection, schema: str, h: HypertablePlan, above_rows: int) -> bool:
+    """Whether the table converts online: as its plan entry says, else when it holds more than ``above_rows``
+    rows (the planner's estimate: no scan). A table that does not exist yet or is a hypertable already does not."""
+    row = conn.execute("""SELECT c.reltuples, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
+                                 AND to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL
+                            FROM pg_class c WHERE c.oid = to_regclass(%s) AND c.relkind = 'r'""",
+                       (_regclass(schema, h.table),)).fetchone()
+    if row is None:
+        return False
+    if row[1] and _one(conn, "SELECT 1 FROM _timescaledb_catalog.hypertable WHERE schema_name = %s AND table_name = %s",
+                       (schema, h.table)):
+        return False
+    return h.online if h.online is not None else row[0] > above_rows
+
+
+def online_tables(conn: psycopg.Connection, plan) -> list[str]:
+    """The plan's tables that convert online, as the target stands now."""
+    return [h.table for h in plan.hypertables if chooses_online(conn, plan.schema, h, plan.online_above_rows)]
+
+
 # -- state ---------------------------------------------------------------------------------------------
 def conversion_state(conn: psycopg.Connection, schema: str, table: str) -> dict | None:
     if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:

@@ -27,6 +27,7 @@ from .findings import ADVISORY, BLOCKING, Finding
 from .lint import RULES as LINT_RULES
 from .lint import hypertables_created_in, lint_sql
 from .migrations import MigrationFile, discover, version_gaps
+from .online import online_tables
 from .timescale import APACHE_LACKS, server_timescaledb
 
 
@@ -229,6 +230,8 @@ def activity(conn: psycopg.Connection, plan: Plan | None, long_after_s: int = 30
         found.append(finding("PF010", f"backend pid {pid} ({user}, '{app}') has had a transaction open for {age} s: {query}"))
     if plan is not None:
         tables = [f"{plan.schema}.{h.table}" for h in plan.hypertables]
+        # The application's row locks on a table that converts online are expected: it keeps writing.
+        online = [f"{plan.schema}.{t}" for t in online_tables(conn, plan)]
         # A run killed a moment ago still has its server sessions for a second or two (the server notices the
         # dead client within client_connection_check_interval): give them that time before calling them holders.
         deadline = time.monotonic() + grace_s
@@ -238,7 +241,10 @@ def activity(conn: psycopg.Connection, plan: Plan | None, long_after_s: int = 30
                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                     WHERE l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)
                       AND l.pid <> pg_backend_pid() AND l.granted
-                      AND l.mode NOT IN ('AccessShareLock')""", (tables,)).fetchall()
+                      AND l.mode NOT IN ('AccessShareLock')
+                      AND NOT (l.mode IN ('RowShareLock', 'RowExclusiveLock')
+                               AND l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t))""",
+                (tables, online)).fetchall()
             if not any(app.startswith("tsmigrate") for _, _, app, _, _ in holders) or time.monotonic() > deadline:
                 break
             time.sleep(0.25)
@@ -254,7 +260,8 @@ def maintenance_window(conn: psycopg.Connection, plan: Plan | None, sample_secon
     Writes block unless every other session belongs to a role the run's fence will stop, or the plan
     keeps the application online (fence_application = false: then they are an advisory).
     """
-    fencing = plan is not None and plan.fence_application
+    online = online_tables(conn, plan) if plan is not None else []
+    fencing = plan is not None and plan.fence_application and not online
     fenceable = set(fence.roles_to_fence(conn, plan.application_roles)) if fencing else set()
     found = []
     if fenceable and not fence.can_fence(conn):
@@ -271,10 +278,12 @@ def maintenance_window(conn: psycopg.Connection, plan: Plan | None, sample_secon
                                           f"{', '.join(sorted({s.role for s in sessions}))}: the run's fence ends them "
                                           f"and keeps them out until it ends. Sessions: {writers}", severity=ADVISORY))
         elif not fencing:
-            found.append(finding("PF014", f"rows are being written ({sample.describe()}) and plan.toml keeps the "
-                                          "application online (fence_application = false): conversions make its "
-                                          "writes wait, and a restore carries its rows over. Sessions: " + writers,
-                                 severity=ADVISORY))
+            why = (f"{', '.join(online)} convert online: the application's writes wait only for each swap's lock "
+                   "(milliseconds)" if online else
+                   "plan.toml keeps the application online (fence_application = false): conversions make its "
+                   "writes wait")
+            found.append(finding("PF014", f"rows are being written ({sample.describe()}) and {why}; a restore "
+                                          "carries its rows over. Sessions: " + writers, severity=ADVISORY))
         else:
             found.append(finding("PF014", f"rows are being written ({sample.describe()}); connected sessions the "
                                           f"fence cannot stop: {'; '.join(map(str, unstoppable)) or 'none seen'}"))

@@ -24,6 +24,7 @@ from .backup import (Backup, BackupError, RestoreOutcome, pin_backup, prune_back
 from .carry import CarryReport, carry_over
 from .config import HypertablePlan, Plan
 from .conversion import ConversionError, ConversionResult, convert_table, plan_sha256, retention_drops
+from .online import chooses_online, convert_online, online_tables
 from .fence import Fence, FenceError
 from .janitor import DatabaseInUse
 from .migrations import MigrationError, MigrationFile, StepResult, apply_file, discover
@@ -169,7 +170,11 @@ class MigrationRun:
         if self.stopped:
             raise RunStopped(self.stopped)
         try:
-            if self.plan and self.plan.fence_application and self.fence is None:
+            online = online_tables(self.work, self.plan) if self.plan else []
+            if online and self.plan.fence_application and self.fence is None:
+                log.info("the application is not fenced: %s convert online (its writes wait for the swap's lock, "
+                         "milliseconds; a restore carries over what it writes after the backup)", ", ".join(online))
+            if self.plan and self.plan.fence_application and self.fence is None and not online:
                 self.fence = Fence(self.control, self.plan.application_roles)
                 self.fence.raise_()
             self.backup = take_backup(self.target, self.backups_dir)
@@ -239,6 +244,11 @@ class MigrationRun:
             attempt = ledger.record_start(self.control, step.id, step.kind, step.label, step.sha256, transactional)
             if step.migration:
                 apply_file(self.work, step.migration, on_success=finish)
+            elif chooses_online(self.work, self.schema, step.hypertable, self.plan.online_above_rows):
+                conversion = convert_online(self._connect, self.work, self.schema, step.hypertable,
+                                            has_compression=self._has_compression(), own_xids=self.own_xids,
+                                            on_swapped=finish)
+                details.update(conversion.to_dict())
             else:
                 with self.work.transaction():
                     conversion: ConversionResult = convert_table(
