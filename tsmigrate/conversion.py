@@ -384,6 +384,17 @@ def retention_drops(conn: psycopg.Connection, schema: str, h: HypertablePlan) ->
         t=sql.Identifier(schema, h.table), c=sql.Identifier(h.time_column), i=sql.Literal(h.drop_after.text))).fetchone()
 
 
+def lock_holders(conn: psycopg.Connection, schema: str, table: str) -> str:
+    """Who holds a lock on the table, in words (pid, role, application, mode, state, statement)."""
+    rows = conn.execute("""
+        SELECT format('pid %%s (role %%s, application ''%%s'', %%s, %%s: %%s)', a.pid, a.usename, a.application_name,
+                      l.mode, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
+          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.relation = to_regclass(%s) AND l.granted AND l.pid <> pg_backend_pid()""",
+                        (f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}",)).fetchall()
+    return "; ".join(r[0] for r in rows) or "a session that let go meanwhile"
+
+
 def lock_for_conversion(conn: psycopg.Connection, schema: str, table: str, *, attempts: int = 5,
                         timeout_s: int = 5) -> None:
     """ACCESS EXCLUSIVE on the table before anything is counted or copied: rows written meanwhile would be
@@ -397,14 +408,7 @@ def lock_for_conversion(conn: psycopg.Connection, schema: str, table: str, *, at
             conn.execute("SET LOCAL lock_timeout = '60s'")
             return
         except psycopg.errors.LockNotAvailable:
-            holders = conn.execute("""
-                SELECT format('pid %s (role %s, application ''%s'', %s, %s: %s)', a.pid, a.usename, a.application_name,
-                              l.mode, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
-                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                 WHERE l.relation = %s::regclass AND l.granted AND l.pid <> pg_backend_pid()""",
-                                   (f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}",)
-                                   ).fetchall()
-            who = "; ".join(r[0] for r in holders) or "a session that let go meanwhile"
+            who = lock_holders(conn, schema, table)
             if attempt == attempts:
                 raise ConversionError(
                     f"{schema}.{table}: could not lock the table for its conversion ({attempts} tries of {timeout_s} s); "

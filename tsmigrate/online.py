@@ -38,7 +38,7 @@ from psycopg import sql
 
 from .config import HypertablePlan
 from .conversion import (ConversionError, ConversionResult, _fill_nulls, _insertable_columns, _one,
-                         apply_policies, keys_without_time, primary_key_columns)
+                         apply_policies, keys_without_time, lock_holders, primary_key_columns)
 from .fingerprint import OWN_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,14 @@ CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.online_conversions (
 CAPTURE_TRIGGER = "tsmigrate_capture"
 CAPTURE_BACK_TRIGGER = "tsmigrate_capture_back"
 PHASE_COPY, PHASE_AFTER_SWAP = 0, 1
+
+# Called with the phase's name and the connection doing it: "capturing", "copying" (after each block range),
+# "caught up", "swapping" (inside the swap transaction, the table locked). The fault tests end sessions there.
+PhaseHook = Callable[[str, psycopg.Connection], None]
+
+
+def _no_hook(phase: str, conn: psycopg.Connection) -> None:
+    pass
 
 
 def _aside(name: str, suffix: str) -> str:
@@ -225,7 +233,7 @@ def _start_capture(conn: psycopg.Connection, names: Names, keys: list[tuple[str,
                               old=values("OLD"), new=values("NEW"), unchanged=unchanged))
     # CREATE TRIGGER waits for the writers in flight (its lock conflicts with theirs), so every row committed
     # after it is captured and every row committed before it is seen by the copy.
-    _with_lock_retries(conn, f"{names.schema}.{names.table}: starting change capture", lock_timeout_ms, attempts,
+    _with_lock_retries(conn, names, f"{names.schema}.{names.table}: starting change capture", lock_timeout_ms, attempts,
                        lambda: _create_capture_triggers(conn, names, names.table, PHASE_COPY))
 
 
@@ -241,7 +249,7 @@ def _create_capture_triggers(conn: psycopg.Connection, names: Names, table: str,
                                                                 sql.Literal(str(phase))))
 
 
-def _with_lock_retries(conn: psycopg.Connection, what: str, lock_timeout_ms: int, attempts: int,
+def _with_lock_retries(conn: psycopg.Connection, names: Names, what: str, lock_timeout_ms: int, attempts: int,
                        body: Callable[[], object], between: Callable[[], None] | None = None):
     """Run ``body`` in a transaction whose locks wait at most ``lock_timeout_ms``; retried with jitter. The
     application's statements queue behind a waiting lock, so the wait is kept short and retried rather than long."""
@@ -253,23 +261,13 @@ def _with_lock_retries(conn: psycopg.Connection, what: str, lock_timeout_ms: int
         except psycopg.errors.LockNotAvailable:
             if attempt == attempts:
                 raise ConversionError(f"{what}: could not get its lock in {attempts} tries of {lock_timeout_ms} ms; "
-                                      f"held by {_lock_holders(conn, what)}. Stop that session or wait for it, then "
+                                      f"held by {lock_holders(conn, names.schema, names.table)}. Stop that session or "
+                                      "wait for it, then "
                                       "run again (the legacy table is unchanged).") from None
             log.info("%s: lock not granted in %d ms (try %d of %d); retrying", what, lock_timeout_ms, attempt, attempts)
             time.sleep(random.uniform(0.05, 0.4) * min(attempt, 5))
             if between is not None:
                 between()
-
-
-def _lock_holders(conn: psycopg.Connection, what: str) -> str:
-    table = what.split(":")[0]
-    rows = conn.execute("""
-        SELECT format('pid %s (role %s, application ''%s'', %s, %s: %s)', a.pid, a.usename, a.application_name,
-                      l.mode, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
-          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.relation = to_regclass(%s) AND l.granted AND l.pid <> pg_backend_pid()""",
-                        (table,)).fetchall()
-    return "; ".join(r[0] for r in rows) or "sessions that let go meanwhile"
 
 
 # -- 2. build ------------------------------------------------------------------------------------------
@@ -399,7 +397,7 @@ def _add_foreign_keys(conn: psycopg.Connection, names: Names) -> int:
 
 # -- 3. copy -------------------------------------------------------------------------------------------
 def _copy(connect: Callable[[], psycopg.Connection], names: Names, column_names: list[str], *, workers: int,
-          batch_rows: int, own_xids: set[int]) -> int:
+          batch_rows: int, own_xids: set[int], on_phase: PhaseHook) -> int:
     """Copy the legacy heap into the hypertable, block range by block range, on ``workers`` connections."""
     with connect() as conn:
         pages, tuples = conn.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
@@ -415,7 +413,10 @@ def _copy(connect: Callable[[], psycopg.Connection], names: Names, column_names:
     copied, lock = 0, threading.Lock()
     started, last_log = time.monotonic(), [0.0]
     columns = sql.SQL(", ").join(map(sql.Identifier, column_names))
-    statement = sql.SQL("INSERT INTO {new} ({cols}) SELECT {cols} FROM {legacy} WHERE ctid >= %s::tid{upper}")
+    # A row the application updates meanwhile may be met twice (its new version in a later block): the second is
+    # skipped here, and the replay of its key makes it what it is now.
+    statement = sql.SQL("INSERT INTO {new} ({cols}) SELECT {cols} FROM {legacy} WHERE ctid >= %s::tid{upper} "
+                        "ON CONFLICT DO NOTHING")
     queue = list(reversed(ranges))
 
     def work() -> int:
@@ -434,6 +435,7 @@ def _copy(connect: Callable[[], psycopg.Connection], names: Names, column_names:
                                                          legacy=names.ident(names.table), upper=upper),
                                         params).rowcount
                     xid = int(_one(conn, "SELECT pg_current_xact_id()::text"))
+                on_phase("copying", conn)
                 with lock:
                     own_xids.add(xid)
                     copied += rows
@@ -596,13 +598,15 @@ def _rename_indexes(conn: psycopg.Connection, names: Names, pairs: list[tuple[st
 
 
 def _application_triggers(conn: psycopg.Connection, regclass: str) -> list[tuple[str, str, str]]:
+    """The application's triggers: not ours (change capture), not TimescaleDB's own (its insert blocker)."""
     return conn.execute("SELECT tgname, pg_get_triggerdef(oid), tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass "
-                        "AND NOT tgisinternal AND tgname NOT LIKE 'tsmigrate\\_capture%%' ORDER BY tgname",
+                        "AND NOT tgisinternal AND tgname NOT LIKE 'tsmigrate\\_capture%%' "
+                        "AND tgfoid::regproc::text NOT LIKE '\\_timescaledb%%' ORDER BY tgname",
                         (regclass,)).fetchall()
 
 
 def _swap(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys, columns, renames, *,
-          on_swapped: Callable[[psycopg.Connection], None] | None, own_xids: set[int]) -> float:
+          on_swapped: Callable[[psycopg.Connection], None] | None, own_xids: set[int], on_phase: PhaseHook) -> float:
     """The short transaction; returns how long the legacy table was locked (seconds)."""
     legacy = _regclass(names.schema, names.table)
     triggers = _application_triggers(conn, legacy)
@@ -617,6 +621,7 @@ def _swap(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys, colum
     newest = _one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
     _replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest)
     _set_replayed(conn, names, newest)
+    on_phase("swapping", conn)
     views = dependent_views(conn, legacy)
     _drop_views(conn, views)
     conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(CAPTURE_TRIGGER), names.ident(names.table)))
@@ -725,7 +730,7 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout
             conn.execute(f"DELETE FROM {OWN_SCHEMA}.ledger WHERE step = %s", (f"convert:{table}",))
         return replayed
 
-    return _with_lock_retries(conn, f"{schema}.{table}: swapping back", lock_timeout_ms, attempts, body)
+    return _with_lock_retries(conn, names, f"{schema}.{table}: swapping back", lock_timeout_ms, attempts, body)
 
 
 # -- the whole path ------------------------------------------------------------------------------------
@@ -733,7 +738,8 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
                    h: HypertablePlan, *, has_compression: bool, own_xids: set[int],
                    on_swapped: Callable[[psycopg.Connection], None] | None = None, workers: int = 2,
                    batch_rows: int = 250_000, small_backlog: int = 2_000, max_rounds: int = 50,
-                   lock_timeout_ms: int = 300, swap_attempts: int = 30) -> ConversionResult:
+                   lock_timeout_ms: int = 300, swap_attempts: int = 30, on_phase: PhaseHook = _no_hook
+                   ) -> ConversionResult:
     """Convert one planned table online. ``conn`` is an autocommit connection of the run; ``connect`` opens more
     for the copy. ``on_swapped(conn)`` runs inside the swap transaction (the ledger records the step there)."""
     started = time.monotonic()
@@ -748,6 +754,7 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
         conn.execute(f"INSERT INTO {OWN_SCHEMA}.online_conversions (table_schema, table_name, new_name, legacy_name, "
                      "state) VALUES (%s, %s, %s, %s, 'building')", (schema, h.table, names.new, names.legacy))
     _start_capture(conn, names, typed_keys, lock_timeout_ms, swap_attempts)
+    on_phase("capturing", conn)
     with conn.transaction():   # NULL times get the plan's rule in the legacy table itself (recorded, captured)
         result.nulls_filled = _fill_nulls(conn, schema, h, keys)
         own_xids.add(int(_one(conn, "SELECT pg_current_xact_id()::text")))
@@ -760,7 +767,8 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
                            for k in keys_without_time(conn, _regclass(schema, h.table), h.time_column)]
     columns = _insertable_columns(conn, _regclass(schema, h.table))
     t0 = time.monotonic()
-    report.copied = _copy(connect, names, columns, workers=workers, batch_rows=batch_rows, own_xids=own_xids)
+    report.copied = _copy(connect, names, columns, workers=workers, batch_rows=batch_rows, own_xids=own_xids,
+                          on_phase=on_phase)
     report.copy_seconds = time.monotonic() - t0
     with conn.transaction():
         added = _add_foreign_keys(conn, names)
@@ -779,14 +787,16 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
                     result.table)
 
     catch_up()
+    on_phase("caught up", conn)
 
     def swap() -> float:
         report.swap_attempts += 1
-        return _swap(conn, names, h, keys, columns, renames, on_swapped=on_swapped, own_xids=own_xids)
+        return _swap(conn, names, h, keys, columns, renames, on_swapped=on_swapped, own_xids=own_xids,
+                     on_phase=on_phase)
 
     for attempt in (1, 2):
         try:
-            report.swap_seconds = _with_lock_retries(conn, f"{schema}.{h.table}: swapping in the hypertable",
+            report.swap_seconds = _with_lock_retries(conn, names, f"{schema}.{h.table}: swapping in the hypertable",
                                                      lock_timeout_ms, swap_attempts, swap, between=catch_up)
             break
         except psycopg.errors.NotNullViolation:

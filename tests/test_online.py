@@ -1,0 +1,319 @@
+"""The online conversion on a real server, while an application inserts, updates and deletes rows.
+
+Every test builds a legacy-shaped table (bigserial key without the time column, a foreign key, a generated
+column, NULL time values, a secondary index, grants down to a column, comments, row security, a trigger, a
+view on a view, a materialized view with an index), converts it with :func:`convert_online` while threads
+write to it through their own sessions, and checks the database: the rows (against what the threads
+committed and a copy taken before), and everything the application sees moving with the table's name.
+Faults are real: the run's sessions are ended by ``pg_terminate_backend`` at a chosen phase.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tsmigrate.config import parse_plan
+from tsmigrate.conversion import ConversionError, is_hypertable
+from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.online import (chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify)
+
+ROWS = 40_000
+FILL = "2026-01-01 00:00+00"     # the plan's constant for the rows without a time value
+
+
+def plan_entry(**spec):
+    return parse_plan({"hypertables": {"readings": {
+        "time_column": "ts", "chunk_interval": "1 day", "keep_unique": ["id"], "null_time": f"constant:{FILL}",
+        **spec}}}).hypertables[0]
+
+
+@pytest.fixture
+def reader_role(local_server):
+    name = f"online_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+    yield name
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def subject(local_server, reader_role):
+    """(conninfo, autocommit connection) of a database with the legacy-shaped table ``readings``."""
+    with ScratchDatabase(local_server.conninfo(), f"online_{uuid.uuid4().hex[:8]}") as name:
+        conninfo = local_server.conninfo(name)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION timescaledb")
+            conn.execute(sql.SQL("""
+                CREATE TABLE devices (id int PRIMARY KEY);
+                INSERT INTO devices SELECT generate_series(1, 20);
+                CREATE TABLE readings (
+                    id bigserial PRIMARY KEY,
+                    device int NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+                    ts timestamptz,
+                    v double precision,
+                    note text,
+                    doubled double precision GENERATED ALWAYS AS (v * 2) STORED);
+                CREATE INDEX readings_device_ts ON readings (device, ts DESC);
+                COMMENT ON TABLE readings IS 'one row per sample';
+                COMMENT ON COLUMN readings.v IS 'the value';
+                GRANT SELECT, INSERT ON readings TO {reader};
+                GRANT UPDATE (note) ON readings TO {reader};
+                CREATE TABLE insert_log (id bigint);
+                CREATE FUNCTION log_insert() RETURNS trigger LANGUAGE plpgsql AS
+                    $$ BEGIN INSERT INTO insert_log VALUES (NEW.id); RETURN NEW; END $$;
+                CREATE TRIGGER readings_insert AFTER INSERT ON readings FOR EACH ROW EXECUTE FUNCTION log_insert();
+                ALTER TABLE readings ENABLE ROW LEVEL SECURITY;
+                CREATE POLICY readers_see_all ON readings FOR SELECT TO {reader} USING (true);
+                CREATE VIEW recent AS SELECT id, ts, v FROM readings;
+                CREATE VIEW recent_count AS SELECT count(*) AS n FROM recent;
+                GRANT SELECT ON recent TO {reader};
+                CREATE MATERIALIZED VIEW per_device AS SELECT device, count(*) AS n FROM readings GROUP BY device;
+                CREATE UNIQUE INDEX per_device_device ON per_device (device);
+                """).format(reader=sql.Identifier(reader_role)))
+            conn.execute("INSERT INTO readings (device, ts, v, note) SELECT 1 + i %% 20, "
+                         "CASE WHEN i %% 997 = 0 THEN NULL ELSE timestamptz '2026-01-01' + i * interval '10 seconds' END, "
+                         "i, 'legacy' FROM generate_series(1, %s) i", (ROWS,))
+            conn.execute("TRUNCATE insert_log")
+            conn.execute("VACUUM ANALYZE readings")
+            # What the rows held before anything ran: the truth for every row the application leaves alone.
+            conn.execute("CREATE TABLE before_rows AS SELECT id, device, coalesce(ts, %s::timestamptz) AS ts, v, note "
+                         "FROM readings", (FILL,))
+            yield conninfo, conn
+
+
+class Application(threading.Thread):
+    """Inserts, updates and deletes rows through its own session until stopped; remembers what committed."""
+
+    def __init__(self, conninfo: str):
+        super().__init__(daemon=True, name="application")
+        self.conninfo = conninfo
+        self.stopping = threading.Event()
+        self.inserted: dict[int, float] = {}
+        self.updated: dict[int, float] = {}
+        self.deleted: set[int] = set()
+        self.errors: list[str] = []
+        self.longest_wait = 0.0
+
+    def run(self) -> None:
+        rng = random.Random(7)
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            while not self.stopping.is_set():
+                value = rng.random()
+                started = time.monotonic()
+                try:
+                    new_id = conn.execute("INSERT INTO readings (device, ts, v, note) VALUES (%s, now(), %s, 'app') "
+                                          "RETURNING id", (rng.randint(1, 20), value)).fetchone()[0]
+                    self.inserted[new_id] = value
+                    target = rng.randint(1, ROWS)
+                    if target % 2:
+                        if conn.execute("UPDATE readings SET v = %s WHERE id = %s", (-value, target)).rowcount:
+                            self.updated[target] = -value
+                            self.deleted.discard(target)
+                    elif conn.execute("DELETE FROM readings WHERE id = %s", (target,)).rowcount:
+                        self.deleted.add(target)
+                        self.updated.pop(target, None)
+                except psycopg.Error as exc:
+                    self.errors.append(str(exc).splitlines()[0])
+                self.longest_wait = max(self.longest_wait, time.monotonic() - started)
+                time.sleep(0.005)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(30)
+
+
+@pytest.fixture
+def application(subject):
+    apps: list[Application] = []
+
+    def start() -> Application:
+        app = Application(subject[0])
+        apps.append(app)
+        app.start()
+        deadline = time.monotonic() + 10
+        while not app.inserted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return app
+
+    yield start
+    for app in apps:
+        app.stop()
+
+
+def assert_no_row_lost(conn: psycopg.Connection, app: Application) -> None:
+    """Every row is as the application last committed it, or as it was before when the application left it alone."""
+    touched = sorted(set(app.updated) | app.deleted)
+    differing = conn.execute("""
+        SELECT count(*) FROM (
+            (SELECT id, device, ts, v, note FROM before_rows WHERE id <> ALL(%(touched)s)
+             EXCEPT ALL SELECT id, device, ts, v, note FROM readings WHERE id <= %(top)s AND id <> ALL(%(touched)s))
+            UNION ALL
+            (SELECT id, device, ts, v, note FROM readings WHERE id <= %(top)s AND id <> ALL(%(touched)s)
+             EXCEPT ALL SELECT id, device, ts, v, note FROM before_rows WHERE id <> ALL(%(touched)s))) d""",
+                             {"touched": touched, "top": ROWS}).fetchone()[0]
+    assert differing == 0, f"{differing} rows the application left alone differ from before"
+    have = dict(conn.execute("SELECT id, v FROM readings WHERE id = ANY(%s)",
+                             (sorted(set(app.inserted) | set(app.updated) | app.deleted),)).fetchall())
+    missing = [i for i in app.inserted if i not in have and i not in app.deleted]
+    assert not missing, f"{len(missing)} inserted rows are missing: {missing[:10]}"
+    assert [i for i in app.deleted if i in have] == [], "deleted rows came back"
+    wrong = [i for i, v in app.updated.items() if have.get(i) != v]
+    assert not wrong, f"updates lost for ids {wrong[:10]}"
+    assert conn.execute("SELECT count(*) FROM readings WHERE ts IS NULL").fetchone()[0] == 0
+
+
+def convert(subject, *, own=None, **options):
+    conninfo, conn = subject
+    return convert_online(lambda: psycopg.connect(conninfo, autocommit=True), conn, "public", plan_entry(),
+                          has_compression=False, own_xids=set() if own is None else own, batch_rows=2_000,
+                          **options)
+
+
+def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_sees(subject, application, reader_role):
+    conninfo, conn = subject
+    app = application()
+    result = convert(subject)
+    more = len(app.inserted)
+    deadline = time.monotonic() + 10
+    while len(app.inserted) < more + 20 and time.monotonic() < deadline:   # it keeps writing after the swap
+        time.sleep(0.01)
+    app.stop()
+
+    assert app.errors == []
+    assert is_hypertable(conn, "public", "readings") and not is_hypertable(conn, "public", "readings_legacy")
+    report = result.online
+    assert report["legacy_table"] == "public.readings_legacy" and report["swap_attempts"] >= 1
+    assert report["copied"] >= ROWS - len(app.deleted) - 1 and report["replayed"] > 0
+    assert result.nulls_filled == ROWS // 997
+    assert conversion_state(conn, "public", "readings")["state"] == "swapped"
+    assert_no_row_lost(conn, app)
+    assert verify(conn, "public", "readings")[1] == []
+
+    # Keys with the time column; the old key's column keeps an index; the secondary index under its name.
+    pk = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'readings'::regclass "
+                      "AND contype = 'p'").fetchone()[0]
+    assert pk == "PRIMARY KEY (id, ts)"
+    indexes = {r[0] for r in conn.execute("SELECT indexrelid::regclass::text FROM pg_index "
+                                          "WHERE indrelid = 'readings'::regclass")}
+    assert indexes == {"readings_pkey", "readings_device_ts", "readings_id_idx"}
+    assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'readings'::regclass AND contype = 'f'"
+                        ).fetchone()[0] == 1
+    # The sequence belongs to the hypertable: it outlives the legacy table, and ids go on from it.
+    assert conn.execute("SELECT pg_get_serial_sequence('readings', 'id')").fetchone()[0] == "public.readings_id_seq"
+    # Grants (table and column), comments, row security, the trigger, the views.
+    assert conn.execute("SELECT has_table_privilege(%s, 'readings', 'INSERT'), "
+                        "has_column_privilege(%s, 'readings', 'note', 'UPDATE'), "
+                        "has_column_privilege(%s, 'readings', 'v', 'UPDATE')",
+                        (reader_role, reader_role, reader_role)).fetchone() == (True, True, False)
+    assert conn.execute("SELECT obj_description('readings'::regclass, 'pg_class'), "
+                        "col_description('readings'::regclass, 4)").fetchone() == ("one row per sample", "the value")
+    assert conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = 'readings'::regclass").fetchone()[0]
+    assert conn.execute("SELECT policyname FROM pg_policies WHERE tablename = 'readings'").fetchall() == \
+        [("readers_see_all",)]
+    logged = conn.execute("SELECT count(*) FROM insert_log").fetchone()[0]
+    assert logged == len(app.inserted), "copying and replaying rows must not fire the application's triggers"
+    new_id = conn.execute("INSERT INTO readings (device, ts, v) VALUES (1, now(), 1) RETURNING id").fetchone()[0]
+    assert new_id > max(app.inserted)
+    assert conn.execute("SELECT count(*) FROM insert_log WHERE id = %s", (new_id,)).fetchone()[0] == 1
+    assert conn.execute("SELECT n FROM recent_count").fetchone()[0] == \
+        conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    assert conn.execute("SELECT has_table_privilege(%s, 'recent', 'SELECT')", (reader_role,)).fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'per_device_device'").fetchone()[0] == 1
+    conn.execute("REFRESH MATERIALIZED VIEW per_device")
+    assert conn.execute("SELECT sum(n) FROM per_device").fetchone()[0] == \
+        conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+
+    dropped = drop_legacy(conn, "public", "readings")
+    assert dropped == "public.readings_legacy"
+    assert conn.execute("SELECT to_regclass('readings_legacy'), to_regclass('tsmigrate.readings_changes')"
+                        ).fetchone() == (None, None)
+    assert conn.execute("INSERT INTO readings (device, ts, v) VALUES (1, now(), 1) RETURNING id").fetchone()[0] > new_id
+
+
+@pytest.mark.parametrize("phase", ["capturing", "copying", "caught up", "swapping"])
+def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun_finishes(
+        subject, application, local_server, phase):
+    conninfo, conn = subject
+    app = application()
+
+    def kill(at: str, session: psycopg.Connection) -> None:
+        if at == phase:
+            with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (session.info.backend_pid,))
+
+    with pytest.raises(psycopg.OperationalError):
+        convert(subject, on_phase=kill)
+    with psycopg.connect(conninfo, autocommit=True) as fresh:
+        assert not is_hypertable(fresh, "public", "readings"), "the swap must not have happened"
+        assert conversion_state(fresh, "public", "readings")["state"] == "building"
+        result = convert((conninfo, fresh))
+        app.stop()
+        assert result.online["legacy_table"] == "public.readings_legacy"
+        assert is_hypertable(fresh, "public", "readings")
+        assert app.errors == []
+        assert_no_row_lost(fresh, app)
+        assert fresh.execute("SELECT count(*) FROM tsmigrate.online_conversions").fetchone()[0] == 1
+
+
+def test_a_swap_that_cannot_get_its_lock_says_who_holds_it_and_changes_nothing(subject, local_server):
+    conninfo, conn = subject
+    with psycopg.connect(conninfo) as holder:   # an open transaction that read the table
+        holder.execute("SELECT count(*) FROM readings").fetchone()
+        pid = holder.info.backend_pid
+        with pytest.raises(ConversionError) as failure:
+            convert(subject, lock_timeout_ms=100, swap_attempts=3)
+    message = str(failure.value)
+    assert "swapping in the hypertable: could not get its lock in 3 tries of 100 ms" in message
+    assert f"pid {pid}" in message and "the legacy table is unchanged" in message
+    assert not is_hypertable(conn, "public", "readings")
+    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == ROWS
+    assert convert(subject).online["swap_attempts"] == 1   # the next attempt starts again and swaps
+
+
+def test_swap_back_returns_the_legacy_table_with_what_the_application_wrote_since(subject, application):
+    conninfo, conn = subject
+    convert(subject)
+    app = application()
+    time.sleep(0.5)
+    app.stop()
+    replayed = swap_back(conn, "public", "readings")
+    assert replayed > 0
+    assert not is_hypertable(conn, "public", "readings")
+    assert conn.execute("SELECT to_regclass('readings_legacy'), to_regclass('readings_tsm_new'), "
+                        "to_regclass('tsmigrate.readings_changes')").fetchone() == (None, None, None)
+    assert conversion_state(conn, "public", "readings") is None
+    assert_no_row_lost(conn, app)
+    assert conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'readings_pkey'"
+                        ).fetchone()[0] == "PRIMARY KEY (id)"
+    assert conn.execute("SELECT pg_get_serial_sequence('readings', 'id')").fetchone()[0] == "public.readings_id_seq"
+    assert conn.execute("SELECT n FROM recent_count").fetchone()[0] == \
+        conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    assert {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'readings'::regclass "
+                                       "AND NOT tgisinternal")} == {"readings_insert"}
+
+
+def test_the_plan_or_the_tables_size_chooses_the_online_path(subject):
+    _, conn = subject
+    assert chooses_online(conn, "public", plan_entry(), above_rows=ROWS - 1)
+    assert not chooses_online(conn, "public", plan_entry(), above_rows=ROWS + 1)
+    assert chooses_online(conn, "public", plan_entry(online=True), above_rows=10 * ROWS)
+    assert not chooses_online(conn, "public", plan_entry(online=False), above_rows=0)
+    assert not chooses_online(conn, "public", parse_plan({"hypertables": {"nothing_here": {
+        "time_column": "ts", "chunk_interval": "1 day", "online": True}}}).hypertables[0], above_rows=0)
+
+
+def test_a_table_without_a_primary_key_is_refused_before_anything_is_made(subject):
+    _, conn = subject
+    conn.execute("ALTER TABLE readings DROP CONSTRAINT readings_pkey")
+    with pytest.raises(ConversionError, match="an online conversion needs a primary key.*online = false"):
+        convert(subject)
+    assert conn.execute("SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes')"
+                        ).fetchone() == (None, None)
