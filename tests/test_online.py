@@ -317,3 +317,33 @@ def test_a_table_without_a_primary_key_is_refused_before_anything_is_made(subjec
         convert(subject)
     assert conn.execute("SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes')"
                         ).fetchone() == (None, None)
+
+
+def test_with_compression_policies_wait_for_the_postflight_and_swap_back_reads_compressed_chunks(
+        community_server, subject, application):
+    """Community edition: the hypertable is compressed while the legacy table is kept; the application's changes
+    to compressed rows are still captured, and swap back brings them to the legacy table."""
+    conninfo, conn = subject
+    entry = plan_entry(compress_segment_by=["device"], compress_order_by=["ts DESC"], compress_after="7 days",
+                       drop_after="3650 days")
+    with pytest.raises(ConversionError, match="TimescaleDB cannot compress a table with row security"):
+        convert_online(lambda: psycopg.connect(conninfo, autocommit=True), conn, "public", entry,
+                       has_compression=True, own_xids=set())
+    assert conn.execute("SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes')"
+                        ).fetchone() == (None, None), "refused before anything was made"
+    conn.execute("ALTER TABLE readings DISABLE ROW LEVEL SECURITY")
+    result = convert_online(lambda: psycopg.connect(conninfo, autocommit=True), conn, "public", entry,
+                            has_compression=True, own_xids=set(), batch_rows=2_000)
+    assert "paused until the post-flight passes" in result.compression
+    jobs = conn.execute("SELECT j.job_id, j.scheduled FROM timescaledb_information.jobs j "
+                        "JOIN tsmigrate.paused_jobs p USING (job_id) WHERE j.hypertable_name = 'readings'").fetchall()
+    assert len(jobs) == 2 and not any(scheduled for _, scheduled in jobs)
+    compressed = conn.execute("SELECT count(compress_chunk(c)) FROM show_chunks('readings') c").fetchone()[0]
+    assert compressed > 0
+    app = application()   # updates and deletes land in compressed chunks now
+    time.sleep(1)
+    app.stop()
+    assert app.errors == [] and (app.updated or app.deleted)
+    assert swap_back(conn, "public", "readings") > 0
+    assert not is_hypertable(conn, "public", "readings")
+    assert_no_row_lost(conn, app)

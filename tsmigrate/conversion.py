@@ -384,6 +384,17 @@ def retention_drops(conn: psycopg.Connection, schema: str, h: HypertablePlan) ->
         t=sql.Identifier(schema, h.table), c=sql.Identifier(h.time_column), i=sql.Literal(h.drop_after.text))).fetchone()
 
 
+def refuse_what_timescaledb_cannot_keep(conn: psycopg.Connection, schema: str, h: HypertablePlan,
+                                        has_compression: bool) -> None:
+    """Before anything changes: what the planned hypertable could not have, found only half-way otherwise."""
+    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(h.table).as_string(None)}"
+    if has_compression and h.wants_compression and _one(
+            conn, "SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(%s)", (regclass,)):
+        raise ConversionError(f"{schema}.{h.table} has row-level security, and TimescaleDB cannot compress a table "
+                              "with row security: disable it (ALTER TABLE ... DISABLE ROW LEVEL SECURITY) or leave "
+                              f"compression out of [hypertables.{h.table}] in plan.toml")
+
+
 def lock_holders(conn: psycopg.Connection, schema: str, table: str) -> str:
     """Who holds a lock on the table, in words (pid, role, application, mode, state, statement)."""
     rows = conn.execute("""
@@ -584,6 +595,7 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
         raise ConversionError(f"{schema}.{h.table} is referenced by foreign keys from {', '.join(foreign)}; "
                               "TimescaleDB cannot keep them on a hypertable: drop them (or point them elsewhere) first")
 
+    refuse_what_timescaledb_cannot_keep(conn, schema, h, has_compression)
     lock_for_conversion(conn, schema, h.table)
     result.rows = _one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, h.table)))
     key_columns = primary_key_columns(conn, regclass)

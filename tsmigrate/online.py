@@ -38,7 +38,8 @@ from psycopg import sql
 
 from .config import HypertablePlan
 from .conversion import (ConversionError, ConversionResult, _fill_nulls, _insertable_columns, _one,
-                         apply_policies, keys_without_time, lock_holders, primary_key_columns)
+                         apply_policies, keys_without_time, lock_holders, primary_key_columns,
+                         refuse_what_timescaledb_cannot_keep)
 from .fingerprint import OWN_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -746,6 +747,7 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
     names = Names(schema, h.table)
     result = ConversionResult(table=f"{schema}.{h.table}")
     report = OnlineReport(legacy_table=f"{schema}.{names.legacy}")
+    refuse_what_timescaledb_cannot_keep(conn, schema, h, has_compression)
     conn.execute(STATE_DDL)
     discard_unfinished(conn, names)
     typed_keys = _key_columns(conn, names)
