@@ -11,6 +11,8 @@ Faults are real: the run's sessions are ended by ``pg_terminate_backend`` at a c
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -79,7 +81,8 @@ def subject(local_server, reader_role):
                 CREATE UNIQUE INDEX per_device_device ON per_device (device);
                 """).format(reader=sql.Identifier(reader_role)))
             conn.execute("INSERT INTO readings (device, ts, v, note) SELECT 1 + i %% 20, "
-                         "CASE WHEN i %% 997 = 0 THEN NULL ELSE timestamptz '2026-01-01' + i * interval '10 seconds' END, "
+                         "CASE WHEN i %% 997 = 0 THEN NULL "
+                         "ELSE timestamptz '2026-01-01' + i * interval '10 seconds' END, "
                          "i, 'legacy' FROM generate_series(1, %s) i", (ROWS,))
             conn.execute("TRUNCATE insert_log")
             conn.execute("VACUUM ANALYZE readings")
@@ -347,3 +350,23 @@ def test_with_compression_policies_wait_for_the_postflight_and_swap_back_reads_c
     assert swap_back(conn, "public", "readings") > 0
     assert not is_hypertable(conn, "public", "readings")
     assert_no_row_lost(conn, app)
+
+
+def test_the_command_line_verifies_then_drops_the_legacy_table(subject):
+    conninfo, conn = subject
+    convert(subject)
+
+    def online(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tsmigrate.online", *args, "--dsn", conninfo, "--schema", "public"],
+                              capture_output=True, text=True, timeout=120)
+
+    status = online("status")
+    assert status.returncode == 0 and "legacy table kept as public.readings_legacy" in status.stdout
+    checked = online("verify", "readings")
+    assert checked.returncode == 0, checked.stderr
+    assert f"{ROWS} rows compared with the legacy table, 0 differ" in checked.stdout
+    missing = online("swap-back", "no_such_table")
+    assert missing.returncode == 2 and "no online conversion of this table" in missing.stderr
+    assert online("drop-legacy", "readings").returncode == 0
+    assert conn.execute("SELECT to_regclass('readings_legacy')").fetchone()[0] is None
+    assert is_hypertable(conn, "public", "readings")

@@ -1,0 +1,154 @@
+"""Online conversion: the hypertable is built beside the legacy table while the application writes, then swapped in.
+
+1. Capture: a trigger on the legacy table records the key of every row inserted, updated or deleted (and a
+   TRUNCATE) in ``tsmigrate."<table>_changes"``; its function is SECURITY DEFINER, so the application's
+   roles need no grant.
+2. Build: an empty table like the legacy one (columns, defaults on the same sequences, CHECK and NOT NULL,
+   owner, grants, comments, row security), made a hypertable; keys that leave out the time column get it;
+   the legacy indexes are copied (under names of their own until the swap).
+3. Copy: the legacy heap in block ranges, each range its own short transaction, on several connections.
+   Nothing is locked beyond what a reader takes; a killed copy leaves only our own objects, which the next
+   attempt drops.
+4. Catch up: the keys changed meanwhile are replayed (delete by key, copy the row as it is now) until the
+   backlog is small.
+5. Swap: one short transaction under a short lock timeout, retried: lock the legacy table, replay the rest,
+   rename both tables and their indexes, move sequence ownership, the application's triggers and the
+   dependent views to the new table, record the step. Application statements that waited for the lock
+   resolve the name again and land in the hypertable.
+6. After: a trigger on the hypertable keeps recording the keys the application changes, so :func:`swap_back`
+   can undo the conversion in seconds, and :func:`verify` compares the legacy table (now still) with the
+   hypertable row by row. :func:`drop_legacy` ends it once the post-flight passed.
+
+The state of each conversion is a row of ``tsmigrate.online_conversions``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from ..config import HypertablePlan
+from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _insertable_columns, _one, apply_policies,
+                          keys_without_time, refuse_what_timescaledb_cannot_keep)
+from ..fingerprint import OWN_SCHEMA
+from .build import add_foreign_keys, build, copy
+from .capture import catch_up_round, key_columns, start_capture, with_lock_retries
+from .state import (STATE_DDL, Names, PhaseHook, chooses_online, conversion_state, discard_unfinished, legacy_tables,
+                    no_hook, online_tables, regclass)
+from .swap import drop_legacy, swap_back, swap_in, verify
+
+__all__ = ["chooses_online", "conversion_state", "convert_online", "drop_legacy", "legacy_tables", "online_tables",
+           "swap_back", "verify"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OnlineReport:
+    """What the online path did, for the step's details and the benchmark."""
+    copied: int = 0
+    replayed: int = 0
+    rounds: int = 0
+    swap_attempts: int = 0
+    swap_seconds: float = 0.0       # the window in which the application's statements on the table wait
+    copy_seconds: float = 0.0
+    verified_rows: int = 0
+    legacy_table: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+# -- the whole path ------------------------------------------------------------------------------------
+def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Connection, schema: str,
+                   h: HypertablePlan, *, has_compression: bool, own_xids: set[int],
+                   on_swapped: Callable[[psycopg.Connection], None] | None = None, workers: int = 2,
+                   batch_rows: int = 250_000, small_backlog: int = 2_000, max_rounds: int = 50,
+                   lock_timeout_ms: int = 300, swap_attempts: int = 30, on_phase: PhaseHook = no_hook
+                   ) -> ConversionResult:
+    """Convert one planned table online. ``conn`` is an autocommit connection of the run; ``connect`` opens more
+    for the copy. ``on_swapped(conn)`` runs inside the swap transaction (the ledger records the step there)."""
+    started = time.monotonic()
+    names = Names(schema, h.table)
+    result = ConversionResult(table=f"{schema}.{h.table}")
+    report = OnlineReport(legacy_table=f"{schema}.{names.legacy}")
+    refuse_what_timescaledb_cannot_keep(conn, schema, h, has_compression)
+    conn.execute(STATE_DDL)
+    discard_unfinished(conn, names)
+    typed_keys = key_columns(conn, names)
+    keys = [k for k, _ in typed_keys]
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {OWN_SCHEMA}.online_conversions (table_schema, table_name, new_name, legacy_name, "
+                     "state) VALUES (%s, %s, %s, %s, 'building')", (schema, h.table, names.new, names.legacy))
+    start_capture(conn, names, typed_keys, lock_timeout_ms, swap_attempts)
+    on_phase("capturing", conn)
+    with conn.transaction():   # NULL times get the plan's rule in the legacy table itself (recorded, captured)
+        result.nulls_filled = _fill_nulls(conn, schema, h, keys)
+        own_xids.add(int(_one(conn, "SELECT pg_current_xact_id()::text")))
+    with conn.transaction():
+        renames = build(conn, names, h)
+        conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET index_renames = %s::jsonb "
+                     "WHERE table_schema = %s AND table_name = %s",
+                     (psycopg.types.json.Jsonb(renames), schema, h.table))
+    result.keys_rebuilt = [f"{k.name} ({', '.join(k.columns)}) -> ({', '.join((*k.columns, h.time_column))})"
+                           for k in keys_without_time(conn, regclass(schema, h.table), h.time_column)]
+    columns = _insertable_columns(conn, regclass(schema, h.table))
+    t0 = time.monotonic()
+    report.copied = copy(connect, names, columns, workers=workers, batch_rows=batch_rows, own_xids=own_xids,
+                          on_phase=on_phase)
+    report.copy_seconds = time.monotonic() - t0
+    with conn.transaction():
+        added = add_foreign_keys(conn, names)
+        conn.execute(sql.SQL("ANALYZE {}").format(names.ident(names.new)))
+    log.info("%s: %d rows copied beside it in %.1f s; %d foreign keys checked", result.table, report.copied,
+             report.copy_seconds, added)
+
+    def catch_up() -> None:
+        for _ in range(max_rounds):
+            replayed, backlog = catch_up_round(conn, names, h, keys, columns, limit=100_000, own_xids=own_xids)
+            report.rounds += 1
+            report.replayed += replayed
+            if backlog <= small_backlog:
+                return
+        log.warning("%s: the application changes rows faster than they are replayed; swapping with a backlog",
+                    result.table)
+
+    catch_up()
+    on_phase("caught up", conn)
+
+    def swap() -> float:
+        report.swap_attempts += 1
+        return swap_in(conn, names, h, keys, columns, renames, on_swapped=on_swapped, own_xids=own_xids,
+                     on_phase=on_phase)
+
+    for attempt in (1, 2):
+        try:
+            report.swap_seconds = with_lock_retries(conn, names, f"{schema}.{h.table}: swapping in the hypertable",
+                                                     lock_timeout_ms, swap_attempts, swap, between=catch_up)
+            break
+        except psycopg.errors.NotNullViolation:
+            if attempt == 2:
+                raise
+            catch_up()   # a row without a time value came in just before the swap: the round fills it
+    log.info("%s: swapped in the hypertable; the table was locked for %.0f ms. The legacy table is kept as %s",
+             result.table, 1000 * report.swap_seconds, report.legacy_table)
+    with conn.transaction():
+        apply_policies(conn, schema, h, has_compression, result)
+    report.verified_rows, differing = verify(conn, schema, h.table)
+    if differing:
+        raise ConversionError(f"{result.table}: after the swap, rows differ from the legacy table "
+                              f"{report.legacy_table} (keys {', '.join(differing)}); undo with "
+                              "`python -m tsmigrate.online swap-back` (README: Online conversion)")
+    result.rows = report.verified_rows
+    result.chunks = _one(conn, "SELECT count(*) FROM timescaledb_information.chunks "
+                               "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, h.table))
+    result.seconds = time.monotonic() - started
+    result.rows_per_second = report.copied / report.copy_seconds if report.copy_seconds > 0 else 0.0
+    result.online = report.to_dict()
+    return result

@@ -1,0 +1,202 @@
+"""The hypertable beside the legacy table: its shape, what it grants, its indexes, and the copy of the rows."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from ..config import HypertablePlan
+from ..conversion import ConversionError, _one, keys_without_time
+from .state import Names, PhaseHook, aside, regclass
+
+log = logging.getLogger("tsmigrate.online")
+
+# -- 2. build ------------------------------------------------------------------------------------------
+INDEX_HEAD = re.compile(r'^CREATE (UNIQUE )?INDEX (?:"(?:[^"]|"")*"|\S+) ON (?:ONLY )?'
+                         r'(?:(?:"(?:[^"]|"")*"|[^\s".]+)\.)?(?:"(?:[^"]|"")*"|[^\s".]+) USING ')
+
+
+Grant = tuple[sql.Composable, sql.Composable, bool]   # (privilege [ (column) ], grantee, with grant option)
+
+
+def relation_grants(conn: psycopg.Connection, regclass: str) -> list[Grant]:
+    """What a relation grants to others than its owner (table and column privileges)."""
+    grants = []
+    rows = conn.execute("""
+        SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type,
+               a.is_grantable, NULL::text
+          FROM pg_class c, aclexplode(c.relacl) a
+         WHERE c.oid = %s::regclass AND a.grantee <> c.relowner
+        UNION ALL
+        SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type,
+               a.is_grantable, att.attname
+          FROM pg_attribute att, aclexplode(att.attacl) a
+         WHERE att.attrelid = %s::regclass AND att.attacl IS NOT NULL AND NOT att.attisdropped""",
+                        (regclass, regclass)).fetchall()
+    for grantee, privilege, grantable, column in rows:
+        who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        what = sql.SQL(privilege) if column is None else sql.SQL("{} ({})").format(sql.SQL(privilege),
+                                                                                  sql.Identifier(column))
+        grants.append((what, who, grantable))
+    return grants
+
+
+def grant(conn: psycopg.Connection, target: sql.Composable, grants: list[Grant]) -> None:
+    for what, who, grantable in grants:
+        conn.execute(sql.SQL("GRANT {} ON {} TO {}{}").format(what, target, who,
+                                                            sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+
+
+def build(conn: psycopg.Connection, names: Names, h: HypertablePlan) -> list[list[str]]:
+    """The empty hypertable beside the legacy table; returns the index renames the swap makes."""
+    legacy = regclass(names.schema, names.table)
+    new = names.ident(names.new)
+    if _one(conn, "SELECT to_regclass(%s)", (regclass(names.schema, names.legacy),)) is not None:
+        raise ConversionError(f"{names.schema}.{names.legacy} exists already; the online conversion keeps the legacy "
+                              f"table under that name: rename or drop it first")
+    identity = [r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                                           "AND attidentity <> '' AND NOT attisdropped", (legacy,)).fetchall()]
+    if identity:
+        raise ConversionError(f"{names.schema}.{names.table}: identity column(s) {', '.join(identity)} would get a new "
+                              "sequence in a copy; set online = false for this table in plan.toml")
+    conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED "
+                         "INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION INCLUDING STATISTICS)").format(
+        new, names.ident(names.table)))
+    owner, comment, rls, force_rls = conn.execute(
+        "SELECT pg_get_userbyid(relowner), obj_description(oid, 'pg_class'), relrowsecurity, relforcerowsecurity "
+        "FROM pg_class WHERE oid = %s::regclass", (legacy,)).fetchone()
+    conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(new, sql.Identifier(owner)))
+    if comment is not None:
+        conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(new, sql.Literal(comment)))
+    grant(conn, new, relation_grants(conn, legacy))
+    for name, permissive, roles, command, using, check in conn.execute(
+            "SELECT policyname, permissive, roles, cmd, qual, with_check FROM pg_policies "
+            "WHERE schemaname = %s AND tablename = %s", (names.schema, names.table)).fetchall():
+        conn.execute(sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}{}{}").format(
+            sql.Identifier(name), new, sql.SQL(permissive), sql.SQL(command),
+            sql.SQL(", ").join(sql.SQL("PUBLIC") if r == "public" else sql.Identifier(r) for r in roles),
+            sql.SQL(" USING ({})").format(sql.SQL(using)) if using else sql.SQL(""),
+            sql.SQL(" WITH CHECK ({})").format(sql.SQL(check)) if check else sql.SQL("")))
+    if rls:
+        conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(new))
+    if force_rls:
+        conn.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(new))
+    conn.execute("SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval), create_default_indexes => false)",
+                 (regclass(names.schema, names.new), h.time_column, h.chunk_interval.text))
+
+    renames: list[list[str]] = []   # [legacy index, its name aside, the new index's name while built]
+
+    def build_name(final: str) -> str:
+        built = aside(final, "_tsm")
+        renames.append([final, aside(final, "_legacy"), built])
+        return built
+
+    rebuilt = {k.name: k for k in keys_without_time(conn, legacy, h.time_column)}
+    for index_name, index_def, constraint, kind, columns in conn.execute("""
+            SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype,
+                   array(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
+                          JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n)
+              FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+              LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.contype IN ('p', 'u')
+             WHERE x.indrelid = %s::regclass ORDER BY i.relname""", (legacy,)).fetchall():
+        built = build_name(index_name)
+        key = rebuilt.get(constraint or index_name)
+        if constraint is not None:
+            cols = list(columns) + ([h.time_column] if key is not None else [])
+            conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} ({})").format(
+                new, sql.Identifier(built), sql.SQL("PRIMARY KEY" if kind == "p" else "UNIQUE"),
+                sql.SQL(", ").join(map(sql.Identifier, cols))))
+        elif key is not None:
+            conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
+                sql.Identifier(built), new, sql.SQL(", ").join(map(sql.Identifier, (*columns, h.time_column)))))
+        else:
+            head = INDEX_HEAD.match(index_def)
+            if head is None:
+                raise ConversionError(f"{names.schema}.{names.table}: cannot read the definition of index {index_name} "
+                                      f"({index_def[:80]}); set online = false for this table in plan.toml")
+            conn.execute(sql.SQL("CREATE {}INDEX {} ON {} USING {}").format(
+                sql.SQL(head.group(1) or ""), sql.Identifier(built), new, sql.SQL(index_def[head.end():])))
+    for column in h.keep_unique:
+        final = f"{h.table}_{column}_idx"
+        if not any(r[0] == final for r in renames):
+            # A new index: nothing of the legacy table holds the name, so the swap only renames it.
+            conn.execute(sql.SQL("CREATE INDEX {} ON {} ({})").format(
+                sql.Identifier(build_name(final)), new, sql.Identifier(column)))
+            renames[-1][1] = ""
+    return renames
+
+
+def add_foreign_keys(conn: psycopg.Connection, names: Names) -> int:
+    """The legacy table's foreign keys on the new one, added after the copy (one check of all rows)."""
+    keys = conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+                        "AND contype = 'f' ORDER BY conname", (regclass(names.schema, names.table),)).fetchall()
+    for name, definition in keys:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+            names.ident(names.new), sql.Identifier(name), sql.SQL(definition)))
+    return len(keys)
+
+
+# -- 3. copy -------------------------------------------------------------------------------------------
+def copy(connect: Callable[[], psycopg.Connection], names: Names, column_names: list[str], *, workers: int,
+          batch_rows: int, own_xids: set[int], on_phase: PhaseHook) -> int:
+    """Copy the legacy heap into the hypertable, block range by block range, on ``workers`` connections."""
+    with connect() as conn:
+        pages, tuples = conn.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
+                                     (regclass(names.schema, names.table),)).fetchone()
+        if pages <= 0 or tuples <= 0:   # never analyzed or vacuumed: measure
+            pages = _one(conn, "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+                         (regclass(names.schema, names.table),))
+            tuples = max(1, pages * 100)
+    per_batch = max(1, int(pages * batch_rows / tuples)) if tuples > 0 else 1000
+    ranges = [(start, start + per_batch) for start in range(0, max(pages, 1), per_batch)]
+    ranges[-1] = (ranges[-1][0], None)   # the last range is open: the table may have grown since
+    total = max(int(tuples), 1)
+    copied, lock = 0, threading.Lock()
+    started, last_log = time.monotonic(), [0.0]
+    columns = sql.SQL(", ").join(map(sql.Identifier, column_names))
+    # A row the application updates meanwhile may be met twice (its new version in a later block): the second is
+    # skipped here, and the replay of its key makes it what it is now.
+    statement = sql.SQL("INSERT INTO {new} ({cols}) SELECT {cols} FROM {legacy} WHERE ctid >= %s::tid{upper} "
+                        "ON CONFLICT DO NOTHING")
+    queue = list(reversed(ranges))
+
+    def work() -> int:
+        nonlocal copied
+        mine = 0
+        with connect() as conn:
+            while True:
+                with lock:
+                    if not queue:
+                        return mine
+                    low, high = queue.pop()
+                upper = sql.SQL(" AND ctid < %s::tid") if high is not None else sql.SQL("")
+                params = [f"({low},0)"] + ([f"({high},0)"] if high is not None else [])
+                with conn.transaction():
+                    rows = conn.execute(statement.format(new=names.ident(names.new), cols=columns,
+                                                         legacy=names.ident(names.table), upper=upper),
+                                        params).rowcount
+                    xid = int(_one(conn, "SELECT pg_current_xact_id()::text"))
+                on_phase("copying", conn)
+                with lock:
+                    own_xids.add(xid)
+                    copied += rows
+                    mine += rows
+                    now = time.monotonic()
+                    if now - last_log[0] >= 5:
+                        rate = copied / (now - started)
+                        log.info("%s.%s: %d of about %d rows copied beside it (%.0f rows/s, about %.0f s left; the "
+                                 "application keeps writing)", names.schema, names.table, copied, total, rate,
+                                 max(0.0, (total - copied) / rate) if rate else 0)
+                        last_log[0] = now
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tsmigrate-copy") as pool:
+        for future in [pool.submit(work) for _ in range(workers)]:
+            future.result()
+    return copied

@@ -1,0 +1,141 @@
+"""Where an online conversion stands (``tsmigrate.online_conversions``), the names it uses, and which tables take it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from ..config import HypertablePlan
+from ..conversion import _one
+from ..fingerprint import OWN_SCHEMA
+
+log = logging.getLogger("tsmigrate.online")
+
+STATE_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA};
+CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.online_conversions (
+    table_schema     text NOT NULL,
+    table_name       text NOT NULL,
+    new_name         text NOT NULL,       -- the hypertable while it is built
+    legacy_name      text NOT NULL,       -- the legacy table's name after the swap
+    state            text NOT NULL,       -- building, swapped, swapped back
+    replayed_through bigint NOT NULL DEFAULT 0,
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    swapped_at       timestamptz,
+    swap_ms          double precision,
+    index_renames    jsonb NOT NULL DEFAULT '[]',   -- [[legacy index, its name aside, new index's name while built]]
+    PRIMARY KEY (table_schema, table_name)
+);
+"""
+
+CAPTURE_TRIGGER = "tsmigrate_capture"
+CAPTURE_BACK_TRIGGER = "tsmigrate_capture_back"
+PHASE_COPY, PHASE_AFTER_SWAP = 0, 1
+
+# Called with the phase's name and the connection doing it: "capturing", "copying" (after each block range),
+# "caught up", "swapping" (inside the swap transaction, the table locked). The fault tests end sessions there.
+PhaseHook = Callable[[str, psycopg.Connection], None]
+
+
+def no_hook(phase: str, conn: psycopg.Connection) -> None:
+    pass
+
+
+def aside(name: str, suffix: str) -> str:
+    return name[:63 - len(suffix)] + suffix
+
+
+def regclass(schema: str, table: str) -> str:
+    return f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}"
+
+
+@dataclass(frozen=True)
+class Names:
+    schema: str
+    table: str
+
+    @property
+    def new(self) -> str:
+        return aside(self.table, "_tsm_new")
+
+    @property
+    def legacy(self) -> str:
+        return aside(self.table, "_legacy")
+
+    @property
+    def changes(self) -> sql.Identifier:
+        return sql.Identifier(OWN_SCHEMA, aside(self.table, "_changes"))
+
+    @property
+    def capture_function(self) -> sql.Identifier:
+        return sql.Identifier(OWN_SCHEMA, aside(self.table, "_capture"))
+
+    def ident(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, name)
+
+
+# -- which tables -------------------------------------------------------------------------------------
+def chooses_online(conn: psycopg.Connection, schema: str, h: HypertablePlan, above_rows: int) -> bool:
+    """Whether the table converts online: as its plan entry says, else when it holds more than ``above_rows``
+    rows (the planner's estimate: no scan). A table that does not exist yet or is a hypertable already does not."""
+    row = conn.execute("""SELECT c.reltuples, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
+                                 AND to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL
+                            FROM pg_class c WHERE c.oid = to_regclass(%s) AND c.relkind = 'r'""",
+                       (regclass(schema, h.table),)).fetchone()
+    if row is None:
+        return False
+    if row[1] and _one(conn, "SELECT 1 FROM _timescaledb_catalog.hypertable WHERE schema_name = %s AND table_name = %s",
+                       (schema, h.table)):
+        return False
+    return h.online if h.online is not None else row[0] > above_rows
+
+
+def online_tables(conn: psycopg.Connection, plan) -> list[str]:
+    """The plan's tables that convert online, as the target stands now."""
+    return [h.table for h in plan.hypertables if chooses_online(conn, plan.schema, h, plan.online_above_rows)]
+
+
+# -- state ---------------------------------------------------------------------------------------------
+def conversion_state(conn: psycopg.Connection, schema: str, table: str) -> dict | None:
+    if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:
+        return None
+    row = conn.execute(f"""SELECT new_name, legacy_name, state, replayed_through, index_renames
+                             FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s""",
+                       (schema, table)).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("new_name", "legacy_name", "state", "replayed_through", "index_renames"), row))
+
+
+def legacy_tables(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(schema, table, legacy table) of every conversion whose legacy table is kept beside the hypertable."""
+    if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:
+        return []
+    return [tuple(r) for r in conn.execute(
+        f"SELECT table_schema, table_name, legacy_name FROM {OWN_SCHEMA}.online_conversions "
+        "WHERE state = 'swapped' ORDER BY 1, 2").fetchall()]
+
+
+def discard_unfinished(conn: psycopg.Connection, names: Names) -> bool:
+    """Drop what an earlier attempt that did not reach the swap left (the legacy table is untouched by it)."""
+    state = conversion_state(conn, names.schema, names.table)
+    if state is None or state["state"] != "building":
+        return False
+    with conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '5s'")
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+            sql.Identifier(CAPTURE_TRIGGER), names.ident(names.table)))
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+            sql.Identifier(CAPTURE_TRIGGER + "_truncate"), names.ident(names.table)))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(names.ident(state["new_name"])))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(names.changes))
+        conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(names.capture_function))
+        conn.execute(f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
+                     (names.schema, names.table))
+    log.info("%s.%s: dropped what an unfinished online conversion left (its hypertable and change log); "
+             "starting again", names.schema, names.table)
+    return True

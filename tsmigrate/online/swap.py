@@ -1,0 +1,237 @@
+"""The swap (and the swap back): one short locked transaction that moves the name and all that goes with it;
+then verification and the end of the legacy table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from ..config import HypertablePlan
+from ..conversion import ConversionError, _insertable_columns, _one, primary_key_columns
+from ..fingerprint import OWN_SCHEMA
+from .build import Grant, grant, relation_grants
+from .capture import create_capture_triggers, replay, set_replayed, with_lock_retries
+from .state import (CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, PHASE_AFTER_SWAP, PHASE_COPY, Names, PhaseHook,
+                    conversion_state, regclass)
+
+# -- 5. swap -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SavedView:
+    schema: str
+    name: str
+    materialized: bool
+    definition: str
+    owner: str
+    options: list[str] | None
+    comment: str | None
+    grants: tuple[Grant, ...]
+    indexes: tuple[str, ...]
+
+
+def dependent_views(conn: psycopg.Connection, regclass: str) -> list[SavedView]:
+    """Views and materialized views that read the table, directly or through other views, in creation order."""
+    rows = conn.execute("""
+        WITH RECURSIVE deps(oid, depth) AS (
+            SELECT DISTINCT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+             WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass AND r.ev_class <> %s::regclass
+            UNION
+            SELECT r.ev_class, deps.depth + 1 FROM deps JOIN pg_depend d ON d.refobjid = deps.oid
+              JOIN pg_rewrite r ON r.oid = d.objid
+             WHERE d.classid = 'pg_rewrite'::regclass AND r.ev_class <> deps.oid AND deps.depth < 20)
+        SELECT n.nspname, c.relname, c.relkind = 'm', pg_get_viewdef(c.oid), pg_get_userbyid(c.relowner),
+               c.reloptions, obj_description(c.oid, 'pg_class'), c.oid::regclass::text, max(deps.depth)
+          FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY max(deps.depth), 1, 2""", (regclass, regclass)).fetchall()
+    views = []
+    for schema, name, materialized, definition, owner, options, comment, view_regclass, _ in rows:
+        indexes = tuple(r[0] for r in conn.execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass", (view_regclass,)))
+        views.append(SavedView(schema, name, materialized, definition, owner, options, comment,
+                                tuple(relation_grants(conn, view_regclass)), indexes))
+    return views
+
+
+def drop_views(conn: psycopg.Connection, views: list[SavedView]) -> None:
+    for v in reversed(views):
+        conn.execute(sql.SQL("DROP {} {}").format(sql.SQL("MATERIALIZED VIEW" if v.materialized else "VIEW"),
+                                                  sql.Identifier(v.schema, v.name)))
+
+
+def create_views(conn: psycopg.Connection, views: list[SavedView]) -> None:
+    for v in views:
+        ident = sql.Identifier(v.schema, v.name)
+        kind = sql.SQL("MATERIALIZED VIEW" if v.materialized else "VIEW")
+        options = sql.SQL(" WITH ({})").format(sql.SQL(", ".join(v.options))) if v.options else sql.SQL("")
+        conn.execute(sql.SQL("CREATE {} {}{} AS {}").format(kind, ident, options,
+                                                           sql.SQL(v.definition.rstrip().rstrip(";"))))
+        conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(kind, ident, sql.Identifier(v.owner)))
+        if v.comment is not None:
+            conn.execute(sql.SQL("COMMENT ON {} {} IS {}").format(kind, ident, sql.Literal(v.comment)))
+        grant(conn, ident, list(v.grants))
+        for index in v.indexes:
+            conn.execute(index)
+
+
+def rename_tables(conn: psycopg.Connection, names: Names, leaving: str, leaving_to: str, arriving: str) -> None:
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(names.ident(leaving), sql.Identifier(leaving_to)))
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(names.ident(arriving), sql.Identifier(names.table)))
+
+
+def own_sequences(conn: psycopg.Connection, names: Names, previous_owner: str) -> None:
+    """Sequences owned by the other table's columns (bigserial ids) go to the table with the name: they would be
+    dropped with the other one otherwise. Both tables' defaults use them already (copied by LIKE)."""
+    for seq, column in conn.execute("""
+            SELECT d.objid::regclass::text, a.attname FROM pg_depend d
+              JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+              JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+             WHERE d.classid = 'pg_class'::regclass AND d.refobjid = %s::regclass AND d.deptype = 'a'
+               AND d.refobjsubid > 0""", (regclass(names.schema, previous_owner),)).fetchall():
+        conn.execute(sql.SQL("ALTER SEQUENCE {} OWNED BY {}.{}").format(
+            sql.SQL(seq), names.ident(names.table), sql.Identifier(column)))
+
+
+def rename_indexes(conn: psycopg.Connection, names: Names, pairs: list[tuple[str, str]]) -> None:
+    """ALTER INDEX ... RENAME (which renames a constraint's index with its constraint)."""
+    for old, new in pairs:
+        if old and new:
+            conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(names.ident(old), sql.Identifier(new)))
+
+
+def application_triggers(conn: psycopg.Connection, regclass: str) -> list[tuple[str, str, str]]:
+    """The application's triggers: not ours (change capture), not TimescaleDB's own (its insert blocker)."""
+    return conn.execute("SELECT tgname, pg_get_triggerdef(oid), tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass "
+                        "AND NOT tgisinternal AND tgname NOT LIKE 'tsmigrate\\_capture%%' "
+                        "AND tgfoid::regproc::text NOT LIKE '\\_timescaledb%%' ORDER BY tgname",
+                        (regclass,)).fetchall()
+
+
+def swap_in(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys, columns, renames, *,
+          on_swapped: Callable[[psycopg.Connection], None] | None, own_xids: set[int], on_phase: PhaseHook) -> float:
+    """The short transaction; returns how long the legacy table was locked (seconds)."""
+    legacy = regclass(names.schema, names.table)
+    triggers = application_triggers(conn, legacy)
+    odd = [name for name, _, enabled in triggers if enabled != "O"]
+    if odd:
+        raise ConversionError(f"{names.schema}.{names.table} has triggers that are disabled or fire only on replicas "
+                              f"({', '.join(odd)}); a hypertable cannot keep that state: enable or drop them first")
+    conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names.ident(names.table)))
+    locked = time.monotonic()
+    after = _one(conn, f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
+                       "WHERE table_schema = %s AND table_name = %s", (names.schema, names.table))
+    newest = _one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
+    replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest)
+    set_replayed(conn, names, newest)
+    on_phase("swapping", conn)
+    views = dependent_views(conn, legacy)
+    drop_views(conn, views)
+    conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(CAPTURE_TRIGGER), names.ident(names.table)))
+    conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(CAPTURE_TRIGGER + "_truncate"),
+                                                        names.ident(names.table)))
+    rename_tables(conn, names, names.table, names.legacy, names.new)
+    # Index names are unique per schema: the legacy table's go aside before the new ones take them.
+    rename_indexes(conn, names, [(final, aside) for final, aside, _ in renames])
+    rename_indexes(conn, names, [(built, final) for final, _, built in renames])
+    own_sequences(conn, names, names.legacy)
+    for _, definition, _ in triggers:   # "ON schema.table" now names the hypertable
+        conn.execute(sql.SQL(definition))
+    create_capture_triggers(conn, names, names.table, PHASE_AFTER_SWAP)
+    create_views(conn, views)
+    conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET state = 'swapped', swapped_at = now(), "
+                 "swap_ms = %s WHERE table_schema = %s AND table_name = %s",
+                 (1000 * (time.monotonic() - locked), names.schema, names.table))
+    own_xids.add(int(_one(conn, "SELECT pg_current_xact_id()::text")))
+    if on_swapped is not None:
+        on_swapped(conn)
+    return time.monotonic() - locked
+
+
+# -- 6. after the swap ---------------------------------------------------------------------------------
+def verify(conn: psycopg.Connection, schema: str, table: str) -> tuple[int, list[str]]:
+    """Compare the legacy table (written by nobody since the swap) with the hypertable, row by row by key, leaving
+    out the keys the application changed in the hypertable since the swap. Returns (rows compared, differing keys)."""
+    names = Names(schema, table)
+    state = conversion_state(conn, schema, table)
+    if state is None or state["state"] != "swapped":
+        raise ConversionError(f"{schema}.{table}: no online conversion to verify")
+    keys = primary_key_columns(conn, regclass(schema, state["legacy_name"]))
+    columns = [c for c in _insertable_columns(conn, regclass(schema, state["legacy_name"]))]
+    on = sql.SQL(" AND ").join(sql.SQL("l.{k} = n.{k}").format(k=sql.Identifier(k)) for k in keys)
+    row = lambda alias: sql.SQL("row({})::text").format(  # noqa: E731 - one expression, used twice
+        sql.SQL(", ").join(sql.Identifier(alias, c) for c in columns))
+    changed = sql.SQL(" AND ").join(sql.SQL("c.{k} = coalesce(l.{k}, n.{k})").format(k=sql.Identifier(k)) for k in keys)
+    key_text = sql.SQL("row({})::text").format(sql.SQL(", ").join(
+        sql.SQL("coalesce(l.{k}, n.{k})").format(k=sql.Identifier(k)) for k in keys))
+    compared, differing = conn.execute(sql.SQL("""
+        SELECT count(*), (array_agg({key_text}) FILTER (WHERE {lrow} IS DISTINCT FROM {nrow}))[1:10]
+          FROM {legacy} l FULL JOIN {new} n ON {on}
+         WHERE NOT EXISTS (SELECT 1 FROM {changes} c WHERE c.phase = {phase} AND {changed})""").format(
+        key_text=key_text, lrow=sql.SQL("CASE WHEN l IS NULL THEN NULL ELSE {} END").format(row("l")),
+        nrow=sql.SQL("CASE WHEN n IS NULL THEN NULL ELSE {} END").format(row("n")),
+        legacy=names.ident(state["legacy_name"]), new=names.ident(table), on=on, changes=names.changes,
+        phase=sql.Literal(PHASE_AFTER_SWAP), changed=changed)).fetchone()
+    return compared, list(differing or [])
+
+
+def drop_legacy(conn: psycopg.Connection, schema: str, table: str) -> str:
+    """End an online conversion: the legacy table, the change log and its triggers go. Returns what was dropped."""
+    names = Names(schema, table)
+    state = conversion_state(conn, schema, table)
+    if state is None or state["state"] != "swapped":
+        raise ConversionError(f"{schema}.{table}: no legacy table of an online conversion is kept")
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(CAPTURE_BACK_TRIGGER),
+                                                                      names.ident(table)))
+        conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(state["legacy_name"])))
+        conn.execute(sql.SQL("DROP TABLE {}").format(names.changes))
+        conn.execute(sql.SQL("DROP FUNCTION {}()").format(names.capture_function))
+        conn.execute(f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
+                     (schema, table))
+    return f"{schema}.{state['legacy_name']}"
+
+
+def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout_ms: int = 500,
+              attempts: int = 20) -> int:
+    """Undo an online conversion in one short transaction: the rows the application changed in the hypertable
+    since the swap are replayed into the legacy table, which takes the name back; the hypertable is dropped.
+    Returns the keys replayed. The ledger's record of the conversion goes too, so a later run converts again."""
+    names = Names(schema, table)
+    state = conversion_state(conn, schema, table)
+    if state is None or state["state"] != "swapped":
+        raise ConversionError(f"{schema}.{table}: no online conversion to undo (its legacy table is not kept)")
+    legacy = state["legacy_name"]
+    keys = primary_key_columns(conn, regclass(schema, legacy))
+    columns = _insertable_columns(conn, regclass(schema, legacy))
+    renames = state["index_renames"]
+
+    def body() -> int:
+        conn.execute(sql.SQL("LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE").format(names.ident(table),
+                                                                                 names.ident(legacy)))
+        replayed = replay(conn, names, keys, columns, table, legacy, PHASE_AFTER_SWAP, 0,
+                           _one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes)))
+        hypertable = regclass(schema, table)
+        views = dependent_views(conn, hypertable)
+        drop_views(conn, views)
+        triggers = application_triggers(conn, hypertable)
+        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(CAPTURE_BACK_TRIGGER), names.ident(table)))
+        rename_tables(conn, names, table, names.new, legacy)
+        own_sequences(conn, names, names.new)
+        conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(names.new)))   # its index names go with it
+        rename_indexes(conn, names, [(aside, final) for final, aside, _ in renames])
+        existing = {r[0] for r in application_triggers(conn, regclass(schema, table))}
+        for name, definition, _ in triggers:
+            if name not in existing:
+                conn.execute(sql.SQL(definition))
+        create_views(conn, views)
+        conn.execute(sql.SQL("DROP TABLE {}").format(names.changes))
+        conn.execute(sql.SQL("DROP FUNCTION {}()").format(names.capture_function))
+        conn.execute(f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
+                     (schema, table))
+        if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.ledger",)) is not None:
+            conn.execute(f"DELETE FROM {OWN_SCHEMA}.ledger WHERE step = %s", (f"convert:{table}",))
+        return replayed
+
+    return with_lock_retries(conn, names, f"{schema}.{table}: swapping back", lock_timeout_ms, attempts, body)
