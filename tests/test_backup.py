@@ -125,3 +125,21 @@ def test_prune_keeps_newest_and_recent_backups(tmp_path):
     assert sorted(p.name for p in removed) == sorted(
         f"factory_telemetry-{now - timedelta(days=d):%Y%m%dT%H%M%SZ}" for d in (8, 9, 30))
     assert len(list(tmp_path.iterdir())) == 4  # 3 recent ones and the other database's
+
+
+def test_fingerprints_recorded_by_md5_in_older_backups_are_compared_the_way_they_were_taken(small_db):
+    """Backups before hashtextextended recorded md5-based fingerprints without naming the algorithm."""
+    from tsmigrate.fingerprint import TableFingerprint, fingerprint_table
+    from tsmigrate.integrity import fingerprints_as_before
+
+    with small_db.connect() as conn:
+        old = fingerprint_table(conn, "public", "readings", algorithm="md5-60").to_dict()
+        del old["algorithm"]   # as an older manifest has it
+        recorded = {"public.readings": TableFingerprint.from_dict(old)}
+        now, problems = fingerprints_as_before(conn, recorded)
+        assert problems == [] and compare(recorded, now) == []
+        assert now["public.readings"].algorithm == "md5-60"
+        assert fingerprint_table(conn, "public", "readings").digest != recorded["public.readings"].digest
+        conn.execute("UPDATE readings SET v = -1 WHERE id = 3")
+        now, _ = fingerprints_as_before(conn, recorded)
+        assert [d.table for d in compare(recorded, now)] == ["public.readings"]

@@ -423,7 +423,7 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
                 conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
                     sql.SQL(privilege), sql.Identifier(new_name), sql.SQL(grantee)))
             differences = compare(backup.fingerprints, fingerprint_database(conn, list(
-                tuple(k.split(".", 1)) for k in backup.fingerprints)))
+                tuple(k.split(".", 1)) for k in backup.fingerprints), like=backup.fingerprints))
         if differences:
             raise BackupError(f"the restored copy {new_name} does not match the backup: "
                               + "; ".join(map(str, differences)) + f". {dbname} was left as it is.")

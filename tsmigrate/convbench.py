@@ -37,6 +37,7 @@ from .appsim import TelemetryWriter
 from .backup import take_backup, tool
 from .config import load_plan
 from .conversion import convert_table
+from .online import convert_online
 from .fingerprint import fingerprint_database, user_tables
 from .janitor import ScratchDatabase, freeze
 from .legacy import SCALES, build_legacy_database
@@ -93,6 +94,25 @@ def ours(conn: psycopg.Connection, plan_entry) -> tuple[float, int]:
     return _timed(convert), rows
 
 
+def online(server, dbname: str, plan_entry) -> tuple[float, dict, TelemetryWriter, int]:
+    """Our online conversion while the application inserts every 100 ms: (seconds, what it did, the writer, rows
+    the writer committed that are missing)."""
+    conninfo = server.conninfo(dbname)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        has_compression = conn.execute("SHOW timescaledb.license").fetchone()[0] == "timescale"
+        writer = TelemetryWriter(psycopg.conninfo.make_conninfo(conninfo, user=APP_ROLE, password=server.password))
+        writer.start()
+        time.sleep(1)
+        started = time.monotonic()
+        result = convert_online(lambda: psycopg.connect(conninfo, autocommit=True), conn, SCHEMA, plan_entry,
+                                has_compression=has_compression, own_xids=set())
+        seconds = time.monotonic() - started
+        time.sleep(1)
+        writer.stop()
+        return seconds, result.online, writer, len(writer.missing(conn))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tsmigrate.convbench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_500_000)
@@ -106,14 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     scale = replace(SCALES["demo"], days=args.rows / (SCALES["demo"].metric_hist_rows / SCALES["demo"].days))
     figures: list[dict] = []
 
-    def figure(name: str, seconds: float, limit_name: str, limit: float, allowed: float, rows: int | None = None) -> None:
+    def figure(name: str, seconds: float, limit_name: str, limit: float, allowed: float | None,
+               rows: int | None = None) -> None:
+        """``allowed`` None: shown beside the limit, with no target of its own."""
         ratio = seconds / limit if limit else float("inf")
+        met = None if allowed is None else ratio <= allowed
         figures.append({"figure": name, "seconds": round(seconds, 2), "limit": limit_name,
                         "limit_seconds": round(limit, 2), "ratio": round(ratio, 2), "allowed_ratio": allowed,
-                        "met": ratio <= allowed, "rows_per_second": round(rows / seconds) if rows else None})
+                        "met": met, "rows_per_second": round(rows / seconds) if rows else None})
         rate = f"{rows / seconds:>10,.0f} rows/s" if rows else " " * 17
+        verdict = "(no target)" if met is None else f"(allowed {allowed}) {'met' if met else 'NOT met'}"
         print(f"  {name:<44} {seconds:7.1f} s {rate}  vs {limit_name:<34} {limit:6.1f} s  ratio {ratio:5.2f} "
-              f"(allowed {allowed}) {'met' if ratio <= allowed else 'NOT met'}", flush=True)
+              f"{verdict}", flush=True)
 
     try:
         with throwaway_server("local") as server, tempfile.TemporaryDirectory(prefix="tsmigrate-bench-") as tmp:
@@ -149,6 +173,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"{writer.longest_wait:.1f} s, committed rows lost {lost} ({writer.describe()})", flush=True)
             figures.append({"figure": "writer during our conversion", "longest_wait_seconds": round(writer.longest_wait, 2),
                             "rows_lost": lost, "rows_committed": len(writer.committed)})
+            with clone("online") as db:
+                seconds, did, writer, lost = online(server, db, entry)
+            figure("our online conversion of metric_hist", seconds, "plain copy with the same indexes", limit, None,
+                   converted)
+            print(f"  an application inserting every 100 ms through the online conversion: longest wait "
+                  f"{writer.longest_wait:.2f} s (limit 1 s), committed rows lost {lost}; table locked for the swap "
+                  f"{did['swap_seconds'] * 1000:.0f} ms in {did['swap_attempts']} attempt(s); copy "
+                  f"{did['copy_seconds']:.1f} s, {did['replayed']} keys replayed", flush=True)
+            figures.append({"figure": "writer during our online conversion",
+                            "longest_wait_seconds": round(writer.longest_wait, 3), "rows_lost": lost,
+                            "rows_committed": len(writer.committed), "swap_window_seconds": round(did["swap_seconds"], 3),
+                            "met": writer.longest_wait < 1.0 and lost == 0})
 
             with clone("backup") as db:
                 target = Target(server.conninfo(db), "bench")

@@ -4,6 +4,10 @@ A fingerprint is computed over a chosen list of columns (the table's columns bef
 migration), so columns a migration adds do not count. The hash is a sum of 64-bit row
 hashes: one pass, no sort, the same whatever order the rows are stored in (a hypertable
 spreads them over chunks). 64 buckets by row hash narrow a difference down.
+
+Row hashes are PostgreSQL's ``hashtextextended`` of the row's text (the hash partitioning relies on, so it
+does not change between versions). Fingerprints recorded before it (``md5-60``, in older backups) are
+recomputed the way they were taken: a comparison always uses the algorithm of its older side.
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ from psycopg import sql
 log = logging.getLogger(__name__)
 
 BUCKETS = 64
+# Row text depends on these settings: every fingerprint (and every row-by-row comparison) is taken under them.
+PINNED_SETTINGS = ("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
+                   "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1")
+# algorithm: (row hash of a row's text, its 64-bit value from that hash, its bucket from that hash)
+ALGORITHMS = {
+    "hte64": ("hashtextextended({row}, 0)", "h", "h & 63"),
+    "md5-60": ("md5({row})", "('x' || substr(h, 1, 15))::bit(60)::bigint", "('x' || substr(h, 16, 2))::bit(8)::int % 64"),
+}
+CURRENT_ALGORITHM = "hte64"
 # Our own bookkeeping lives here and is not user data.
 OWN_SCHEMA = "tsmigrate"
 
@@ -32,6 +45,7 @@ class TableFingerprint:
     buckets: tuple[str, ...] = field(default=(), repr=False)  # "rows:hash sum" per bucket
     # (sequence-backed column, its highest value) when taken: rows above it were written later (see integrity.py)
     high_water: tuple[str, int] | None = None
+    algorithm: str = CURRENT_ALGORITHM
 
     @property
     def name(self) -> str:
@@ -39,14 +53,15 @@ class TableFingerprint:
 
     def to_dict(self) -> dict:
         return {"schema": self.schema, "table": self.table, "columns": list(self.columns),
-                "rows": self.rows, "digest": self.digest, "buckets": list(self.buckets),
+                "rows": self.rows, "digest": self.digest, "buckets": list(self.buckets), "algorithm": self.algorithm,
                 **({"high_water": list(self.high_water)} if self.high_water else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TableFingerprint":
         high_water = d.get("high_water")
         return cls(d["schema"], d["table"], tuple(d["columns"]), int(d["rows"]), str(d["digest"]),
-                   tuple(d.get("buckets", ())), (high_water[0], int(high_water[1])) if high_water else None)
+                   tuple(d.get("buckets", ())), (high_water[0], int(high_water[1])) if high_water else None,
+                   d.get("algorithm", "md5-60"))
 
 
 @dataclass(frozen=True)
@@ -100,32 +115,32 @@ def serial_column(conn: psycopg.Connection, schema: str, table: str) -> str | No
 def fingerprint_table(conn: psycopg.Connection, schema: str, table: str,
                       columns: tuple[str, ...] | None = None,
                       overrides: dict[str, sql.Composable] | None = None,
-                      up_to: tuple[str, int] | None = None, high_water: bool = False) -> TableFingerprint:
+                      up_to: tuple[str, int] | None = None, high_water: bool = False,
+                      algorithm: str = CURRENT_ALGORITHM) -> TableFingerprint:
     """Fingerprint one table over ``columns`` (default: all of them).
 
     ``overrides`` replaces a column by an expression (used to see rows as they were
     before a documented change, e.g. a NULL time value that the conversion filled).
     ``up_to`` (column, value) counts only rows whose column is at most value; ``high_water`` records
-    the table's sequence-backed column and its highest value.
+    the table's sequence-backed column and its highest value. ``algorithm``: see ALGORITHMS (a comparison uses
+    the one its other side was taken with).
     """
     columns = columns or table_columns(conn, schema, table)
     overrides = overrides or {}
     exprs = sql.SQL(", ").join(overrides.get(c, sql.Identifier("t", c)) for c in columns)
-    # One pass: each row's hash (first 15 hex digits of md5 fit a bigint) and a bucket from
-    # other digits; per bucket the row count and the sum of hashes (numeric: no overflow).
+    row_hash, value, bucket = ALGORITHMS[algorithm]
+    # One pass: each row's hash, its value and bucket; per bucket the row count and the sum (numeric: no overflow).
     query = sql.SQL("""
         SELECT b, count(*), sum(v)::text FROM (
-            SELECT ('x' || substr(h, 1, 15))::bit(60)::bigint AS v,
-                   ('x' || substr(h, 16, 2))::bit(8)::int % {buckets} AS b
-              FROM (SELECT md5(ROW({exprs})::text) AS h FROM {table} AS t WHERE {where}) AS hashed) AS s
+            SELECT {value} AS v, {bucket} AS b
+              FROM (SELECT {row_hash} AS h FROM {table} AS t WHERE {where}) AS hashed) AS s
          GROUP BY b
-    """).format(exprs=exprs, table=sql.Identifier(schema, table), buckets=sql.Literal(BUCKETS),
+    """).format(row_hash=sql.SQL(row_hash).format(row=sql.SQL("ROW({})::text").format(exprs)),
+                value=sql.SQL(value), bucket=sql.SQL(bucket), table=sql.Identifier(schema, table),
                 where=sql.SQL("{} <= {}").format(sql.Identifier("t", up_to[0]), sql.Literal(up_to[1]))
                 if up_to else sql.SQL("true"))
     with conn.transaction():
-        # Row text depends on these settings: pin them so fingerprints compare across sessions.
-        conn.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
-                     "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1")
+        conn.execute(PINNED_SETTINGS)
         by_bucket = {b: (count, total) for b, count, total in conn.execute(query).fetchall()}
         mark = None
         if high_water:
@@ -136,17 +151,21 @@ def fingerprint_table(conn: psycopg.Connection, schema: str, table: str,
     rows = sum(count for count, _ in by_bucket.values())
     digest = sum(int(total) for _, total in by_bucket.values())
     buckets = tuple(f"{by_bucket[b][0]}:{by_bucket[b][1]}" if b in by_bucket else "0:0" for b in range(BUCKETS))
-    return TableFingerprint(schema, table, tuple(columns), int(rows), str(digest), buckets, mark)
+    return TableFingerprint(schema, table, tuple(columns), int(rows), str(digest), buckets, mark, algorithm)
 
 
 def fingerprint_database(conn: psycopg.Connection, tables: list[tuple[str, str]] | None = None,
-                         progress=None, high_water: bool = False) -> dict[str, TableFingerprint]:
-    """Fingerprints of every user table (or the ones given), keyed by schema.table."""
+                         progress=None, high_water: bool = False,
+                         like: dict[str, TableFingerprint] | None = None) -> dict[str, TableFingerprint]:
+    """Fingerprints of every user table (or the ones given), keyed by schema.table; ``like``: fingerprints to
+    compare with, whose algorithm each table's is taken with."""
     tables = tables if tables is not None else user_tables(conn)
     result: dict[str, TableFingerprint] = {}
     started = time.monotonic()
     for i, (schema, table) in enumerate(tables, 1):
-        fp = fingerprint_table(conn, schema, table, high_water=high_water)
+        other = (like or {}).get(f"{schema}.{table}")
+        fp = fingerprint_table(conn, schema, table, high_water=high_water,
+                               algorithm=other.algorithm if other else CURRENT_ALGORITHM)
         result[fp.name] = fp
         if progress:
             progress(i, len(tables), fp, time.monotonic() - started)
@@ -160,6 +179,9 @@ def compare(before: dict[str, TableFingerprint], after: dict[str, TableFingerpri
         new = after.get(name)
         if new is None:
             differences.append(Difference(name, "table is missing"))
+        elif new.algorithm != old.algorithm:
+            differences.append(Difference(name, f"fingerprints taken with different algorithms ({old.algorithm}, "
+                                                f"{new.algorithm}): not comparable; this is a bug of tsmigrate"))
         elif new.rows != old.rows:
             differences.append(Difference(name, f"{old.rows} rows before, {new.rows} now ({new.rows - old.rows:+d})"))
         elif new.digest != old.digest:

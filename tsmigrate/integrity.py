@@ -38,7 +38,8 @@ from psycopg import sql
 
 from .baseline import Baseline
 from .conversion import columns_as_before_fills, primary_key_columns
-from .fingerprint import OWN_SCHEMA, BUCKETS, TableFingerprint, compare, fingerprint_table, table_columns
+from .fingerprint import (BUCKETS, OWN_SCHEMA, PINNED_SETTINGS, TableFingerprint, compare, fingerprint_table,
+                          table_columns)
 from .errors import first_line
 
 # Schemas that are not the user's: catalogs, TimescaleDB's own and chunks, our bookkeeping.
@@ -48,9 +49,6 @@ _NOT_USER_SCHEMA = sql.SQL("""(n.nspname IN ('pg_catalog', 'information_schema',
     own=sql.Literal(OWN_SCHEMA))
 # Counting the exact rows that differ needs the baseline rows in a temporary table: up to this many.
 EXACT_COUNT_MAX_ROWS = 2_000_000
-# The settings fingerprint_table pins: row text must read the same on both sides of a comparison.
-_PINNED = ("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
-           "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1")
 
 
 _PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
@@ -110,7 +108,7 @@ def fingerprints_as_before(conn: psycopg.Connection, before: dict[str, TableFing
                                             f"{', '.join(gone)} existed before and {'are' if len(gone) > 1 else 'is'} gone; "
                                             "restore them from the baseline backup or fix the migration that dropped them"))
             continue
-        now[name] = fingerprint_table(conn, schema, table, old.columns,
+        now[name] = fingerprint_table(conn, schema, table, old.columns, algorithm=old.algorithm,
                                       overrides=columns_as_before_fills(conn, schema, table, filled_after))
     return now, problems
 
@@ -129,7 +127,7 @@ def count_row_differences(conn: psycopg.Connection, baseline: Baseline, old: Tab
                 or set(data.columns) - set(table_columns(conn, old.schema, old.table)):
             return None
         with conn.transaction(force_rollback=True):
-            conn.execute(_PINNED)
+            conn.execute(PINNED_SETTINGS)   # row text as the fingerprints read it
             conn.execute(sql.SQL("SET LOCAL client_encoding = {}").format(sql.Literal(data.encoding)))
             conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                 scratch, sql.SQL(", ").join(map(sql.Identifier, data.columns)), table))
@@ -204,7 +202,7 @@ def _grown_only(conn: psycopg.Connection, old: TableFingerprint, new: TableFinge
     column, top = old.high_water
     if column not in table_columns(conn, old.schema, old.table):
         return None
-    then = fingerprint_table(conn, old.schema, old.table, old.columns, up_to=old.high_water,
+    then = fingerprint_table(conn, old.schema, old.table, old.columns, up_to=old.high_water, algorithm=old.algorithm,
                              overrides=columns_as_before_fills(conn, old.schema, old.table, filled_after))
     if (then.rows, then.digest) != (old.rows, old.digest):
         return None
