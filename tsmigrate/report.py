@@ -339,13 +339,18 @@ def next_steps(summary: RunSummary) -> list[str]:
 # -- environment facts --------------------------------------------------------------------------
 
 def migrations_facts(migrations_dir: Path) -> str:
-    """'10 files, 001 to 010, sha256 …': the same digest as the pre-flight's verdict inputs."""
+    """'10 plain files in migrations, 001 to 010; sha256 …': the same digest as the pre-flight's verdict inputs."""
     files, problems = discover(migrations_dir)
     if not files:
         return f"no migration files in {migrations_dir}"
     digest = hashlib.sha256(json.dumps({f.label: f.sha256 for f in files}, sort_keys=True).encode()).hexdigest()
-    unusable = f", {len(problems)} badly named" if problems else ""
-    return (f"{len(files)} files in {migrations_dir}, {files[0].version} to {files[-1].version}{unusable}; "
+    unusable = sum(p.blocking for p in problems)
+    unusable = f", {unusable} badly named" if unusable else ""
+    versioned = [f for f in files if not f.repeatable]
+    span = f"{versioned[0].version} to {versioned[-1].version}" if versioned else "no versioned file"
+    repeatable = len(files) - len(versioned)
+    repeatable = f" and {repeatable} repeatable" if repeatable else ""
+    return (f"{len(files)} {files[0].convention} files in {migrations_dir}, {span}{repeatable}{unusable}; "
             f"sha256 {digest}")
 
 

@@ -1,0 +1,262 @@
+"""Migration file conventions (Flyway, golang-migrate, dbmate, plain): discovery, order, what runs and its lines.
+
+Sets written the way public projects of each tool write them; no database here (see
+test_conventions_live.py for the ledger, rehearsal and execute on a real server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tsmigrate.conventions import UNDERSTOOD, flyway_version
+from tsmigrate.lint import lint_sql
+from tsmigrate.migrations import discover, split_statements, version_gaps
+
+# A Flyway set: dotted and underscored versions, repeatable views and functions, an undo file (Flyway Teams).
+FLYWAY_SET = {
+    "V1__Initial.sql": "CREATE TABLE IF NOT EXISTS sensor (id bigint PRIMARY KEY, name text NOT NULL);\n",
+    "V1.1__add_sensor_kind.sql": "ALTER TABLE sensor ADD COLUMN IF NOT EXISTS kind text;\n",
+    "V1.2__seed_kinds.sql": "UPDATE sensor SET kind = 'analog' WHERE kind IS NULL;\n",
+    "V1.10__index_sensor_kind.sql": "CREATE INDEX IF NOT EXISTS sensor_kind_idx ON sensor (kind);\n",
+    "V2__add_table.sql": ("CREATE TABLE IF NOT EXISTS reading (\n    sensor_id bigint NOT NULL,\n"
+                          "    ts timestamptz NOT NULL,\n    value double precision\n);\n"),
+    "V2_1__reading_index.sql": "CREATE INDEX IF NOT EXISTS reading_ts_idx ON reading (sensor_id, ts DESC);\n",
+    "U2__add_table.sql": "DROP TABLE reading;\n",
+    "R__sensor_views.sql": ("CREATE OR REPLACE VIEW sensor_latest AS\n"
+                            "SELECT sensor_id, max(ts) AS ts FROM reading GROUP BY sensor_id;\n"),
+    "R__functions.sql": ("CREATE OR REPLACE FUNCTION reading_count(s bigint) RETURNS bigint\n"
+                         "LANGUAGE sql STABLE AS $$ SELECT count(*) FROM reading WHERE sensor_id = s $$;\n"),
+}
+FLYWAY_ORDER = ["V1__Initial.sql", "V1.1__add_sensor_kind.sql", "V1.2__seed_kinds.sql", "V1.10__index_sensor_kind.sql",
+                "V2__add_table.sql", "V2_1__reading_index.sql", "R__functions.sql", "R__sensor_views.sql"]
+
+# A golang-migrate set, as `migrate create -ext sql -seq` writes it.
+GOLANG_MIGRATE_SET = {
+    "000001_create_users_table.up.sql": ("CREATE TABLE IF NOT EXISTS users (\n    id bigserial PRIMARY KEY,\n"
+                                         "    username text NOT NULL UNIQUE\n);\n"),
+    "000001_create_users_table.down.sql": "DROP TABLE IF EXISTS users;\n",
+    "000002_add_users_email.up.sql": "ALTER TABLE users ADD COLUMN IF NOT EXISTS email text;\n",
+    "000002_add_users_email.down.sql": "ALTER TABLE users DROP COLUMN IF EXISTS email;\n",
+    "000010_users_email_index.up.sql": "CREATE INDEX IF NOT EXISTS users_email_idx ON users (email);\n",
+    "000010_users_email_index.down.sql": "DROP INDEX IF EXISTS users_email_idx;\n",
+}
+
+# A dbmate set, as `dbmate new` writes it: both directions in one file, a comment header on one of them,
+# and an index built outside a transaction.
+DBMATE_SET = {
+    "20240101120000_create_machines.sql": ("-- migrate:up\n"
+                                           "CREATE TABLE IF NOT EXISTS machine (\n"
+                                           "    code text PRIMARY KEY,\n"
+                                           "    line text NOT NULL\n"
+                                           ");\n"
+                                           "\n"
+                                           "-- migrate:down\n"
+                                           "DROP TABLE machine;\n"),
+    "20240215093000_machine_line_index.sql": ("-- Built without blocking the writers: CONCURRENTLY,\n"
+                                              "-- which PostgreSQL refuses inside a transaction.\n"
+                                              "\n"
+                                              "-- migrate:up transaction:false\n"
+                                              "CREATE INDEX CONCURRENTLY IF NOT EXISTS machine_line_idx\n"
+                                              "    ON machine (line);\n"
+                                              "\n"
+                                              "-- migrate:down transaction:false\n"
+                                              "DROP INDEX CONCURRENTLY IF EXISTS machine_line_idx;\n"),
+    "20240301080000_machine_state.sql": ("-- migrate:up\n"
+                                         "CREATE TABLE IF NOT EXISTS machine_state (\n"
+                                         "    code text NOT NULL REFERENCES machine (code),\n"
+                                         "    changed_at timestamptz NOT NULL,\n"
+                                         "    state text NOT NULL\n"
+                                         ");\n"
+                                         "\n"
+                                         "-- migrate:down\n"
+                                         "DROP TABLE machine_state;\n"),
+}
+
+
+def write_set(directory, files: dict[str, str]):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+def problems_by_file(problems):
+    return {p.path.name: p for p in problems}
+
+
+# -- Flyway ---------------------------------------------------------------------------------------------
+
+def test_flyway_set_is_ordered_as_flyway_orders_it_with_repeatables_last(tmp_path):
+    files, problems = discover(write_set(tmp_path, FLYWAY_SET))
+    assert [f.label for f in files] == FLYWAY_ORDER
+    assert {f.convention for f in files} == {"Flyway"}
+    assert [f.step_id for f in files] == ["1", "1.1", "1.2", "1.10", "2", "2_1", "R__functions", "R__sensor_views"]
+    assert [f.repeatable for f in files] == [False] * 6 + [True] * 2
+    # The undo file is a note, not a problem: it never runs forward.
+    assert [(p.path.name, p.blocking) for p in problems] == [("U2__add_table.sql", False)]
+    assert "Flyway undo migration" in problems[0].problem
+
+
+@pytest.mark.parametrize("lower, higher", [("1", "1.1"), ("1.1", "1.2"), ("1.2", "1.10"), ("1.10", "2"),
+                                           ("2", "2_1"), ("2_1", "2.2"), ("9", "10"), ("10", "20240101120000")])
+def test_flyway_versions_compare_part_by_part_as_integers(lower, higher):
+    assert flyway_version(lower) < flyway_version(higher)
+
+
+@pytest.mark.parametrize("one, other", [("1", "1.0"), ("2.1", "2_1"), ("1.01", "1.1"), ("001", "1")])
+def test_flyway_versions_that_flyway_holds_equal(one, other):
+    assert flyway_version(one) == flyway_version(other)
+
+
+def test_flyway_duplicate_versions_are_a_problem_naming_both_files(tmp_path):
+    files, problems = discover(write_set(tmp_path, {"V1__a.sql": "SELECT 1;\n", "V1.0__b.sql": "SELECT 2;\n",
+                                                    "V2_1__c.sql": "SELECT 3;\n", "V2.1__d.sql": "SELECT 4;\n"}))
+    by_file = problems_by_file(problems)
+    assert set(by_file) == {"V1.0__b.sql", "V2.1__d.sql"} and all(p.blocking for p in problems)
+    assert "version 1.0 is also used by V1__a.sql" in by_file["V1.0__b.sql"].problem
+    assert "version 2.1 is also used by V2_1__c.sql" in by_file["V2.1__d.sql"].problem
+    assert [f.label for f in files] == ["V1__a.sql", "V2_1__c.sql"]
+
+
+def test_flyway_callbacks_and_misspelt_names_match_no_convention(tmp_path):
+    files, problems = discover(write_set(tmp_path, {"V1__a.sql": "SELECT 1;\n", "afterMigrate.sql": "SELECT 2;\n",
+                                                    "V2_missing_separator.sql": "SELECT 3;\n"}))
+    assert [f.label for f in files] == ["V1__a.sql"]
+    by_file = problems_by_file(problems)
+    assert "Flyway callback" in by_file["afterMigrate.sql"].problem
+    assert UNDERSTOOD in by_file["V2_missing_separator.sql"].problem
+    assert all(p.blocking for p in problems)
+
+
+# -- golang-migrate ---------------------------------------------------------------------------------------
+
+def test_golang_migrate_up_files_run_and_down_files_are_notes(tmp_path):
+    files, problems = discover(write_set(tmp_path, GOLANG_MIGRATE_SET))
+    assert [f.label for f in files] == ["000001_create_users_table.up.sql", "000002_add_users_email.up.sql",
+                                        "000010_users_email_index.up.sql"]
+    assert {f.convention for f in files} == {"golang-migrate"}
+    assert [f.step_id for f in files] == ["000001", "000002", "000010"]
+    assert sorted((p.path.name, p.blocking) for p in problems) == [
+        (name, False) for name in sorted(n for n in GOLANG_MIGRATE_SET if n.endswith(".down.sql"))]
+    assert all("golang-migrate down migration" in p.problem for p in problems)
+    assert all(f.sql == GOLANG_MIGRATE_SET[f.label] for f in files)
+
+
+def test_golang_migrate_two_up_files_of_one_version_are_a_problem(tmp_path):
+    _, problems = discover(write_set(tmp_path, {**GOLANG_MIGRATE_SET, "000002_other_change.up.sql": "SELECT 1;\n"}))
+    blocking = [p for p in problems if p.blocking]
+    assert len(blocking) == 1 and "version 000002 is also used by" in blocking[0].problem
+
+
+# -- dbmate -----------------------------------------------------------------------------------------------
+
+def test_dbmate_runs_the_up_section_only_on_the_lines_of_the_file(tmp_path):
+    files, problems = discover(write_set(tmp_path, DBMATE_SET))
+    assert problems == []
+    assert [f.label for f in files] == sorted(DBMATE_SET)
+    assert {f.convention for f in files} == {"dbmate"}
+    machines, index, state = files
+    assert "DROP" not in machines.sql and "DROP" not in index.sql
+    statements = split_statements(index.sql)
+    assert [(s.line, s.sql.split()[0]) for s in statements] == [(5, "CREATE")]
+    assert DBMATE_SET[index.label].splitlines()[4].startswith("CREATE INDEX CONCURRENTLY")
+    assert [(s.line, s.sql.split()[2]) for s in split_statements(state.sql)] == [(2, "IF")]
+    assert [f.transactional for f in files] == [True, False, True]
+
+
+def test_dbmate_lint_findings_name_lines_of_the_file_not_of_the_section(tmp_path):
+    text = ("-- Machines: the index the dashboard needs.\n"
+            "-- (written in a hurry)\n"
+            "\n"
+            "-- migrate:up\n"
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS machine_line_idx\n"
+            "    ON machine (line);\n"
+            "\n"
+            "-- migrate:down\n"
+            "DROP INDEX IF EXISTS machine_line_idx;\n")
+    (f,), problems = discover(write_set(tmp_path, {"20240215093000_machine_line_index.sql": text}))
+    found = lint_sql(f.sql, str(f.path), hypertables={}, transactional=f.transactional)
+    assert [(x.code, x.line) for x in found] == [("TS004", 5)]
+    assert text.splitlines()[4].startswith("CREATE INDEX CONCURRENTLY")
+
+
+def test_dbmate_checksum_is_of_the_up_section_so_editing_the_down_section_changes_nothing(tmp_path):
+    directory = write_set(tmp_path, {"20240101120000_create_machines.sql": DBMATE_SET["20240101120000_create_machines.sql"]})
+    (before,), _ = discover(directory)
+    path = directory / "20240101120000_create_machines.sql"
+    path.write_text(path.read_text().replace("DROP TABLE machine;", "DROP TABLE IF EXISTS machine CASCADE;"))
+    (after,), _ = discover(directory)
+    assert after.sha256 == before.sha256
+    up = DBMATE_SET["20240101120000_create_machines.sql"].split("-- migrate:down")[0]
+    assert before.sha256 == hashlib.sha256(up.encode()).hexdigest()
+    path.write_text(path.read_text().replace("line text NOT NULL", "line text"))
+    (changed,), _ = discover(directory)
+    assert changed.sha256 != before.sha256
+
+
+@pytest.mark.parametrize("text, line, says", [
+    ("CREATE EXTENSION IF NOT EXISTS pgcrypto;\n-- migrate:up\nSELECT 1;\n-- migrate:down\nSELECT 2;\n", 1,
+     "before '-- migrate:up'"),
+    ("-- header\n-- migrate:down\nSELECT 2;\n-- migrate:up\nSELECT 1;\n", 2, "comes before '-- migrate:up' (line 4)"),
+])
+def test_dbmate_files_dbmate_would_refuse_are_problems_at_their_line(tmp_path, text, line, says):
+    files, problems = discover(write_set(tmp_path, {"20240101120000_a.sql": "-- migrate:up\nSELECT 1;\n",
+                                                    "20240102120000_b.sql": text}))
+    assert [f.label for f in files] == ["20240101120000_a.sql"]
+    (problem,) = problems
+    assert problem.path.name == "20240102120000_b.sql" and problem.line == line and problem.blocking
+    assert says in problem.problem
+
+
+def test_a_dbmate_directory_with_a_file_lacking_its_up_marker_names_that_file(tmp_path):
+    directory = write_set(tmp_path, {**DBMATE_SET, "20240401000000_forgot_marker.sql": "SELECT 1;\n"})
+    files, problems = discover(directory)
+    assert [f.label for f in files] == sorted(DBMATE_SET)
+    (problem,) = problems
+    assert problem.path.name == "20240401000000_forgot_marker.sql" and problem.blocking
+    assert "follows dbmate" in problem.problem and "no '-- migrate:up' line" in problem.problem
+    assert UNDERSTOOD in problem.problem
+
+
+# -- plain, and directories that mix ----------------------------------------------------------------------
+
+def test_plain_files_keep_their_whole_content_and_checksum(tmp_path):
+    text = "\n-- the whole file runs\nCREATE TABLE IF NOT EXISTS t (id int);\n"
+    (f,), problems = discover(write_set(tmp_path, {"001_t.sql": text}))
+    assert problems == [] and f.convention == "plain" and f.sql == text and f.first_line == 1
+    assert f.sha256 == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_directory_mixing_conventions_names_each_file_of_the_minority(tmp_path):
+    directory = write_set(tmp_path, {**FLYWAY_SET, "003_plain_style.sql": "SELECT 1;\n",
+                                     "000004_golang_style.up.sql": "SELECT 2;\n"})
+    files, problems = discover(directory)
+    assert [f.label for f in files] == FLYWAY_ORDER
+    blocking = problems_by_file(p for p in problems if p.blocking)
+    assert set(blocking) == {"003_plain_style.sql", "000004_golang_style.up.sql"}
+    for name, convention in (("003_plain_style.sql", "plain"), ("000004_golang_style.up.sql", "golang-migrate")):
+        message = blocking[name].problem
+        assert "mixes naming conventions" in message and "it follows Flyway" in message
+        assert f"this file follows {convention}" in message and UNDERSTOOD in message
+
+
+def test_a_file_matching_no_convention_names_the_conventions_understood(tmp_path):
+    files, problems = discover(write_set(tmp_path, {"001_a.sql": "SELECT 1;\n", "add_index.sql": "SELECT 2;\n"}))
+    (problem,) = problems
+    assert problem.path.name == "add_index.sql" and problem.blocking
+    for convention in ("Flyway (V<version>__<description>.sql", "golang-migrate (<version>_<name>.up.sql",
+                       "dbmate (<version>_<name>.sql with a '-- migrate:up' line", "plain (<version>_<name>.sql"):
+        assert convention in problem.problem
+
+
+@pytest.mark.parametrize("names, gaps", [
+    (["V1__a.sql", "V2__b.sql", "V5__c.sql", "R__d.sql"], [(2, 5)]),
+    (["V1__a.sql", "V1.1__b.sql", "V3__c.sql"], []),                        # dotted versions have no "next"
+    (["20240101120000_a.up.sql", "20240301080000_b.up.sql"], []),          # dated versions leave gaps by design
+    (["001_a.sql", "002_b.sql", "005_c.sql"], [(2, 5)]),
+])
+def test_gaps_only_between_whole_numbered_versions(tmp_path, names, gaps):
+    files, _ = discover(write_set(tmp_path, {name: "SELECT 1;\n" for name in names}))
+    assert version_gaps(files) == gaps
