@@ -1,16 +1,23 @@
 """Migration file conventions (Flyway, golang-migrate, dbmate, plain): discovery, order, what runs and its lines.
 
-Sets written the way public projects of each tool write them; no database here (see
-test_conventions_live.py for the ledger, rehearsal and execute on a real server).
+Sets written the way public projects of each tool write them. Discovery, order and lines need no database;
+the ledger, the rehearsal and the execute run are proven on a throwaway server (the suites run as a user
+runs them), and the project's MS5.0 migrations renamed the Flyway way must be judged as the originals are.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from tsmigrate.conventions import UNDERSTOOD, flyway_version
+from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.lint import lint_sql
 from tsmigrate.migrations import discover, split_statements, version_gaps
 
@@ -260,3 +267,158 @@ def test_a_file_matching_no_convention_names_the_conventions_understood(tmp_path
 def test_gaps_only_between_whole_numbered_versions(tmp_path, names, gaps):
     files, _ = discover(write_set(tmp_path, {name: "SELECT 1;\n" for name in names}))
     assert version_gaps(files) == gaps
+
+
+# -- on a real server: the ledger, the rehearsal and the execute run --------------------------------------
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def ledger_rows(conninfo: str) -> list[tuple]:
+    with psycopg.connect(conninfo) as conn:
+        return conn.execute("SELECT attempt, step, name, sha256, transactional, outcome FROM tsmigrate.ledger "
+                            "ORDER BY attempt").fetchall()
+
+
+def run_record(run_suite, tmp_path: Path, *args: str) -> tuple[dict, str]:
+    """Run a suite with its own reports directory; its JSON record and stdout."""
+    reports = tmp_path / f"reports-{len(list(tmp_path.glob('reports-*')))}"
+    result = run_suite(*args, "--reports", str(reports))
+    record = json.loads((reports / "latest.json").read_text())
+    assert record["exit_code"] == result.returncode
+    return record, result.stdout
+
+
+def test_flyway_repeatable_file_reruns_when_changed_and_only_then(local_server, run_suite, tmp_path):
+    directory = write_set(tmp_path / "flyway", FLYWAY_SET)
+    steps = ["1", "1.1", "1.2", "1.10", "2", "2_1", "R__functions", "R__sensor_views"]
+    with ScratchDatabase(local_server.conninfo(), "conventions_flyway") as name:
+        dsn = local_server.conninfo(name)
+        first, out = run_record(run_suite, tmp_path, "suites/execute", "--dsn", dsn, "--migrations", str(directory))
+        assert first["verdict"] == "SUCCESS", out[-3000:]
+        applied = ledger_rows(dsn)
+        assert [(r[1], r[2], r[5]) for r in applied] == [(s, f, "applied") for s, f in zip(steps, FLYWAY_ORDER)]
+        assert [(f["code"], f["severity"], Path(f["path"]).name) for f in first["findings"] if f["code"] == "PF025"] \
+            == [("PF025", "advisory", "U2__add_table.sql")]
+        with psycopg.connect(dsn) as conn:   # the undo file never ran: its table is there
+            assert conn.execute("SELECT to_regclass('reading') IS NOT NULL").fetchone()[0]
+
+        second, out = run_record(run_suite, tmp_path, "suites/execute", "--dsn", dsn, "--migrations", str(directory))
+        assert second["verdict"] == "SUCCESS", out[-3000:]
+        assert ledger_rows(dsn) == applied, "nothing changed, so nothing ran again"
+
+        view = directory / "R__sensor_views.sql"
+        view.write_text("CREATE OR REPLACE VIEW sensor_latest AS\n"
+                        "SELECT sensor_id, max(ts) AS ts, count(*) AS readings FROM reading GROUP BY sensor_id;\n")
+        third, out = run_record(run_suite, tmp_path, "suites/execute", "--dsn", dsn, "--migrations", str(directory))
+        assert third["verdict"] == "SUCCESS", out[-3000:]
+        assert not [f for f in third["findings"] if f["code"] == "PF022"], "a changed repeatable file is pending"
+        rows = ledger_rows(dsn)
+        assert rows[:len(applied)] == applied
+        (rerun,) = rows[len(applied):]
+        assert (rerun[1], rerun[5]) == ("R__sensor_views", "applied")
+        assert rerun[3] == hashlib.sha256(view.read_bytes()).hexdigest() != applied[-1][3]
+        with psycopg.connect(dsn) as conn:
+            columns = [r[0] for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'sensor_latest'::regclass AND attnum > 0 "
+                "ORDER BY attnum")]
+        assert columns == ["sensor_id", "ts", "readings"]
+
+
+def test_golang_migrate_set_runs_its_up_files_and_never_its_down_files(local_server, run_suite, tmp_path):
+    directory = write_set(tmp_path / "golang", GOLANG_MIGRATE_SET)
+    with ScratchDatabase(local_server.conninfo(), "conventions_golang") as name:
+        dsn = local_server.conninfo(name)
+        record, out = run_record(run_suite, tmp_path, "suites/execute", "--dsn", dsn, "--migrations", str(directory))
+        assert record["verdict"] == "SUCCESS", out[-3000:]
+        assert [(r[1], r[5]) for r in ledger_rows(dsn)] == [("000001", "applied"), ("000002", "applied"),
+                                                            ("000010", "applied")]
+        notes = sorted(Path(f["path"]).name for f in record["findings"] if f["code"] == "PF025")
+        assert notes == sorted(n for n in GOLANG_MIGRATE_SET if n.endswith(".down.sql"))
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT to_regclass('users_email_idx') IS NOT NULL").fetchone()[0]
+            assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass "
+                                "AND attname = 'email'").fetchone()[0] == 1
+
+
+def test_dbmate_set_runs_up_sections_honours_transaction_false_and_reports_file_lines(local_server, run_suite,
+                                                                                      tmp_path):
+    directory = write_set(tmp_path / "dbmate", DBMATE_SET)
+    with ScratchDatabase(local_server.conninfo(), "conventions_dbmate") as name:
+        dsn = local_server.conninfo(name)
+        record, out = run_record(run_suite, tmp_path, "suites/execute", "--dsn", dsn, "--migrations", str(directory))
+        assert record["verdict"] == "SUCCESS", out[-3000:]
+        assert [(r[1], r[4], r[5]) for r in ledger_rows(dsn)] == [
+            ("20240101120000", True, "applied"), ("20240215093000", False, "applied"),
+            ("20240301080000", True, "applied")]
+        with psycopg.connect(dsn) as conn:
+            # CONCURRENTLY ran outside a transaction (PostgreSQL refuses it in one), and no down section ran.
+            assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'machine_line_idx'::regclass"
+                                ).fetchone()[0] is True
+            assert conn.execute("SELECT to_regclass('machine_state') IS NOT NULL").fetchone()[0]
+
+        # A new file whose view names a column that does not exist: the rehearsal's error names its file line.
+        broken = directory / "20240401000000_machine_counts.sql"
+        broken.write_text("-- Changes per machine, for the dashboard.\n"
+                          "-- Reviewed 2024-04-01.\n"
+                          "\n"
+                          "-- migrate:up\n"
+                          "CREATE OR REPLACE VIEW machine_counts AS\n"
+                          "SELECT m.code, count(s.*) AS changes\n"
+                          "  FROM machine m LEFT JOIN machine_state s ON s.machine_code = m.code\n"
+                          " GROUP BY m.code;\n"
+                          "\n"
+                          "-- migrate:down\n"
+                          "DROP VIEW machine_counts;\n")
+        record, out = run_record(run_suite, tmp_path, "suites/preflight", "--dsn", dsn, "--migrations", str(directory))
+        assert record["verdict"] == "NO-GO", out[-3000:]
+        (failed,) = [f for f in record["findings"] if f["code"] == "PF040"]
+        assert (Path(failed["path"]).name, failed["line"]) == (broken.name, 7)
+        assert "machine_code" in failed["message"]
+
+
+def flyway_renamed(name: str) -> str:
+    """001_telemetry.sql -> V1__telemetry.sql"""
+    version, rest = name.split("_", 1)
+    return f"V{int(version)}__{rest}"
+
+
+def ms5_set(directory: Path, rename) -> Path:
+    """The project's MS5.0 migrations under ``rename``d names, with a plan that refuses NULL time values
+    (the plan's null_time rules taken out): lint, hazards and rehearsal then say NO-GO at files and lines."""
+    directory.mkdir()
+    for path in sorted((PROJECT / "migrations").glob("*.sql")):
+        shutil.copyfile(path, directory / rename(path.name))
+    plan = (PROJECT / "migrations" / "plan.toml").read_text()
+    (directory / "plan.toml").write_text(re.sub(r"(?m)^null_time = .*\n", "", plan))
+    return directory
+
+
+def test_ms5_migrations_renamed_for_flyway_get_the_same_no_go_at_the_same_files_and_lines(legacy_db, run_suite,
+                                                                                          tmp_path):
+    original = ms5_set(tmp_path / "original", lambda name: name)
+    renamed = ms5_set(tmp_path / "flyway", flyway_renamed)
+    back = {flyway_renamed(p.name): p.name for p in original.glob("*.sql")}
+
+    def judged(directory: Path) -> tuple[dict, list[tuple]]:
+        record, out = run_record(run_suite, tmp_path, "suites/preflight", "--dsn", legacy_db.conninfo,
+                                 "--migrations", str(directory))
+        assert record["verdict"] == "NO-GO", out[-3000:]
+        findings = []
+        for f in record["findings"]:
+            path = Path(f["path"]) if f["path"] else None
+            where = back.get(path.name, path.name) if path and path.parent == directory else f["path"]
+            message = f["message"]
+            for new, old in back.items():
+                message = message.replace(new, old)
+            findings.append((f["code"], f["severity"], where, f["line"], f["table"], message.replace(str(directory), "<dir>")))
+        return record, sorted(findings, key=repr)
+
+    original_record, original_findings = judged(original)
+    renamed_record, renamed_findings = judged(renamed)
+    in_files = [f for f in original_findings if f[2] in back.values() and f[1] == "blocking"]
+    assert ("TS002", "blocking", "004_advanced_production.sql", 180) in [f[:4] for f in in_files], original_findings
+    assert ("TS002", "blocking", "007_plc_integration.sql", 61) in [f[:4] for f in in_files]
+    assert renamed_findings == original_findings
+    checksums = renamed_record["verdict_inputs"]["migrations"]
+    assert {back[name]: sha for name, sha in checksums.items()} == original_record["verdict_inputs"]["migrations"]
