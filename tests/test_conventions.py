@@ -300,6 +300,8 @@ def test_flyway_repeatable_file_reruns_when_changed_and_only_then(local_server, 
         assert [(r[1], r[2], r[5]) for r in applied] == [(s, f, "applied") for s, f in zip(steps, FLYWAY_ORDER)]
         assert [(f["code"], f["severity"], Path(f["path"]).name) for f in first["findings"] if f["code"] == "PF025"] \
             == [("PF025", "advisory", "U2__add_table.sql")]
+        assert first["environment"]["Migrations"].startswith(f"8 files (Flyway) in {directory}, 1 to 2_1 and 2 "
+                                                             "repeatable; sha256 ")
         with psycopg.connect(dsn) as conn:   # the undo file never ran: its table is there
             assert conn.execute("SELECT to_regclass('reading') IS NOT NULL").fetchone()[0]
 
