@@ -7,6 +7,7 @@ runs them), and the project's MS5.0 migrations renamed the Flyway way must be ju
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import given, settings, strategies as st
 
+from tsmigrate import preflight
 from tsmigrate.conventions import UNDERSTOOD, flyway_version
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.lint import lint_sql
@@ -115,6 +118,32 @@ def test_flyway_versions_compare_part_by_part_as_integers(lower, higher):
 @pytest.mark.parametrize("one, other", [("1", "1.0"), ("2.1", "2_1"), ("1.01", "1.1"), ("001", "1")])
 def test_flyway_versions_that_flyway_holds_equal(one, other):
     assert flyway_version(one) == flyway_version(other)
+
+
+def flyway_compare(a: str, b: str) -> int:
+    """Flyway's MigrationVersion.compareTo written out as Flyway does it: '_' is '.', parts compared as
+    integers one by one, a missing part counting as zero."""
+    pa, pb = ([int(x) for x in v.replace("_", ".").split(".")] for v in (a, b))
+    for i in range(max(len(pa), len(pb))):
+        x, y = (pa[i] if i < len(pa) else 0), (pb[i] if i < len(pb) else 0)
+        if x != y:
+            return -1 if x < y else 1
+    return 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=4),
+                          st.sampled_from([".", "_"])), min_size=1, max_size=10))
+def test_discovery_orders_any_flyway_versions_as_flyway_does(tmp_path_factory, parts):
+    versions: list[str] = []
+    for numbers, separator in parts:
+        version = separator.join(map(str, numbers))
+        if all(flyway_compare(version, v) != 0 for v in versions):   # Flyway holds 1 and 1.0 the same
+            versions.append(version)
+    directory = write_set(tmp_path_factory.mktemp("flyway"), {f"V{v}__step.sql": "SELECT 1;\n" for v in versions})
+    files, problems = discover(directory)
+    assert problems == []
+    assert [f.version for f in files] == sorted(versions, key=functools.cmp_to_key(flyway_compare))
 
 
 def test_flyway_duplicate_versions_are_a_problem_naming_both_files(tmp_path):
@@ -253,8 +282,9 @@ def test_a_file_matching_no_convention_names_the_conventions_understood(tmp_path
     files, problems = discover(write_set(tmp_path, {"001_a.sql": "SELECT 1;\n", "add_index.sql": "SELECT 2;\n"}))
     (problem,) = problems
     assert problem.path.name == "add_index.sql" and problem.blocking
-    for convention in ("Flyway (V<version>__<description>.sql", "golang-migrate (<version>_<name>.up.sql",
-                       "dbmate (<version>_<name>.sql with a '-- migrate:up' line", "plain (<version>_<name>.sql"):
+    for convention in ("Flyway: V<version>__<description>.sql, R__<description>.sql",
+                       "golang-migrate: <version>_<name>.up.sql", "dbmate: <version>_<name>.sql with a '-- migrate:up' line",
+                       "plain: <version>_<name>.sql"):
         assert convention in problem.problem
 
 
@@ -325,6 +355,39 @@ def test_flyway_repeatable_file_reruns_when_changed_and_only_then(local_server, 
                 "SELECT attname FROM pg_attribute WHERE attrelid = 'sensor_latest'::regclass AND attnum > 0 "
                 "ORDER BY attnum")]
         assert columns == ["sensor_id", "ts", "readings"]
+
+        # Edited after they ran: the versioned file blocks (PF022), the repeatable one is pending again.
+        initial = directory / "V1__Initial.sql"
+        initial.write_text(initial.read_text() + "-- edited after it ran\n")
+        view.write_text(view.read_text() + "-- edited again\n")
+        with psycopg.connect(dsn) as conn:
+            found = preflight.migration_files(conn, directory)
+            pending = preflight.pending_files(conn, directory)
+        assert [(f.code, Path(f.path).name, f.line) for f in found if f.blocking] == [("PF022", initial.name, 1)]
+        assert [f.label for f in pending] == ["R__sensor_views.sql"]
+
+
+def test_naming_findings_of_the_pre_flight_name_the_file_and_line(local_server, tmp_path):
+    directory = write_set(tmp_path / "dbmate", {
+        **DBMATE_SET,
+        "20240101120000_same_version.sql": "-- migrate:up\nSELECT 1;\n",
+        "20240301080001_setup.sql": "SET search_path = app;\n\n-- migrate:up\nSELECT 1;\n",
+        "20240401000000_plain_style.sql": "SELECT 1;\n",
+        "V5__flyway_style.sql": "SELECT 1;\n",
+        "notes.sql": "-- scratch\n",
+    })
+    with ScratchDatabase(local_server.conninfo(), "conventions_naming") as name, \
+            psycopg.connect(local_server.conninfo(name)) as conn:
+        found = preflight.migration_files(conn, directory)
+    assert sorted((f.code, f.severity, Path(f.path).name, f.line) for f in found) == [
+        ("PF020", "blocking", "20240101120000_same_version.sql", None),
+        ("PF020", "blocking", "20240301080001_setup.sql", 1),
+        ("PF020", "blocking", "20240401000000_plain_style.sql", None),
+        ("PF020", "blocking", "V5__flyway_style.sql", None),
+        ("PF020", "blocking", "notes.sql", None),
+    ]
+    assert all(UNDERSTOOD in f.message for f in found if "mixes" in f.message or "no convention" in f.message)
+    assert all("V<version>__<description>.sql" in f.hint for f in found)
 
 
 def test_golang_migrate_set_runs_its_up_files_and_never_its_down_files(local_server, run_suite, tmp_path):

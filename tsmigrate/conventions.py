@@ -144,13 +144,13 @@ GOLANG_MIGRATE = Convention("golang-migrate", "<version>_<name>.up.sql with its 
                             golang_migrate_name, integer_version, whole_file)
 DBMATE = Convention("dbmate", "<version>_<name>.sql with a '-- migrate:up' line",
                     dbmate_name, integer_version, dbmate_section)
-PLAIN = Convention("plain", "<version>_<name>.sql (e.g. 011_add_index.sql)",
+PLAIN = Convention("plain", "<version>_<name>.sql, e.g. 011_add_index.sql",
                    plain_name, integer_version, whole_file)
 
 # The first that reads a file's name claims it: a golang-migrate or dbmate name is also a plain one.
 CONVENTIONS: tuple[Convention, ...] = (FLYWAY, GOLANG_MIGRATE, DBMATE, PLAIN)
 
-UNDERSTOOD = "; ".join(f"{c.name} ({c.shape})" for c in CONVENTIONS)
+UNDERSTOOD = "; ".join(f"{c.name}: {c.shape}" for c in CONVENTIONS)
 
 FLYWAY_CALLBACK = re.compile(r"^(?:before|after)[A-Z]\w*\.sql$")
 
@@ -169,4 +169,4 @@ def unrecognised(file_name: str) -> str:
     if FLYWAY_CALLBACK.match(file_name):
         return (f"a Flyway callback, which tsmigrate does not run: put what it does in a versioned or repeatable "
                 f"file. Conventions understood: {UNDERSTOOD}")
-    return f"the name follows none of the conventions understood ({UNDERSTOOD}); the file would never run"
+    return f"the name follows no convention, so the file would never run. Conventions understood: {UNDERSTOOD}"

@@ -156,9 +156,9 @@ def _mixed(candidate: _Candidate, convention: Convention, candidates: list[_Cand
     why = ""
     if convention is conventions.DBMATE and candidate.convention is conventions.PLAIN:
         why = " (it has no '-- migrate:up' line, so dbmate would refuse it)"
-    return (f"the directory mixes naming conventions ({mix} files): it follows {convention.name}, and this file "
-            f"follows {candidate.convention.name}{why}, so it would never run. Name every file after one of the "
-            f"conventions understood: {conventions.UNDERSTOOD}")
+    return (f"the directory mixes naming conventions (files: {mix}): it follows {convention.name}, and this file "
+            f"follows {candidate.convention.name}{why}, so it would never run. Name every file after one "
+            f"convention. Conventions understood: {conventions.UNDERSTOOD}")
 
 
 def _duplicates(files: list[MigrationFile]) -> list[NamingProblem]:
