@@ -156,6 +156,15 @@ def test_flyway_duplicate_versions_are_a_problem_naming_both_files(tmp_path):
     assert [f.label for f in files] == ["V1__a.sql", "V2_1__c.sql"]
 
 
+def test_two_repeatable_files_with_one_description_are_a_problem(tmp_path):
+    files, problems = discover(write_set(tmp_path, {"V1__a.sql": "SELECT 1;\n", "R__refresh_views.sql": "SELECT 2;\n",
+                                                    "R__refresh views.sql": "SELECT 3;\n"}))
+    (problem,) = problems
+    assert problem.blocking and problem.path.name == "R__refresh_views.sql"
+    assert "the same description as R__refresh views.sql" in problem.problem
+    assert [f.label for f in files] == ["V1__a.sql", "R__refresh views.sql"]
+
+
 def test_flyway_callbacks_and_misspelt_names_match_no_convention(tmp_path):
     files, problems = discover(write_set(tmp_path, {"V1__a.sql": "SELECT 1;\n", "afterMigrate.sql": "SELECT 2;\n",
                                                     "V2_missing_separator.sql": "SELECT 3;\n"}))

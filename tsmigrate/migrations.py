@@ -162,15 +162,20 @@ def _mixed(candidate: _Candidate, convention: Convention, candidates: list[_Cand
 
 
 def _duplicates(files: list[MigrationFile]) -> list[NamingProblem]:
+    """Files whose version (Flyway: 1.0 is 1) or repeatable description an earlier file has already."""
     problems, seen = [], {}
     for f in files:
-        key = (f.kind, f.version_key if not f.repeatable else f.name.replace("_", " ").lower())
-        other = seen.get(key)
-        if other is not None:
-            what = f"version {f.version} is also used by" if not f.repeatable else "the same description as"
-            problems.append(NamingProblem(f.path, f"{what} {other.path.name}; give each file its own "
-                                                  f"{'version' if not f.repeatable else 'description'}"))
-        seen.setdefault(key, f)
+        # Flyway reads '_' in a description as a space: R__a_b.sql and 'R__a b.sql' describe the same.
+        key = (f.kind, f.name.replace("_", " ") if f.repeatable else f.version_key)
+        other = seen.setdefault(key, f)
+        if other is f:
+            continue
+        if f.repeatable:
+            problems.append(NamingProblem(f.path, f"the same description as {other.path.name}; give each "
+                                                  "repeatable file its own description"))
+        else:
+            problems.append(NamingProblem(f.path, f"version {f.version} is also used by {other.path.name}; give "
+                                                  "each file its own version"))
     return problems
 
 
