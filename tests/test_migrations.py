@@ -92,7 +92,7 @@ def test_discovery_orders_any_set_of_versions(tmp_path_factory, versions):
 
 def test_migration_file_label_and_sort_key(tmp_path):
     f = MigrationFile("007", "plc", tmp_path / "007_plc.sql", "SELECT 1;")
-    assert f.label == "007_plc.sql" and f.sort_key == (7, "plc")
+    assert f.label == "007_plc.sql" and f.sort_key == (0, (7,), "plc") and f.step_id == "007"
 
 
 def test_heartbeat_logs_while_work_runs_and_stops_after(caplog):

@@ -31,7 +31,7 @@ LEDGER_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA};
 CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.ledger (
     attempt      bigserial PRIMARY KEY,
-    step         text NOT NULL,          -- migration version, or 'convert:<table>'
+    step         text NOT NULL,          -- migration version (a repeatable file: its name), or 'convert:<table>'
     kind         text NOT NULL,          -- 'migration' or 'conversion'
     name         text NOT NULL,
     sha256       text NOT NULL,
@@ -130,6 +130,12 @@ def entries(conn: psycopg.Connection) -> list[LedgerEntry]:
 def applied(conn: psycopg.Connection) -> dict[str, LedgerEntry]:
     """The last 'applied' entry of every step."""
     return {e.step: e for e in entries(conn) if e.outcome == "applied"}
+
+
+def is_done(entry: LedgerEntry | None, sha256: str, *, reruns_when_changed: bool) -> bool:
+    """Whether a step needs no run: it was applied, and, for a step that runs again whenever it changes
+    (a repeatable migration file, a table's conversion), applied with this content."""
+    return entry is not None and (not reruns_when_changed or entry.sha256 == sha256)
 
 
 def interrupted_steps(conn: psycopg.Connection) -> list[LedgerEntry]:

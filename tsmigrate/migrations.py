@@ -1,8 +1,10 @@
 """Migration files: discovery, checksums, statements with their lines, and running them.
 
-A migration file is ``<version>_<name>.sql`` (``001_telemetry.sql``), applied in numeric
-version order. A file runs in one transaction unless it carries the marker line
-``-- tsmigrate:no-transaction`` (for statements PostgreSQL refuses in a transaction).
+A directory follows one naming convention (tsmigrate.conventions): Flyway, golang-migrate,
+dbmate, or plain ``<version>_<name>.sql`` (``001_telemetry.sql``). Versioned files run once, in
+version order; Flyway's repeatable files run after them, and again whenever they change. A file
+runs in one transaction unless it carries the marker line ``-- tsmigrate:no-transaction`` (or,
+in a dbmate file, ``-- migrate:up transaction:false``).
 """
 
 from __future__ import annotations
@@ -11,39 +13,71 @@ import hashlib
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 from pglast import parser as pg_parser
 
+from . import conventions
+from .conventions import IGNORED, REPEATABLE, VERSIONED, Convention
 from .lint import PARSER_OFFSETS_ARE_BYTES
 
 log = logging.getLogger(__name__)
 
-FILE_PATTERN = re.compile(r"^(?P<version>\d+)[_-](?P<name>[A-Za-z0-9_.-]+)\.sql$")
 NO_TRANSACTION_MARKER = re.compile(r"^\s*--\s*tsmigrate:\s*no-transaction\s*$", re.IGNORECASE | re.MULTILINE)
 PSQL_META = re.compile(r"^\s*\\[a-zA-Z!?]", re.MULTILINE)
+# Versions this long are dates and times (20240101120000): they leave no gaps worth a note.
+DATED_VERSION_DIGITS = 8
 
 
 @dataclass(frozen=True)
 class MigrationFile:
-    version: str
+    version: str | None                # as written in the name; None for a repeatable file
     name: str
     path: Path
-    sql: str = field(repr=False)
+    body: str = field(repr=False)      # the SQL that runs, as written (a dbmate file: its up section)
+    first_line: int = 1                # the file line ``body`` starts on
+    convention: str = "plain"
+    kind: str = VERSIONED              # VERSIONED or REPEATABLE
+    version_key: tuple[int, ...] = ()  # what orders versioned files (Flyway: 1.1 < 1.2 < 1.10 < 2)
+    no_transaction: bool = False       # the convention's own marker said so (dbmate transaction:false)
+
+    def __post_init__(self) -> None:
+        if self.kind == VERSIONED and not self.version_key:
+            object.__setattr__(self, "version_key", (int(self.version),))
+
+    @property
+    def sql(self) -> str:
+        """The SQL that runs, on the file's own lines: line N of this text is line N of the file,
+        so lint findings, statement lines and server error lines all name lines of the file as written."""
+        return "\n" * (self.first_line - 1) + self.body
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+        """The checksum of what runs (for a plain file, of the whole file, as the ledger always had it)."""
+        return hashlib.sha256(self.body.encode("utf-8")).hexdigest()
 
     @property
     def transactional(self) -> bool:
-        return not NO_TRANSACTION_MARKER.search(self.sql)
+        return not self.no_transaction and not NO_TRANSACTION_MARKER.search(self.body)
 
     @property
-    def sort_key(self) -> tuple[int, str]:
-        return (int(self.version), self.name)
+    def repeatable(self) -> bool:
+        return self.kind == REPEATABLE
+
+    @property
+    def step_id(self) -> str:
+        """The ledger's key: the version as written, or a repeatable file's name without .sql."""
+        return self.path.stem if self.repeatable else self.version
+
+    @property
+    def sort_key(self) -> tuple:
+        """Versioned files by version, then repeatable files by name (Flyway's order)."""
+        if self.repeatable:
+            return (1, (), self.name)
+        return (0, self.version_key, self.name)
 
     @property
     def label(self) -> str:
@@ -54,37 +88,107 @@ class MigrationFile:
 class NamingProblem:
     path: Path
     problem: str
+    line: int | None = None
+    blocking: bool = True              # False: a note (a file that never runs forward: undo, down)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    path: Path
+    text: str
+    convention: Convention
+    named: conventions.Named
 
 
 def discover(directory: Path) -> tuple[list[MigrationFile], list[NamingProblem]]:
-    """Migration files in version order, and the files whose naming is a problem."""
-    files, problems = [], []
+    """Migration files in the order they run, and the files whose naming or layout is a problem.
+
+    The directory's convention is the one most of its files follow; a file of another convention,
+    of none, or with a version another file has, is a problem (and does not run).
+    """
+    candidates, problems = [], []
     for path in sorted(Path(directory).glob("*.sql")):
-        match = FILE_PATTERN.match(path.name)
-        if not match:
-            problems.append(NamingProblem(path, "name does not follow <version>_<name>.sql (e.g. 011_add_index.sql); "
-                                                "the file would never run"))
-            continue
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             problems.append(NamingProblem(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
             continue
-        files.append(MigrationFile(match["version"], match["name"], path, text))
+        found = conventions.recognise(path.name, text)
+        if found is None:
+            problems.append(NamingProblem(path, conventions.unrecognised(path.name)))
+            continue
+        candidates.append(_Candidate(path, text, *found))
+    if not candidates:
+        return [], problems
+    convention = _directory_convention(candidates)
+    files: list[MigrationFile] = []
+    for c in candidates:
+        if c.convention is not convention:
+            problems.append(NamingProblem(c.path, _mixed(c, convention, candidates)))
+        elif c.named.kind == IGNORED:
+            problems.append(NamingProblem(c.path, f"{c.named.why_ignored}: tsmigrate runs forward only, so this "
+                                                  "file is not run (a failed run is undone by restoring its backup)",
+                                          blocking=False))
+        else:
+            section = convention.section(c.text)
+            if section.problem:
+                problems.append(NamingProblem(c.path, section.problem, section.problem_line))
+                continue
+            files.append(MigrationFile(
+                c.named.version, c.named.name, c.path, section.body, section.first_line, convention.name,
+                c.named.kind, convention.version_key(c.named.version) if c.named.kind == VERSIONED else (),
+                section.no_transaction))
     files.sort(key=lambda f: f.sort_key)
-    seen: dict[int, MigrationFile] = {}
+    duplicates = _duplicates(files)
+    problems += duplicates
+    return [f for f in files if f.path not in {p.path for p in duplicates}], problems
+
+
+def _directory_convention(candidates: list[_Candidate]) -> Convention:
+    """The convention most files follow (on a tie, the first in conventions.CONVENTIONS)."""
+    counts = Counter(c.convention.name for c in candidates)
+    return max(conventions.CONVENTIONS, key=lambda conv: (counts[conv.name], -conventions.CONVENTIONS.index(conv)))
+
+
+def _mixed(candidate: _Candidate, convention: Convention, candidates: list[_Candidate]) -> str:
+    counts = Counter(c.convention.name for c in candidates)
+    mix = ", ".join(f"{n} {name}" for name, n in counts.most_common())
+    why = ""
+    if convention is conventions.DBMATE and candidate.convention is conventions.PLAIN:
+        why = " (it has no '-- migrate:up' line, so dbmate would refuse it)"
+    return (f"the directory mixes naming conventions (files: {mix}): it follows {convention.name}, and this file "
+            f"follows {candidate.convention.name}{why}, so it would never run. Name every file after one "
+            f"convention. Conventions understood: {conventions.UNDERSTOOD}")
+
+
+def _duplicates(files: list[MigrationFile]) -> list[NamingProblem]:
+    """Files whose version (Flyway: 1.0 is 1) or repeatable description an earlier file has already."""
+    problems, seen = [], {}
     for f in files:
-        other = seen.get(int(f.version))
-        if other is not None:
-            problems.append(NamingProblem(f.path, f"version {f.version} is also used by {other.path.name}; "
-                                                  "give each file its own version number"))
-        seen[int(f.version)] = f
-    return files, problems
+        # Flyway reads '_' in a description as a space: R__a_b.sql and 'R__a b.sql' describe the same.
+        key = (f.kind, f.name.replace("_", " ") if f.repeatable else f.version_key)
+        other = seen.setdefault(key, f)
+        if other is f:
+            continue
+        if f.repeatable:
+            problems.append(NamingProblem(f.path, f"the same description as {other.path.name}; give each "
+                                                  "repeatable file its own description"))
+        else:
+            problems.append(NamingProblem(f.path, f"version {f.version} is also used by {other.path.name}; give "
+                                                  "each file its own version"))
+    return problems
 
 
 def version_gaps(files: list[MigrationFile]) -> list[tuple[int, int]]:
-    """Pairs of consecutive versions with numbers missing between them."""
-    numbers = sorted({int(f.version) for f in files})
+    """Pairs of consecutive versions with numbers missing between them.
+
+    Only for whole-number versions: dotted ones (Flyway 1.1) have no next number, and dated ones
+    (20240101120000) leave gaps by design.
+    """
+    versioned = [f for f in files if not f.repeatable]
+    if any(len(f.version_key) != 1 or len(f.version.lstrip("0")) >= DATED_VERSION_DIGITS for f in versioned):
+        return []
+    numbers = sorted({f.version_key[0] for f in versioned})
     return [(a, b) for a, b in zip(numbers, numbers[1:]) if b - a > 1]
 
 

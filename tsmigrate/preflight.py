@@ -76,7 +76,9 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "Grant the run's role CREATEROLE (ALTER ROLE needs it), or set fence_application = false in plan.toml "
           "and keep the application stopped yourself."),
     Check("PF020", BLOCKING, "Migration file naming or ordering problem",
-          "Name files <version>_<name>.sql with a unique version each."),
+          "Name every file after one convention, with a version of its own: Flyway V<version>__<description>.sql "
+          "(and R__<description>.sql), golang-migrate <version>_<name>.up.sql, dbmate <version>_<name>.sql with "
+          "-- migrate:up, or plain <version>_<name>.sql."),
     Check("PF021", ADVISORY, "Gap in migration versions", "Check that no file is missing between these versions."),
     Check("PF022", BLOCKING, "Applied migration changed since it ran",
           "Restore the file's original content; put the change in a new migration file."),
@@ -84,6 +86,8 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "Restore the file, or point --migrations at the directory this database was migrated from."),
     Check("PF024", BLOCKING, "Step left interrupted by a run that died",
           "Inspect the database, then run with --resolve-interrupted (a transactional step is rerun automatically)."),
+    Check("PF025", ADVISORY, "Migration file that never runs forward",
+          "Nothing to do: undo and down files are not run; a failed run is undone by restoring its backup."),
     Check("PF030", BLOCKING, "NULL time values in a table to convert",
           "Fill them, or choose a null_time rule for the table in plan.toml."),
     Check("PF031", BLOCKING, "Foreign key into a table to convert",
@@ -334,21 +338,21 @@ def room_for_backup(conn: psycopg.Connection, backups_dir: Path) -> list[Finding
 
 def migration_files(conn: psycopg.Connection, migrations_dir: Path) -> list[Finding]:
     files, problems = discover(migrations_dir)
-    found = [finding("PF020", p.problem, path=str(p.path)) for p in problems]
+    found = [finding("PF020" if p.blocking else "PF025", p.problem, path=str(p.path), line=p.line) for p in problems]
     for a, b in version_gaps(files):
         found.append(finding("PF021", f"versions jump from {a:03d} to {b:03d}", path=str(migrations_dir)))
     applied = ledger.applied(conn)
-    by_version = {f.version: f for f in files}
+    by_step = {f.step_id: f for f in files}
     for step, entry in applied.items():
         if entry.kind != "migration":
             continue
-        f = by_version.get(step)
+        f = by_step.get(step)
         if f is None:
-            found.append(finding("PF023", f"version {step} ({entry.name}) was applied on {entry.finished_at:%Y-%m-%d} "
+            found.append(finding("PF023", f"step {step} ({entry.name}) was applied on {entry.finished_at:%Y-%m-%d} "
                                           f"but is not in {migrations_dir}"))
-        elif f.sha256 != entry.sha256:
+        elif f.sha256 != entry.sha256 and not f.repeatable:   # a repeatable file changed is pending
             found.append(finding("PF022", f"{f.label} was applied on {entry.finished_at:%Y-%m-%d} and has changed since "
-                                          "(sha256 differs from the ledger)", path=str(f.path), line=1))
+                                          "(sha256 differs from the ledger)", path=str(f.path), line=f.first_line))
     for entry in ledger.interrupted_steps(conn):
         severity = ADVISORY if entry.transactional else BLOCKING
         found.append(finding("PF024", f"step {entry.step} ({entry.name}) was started on {entry.started_at:%Y-%m-%d %H:%M} "
@@ -359,7 +363,7 @@ def migration_files(conn: psycopg.Connection, migrations_dir: Path) -> list[Find
 def pending_files(conn: psycopg.Connection, migrations_dir: Path) -> list[MigrationFile]:
     files, _ = discover(migrations_dir)
     applied = ledger.applied(conn)
-    return [f for f in files if f.version not in applied]
+    return [f for f in files if not ledger.is_done(applied.get(f.step_id), f.sha256, reruns_when_changed=f.repeatable)]
 
 
 def hypertables_of(plan: Plan | None, files: list[MigrationFile]) -> dict[str, str]:

@@ -339,14 +339,17 @@ def next_steps(summary: RunSummary) -> list[str]:
 # -- environment facts --------------------------------------------------------------------------
 
 def migrations_facts(migrations_dir: Path) -> str:
-    """'10 files, 001 to 010, sha256 …': the same digest as the pre-flight's verdict inputs."""
+    """'10 files (plain) in migrations, 001 to 010; sha256 …': the same digest as the pre-flight's verdict inputs."""
     files, problems = discover(migrations_dir)
     if not files:
         return f"no migration files in {migrations_dir}"
     digest = hashlib.sha256(json.dumps({f.label: f.sha256 for f in files}, sort_keys=True).encode()).hexdigest()
-    unusable = f", {len(problems)} badly named" if problems else ""
-    return (f"{len(files)} files in {migrations_dir}, {files[0].version} to {files[-1].version}{unusable}; "
-            f"sha256 {digest}")
+    versioned = [f for f in files if not f.repeatable]
+    repeatable, badly_named = len(files) - len(versioned), sum(p.blocking for p in problems)
+    span = f"{versioned[0].version} to {versioned[-1].version}" if versioned else "no versioned file"
+    span += f" and {repeatable} repeatable" if repeatable else ""
+    span += f", {badly_named} badly named" if badly_named else ""
+    return f"{len(files)} files ({files[0].convention}) in {migrations_dir}, {span}; sha256 {digest}"
 
 
 def plan_facts(migrations_dir: Path, plan: Plan | None) -> str:

@@ -43,7 +43,7 @@ class RunRefused(RuntimeError):
 class Step:
     """A migration file or the conversion of one planned table."""
 
-    id: str                       # ledger key: the file's version, or convert:<table>
+    id: str                       # ledger key: the file's version (a repeatable file: its name), or convert:<table>
     label: str                    # what a person reads: the file name or "convert metric_hist"
     migration: MigrationFile | None = None
     hypertable: HypertablePlan | None = None
@@ -56,11 +56,20 @@ class Step:
     def sha256(self) -> str:
         return self.migration.sha256 if self.migration else plan_sha256(self.hypertable)
 
+    @property
+    def reruns_when_changed(self) -> bool:
+        """A conversion runs again when its plan changed, a repeatable file when its content did."""
+        return self.migration is None or self.migration.repeatable
+
+    def done(self, entry: ledger.LedgerEntry | None) -> bool:
+        return ledger.is_done(entry, self.sha256, reruns_when_changed=self.reruns_when_changed)
+
 
 def plan_steps(migrations_dir: Path, plan: Plan | None) -> list[Step]:
-    """Every step in order: migration files by version, then one conversion per planned table."""
+    """Every step in order: migration files by version (repeatable files last), then one conversion per
+    planned table."""
     files, _ = discover(migrations_dir)
-    steps = [Step(f.version, f.label, migration=f) for f in files]
+    steps = [Step(f.step_id, f.label, migration=f) for f in files]
     if plan is not None:
         steps += [Step(f"convert:{h.table}", f"convert {plan.schema}.{h.table}", hypertable=h) for h in plan.hypertables]
     return steps
@@ -131,7 +140,8 @@ class MigrationRun:
             self.control.close()
             raise RunRefused(str(exc)) from None
         applied = ledger.applied(self.control)
-        changed = [s for s in self.steps if s.migration and s.id in applied and applied[s.id].sha256 != s.sha256]
+        changed = [s for s in self.steps if s.migration and not s.reruns_when_changed and s.id in applied
+                   and applied[s.id].sha256 != s.sha256]
         if changed:
             names = ", ".join(f"{s.label} (applied {applied[s.id].finished_at:%Y-%m-%d})" for s in changed)
             self.close()
@@ -160,7 +170,7 @@ class MigrationRun:
 
     def pending(self) -> list[Step]:
         done = ledger.applied(self.control)
-        return [s for s in self.steps if s.id not in done]
+        return [s for s in self.steps if not s.done(done.get(s.id))]
 
     # -- the fence and the backup, before the first change ---------------------------------------------
     def ensure_backup(self) -> Backup:
@@ -222,7 +232,7 @@ class MigrationRun:
         except StepFailed as exc:
             self.mark_failed(step.id, step.label, {"message": str(exc)})
             raise
-        if entry is not None and (step.migration or entry.sha256 == step.sha256):
+        if step.done(entry):
             outcome = StepOutcome(step.id, step.label, "already applied",
                                   details={"applied_at": f"{entry.finished_at:%Y-%m-%d %H:%M:%S %Z}", "by": entry.applied_by})
             self.outcomes.append(outcome)
