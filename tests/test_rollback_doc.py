@@ -15,9 +15,11 @@ import psycopg
 import pytest
 
 from fixtures.servers import server_fixture
+from tsmigrate import backupctl
 from tsmigrate.backup import Backup, take_backup
 from tsmigrate.config import parse_plan
 from tsmigrate.conversion import convert_table, is_hypertable
+from tsmigrate.fence import Fence
 from tsmigrate.fingerprint import compare, fingerprint_database
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.sealing import new_key
@@ -138,7 +140,11 @@ def test_the_documented_manual_rollback_brings_the_backup_back(encrypted, rollba
     if encrypted:
         (tmp_path / "keys").mkdir(mode=0o700)
         key = new_key(tmp_path / "keys" / "backup.key")
-    backup = take_backup(plant, tmp_path / "backups", key=key)
+    # As in a real run, the backup is taken inside the fence: its roles.sql must still give the role LOGIN back.
+    with plant.connect() as conn, Fence(conn, [APP_ROLE]) as fence:
+        assert fence.fenced and not conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
+                                                 (APP_ROLE,)).fetchone()[0]
+        backup = take_backup(plant, tmp_path / "backups", key=key)
     assert backup.encrypted == encrypted
     damage(rollback_server, plant)
     with plant.connect() as conn:
@@ -156,7 +162,8 @@ def test_the_documented_manual_rollback_brings_the_backup_back(encrypted, rollba
         assert conn.execute("SELECT count(*) FROM factory_telemetry.latest").fetchone()[0] == 6
         assert conn.execute("SELECT has_table_privilege(%s, 'factory_telemetry.metric_hist', 'INSERT')",
                             (APP_ROLE,)).fetchone()[0]
-        assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()[0]
+        assert conn.execute("SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+                            (APP_ROLE,)).fetchone() == (True, None), "as before the fence: LOGIN, no fence record"
         assert conn.execute("SELECT has_database_privilege(%s, current_database(), 'CONNECT')",
                             (APP_ROLE,)).fetchone()[0]
         settings = conn.execute("SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
@@ -189,3 +196,19 @@ def test_a_wrong_key_stops_the_documented_rollback_before_any_change(rollback_se
     with plant.connect() as conn:
         assert compare(damaged, fingerprint_database(conn)) == [], "nothing was restored"
     assert sorted(p.name for p in backup.path.parent.iterdir()) == [backup.path.name]
+
+
+def test_the_proof_steps_fail_on_a_database_that_is_not_the_backup(rollback_server, plant, tmp_path, capsys):
+    """Steps 7 and 9 (backupctl compare) are what stops a wrong copy from taking the database's name."""
+    backup = take_backup(plant, tmp_path / "backups")
+    dsn = plant.conninfo
+    assert backupctl.main(["compare", str(backup.path), "--dsn", dsn]) == 0
+    with plant.connect() as conn:
+        conn.execute("UPDATE factory_telemetry.metric_def SET metric_key = 'changed' WHERE id = 2")
+    capsys.readouterr()
+    assert backupctl.main(["compare", str(backup.path), "--dsn", dsn]) == 1
+    err = capsys.readouterr().err
+    assert "factory_telemetry.metric_def" in err and "differs from the backup" in err
+    assert rollback_server.password not in err
+    assert backupctl.main(["decrypt", str(backup.path), str(tmp_path / "copy"), "--key-file", "/nonexistent"]) == 1
+    assert "/nonexistent does not exist" in capsys.readouterr().err
