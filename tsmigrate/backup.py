@@ -5,8 +5,11 @@ A backup is a directory ``<backups>/<dbname>-<UTC time>/`` holding
 - ``dump/``: pg_dump directory format (parallel jobs), taken in the same snapshot as
 - ``manifest.json``: versions, database settings, sizes and sha256 of every file, and the
   content fingerprint of every table, computed in that snapshot;
-- ``roles.sql``: the cluster's roles as far as the connected role may read them.
-Everything is readable by its owner only.
+- ``roles.sql``: the cluster's roles as far as the connected role may read them, as they were
+  before the run's fence (see fence.py).
+Everything is readable by its owner only. With a key file (``[backup] key_file`` in the plan) every
+file but the manifest is encrypted at rest once the backup is verified (see sealing.py); what reads
+the dump gets a decrypted copy for the time it needs it.
 
 Restore: a new database is created and filled from the dump, its fingerprints are checked
 against the manifest, and only then are names swapped (the failed database is kept under a
@@ -26,17 +29,21 @@ import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import psycopg
 from psycopg import sql
 
+from . import fence, sealing
 from .carry import CarryReport
+from .errors import BackupError
 from .fingerprint import TableFingerprint, compare, fingerprint_database, user_tables
 from .janitor import drop_database, while_alone
+from .sealing import BackupKey
 from .target import Target, redact
 
 log = logging.getLogger(__name__)
@@ -47,18 +54,26 @@ ROLES_FILE = "roles.sql"
 NAME_PATTERN = re.compile(r"^(?P<db>.+)-(?P<stamp>\d{8}T\d{6}Z)$")
 
 
-class BackupError(RuntimeError):
-    """A backup could not be taken, verified or restored. Says what and what to do."""
-
-
 @dataclass
 class Backup:
     path: Path
     manifest: dict = field(repr=False)
+    key: BackupKey | None = field(default=None, repr=False)   # opens an encrypted backup
 
     @property
     def dump_dir(self) -> Path:
+        """Where the dump is on disk (encrypted files when ``encrypted``: read it through ``opened_dump``)."""
         return self.path / DUMP_DIR
+
+    @property
+    def encrypted(self) -> bool:
+        return sealing.is_encrypted(self.manifest)
+
+    @contextmanager
+    def opened_dump(self) -> Iterator[Path]:
+        """The dump directory in plaintext for pg_restore: the dump itself, or a decrypted copy for the duration."""
+        with sealing.opened(self.path, self.manifest, self.key, only=DUMP_DIR) as root:
+            yield root / DUMP_DIR
 
     @property
     def fingerprints(self) -> dict[str, TableFingerprint]:
@@ -69,10 +84,10 @@ class Backup:
         return hashlib.sha256((self.path / MANIFEST).read_bytes()).hexdigest()
 
     @classmethod
-    def load(cls, path: Path) -> "Backup":
+    def load(cls, path: Path, key: BackupKey | None = None) -> "Backup":
         manifest_path = Path(path) / MANIFEST
         try:
-            return cls(Path(path), json.loads(manifest_path.read_text()))
+            return cls(Path(path), json.loads(manifest_path.read_text()), key)
         except FileNotFoundError:
             raise BackupError(f"{path} is not a backup: it has no {MANIFEST}") from None
         except json.JSONDecodeError as exc:
@@ -172,8 +187,10 @@ def _run_with_progress(args: list[str], env: dict, what: str, total: int, counte
 
 # -- taking a backup ------------------------------------------------------------------------------
 
-def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: datetime | None = None) -> Backup:
-    """Dump the target with a manifest and fingerprints from the same snapshot, then verify it."""
+def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: datetime | None = None,
+                key: BackupKey | None = None) -> Backup:
+    """Dump the target with a manifest and fingerprints from the same snapshot, then verify it
+    (and, with a key, encrypt it at rest and verify that it decrypts)."""
     backups_dir = Path(backups_dir)
     try:
         backups_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -200,7 +217,7 @@ def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: dateti
     path = backups_dir / f"{facts['database']}-{stamp}"
     try:
         path.mkdir(mode=0o700)
-        return _take_backup(target, path, facts, jobs)
+        return _take_backup(target, path, facts, jobs, key)
     except OSError as exc:
         shutil.rmtree(path, ignore_errors=True)
         raise BackupError(f"the backup could not be written to {path}: {exc.strerror or exc}; free room there or "
@@ -210,7 +227,7 @@ def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: dateti
         raise
 
 
-def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
+def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: BackupKey | None) -> Backup:
     conninfo, env = target.for_client_programs()
     with target.connect(autocommit=False) as snap:
         snap.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -247,7 +264,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
         if dump_failed:
             raise dump_failed[0]
 
-    roles_note = _dump_roles(target, path, env)
+    roles_note = _dump_roles(target, path, env, facts["database"])
     manifest = {
         "format": 1,
         "created_at": datetime.now(timezone.utc).isoformat(),
@@ -264,8 +281,15 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     for p in [path, *path.rglob("*")]:
         p.chmod(0o700 if p.is_dir() else 0o600)
-    backup = Backup(path, json.loads((path / MANIFEST).read_text()))
+    backup = Backup(path, json.loads((path / MANIFEST).read_text()), key)
     problems = verify_backup(backup)
+    if not problems and key is not None:
+        manifest["encryption"] = sealing.seal(path, manifest["files"], key)
+        manifest["files"] = _files_of(path)
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        backup = Backup(path, json.loads((path / MANIFEST).read_text()), key)
+        problems = verify_backup(backup) or sealing.check_decrypts(path, backup.manifest, key)
+        log.info("backup: encrypted at rest for %s (key file %s)", key.recipient, key.path)
     if problems:
         raise BackupError(f"the backup in {path} failed verification: " + "; ".join(problems))
     log.info("backup: %s verified (%d files, %.1f MB)", path, len(manifest["files"]),
@@ -273,20 +297,31 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int) -> Backup:
     return backup
 
 
-def _dump_roles(target: Target, path: Path, env: dict) -> str:
+def _dump_roles(target: Target, path: Path, env: dict, database: str) -> str:
     conninfo, _ = target.for_client_programs()
     args = [tool("pg_dumpall"), "--roles-only", "--no-role-passwords", "-f", str(path / ROLES_FILE), "-d", conninfo]
     result = subprocess.run(args, env=env, capture_output=True, text=True, umask=0o077)
     if result.returncode != 0:
         (path / ROLES_FILE).unlink(missing_ok=True)
         return f"not saved: the connected role may not read them ({redact(result.stderr.strip()[:200])})"
-    return f"saved in {ROLES_FILE} (without passwords)"
+    # The run fences the application just before its backup: roles.sql would bring the fence back with the
+    # roles. Its last lines put them as they were before it (LOGIN, their own comment).
+    with target.connect() as conn, open(path / ROLES_FILE, "a") as f:
+        fenced = fence.fences(conn, database)
+        if fenced:
+            f.write("\n-- tsmigrate: the run fenced these roles (NOLOGIN) just before this backup; as they were before:\n")
+        for r in fenced:
+            f.write(sql.SQL("ALTER ROLE {} LOGIN;\nCOMMENT ON ROLE {} IS {};\n").format(
+                sql.Identifier(r.role), sql.Identifier(r.role),
+                sql.Literal(r.comment) if r.comment is not None else sql.SQL("NULL")).as_string(conn))
+    return f"saved in {ROLES_FILE} (without passwords; fenced roles as they were before the fence)"
 
 
 # -- verification and pruning ---------------------------------------------------------------------
 
 def verify_backup(backup: Backup) -> list[str]:
-    """Problems found: files that differ from the manifest, or a dump pg_restore cannot read."""
+    """Problems found: files that differ from the manifest (as they are on disk: encrypted ones are checked without
+    the key), a key that does not open an encrypted backup, or a dump pg_restore cannot read."""
     problems = []
     expected = backup.manifest.get("files", {})
     actual = _files_of(backup.path)
@@ -299,7 +334,11 @@ def verify_backup(backup: Backup) -> list[str]:
     for name in sorted(set(actual) - set(expected)):
         problems.append(f"{name} is not in the manifest")
     if not problems:
-        result = subprocess.run([tool("pg_restore"), "-l", str(backup.dump_dir)], capture_output=True, text=True)
+        try:
+            with sealing.opened(backup.path, backup.manifest, backup.key, only=f"{DUMP_DIR}/toc.dat") as root:
+                result = subprocess.run([tool("pg_restore"), "-l", str(root / DUMP_DIR)], capture_output=True, text=True)
+        except BackupError as exc:   # the key (missing, another one) or a damaged file: named in the message
+            return [str(exc)]
         if result.returncode != 0:
             problems.append(f"pg_restore cannot read the dump's table of contents: {result.stderr.strip()[:300]}")
     return problems
@@ -370,6 +409,20 @@ class RestoreOutcome:
                 f"{self.kept_failed_as}, INSERT into {self.database}) before the application starts")
 
 
+def database_properties(manifest: dict, dbname: str) -> list[sql.Composed]:
+    """The database's own settings and grants the backup recorded (a dump without --create has neither)."""
+    statements = []
+    for setting in manifest.get("settings") or []:
+        name, _, value = setting.partition("=")
+        statements.append(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+            sql.Identifier(dbname), sql.Identifier(name), sql.Literal(value)))
+    for grant in manifest.get("grants") or []:
+        grantee, privilege = grant.rsplit(" ", 1)
+        statements.append(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+            sql.SQL(privilege), sql.Identifier(dbname), sql.SQL(grantee)))
+    return statements
+
+
 def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, jobs: int = 2,
                    carry: Callable[[Target, Target], CarryReport] | None = None) -> RestoreOutcome:
     """Restore into a new database, prove it, then swap names. Close your own connections first.
@@ -380,6 +433,7 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
     rows not carried over is always kept.
     """
     started = time.monotonic()
+    sealing.check_key(backup.manifest, backup.key, backup.path)   # a missing or wrong key, said as such
     problems = verify_backup(backup)
     if problems:
         raise BackupError(f"will not restore from {backup.path}: " + "; ".join(problems))
@@ -408,20 +462,15 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
         conninfo, env = new_target.for_client_programs()
         # TimescaleDB's catalog tables reference each other: their data must load in dump order.
         parallel = 1 if ts_version else max(1, jobs)
-        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(backup.dump_dir)]
-        tables = len(m["fingerprints"])
-        _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"))
+        with backup.opened_dump() as dump_dir:
+            args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(dump_dir)]
+            tables = len(m["fingerprints"])
+            _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"))
         with new_target.connect() as conn:
             if ts_version:
                 conn.execute("SELECT timescaledb_post_restore()")
-            for setting in m.get("settings") or []:
-                name, _, value = setting.partition("=")
-                conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-                    sql.Identifier(new_name), sql.Identifier(name), sql.Literal(value)))
-            for grant in m.get("grants") or []:
-                grantee, privilege = grant.rsplit(" ", 1)
-                conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
-                    sql.SQL(privilege), sql.Identifier(new_name), sql.SQL(grantee)))
+            for statement in database_properties(m, new_name):
+                conn.execute(statement)
             differences = compare(backup.fingerprints, fingerprint_database(conn, list(
                 tuple(k.split(".", 1)) for k in backup.fingerprints), like=backup.fingerprints))
         if differences:

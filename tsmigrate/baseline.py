@@ -8,13 +8,14 @@ Where it comes from, first match wins:
 Besides the manifest's fingerprints, the dump is read (never restored) for what it listed:
 views, functions, triggers and extensions (``pg_restore -l``), the grants (``pg_restore -s``)
 and, to count exactly how many rows of one table differ, that table's rows (``pg_restore -a``).
+An encrypted backup's dump is decrypted beside it once, when first read, and removed by ``close()``.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Iterator
 
 from .backup import DUMP_DIR, MANIFEST, NAME_PATTERN, Backup, BackupError, tool
 from .fingerprint import TableFingerprint
+from .sealing import SUFFIX, BackupKey
 
 
 class NoBaseline(LookupError):
@@ -86,6 +88,8 @@ class Baseline:
     source: str                    # how it was found, in words
     _toc: list[DumpObject] | None = field(default=None, repr=False)
     _grants: list[Grant] | None = field(default=None, repr=False)
+    _opened: Path | None = field(default=None, repr=False)
+    _closing: ExitStack = field(default_factory=ExitStack, repr=False)
 
     @property
     def fingerprints(self) -> dict[str, TableFingerprint]:
@@ -107,13 +111,28 @@ class Baseline:
 
     @property
     def has_dump(self) -> bool:
-        return (self.backup.path / DUMP_DIR / "toc.dat").is_file()
+        toc = self.backup.path / DUMP_DIR / "toc.dat"
+        return toc.is_file() or toc.with_name(toc.name + SUFFIX).is_file()
+
+    def dump_dir(self) -> Path:
+        """The dump in plaintext: the backup's own, or (encrypted) a copy decrypted on first use until close()."""
+        if self._opened is None:
+            try:
+                self._opened = self._closing.enter_context(self.backup.opened_dump())
+            except BackupError as exc:
+                raise BaselineError(f"the baseline {self.backup.path} cannot be read: {exc}") from None
+        return self._opened
+
+    def close(self) -> None:
+        """Remove the decrypted copy, if one was made."""
+        self._closing.close()
+        self._opened = None
 
     def _pg_restore(self, *args: str) -> str:
         if not self.has_dump:
             raise BaselineError(f"the baseline {self.backup.path} has no dump ({DUMP_DIR}/toc.dat); "
                                 "give a complete backup directory with --baseline")
-        result = subprocess.run([tool("pg_restore"), *args, str(self.backup.path / DUMP_DIR)],
+        result = subprocess.run([tool("pg_restore"), *args, str(self.dump_dir())],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise BaselineError(f"pg_restore cannot read the dump in {self.backup.path}: {result.stderr.strip()[:300]}")
@@ -153,8 +172,7 @@ class Baseline:
         if not self.has_dump:
             yield None
             return
-        args = [tool("pg_restore"), "--data-only", "-n", schema, "-t", table, "-f", "-",
-                str(self.backup.path / DUMP_DIR)]
+        args = [tool("pg_restore"), "--data-only", "-n", schema, "-t", table, "-f", "-", str(self.dump_dir())]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             encoding, columns = "UTF8", None
@@ -201,7 +219,7 @@ def backups_of(backups_dir: Path, dbname: str) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
-def load_explicit(path: Path) -> Baseline:
+def load_explicit(path: Path, key: BackupKey | None = None) -> Baseline:
     """The backup named by --baseline; BaselineError says what is wrong with it."""
     path = Path(path)
     if not path.is_dir():
@@ -212,7 +230,7 @@ def load_explicit(path: Path) -> Baseline:
         hint = f" It holds backups: {', '.join(inside[-3:])}; name one of them." if inside else ""
         raise BaselineError(f"--baseline {path} is not a backup directory (it has no {MANIFEST}).{hint}")
     try:
-        backup = Backup.load(path)
+        backup = Backup.load(path, key)
     except BackupError as exc:
         raise BaselineError(f"--baseline: {exc}") from None
     if "fingerprints" not in backup.manifest:
@@ -221,15 +239,17 @@ def load_explicit(path: Path) -> Baseline:
     return Baseline(backup, "given with --baseline")
 
 
-def resolve_baseline(*, explicit: Path | None, in_run: Backup | None, backups_dir: Path, dbname: str) -> Baseline:
-    """The baseline to compare with. Raises NoBaseline (with how to give one) or BaselineError."""
+def resolve_baseline(*, explicit: Path | None, in_run: Backup | None, backups_dir: Path, dbname: str,
+                     key: BackupKey | None = None) -> Baseline:
+    """The baseline to compare with. Raises NoBaseline (with how to give one) or BaselineError.
+    ``key`` opens an encrypted backup (the plan's key file)."""
     if explicit is not None:
-        return load_explicit(explicit)
+        return load_explicit(explicit, key)
     if in_run is not None:
         return Baseline(in_run, "the backup this run's execute suite took before its first change")
     candidates = backups_of(backups_dir, dbname)
     if candidates:
-        return Baseline(Backup.load(candidates[0]), f"the newest backup of {dbname} in {backups_dir}")
+        return Baseline(Backup.load(candidates[0], key), f"the newest backup of {dbname} in {backups_dir}")
     raise NoBaseline(f"no baseline to compare with: no backup of {dbname} in {backups_dir} and no --baseline given. "
                      f"Give the backup taken before the migration with --baseline DIR (a {dbname}-<UTC time> "
                      "directory of the execute run), or point --backups at the directory that holds it.")

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import BackupError
+from .sealing import BackupKey, load_key
+
 PLAN_FILE_NAME = "plan.toml"
 
 # PostgreSQL interval literals we accept in a plan: "1 hour", "7 days", "90 days".
@@ -105,6 +108,12 @@ class BenchmarkThresholds:
 class BackupPolicy:
     keep_days: int = 7
     keep_count: int = 10
+    # An age key file: backups are encrypted at rest with it (never the key itself in the plan). See sealing.py.
+    key_file: Path | None = None
+
+    def key(self) -> BackupKey | None:
+        """The key backups are encrypted with, or None (checked when the plan was read)."""
+        return load_key(self.key_file) if self.key_file else None
 
 
 @dataclass(frozen=True)
@@ -239,6 +248,26 @@ def _hypertable(table: str, spec: Any, path: Path | str) -> HypertablePlan:
     return plan
 
 
+def _key_file(value: Any, path: Path | str | None, where) -> Path | None:
+    """A path to an age key file (relative to the plan's directory); the file is read now, so a missing or
+    unusable key stops the run before anything changes."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise PlanError(where, "backup.key_file", f"expected the path of a key file, got {value!r}")
+    if value.strip().startswith("AGE-SECRET-KEY-"):
+        raise PlanError(where, "backup.key_file", "this is a key, not the path of a key file: never put the key in "
+                        "the plan; write it to a file only its owner reads and name that file here")
+    key_path = Path(value.strip()).expanduser()
+    if not key_path.is_absolute():
+        key_path = (Path(path).parent if path else Path.cwd()) / key_path
+    try:
+        load_key(key_path)
+    except BackupError as exc:
+        raise PlanError(where, "backup.key_file", str(exc)) from None
+    return key_path
+
+
 def _boolean(section: dict, key: str, default: bool | None, path, label: str) -> bool | None:
     """``section[key]`` as true/false (``default`` when absent); ``label`` names the key in messages."""
     value = section.get(key, default)
@@ -273,10 +302,11 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
         raise PlanError(where, "benchmarks.min_compression_percent", "a percentage cannot exceed 100")
 
     backup = _section(data, "backup", where)
-    _known_keys(backup, {"keep_days", "keep_count"}, where, "backup")
+    _known_keys(backup, {"keep_days", "keep_count", "key_file"}, where, "backup")
     policy = BackupPolicy(
         keep_days=int(_number(backup.get("keep_days", 7), where, "backup.keep_days", minimum=0)),
         keep_count=int(_number(backup.get("keep_count", 10), where, "backup.keep_count", minimum=1)),
+        key_file=_key_file(backup.get("key_file"), path, where),
     )
     return Plan(
         path=Path(path) if path else None,

@@ -362,9 +362,14 @@ def _restore_hint(obj, dump: str, dbname: str) -> str:
 
 def missing_objects(conn: psycopg.Connection, baseline: Baseline) -> list[str]:
     """Views, materialized views, functions, procedures, triggers, extensions of the baseline that are gone."""
-    dump = str(baseline.backup.path / "dump")
-    return [f"{obj.describe()} existed before the migration (in {baseline.backup.path.name}) and is gone: run again "
-            f"the migration file that defines it, or restore it as it was: {_restore_hint(obj, dump, conn.info.dbname)}"
+    path = baseline.backup.path
+    dump, first = str(path / "dump"), ""
+    if baseline.backup.encrypted:
+        dump = f"{path}.decrypted/dump"
+        first = (f"python -m tsmigrate.backupctl decrypt --key-file KEYFILE {path} {path}.decrypted (the backup is "
+                 "encrypted), then ")
+    return [f"{obj.describe()} existed before the migration (in {path.name}) and is gone: run again "
+            f"the migration file that defines it, or restore it as it was: {first}{_restore_hint(obj, dump, conn.info.dbname)}"
             for obj in baseline.objects() if not _object_exists(conn, obj)]
 
 

@@ -187,7 +187,7 @@ class MigrationRun:
             if self.plan and self.plan.fence_application and self.fence is None and not online:
                 self.fence = Fence(self.control, self.plan.application_roles)
                 self.fence.raise_()
-            self.backup = take_backup(self.target, self.backups_dir)
+            self.backup = take_backup(self.target, self.backups_dir, key=self.plan.backup.key() if self.plan else None)
         except (BackupError, FenceError, TargetError, psycopg.Error) as exc:
             self.stopped = f"the backup could not be taken, nothing was changed: {first_line(exc)}" \
                 if not isinstance(exc, FenceError) else f"the application could not be fenced, nothing was changed: {exc}"

@@ -1,0 +1,137 @@
+"""A backup directory by hand: the commands of the operator's guide (docs/operator-guide.md, manual rollback).
+
+    python -m tsmigrate.backupctl new-key FILE                       a key file for encrypted backups
+    python -m tsmigrate.backupctl verify BACKUP [--key-file FILE]     files as recorded, dump readable
+    python -m tsmigrate.backupctl decrypt BACKUP DEST --key-file FILE a decrypted copy (a plain backup directory)
+    python -m tsmigrate.backupctl database-sql BACKUP DBNAME          the database's own settings and grants, as SQL
+    python -m tsmigrate.backupctl compare BACKUP [--dsn DSN]          the database's content against the backup
+
+Exit 0 when all is well, 1 when the backup or the database is not as it should be (the reason on stderr),
+2 for a wrong command line. The connection for ``compare`` is --dsn, else libpq's PG* variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from .backup import MANIFEST, Backup, database_properties, verify_backup
+from .errors import BackupError
+from .fingerprint import compare, fingerprint_database
+from .sealing import decrypt_into, load_key, new_key, plain_manifest
+from .target import TargetError, resolve_target
+
+
+class Refused(Exception):
+    """What is wrong, for stderr and exit 1."""
+
+
+def _backup(path: str, key_file: str | None) -> Backup:
+    return Backup.load(Path(path), load_key(Path(key_file)) if key_file else None)
+
+
+def cmd_new_key(args) -> str:
+    key = new_key(Path(args.file))
+    return (f"key file {key.path} written (owner-only); public key {key.recipient}.\n"
+            f"Name it in plan.toml:  [backup] key_file = \"{key.path.resolve()}\"\n"
+            "Keep a copy away from the backups (a password manager, a safe): without it no encrypted backup "
+            "can be restored.")
+
+
+def cmd_verify(args) -> str:
+    backup = _backup(args.backup, args.key_file)
+    problems = verify_backup(backup)
+    if problems:
+        raise Refused(f"{backup.path} is not usable: " + "; ".join(problems))
+    files = backup.manifest.get("files", {})
+    how = f"encrypted for {backup.manifest['encryption']['recipient']}; " if backup.encrypted else ""
+    return (f"{backup.path}: {how}{len(files)} files as recorded in {MANIFEST}, pg_restore reads the dump "
+            f"(database {backup.manifest.get('database')}, TimescaleDB {backup.manifest.get('timescaledb_version') or 'none'})")
+
+
+def cmd_decrypt(args) -> str:
+    backup = _backup(args.backup, args.key_file)
+    dest = Path(args.dest)
+    if not backup.encrypted:
+        raise Refused(f"{backup.path} is not encrypted: use it as it is")
+    if dest.exists():
+        raise Refused(f"{dest} exists already: name a new directory (nothing is overwritten)")
+    problems = verify_backup(backup)
+    if problems:
+        raise Refused(f"{backup.path} is not usable: " + "; ".join(problems))
+    dest.mkdir(mode=0o700, parents=True)
+    try:
+        decrypt_into(backup.path, backup.manifest, backup.key, dest)
+        (dest / MANIFEST).write_text(json.dumps(plain_manifest(backup.manifest, backup.path), indent=2))
+        (dest / MANIFEST).chmod(0o600)
+        problems = verify_backup(Backup.load(dest))
+        if problems:
+            raise Refused(f"the decrypted copy in {dest} does not verify: " + "; ".join(problems))
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return (f"decrypted into {dest} and verified ({len(backup.manifest['encryption']['files'])} files). It is plaintext: "
+            f"remove it (rm -r {dest}) once the restore is done")
+
+
+def cmd_database_sql(args) -> str:
+    backup = Backup.load(Path(args.backup))
+    statements = database_properties(backup.manifest, args.dbname)
+    return "\n".join(s.as_string(None) + ";" for s in statements) or "-- the backup recorded no database settings or grants"
+
+
+def cmd_compare(args) -> str:
+    backup = Backup.load(Path(args.backup))
+    target = resolve_target(args.dsn)
+    if args.dbname:
+        target = target.with_dbname(args.dbname)
+    expected = backup.fingerprints
+    with target.connect() as conn:
+        now = fingerprint_database(conn, [tuple(name.split(".", 1)) for name in expected])
+    differences = compare(expected, now)
+    if differences:
+        raise Refused(f"{target.describe()} differs from the backup {backup.path}: " + "; ".join(map(str, differences)))
+    rows = sum(f.rows for f in expected.values())
+    return (f"{target.describe()} is identical to the backup {backup.path.name}: {len(expected)} tables, {rows} rows, "
+            "every fingerprint matches")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tsmigrate.backupctl", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("new-key", help="write a new key file for encrypted backups (never over an existing file)")
+    p.add_argument("file")
+    p.set_defaults(run=cmd_new_key)
+    p = sub.add_parser("verify", help="the files are as the manifest recorded and pg_restore reads the dump")
+    p.add_argument("backup")
+    p.add_argument("--key-file", help="the key file of an encrypted backup")
+    p.set_defaults(run=cmd_verify)
+    p = sub.add_parser("decrypt", help="a decrypted copy of an encrypted backup, itself a verified backup directory")
+    p.add_argument("backup")
+    p.add_argument("dest", help="a new directory")
+    p.add_argument("--key-file", required=True)
+    p.set_defaults(run=cmd_decrypt)
+    p = sub.add_parser("database-sql", help="print the ALTER DATABASE / GRANT statements the backup recorded")
+    p.add_argument("backup")
+    p.add_argument("dbname", help="the database to apply them to")
+    p.set_defaults(run=cmd_database_sql)
+    p = sub.add_parser("compare", help="every table's rows and content fingerprint against the backup's manifest")
+    p.add_argument("backup")
+    p.add_argument("--dsn", help="the database (else libpq's PG* variables)")
+    p.add_argument("--dbname", help="compare this database of the server instead")
+    p.set_defaults(run=cmd_compare)
+    args = parser.parse_args(argv)
+    try:
+        print(args.run(args))
+    except (Refused, BackupError, TargetError) as exc:
+        print(f"backupctl {args.command}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
