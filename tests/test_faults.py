@@ -1005,3 +1005,93 @@ def test_retention_that_drops_rows_is_announced_and_pins_the_backup_until_the_po
     assert retention[0][4] == timedelta(days=30), retention[0][4]
     assert paused(aged_legacy_db) == []
     assert any(f"policy_retention on {SCHEMA}.metric_hist" in line for line in rec["policy_schedule"]), rec["policy_schedule"]
+
+
+# -- the online path: the application keeps writing, the fence is not raised ----------------------------------
+
+def online_plan(tmp_path: Path) -> Path:
+    migrations = copy_migrations(tmp_path)
+    edit_plan(migrations / "plan.toml", r'^keep_unique = \["id"\]$', 'keep_unique = ["id"]\nonline = true',
+              section="hypertables.metric_hist")
+    return migrations
+
+
+def waiting_for_lock(target: Target, table: str) -> bool:
+    with target.connect() as conn:
+        return bool(conn.execute("SELECT 1 FROM pg_locks WHERE relation = to_regclass(%s) AND NOT granted",
+                                 (f"{SCHEMA}.{table}",)).fetchone())
+
+
+def test_an_online_conversion_keeps_the_application_writing_through_a_full_run(
+        legacy_db, run_suite, tmp_path, app_roles, writers):
+    migrations = online_plan(tmp_path)
+    role = app_roles(member=True)
+    before, top = fingerprints(legacy_db), max_metric_id(legacy_db)
+    writer = writers(as_role(legacy_db, role), metric_def_id(legacy_db), "online-ok")
+    wait_until("the writer's first row", lambda: writer.committed, timeout=20)
+
+    result = run_suite("suites", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse",
+                       "--write-sample=1")
+    rec = record(tmp_path / "reports")
+    done = len(writer.committed)
+    wait_until("the writer to write into the hypertable", lambda: len(writer.committed) > done + 2, timeout=20)
+    writer.stop()
+
+    assert result.returncode == 0, shown(result.stdout, rec)
+    assert rec["verdict"] == "SUCCESS", shown(result.stdout, rec)
+    pf014 = findings(rec, "PF014")
+    assert pf014 and pf014[0]["severity"] == "advisory" and "metric_hist convert online" in pf014[0]["message"]
+    # Not fenced, never refused, nothing lost.
+    assert not writer.login_refused.is_set() and not writer.lost.is_set(), writer.errors[:5]
+    missing = set(writer.committed) - marked_ids(legacy_db, "online-ok")
+    assert not missing, f"{len(missing)} committed rows of the application are missing: {sorted(missing)[:10]}"
+    assert legacy_rows_as_before(legacy_db, before, top, converted=True) == []
+    assert role_state(legacy_db, role) == (True, None)
+    step = next(s for s in rec["steps"] if s["label"] == f"convert {SCHEMA}.metric_hist")
+    assert step["status"] == "applied" and step["details"]["online"]["legacy_table"] == f"{SCHEMA}.metric_hist_legacy"
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = "
+                            "'metric_hist'").fetchone()[0] == 1
+        kept = conn.execute(f"SELECT count(*) FROM {SCHEMA}.metric_hist_legacy").fetchone()[0]
+        # The legacy table is kept as it was at the swap: every legacy row, and what the writer wrote until then.
+        assert before[f"{SCHEMA}.metric_hist"].rows <= kept < conn.execute(
+            f"SELECT count(*) FROM {SCHEMA}.metric_hist").fetchone()[0]
+
+
+def test_a_run_stopped_after_an_online_swap_restores_with_every_row_the_application_wrote(
+        legacy_db, background, tmp_path, app_roles, writers):
+    """The rows written during the copy are only in the kept legacy table (the hypertable's copies are the run's
+    own), those written after the swap only in chunks: the restore carries both over."""
+    migrations = online_plan(tmp_path)
+    role = app_roles(member=True)
+    before, top = fingerprints(legacy_db), max_metric_id(legacy_db)
+    writer = writers(as_role(legacy_db, role), metric_def_id(legacy_db), "online-stopped")
+    wait_until("the writer's first row", lambda: writer.committed, timeout=20)
+    reader = legacy_db.connect(autocommit=False)   # holds up the next conversion (oee_calculations)
+    try:
+        reader.execute(f"SELECT count(*) FROM {SCHEMA}.oee_calculations").fetchone()
+        run = background("online-stopped", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations",
+                         str(migrations), "--no-rehearse")
+        wait_until("the run to wait for oee_calculations", lambda: waiting_for_lock(legacy_db, "oee_calculations"),
+                   timeout=180, proc=run.proc)
+        swapped = len(writer.committed)
+        wait_until("rows written into the hypertable", lambda: len(writer.committed) > swapped + 3, timeout=20)
+        run.proc.send_signal(signal.SIGTERM)
+        code, out = run.finish()
+    finally:
+        reader.close()   # the restore ended its session already
+    rec = record(run.reports)
+    resumed = len(writer.committed)
+    wait_until("the writer to write after the restore", lambda: len(writer.committed) > resumed + 2, timeout=20)
+    writer.stop()
+
+    assert code == 2, shown(out, rec)
+    assert rec["verdict"] == "STOPPED" and rec["restore"]["complete"], shown(out, rec)
+    assert [s["label"] for s in rec["steps"] if s["status"] == "applied"][-1] == f"convert {SCHEMA}.metric_hist"
+    carried, found = carried_count(rec["restore"]["outcome"])
+    assert carried == found > 3, rec["restore"]["outcome"]
+    missing = set(writer.committed) - marked_ids(legacy_db, "online-stopped")
+    assert not missing, f"{len(missing)} committed rows of the application are missing: {sorted(missing)[:10]}"
+    assert legacy_rows_as_before(legacy_db, before, top, converted=False) == []
+    with legacy_db.connect() as conn:
+        assert conn.execute(f"SELECT to_regclass('{SCHEMA}.metric_hist_legacy')").fetchone()[0] is None
