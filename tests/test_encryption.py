@@ -207,7 +207,7 @@ def test_a_failed_run_restores_from_its_encrypted_backup(legacy_db, run_suite, t
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
     assert result.returncode == 1, result.stdout[-4000:]
     last = [line for line in result.stdout.splitlines() if line.strip()][-1]
-    assert "RESTORED" in last and "identical" in last, last
+    assert "RESTORED" in last and "identical" in last, result.stdout[-4000:]
     assert compare(before, fingerprint_database(legacy_db.connect())) == []
     (backup_dir,) = (tmp_path / "backups").iterdir()
     backup = Backup.load(backup_dir)
