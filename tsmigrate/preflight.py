@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -22,85 +21,16 @@ from . import fence, ledger
 from .activity import other_sessions, sample_writes
 from .backup import BackupError, tool, tool_major
 from .config import PLAN_FILE_NAME, Plan
+from .codes import CODES, Code
 from .conversion import retention_drops
 from .findings import ADVISORY, BLOCKING, Finding
-from .lint import RULES as LINT_RULES
 from .lint import hypertables_created_in, lint_sql
 from .migrations import MigrationFile, discover, version_gaps
 from .timescale import APACHE_LACKS, server_timescaledb
 
 
-@dataclass(frozen=True)
-class Check:
-    code: str
-    severity: str
-    title: str
-    hint: str
-
-
-CHECKS: dict[str, Check] = {c.code: c for c in (
-    Check("PF001", BLOCKING, "PostgreSQL version not supported", "Run the migration on PostgreSQL 15 (13 at least)."),
-    Check("PF002", BLOCKING, "TimescaleDB not available to the server",
-          "Install the TimescaleDB package for this PostgreSQL major version (the target image is timescale/timescaledb:*-pg15)."),
-    Check("PF003", BLOCKING, "TimescaleDB not preloaded",
-          "Add timescaledb to shared_preload_libraries in postgresql.conf and restart the server."),
-    Check("PF004", BLOCKING, "TimescaleDB edition lacks what the plan needs",
-          "Run the community edition (license 'timescale'), or set allow_apache_edition = true in plan.toml to go without compression and retention."),
-    Check("PF005", ADVISORY, "TimescaleDB extension upgrade pending",
-          "Run ALTER EXTENSION timescaledb UPDATE in its own session before the migration."),
-    Check("PF006", BLOCKING, "pg_dump/pg_restore missing or older than the server",
-          "Install the PostgreSQL client programs of the server's major version (postgresql-client-15)."),
-    Check("PF007", BLOCKING, "Connected role lacks privileges",
-          "Connect as the owner of the tables (or a superuser) that may also create the timescaledb extension."),
-    Check("PF008", BLOCKING, "Server is a standby", "Run the migration against the primary server."),
-    Check("PF009", BLOCKING, "Too few free connection slots",
-          "Stop idle clients or raise max_connections: the run needs a few connections of its own."),
-    Check("PF010", ADVISORY, "Long-running transaction",
-          "Let it finish or end it: it holds back vacuum and may block the conversion's locks."),
-    Check("PF011", BLOCKING, "Another session holds locks on a table to convert",
-          "Stop the application's writers (or wait for that session) before the maintenance window."),
-    Check("PF012", ADVISORY, "Database encoding or time zone worth a look",
-          "Use UTF8; time series are stored as timestamptz, so the server time zone only affects display."),
-    Check("PF013", BLOCKING, "Not enough free disk for the backup",
-          "Free room in the backups directory or point --backups at a larger disk."),
-    Check("PF014", BLOCKING, "The application is writing to the target",
-          "Stop the application for the maintenance window, or let the run's fence stop it (its login roles must be "
-          "reachable from application_roles in plan.toml), then run the pre-flight again."),
-    Check("PF015", ADVISORY, "Another session is connected to the target",
-          "Sessions of the application roles are ended by the run's fence; stop any other client for the window "
-          "(a restore carries over rows it writes, but it may block the conversion's locks)."),
-    Check("PF016", ADVISORY, "A fence left by a run that died was lifted",
-          "Nothing to do: the roles may log in again. Read the report of the run that died to see where it stopped."),
-    Check("PF017", BLOCKING, "The application cannot be fenced",
-          "Grant the run's role CREATEROLE (ALTER ROLE needs it), or set fence_application = false in plan.toml "
-          "and keep the application stopped yourself."),
-    Check("PF020", BLOCKING, "Migration file naming or ordering problem",
-          "Name files <version>_<name>.sql with a unique version each."),
-    Check("PF021", ADVISORY, "Gap in migration versions", "Check that no file is missing between these versions."),
-    Check("PF022", BLOCKING, "Applied migration changed since it ran",
-          "Restore the file's original content; put the change in a new migration file."),
-    Check("PF023", BLOCKING, "Applied migration missing from the directory",
-          "Restore the file, or point --migrations at the directory this database was migrated from."),
-    Check("PF024", BLOCKING, "Step left interrupted by a run that died",
-          "Inspect the database, then run with --resolve-interrupted (a transactional step is rerun automatically)."),
-    Check("PF030", BLOCKING, "NULL time values in a table to convert",
-          "Fill them, or choose a null_time rule for the table in plan.toml."),
-    Check("PF031", BLOCKING, "Foreign key into a table to convert",
-          "Drop the foreign key (or point it at a plain table) before converting."),
-    Check("PF032", BLOCKING, "create_hypertable without migrate_data on a populated table",
-          "Pass migrate_data => true to create_hypertable."),
-    Check("PF033", BLOCKING, "Planned table or time column missing",
-          "Fix the table/column name in plan.toml, or add the migration that creates it."),
-    Check("PF034", ADVISORY, "Retention will drop existing rows",
-          "Check drop_after in plan.toml: rows older than it are dropped by the retention policy."),
-    Check("PF035", ADVISORY, "Key rebuilt by the conversion",
-          "Nothing to do: the conversion adds the time column to this key; the old column keeps an index."),
-    Check("PF036", ADVISORY, "TimescaleDB version cannot restore dumps of compressed chunks",
-          "Target TimescaleDB 2.21 or later before compression starts: 2.19/2.20 dumps of compressed chunks "
-          "fail to restore (upstream issue 8153). The migration's own backup is taken before compression, so it is safe."),
-    Check("PF040", BLOCKING, "Rehearsal failed",
-          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched."),
-)}
+# The PF codes of the registry (tsmigrate/codes.py): severity, title and hint of each check.
+CHECKS: dict[str, Code] = {code: c for code, c in CODES.items() if code.startswith("PF")}
 
 
 def finding(code: str, message: str, *, path: str | None = None, line: int | None = None,
@@ -467,7 +397,7 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
             if by_file:
                 found.append(finding("PF035", f"{qualified} has key {name} without {column}: {source.label}'s "
                                               "create_hypertable will fail on it", table=qualified, severity=BLOCKING,
-                                     hint=LINT_RULES["TS001"].hint, **where))
+                                     hint=CODES["TS001"].hint, **where))
             else:
                 found.append(finding("PF035", f"{qualified} has key {name} without {column}; the conversion rebuilds "
                                               f"it with {column} added", table=qualified, **where))
