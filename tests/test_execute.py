@@ -158,17 +158,6 @@ def test_a_run_killed_mid_step_is_detected_and_resolved(legacy_db, run_suite, tm
     assert ("001", "applied") in rows and ("convert:metric_hist", "applied") in rows
 
 
-@pytest.fixture
-def tiny_filesystem(tmp_path_factory):
-    """A 1 MiB tmpfs: a real disk with too little room for a backup (needs root to mount)."""
-    mount_point = tmp_path_factory.mktemp("tinyfs")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount_point)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.decode().strip()}); needs root")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=False)
-
-
 def test_no_room_for_the_backup_stops_before_any_change(legacy_db, run_suite, tiny_filesystem):
     """The pre-flight that `suites/execute` runs first sees it: NO-GO, nothing changed."""
     before = fingerprints(legacy_db)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 import time
@@ -26,8 +27,12 @@ from .conversion import retention_drops
 from .findings import ADVISORY, BLOCKING, Finding
 from .lint import hypertables_created_in, lint_sql
 from .migrations import MigrationFile, discover, version_gaps
-from .timescale import APACHE_LACKS, server_timescaledb
+from .rehearsal import RehearsalUnavailable, rehearse
+from .target import Target
+from .timescale import APACHE_LACKS, ServerTimescale, server_timescaledb
 
+
+log = logging.getLogger(__name__)
 
 # The PF codes of the registry (tsmigrate/codes.py): severity, title and hint of each check.
 CHECKS: dict[str, Code] = {code: c for code, c in CODES.items() if code.startswith("PF")}
@@ -53,8 +58,9 @@ def _one(conn, query, params=()):
 
 # -- environment ------------------------------------------------------------------------------------
 
-def server_version(conn: psycopg.Connection) -> list[Finding]:
-    num = _one(conn, "SELECT current_setting('server_version_num')::int")
+def server_version(conn: psycopg.Connection, num: int | None = None) -> list[Finding]:
+    """``num``: the server_version_num to judge, when not the server's own (a test's other version)."""
+    num = num if num is not None else _one(conn, "SELECT current_setting('server_version_num')::int")
     if num < 130000:
         return [finding("PF001", f"the server runs PostgreSQL {num // 10000}; TimescaleDB 2.x needs 13 or later")]
     if num // 10000 != 15:
@@ -62,8 +68,9 @@ def server_version(conn: psycopg.Connection) -> list[Finding]:
     return []
 
 
-def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
-    ts = server_timescaledb(conn)
+def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTimescale | None = None) -> list[Finding]:
+    """``ts``: what the server offers, when not read from it (a test's other version or edition)."""
+    ts = ts or server_timescaledb(conn)
     if ts.available_version is None:
         return [finding("PF002", "the timescaledb extension is not installed on the server (pg_available_extensions)")]
     found = []
@@ -266,14 +273,18 @@ def migration_files(conn: psycopg.Connection, migrations_dir: Path) -> list[Find
         f = by_version.get(step)
         if f is None:
             found.append(finding("PF023", f"version {step} ({entry.name}) was applied on {entry.finished_at:%Y-%m-%d} "
-                                          f"but is not in {migrations_dir}"))
+                                          f"but is not in {migrations_dir}", path=str(migrations_dir)))
         elif f.sha256 != entry.sha256:
             found.append(finding("PF022", f"{f.label} was applied on {entry.finished_at:%Y-%m-%d} and has changed since "
                                           "(sha256 differs from the ledger)", path=str(f.path), line=1))
     for entry in ledger.interrupted_steps(conn):
         severity = ADVISORY if entry.transactional else BLOCKING
+        f = by_version.get(entry.step) if entry.kind == "migration" else None
+        # A conversion's ledger name is its label, "convert <schema>.<table>" (run.plan_steps).
+        where = dict(path=str(f.path)) if f else dict(table=entry.name.removeprefix("convert ")
+                                                       if entry.kind == "conversion" else None)
         found.append(finding("PF024", f"step {entry.step} ({entry.name}) was started on {entry.started_at:%Y-%m-%d %H:%M} "
-                                      f"by {entry.applied_by} and never finished", severity=severity))
+                                      f"by {entry.applied_by} and never finished", severity=severity, **where))
     return found
 
 
@@ -411,6 +422,23 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
                                               "run's backup holds them and is kept until you remove it yourself",
                                      table=qualified, **where))
     return found
+
+
+# -- the rehearsal ----------------------------------------------------------------------------------
+
+def rehearsal(target: Target, migrations_dir: Path, pending: list[MigrationFile], plan: Plan | None) -> list[Finding]:
+    """The pending steps applied to a scratch copy of the target: its first failure, or why no copy could be made."""
+    try:
+        result = rehearse(target, pending, plan)
+    except RehearsalUnavailable as exc:
+        return [finding("PF040", f"no rehearsal: {exc}", severity=ADVISORY)]
+    for label, seconds in result.steps:
+        log.info("rehearsal: %-40s %8.2f s", label, seconds)
+    if result.error is None:
+        return []
+    path = getattr(result.error, "file", None)
+    return [finding("PF040", f"{result.failed_step} failed on the scratch copy: {result.error}",
+                    path=str(migrations_dir / path) if path else None, line=getattr(result.error, "line", None))]
 
 
 # -- the verdict ------------------------------------------------------------------------------------
