@@ -2,8 +2,8 @@
 # edition's fixtures (they skip, with the reason, under the apache edition), and the real conditions
 # that findings are about.
 from fixtures.community import aged_legacy_db, aged_template, community_server  # noqa: F401
-from fixtures.conditions import (app_login, cluster_without_preload, login_role, server_without_timescaledb,  # noqa: F401
-                                 standby, tiny_filesystem, upgraded_timescaledb)
+from fixtures.conditions import (app_login, cluster_without_preload, login_role, marked_finding,  # noqa: F401
+                                 server_without_timescaledb, standby, tiny_filesystem, upgraded_timescaledb)
 from fixtures.servers import server_fixture
 
 local_server = server_fixture(scope="session", kind="local")

@@ -112,11 +112,6 @@ TS_CASES = [
 ]
 
 
-def marked(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """The (code, severity) of the test's ``finding`` marker: what it must find."""
-    return request.node.get_closest_marker("finding").args
-
-
 def lint_directory(directory: Path) -> list[Finding]:
     """What the pre-flight's lint finds in the files of ``directory`` (tables they convert are hypertables)."""
     files, problems = discover(directory)
@@ -127,8 +122,8 @@ def lint_directory(directory: Path) -> list[Finding]:
 
 
 @pytest.mark.parametrize("text, line, table", TS_CASES)
-def test_each_lint_code_names_its_file_line_and_table(text, line, table, request, tmp_path):
-    code, severity = marked(request)
+def test_each_lint_code_names_its_file_line_and_table(text, line, table, marked_finding, tmp_path):
+    code, severity = marked_finding
     migration = tmp_path / "001_case.sql"
     migration.write_text(text)
     found = [f for f in lint_directory(tmp_path) if f.code == code]
@@ -151,8 +146,8 @@ PLANNED_CASES = [
 
 
 @pytest.mark.parametrize("text, line, table", PLANNED_CASES)
-def test_the_preflight_judges_lint_codes_against_the_plan(text, line, table, request, tmp_path, local_server):
-    code, severity = marked(request)
+def test_the_preflight_judges_lint_codes_against_the_plan(text, line, table, marked_finding, tmp_path, local_server):
+    code, severity = marked_finding
     shutil.copy(PROJECT / "migrations" / "plan.toml", tmp_path / "plan.toml")
     migration = tmp_path / "011_case.sql"
     migration.write_text(text)

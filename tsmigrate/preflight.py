@@ -254,7 +254,7 @@ def room_for_backup(conn: psycopg.Connection, backups_dir: Path) -> list[Finding
     needed = int(size * 1.1) + (64 << 20)
     if free < needed:
         return [finding("PF013", f"{free / 2**30:.2f} GiB free in {backups_dir}, about {needed / 2**30:.2f} GiB needed "
-                                 f"for a backup of {size / 2**30:.2f} GiB")]
+                                 f"for a backup of {size / 2**30:.2f} GiB", path=str(backups_dir))]
     return []
 
 
