@@ -107,18 +107,25 @@ def test_pf023_an_applied_file_gone_from_the_directory(marked_finding, scratch, 
     assert found[0].message.startswith("version 002 (002_index.sql) was applied on ")
 
 
-@pytest.mark.parametrize("header", [
-    pytest.param("-- tsmigrate:no-transaction\n", marks=pytest.mark.finding("PF024", BLOCKING)),
-    pytest.param("", marks=pytest.mark.finding("PF024", ADVISORY))])
-def test_pf024_a_step_left_started_by_a_run_that_died(header, marked_finding, scratch, tmp_path):
-    """The ledger as a killed run leaves it: the step's 'started' row committed, its end never written."""
+NO_TRANSACTION = "-- tsmigrate:no-transaction\n"
+
+
+@pytest.mark.parametrize("header, resolve, then", [
+    pytest.param(NO_TRANSACTION, False, "it is not transactional, so part of it may have run", marks=pytest.mark.finding("PF024", BLOCKING)),
+    pytest.param("", False, "PostgreSQL rolled it back", marks=pytest.mark.finding("PF024", ADVISORY)),
+    pytest.param(NO_TRANSACTION, True, "--resolve-interrupted: the run marks it interrupted",
+                 marks=pytest.mark.finding("PF024", ADVISORY))])
+def test_pf024_a_step_left_started_by_a_run_that_died(header, resolve, then, marked_finding, scratch, tmp_path):
+    """The ledger as a killed run leaves it: the step's 'started' row committed, its end never written (a real
+    killed run: tests/test_execute.py)."""
     code, severity = marked_finding
     directory = write(tmp_path / "migrations", {"001_index.sql": header + "CREATE INDEX IF NOT EXISTS i ON t (v);\n"})
     (f,), _ = discover(directory)
     ledger.ensure_ledger(scratch[0])
     ledger.record_start(scratch[0], f.version, "migration", f.label, f.sha256, f.transactional)
-    found = preflight.migration_files(scratch[1], directory)
-    assert where(found, code) == [(severity, str(f.path), None)] and "never finished" in found[0].message
+    found = preflight.migration_files(scratch[1], directory, resolve_interrupted=resolve)
+    assert where(found, code) == [(severity, str(f.path), None)]
+    assert "never finished; " + then in found[0].message
 
 
 # -- the live data ----------------------------------------------------------------------------------------

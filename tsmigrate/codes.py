@@ -129,7 +129,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "Restore the file, or point --migrations at the directory this database was migrated from."),
     Code("PF024", BLOCKING, "Step left interrupted by a run that died",
          "Inspect the database, then run with --resolve-interrupted (a transactional step is rerun automatically).",
-         "for a transactional step: PostgreSQL rolled it back, and the next run reruns it"),
+         "for a transactional step (PostgreSQL rolled it back, the next run reruns it), and with "
+         "--resolve-interrupted (the run marks the step interrupted and reruns it)"),
     Code("PF030", BLOCKING, "NULL time values in a table to convert",
          "Fill them, or choose a null_time rule for the table in plan.toml.",
          "when the table's null_time rule fills them (each fill is recorded in tsmigrate.time_fills)"),

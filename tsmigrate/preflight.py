@@ -260,7 +260,8 @@ def room_for_backup(conn: psycopg.Connection, backups_dir: Path) -> list[Finding
 
 # -- migration files ----------------------------------------------------------------------------------
 
-def migration_files(conn: psycopg.Connection, migrations_dir: Path) -> list[Finding]:
+def migration_files(conn: psycopg.Connection, migrations_dir: Path, *, resolve_interrupted: bool = False) -> list[Finding]:
+    """``resolve_interrupted``: the run will mark steps a killed run left started as interrupted (and rerun them)."""
     files, problems = discover(migrations_dir)
     found = [finding("PF020", p.problem, path=str(p.path)) for p in problems]
     for a, b in version_gaps(files):
@@ -278,13 +279,16 @@ def migration_files(conn: psycopg.Connection, migrations_dir: Path) -> list[Find
             found.append(finding("PF022", f"{f.label} was applied on {entry.finished_at:%Y-%m-%d} and has changed since "
                                           "(sha256 differs from the ledger)", path=str(f.path), line=1))
     for entry in ledger.interrupted_steps(conn):
-        severity = ADVISORY if entry.transactional else BLOCKING
+        severity = ADVISORY if entry.transactional or resolve_interrupted else BLOCKING
+        then = ("; PostgreSQL rolled it back and the run applies it again" if entry.transactional else
+                "; --resolve-interrupted: the run marks it interrupted and applies it again" if resolve_interrupted
+                else "; it is not transactional, so part of it may have run")
         f = by_version.get(entry.step) if entry.kind == "migration" else None
         # A conversion's ledger name is its label, "convert <schema>.<table>" (run.plan_steps).
         where = dict(path=str(f.path)) if f else dict(table=entry.name.removeprefix("convert ")
                                                        if entry.kind == "conversion" else None)
         found.append(finding("PF024", f"step {entry.step} ({entry.name}) was started on {entry.started_at:%Y-%m-%d %H:%M} "
-                                      f"by {entry.applied_by} and never finished", severity=severity, **where))
+                                      f"by {entry.applied_by} and never finished{then}", severity=severity, **where))
     return found
 
 
