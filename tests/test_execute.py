@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,15 +35,21 @@ def ledger_rows(target):
         return conn.execute("SELECT step, outcome FROM tsmigrate.ledger ORDER BY attempt").fetchall()
 
 
-def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite):
+def record_of(tmp_path: Path) -> dict:
+    """The JSON record of the last run that run_suite made (its reports go under tmp_path)."""
+    return json.loads((tmp_path / "reports" / "latest.json").read_text())
+
+
+def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite, tmp_path):
     before = fingerprints(legacy_db)
     with legacy_db.connect() as conn:
         nulls = conn.execute("SELECT count(*) FROM factory_telemetry.production_kpis WHERE created_at IS NULL").fetchone()[0]
     assert nulls > 0, "the legacy builder should leave NULL time values to handle"
 
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "SUCCESS" in result.stdout.splitlines()[-1] or "SUCCESS" in result.stdout
+    record = record_of(tmp_path)
+    assert (result.returncode, record["verdict"]) == (0, "SUCCESS"), result.stdout[-4000:] + result.stderr[-2000:]
+    assert {s["status"] for s in record["steps"]} == {"applied"}
 
     after = fingerprints_as_before(legacy_db, before)
     assert compare(before, after) == []
@@ -61,8 +68,9 @@ def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite):
     assert {f.name.split("_")[0] for f in (PROJECT / "migrations").glob("*.sql")} <= steps
 
     second = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
-    assert second.returncode == 0, second.stdout[-3000:]
-    assert "0 steps applied" in second.stdout
+    record = record_of(tmp_path)
+    assert (second.returncode, record["verdict"]) == (0, "SUCCESS"), second.stdout[-3000:]
+    assert {s["status"] for s in record["steps"]} == {"already applied"}, record["steps"]
     assert compare(before, fingerprints_as_before(legacy_db, before)) == []
 
 
@@ -75,12 +83,18 @@ def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, 
     before = fingerprints(legacy_db)
 
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
-    assert result.returncode == 1, result.stdout[-4000:]
+    record = record_of(tmp_path)
+    assert (result.returncode, record["verdict"]) == (1, "RESTORED"), result.stdout[-4000:]
     out = result.stdout
     assert f"{fifth.name}:" in out and "division by zero" in out and "SQLSTATE 22012" in out
-    assert "not run: " + fifth.name + " failed before it" in out or "skipped" in out
-    last = [l for l in out.splitlines() if l.strip()][-1]
-    assert "RESTORED" in out and "identical" in last
+    statuses = [(s["label"], s["status"]) for s in record["steps"]]
+    assert statuses[-1] == (fifth.name, "failed") and {status for _, status in statuses[:-1]} == {"applied"}, statuses
+    later = len(list(migrations.glob("*.sql"))) - len(statuses) + len(HYPERTABLES)
+    not_run = re.findall(rf"^SKIPPED \[(\d+)\] .*: not run: {re.escape(fifth.name)} failed before it$", out, re.MULTILINE)
+    assert sum(map(int, not_run)) == later, f"every later step is skipped, naming the failed one:\n{out[-3000:]}"
+    assert record["restore"]["identical"] is True and record["restore"]["complete"] is True
+    last = [l for l in out.splitlines() if l.strip()][-1].strip()
+    assert last.startswith("RESTORED: ") and "is identical to the backup" in last, last
 
     assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
@@ -182,10 +196,6 @@ CREATE TABLE IF NOT EXISTS factory_telemetry.resolve_probe (n int PRIMARY KEY);
 INSERT INTO factory_telemetry.resolve_probe VALUES (1) ON CONFLICT DO NOTHING;
 SELECT pg_sleep(3);
 """
-
-
-def record_of(tmp_path: Path) -> dict:
-    return json.loads((tmp_path / "reports" / "latest.json").read_text())
 
 
 @pytest.mark.finding("PF024", BLOCKING)
