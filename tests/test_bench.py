@@ -1,12 +1,19 @@
-"""Benchmark figures and their rendering (no database): ratios, verdicts, the HTML table and the SVG chart."""
+"""Benchmark figures and their rendering (no database): ratios, verdicts, the HTML table and the SVG chart; and
+the dashboard queries' chunk exclusion, on a real hypertable."""
 
 from __future__ import annotations
 
 import json
 import math
 import xml.etree.ElementTree as ET
+from datetime import timedelta
 
-from tsmigrate.bench import Figure, bar_chart_svg, figures_table_html, percentile
+import psycopg
+import pytest
+from psycopg import sql
+
+from tsmigrate.bench import DashboardQuery, Figure, bar_chart_svg, figures_table_html, percentile, run_dashboard_query
+from tsmigrate.janitor import ScratchDatabase
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -66,3 +73,41 @@ def test_a_figure_kept_without_a_limit_still_renders():
     kept = {"name": "restore time", "value": 3.0, "unit": "s", "limit": None, "passed": True}
     ET.fromstring(bar_chart_svg([kept, FAST_INGEST]))
     assert "&mdash;" in figures_table_html([kept])
+
+
+@pytest.fixture
+def day_of_readings(local_server):
+    """A hypertable of one-hour chunks holding a day of readings (24 chunks)."""
+    with ScratchDatabase(local_server.conninfo(), "bench_subject") as name, \
+            psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION timescaledb")
+        conn.execute("CREATE TABLE readings (ts timestamptz NOT NULL, v int)")
+        conn.execute("SELECT create_hypertable('readings', by_range('ts', interval '1 hour'))")
+        conn.execute("INSERT INTO readings SELECT timestamptz '2026-01-01 00:00+00' + i * interval '1 minute', i "
+                     "FROM generate_series(0, 24 * 60 - 1) i")
+        conn.execute("ANALYZE readings")
+        yield conn
+
+
+def last_hour_where(condition: str) -> DashboardQuery:
+    return DashboardQuery("last_hour", "last hour of readings", "an hour of readings", (None, "readings"), "ts",
+                          timedelta(hours=1), ((None, "readings"),),
+                          lambda schema: sql.SQL("SELECT count(*), avg(v) FROM {} WHERE " + condition).format(
+                              sql.Identifier(schema, "readings")))
+
+
+def test_a_query_whose_condition_defeats_chunk_exclusion_is_a_failure_naming_the_chunks(day_of_readings):
+    # An expression on the time column cannot be compared with the chunks' ranges: every chunk is scanned.
+    result = run_dashboard_query(day_of_readings, "public",
+                                 last_hour_where("ts + interval '0 s' > %(lo)s AND ts <= %(hi)s"), repeats=1)
+    assert (result.chunks_total, result.chunks_in_window, result.chunks_scanned) == (24, 2, 24)
+    problem = result.exclusion_failure()
+    assert problem.startswith("last hour of readings: the plan touched 24 chunks of readings but only 2 overlap its "
+                              "time window: chunk exclusion does not work for this query")
+    assert result.plan in problem
+
+
+def test_a_plain_time_window_scans_only_its_chunks(day_of_readings):
+    result = run_dashboard_query(day_of_readings, "public", last_hour_where("ts > %(lo)s AND ts <= %(hi)s"), repeats=1)
+    assert (result.chunks_total, result.chunks_in_window, result.chunks_scanned) == (24, 2, 2)
+    assert result.exclusion_failure() is None and result.rows == 1

@@ -50,6 +50,8 @@ def test_no_plan_file_means_none(tmp_path):
     (minimal(compress_after="30 days", drop_after="7 days"), "hypertables.metric_hist.drop_after", "must be longer"),
     (minimal(null_time="guess"), "hypertables.metric_hist.null_time", "unknown rule"),
     (minimal(null_time="from_column:"), "hypertables.metric_hist.null_time", "needs an argument"),
+    (minimal(null_time="constant:yesterday"), "hypertables.metric_hist.null_time", "needs a timestamp with its UTC offset"),
+    (minimal(null_time="constant:2020-01-01 00:00"), "hypertables.metric_hist.null_time", "with its UTC offset"),
     (minimal(colour="red"), "hypertables.metric_hist.colour", "unknown key"),
     ({"benchmarks": {"min_compression_percent": 170}}, "benchmarks.min_compression_percent", "cannot exceed 100"),
     ({"benchmarks": {"max_dashboard_query_ms": "fast"}}, "benchmarks.max_dashboard_query_ms", "expected a number"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 import psycopg
 import pytest
@@ -90,6 +91,21 @@ def test_previous_by_rule_fills_from_the_row_before_and_records_it(conn):
     assert [r[0] for r in conn.execute("SELECT ts FROM readings WHERE id IN (5, 6)")] == [expected, expected]
     fills = conn.execute("SELECT row_key, filled_with FROM tsmigrate.time_fills ORDER BY row_key").fetchall()
     assert fills == [([5], expected), ([6], expected)]
+
+
+def test_constant_rule_fills_with_its_timestamp_and_records_it(conn):
+    conn.execute("ALTER TABLE readings ALTER COLUMN ts DROP NOT NULL")
+    conn.execute("UPDATE readings SET ts = NULL WHERE id IN (5, 6)")
+    before = fingerprint_table(conn, "public", "readings", ("id", "v", "note"))
+    with conn.transaction():
+        result = convert_table(conn, "public", plan_for(null_time="constant:2020-01-01 06:00+02"), has_compression=False)
+    assert result.nulls_filled == 2 and is_hypertable(conn, "public", "readings")
+    expected = datetime(2020, 1, 1, 4, tzinfo=timezone.utc)
+    assert [r[0] for r in conn.execute("SELECT ts FROM readings WHERE id IN (5, 6) ORDER BY id")] == [expected] * 2
+    fills = conn.execute("SELECT row_key, filled_with, rule FROM tsmigrate.time_fills ORDER BY row_key").fetchall()
+    assert fills == [([5], expected, "constant:2020-01-01 06:00+02"), ([6], expected, "constant:2020-01-01 06:00+02")]
+    assert conn.execute("SELECT count(*) FROM readings WHERE ts IS NULL").fetchone()[0] == 0
+    assert fingerprint_table(conn, "public", "readings", ("id", "v", "note")) == before
 
 
 def test_a_foreign_key_into_the_table_is_refused(conn):

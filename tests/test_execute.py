@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +19,7 @@ from fixtures.legacy import fingerprints, fingerprints_as_before
 from tsmigrate import ledger
 from tsmigrate.config import load_plan
 from tsmigrate.conversion import is_hypertable
+from tsmigrate.findings import BLOCKING
 from tsmigrate.fingerprint import compare
 from tsmigrate.janitor import ScratchDatabase
 
@@ -25,19 +28,28 @@ HYPERTABLES = ("metric_hist", "oee_calculations", "energy_consumption", "product
 
 
 def ledger_rows(target):
+    """(step, outcome) of every attempt, in order; none before the first run made the ledger."""
     with target.connect() as conn:
+        if conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None:
+            return []
         return conn.execute("SELECT step, outcome FROM tsmigrate.ledger ORDER BY attempt").fetchall()
 
 
-def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite):
+def record_of(tmp_path: Path) -> dict:
+    """The JSON record of the last run that run_suite made (its reports go under tmp_path)."""
+    return json.loads((tmp_path / "reports" / "latest.json").read_text())
+
+
+def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite, tmp_path):
     before = fingerprints(legacy_db)
     with legacy_db.connect() as conn:
         nulls = conn.execute("SELECT count(*) FROM factory_telemetry.production_kpis WHERE created_at IS NULL").fetchone()[0]
     assert nulls > 0, "the legacy builder should leave NULL time values to handle"
 
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "SUCCESS" in result.stdout.splitlines()[-1] or "SUCCESS" in result.stdout
+    record = record_of(tmp_path)
+    assert (result.returncode, record["verdict"]) == (0, "SUCCESS"), result.stdout[-4000:] + result.stderr[-2000:]
+    assert {s["status"] for s in record["steps"]} == {"applied"}
 
     after = fingerprints_as_before(legacy_db, before)
     assert compare(before, after) == []
@@ -56,8 +68,9 @@ def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite):
     assert {f.name.split("_")[0] for f in (PROJECT / "migrations").glob("*.sql")} <= steps
 
     second = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
-    assert second.returncode == 0, second.stdout[-3000:]
-    assert "0 steps applied" in second.stdout
+    record = record_of(tmp_path)
+    assert (second.returncode, record["verdict"]) == (0, "SUCCESS"), second.stdout[-3000:]
+    assert {s["status"] for s in record["steps"]} == {"already applied"}, record["steps"]
     assert compare(before, fingerprints_as_before(legacy_db, before)) == []
 
 
@@ -70,12 +83,18 @@ def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, 
     before = fingerprints(legacy_db)
 
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
-    assert result.returncode == 1, result.stdout[-4000:]
+    record = record_of(tmp_path)
+    assert (result.returncode, record["verdict"]) == (1, "RESTORED"), result.stdout[-4000:]
     out = result.stdout
     assert f"{fifth.name}:" in out and "division by zero" in out and "SQLSTATE 22012" in out
-    assert "not run: " + fifth.name + " failed before it" in out or "skipped" in out
-    last = [l for l in out.splitlines() if l.strip()][-1]
-    assert "RESTORED" in out and "identical" in last
+    statuses = [(s["label"], s["status"]) for s in record["steps"]]
+    assert statuses[-1] == (fifth.name, "failed") and {status for _, status in statuses[:-1]} == {"applied"}, statuses
+    later = len(list(migrations.glob("*.sql"))) - len(statuses) + len(HYPERTABLES)
+    not_run = re.findall(rf"^SKIPPED \[(\d+)\] .*: not run: {re.escape(fifth.name)} failed before it$", out, re.MULTILINE)
+    assert sum(map(int, not_run)) == later, f"every later step is skipped, naming the failed one:\n{out[-3000:]}"
+    assert record["restore"]["identical"] is True and record["restore"]["complete"] is True
+    last = [l for l in out.splitlines() if l.strip()][-1].strip()
+    assert last.startswith("RESTORED: ") and "is identical to the backup" in last, last
 
     assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
@@ -124,31 +143,43 @@ def test_a_second_concurrent_run_is_refused(legacy_db, run_suite):
         assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
 
 
+def run_sessions(target) -> list[tuple[int, str]]:
+    """(pid, application_name) of the sessions a run keeps on the target (its own and its pre-flight's)."""
+    with psycopg.connect(target.with_dbname("postgres").conninfo, autocommit=True) as admin:
+        return admin.execute("SELECT pid, application_name FROM pg_stat_activity WHERE datname = %s "
+                             "AND application_name LIKE 'tsmigrate%%'", (target.dbname,)).fetchall()
+
+
+def kill_the_run_during(target, migrations: Path, step: str, tmp_path: Path) -> None:
+    """Start `pytest suites/execute`, SIGKILL it once the ledger shows ``step`` started, and wait until the
+    server has ended its sessions (it notices the dead client within client_connection_check_interval)."""
+    command = [sys.executable, "-m", "pytest", "suites/execute", "--dsn", target.conninfo, "--migrations",
+               str(migrations), "--backups", str(tmp_path / "killed-backups"), "--reports",
+               str(tmp_path / "killed-reports"), "--no-rehearse", "--write-sample=0", "-p", "no:cacheprovider"]
+    proc = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while (step, "started") not in ledger_rows(target):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"the run never reached step {step} (exit {proc.poll()})")
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    deadline = time.monotonic() + 30
+    while left := run_sessions(target):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the killed run's sessions stay on the server: {left}")
+        time.sleep(0.1)
+
+
 def test_a_run_killed_mid_step_is_detected_and_resolved(legacy_db, run_suite, tmp_path):
     """Crash rule: a transactional step left 'started' by a killed run is marked interrupted and runs again."""
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     slow = migrations / "004_advanced_production.sql"
     slow.write_text(slow.read_text() + "\nSELECT pg_sleep(3);\n")
-    command = [sys.executable, "-m", "pytest", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations",
-               str(migrations), "--backups", str(tmp_path / "b1"), "--reports", str(tmp_path / "r1"), "--no-rehearse",
-               "--write-sample=0", "-p", "no:cacheprovider"]
-    proc = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if ("004", "started") in ledger_rows(legacy_db):
-                    break
-            except psycopg.errors.UndefinedTable:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail("the first run never reached step 004")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(30)
-    time.sleep(4)  # the server notices the dead client once pg_sleep returns
+    kill_the_run_during(legacy_db, migrations, "004", tmp_path)
     assert ("004", "started") in ledger_rows(legacy_db)
 
     second = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
@@ -158,15 +189,44 @@ def test_a_run_killed_mid_step_is_detected_and_resolved(legacy_db, run_suite, tm
     assert ("001", "applied") in rows and ("convert:metric_hist", "applied") in rows
 
 
-@pytest.fixture
-def tiny_filesystem(tmp_path_factory):
-    """A 1 MiB tmpfs: a real disk with too little room for a backup (needs root to mount)."""
-    mount_point = tmp_path_factory.mktemp("tinyfs")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount_point)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.decode().strip()}); needs root")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=False)
+# Non-transactional: each statement commits on its own, so a run killed in the pg_sleep leaves the table made
+# and its row written. Written to be rerun (IF NOT EXISTS, ON CONFLICT), as such a file must be.
+HALF_DONE_STEP = """-- tsmigrate:no-transaction
+CREATE TABLE IF NOT EXISTS factory_telemetry.resolve_probe (n int PRIMARY KEY);
+INSERT INTO factory_telemetry.resolve_probe VALUES (1) ON CONFLICT DO NOTHING;
+SELECT pg_sleep(3);
+"""
+
+
+@pytest.mark.finding("PF024", BLOCKING)
+def test_a_non_transactional_step_left_half_done_waits_for_resolve_interrupted(legacy_db, run_suite, tmp_path):
+    before = fingerprints(legacy_db)
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    (migrations / "011_resolve_probe.sql").write_text(HALF_DONE_STEP)
+    kill_the_run_during(legacy_db, migrations, "011", tmp_path)
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT n FROM factory_telemetry.resolve_probe").fetchall() == [(1,)], "half done"
+
+    refused = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
+    record = record_of(tmp_path)
+    assert (refused.returncode, record["verdict"]) == (1, "NO-GO"), refused.stdout[-3000:]
+    assert [(f["severity"], f["path"]) for f in record["findings"] if f["code"] == "PF024"] == [
+        ("blocking", str(migrations / "011_resolve_probe.sql"))]
+    rows = ledger_rows(legacy_db)
+    assert ("011", "started") in rows and ("011", "applied") not in rows, "nothing ran after the NO-GO"
+
+    resolved = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse",
+                         "--resolve-interrupted")
+    record = record_of(tmp_path)
+    assert (resolved.returncode, record["verdict"]) == (0, "SUCCESS"), resolved.stdout[-3000:]
+    assert [f["severity"] for f in record["findings"] if f["code"] == "PF024"] == ["advisory"]
+    rows = ledger_rows(legacy_db)
+    assert ("011", "interrupted") in rows and ("011", "applied") in rows and ("011", "started") not in rows
+    assert {f"convert:{t}" for t in HYPERTABLES} <= {step for step, outcome in rows if outcome == "applied"}
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT n FROM factory_telemetry.resolve_probe").fetchall() == [(1,)]
+    assert compare(before, fingerprints_as_before(legacy_db, before)) == []
 
 
 def test_no_room_for_the_backup_stops_before_any_change(legacy_db, run_suite, tiny_filesystem):

@@ -791,6 +791,19 @@ def pg_ctl(cluster: LocalCluster, *args: str) -> None:
     cluster._run(str(cluster._bindir / "pg_ctl"), "-D", str(cluster.data_dir), *args)
 
 
+def wal_flushed_through_now(target: Target):
+    """A predicate: whether the server's WAL is flushed up to where it is written now (what committed before
+    then survives a crash)."""
+    with psycopg.connect(admin_conninfo(target), autocommit=True) as admin:
+        now = admin.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+
+    def flushed() -> bool:
+        with psycopg.connect(admin_conninfo(target), autocommit=True) as admin:
+            return admin.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (now,)).fetchone()[0]
+
+    return flushed
+
+
 def test_a_server_stopped_mid_step_says_what_state_and_what_next_then_a_rerun_succeeds(
         own_cluster, background, run_suite, tmp_path, app_roles):
     cluster, info, target = own_cluster
@@ -801,7 +814,8 @@ def test_a_server_stopped_mid_step_says_what_state_and_what_next_then_a_rerun_su
     run = background("stopped", "suites/execute", "--dsn", target.conninfo, "--migrations", str(migrations),
                      "--no-rehearse")
     wait_until("step 004 to run", lambda: sleeping_step(target), timeout=120, proc=run.proc)
-    time.sleep(1)   # synchronous_commit is off on throwaway clusters: let the WAL writer flush the ledger
+    wait_until("the WAL writer to flush the ledger's 'started' row (synchronous_commit is off here)",
+               wal_flushed_through_now(target))
     pg_ctl(cluster, "-m", "immediate", "-w", "-t", "30", "stop")
     try:
         code, out = run.finish()

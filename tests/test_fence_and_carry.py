@@ -4,7 +4,6 @@ the write sample of the pre-flight, and the carry-over of rows written after a b
 from __future__ import annotations
 
 import threading
-import uuid
 
 import psycopg
 import pytest
@@ -18,20 +17,6 @@ from tsmigrate.janitor import create_database
 from tsmigrate.target import Target
 
 SCHEMA = "factory_telemetry"
-
-
-@pytest.fixture
-def app_login(local_server, legacy_db):
-    """A login role of the application (a member of ms5_user_production) with a comment of its own."""
-    name = f"ms5_app_{uuid.uuid4().hex[:8]}"
-    with legacy_db.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE ms5_user_production").format(
-            sql.Identifier(name), sql.Literal(local_server.password)))
-        conn.execute(sql.SQL("COMMENT ON ROLE {} IS 'line 2 HMI'").format(sql.Identifier(name)))
-    yield name
-    with legacy_db.connect() as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def role_state(target: Target, role: str) -> tuple[bool, str | None]:

@@ -10,7 +10,10 @@ import pytest
 
 from tsmigrate.legacy import SCALES, LegacyScale, build_legacy_database
 
-SCHEMA_FACTS = Path(__file__).resolve().parents[2] / "shared" / "ms5" / "legacy-schema.md"
+# Production's tables and columns, kept in the repository; taken from the shared schema document beside it.
+PRODUCTION_TABLES = Path(__file__).with_name("ms5_production_tables.md")
+SHARED_SCHEMA_DOCUMENT = Path(__file__).resolve().parents[2] / "shared" / "ms5" / "legacy-schema.md"
+TABLE_LINE = re.compile(r"^- \*\*(\w+)\*\*: (.*)$", re.MULTILINE)
 TIME_SERIES = {"metric_hist": "ts", "oee_calculations": "calculation_time", "energy_consumption": "consumption_time",
                "production_kpis": "created_at", "production_context_history": "changed_at"}
 
@@ -22,13 +25,40 @@ def legacy(local_server):
         yield conn
 
 
+def production_tables(text: str) -> dict[str, list[str]]:
+    """table -> its columns as `name type [NOT NULL] [DEFAULT ...]`, from lines "- **table**: col; col"."""
+    return {table: columns.split("; ") for table, columns in TABLE_LINE.findall(text)}
+
+
 def test_all_tables_of_production_exist_as_plain_tables(legacy):
     tables = {r[0] for r in legacy.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'factory_telemetry'")}
     assert len(tables) == 49
-    if SCHEMA_FACTS.exists():
-        documented = set(re.findall(r"^- \*\*(\w+)\*\*:", SCHEMA_FACTS.read_text(), re.MULTILINE))
-        assert documented <= tables
+    assert set(production_tables(PRODUCTION_TABLES.read_text())) == tables
     assert legacy.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0] == 0
+
+
+def test_every_table_has_the_columns_production_has(legacy):
+    built: dict[str, list[str]] = {}
+    for table, column in legacy.execute("""
+            SELECT c.relname, a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                   || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+                   || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE n.nspname = 'factory_telemetry' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY c.relname, a.attnum"""):
+        built.setdefault(table, []).append(column)
+    production = production_tables(PRODUCTION_TABLES.read_text())
+    differ = {t: (built.get(t), production.get(t)) for t in set(built) | set(production) if built.get(t) != production.get(t)}
+    assert differ == {}, "tables whose columns differ from production's (built, production): " + repr(differ)
+
+
+def test_the_production_tables_are_the_shared_schema_documents():
+    if not SHARED_SCHEMA_DOCUMENT.exists():
+        pytest.skip(f"the shared MS5.0 schema document is not beside the repository ({SHARED_SCHEMA_DOCUMENT}): "
+                    f"the builder is still checked against {PRODUCTION_TABLES.name}, but that file's drift from the "
+                    "document is not")
+    assert production_tables(PRODUCTION_TABLES.read_text()) == production_tables(SHARED_SCHEMA_DOCUMENT.read_text())
 
 
 def test_time_series_tables_keep_their_hazards(legacy):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +15,12 @@ from tsmigrate.timescale import installed_timescaledb
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def test_project_migrations_on_legacy_database_are_go(legacy_db, run_suite):
+def test_project_migrations_on_legacy_database_are_go(legacy_db, run_suite, tmp_path):
     before = fingerprints(legacy_db)
     result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo)
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "= GO: " in result.stdout and "NO-GO" not in result.stdout
+    record = json.loads((tmp_path / "reports" / "latest.json").read_text())
+    assert (result.returncode, record["verdict"]) == (0, "GO"), result.stdout[-4000:]
+    assert [f for f in record["findings"] if f["severity"] == "blocking"] == []
     assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0] == 0
@@ -138,16 +139,14 @@ def test_invalid_plan_is_refused_before_any_test_runs(legacy_db, run_suite, tmp_
     assert "plan.toml" in result.stderr and "hypertables.metric_hist.chunk_interval" in result.stderr
 
 
-def test_benchmark_preflight_without_rehearsal(legacy_db, run_suite, capsys):
-    """Pre-flight without rehearsal should take a few seconds: printed next to its limit, not a timed test."""
+def test_preflight_without_rehearsal_takes_seconds(legacy_db, run_suite, tmp_path):
+    """Quick enough to run on every change to the migrations: under 10 s on the tiny legacy database, by the
+    run's own clock (the record's duration, from the session's start to its end)."""
     limit_s = 10.0
-    started = time.monotonic()
     result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--no-rehearse")
-    elapsed = time.monotonic() - started
-    assert result.returncode == 0, result.stdout[-3000:]
-    with capsys.disabled():
-        print(f"\nBENCH preflight (no rehearsal, tiny legacy db): {elapsed:.2f} s; limit {limit_s:.0f} s; "
-              f"ratio {elapsed / limit_s:.2f}")
+    record = json.loads((tmp_path / "reports" / "latest.json").read_text())
+    assert (result.returncode, record["verdict"]) == (0, "GO"), result.stdout[-3000:]
+    assert record["duration_seconds"] < limit_s, f"the pre-flight took {record['duration_seconds']:.1f} s"
 
 
 def test_verdict_inputs_notice_a_changed_file_or_plan(legacy_db, tmp_path):

@@ -382,21 +382,20 @@ def prune_backups(backups_dir: Path, dbname: str, *, keep_days: int, keep_count:
 
 @dataclass
 class RestoreOutcome:
+    """A restore that happened, so a proven one: restore_backup raises, and leaves the database as it was,
+    when the restored copy does not match the backup's fingerprints."""
+
     database: str
-    identical: bool                # proven identical to the backup before anything was carried into it
-    differences: list[str]
     kept_failed_as: str | None
     seconds: float
     carried: CarryReport | None = None   # rows others committed after the backup, carried from the failed copy
 
     @property
     def complete(self) -> bool:
-        """Proven, and no row committed after the backup left behind: nothing was lost."""
-        return self.identical and not (self.carried and self.carried.left)
+        """No row committed after the backup was left behind: nothing was lost."""
+        return not (self.carried and self.carried.left)
 
     def summary(self) -> str:
-        if not self.identical:
-            return f"RESTORE NOT PROVEN: {self.database} differs from the backup: " + "; ".join(self.differences)
         kept = f"; the failed database is kept as {self.kept_failed_as}" if self.kept_failed_as else ""
         if self.carried is None or not self.carried.found:
             return (f"RESTORED: {self.database} is identical to the backup (every table's fingerprint matches) and "
@@ -500,4 +499,4 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
         keep_failed = keep_failed or bool(carried and carried.left)
         if not keep_failed:
             drop_database(admin, failed_name)
-    return RestoreOutcome(dbname, True, [], failed_name if keep_failed else None, time.monotonic() - started, carried)
+    return RestoreOutcome(dbname, failed_name if keep_failed else None, time.monotonic() - started, carried)

@@ -289,6 +289,14 @@ class QueryResult:
         return (f"scanned {self.chunks_scanned} of {self.chunks_total} chunks "
                 f"({self.chunks_in_window} overlap the window)")
 
+    def exclusion_failure(self) -> str | None:
+        """What is wrong when the plan touched chunks outside the query's time window (None when it did not)."""
+        if self.chunks_total is None or self.window is None or self.chunks_scanned <= self.chunks_in_window:
+            return None
+        return (f"{self.query.title}: the plan touched {self.chunks_scanned} chunks of {self.query.relation[1]} but only "
+                f"{self.chunks_in_window} overlap its time window: chunk exclusion does not work for this query "
+                f"(is the condition on {self.query.time_column} a plain comparison with constants?)\n{self.plan}")
+
     def figure(self, limit_ms: float) -> Figure:
         return Figure(f"{self.query.title}, p95", self.p95, "ms", limit_ms, "lower",
                       f"{self.query.what}: p50 {self.p50:.2f} ms over {len(self.samples_ms)} runs, {self.rows} row{'s' if self.rows != 1 else ''}; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ class NullTimeRule:
     from_column:C   take the value of column C of the same row (a date or timestamp)
     previous_by:C   take the time of the nearest row before it in order of column C
                     (for example the bigserial id), else the nearest after it
-    constant:T      a fixed timestamp
+    constant:T      a fixed timestamp, with its UTC offset (2020-01-01 00:00+00)
     """
 
     kind: str
@@ -192,6 +193,14 @@ def _null_time(value: Any, path: Path | str, key: str) -> NullTimeRule:
         raise PlanError(path, key, f"'{kind}' needs an argument, e.g. {kind}:{'2020-01-01 00:00+00' if kind == 'constant' else 'id'}")
     if kind in ("from_column", "previous_by"):
         return NullTimeRule(kind, _identifier(argument.strip(), path, key))
+    # The filled value must not depend on the session's time zone: an ISO 8601 timestamp with its offset.
+    try:
+        stamp = datetime.fromisoformat(argument.strip())
+    except ValueError:
+        stamp = None
+    if stamp is None or stamp.tzinfo is None:
+        raise PlanError(path, key, f"'constant' needs a timestamp with its UTC offset, e.g. constant:2020-01-01 "
+                                   f"00:00+00, got {argument.strip()!r}")
     return NullTimeRule(kind, argument.strip())
 
 

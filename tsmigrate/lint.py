@@ -1,6 +1,6 @@
 """Static lint of migration SQL files, parsed by PostgreSQL's own parser (pglast).
 
-Every rule has a stable code in RULES. TS0xx rules are about turning tables into
+Every rule has a stable code in RULES (from the registry, tsmigrate/codes.py). TS0xx rules are about turning tables into
 hypertables; TS1xx rules are general migration safety (in the spirit of Squawk).
 Nothing here needs a database: `volatility` may consult a live server's pg_proc,
 and the pre-flight escalates advisories it can settle against the live data.
@@ -17,60 +17,14 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType, TransactionStmtKind
 from pglast.parser import ParseError, parse_sql
 
-from .findings import ADVISORY, BLOCKING, Finding
+from .codes import CODES, Code
+from .findings import Finding
 
 Volatility = Callable[[str], "str | None"]  # function name -> 'i', 's', 'v' or None (unknown)
 
 
-@dataclass(frozen=True)
-class Rule:
-    code: str
-    severity: str
-    title: str
-    hint: str
-
-
-RULES: dict[str, Rule] = {rule.code: rule for rule in (
-    Rule("TS000", BLOCKING, "SQL does not parse",
-         "Fix the syntax error: PostgreSQL would reject this file."),
-    Rule("TS001", BLOCKING, "Unique key on a hypertable without its time column",
-         "Add the time column to the PRIMARY KEY / UNIQUE constraint or index; "
-         "TimescaleDB can only enforce uniqueness within a chunk."),
-    Rule("TS002", BLOCKING, "Hypertable time column is nullable",
-         "Declare the time column NOT NULL (backfill or delete rows where it is NULL first); "
-         "create_hypertable sets NOT NULL and fails if any row holds NULL."),
-    Rule("TS003", BLOCKING, "Non-immutable function in an index expression or predicate",
-         "Use only IMMUTABLE functions in index expressions and WHERE clauses: "
-         "compare against a literal, or move the condition into queries."),
-    Rule("TS004", BLOCKING, "Statement cannot run inside a transaction",
-         "Move the statement to a file the runner executes outside a transaction "
-         "(non-transactional), one statement per file."),
-    Rule("TS005", BLOCKING, "create_hypertable on a table this file already filled, without migrate_data",
-         "Call create_hypertable before loading rows, or pass migrate_data => true."),
-    Rule("TS006", ADVISORY, "create_hypertable on a table that may hold rows, without migrate_data",
-         "Pass migrate_data => true if the table holds rows (create_hypertable fails on a "
-         "non-empty table otherwise); the pre-flight checks the live row count."),
-    Rule("TS007", BLOCKING, "Foreign key from a hypertable into a hypertable",
-         "Drop the foreign key and enforce the reference in application code or a trigger; "
-         "no TimescaleDB version supports foreign keys between hypertables."),
-    Rule("TS008", ADVISORY, "Foreign key into a hypertable",
-         "Foreign keys into a hypertable need TimescaleDB 2.16 or later and must include the "
-         "time column; otherwise drop the foreign key or reference a plain table instead."),
-    Rule("TS009", BLOCKING, "psql meta-command",
-         "Remove the backslash command: migrations are run through a driver, not psql. "
-         "Inline included files, and connect to the right database in the plan instead."),
-    Rule("TS101", ADVISORY, "DDL is not idempotent",
-         "Use IF NOT EXISTS / IF EXISTS / OR REPLACE so a re-run after a partial failure succeeds."),
-    Rule("TS102", ADVISORY, "Statement rewrites the whole table",
-         "Expect an ACCESS EXCLUSIVE lock for the full rewrite; for a large table add a nullable "
-         "column, backfill in batches, then switch over."),
-    Rule("TS103", ADVISORY, "Statement scans the table under a heavy lock",
-         "Add the constraint NOT VALID, then VALIDATE CONSTRAINT in a later step; for SET NOT NULL "
-         "validate a CHECK (col IS NOT NULL) constraint first."),
-    Rule("TS104", ADVISORY, "Transaction control inside a migration file",
-         "Remove BEGIN/COMMIT/ROLLBACK: the runner wraps each transactional file in its own "
-         "transaction, and a COMMIT here would end it early."),
-)}
+# The TS codes of the registry (tsmigrate/codes.py): severity, title and hint of each rule.
+RULES: dict[str, Code] = {code: c for code, c in CODES.items() if code.startswith("TS")}
 
 # Functions that are not immutable, by name, for when no live pg_proc is consulted.
 # 's' (stable) is fixed within one statement; 'v' (volatile) changes on every call.

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -22,90 +22,21 @@ from . import fence, ledger
 from .activity import other_sessions, sample_writes
 from .backup import BackupError, tool, tool_major
 from .config import PLAN_FILE_NAME, Plan
+from .codes import CODES, Code
 from .conversion import retention_drops
 from .findings import ADVISORY, BLOCKING, Finding
-from .lint import RULES as LINT_RULES
 from .lint import hypertables_created_in, lint_sql
 from .migrations import MigrationFile, discover, version_gaps
 from .online import online_tables
-from .timescale import APACHE_LACKS, server_timescaledb
+from .rehearsal import RehearsalUnavailable, rehearse
+from .target import Target
+from .timescale import APACHE_LACKS, ServerTimescale, server_timescaledb
 
 
-@dataclass(frozen=True)
-class Check:
-    code: str
-    severity: str
-    title: str
-    hint: str
+log = logging.getLogger(__name__)
 
-
-CHECKS: dict[str, Check] = {c.code: c for c in (
-    Check("PF001", BLOCKING, "PostgreSQL version not supported", "Run the migration on PostgreSQL 15 (13 at least)."),
-    Check("PF002", BLOCKING, "TimescaleDB not available to the server",
-          "Install the TimescaleDB package for this PostgreSQL major version (the target image is timescale/timescaledb:*-pg15)."),
-    Check("PF003", BLOCKING, "TimescaleDB not preloaded",
-          "Add timescaledb to shared_preload_libraries in postgresql.conf and restart the server."),
-    Check("PF004", BLOCKING, "TimescaleDB edition lacks what the plan needs",
-          "Run the community edition (license 'timescale'), or set allow_apache_edition = true in plan.toml to go without compression and retention."),
-    Check("PF005", ADVISORY, "TimescaleDB extension upgrade pending",
-          "Run ALTER EXTENSION timescaledb UPDATE in its own session before the migration."),
-    Check("PF006", BLOCKING, "pg_dump/pg_restore missing or older than the server",
-          "Install the PostgreSQL client programs of the server's major version (postgresql-client-15)."),
-    Check("PF007", BLOCKING, "Connected role lacks privileges",
-          "Connect as the owner of the tables (or a superuser) that may also create the timescaledb extension."),
-    Check("PF008", BLOCKING, "Server is a standby", "Run the migration against the primary server."),
-    Check("PF009", BLOCKING, "Too few free connection slots",
-          "Stop idle clients or raise max_connections: the run needs a few connections of its own."),
-    Check("PF010", ADVISORY, "Long-running transaction",
-          "Let it finish or end it: it holds back vacuum and may block the conversion's locks."),
-    Check("PF011", BLOCKING, "Another session holds locks on a table to convert",
-          "Stop the application's writers (or wait for that session) before the maintenance window."),
-    Check("PF012", ADVISORY, "Database encoding or time zone worth a look",
-          "Use UTF8; time series are stored as timestamptz, so the server time zone only affects display."),
-    Check("PF013", BLOCKING, "Not enough free disk for the backup",
-          "Free room in the backups directory or point --backups at a larger disk."),
-    Check("PF014", BLOCKING, "The application is writing to the target",
-          "Stop the application for the maintenance window, or let the run's fence stop it (its login roles must be "
-          "reachable from application_roles in plan.toml), then run the pre-flight again."),
-    Check("PF015", ADVISORY, "Another session is connected to the target",
-          "Sessions of the application roles are ended by the run's fence; stop any other client for the window "
-          "(a restore carries over rows it writes, but it may block the conversion's locks)."),
-    Check("PF016", ADVISORY, "A fence left by a run that died was lifted",
-          "Nothing to do: the roles may log in again. Read the report of the run that died to see where it stopped."),
-    Check("PF017", BLOCKING, "The application cannot be fenced",
-          "Grant the run's role CREATEROLE (ALTER ROLE needs it), or set fence_application = false in plan.toml "
-          "and keep the application stopped yourself."),
-    Check("PF020", BLOCKING, "Migration file naming or ordering problem",
-          "Name every file after one convention, with a version of its own: Flyway V<version>__<description>.sql "
-          "(and R__<description>.sql), golang-migrate <version>_<name>.up.sql, dbmate <version>_<name>.sql with "
-          "-- migrate:up, or plain <version>_<name>.sql."),
-    Check("PF021", ADVISORY, "Gap in migration versions", "Check that no file is missing between these versions."),
-    Check("PF022", BLOCKING, "Applied migration changed since it ran",
-          "Restore the file's original content; put the change in a new migration file."),
-    Check("PF023", BLOCKING, "Applied migration missing from the directory",
-          "Restore the file, or point --migrations at the directory this database was migrated from."),
-    Check("PF024", BLOCKING, "Step left interrupted by a run that died",
-          "Inspect the database, then run with --resolve-interrupted (a transactional step is rerun automatically)."),
-    Check("PF025", ADVISORY, "Migration file that never runs forward",
-          "Nothing to do: undo and down files are not run; a failed run is undone by restoring its backup."),
-    Check("PF030", BLOCKING, "NULL time values in a table to convert",
-          "Fill them, or choose a null_time rule for the table in plan.toml."),
-    Check("PF031", BLOCKING, "Foreign key into a table to convert",
-          "Drop the foreign key (or point it at a plain table) before converting."),
-    Check("PF032", BLOCKING, "create_hypertable without migrate_data on a populated table",
-          "Pass migrate_data => true to create_hypertable."),
-    Check("PF033", BLOCKING, "Planned table or time column missing",
-          "Fix the table/column name in plan.toml, or add the migration that creates it."),
-    Check("PF034", ADVISORY, "Retention will drop existing rows",
-          "Check drop_after in plan.toml: rows older than it are dropped by the retention policy."),
-    Check("PF035", ADVISORY, "Key rebuilt by the conversion",
-          "Nothing to do: the conversion adds the time column to this key; the old column keeps an index."),
-    Check("PF036", ADVISORY, "TimescaleDB version cannot restore dumps of compressed chunks",
-          "Target TimescaleDB 2.21 or later before compression starts: 2.19/2.20 dumps of compressed chunks "
-          "fail to restore (upstream issue 8153). The migration's own backup is taken before compression, so it is safe."),
-    Check("PF040", BLOCKING, "Rehearsal failed",
-          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched."),
-)}
+# The PF codes of the registry (tsmigrate/codes.py): severity, title and hint of each check.
+CHECKS: dict[str, Code] = {code: c for code, c in CODES.items() if code.startswith("PF")}
 
 
 def finding(code: str, message: str, *, path: str | None = None, line: int | None = None,
@@ -128,8 +59,9 @@ def _one(conn, query, params=()):
 
 # -- environment ------------------------------------------------------------------------------------
 
-def server_version(conn: psycopg.Connection) -> list[Finding]:
-    num = _one(conn, "SELECT current_setting('server_version_num')::int")
+def server_version(conn: psycopg.Connection, num: int | None = None) -> list[Finding]:
+    """``num``: the server_version_num to judge, when not the server's own (a test's other version)."""
+    num = num if num is not None else _one(conn, "SELECT current_setting('server_version_num')::int")
     if num < 130000:
         return [finding("PF001", f"the server runs PostgreSQL {num // 10000}; TimescaleDB 2.x needs 13 or later")]
     if num // 10000 != 15:
@@ -137,8 +69,9 @@ def server_version(conn: psycopg.Connection) -> list[Finding]:
     return []
 
 
-def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
-    ts = server_timescaledb(conn)
+def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTimescale | None = None) -> list[Finding]:
+    """``ts``: what the server offers, when not read from it (a test's other version or edition)."""
+    ts = ts or server_timescaledb(conn)
     if ts.available_version is None:
         return [finding("PF002", "the timescaledb extension is not installed on the server (pg_available_extensions)")]
     found = []
@@ -330,13 +263,14 @@ def room_for_backup(conn: psycopg.Connection, backups_dir: Path) -> list[Finding
     needed = int(size * 1.1) + (64 << 20)
     if free < needed:
         return [finding("PF013", f"{free / 2**30:.2f} GiB free in {backups_dir}, about {needed / 2**30:.2f} GiB needed "
-                                 f"for a backup of {size / 2**30:.2f} GiB")]
+                                 f"for a backup of {size / 2**30:.2f} GiB", path=str(backups_dir))]
     return []
 
 
 # -- migration files ----------------------------------------------------------------------------------
 
-def migration_files(conn: psycopg.Connection, migrations_dir: Path) -> list[Finding]:
+def migration_files(conn: psycopg.Connection, migrations_dir: Path, *, resolve_interrupted: bool = False) -> list[Finding]:
+    """``resolve_interrupted``: the run will mark steps a killed run left started as interrupted (and rerun them)."""
     files, problems = discover(migrations_dir)
     found = [finding("PF020" if p.blocking else "PF025", p.problem, path=str(p.path), line=p.line) for p in problems]
     for a, b in version_gaps(files):
@@ -349,14 +283,21 @@ def migration_files(conn: psycopg.Connection, migrations_dir: Path) -> list[Find
         f = by_step.get(step)
         if f is None:
             found.append(finding("PF023", f"step {step} ({entry.name}) was applied on {entry.finished_at:%Y-%m-%d} "
-                                          f"but is not in {migrations_dir}"))
+                                          f"but is not in {migrations_dir}", path=str(migrations_dir)))
         elif f.sha256 != entry.sha256 and not f.repeatable:   # a repeatable file changed is pending
             found.append(finding("PF022", f"{f.label} was applied on {entry.finished_at:%Y-%m-%d} and has changed since "
                                           "(sha256 differs from the ledger)", path=str(f.path), line=f.first_line))
     for entry in ledger.interrupted_steps(conn):
-        severity = ADVISORY if entry.transactional else BLOCKING
+        severity = ADVISORY if entry.transactional or resolve_interrupted else BLOCKING
+        then = ("; PostgreSQL rolled it back and the run applies it again" if entry.transactional else
+                "; --resolve-interrupted: the run marks it interrupted and applies it again" if resolve_interrupted
+                else "; it is not transactional, so part of it may have run")
+        f = by_step.get(entry.step) if entry.kind == "migration" else None
+        # A conversion's ledger name is its label, "convert <schema>.<table>" (run.plan_steps).
+        where = dict(path=str(f.path)) if f else dict(table=entry.name.removeprefix("convert ")
+                                                       if entry.kind == "conversion" else None)
         found.append(finding("PF024", f"step {entry.step} ({entry.name}) was started on {entry.started_at:%Y-%m-%d %H:%M} "
-                                      f"by {entry.applied_by} and never finished", severity=severity))
+                                      f"by {entry.applied_by} and never finished{then}", severity=severity, **where))
     return found
 
 
@@ -480,7 +421,7 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
             if by_file:
                 found.append(finding("PF035", f"{qualified} has key {name} without {column}: {source.label}'s "
                                               "create_hypertable will fail on it", table=qualified, severity=BLOCKING,
-                                     hint=LINT_RULES["TS001"].hint, **where))
+                                     hint=CODES["TS001"].hint, **where))
             else:
                 found.append(finding("PF035", f"{qualified} has key {name} without {column}; the conversion rebuilds "
                                               f"it with {column} added", table=qualified, **where))
@@ -494,6 +435,23 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
                                               "run's backup holds them and is kept until you remove it yourself",
                                      table=qualified, **where))
     return found
+
+
+# -- the rehearsal ----------------------------------------------------------------------------------
+
+def rehearsal(target: Target, migrations_dir: Path, pending: list[MigrationFile], plan: Plan | None) -> list[Finding]:
+    """The pending steps applied to a scratch copy of the target: its first failure, or why no copy could be made."""
+    try:
+        result = rehearse(target, pending, plan)
+    except RehearsalUnavailable as exc:
+        return [finding("PF040", f"no rehearsal: {exc}", severity=ADVISORY)]
+    for label, seconds in result.steps:
+        log.info("rehearsal: %-40s %8.2f s", label, seconds)
+    if result.error is None:
+        return []
+    path = getattr(result.error, "file", None)
+    return [finding("PF040", f"{result.failed_step} failed on the scratch copy: {result.error}",
+                    path=str(migrations_dir / path) if path else None, line=getattr(result.error, "line", None))]
 
 
 # -- the verdict ------------------------------------------------------------------------------------

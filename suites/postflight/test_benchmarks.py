@@ -104,10 +104,6 @@ def test_dashboard_query(target_conn, plan, query, thresholds, record_figure):
                      repeats=QUERY_RUNS)
     figure = record_figure(result.figure(thresholds.max_dashboard_query_ms))
     print(result.plan)
-    if result.chunks_total is not None and result.window is not None:
-        if result.chunks_scanned > result.chunks_in_window:
-            pytest.fail(f"{query.title}: the plan touched {result.chunks_scanned} chunks of {query.relation[1]} but only "
-                        f"{result.chunks_in_window} overlap its time window: chunk exclusion does not work for this "
-                        f"query (is the condition on {query.time_column} a plain comparison with constants?)\n"
-                        f"{result.plan}", pytrace=False)
+    if problem := result.exclusion_failure():
+        pytest.fail(problem, pytrace=False)
     _gate(figure)

@@ -9,8 +9,8 @@ from tsmigrate import preflight
 pytestmark = [pytest.mark.order(1), pytest.mark.preflight]
 
 
-def test_files_named_ordered_and_unchanged_since_applied(readonly_conn, migrations_dir, gate):
-    gate(preflight.migration_files(readonly_conn, migrations_dir))
+def test_files_named_ordered_and_unchanged_since_applied(readonly_conn, migrations_dir, run_options, gate):
+    gate(preflight.migration_files(readonly_conn, migrations_dir, resolve_interrupted=run_options.resolve_interrupted))
 
 
 def test_lint_pending_files(readonly_conn, migrations_dir, plan, gate):

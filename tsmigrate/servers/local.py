@@ -72,7 +72,8 @@ class LocalCluster:
 
     def __init__(self, *, run_as: str | None = None, timescaledb: bool | None = None,
                  ready_timeout: float = 60.0, settings: dict[str, str] | None = None,
-                 parent_dir: str | None = None, port_attempts: int = 3):
+                 parent_dir: str | None = None, port_attempts: int = 3, bindir: Path | None = None,
+                 standby_of: LocalCluster | None = None):
         self.run_as = run_as if run_as is not None else ("postgres" if os.geteuid() == 0 else None)
         self.timescaledb = timescaledb
         self.ready_timeout = ready_timeout
@@ -81,7 +82,9 @@ class LocalCluster:
         self.port_attempts = port_attempts
         self.base: Path | None = None
         self.info: ServerInfo | None = None
-        self._bindir = pg_bindir()
+        self._bindir = Path(bindir) if bindir is not None else pg_bindir()
+        # A streaming replica of that (running) cluster, made with pg_basebackup: a real standby.
+        self.standby_of = standby_of
 
     # -- paths -------------------------------------------------------------------------
     @property
@@ -140,20 +143,11 @@ class LocalCluster:
 
     def _start(self) -> ServerInfo:
         self._make_base()
-        password = secrets.token_urlsafe(18)
-        pwfile = self.base / "pwfile"
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
-        if self.run_as:
-            user = pwd.getpwnam(self.run_as)
-            os.chown(pwfile, user.pw_uid, user.pw_gid)
-        self._run(str(self._bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                  f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                  "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
-        pwfile.unlink()
+        password = self._base_backup() if self.standby_of is not None else self._initdb()
 
         settings = dict(self.settings)
-        ts = installed_timescaledb()
+        pg_config = self._bindir / "pg_config"
+        ts = installed_timescaledb(str(pg_config) if pg_config.exists() else None)
         want_ts = self.timescaledb if self.timescaledb is not None else ts is not None
         if want_ts:
             if ts is None:
@@ -191,6 +185,31 @@ class LocalCluster:
             log.info("started local PostgreSQL %s on 127.0.0.1:%d in %s", version, port, self.base)
             return self.info
         raise last_error or ServerStartError("could not start the local cluster")
+
+    def _initdb(self) -> str:
+        """A new data directory; returns the password of its superuser."""
+        password = secrets.token_urlsafe(18)
+        pwfile = self.base / "pwfile"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if self.run_as:
+            user = pwd.getpwnam(self.run_as)
+            os.chown(pwfile, user.pw_uid, user.pw_gid)
+        self._run(str(self._bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                  f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
+                  "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
+        pwfile.unlink()
+        return password
+
+    def _base_backup(self) -> str:
+        """The primary's data directory, copied through its replication protocol and set to follow it
+        (standby.signal, primary_conninfo); returns the superuser's password, the primary's."""
+        primary = self.standby_of
+        if primary.info is None or primary.base is None:
+            raise ServerStartError("the primary of a standby must be running first")
+        self._run(str(self._bindir / "pg_basebackup"), "-D", str(self.data_dir), "-h", str(primary.socket_dir),
+                  "-p", str(primary.info.port), "-U", "postgres", "-R", "-X", "stream", "--no-sync")
+        return primary.info.password
 
     def _not_failed(self) -> bool:
         # The postmaster writes FATAL/PANIC to its log when it gives up (port taken, bad setting).

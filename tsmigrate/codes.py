@@ -1,0 +1,207 @@
+"""Every finding code in one registry: its severity, what it means and how to fix it.
+
+The lint (TS codes) and the pre-flight (PF codes) take their severities and hints from here, and the
+README's table of codes is this registry rendered: ``python -m tsmigrate.codes README.md`` rewrites it
+(the project's tests fail when the two differ).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .findings import ADVISORY, BLOCKING
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    severity: str   # what a finding of this code usually is
+    title: str      # what it means
+    hint: str       # how to fix it
+    otherwise: str = ""  # when a finding of this code carries the other severity ("" = never)
+
+    @property
+    def other_severity(self) -> str | None:
+        if not self.otherwise:
+            return None
+        return ADVISORY if self.severity == BLOCKING else BLOCKING
+
+    def severity_text(self) -> str:
+        return f"{self.severity}; {self.other_severity} {self.otherwise}" if self.otherwise else self.severity
+
+
+CODES: dict[str, Code] = {c.code: c for c in (
+    # -- the lint of the migration files (PostgreSQL's parser, no database) --------------------------------
+    Code("TS000", BLOCKING, "SQL does not parse",
+         "Fix the syntax error: PostgreSQL would reject this file."),
+    Code("TS001", BLOCKING, "Unique key on a hypertable without its time column",
+         "Add the time column to the PRIMARY KEY / UNIQUE constraint or index; "
+         "TimescaleDB can only enforce uniqueness within a chunk.",
+         "in the pre-flight when the table is in plan.toml: the plan's conversion adds the time column to the key"),
+    Code("TS002", BLOCKING, "Hypertable time column is nullable",
+         "Declare the time column NOT NULL (backfill or delete rows where it is NULL first); "
+         "create_hypertable sets NOT NULL and fails if any row holds NULL.",
+         "in the pre-flight when the table's null_time rule in plan.toml fills the NULLs"),
+    Code("TS003", BLOCKING, "Non-immutable function in an index expression or predicate",
+         "Use only IMMUTABLE functions in index expressions and WHERE clauses: "
+         "compare against a literal, or move the condition into queries."),
+    Code("TS004", BLOCKING, "Statement cannot run inside a transaction",
+         "Move the statement to a file the runner executes outside a transaction "
+         "(non-transactional), one statement per file."),
+    Code("TS005", BLOCKING, "create_hypertable on a table this file already filled, without migrate_data",
+         "Call create_hypertable before loading rows, or pass migrate_data => true."),
+    Code("TS006", ADVISORY, "create_hypertable on a table that may hold rows, without migrate_data",
+         "Pass migrate_data => true if the table holds rows (create_hypertable fails on a "
+         "non-empty table otherwise); the pre-flight checks the live row count."),
+    Code("TS007", BLOCKING, "Foreign key from a hypertable into a hypertable",
+         "Drop the foreign key and enforce the reference in application code or a trigger; "
+         "no TimescaleDB version supports foreign keys between hypertables."),
+    Code("TS008", ADVISORY, "Foreign key into a hypertable",
+         "Foreign keys into a hypertable need TimescaleDB 2.16 or later and must include the "
+         "time column; otherwise drop the foreign key or reference a plain table instead.",
+         "in the pre-flight: every unique key of a hypertable includes its time column, so the reference "
+         "cannot be kept"),
+    Code("TS009", BLOCKING, "psql meta-command",
+         "Remove the backslash command: migrations are run through a driver, not psql. "
+         "Inline included files, and connect to the right database in the plan instead."),
+    Code("TS101", ADVISORY, "DDL is not idempotent",
+         "Use IF NOT EXISTS / IF EXISTS / OR REPLACE so a re-run after a partial failure succeeds."),
+    Code("TS102", ADVISORY, "Statement rewrites the whole table",
+         "Expect an ACCESS EXCLUSIVE lock for the full rewrite; for a large table add a nullable "
+         "column, backfill in batches, then switch over."),
+    Code("TS103", ADVISORY, "Statement scans the table under a heavy lock",
+         "Add the constraint NOT VALID, then VALIDATE CONSTRAINT in a later step; for SET NOT NULL "
+         "validate a CHECK (col IS NOT NULL) constraint first."),
+    Code("TS104", ADVISORY, "Transaction control inside a migration file",
+         "Remove BEGIN/COMMIT/ROLLBACK: the runner wraps each transactional file in its own "
+         "transaction, and a COMMIT here would end it early."),
+    # -- the pre-flight's checks of the live target --------------------------------------------------------
+    Code("PF001", BLOCKING, "PostgreSQL version not supported", "Run the migration on PostgreSQL 15 (13 at least).",
+         "for a version TimescaleDB supports other than MS5.0's 15 (13, 14, 16 and later)"),
+    Code("PF002", BLOCKING, "TimescaleDB not available to the server",
+         "Install the TimescaleDB package for this PostgreSQL major version (the target image is "
+         "timescale/timescaledb:*-pg15)."),
+    Code("PF003", BLOCKING, "TimescaleDB not preloaded",
+         "Add timescaledb to shared_preload_libraries in postgresql.conf and restart the server."),
+    Code("PF004", BLOCKING, "TimescaleDB edition lacks what the plan needs",
+         "Run the community edition (license 'timescale'), or set allow_apache_edition = true in plan.toml to go "
+         "without compression and retention.",
+         "when plan.toml allows going without them (allow_apache_edition = true), or when the edition cannot be "
+         "told"),
+    Code("PF005", ADVISORY, "TimescaleDB extension upgrade pending",
+         "Run ALTER EXTENSION timescaledb UPDATE in its own session before the migration."),
+    Code("PF006", BLOCKING, "pg_dump/pg_restore missing or older than the server",
+         "Install the PostgreSQL client programs of the server's major version (postgresql-client-15)."),
+    Code("PF007", BLOCKING, "Connected role lacks privileges",
+         "Connect as the owner of the tables (or a superuser) that may also create the timescaledb extension."),
+    Code("PF008", BLOCKING, "Server is a standby", "Run the migration against the primary server."),
+    Code("PF009", BLOCKING, "Too few free connection slots",
+         "Stop idle clients or raise max_connections: the run needs a few connections of its own."),
+    Code("PF010", ADVISORY, "Long-running transaction",
+         "Let it finish or end it: it holds back vacuum and may block the conversion's locks."),
+    Code("PF011", BLOCKING, "Another session holds locks on a table to convert",
+         "Stop the application's writers (or wait for that session) before the maintenance window."),
+    Code("PF012", ADVISORY, "Database encoding or time zone worth a look",
+         "Use UTF8; time series are stored as timestamptz, so the server time zone only affects display."),
+    Code("PF013", BLOCKING, "Not enough free disk for the backup",
+         "Free room in the backups directory or point --backups at a larger disk."),
+    Code("PF014", BLOCKING, "The application is writing to the target",
+         "Stop the application for the maintenance window, or let the run's fence stop it (its login roles must be "
+         "reachable from application_roles in plan.toml), then run the pre-flight again.",
+         "when every writer's role is fenced by the run, when `fence_application = false`, or when a table converts "
+         "online (the application keeps writing)"),
+    Code("PF015", ADVISORY, "Another session is connected to the target",
+         "Sessions of the application roles are ended by the run's fence; stop any other client for the window "
+         "(a restore carries over rows it writes, but it may block the conversion's locks)."),
+    Code("PF016", ADVISORY, "A fence left by a run that died was lifted",
+         "Nothing to do: the roles may log in again. Read the report of the run that died to see where it stopped.",
+         "when the pre-flight has no session that may lift it: the roles stay fenced"),
+    Code("PF017", BLOCKING, "The application cannot be fenced",
+         "Grant the run's role CREATEROLE (ALTER ROLE needs it), or set fence_application = false in plan.toml "
+         "and keep the application stopped yourself."),
+    Code("PF020", BLOCKING, "Migration file naming or ordering problem",
+         "Name every file after one convention, with a version of its own: Flyway V<version>__<description>.sql "
+         "(and R__<description>.sql), golang-migrate <version>_<name>.up.sql, dbmate <version>_<name>.sql with "
+         "-- migrate:up, or plain <version>_<name>.sql."),
+    Code("PF021", ADVISORY, "Gap in migration versions", "Check that no file is missing between these versions."),
+    Code("PF022", BLOCKING, "Applied migration changed since it ran",
+         "Restore the file's original content; put the change in a new migration file."),
+    Code("PF023", BLOCKING, "Applied migration missing from the directory",
+         "Restore the file, or point --migrations at the directory this database was migrated from."),
+    Code("PF024", BLOCKING, "Step left interrupted by a run that died",
+         "Inspect the database, then run with --resolve-interrupted (a transactional step is rerun automatically).",
+         "for a transactional step (PostgreSQL rolled it back, the next run reruns it), and with "
+         "--resolve-interrupted (the run marks the step interrupted and reruns it)"),
+    Code("PF025", ADVISORY, "Migration file that never runs forward",
+         "Nothing to do: undo and down files are not run; a failed run is undone by restoring its backup."),
+    Code("PF030", BLOCKING, "NULL time values in a table to convert",
+         "Fill them, or choose a null_time rule for the table in plan.toml.",
+         "when the table's null_time rule fills them (each fill is recorded in tsmigrate.time_fills)"),
+    Code("PF031", BLOCKING, "Foreign key into a table to convert",
+         "Drop the foreign key (or point it at a plain table) before converting."),
+    Code("PF032", BLOCKING, "create_hypertable without migrate_data on a populated table",
+         "Pass migrate_data => true to create_hypertable."),
+    Code("PF033", BLOCKING, "Planned table or time column missing",
+         "Fix the table/column name in plan.toml, or add the migration that creates it."),
+    Code("PF034", ADVISORY, "Retention will drop existing rows",
+         "Check drop_after in plan.toml: rows older than it are dropped by the retention policy."),
+    Code("PF035", ADVISORY, "Key rebuilt by the conversion",
+         "Nothing to do: the conversion adds the time column to this key; the old column keeps an index.",
+         "when a migration file's own create_hypertable converts the table: it fails on such a key"),
+    Code("PF036", ADVISORY, "TimescaleDB version cannot restore dumps of compressed chunks",
+         "Target TimescaleDB 2.21 or later before compression starts: 2.19/2.20 dumps of compressed chunks "
+         "fail to restore (upstream issue 8153). The migration's own backup is taken before compression, so it is "
+         "safe."),
+    Code("PF040", BLOCKING, "Rehearsal failed",
+         "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
+         "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
+)}
+
+TABLE_HEADER = ("| code | severity | what it means | how to fix it |", "|---|---|---|---|")
+
+
+def table_lines() -> list[str]:
+    """The README's table of codes, as markdown lines."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+    return [*TABLE_HEADER, *(f"| `{c.code}` | {cell(c.severity_text())} | {cell(c.title)} | {cell(c.hint)} |"
+                             for c in CODES.values())]
+
+
+def readme_table(text: str) -> list[str]:
+    """The table of codes as a README holds it (from its header row to the first line that is not a row)."""
+    lines = text.splitlines()
+    if TABLE_HEADER[0] not in lines:
+        return []
+    start = lines.index(TABLE_HEADER[0])
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def with_table(text: str) -> str:
+    """``text`` (a README) with its table of codes replaced by the registry's."""
+    old = readme_table(text)
+    if not old:
+        raise ValueError(f"no table of codes (a line {TABLE_HEADER[0]!r}) to replace")
+    return text.replace("\n".join(old), "\n".join(table_lines()), 1)
+
+
+def main(argv: list[str]) -> int:
+    """Print the table, or rewrite it in the README named on the command line."""
+    if not argv:
+        print("\n".join(table_lines()))
+        return 0
+    readme = Path(argv[0])
+    try:
+        readme.write_text(with_table(readme.read_text()))
+    except (OSError, ValueError) as exc:
+        print(f"{readme}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{readme}: table of {len(CODES)} finding codes written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
