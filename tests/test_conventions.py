@@ -399,6 +399,7 @@ def test_naming_findings_of_the_pre_flight_name_the_file_and_line(local_server, 
     assert all("V<version>__<description>.sql" in f.hint for f in found)
 
 
+@pytest.mark.finding("PF025", "advisory")
 def test_golang_migrate_set_runs_its_up_files_and_never_its_down_files(local_server, run_suite, tmp_path):
     directory = write_set(tmp_path / "golang", GOLANG_MIGRATE_SET)
     with ScratchDatabase(local_server.conninfo(), "conventions_golang") as name:
@@ -407,8 +408,8 @@ def test_golang_migrate_set_runs_its_up_files_and_never_its_down_files(local_ser
         assert record["verdict"] == "SUCCESS", out[-3000:]
         assert [(r[1], r[5]) for r in ledger_rows(dsn)] == [("000001", "applied"), ("000002", "applied"),
                                                             ("000010", "applied")]
-        notes = sorted(Path(f["path"]).name for f in record["findings"] if f["code"] == "PF025")
-        assert notes == sorted(n for n in GOLANG_MIGRATE_SET if n.endswith(".down.sql"))
+        notes = sorted((Path(f["path"]).name, f["severity"]) for f in record["findings"] if f["code"] == "PF025")
+        assert notes == sorted((n, "advisory") for n in GOLANG_MIGRATE_SET if n.endswith(".down.sql"))
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT to_regclass('users_email_idx') IS NOT NULL").fetchone()[0]
             assert conn.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass "
