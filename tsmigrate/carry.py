@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from .conversion import primary_key_columns
+from .db import regclass as regclass_of
 from .online import legacy_tables
 from .target import Target
 from .errors import first_line
@@ -158,7 +159,7 @@ def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, 
     columns = [c for c in _columns(dst, schema, table) if c in src_columns]
     ident = sql.Identifier(schema, table)
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}"
+    regclass = regclass_of(schema, table)
     key = [c for c in primary_key_columns(dst, regclass) if c in columns]
     dst.execute("DROP TABLE IF EXISTS pg_temp.tsmigrate_carry")
     dst.execute(sql.SQL("CREATE TEMPORARY TABLE tsmigrate_carry AS SELECT {} FROM {} WITH NO DATA").format(cols, ident))

@@ -31,6 +31,8 @@ import psycopg
 from psycopg import sql
 
 from .config import HypertablePlan
+from .db import one, timescaledb_version
+from .db import regclass as regclass_of
 from .fingerprint import OWN_SCHEMA
 from .progress import heartbeat
 from .timescale import APACHE_LACKS
@@ -83,15 +85,10 @@ def plan_sha256(h: HypertablePlan) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _one(conn, query, params=()):
-    row = conn.execute(query, params).fetchone()
-    return row[0] if row else None
-
-
 def is_hypertable(conn: psycopg.Connection, schema: str, table: str) -> bool:
-    if _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'") is None:
+    if timescaledb_version(conn) is None:
         return False
-    return _one(conn, "SELECT 1 FROM timescaledb_information.hypertables "
+    return one(conn, "SELECT 1 FROM timescaledb_information.hypertables "
                       "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, table)) is not None
 
 
@@ -184,7 +181,7 @@ def views_depending_on(conn: psycopg.Connection, object_oids: list[int]) -> list
 def _fill_nulls(conn: psycopg.Connection, schema: str, h: HypertablePlan, key_columns: list[str]) -> int:
     table = sql.Identifier(schema, h.table)
     col = sql.Identifier(h.time_column)
-    nulls = _one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col))
+    nulls = one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col))
     if not nulls:
         return 0
     rule = h.null_time
@@ -225,7 +222,7 @@ def _fill_nulls(conn: psycopg.Connection, schema: str, h: HypertablePlan, key_co
          WHERE t.{col} IS NULL AND f.table_schema = {schema} AND f.table_name = {name} AND f.row_key = {key}
         """).format(table=table, col=col, fills=sql.Identifier(OWN_SCHEMA, "time_fills"),
                     schema=sql.Literal(schema), name=sql.Literal(h.table), key=key))
-    left = _one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col))
+    left = one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col))
     if left:
         raise ConversionError(f"{where}: rule {rule} left {left} of {nulls} NULL time values unfilled "
                               f"(no value to take from); choose another null_time rule in plan.toml")
@@ -287,7 +284,7 @@ def _planned_order_by(items: tuple[str, ...]) -> list[tuple[str, bool, bool]]:
 def compression_settings(conn: psycopg.Connection, schema: str, table: str
                          ) -> tuple[bool, list[str], list[tuple[str, bool, bool]]]:
     """Whether compression is enabled on the hypertable, its segment-by columns and its order-by items."""
-    enabled = _one(conn, """SELECT compression_enabled FROM timescaledb_information.hypertables
+    enabled = one(conn, """SELECT compression_enabled FROM timescaledb_information.hypertables
                              WHERE hypertable_schema = %s AND hypertable_name = %s""", (schema, table))
     rows = conn.execute("""SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc, orderby_nullsfirst
                              FROM timescaledb_information.compression_settings
@@ -312,7 +309,7 @@ def ensure_policy(conn: psycopg.Connection, schema: str, table: str, kind: str, 
     one with another interval is replaced.
     """
     proc, key, add, remove = POLICIES[kind]
-    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}"
+    regclass = regclass_of(schema, table)
     jobs = conn.execute("""SELECT job_id, config ->> %s,
                                   coalesce(jsonb_typeof(config -> %s) = 'string'
                                            AND (config ->> %s)::interval = %s::interval, false)
@@ -329,7 +326,7 @@ def ensure_policy(conn: psycopg.Connection, schema: str, table: str, kind: str, 
         replaced = f", replacing job {jobs[0][0]} ({key} {jobs[0][1] or 'not an interval'})"
         log.info("%s.%s: %s policy job %s had %s %s, the plan says %s: replaced", schema, table, kind,
                  jobs[0][0], key, jobs[0][1], interval)
-    job_id = _one(conn, sql.SQL("SELECT {}(%s::regclass, {} => %s::interval)").format(
+    job_id = one(conn, sql.SQL("SELECT {}(%s::regclass, {} => %s::interval)").format(
         sql.Identifier(add), sql.Identifier(key)), (regclass, interval.text))
     pause_until_verified(conn, job_id)
     return f"policy job {job_id}{replaced}, paused until the post-flight passes"
@@ -354,7 +351,7 @@ def pause_until_verified(conn: psycopg.Connection, job_id: int) -> None:
 
 
 def paused_jobs(conn: psycopg.Connection) -> list[int]:
-    if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.paused_jobs",)) is None:
+    if one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.paused_jobs",)) is None:
         return []
     return [r[0] for r in conn.execute(f"SELECT job_id FROM {OWN_SCHEMA}.paused_jobs ORDER BY job_id").fetchall()]
 
@@ -368,7 +365,7 @@ def schedule_paused_jobs(conn: psycopg.Connection) -> list[str]:
                                     FROM timescaledb_information.jobs WHERE job_id = %s""", (job_id,)).fetchone()
             if row is not None:
                 # A paused job has no next start (-infinity): it is given one, now, so the report can say when.
-                next_start = _one(conn, "SELECT next_start::text FROM alter_job(%s, scheduled => true, "
+                next_start = one(conn, "SELECT next_start::text FROM alter_job(%s, scheduled => true, "
                                         "next_start => now())", (job_id,))
                 proc, schema, table, every = row
                 scheduled.append(f"job {job_id} ({proc} on {schema}.{table}, every {every}): first run at {next_start}")
@@ -387,8 +384,8 @@ def retention_drops(conn: psycopg.Connection, schema: str, h: HypertablePlan) ->
 def refuse_what_timescaledb_cannot_keep(conn: psycopg.Connection, schema: str, h: HypertablePlan,
                                         has_compression: bool) -> None:
     """Before anything changes: what the planned hypertable could not have, found only half-way otherwise."""
-    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(h.table).as_string(None)}"
-    if has_compression and h.wants_compression and _one(
+    regclass = regclass_of(schema, h.table)
+    if has_compression and h.wants_compression and one(
             conn, "SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(%s)", (regclass,)):
         raise ConversionError(f"{schema}.{h.table} has row-level security, and TimescaleDB cannot compress a table "
                               "with row security: disable it (ALTER TABLE ... DISABLE ROW LEVEL SECURITY) or leave "
@@ -402,7 +399,7 @@ def lock_holders(conn: psycopg.Connection, schema: str, table: str) -> str:
                       l.mode, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
          WHERE l.relation = to_regclass(%s) AND l.granted AND l.pid <> pg_backend_pid()""",
-                        (f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}",)).fetchall()
+                        (regclass_of(schema, table),)).fetchall()
     return "; ".join(r[0] for r in rows) or "a session that let go meanwhile"
 
 
@@ -454,7 +451,7 @@ def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has
                 conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(sql.Identifier(schema, h.table),
                                                                        sql.SQL(", ").join(options)))
                 if enabled:
-                    compressed = _one(conn, """SELECT count(*) FROM timescaledb_information.chunks
+                    compressed = one(conn, """SELECT count(*) FROM timescaledb_information.chunks
                                                 WHERE hypertable_schema = %s AND hypertable_name = %s AND is_compressed""",
                                       (schema, h.table))
                     notes.append("settings changed" + (f" (the {compressed} chunks compressed before keep their old "
@@ -564,11 +561,11 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
     """Convert one planned table (the caller owns the transaction)."""
     started = time.monotonic()
     result = ConversionResult(table=f"{schema}.{h.table}")
-    regclass = f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(h.table).as_string(None)}"
-    if _one(conn, "SELECT to_regclass(%s)", (regclass,)) is None:
+    regclass = regclass_of(schema, h.table)
+    if one(conn, "SELECT to_regclass(%s)", (regclass,)) is None:
         raise ConversionError(f"table {schema}.{h.table} named in plan.toml does not exist in the target database; "
                               "fix the table name in the plan or run the migration that creates it")
-    if _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'") is None:
+    if timescaledb_version(conn) is None:
         raise ConversionError("the timescaledb extension is not created in the target database; a migration "
                               "must run CREATE EXTENSION timescaledb before the conversion steps")
     if is_hypertable(conn, schema, h.table):
@@ -582,7 +579,7 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
         result.seconds = time.monotonic() - started
         return result
 
-    column_type = _one(conn, """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+    column_type = one(conn, """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
                                  WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped""",
                        (regclass, h.time_column))
     if column_type is None:
@@ -597,7 +594,7 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
 
     refuse_what_timescaledb_cannot_keep(conn, schema, h, has_compression)
     lock_for_conversion(conn, schema, h.table)
-    result.rows = _one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, h.table)))
+    result.rows = one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, h.table)))
     key_columns = primary_key_columns(conn, regclass)
     result.nulls_filled = _fill_nulls(conn, schema, h, key_columns)
 
@@ -623,7 +620,7 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
         _recreate_view(conn, view)
         result.views_recreated.append(f"{view.schema}.{view.name}")
     apply_policies(conn, schema, h, has_compression, result)
-    result.chunks = _one(conn, "SELECT count(*) FROM timescaledb_information.chunks "
+    result.chunks = one(conn, "SELECT count(*) FROM timescaledb_information.chunks "
                                "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, h.table))
     result.seconds = time.monotonic() - started
     return result
@@ -636,14 +633,14 @@ def columns_as_before_fills(conn: psycopg.Connection, schema: str, table: str,
     ``filled_after``: only fills made after this moment (e.g. a backup's snapshot: a fill a killed run
     committed before that backup is part of what the backup holds). Returns {} when nothing was filled.
     """
-    if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.time_fills",)) is None:
+    if one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.time_fills",)) is None:
         return {}
     columns = [r[0] for r in conn.execute(
         f"SELECT DISTINCT time_column FROM {OWN_SCHEMA}.time_fills WHERE table_schema = %s AND table_name = %s",
         (schema, table)).fetchall()]
     if not columns:
         return {}
-    key_columns = primary_key_columns(conn, f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}")
+    key_columns = primary_key_columns(conn, regclass_of(schema, table))
     # The key was recorded from the legacy primary key; the rebuilt key has the time column appended.
     key_columns = [c for c in key_columns if c not in columns]
     key = sql.SQL("jsonb_build_array({})").format(sql.SQL(", ").join(sql.Identifier("t", c) for c in key_columns))

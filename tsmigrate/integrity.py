@@ -29,7 +29,6 @@ to do; an empty list means the check passed. What each check proves:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,6 +37,7 @@ from psycopg import sql
 
 from .baseline import Baseline
 from .conversion import columns_as_before_fills, primary_key_columns
+from .db import display_name
 from .fingerprint import (BUCKETS, OWN_SCHEMA, PINNED_SETTINGS, TableFingerprint, compare, fingerprint_table,
                           table_columns)
 from .errors import first_line
@@ -49,18 +49,6 @@ _NOT_USER_SCHEMA = sql.SQL("""(n.nspname IN ('pg_catalog', 'information_schema',
     own=sql.Literal(OWN_SCHEMA))
 # Counting the exact rows that differ needs the baseline rows in a temporary table: up to this many.
 EXACT_COUNT_MAX_ROWS = 2_000_000
-
-
-_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
-_RESERVED = {"all", "analyse", "analyze", "and", "any", "array", "as", "check", "column", "constraint", "default",
-             "desc", "do", "end", "for", "from", "group", "in", "limit", "not", "null", "offset", "on", "or",
-             "order", "select", "table", "to", "user", "using", "when", "where", "with"}
-
-
-def display_name(*parts: str) -> str:
-    """schema.name as a person writes it: quoted only where SQL needs it (also valid SQL)."""
-    return ".".join(p if _PLAIN.match(p) and p not in _RESERVED else sql.Identifier(p).as_string(None) for p in parts)
-
 
 
 # -- rows and content as before ---------------------------------------------------------------------

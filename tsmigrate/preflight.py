@@ -24,6 +24,8 @@ from .backup import BackupError, tool, tool_major
 from .config import PLAN_FILE_NAME, Plan
 from .codes import CODES, Code
 from .conversion import retention_drops
+from .db import one, timescaledb_version
+from .db import regclass as regclass_of
 from .findings import ADVISORY, BLOCKING, Finding
 from .lint import hypertables_created_in, lint_sql
 from .migrations import MigrationFile, discover, version_gaps
@@ -52,16 +54,11 @@ def _line_of_call(text: str, function: str, table: str) -> int | None:
     return text.count("\n", 0, match.start()) + 1 if match else None
 
 
-def _one(conn, query, params=()):
-    row = conn.execute(query, params).fetchone()
-    return row[0] if row else None
-
-
 # -- environment ------------------------------------------------------------------------------------
 
 def server_version(conn: psycopg.Connection, num: int | None = None) -> list[Finding]:
     """``num``: the server_version_num to judge, when not the server's own (a test's other version)."""
-    num = num if num is not None else _one(conn, "SELECT current_setting('server_version_num')::int")
+    num = num if num is not None else one(conn, "SELECT current_setting('server_version_num')::int")
     if num < 130000:
         return [finding("PF001", f"the server runs PostgreSQL {num // 10000}; TimescaleDB 2.x needs 13 or later")]
     if num // 10000 != 15:
@@ -77,7 +74,7 @@ def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTim
     found = []
     if not ts.preloaded:
         found.append(finding("PF003", "timescaledb is not in shared_preload_libraries "
-                                      f"({_one(conn, 'SHOW shared_preload_libraries') or 'empty'})"))
+                                      f"({one(conn, 'SHOW shared_preload_libraries') or 'empty'})"))
     if ts.installed_version and ts.installed_version != ts.available_version:
         found.append(finding("PF005", f"timescaledb {ts.installed_version} is created in this database, "
                                       f"{ts.available_version} is installed on the server"))
@@ -108,7 +105,7 @@ def _version(text: str | None) -> tuple[int, ...]:
 
 
 def client_tools(conn: psycopg.Connection) -> list[Finding]:
-    server_major = _one(conn, "SELECT current_setting('server_version_num')::int") // 10000
+    server_major = one(conn, "SELECT current_setting('server_version_num')::int") // 10000
     found = []
     for name in ("pg_dump", "pg_restore"):
         try:
@@ -122,33 +119,33 @@ def client_tools(conn: psycopg.Connection) -> list[Finding]:
 
 
 def privileges(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
-    superuser = _one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    superuser = one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     if superuser:
         return []
-    user = _one(conn, "SELECT current_user")
+    user = one(conn, "SELECT current_user")
     found = []
-    ts_created = _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+    ts_created = timescaledb_version(conn)
     if not ts_created:
         found.append(finding("PF007", f"role {user} is not a superuser and cannot create the timescaledb extension"))
     if plan is not None:
         for h in plan.hypertables:
-            owner = _one(conn, """SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n
+            owner = one(conn, """SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n
                                   ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s""",
                          (plan.schema, h.table))
-            if owner is not None and not _one(conn, "SELECT pg_has_role(current_user, %s, 'USAGE')", (owner,)):
+            if owner is not None and not one(conn, "SELECT pg_has_role(current_user, %s, 'USAGE')", (owner,)):
                 found.append(finding("PF007", f"role {user} does not own {plan.schema}.{h.table} (owner {owner})",
                                      table=f"{plan.schema}.{h.table}"))
     return found
 
 
 def primary_server(conn: psycopg.Connection) -> list[Finding]:
-    if _one(conn, "SELECT pg_is_in_recovery()"):
+    if one(conn, "SELECT pg_is_in_recovery()"):
         return [finding("PF008", "the server is in recovery (a standby or a replica)")]
     return []
 
 
 def connection_slots(conn: psycopg.Connection, needed: int = 4) -> list[Finding]:
-    free = _one(conn, """SELECT current_setting('max_connections')::int
+    free = one(conn, """SELECT current_setting('max_connections')::int
                               - current_setting('superuser_reserved_connections')::int
                               - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')""")
     if free < needed:
@@ -203,7 +200,7 @@ def maintenance_window(conn: psycopg.Connection, plan: Plan | None, sample_secon
     found = []
     if fenceable and not fence.can_fence(conn):
         found.append(finding("PF017", f"the run must fence {', '.join(sorted(fenceable))} but role "
-                                      f"{_one(conn, 'SELECT current_user')} has neither CREATEROLE nor superuser",
+                                      f"{one(conn, 'SELECT current_user')} has neither CREATEROLE nor superuser",
                              path=str(plan.path) if plan.path else None))
     sessions = other_sessions(conn)
     sample = sample_writes(conn, sample_seconds)
@@ -233,7 +230,7 @@ def maintenance_window(conn: psycopg.Connection, plan: Plan | None, sample_secon
 
 def stale_fences(conn: psycopg.Connection, lift_through: psycopg.Connection | None) -> list[Finding]:
     """Fences of this database left by a run that died; lifted through ``lift_through`` (a writable session)."""
-    database = _one(conn, "SELECT current_database()")
+    database = one(conn, "SELECT current_database()")
     stale = [f for f in fence.fences(conn, database) if fence.is_stale(conn, f)]
     if not stale:
         return []
@@ -248,14 +245,14 @@ def stale_fences(conn: psycopg.Connection, lift_through: psycopg.Connection | No
 
 
 def encoding_and_timezone(conn: psycopg.Connection) -> list[Finding]:
-    encoding = _one(conn, "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()")
+    encoding = one(conn, "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()")
     if encoding != "UTF8":
         return [finding("PF012", f"the database encoding is {encoding}, not UTF8")]
     return []
 
 
 def room_for_backup(conn: psycopg.Connection, backups_dir: Path) -> list[Finding]:
-    size = _one(conn, "SELECT pg_database_size(current_database())")
+    size = one(conn, "SELECT pg_database_size(current_database())")
     probe = Path(backups_dir)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -369,8 +366,8 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
 
     for schema, table, column, source in planned + file_planned:
         qualified = f"{schema}.{table}"
-        regclass = _one(conn, "SELECT to_regclass(%s)::text", (
-            f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}",))
+        regclass = one(conn, "SELECT to_regclass(%s)::text", (
+            regclass_of(schema, table),))
         by_file = isinstance(source, MigrationFile)
         if by_file:
             where = dict(path=str(source.path), line=_line_of_call(source.sql, "create_hypertable", table))
@@ -381,7 +378,7 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
                 found.append(finding("PF033", f"table {qualified} does not exist and no pending migration creates it",
                                      table=qualified, **where))
             continue
-        if _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'") and _one(
+        if timescaledb_version(conn) and one(
                 conn, "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_schema = %s "
                       "AND hypertable_name = %s", (schema, table)):
             continue  # already converted
@@ -392,7 +389,7 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
             if f"{column.lower()}" not in pending_sql:
                 found.append(finding("PF033", f"{qualified} has no column {column}", table=qualified, **where))
             continue
-        nulls = _one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
+        nulls = one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
             sql.Identifier(schema, table), sql.Identifier(column)))
         if nulls:
             rule = None if by_file else source.null_time
@@ -409,7 +406,7 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
                                 (regclass,)).fetchall():
             found.append(finding("PF031", f"{ref[0]} references {qualified} through foreign key {ref[1]}",
                                  table=qualified, **where))
-        rows = _one(conn, sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) s").format(sql.Identifier(schema, table)))
+        rows = one(conn, sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) s").format(sql.Identifier(schema, table)))
         if by_file and rows and "migrate_data" not in source.sql.lower():
             found.append(finding("PF032", f"{source.label} converts {qualified}, which holds rows, without migrate_data",
                                  table=qualified, **where))
@@ -462,7 +459,7 @@ def verdict_inputs(conn: psycopg.Connection, migrations_dir: Path) -> dict:
     plan_path = Path(migrations_dir) / PLAN_FILE_NAME
     ts = server_timescaledb(conn)
     return {
-        "server_version": _one(conn, "SHOW server_version"),
+        "server_version": one(conn, "SHOW server_version"),
         "timescaledb_available": ts.available_version,
         "timescaledb_installed": ts.installed_version,
         "timescaledb_edition": ts.edition,

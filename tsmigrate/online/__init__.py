@@ -33,13 +33,14 @@ import psycopg
 from psycopg import sql
 
 from ..config import HypertablePlan
-from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _insertable_columns, _one, apply_policies,
+from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _insertable_columns, apply_policies,
                           keys_without_time, refuse_what_timescaledb_cannot_keep)
+from ..db import one, regclass
 from ..fingerprint import OWN_SCHEMA
 from .build import add_foreign_keys, build, copy
 from .capture import catch_up_round, key_columns, start_capture, with_lock_retries
 from .state import (STATE_DDL, Names, PhaseHook, chooses_online, conversion_state, discard_unfinished, legacy_tables,
-                    no_hook, online_tables, regclass)
+                    no_hook, online_tables)
 from .swap import drop_legacy, swap_back, swap_in, verify
 
 __all__ = ["chooses_online", "conversion_state", "convert_online", "drop_legacy", "legacy_tables", "online_tables",
@@ -90,7 +91,7 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
     on_phase("capturing", conn)
     with conn.transaction():   # NULL times get the plan's rule in the legacy table itself (recorded, captured)
         result.nulls_filled = _fill_nulls(conn, schema, h, keys)
-        own_xids.add(int(_one(conn, "SELECT pg_current_xact_id()::text")))
+        own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
     with conn.transaction():
         renames = build(conn, names, h)
         conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET index_renames = %s::jsonb "
@@ -146,7 +147,7 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
                               f"{report.legacy_table} (keys {', '.join(differing)}); undo with "
                               "`python -m tsmigrate.online swap-back` (README: Online conversion)")
     result.rows = report.verified_rows
-    result.chunks = _one(conn, "SELECT count(*) FROM timescaledb_information.chunks "
+    result.chunks = one(conn, "SELECT count(*) FROM timescaledb_information.chunks "
                                "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, h.table))
     result.seconds = time.monotonic() - started
     result.rows_per_second = report.copied / report.copy_seconds if report.copy_seconds > 0 else 0.0

@@ -13,8 +13,9 @@ import psycopg
 from psycopg import sql
 
 from ..config import HypertablePlan
-from ..conversion import ConversionError, _one, keys_without_time
-from .state import Names, PhaseHook, aside, regclass
+from ..conversion import ConversionError, keys_without_time
+from ..db import one, regclass
+from .state import Names, PhaseHook, aside
 
 log = logging.getLogger("tsmigrate.online")
 
@@ -58,7 +59,7 @@ def build(conn: psycopg.Connection, names: Names, h: HypertablePlan) -> list[lis
     """The empty hypertable beside the legacy table; returns the index renames the swap makes."""
     legacy = regclass(names.schema, names.table)
     new = names.ident(names.new)
-    if _one(conn, "SELECT to_regclass(%s)", (regclass(names.schema, names.legacy),)) is not None:
+    if one(conn, "SELECT to_regclass(%s)", (regclass(names.schema, names.legacy),)) is not None:
         raise ConversionError(f"{names.schema}.{names.legacy} exists already; the online conversion keeps the legacy "
                               f"table under that name: rename or drop it first")
     identity = [r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
@@ -151,7 +152,7 @@ def copy(connect: Callable[[], psycopg.Connection], names: Names, column_names: 
         pages, tuples = conn.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
                                      (regclass(names.schema, names.table),)).fetchone()
         if pages <= 0 or tuples <= 0:   # never analyzed or vacuumed: measure
-            pages = _one(conn, "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+            pages = one(conn, "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
                          (regclass(names.schema, names.table),))
             tuples = max(1, pages * 100)
     per_batch = max(1, int(pages * batch_rows / tuples)) if tuples > 0 else 1000
@@ -182,7 +183,7 @@ def copy(connect: Callable[[], psycopg.Connection], names: Names, column_names: 
                     rows = conn.execute(statement.format(new=names.ident(names.new), cols=columns,
                                                          legacy=names.ident(names.table), upper=upper),
                                         params).rowcount
-                    xid = int(_one(conn, "SELECT pg_current_xact_id()::text"))
+                    xid = int(one(conn, "SELECT pg_current_xact_id()::text"))
                 on_phase("copying", conn)
                 with lock:
                     own_xids.add(xid)

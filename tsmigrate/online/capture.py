@@ -11,9 +11,10 @@ import psycopg
 from psycopg import sql
 
 from ..config import HypertablePlan
-from ..conversion import ConversionError, _fill_nulls, _one, lock_holders, primary_key_columns
+from ..conversion import ConversionError, _fill_nulls, lock_holders, primary_key_columns
+from ..db import one, regclass
 from ..fingerprint import OWN_SCHEMA
-from .state import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, PHASE_COPY, Names, regclass
+from .state import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, PHASE_COPY, Names
 
 log = logging.getLogger("tsmigrate.online")
 
@@ -106,7 +107,7 @@ def replay(conn: psycopg.Connection, names: Names, keys: list[str], columns: lis
             target: str, phase: int, after: int, upto: int) -> int:
     """Within the caller's transaction: the rows whose keys changed in (after, upto] made, in ``target``, as they
     are in ``source`` (deleted where they are gone). Returns how many keys were replayed."""
-    if _one(conn, sql.SQL("SELECT 1 FROM {} WHERE phase = %s AND truncated AND change_id > %s AND change_id <= %s "
+    if one(conn, sql.SQL("SELECT 1 FROM {} WHERE phase = %s AND truncated AND change_id > %s AND change_id <= %s "
                           "LIMIT 1").format(names.changes), (phase, after, upto)):
         raise ConversionError(f"{names.schema}.{names.table} was truncated during its online conversion; nothing is "
                               "swapped: run again")
@@ -142,13 +143,13 @@ def catch_up_round(conn: psycopg.Connection, names: Names, h: HypertablePlan, ke
     for attempt in (1, 2):
         try:
             with conn.transaction():
-                after = _one(conn, f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
+                after = one(conn, f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
                                    "WHERE table_schema = %s AND table_name = %s", (names.schema, names.table))
-                newest = _one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
+                newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
                 upto = min(newest, after + limit)
                 replayed = replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, upto)
                 set_replayed(conn, names, upto)
-                own_xids.add(int(_one(conn, "SELECT pg_current_xact_id()::text")))
+                own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
             return replayed, newest - upto
         except psycopg.errors.NotNullViolation:
             if attempt == 2:
@@ -157,5 +158,5 @@ def catch_up_round(conn: psycopg.Connection, names: Names, h: HypertablePlan, ke
             # legacy table (recorded, and captured again), then the round runs again.
             with conn.transaction():
                 _fill_nulls(conn, names.schema, h, keys)
-                own_xids.add(int(_one(conn, "SELECT pg_current_xact_id()::text")))
+                own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
     raise AssertionError("unreachable")

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from ..config import HypertablePlan
-from ..conversion import _one
+from ..db import one, regclass
 from ..fingerprint import OWN_SCHEMA
 
 log = logging.getLogger("tsmigrate.online")
@@ -49,10 +49,6 @@ def aside(name: str, suffix: str) -> str:
     return name[:63 - len(suffix)] + suffix
 
 
-def regclass(schema: str, table: str) -> str:
-    return f"{sql.Identifier(schema).as_string(None)}.{sql.Identifier(table).as_string(None)}"
-
-
 @dataclass(frozen=True)
 class Names:
     schema: str
@@ -88,7 +84,7 @@ def chooses_online(conn: psycopg.Connection, schema: str, h: HypertablePlan, abo
                        (regclass(schema, h.table),)).fetchone()
     if row is None:
         return False
-    if row[1] and _one(conn, "SELECT 1 FROM _timescaledb_catalog.hypertable WHERE schema_name = %s AND table_name = %s",
+    if row[1] and one(conn, "SELECT 1 FROM _timescaledb_catalog.hypertable WHERE schema_name = %s AND table_name = %s",
                        (schema, h.table)):
         return False
     return h.online if h.online is not None else row[0] > above_rows
@@ -101,7 +97,7 @@ def online_tables(conn: psycopg.Connection, plan) -> list[str]:
 
 # -- state ---------------------------------------------------------------------------------------------
 def conversion_state(conn: psycopg.Connection, schema: str, table: str) -> dict | None:
-    if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:
+    if one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:
         return None
     row = conn.execute(f"""SELECT new_name, legacy_name, state, replayed_through, index_renames
                              FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s""",
@@ -113,7 +109,7 @@ def conversion_state(conn: psycopg.Connection, schema: str, table: str) -> dict 
 
 def legacy_tables(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
     """(schema, table, legacy table) of every conversion whose legacy table is kept beside the hypertable."""
-    if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:
+    if one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:
         return []
     return [tuple(r) for r in conn.execute(
         f"SELECT table_schema, table_name, legacy_name FROM {OWN_SCHEMA}.online_conversions "

@@ -11,7 +11,8 @@ import psycopg
 from psycopg import sql
 
 from ..config import HypertablePlan
-from ..conversion import ConversionError, _insertable_columns, _one, primary_key_columns
+from ..conversion import ConversionError, _insertable_columns, primary_key_columns
+from ..db import one
 from ..fingerprint import OWN_SCHEMA
 from .build import Grant, grant, relation_grants
 from .capture import create_capture_triggers, replay, set_replayed, with_lock_retries
@@ -120,9 +121,9 @@ def swap_in(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys, col
                               f"({', '.join(odd)}); a hypertable cannot keep that state: enable or drop them first")
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names.ident(names.table)))
     locked = time.monotonic()
-    after = _one(conn, f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
+    after = one(conn, f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
                        "WHERE table_schema = %s AND table_name = %s", (names.schema, names.table))
-    newest = _one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
+    newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
     replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest)
     set_replayed(conn, names, newest)
     on_phase("swapping", conn)
@@ -143,7 +144,7 @@ def swap_in(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys, col
     conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET state = 'swapped', swapped_at = now(), "
                  "swap_ms = %s WHERE table_schema = %s AND table_name = %s",
                  (1000 * (time.monotonic() - locked), names.schema, names.table))
-    own_xids.add(int(_one(conn, "SELECT pg_current_xact_id()::text")))
+    own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
     if on_swapped is not None:
         on_swapped(conn)
     return time.monotonic() - locked
@@ -211,7 +212,7 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout
         conn.execute(sql.SQL("LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE").format(names.ident(table),
                                                                                  names.ident(legacy)))
         replayed = replay(conn, names, keys, columns, table, legacy, PHASE_AFTER_SWAP, 0,
-                           _one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes)))
+                           one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes)))
         hypertable = regclass(schema, table)
         views = dependent_views(conn, hypertable)
         drop_views(conn, views)
@@ -230,7 +231,7 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout
         conn.execute(sql.SQL("DROP FUNCTION {}()").format(names.capture_function))
         conn.execute(f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
                      (schema, table))
-        if _one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.ledger",)) is not None:
+        if one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.ledger",)) is not None:
             conn.execute(f"DELETE FROM {OWN_SCHEMA}.ledger WHERE step = %s", (f"convert:{table}",))
         return replayed
 
