@@ -117,3 +117,17 @@ def test_arbitrary_hypertable_specs_never_crash(spec):
         parse_plan({"hypertables": {"metric_hist": spec}})
     except PlanError as exc:
         assert exc.key.startswith("hypertables.metric_hist")
+
+
+def test_compression_order_items_are_parsed_once_with_postgresqls_defaults():
+    from tsmigrate.config import OrderItem
+
+    assert OrderItem.parse("ts DESC") == OrderItem("ts", False, True)
+    assert OrderItem.parse("ts") == OrderItem("ts", True, False)
+    assert OrderItem.parse(" ts  asc  nulls first ") == OrderItem("ts", True, True)
+    assert OrderItem.parse("ts DESC NULLS LAST").as_sql() == '"ts" DESC NULLS LAST'
+    assert OrderItem.parse("User").as_sql() == '"User" ASC NULLS LAST'
+    assert OrderItem.parse("ts; DROP TABLE x") is None and OrderItem.parse("ts DESC, id") is None
+    plan = parse_plan({"hypertables": {"m": {"time_column": "ts", "chunk_interval": "1 day",
+                                              "compress_order_by": ["ts DESC", "id NULLS FIRST"]}}})
+    assert plan.hypertables[0].order_items == (OrderItem("ts", False, True), OrderItem("id", True, True))

@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+
 from .errors import BackupError
 from .sealing import BackupKey, load_key
 
@@ -56,6 +58,26 @@ class Interval:
 
 
 @dataclass(frozen=True)
+class OrderItem:
+    """One compress_order_by item, PostgreSQL's defaults filled in (NULLS FIRST exactly when DESC)."""
+    column: str
+    ascending: bool
+    nulls_first: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "OrderItem | None":
+        m = _ORDER_BY.match(text)
+        if not m:
+            return None
+        ascending = (m.group(3) or "ASC").upper() == "ASC"
+        return cls(m.group(1), ascending, m.group(5).upper() == "FIRST" if m.group(5) else not ascending)
+
+    def as_sql(self) -> str:
+        return (f"{sql.Identifier(self.column).as_string(None)} {'ASC' if self.ascending else 'DESC'} "
+                f"NULLS {'FIRST' if self.nulls_first else 'LAST'}")
+
+
+@dataclass(frozen=True)
 class NullTimeRule:
     """What the conversion does with rows whose time column is NULL.
 
@@ -87,6 +109,11 @@ class HypertablePlan:
     # Build the hypertable beside the table while the application writes, then swap (online.py). None: online
     # when the table holds more rows than the plan's online_above_rows.
     online: bool | None = None
+
+    @property
+    def order_items(self) -> tuple[OrderItem, ...]:
+        """compress_order_by, parsed (the plan refuses an item that does not parse)."""
+        return tuple(OrderItem.parse(text) for text in self.compress_order_by)
 
     @property
     def wants_compression(self) -> bool:
@@ -173,7 +200,7 @@ def _order_by(value: Any, path: Path | str, key: str) -> tuple[str, ...]:
     if not isinstance(items, list):
         raise PlanError(path, key, f"expected \"column [ASC|DESC]\" or a list of them, got {value!r}")
     for item in items:
-        if not isinstance(item, str) or not _ORDER_BY.match(item):
+        if not isinstance(item, str) or OrderItem.parse(item) is None:
             raise PlanError(path, key, f"{item!r} is not \"column [ASC|DESC] [NULLS FIRST|LAST]\"")
     return tuple(" ".join(i.split()) for i in items)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -53,7 +52,6 @@ CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.time_fills (
 );
 """
 
-_ORDER = re.compile(r"^(\w+)(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(FIRST|LAST))?$", re.IGNORECASE)
 
 
 class ConversionError(RuntimeError):
@@ -253,34 +251,6 @@ def _recreate_view(conn: psycopg.Connection, view: SavedView) -> None:
         conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), ident, target))
 
 
-def _order_by_clause(items: tuple[str, ...]) -> str:
-    parts = []
-    for item in items:
-        m = _ORDER.match(item)
-        if not m:
-            raise ConversionError(f"compress_order_by item {item!r} is not 'column [ASC|DESC]'")
-        part = sql.Identifier(m.group(1)).as_string(None)
-        if m.group(2):
-            part += " " + m.group(2).upper()
-        if m.group(3):
-            part += " NULLS " + m.group(3).upper()
-        parts.append(part)
-    return ", ".join(parts)
-
-
-def _planned_order_by(items: tuple[str, ...]) -> list[tuple[str, bool, bool]]:
-    """(column, ascending, nulls first) per planned order-by item, with PostgreSQL's defaults filled in."""
-    planned = []
-    for item in items:
-        m = _ORDER.match(item)
-        if not m:
-            raise ConversionError(f"compress_order_by item {item!r} is not 'column [ASC|DESC]'")
-        ascending = (m.group(2) or "ASC").upper() == "ASC"
-        nulls_first = m.group(3).upper() == "FIRST" if m.group(3) else not ascending
-        planned.append((m.group(1), ascending, nulls_first))
-    return planned
-
-
 def compression_settings(conn: psycopg.Connection, schema: str, table: str
                          ) -> tuple[bool, list[str], list[tuple[str, bool, bool]]]:
     """Whether compression is enabled on the hypertable, its segment-by columns and its order-by items."""
@@ -436,7 +406,7 @@ def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has
             result.compression = f"skipped: this server's TimescaleDB is the apache edition (no {APACHE_LACKS})"
         else:
             enabled, segment_by, order_by = compression_settings(conn, schema, h.table)
-            planned_order = _planned_order_by(h.compress_order_by)
+            planned_order = [(i.column, i.ascending, i.nulls_first) for i in h.order_items]
             as_planned = (enabled and (not h.compress_segment_by or segment_by == list(h.compress_segment_by))
                           and (not planned_order or order_by == planned_order))
             notes = []
@@ -447,7 +417,7 @@ def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has
                         sql.Literal(", ".join(sql.Identifier(c).as_string(None) for c in h.compress_segment_by))))
                 if h.compress_order_by:
                     options.append(sql.SQL("timescaledb.compress_orderby = {}").format(
-                        sql.Literal(_order_by_clause(h.compress_order_by))))
+                        sql.Literal(", ".join(i.as_sql() for i in h.order_items))))
                 conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(sql.Identifier(schema, h.table),
                                                                        sql.SQL(", ").join(options)))
                 if enabled:

@@ -7,7 +7,6 @@ community edition: callers skip those checks under apache (see ``timescale.APACH
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import psycopg
@@ -17,7 +16,6 @@ from .config import HypertablePlan
 from .conversion import is_hypertable, time_dimension, paused_jobs
 from .integrity import display_name
 
-_ORDER = re.compile(r"^(\w+)(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(FIRST|LAST))?$", re.IGNORECASE)
 
 
 def _seconds(value) -> float | None:
@@ -97,15 +95,6 @@ def chunk_problems(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> 
     return account, problems
 
 
-def _planned_order_by(items: tuple[str, ...]) -> list[tuple[str, bool]]:
-    result = []
-    for item in items:
-        m = _ORDER.match(item.strip())
-        if m:
-            result.append((m.group(1), (m.group(2) or "ASC").upper() == "ASC"))
-    return result
-
-
 def compression_settings_problems(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> list[str]:
     name = display_name(schema, h.table)
     enabled = conn.execute("""SELECT compression_enabled FROM timescaledb_information.hypertables
@@ -125,7 +114,7 @@ def compression_settings_problems(conn: psycopg.Connection, schema: str, h: Hype
     if tuple(segment_by) != tuple(h.compress_segment_by):
         problems.append(f"{name}: compression segments by ({', '.join(segment_by) or 'nothing'}), the plan says "
                         f"({', '.join(h.compress_segment_by) or 'nothing'}): {fix}")
-    planned = _planned_order_by(h.compress_order_by)
+    planned = [(i.column, i.ascending) for i in h.order_items]
     if planned and order_by[:len(planned)] != planned:
         shown = ", ".join(f"{c} {'ASC' if asc else 'DESC'}" for c, asc in order_by)
         problems.append(f"{name}: compression orders by ({shown or 'nothing'}), the plan says "
