@@ -791,6 +791,7 @@ def pg_ctl(cluster: LocalCluster, *args: str) -> None:
     cluster._run(str(cluster._bindir / "pg_ctl"), "-D", str(cluster.data_dir), *args)
 
 
+@pytest.mark.needs_local_cluster
 def test_a_server_stopped_mid_step_says_what_state_and_what_next_then_a_rerun_succeeds(
         own_cluster, background, run_suite, tmp_path, app_roles):
     cluster, info, target = own_cluster

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tsmigrate.janitor import drop_database
 from tsmigrate.legacy import SCALES, LegacyScale, build_legacy_database
 
 SCHEMA_FACTS = Path(__file__).resolve().parents[2] / "shared" / "ms5" / "legacy-schema.md"
@@ -17,9 +18,11 @@ TIME_SERIES = {"metric_hist": "ts", "oee_calculations": "calculation_time", "ene
 
 @pytest.fixture(scope="module")
 def legacy(local_server):
-    build_legacy_database(local_server.conninfo(), SCALES["tiny"], dbname="legacy_facts")
+    build_legacy_database(local_server.conninfo(), SCALES["tiny"], dbname="legacy_facts", replace_existing=True)
     with psycopg.connect(local_server.conninfo("legacy_facts"), autocommit=True) as conn:
         yield conn
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:   # the server may outlive the run
+        drop_database(admin, "legacy_facts")
 
 
 def test_all_tables_of_production_exist_as_plain_tables(legacy):

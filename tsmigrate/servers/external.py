@@ -40,11 +40,10 @@ class ExternalServer:
             # What libpq settled on (DSN, then PG* variables and the password file): the tests connect with it.
             info = ServerInfo("external", conn.info.host, conn.info.port, conn.info.user, conn.info.password or "",
                               version)
-            superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+            if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+                raise self._fail(f"lets {info.user} in, who is not a superuser: the tests create databases, roles "
+                                 "and extensions there; give a superuser's DSN")
             preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
-        if not superuser:
-            raise self._fail(f"lets {info.user} in, who is not a superuser: the tests create databases, roles and "
-                             "extensions there; give a superuser's DSN")
         if "timescaledb" not in [p.strip() for p in preload.split(",")]:
             raise self._fail(f"does not preload TimescaleDB (shared_preload_libraries = '{preload}'); use a "
                              "timescale/timescaledb image or add timescaledb to shared_preload_libraries")
