@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import stat
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tsmigrate.backup import Backup, BackupError, prune_backups, restore_backup, take_backup, verify_backup
+from tsmigrate.backup import (Backup, BackupError, prune_backups, restore_backup, take_backup, tool, tool_major,
+                              verify_backup)
 from tsmigrate.fingerprint import compare, fingerprint_database
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.target import Target
@@ -125,3 +127,15 @@ def test_prune_keeps_newest_and_recent_backups(tmp_path):
     assert sorted(p.name for p in removed) == sorted(
         f"factory_telemetry-{now - timedelta(days=d):%Y%m%dT%H%M%SZ}" for d in (8, 9, 30))
     assert len(list(tmp_path.iterdir())) == 4  # 3 recent ones and the other database's
+
+
+def test_client_programs_come_from_tsmigrate_pg_bindir_when_it_has_them(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pg_dump").write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 15.99'\n")
+    (bindir / "pg_dump").chmod(0o755)
+    monkeypatch.setenv("TSMIGRATE_PG_BINDIR", str(bindir))
+    assert tool("pg_dump") == str(bindir / "pg_dump")
+    assert tool_major("pg_dump") == 15
+    # A program the directory lacks comes from where it would without the variable.
+    assert Path(tool("pg_restore")).parent != bindir
