@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e .
+	@$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
 # A throwaway TimescaleDB seeded like a real MS5.0 site, then every suite against it.

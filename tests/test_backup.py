@@ -7,12 +7,14 @@ import hashlib
 import json
 import stat
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tsmigrate.backup import Backup, BackupError, prune_backups, restore_backup, take_backup, verify_backup
+from tsmigrate.backup import (Backup, BackupError, prune_backups, restore_backup, take_backup, tool, tool_major,
+                              verify_backup)
 from tsmigrate.fingerprint import compare, fingerprint_database
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.target import Target
@@ -174,3 +176,15 @@ def test_fingerprints_recorded_by_md5_in_older_backups_are_compared_the_way_they
         conn.execute("UPDATE readings SET v = -1 WHERE id = 3")
         now, _ = fingerprints_as_before(conn, recorded)
         assert [d.table for d in compare(recorded, now)] == ["public.readings"]
+
+
+def test_client_programs_come_from_tsmigrate_pg_bindir_when_it_has_them(tmp_path, monkeypatch):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pg_dump").write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 15.99'\n")
+    (bindir / "pg_dump").chmod(0o755)
+    monkeypatch.setenv("TSMIGRATE_PG_BINDIR", str(bindir))
+    assert tool("pg_dump") == str(bindir / "pg_dump")
+    assert tool_major("pg_dump") == 15
+    # A program the directory lacks comes from where it would without the variable.
+    assert Path(tool("pg_restore")).parent != bindir

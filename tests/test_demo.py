@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from tsmigrate.janitor import ScratchDatabase
 
 
+@pytest.mark.needs_local_cluster
 def test_demo_run_exits_zero_and_leaves_an_html_report(run_suite, tmp_path):
     result = run_suite("suites", "--demo", "--demo-scale", "tiny", "--server", "local", timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
@@ -24,14 +26,12 @@ def test_demo_run_exits_zero_and_leaves_an_html_report(run_suite, tmp_path):
     assert all(line.startswith("  scheduled job ") for line in lines[verdict[-1] + 1:]), lines[verdict[-1]:]
 
 
-def test_password_never_appears_in_output_reports_or_logs(local_server, legacy_template, run_suite, tmp_path):
-    secret = "Pw-never-shown-7731"
-    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-        admin.execute("DROP ROLE IF EXISTS secret_migrator")
-        admin.execute(sql.SQL("CREATE ROLE secret_migrator LOGIN SUPERUSER PASSWORD {}").format(sql.Literal(secret)))
+def test_password_never_appears_in_output_reports_or_logs(secret_migrator, local_server, legacy_template, run_suite,
+                                                          tmp_path):
+    role, secret = secret_migrator
     log_file = tmp_path / "run.log"
     with ScratchDatabase(local_server.conninfo(), "secrecy", template=legacy_template) as name:
-        dsn = f"postgresql://secret_migrator:{secret}@127.0.0.1:{local_server.port}/{name}"
+        dsn = f"postgresql://{role}:{secret}@{local_server.host}:{local_server.port}/{name}"
         # A full run whose last step fails (no rehearsal to stop it first): backup, error paths,
         # restore and every report get written.
         result = run_suite("suites", "--dsn", dsn, "--no-rehearse", "--log-file", str(log_file),
@@ -46,7 +46,21 @@ def test_password_never_appears_in_output_reports_or_logs(local_server, legacy_t
     assert len(written) >= 8
     for text in written:
         assert secret not in text
-    assert "127.0.0.1" in result.stdout
+    assert f"{local_server.host}:{local_server.port}" in result.stdout
+
+
+@pytest.fixture
+def secret_migrator(local_server):
+    """A superuser login with a known password, dropped afterwards (the server may outlive the run)."""
+    role, secret = "secret_migrator", "Pw-never-shown-7731"
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role),
+                                                                                    sql.Literal(secret)))
+    yield role, secret
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def _broken_migrations(tmp_path):

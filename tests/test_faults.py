@@ -804,6 +804,7 @@ def wal_flushed_through_now(target: Target):
     return flushed
 
 
+@pytest.mark.needs_local_cluster
 def test_a_server_stopped_mid_step_says_what_state_and_what_next_then_a_rerun_succeeds(
         own_cluster, background, run_suite, tmp_path, app_roles):
     cluster, info, target = own_cluster

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tsmigrate.janitor import drop_database
 from tsmigrate.legacy import SCALES, LegacyScale, build_legacy_database
 
 # Production's tables and columns, kept in the repository; taken from the shared schema document beside it.
@@ -20,9 +21,11 @@ TIME_SERIES = {"metric_hist": "ts", "oee_calculations": "calculation_time", "ene
 
 @pytest.fixture(scope="module")
 def legacy(local_server):
-    build_legacy_database(local_server.conninfo(), SCALES["tiny"], dbname="legacy_facts")
+    build_legacy_database(local_server.conninfo(), SCALES["tiny"], dbname="legacy_facts", replace_existing=True)
     with psycopg.connect(local_server.conninfo("legacy_facts"), autocommit=True) as conn:
         yield conn
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:   # the server may outlive the run
+        drop_database(admin, "legacy_facts")
 
 
 def production_tables(text: str) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@ import pytest
 
 from fixtures.legacy import fingerprints
 from tsmigrate.fingerprint import compare
-from tsmigrate.timescale import installed_timescaledb
+from tsmigrate.timescale import APACHE, server_timescaledb
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -103,15 +103,15 @@ def test_rehearsal_reports_the_first_failing_statement(legacy_db, run_suite, tmp
     assert compare(before, fingerprints(legacy_db)) == []
 
 
-@pytest.mark.skipif((installed_timescaledb() or None) is not None and installed_timescaledb().edition != "apache",
-                    reason="needs the apache edition (this server has the community edition)")
 @pytest.mark.parametrize("allow", [False, True])
-def test_apache_edition_against_a_plan_that_needs_compression(allow, legacy_db, run_suite, tmp_path):
+def test_apache_edition_against_a_plan_that_needs_compression(allow, apache_legacy_db, run_suite, tmp_path):
+    with apache_legacy_db.connect() as conn:
+        assert server_timescaledb(conn).edition == APACHE   # on the community build too (fixtures/apache.py)
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     plan = migrations / "plan.toml"
     plan.write_text(plan.read_text().replace("allow_apache_edition = true", f"allow_apache_edition = {str(allow).lower()}"))
-    result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
+    result = run_suite("suites/preflight", "--dsn", apache_legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
     if allow:
         assert result.returncode == 0, result.stdout[-3000:]
         assert "PF004 advisory" in result.stdout and "apache edition" in result.stdout

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
@@ -14,14 +15,18 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tsmigrate.servers import ServerStartError, throwaway_server
+from fixtures.servers import NEEDS_LOCAL_CLUSTER, TEST_DSN_ENV
+from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.servers import ServerStartError, throwaway_server, timescale_of
 from tsmigrate.servers.docker import docker_available
+from tsmigrate.servers.external import ExternalServer
 from tsmigrate.servers.local import LocalCluster
-from tsmigrate.timescale import installed_timescaledb, server_timescaledb
+from tsmigrate.timescale import APACHE, installed_timescaledb, server_timescaledb
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.needs_local_cluster
 def test_local_cluster_loads_timescaledb(local_server):
     installed = installed_timescaledb()
     assert installed is not None, "make setup installs TimescaleDB for the local PostgreSQL"
@@ -40,6 +45,7 @@ def test_local_cluster_loads_timescaledb(local_server):
         assert chunks >= 5
 
 
+@pytest.mark.needs_local_cluster
 def test_local_cluster_runs_as_unprivileged_user_when_root(local_server):
     with psycopg.connect(local_server.conninfo(), autocommit=True) as conn:
         data_dir = conn.execute("SHOW data_directory").fetchone()[0]
@@ -50,6 +56,7 @@ def test_local_cluster_runs_as_unprivileged_user_when_root(local_server):
         assert owner == os.geteuid()
 
 
+@pytest.mark.needs_local_cluster
 def test_readiness_timeout_is_a_clear_error_and_leaves_nothing():
     parent = Path(tempfile.mkdtemp(prefix="tsmigrate-test-"))
     parent.chmod(0o755)  # the cluster's user must get through it
@@ -66,6 +73,7 @@ def test_readiness_timeout_is_a_clear_error_and_leaves_nothing():
         shutil.rmtree(parent, ignore_errors=True)
 
 
+@pytest.mark.needs_local_cluster
 def test_two_clusters_at_once_get_two_ports():
     infos, errors = [], []
 
@@ -93,6 +101,7 @@ def test_two_clusters_at_once_get_two_ports():
             cluster.stop()
 
 
+@pytest.mark.needs_local_cluster
 def test_cluster_is_removed_after_a_test_that_failed(tmp_path):
     """Run a failing test that uses the server fixture, in a separate pytest; its cluster must be gone."""
     record = tmp_path / "cluster-dir.txt"
@@ -118,6 +127,7 @@ def test_cluster_is_removed_after_a_test_that_failed(tmp_path):
     assert not data_dir.parent.exists(), f"{data_dir.parent} was left behind"
 
 
+@pytest.mark.needs_local_cluster
 def test_cluster_is_removed_when_the_block_raises():
     with pytest.raises(RuntimeError):
         with LocalCluster() as info:
@@ -138,3 +148,103 @@ def test_docker_server_runs_pinned_timescaledb():
         with psycopg.connect(info.conninfo(), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             assert conn.execute("SELECT extversion FROM pg_extension WHERE extname='timescaledb'").fetchone()[0] == "2.19.3"
+
+
+# -- an external server for the tests (CI's service container) ------------------------------------------------
+
+def uri_of(info) -> str:
+    return f"postgresql://{info.user}:{info.password}@{info.host}:{info.port}/postgres"
+
+
+def test_an_external_server_is_used_as_it_is_and_left_running(local_server):
+    server = ExternalServer(uri_of(local_server), source=TEST_DSN_ENV)
+    with server as info:
+        assert (info.kind, info.host, info.port, info.user) == ("external", local_server.host, local_server.port,
+                                                                local_server.user)
+        assert info.version == local_server.version
+        assert local_server.password not in repr(info) and local_server.password not in info.describe()
+        with psycopg.connect(info.conninfo(), autocommit=True) as conn:
+            assert conn.execute("SELECT inet_server_port()").fetchone()[0] == local_server.port
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as conn:   # not ours: still running
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("dsn, says", [
+    ("postgresql://postgres:hunter2-pw@127.0.0.1:1/postgres", "is not reachable"),
+    ("host=127.0.0.1 password=hunter2-pw bogus_key=1", "is not a valid DSN"),
+], ids=["unreachable", "invalid"])
+def test_an_external_server_that_cannot_be_used_is_a_clear_error_without_its_password(dsn, says):
+    with pytest.raises(ServerStartError) as raised:
+        ExternalServer(dsn, source=TEST_DSN_ENV, ready_timeout=1).start()
+    message = str(raised.value)
+    assert f"the server {TEST_DSN_ENV} names" in message and says in message, message
+    assert "hunter2-pw" not in message
+
+
+def test_an_external_server_needs_a_superuser(local_server):
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS tsmigrate_plain_login")
+        admin.execute("CREATE ROLE tsmigrate_plain_login LOGIN PASSWORD 'plain-pw'")
+    try:
+        dsn = f"postgresql://tsmigrate_plain_login:plain-pw@{local_server.host}:{local_server.port}/postgres"
+        with pytest.raises(ServerStartError, match="lets tsmigrate_plain_login in, who is not a superuser"):
+            ExternalServer(dsn, source=TEST_DSN_ENV).start()
+    finally:
+        with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+            admin.execute("DROP ROLE tsmigrate_plain_login")
+
+
+def test_with_the_variable_set_the_tests_run_on_that_server_and_say_so(local_server, tmp_path):
+    """A pytest run wired like tests/conftest.py, given this session's server as the external one."""
+    record = tmp_path / "port.txt"
+    (tmp_path / "conftest.py").write_text(textwrap.dedent("""
+        pytest_plugins = ("tsmigrate.plugin", "fixtures.servers")
+        from fixtures.apache import apache_server  # noqa: F401
+        from fixtures.servers import TEST_DSN_ENV, server_fixture
+        local_server = server_fixture(kind="local", external_env=TEST_DSN_ENV)
+    """))
+    (tmp_path / "test_external.py").write_text(textwrap.dedent(f"""
+        import psycopg
+        import pytest
+
+        def test_on_the_tests_server(local_server):
+            with psycopg.connect(local_server.conninfo()) as conn:
+                open({str(record)!r}, "w").write(str(conn.execute("SELECT inet_server_port()").fetchone()[0]))
+
+        def test_on_the_apache_edition(apache_server):
+            pass
+
+        @pytest.mark.needs_local_cluster
+        def test_with_a_cluster_of_its_own():
+            raise AssertionError("must not run beside an external server")
+    """))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "test_external.py"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT), TEST_DSN_ENV: uri_of(local_server)})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert int(record.read_text()) == local_server.port, "the test ran on a server of its own, not the external one"
+    assert NEEDS_LOCAL_CLUSTER in output
+    assert local_server.password not in output
+    edition = timescale_of(local_server).edition
+    served = f"external server {local_server.host}:{local_server.port}"
+    assert re.search(rf"^local_server: {served}, PostgreSQL .*, {edition} edition .*: 1 passed$", result.stdout,
+                     re.MULTILINE), result.stdout
+    if edition == APACHE:
+        assert re.search(rf"^apache_server: the server of local_server, {served}, .*apache edition .*: 1 passed$",
+                         result.stdout, re.MULTILINE), result.stdout
+    elif not docker_available():
+        assert "no Docker engine answers to start one with timescaledb.license = apache" in output
+
+
+def test_the_apache_edition_server_refuses_what_that_edition_lacks(apache_server, local_server):
+    with ScratchDatabase(apache_server.conninfo(), "apache_probe") as name, \
+            psycopg.connect(apache_server.conninfo(name), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION timescaledb")
+        assert server_timescaledb(conn).edition == APACHE
+        conn.execute("CREATE TABLE readings (ts timestamptz NOT NULL, value double precision)")
+        conn.execute("SELECT create_hypertable('readings', 'ts')")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match='"apache" license'):
+            conn.execute("ALTER TABLE readings SET (timescaledb.compress)")
+    # On the community build it is a second server, started as the apache edition; on the apache build, the usual one.
+    assert (apache_server == local_server) == (timescale_of(local_server).edition == APACHE)

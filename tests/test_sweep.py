@@ -108,6 +108,7 @@ def test_leftovers_are_found_by_process_group_and_by_a_client_naming_the_databas
         client.wait(10)
 
 
+@pytest.mark.needs_local_cluster
 def test_a_short_sweep_passes_prints_one_line_per_point_and_cleans_up():
     temp = Path(tempfile.gettempdir())
     before = set(temp.glob("tsmigrate-sweep-*"))

@@ -35,34 +35,34 @@ def test_dsn_target_connects_and_describes_without_password(clean_env, local_ser
     target = resolve_target(local_server.conninfo())
     assert target.source == "--dsn"
     with target.connect() as conn:
-        assert conn.execute("SELECT current_user").fetchone()[0] == "postgres"
+        assert conn.execute("SELECT current_user").fetchone()[0] == local_server.user
     for text in (target.describe(), repr(target)):
         assert local_server.password not in text
         assert str(local_server.port) in text
 
 
 def test_uri_dsn_is_accepted(clean_env, local_server):
-    uri = f"postgresql://postgres:{local_server.password}@127.0.0.1:{local_server.port}/postgres"
+    uri = f"postgresql://{local_server.user}:{local_server.password}@{local_server.host}:{local_server.port}/postgres"
     with resolve_target(uri).connect() as conn:
         assert conn.execute("SELECT 1").fetchone()[0] == 1
 
 
 def test_libpq_environment_is_a_target(clean_env, local_server):
-    clean_env.setenv("PGHOST", "127.0.0.1")
+    clean_env.setenv("PGHOST", local_server.host)
     clean_env.setenv("PGPORT", str(local_server.port))
-    clean_env.setenv("PGUSER", "postgres")
+    clean_env.setenv("PGUSER", local_server.user)
     clean_env.setenv("PGPASSWORD", local_server.password)
     clean_env.setenv("PGDATABASE", "postgres")
     target = resolve_target(None)
     assert "PGHOST" in target.source and "PGDATABASE" in target.source
-    assert target.describe() == f"127.0.0.1:{local_server.port}/postgres as postgres"
+    assert target.describe() == f"{local_server.host}:{local_server.port}/postgres as {local_server.user}"
     with target.connect() as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == "postgres"
 
 
 def test_service_file_is_a_target(clean_env, local_server, tmp_path):
     service_file = tmp_path / "pg_service.conf"
-    service_file.write_text(f"[ms5]\nhost=127.0.0.1\nport={local_server.port}\nuser=postgres\n"
+    service_file.write_text(f"[ms5]\nhost={local_server.host}\nport={local_server.port}\nuser={local_server.user}\n"
                             f"password={local_server.password}\ndbname=postgres\n")
     clean_env.setenv("PGSERVICEFILE", str(service_file))
     clean_env.setenv("PGSERVICE", "ms5")

@@ -23,6 +23,7 @@ import ctypes
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import signal
@@ -97,7 +98,11 @@ class Backup:
 # -- client tools --------------------------------------------------------------------------------
 
 def tool(name: str) -> str:
-    """Path of a PostgreSQL client program; prefers the server's bin directory from pg_config."""
+    """Path of a PostgreSQL client program: in $TSMIGRATE_PG_BINDIR when it has it (CI points it at the server's
+    major), else in the bin directory pg_config names, else on PATH."""
+    override = os.environ.get("TSMIGRATE_PG_BINDIR")
+    if override and (Path(override) / name).exists():
+        return str(Path(override) / name)
     pg_config = shutil.which("pg_config")
     if pg_config:
         bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()

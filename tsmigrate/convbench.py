@@ -47,6 +47,7 @@ from .janitor import ScratchDatabase, drop_database, freeze
 from .legacy import SCALES, build_legacy_database
 from .servers import ServerStartError, throwaway_server
 from .target import Target
+from .timescale import server_timescaledb
 
 PROJECT = Path(__file__).resolve().parents[1]
 TEMPLATE = "ms5_bench_template"
@@ -88,7 +89,7 @@ def migrate_data(conn: psycopg.Connection, chunk_interval: str) -> float:
 
 def ours(conn: psycopg.Connection, plan_entry) -> tuple[float, int]:
     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    has_compression = conn.execute("SHOW timescaledb.license").fetchone()[0] == "timescale"
+    has_compression = server_timescaledb(conn).has_compression
     rows = 0
 
     def convert() -> None:

@@ -4,7 +4,8 @@
 :class:`ServerInfo`; leaving it stops the server and removes everything it made,
 also after a failure. ``local`` runs initdb/pg_ctl on this machine; ``docker`` uses
 testcontainers with a pinned TimescaleDB image; ``auto`` picks docker when an engine
-answers, else local.
+answers, else local. ``external.ExternalServer`` has the same shape for a server someone
+else runs (CI's service container): used as it is, never started or stopped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from ..errors import first_line
+from ..timescale import ServerTimescale, server_timescaledb
 
 SERVER_KINDS = ("auto", "local", "docker")
 
@@ -35,11 +37,18 @@ class ServerInfo:
     version: str = ""
 
     def conninfo(self, dbname: str = "postgres") -> str:
+        # No password (an external server's may come from PGPASSWORD or a password file): leave it to libpq.
         return make_conninfo(host=self.host, port=self.port, user=self.user,
-                             password=self.password, dbname=dbname)
+                             password=self.password or None, dbname=dbname)
 
     def describe(self) -> str:
         return f"{self.kind} server {self.host}:{self.port}"
+
+
+def timescale_of(info: ServerInfo) -> ServerTimescale:
+    """The TimescaleDB the server offers, edition included (from its license setting), asked in its postgres database."""
+    with psycopg.connect(info.conninfo(), autocommit=True, connect_timeout=10) as conn:
+        return server_timescaledb(conn)
 
 
 def wait_until_ready(conninfo: str, timeout: float, *, alive: Callable[[], bool] = lambda: True,
@@ -75,5 +84,5 @@ def throwaway_server(kind: str = "auto", **options):
     if kind == "auto":
         kind = "docker" if docker_available() else "local"
     if kind == "docker":
-        return DockerServer(ready_timeout=options.get("ready_timeout", 120.0))
+        return DockerServer(ready_timeout=options.get("ready_timeout", 120.0), settings=options.get("settings"))
     return LocalCluster(**options)

@@ -25,9 +25,12 @@ def docker_available(timeout: int = 3) -> bool:
 
 
 class DockerServer:
-    def __init__(self, image: str = TIMESCALEDB_IMAGE, ready_timeout: float = 120.0):
+    def __init__(self, image: str = TIMESCALEDB_IMAGE, ready_timeout: float = 120.0,
+                 settings: dict[str, str] | None = None):
         self.image = image
         self.ready_timeout = ready_timeout
+        # Server settings as `postgres -c` options (timescaledb.license = apache, say).
+        self.settings = {"timescaledb.telemetry_level": "off", "fsync": "off", **(settings or {})}
         self._container = None
         self.info: ServerInfo | None = None
 
@@ -37,7 +40,7 @@ class DockerServer:
         password = secrets.token_urlsafe(18)
         container = PostgresContainer(self.image, username="postgres", password=password,
                                       dbname="postgres", driver=None)
-        container.with_command("postgres -c timescaledb.telemetry_level=off -c fsync=off")
+        container.with_command(" ".join(["postgres", *(f"-c {key}={value}" for key, value in self.settings.items())]))
         try:
             container.start()  # waits with testcontainers' own exec strategy (psql select version())
         except Exception as exc:
