@@ -317,3 +317,21 @@ def test_a_rerun_compares_with_its_own_backup_where_an_earlier_run_filled_null_t
                        f"--reports={tmp_path / 'second'}")
     assert second.returncode == 0, second.stdout[-3000:]
     assert compare(before, fingerprints_as_before(legacy_db, before)) == []
+
+
+def test_the_run_as_a_context_manager_restores_after_a_failed_step_in_its_block(legacy_db, tmp_path):
+    from tsmigrate.run import MigrationRun, StepFailed
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    second = sorted(migrations.glob("002_*.sql"))[0]
+    second.write_text(second.read_text() + "\nSELECT 1 / 0;\n")
+    before = fingerprints(legacy_db)
+    with pytest.raises(StepFailed, match="division by zero"):
+        with MigrationRun(legacy_db, migrations, load_plan(migrations), tmp_path / "backups") as run:
+            for step in run.steps:
+                run.apply(step)
+    assert run.closed and run.failed is not None and run.restore_outcome is not None
+    assert compare(before, fingerprints(legacy_db)) == []
+    with MigrationRun(legacy_db, migrations, load_plan(migrations), tmp_path / "backups") as again:
+        assert again.pending()[0].label == sorted(migrations.glob("001_*.sql"))[0].name, "the lock was released"

@@ -114,6 +114,11 @@ def tool(name: str) -> str:
     return found
 
 
+def room_needed(database_bytes: int) -> int:
+    """Free bytes a backup of a database this size needs (the dump is compressed, so this is on the safe side)."""
+    return int(database_bytes * 1.1) + (64 << 20)
+
+
 def tool_major(name: str) -> int:
     out = subprocess.run([tool(name), "--version"], capture_output=True, text=True, check=True).stdout
     match = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
@@ -210,7 +215,7 @@ def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: dateti
             raise BackupError(f"pg_dump is version {dump_major} but the server is {server_major}; "
                               f"install postgresql-client-{server_major}")
         free = shutil.disk_usage(backups_dir).free
-        needed = int(facts["size_bytes"] * 1.1) + (64 << 20)
+        needed = room_needed(facts["size_bytes"])
         if free < needed:
             raise BackupError(f"not enough free room for the backup in {backups_dir}: {free / 2**30:.2f} GiB free, "
                               f"about {needed / 2**30:.2f} GiB needed (database size {facts['size_bytes'] / 2**30:.2f} GiB). "

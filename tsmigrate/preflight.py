@@ -20,7 +20,7 @@ from psycopg import sql
 
 from . import fence, ledger
 from .activity import other_sessions, sample_writes
-from .backup import BackupError, tool, tool_major
+from .backup import BackupError, room_needed, tool, tool_major
 from .config import PLAN_FILE_NAME, Plan
 from .codes import CODES, Code
 from .conversion import retention_drops
@@ -257,7 +257,7 @@ def room_for_backup(conn: psycopg.Connection, backups_dir: Path) -> list[Finding
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
-    needed = int(size * 1.1) + (64 << 20)
+    needed = room_needed(size)
     if free < needed:
         return [finding("PF013", f"{free / 2**30:.2f} GiB free in {backups_dir}, about {needed / 2**30:.2f} GiB needed "
                                  f"for a backup of {size / 2**30:.2f} GiB", path=str(backups_dir))]

@@ -2,11 +2,14 @@
 
 Plain Python: the execute suite drives it one step per test, and a script could too.
 
-    run = MigrationRun(target, migrations_dir, plan, backups_dir)
-    run.open()                     # lock, ledger, checks of applied files; no change yet
-    for step in run.steps: run.apply(step)   # the first change fences the application and takes the backup
-    run.close(restore=True)        # after a failure: one restore (with rows others wrote carried over);
-                                   # the fence is lifted whatever happened; run.state() says where things stand
+    with MigrationRun(target, migrations_dir, plan, backups_dir) as run:   # lock, ledger, checks; no change yet
+        for step in run.steps:
+            run.apply(step)        # the first change fences the application and takes the backup
+    # leaving the block closes the run: after a failure (or Ctrl-C) one restore, with rows others wrote carried
+    # over; the fence is lifted whatever happened; run.state() says where things stand
+
+The execute suite opens and closes it from its fixture and hooks instead (``open()``, ``close()``), because
+a pytest session's end is not one block.
 """
 
 from __future__ import annotations
@@ -131,6 +134,16 @@ class MigrationRun:
     # -- opening: nothing changes here except the ledger's own bookkeeping ---------------------------
     def _connect(self, **kwargs) -> psycopg.Connection:
         return self.target.connect(options=RUN_SESSION_OPTIONS, **kwargs)
+
+    def __enter__(self) -> "MigrationRun":
+        self.open()
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            self.close(interrupted="interrupted (Ctrl-C or SIGTERM)")
+        else:
+            self.close()
 
     def open(self) -> None:
         self.control = self._connect(application_name=f"tsmigrate run ({ledger.who()})")
