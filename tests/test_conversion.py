@@ -44,14 +44,14 @@ def plan_for(**spec):
 def test_rows_come_back_in_batches_and_everything_around_them_survives(conn, caplog):
     columns = ("id", "ts", "v", "doubled", "note")
     before = fingerprint_table(conn, "public", "readings", columns)
-    with caplog.at_level(logging.INFO, logger="tsmigrate.conversion"):
+    with caplog.at_level(logging.INFO):
         with conn.transaction():
             result = convert_table(conn, "public", plan_for(keep_unique=["id"]), has_compression=False, batch_rows=1000)
     assert is_hypertable(conn, "public", "readings")
     assert result.rows == 10000 and result.chunks == 7
     assert fingerprint_table(conn, "public", "readings", columns) == before
-    progress = [r.getMessage() for r in caplog.records if "rows in chunks" in r.getMessage()]
-    assert progress and progress[-1].startswith("public.readings: 10000 of 10000 rows in chunks")
+    progress = [r.getMessage() for r in caplog.records if "rows copied into chunks" in r.getMessage()]
+    assert progress and progress[-1].startswith("public.readings: 10000 of 10000 rows copied into chunks")
     assert conn.execute("SELECT count(*) FROM insert_log").fetchone()[0] == 0, "moving rows must not fire triggers"
     assert conn.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'readings_insert'").fetchone()[0] == "O"
     conn.execute("INSERT INTO readings (ts, v) VALUES ('2026-01-03', 5)")
@@ -123,6 +123,13 @@ def test_the_table_owner_without_superuser_converts_too(conn):
     conn.execute("ALTER TABLE insert_log OWNER TO readings_owner")
     conn.execute("GRANT CREATE ON SCHEMA public TO readings_owner")
     before = fingerprint_table(conn, "public", "readings")
+    # The views that read the table are recreated on the hypertable: only their owner may.
+    with pytest.raises(ConversionError, match="may not recreate public.recent_readings \\(owner postgres\\)"):
+        with conn.transaction():
+            conn.execute("SET LOCAL ROLE readings_owner")
+            convert_table(conn, "public", plan_for(), has_compression=False)
+    assert not is_hypertable(conn, "public", "readings")
+    conn.execute("ALTER VIEW recent_readings OWNER TO readings_owner")
     with conn.transaction():
         conn.execute("SET LOCAL ROLE readings_owner")
         result = convert_table(conn, "public", plan_for(), has_compression=False)

@@ -1,18 +1,15 @@
 """Turn a planned table into a hypertable, whatever its legacy shape.
 
-For a populated legacy table, in one transaction:
+For a legacy table, in one transaction, the table locked:
 1. NULL time values get the plan's rule (refuse, from_column, previous_by, constant); the
    key of every row filled is recorded in ``tsmigrate.time_fills`` so nothing changes silently
    and the content check can still see the rows as they were.
-2. A primary key or unique constraint that leaves out the time column is rebuilt, under the
-   same name, with the time column added (TimescaleDB requires it). Columns whose values the
-   application looks up (``keep_unique``, e.g. the bigserial id) keep an index of their own;
-   their uniqueness is carried by their sequence.
-3. Views that depend on a rebuilt constraint are dropped and recreated with their grants.
-4. The rows are set aside in a temporary table, the table (same table: views, grants, sequences,
-   indexes stay) becomes a hypertable with the planned chunk interval, and the rows come back in time
-   order, window by window, with progress; the count is checked before anything commits.
-5. Compression settings and policies and retention policies where the edition has them;
+2. A hypertable is built beside it and takes its name (online/locked.py): a primary key or unique
+   constraint that leaves out the time column gets it, under the same name (TimescaleDB requires it);
+   columns whose values the application looks up (``keep_unique``, e.g. the bigserial id) keep an index
+   of their own, their uniqueness carried by their sequence; grants, comments, triggers, sequences and
+   dependent views move with the name; the row count is checked before anything commits.
+3. Compression settings and policies and retention policies where the edition has them;
    otherwise they are recorded as skipped, with the reason.
 A table that is already a hypertable is recognised and left as it is.
 """
@@ -33,7 +30,6 @@ from .config import HypertablePlan
 from .db import one, timescaledb_version
 from .db import regclass as regclass_of
 from .fingerprint import OWN_SCHEMA
-from .progress import heartbeat
 from .timescale import APACHE_LACKS
 
 log = logging.getLogger(__name__)
@@ -145,37 +141,6 @@ def referencing_foreign_keys(conn: psycopg.Connection, regclass: str) -> list[st
     return [r[0] for r in rows]
 
 
-@dataclass(frozen=True)
-class SavedView:
-    schema: str
-    name: str
-    materialized: bool
-    definition: str
-    owner: str
-    grants: tuple[tuple[str, str], ...]  # (grantee, privilege)
-
-
-def views_depending_on(conn: psycopg.Connection, object_oids: list[int]) -> list[SavedView]:
-    """Views and materialized views whose rules depend on the given constraints/indexes."""
-    if not object_oids:
-        return []
-    rows = conn.execute("""
-        SELECT DISTINCT n.nspname, v.relname, v.relkind = 'm', pg_get_viewdef(v.oid), pg_get_userbyid(v.relowner), v.oid
-          FROM pg_depend d
-          JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
-          JOIN pg_class v ON v.oid = r.ev_class
-          JOIN pg_namespace n ON n.oid = v.relnamespace
-         WHERE d.refobjid = ANY(%s) AND v.relkind IN ('v', 'm')
-        """, (object_oids,)).fetchall()
-    saved = []
-    for schema, name, materialized, definition, owner, oid in rows:
-        grants = conn.execute("""SELECT grantee, privilege_type FROM information_schema.role_table_grants
-                                  WHERE table_schema = %s AND table_name = %s AND grantee <> %s""",
-                              (schema, name, owner)).fetchall()
-        saved.append(SavedView(schema, name, materialized, definition, owner, tuple(grants)))
-    return saved
-
-
 def _fill_nulls(conn: psycopg.Connection, schema: str, h: HypertablePlan, key_columns: list[str]) -> int:
     table = sql.Identifier(schema, h.table)
     col = sql.Identifier(h.time_column)
@@ -226,29 +191,6 @@ def _fill_nulls(conn: psycopg.Connection, schema: str, h: HypertablePlan, key_co
                               f"(no value to take from); choose another null_time rule in plan.toml")
     log.info("%s: filled %d NULL time values by rule %s (recorded in %s.time_fills)", where, recorded, rule, OWN_SCHEMA)
     return recorded
-
-
-def _rebuild_key(conn: psycopg.Connection, schema: str, table: str, key: UniqueKey, time_column: str) -> None:
-    t = sql.Identifier(schema, table)
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*key.columns, time_column))
-    name = sql.Identifier(key.name)
-    if key.kind in ("p", "u"):
-        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(t, name))
-        kind = sql.SQL("PRIMARY KEY" if key.kind == "p" else "UNIQUE")
-        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} ({})").format(t, name, kind, columns))
-    else:
-        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, key.name)))
-        conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(name, t, columns))
-
-
-def _recreate_view(conn: psycopg.Connection, view: SavedView) -> None:
-    ident = sql.Identifier(view.schema, view.name)
-    kind = sql.SQL("MATERIALIZED VIEW" if view.materialized else "VIEW")
-    conn.execute(sql.SQL("CREATE {} {} AS {}").format(kind, ident, sql.SQL(view.definition.rstrip().rstrip(";"))))
-    conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(kind, ident, sql.Identifier(view.owner)))
-    for grantee, privilege in view.grants:
-        target = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
-        conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), ident, target))
 
 
 def compression_settings(conn: psycopg.Connection, schema: str, table: str
@@ -446,86 +388,6 @@ def _insertable_columns(conn: psycopg.Connection, regclass: str) -> list[str]:
              AND NOT attisdropped AND attgenerated = '' ORDER BY attnum""", (regclass,)).fetchall()]
 
 
-def _move_into_hypertable(conn: psycopg.Connection, schema: str, h: HypertablePlan, regclass: str,
-                          rows: int, rows_per_second: float | None, batch_rows: int = 500_000) -> None:
-    """Make the table a hypertable and put its rows into chunks, reporting progress.
-
-    create_hypertable(migrate_data => true) moves rows in heap order and says nothing while it runs.
-    Instead, in the caller's transaction: the rows go to a temporary table, the table is emptied (same
-    table, so its views, grants, sequences and indexes stay), made a hypertable, and the rows come back
-    in time order, one time window at a time, with progress; its foreign keys are checked once at the end
-    instead of row by row (2.5M metric rows into 695 one-hour chunks: 20 s instead of 31 s here). Nothing is
-    committed until the whole step is.
-    """
-    table = sql.Identifier(schema, h.table)
-    col = sql.Identifier(h.time_column)
-    side = sql.Identifier(f"tsmigrate_move_{h.table}"[:63])
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in _insertable_columns(conn, regclass))
-    what = f"{schema}.{h.table}"
-    log.info("%s: creating hypertable on %s, chunk interval %s, moving %d rows into chunks",
-             what, h.time_column, h.chunk_interval, rows)
-    expected = rows / rows_per_second if rows_per_second else None
-    # The rows are coming back, not arriving: the application's triggers must not fire for them, and
-    # hypertables refuse DISABLE TRIGGER. They are dropped here and created again afterwards.
-    triggers = conn.execute("SELECT tgname, pg_get_triggerdef(oid), tgenabled FROM pg_trigger "
-                            "WHERE tgrelid = %s::regclass AND NOT tgisinternal ORDER BY tgname", (regclass,)).fetchall()
-    odd = [name for name, _, enabled in triggers if enabled != "O"]
-    if odd:
-        raise ConversionError(f"{what} has triggers that are disabled or fire only on replicas ({', '.join(odd)}); "
-                              "a hypertable cannot keep that state: enable or drop them first")
-    with heartbeat(log, f"{what}: setting {rows} rows aside", expected_seconds=expected and expected / 4):
-        conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {}").format(
-            side, columns, table))
-    for name, _, _ in triggers:
-        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(name), table))
-    conn.execute(sql.SQL("TRUNCATE {}").format(table))
-    conn.execute("SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval))",
-                 (regclass, h.time_column, h.chunk_interval.text))
-    # Rows that come back were checked against their foreign keys when they first arrived; checking each
-    # again (a trigger per row) costs more than the rest of the move. Each key is added back afterwards,
-    # which validates all rows at once.
-    foreign_keys = conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                                "WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname", (regclass,)).fetchall()
-    for name, _ in foreign_keys:
-        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, sql.Identifier(name)))
-    low, high = conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {s}").format(c=col, s=side)).fetchone()
-    moved, started, last_log = 0, time.monotonic(), 0.0
-    if low is not None:
-        batches = max(1, -(-rows // batch_rows))
-        step = (high - low) / batches
-        bounds = [low + step * i for i in range(batches)] + [None]
-        for i, lower in enumerate(bounds[:-1]):
-            upper = bounds[i + 1]
-            conditions, params = [], []
-            if i:  # the first window has no lower bound and the last no upper one: every row is in one
-                conditions.append(sql.SQL("{} >= %s").format(col))
-                params.append(lower)
-            if upper is not None:
-                conditions.append(sql.SQL("{} < %s").format(col))
-                params.append(upper)
-            where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-            moved += conn.execute(sql.SQL("INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE "
-                                          "SELECT {cols} FROM {s} WHERE {w} ORDER BY {c}").format(
-                t=table, cols=columns, s=side, w=where, c=col), params).rowcount
-            now = time.monotonic()
-            if now - last_log >= 5 or moved == rows:
-                rate = moved / (now - started) if now > started else 0
-                left = (rows - moved) / rate if rate else 0
-                log.info("%s: %d of %d rows in chunks (%.0f%%, %.0f rows/s, about %.0f s left)",
-                         what, moved, rows, 100 * moved / rows if rows else 100, rate, left)
-                last_log = now
-    with heartbeat(log, f"{what}: validating {len(foreign_keys)} foreign keys", expected_seconds=None):
-        for name, definition in foreign_keys:
-            conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                table, sql.Identifier(name), sql.SQL(definition)))
-    for _, definition, _ in triggers:
-        conn.execute(sql.SQL(definition))
-    if moved != rows:
-        raise ConversionError(f"{what}: {rows} rows were set aside but {moved} came back; nothing is committed")
-    conn.execute(sql.SQL("DROP TABLE {}").format(side))
-    conn.execute(sql.SQL("ANALYZE {}").format(table))
-
-
 def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, has_compression: bool,
                   rows_per_second: float | None = None, batch_rows: int = 500_000) -> ConversionResult:
     """Convert one planned table (the caller owns the transaction)."""
@@ -568,27 +430,19 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
     key_columns = primary_key_columns(conn, regclass)
     result.nulls_filled = _fill_nulls(conn, schema, h, key_columns)
 
-    keys = keys_without_time(conn, regclass, h.time_column)
-    views = views_depending_on(conn, [k.oid for k in keys])
-    for view in views:
-        kind = "MATERIALIZED VIEW" if view.materialized else "VIEW"
-        conn.execute(sql.SQL("DROP {} {}").format(sql.SQL(kind), sql.Identifier(view.schema, view.name)))
-    for key in keys:
-        _rebuild_key(conn, schema, h.table, key, h.time_column)
-        result.keys_rebuilt.append(f"{key.name} ({', '.join(key.columns)}) -> ({', '.join((*key.columns, h.time_column))})")
-    for column in h.keep_unique:
-        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-            sql.Identifier(f"{h.table}_{column}_idx"), sql.Identifier(schema, h.table), sql.Identifier(column)))
+    result.keys_rebuilt = [f"{k.name} ({', '.join(k.columns)}) -> ({', '.join((*k.columns, h.time_column))})"
+                           for k in keys_without_time(conn, regclass, h.time_column)]
+    # Built beside and swapped in, in this transaction (the online package's machinery, with the lock held
+    # throughout): imported here, as that package builds on this module.
+    from .online.locked import convert_locked
 
     t0 = time.monotonic()
-    _move_into_hypertable(conn, schema, h, regclass, result.rows, rows_per_second, batch_rows)
+    result.views_recreated = convert_locked(conn, schema, h, rows=result.rows, rows_per_second=rows_per_second,
+                                            batch_rows=batch_rows)
     elapsed = time.monotonic() - t0
     result.rows_per_second = result.rows / elapsed if elapsed > 0 else 0.0
-    log.info("%s: %d rows moved in %.1f s (%.0f rows/s)", result.table, result.rows, elapsed,
-             result.rows / elapsed if elapsed > 0 else 0)
-    for view in views:
-        _recreate_view(conn, view)
-        result.views_recreated.append(f"{view.schema}.{view.name}")
+    log.info("%s: %d rows converted in %.1f s (%.0f rows/s)", result.table, result.rows, elapsed,
+             result.rows_per_second)
     apply_policies(conn, schema, h, has_compression, result)
     result.chunks = one(conn, "SELECT count(*) FROM timescaledb_information.chunks "
                                "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, h.table))

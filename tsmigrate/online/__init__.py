@@ -37,11 +37,11 @@ from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _inser
                           keys_without_time, refuse_what_timescaledb_cannot_keep)
 from ..db import one, regclass
 from ..fingerprint import OWN_SCHEMA
-from .build import add_foreign_keys, build, copy
+from .build import add_foreign_keys, copy, create_beside, create_indexes, planned_indexes
 from .capture import catch_up_round, key_columns, start_capture, with_lock_retries
 from .state import (STATE_DDL, Names, PhaseHook, chooses_online, conversion_state, discard_unfinished, legacy_tables,
                     no_hook, online_tables)
-from .swap import drop_legacy, swap_back, swap_in, verify
+from .swap import check_views_can_move, drop_legacy, swap_back, swap_in, verify
 
 __all__ = ["chooses_online", "conversion_state", "convert_online", "drop_legacy", "legacy_tables", "online_tables",
            "swap_back", "verify"]
@@ -80,6 +80,7 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
     result = ConversionResult(table=f"{schema}.{h.table}")
     report = OnlineReport(legacy_table=f"{schema}.{names.legacy}")
     refuse_what_timescaledb_cannot_keep(conn, schema, h, has_compression)
+    check_views_can_move(conn, names)
     conn.execute(STATE_DDL)
     discard_unfinished(conn, names)
     typed_keys = key_columns(conn, names)
@@ -93,7 +94,12 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
         result.nulls_filled = _fill_nulls(conn, schema, h, keys)
         own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
     with conn.transaction():
-        renames = build(conn, names, h)
+        create_beside(conn, names, h, names.legacy)
+        planned = planned_indexes(conn, names, h)
+        # Keys now (the copy skips rows it meets twice by them, the replay finds rows by them); the other indexes
+        # are built once the rows are in, which costs less than keeping them up to date row by row.
+        create_indexes(conn, [i for i in planned if i.key])
+        renames = [i.rename() for i in planned]
         conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET index_renames = %s::jsonb "
                      "WHERE table_schema = %s AND table_name = %s",
                      (psycopg.types.json.Jsonb(renames), schema, h.table))
@@ -105,6 +111,7 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
                           on_phase=on_phase)
     report.copy_seconds = time.monotonic() - t0
     with conn.transaction():
+        create_indexes(conn, [i for i in planned if not i.key])
         added = add_foreign_keys(conn, names)
         conn.execute(sql.SQL("ANALYZE {}").format(names.ident(names.new)))
     log.info("%s: %d rows copied beside it in %.1f s; %d foreign keys checked", result.table, report.copied,

@@ -7,6 +7,8 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Callable
 
 import psycopg
@@ -55,27 +57,26 @@ def grant(conn: psycopg.Connection, target: sql.Composable, grants: list[Grant])
                                                             sql.SQL(" WITH GRANT OPTION" if grantable else "")))
 
 
-def build(conn: psycopg.Connection, names: Names, h: HypertablePlan) -> list[list[str]]:
-    """The empty hypertable beside the legacy table; returns the index renames the swap makes."""
+def create_beside(conn: psycopg.Connection, names: Names, h: HypertablePlan, legacy_name: str) -> None:
+    """The empty hypertable beside the legacy table, shaped like it, without indexes yet. ``legacy_name``: the
+    name the legacy table takes at the swap (it must be free)."""
     legacy = regclass(names.schema, names.table)
     new = names.ident(names.new)
-    if one(conn, "SELECT to_regclass(%s)", (regclass(names.schema, names.legacy),)) is not None:
-        raise ConversionError(f"{names.schema}.{names.legacy} exists already; the online conversion keeps the legacy "
-                              f"table under that name: rename or drop it first")
-    identity = [r[0] for r in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
-                                           "AND attidentity <> '' AND NOT attisdropped", (legacy,)).fetchall()]
-    if identity:
-        raise ConversionError(f"{names.schema}.{names.table}: identity column(s) {', '.join(identity)} would get a new "
-                              "sequence in a copy; set online = false for this table in plan.toml")
+    if one(conn, "SELECT to_regclass(%s)", (regclass(names.schema, legacy_name),)) is not None:
+        raise ConversionError(f"{names.schema}.{legacy_name} exists already; the conversion moves the legacy table "
+                              f"to that name: rename or drop it first")
+    # Identity columns get a sequence of their own: the swap sets it to where the legacy one is.
     conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED "
-                         "INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION INCLUDING STATISTICS)").format(
-        new, names.ident(names.table)))
-    owner, comment, rls, force_rls = conn.execute(
-        "SELECT pg_get_userbyid(relowner), obj_description(oid, 'pg_class'), relrowsecurity, relforcerowsecurity "
-        "FROM pg_class WHERE oid = %s::regclass", (legacy,)).fetchone()
+                         "INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION "
+                         "INCLUDING STATISTICS)").format(new, names.ident(names.table)))
+    owner, comment, rls, force_rls, options = conn.execute(
+        "SELECT pg_get_userbyid(relowner), obj_description(oid, 'pg_class'), relrowsecurity, relforcerowsecurity, "
+        "reloptions FROM pg_class WHERE oid = %s::regclass", (legacy,)).fetchone()
     conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(new, sql.Identifier(owner)))
     if comment is not None:
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(new, sql.Literal(comment)))
+    if options:   # fillfactor, autovacuum settings: LIKE does not copy them
+        conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(new, sql.SQL(", ").join(map(sql.SQL, options))))
     grant(conn, new, relation_grants(conn, legacy))
     for name, permissive, roles, command, using, check in conn.execute(
             "SELECT policyname, permissive, roles, cmd, qual, with_check FROM pg_policies "
@@ -92,46 +93,65 @@ def build(conn: psycopg.Connection, names: Names, h: HypertablePlan) -> list[lis
     conn.execute("SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval), create_default_indexes => false)",
                  (regclass(names.schema, names.new), h.time_column, h.chunk_interval.text))
 
-    renames: list[list[str]] = []   # [legacy index, its name aside, the new index's name while built]
 
-    def build_name(final: str) -> str:
-        built = aside(final, "_tsm")
-        renames.append([final, aside(final, "_legacy"), built])
-        return built
+@dataclass(frozen=True)
+class PlannedIndex:
+    """An index of the new table: built under ``built``, named ``final`` at the swap (the legacy table's index of
+    that name goes to ``legacy_aside``, or nothing when the legacy table has none)."""
+    final: str
+    legacy_aside: str
+    built: str
+    key: bool                  # a primary key or unique index: the replay's lookups need it during the copy
+    statement: sql.Composable
 
+    def rename(self) -> list[str]:
+        return [self.final, self.legacy_aside, self.built]
+
+
+def planned_indexes(conn: psycopg.Connection, names: Names, h: HypertablePlan) -> list[PlannedIndex]:
+    """The legacy table's indexes for the new one, keys with the time column added, plus the keep_unique lookups."""
+    legacy = regclass(names.schema, names.table)
+    new = names.ident(names.new)
+    planned: list[PlannedIndex] = []
     rebuilt = {k.name: k for k in keys_without_time(conn, legacy, h.time_column)}
-    for index_name, index_def, constraint, kind, columns in conn.execute("""
+    for index_name, index_def, constraint, kind, columns, unique in conn.execute("""
             SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype,
                    array(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
-                          JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n)
+                          JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n),
+                   x.indisunique
               FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
               LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.contype IN ('p', 'u')
              WHERE x.indrelid = %s::regclass ORDER BY i.relname""", (legacy,)).fetchall():
-        built = build_name(index_name)
+        built = aside(index_name, "_tsm")
         key = rebuilt.get(constraint or index_name)
         if constraint is not None:
             cols = list(columns) + ([h.time_column] if key is not None else [])
-            conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} ({})").format(
+            statement = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} ({})").format(
                 new, sql.Identifier(built), sql.SQL("PRIMARY KEY" if kind == "p" else "UNIQUE"),
-                sql.SQL(", ").join(map(sql.Identifier, cols))))
+                sql.SQL(", ").join(map(sql.Identifier, cols)))
         elif key is not None:
-            conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
-                sql.Identifier(built), new, sql.SQL(", ").join(map(sql.Identifier, (*columns, h.time_column)))))
+            statement = sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
+                sql.Identifier(built), new, sql.SQL(", ").join(map(sql.Identifier, (*columns, h.time_column))))
         else:
             head = INDEX_HEAD.match(index_def)
             if head is None:
                 raise ConversionError(f"{names.schema}.{names.table}: cannot read the definition of index {index_name} "
-                                      f"({index_def[:80]}); set online = false for this table in plan.toml")
-            conn.execute(sql.SQL("CREATE {}INDEX {} ON {} USING {}").format(
-                sql.SQL(head.group(1) or ""), sql.Identifier(built), new, sql.SQL(index_def[head.end():])))
+                                      f"({index_def[:80]}); rewrite it as a plain CREATE INDEX, then run again")
+            statement = sql.SQL("CREATE {}INDEX {} ON {} USING {}").format(
+                sql.SQL(head.group(1) or ""), sql.Identifier(built), new, sql.SQL(index_def[head.end():]))
+        planned.append(PlannedIndex(index_name, aside(index_name, "_legacy"), built, unique, statement))
     for column in h.keep_unique:
         final = f"{h.table}_{column}_idx"
-        if not any(r[0] == final for r in renames):
-            # A new index: nothing of the legacy table holds the name, so the swap only renames it.
-            conn.execute(sql.SQL("CREATE INDEX {} ON {} ({})").format(
-                sql.Identifier(build_name(final)), new, sql.Identifier(column)))
-            renames[-1][1] = ""
-    return renames
+        if not any(p.final == final for p in planned):   # nothing of the legacy table holds the name
+            built = aside(final, "_tsm")
+            planned.append(PlannedIndex(final, "", built, False, sql.SQL("CREATE INDEX {} ON {} ({})").format(
+                sql.Identifier(built), new, sql.Identifier(column))))
+    return planned
+
+
+def create_indexes(conn: psycopg.Connection, planned: list[PlannedIndex]) -> None:
+    for index in planned:
+        conn.execute(index.statement)
 
 
 def add_foreign_keys(conn: psycopg.Connection, names: Names) -> int:
@@ -145,59 +165,76 @@ def add_foreign_keys(conn: psycopg.Connection, names: Names) -> int:
 
 
 # -- 3. copy -------------------------------------------------------------------------------------------
-def copy(connect: Callable[[], psycopg.Connection], names: Names, column_names: list[str], *, workers: int,
-          batch_rows: int, own_xids: set[int], on_phase: PhaseHook) -> int:
-    """Copy the legacy heap into the hypertable, block range by block range, on ``workers`` connections."""
-    with connect() as conn:
-        pages, tuples = conn.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
-                                     (regclass(names.schema, names.table),)).fetchone()
-        if pages <= 0 or tuples <= 0:   # never analyzed or vacuumed: measure
+def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_names: list[str], *, workers: int,
+         batch_rows: int, own_xids: set[int], on_phase: PhaseHook, keys_built: bool = True,
+         within: psycopg.Connection | None = None, expected_rows: int | None = None) -> int:
+    """Copy the legacy heap into the hypertable, block range by block range: on ``workers`` connections of
+    ``connect``, each range its own transaction; or, ``within`` a connection's open transaction, one after the
+    other (the table locked: nothing else writes). ``keys_built``: the new table has its unique keys already."""
+    if within is not None:
+        pages, tuples = within.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
+                                       (regclass(names.schema, names.table),)).fetchone()
+    else:
+        with connect() as conn:
+            pages, tuples = conn.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
+                                         (regclass(names.schema, names.table),)).fetchone()
+    if pages <= 0 or tuples <= 0:   # never analyzed or vacuumed: guess from the size
+        with (connect() if within is None else nullcontext(within)) as conn:
             pages = one(conn, "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
-                         (regclass(names.schema, names.table),))
-            tuples = max(1, pages * 100)
-    per_batch = max(1, int(pages * batch_rows / tuples)) if tuples > 0 else 1000
+                        (regclass(names.schema, names.table),))
+        tuples = max(1, pages * 100)
+    per_batch = max(1, int(pages * batch_rows / tuples))
     ranges = [(start, start + per_batch) for start in range(0, max(pages, 1), per_batch)]
     ranges[-1] = (ranges[-1][0], None)   # the last range is open: the table may have grown since
-    total = max(int(tuples), 1)
+    total = max(expected_rows if expected_rows is not None else int(tuples), 1)
     copied, lock = 0, threading.Lock()
     started, last_log = time.monotonic(), [0.0]
     columns = sql.SQL(", ").join(map(sql.Identifier, column_names))
-    # A row the application updates meanwhile may be met twice (its new version in a later block): the second is
-    # skipped here, and the replay of its key makes it what it is now.
-    statement = sql.SQL("INSERT INTO {new} ({cols}) SELECT {cols} FROM {legacy} WHERE ctid >= %s::tid{upper} "
-                        "ON CONFLICT DO NOTHING")
     queue = list(reversed(ranges))
 
-    def work() -> int:
+    def one_range(conn: psycopg.Connection, low: int, high: int | None) -> int:
+        # A row the application updates meanwhile may be met twice (its new version in a later block): the second
+        # is skipped here, and the replay of its key makes it what it is now.
+        return conn.execute(sql.SQL("INSERT INTO {new} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {legacy} "
+                                    "WHERE ctid >= %s::tid{upper}{conflict}").format(
+            new=names.ident(names.new), cols=columns, legacy=names.ident(names.table),
+            upper=sql.SQL(" AND ctid < %s::tid") if high is not None else sql.SQL(""),
+            conflict=sql.SQL(" ON CONFLICT DO NOTHING" if keys_built else "")),
+            [f"({low},0)"] + ([f"({high},0)"] if high is not None else [])).rowcount
+
+    def progress(rows: int, last: bool = False) -> None:
         nonlocal copied
-        mine = 0
+        copied += rows
+        now = time.monotonic()
+        if now - last_log[0] >= 5 or last:
+            rate = copied / (now - started)
+            log.info("%s.%s: %d of %s%d rows copied into chunks (%.0f rows/s, about %.0f s left%s)", names.schema,
+                     names.table, copied, "" if expected_rows is not None else "about ", total, rate,
+                     max(0.0, (total - copied) / rate) if rate else 0,
+                     "" if within is not None else "; the application keeps writing")
+            last_log[0] = now
+
+    def work() -> None:
         with connect() as conn:
             while True:
                 with lock:
                     if not queue:
-                        return mine
+                        return
                     low, high = queue.pop()
-                upper = sql.SQL(" AND ctid < %s::tid") if high is not None else sql.SQL("")
-                params = [f"({low},0)"] + ([f"({high},0)"] if high is not None else [])
                 with conn.transaction():
-                    rows = conn.execute(statement.format(new=names.ident(names.new), cols=columns,
-                                                         legacy=names.ident(names.table), upper=upper),
-                                        params).rowcount
+                    rows = one_range(conn, low, high)
                     xid = int(one(conn, "SELECT pg_current_xact_id()::text"))
                 on_phase("copying", conn)
                 with lock:
                     own_xids.add(xid)
-                    copied += rows
-                    mine += rows
-                    now = time.monotonic()
-                    if now - last_log[0] >= 5:
-                        rate = copied / (now - started)
-                        log.info("%s.%s: %d of about %d rows copied beside it (%.0f rows/s, about %.0f s left; the "
-                                 "application keeps writing)", names.schema, names.table, copied, total, rate,
-                                 max(0.0, (total - copied) / rate) if rate else 0)
-                        last_log[0] = now
+                    progress(rows)
 
+    if within is not None:
+        for i, (low, high) in enumerate(ranges):
+            progress(one_range(within, low, high), last=i == len(ranges) - 1)
+        return copied
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tsmigrate-copy") as pool:
         for future in [pool.submit(work) for _ in range(workers)]:
             future.result()
     return copied
+

@@ -56,6 +56,17 @@ def dependent_views(conn: psycopg.Connection, regclass: str) -> list[SavedView]:
     return views
 
 
+def check_views_can_move(conn: psycopg.Connection, names: Names) -> None:
+    """Before anything changes: the views that read the table are recreated on the hypertable, which only their
+    owner (or a member of that role) may do."""
+    foreign = [f"{v.schema}.{v.name} (owner {v.owner})" for v in dependent_views(conn, regclass(names.schema, names.table))
+               if not one(conn, "SELECT pg_has_role(current_user, %s, 'MEMBER')", (v.owner,))]
+    if foreign:
+        raise ConversionError(f"{names.schema}.{names.table}: the conversion recreates the views that read it, and "
+                              f"{one(conn, 'SELECT current_user')} may not recreate {', '.join(foreign)}: run as "
+                              "their owner or a superuser, or grant the run's role membership in the owner role")
+
+
 def drop_views(conn: psycopg.Connection, views: list[SavedView]) -> None:
     for v in reversed(views):
         conn.execute(sql.SQL("DROP {} {}").format(sql.SQL("MATERIALIZED VIEW" if v.materialized else "VIEW"),
@@ -110,37 +121,63 @@ def application_triggers(conn: psycopg.Connection, regclass: str) -> list[tuple[
                         (regclass,)).fetchall()
 
 
-def swap_in(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys, columns, renames, *,
-          on_swapped: Callable[[psycopg.Connection], None] | None, own_xids: set[int], on_phase: PhaseHook) -> float:
-    """The short transaction; returns how long the legacy table was locked (seconds)."""
-    legacy = regclass(names.schema, names.table)
-    triggers = application_triggers(conn, legacy)
+def checked_application_triggers(conn: psycopg.Connection, names: Names) -> list[tuple[str, str, str]]:
+    triggers = application_triggers(conn, regclass(names.schema, names.table))
     odd = [name for name, _, enabled in triggers if enabled != "O"]
     if odd:
         raise ConversionError(f"{names.schema}.{names.table} has triggers that are disabled or fire only on replicas "
                               f"({', '.join(odd)}); a hypertable cannot keep that state: enable or drop them first")
+    return triggers
+
+
+def sync_identity(conn: psycopg.Connection, names: Names, source: str, target: str) -> None:
+    """Identity columns have a sequence of their own per table: the target's goes on from where the source's is."""
+    for column, in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attidentity <> '' "
+                                "AND NOT attisdropped", (regclass(names.schema, target),)).fetchall():
+        source_seq, target_seq = (one(conn, "SELECT pg_get_serial_sequence(%s, %s)", (regclass(names.schema, t), column))
+                                  for t in (source, target))
+        last, called = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(source_seq))
+                                    ).fetchone()
+        conn.execute("SELECT setval(%s::regclass, %s, %s)", (target_seq, last, called))
+
+
+def move_name(conn: psycopg.Connection, names: Names, renames: list[list[str]], triggers, *, legacy_to: str,
+              capture_back: bool) -> list[str]:
+    """Within the caller's transaction, the table's lock held: the new table takes the name and everything the
+    application sees with it (index names, sequences, triggers, dependent views); the legacy one goes to
+    ``legacy_to``. Returns the views recreated."""
+    views = dependent_views(conn, regclass(names.schema, names.table))
+    drop_views(conn, views)
+    for trigger in (CAPTURE_TRIGGER, CAPTURE_TRIGGER + "_truncate"):
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger),
+                                                                      names.ident(names.table)))
+    rename_tables(conn, names, names.table, legacy_to, names.new)
+    # Index names are unique per schema: the legacy table's go aside before the new ones take them.
+    rename_indexes(conn, names, [(final, aside) for final, aside, _ in renames])
+    rename_indexes(conn, names, [(built, final) for final, _, built in renames])
+    own_sequences(conn, names, legacy_to)
+    sync_identity(conn, names, legacy_to, names.table)
+    for _, definition, _ in triggers:   # "ON schema.table" now names the hypertable
+        conn.execute(sql.SQL(definition))
+    if capture_back:
+        create_capture_triggers(conn, names, names.table, PHASE_AFTER_SWAP)
+    create_views(conn, views)
+    return [f"{v.schema}.{v.name}" for v in views]
+
+
+def swap_in(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys, columns, renames, *,
+            on_swapped: Callable[[psycopg.Connection], None] | None, own_xids: set[int], on_phase: PhaseHook) -> float:
+    """The short transaction of the online path; returns how long the legacy table was locked (seconds)."""
+    triggers = checked_application_triggers(conn, names)
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names.ident(names.table)))
     locked = time.monotonic()
     after = one(conn, f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
-                       "WHERE table_schema = %s AND table_name = %s", (names.schema, names.table))
+                      "WHERE table_schema = %s AND table_name = %s", (names.schema, names.table))
     newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
     replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest)
     set_replayed(conn, names, newest)
     on_phase("swapping", conn)
-    views = dependent_views(conn, legacy)
-    drop_views(conn, views)
-    conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(CAPTURE_TRIGGER), names.ident(names.table)))
-    conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(CAPTURE_TRIGGER + "_truncate"),
-                                                        names.ident(names.table)))
-    rename_tables(conn, names, names.table, names.legacy, names.new)
-    # Index names are unique per schema: the legacy table's go aside before the new ones take them.
-    rename_indexes(conn, names, [(final, aside) for final, aside, _ in renames])
-    rename_indexes(conn, names, [(built, final) for final, _, built in renames])
-    own_sequences(conn, names, names.legacy)
-    for _, definition, _ in triggers:   # "ON schema.table" now names the hypertable
-        conn.execute(sql.SQL(definition))
-    create_capture_triggers(conn, names, names.table, PHASE_AFTER_SWAP)
-    create_views(conn, views)
+    move_name(conn, names, renames, triggers, legacy_to=names.legacy, capture_back=True)
     conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET state = 'swapped', swapped_at = now(), "
                  "swap_ms = %s WHERE table_schema = %s AND table_name = %s",
                  (1000 * (time.monotonic() - locked), names.schema, names.table))
@@ -220,6 +257,7 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout
         conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(CAPTURE_BACK_TRIGGER), names.ident(table)))
         rename_tables(conn, names, table, names.new, legacy)
         own_sequences(conn, names, names.new)
+        sync_identity(conn, names, names.new, table)
         conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(names.new)))   # its index names go with it
         rename_indexes(conn, names, [(aside, final) for final, aside, _ in renames])
         existing = {r[0] for r in application_triggers(conn, regclass(schema, table))}
