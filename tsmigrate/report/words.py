@@ -40,10 +40,14 @@ def finding_where(f: Finding) -> str:
     return where
 
 
+def _unjudged_checks(summary: RunSummary) -> list[str]:
+    """Failed pre-flight checks whose failure no finding tells."""
+    return [n for n in summary.preflight_failures if n not in summary.judged_checks]
+
+
 def unexplained_failures(summary: RunSummary) -> list[str]:
     """Failed checks and steps whose failure no finding tells (test ids): the verdict names each."""
-    checks = [n for n in summary.preflight_failures if n not in summary.judged_checks]
-    return checks + [n for n in summary.failed_tests if n not in summary.preflight_failures]
+    return _unjudged_checks(summary) + [n for n in summary.failed_tests if n not in summary.preflight_failures]
 
 
 def step_counts(summary: RunSummary) -> tuple[int, int]:
@@ -56,7 +60,7 @@ def headline(summary: RunSummary) -> str:
     """One sentence under the verdict: what happened, in the operator's words."""
     verdict = summary.verdict()
     applied, already = step_counts(summary)
-    checks = [n for n in summary.preflight_failures if n not in summary.judged_checks]
+    checks = _unjudged_checks(summary)
     if verdict == "GO":
         n = len(summary.advisories)
         return "Nothing blocks the migration" + (f" ({_plural(n, 'advisory', 'advisories')} to read below)."
