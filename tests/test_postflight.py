@@ -323,7 +323,7 @@ def test_benchmarks_leave_rows_and_sequences_as_they_were(copy_of_migrated, conn
     copy = bench.ingest_copy(conn, "factory_telemetry", "metric_hist", "ts", rows=3_000)
     batched = bench.ingest_batched(conn, "factory_telemetry", "metric_hist", "ts", rows=3_000, batch=500)
     assert copy.rows == batched.rows == 3_000 and copy.rows_per_second > 0
-    for query in bench.DASHBOARD_QUERIES:
+    for query in bench.load_dashboard_queries(PROJECT / "migrations" / "benchmarks" / "dashboard_queries.sql"):
         result = bench.run_dashboard_query(conn, "factory_telemetry", query, repeats=3)
         assert len(result.samples_ms) == 3 and result.plan
     assert _state(copy_of_migrated) == (tables, sequences)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,44 @@ def test_verdict_inputs_notice_a_changed_file_or_plan(legacy_db, tmp_path):
         (migrations / "plan.toml").write_text((migrations / "plan.toml").read_text() + "\n# edited\n")
         changed = preflight.changed_since(at_go, preflight.verdict_inputs(conn, migrations))
     assert [c.split(":")[0] for c in changed] == ["migrations_sha256", "plan_sha256"]
+
+
+# Edits a migration file at the moment between the pre-flight's GO and the first migration step, as a person
+# editing the directory during the run would: the only way to make "changed since the GO" happen on cue.
+EDIT_AFTER_THE_GO = '''
+from pathlib import Path
+
+import pytest
+
+EDITED = Path({path!r})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("execute") is not None and not EDITED.read_text().endswith("-- edited after the GO\\n"):
+        EDITED.write_text(EDITED.read_text() + "\\n-- edited after the GO\\n")
+'''
+
+
+def test_execute_refuses_a_file_changed_since_the_go_whatever_k_deselects(legacy_db, run_suite, tmp_path):
+    """The verdict inputs are recorded by a session fixture: deselecting the verdict's own check (-k) does not
+    turn off execute's guard."""
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    edited = migrations / "009_database_optimization.sql"
+    (tmp_path / "edit_after_the_go.py").write_text(EDIT_AFTER_THE_GO.format(path=str(edited)))
+    before = fingerprints(legacy_db)
+    result = run_suite("suites/execute", "-k", "not verdict", "-p", "edit_after_the_go", "--dsn", legacy_db.conninfo,
+                       "--migrations", str(migrations), "--no-rehearse",
+                       env={"PYTHONPATH": str(tmp_path)})
+    record = json.loads((tmp_path / "reports" / "latest.json").read_text())
+    assert result.returncode == 2, result.stdout[-3000:]
+    ran = [case.get("name") for case in ET.parse(next((tmp_path / "reports").glob("*.xml"))).iter("testcase")]
+    assert "test_the_verdict_judges_migration_files" not in ran and "test_server_version" in ran, ran
+    assert record["verdict"] == "STOPPED" and record["steps"] == [] and record["backup"] is None
+    assert record["stopped"].startswith("the run is refused, nothing was changed: since the pre-flight GO, "
+                                        "migrations_sha256: "), record["stopped"]
+    assert edited.read_text().endswith("-- edited after the GO\n"), "the edit happened, after the GO"
+    assert compare(before, fingerprints(legacy_db)) == []
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT to_regnamespace('tsmigrate')").fetchone()[0] is None, "no ledger was created"

@@ -20,8 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from tsmigrate.report import (GOOD_VERDICTS, RUN_RECORD_SCHEMA, bar_chart_svg, redact_record, scrub_secrets,
-                              validate_run_record)
+from tsmigrate.findings import Finding
+from tsmigrate.report.charts import Bar, bar_chart_svg
+from tsmigrate.report.html import banner_html
+from tsmigrate.report.record import RUN_RECORD_SCHEMA, validate_run_record
+from tsmigrate.report.redaction import redact_record, scrub_secrets
+from tsmigrate.report.words import headline, terminal_lines
+from tsmigrate.summary import GOOD_VERDICTS, RunSummary
 from tsmigrate.target import password_of
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -337,12 +342,40 @@ def test_redaction_keeps_json_valid_and_drops_the_password():
 
 
 def test_duration_chart_is_svg_with_one_bar_per_step():
-    svg = bar_chart_svg("Duration of each step", [("001_telemetry.sql", 0.02, "#2e8b57"),
-                                                  ("convert <metric_hist>", 3.5, "#c62828")])
+    svg = bar_chart_svg("Duration of each step", [Bar("001_telemetry.sql", 0.02, "#2e8b57", "20 ms"),
+                                                  Bar("convert <metric_hist>", 3.5, "#c62828", "3.5 s")])
     root = ET.fromstring(svg)
-    rects = root.findall("{http://www.w3.org/2000/svg}rect")
+    rects = list(root.iter("{http://www.w3.org/2000/svg}rect"))
     assert len(rects) == 2 and float(rects[1].get("width")) > float(rects[0].get("width"))
+    assert rects[0].get("x") == rects[1].get("x"), "a linear chart's bars start at zero"
     assert "convert &lt;metric_hist&gt;" in svg
+
+
+def test_the_terminal_and_the_banner_word_the_verdict_alike():
+    summary = RunSummary(target="ms5@db:5432/factory_telemetry", kind="preflight", findings=[
+        Finding("TS001", "blocking", "PRIMARY KEY (id) lacks ts", "migrations/011_sensor_log.sql", 2,
+                "factory_telemetry.sensor_log", "Add ts to the key."),
+        Finding("PF030", "blocking", "created_at holds 3 NULL values", table="factory_telemetry.production_kpis"),
+        Finding("TS101", "advisory", "CREATE TABLE without IF NOT EXISTS", "migrations/011_sensor_log.sql", 1)],
+        preflight_failures=["suites/preflight/test_x.py::test_lint", "suites/preflight/test_x.py::test_room"],
+        failed_tests=["suites/preflight/test_x.py::test_lint", "suites/preflight/test_x.py::test_room"],
+        judged_checks={"suites/preflight/test_x.py::test_lint"})
+    lines = terminal_lines(summary)
+    banner = banner_html(summary)
+    assert lines[0] == "NO-GO: ms5@db:5432/factory_telemetry" and 'data-verdict="NO-GO"' in banner
+    assert headline(summary) == "Do not migrate yet: 2 blocking findings and 1 failed check. Nothing was changed."
+    # Each blocking finding: the same place and the same words (the table named when the message does not).
+    assert "  BLOCKING TS001 migrations/011_sensor_log.sql:2: PRIMARY KEY (id) lacks ts (table " \
+           "factory_telemetry.sensor_log)" in lines
+    assert ("<b>TS001</b> migrations/011_sensor_log.sql:2: <span class=\"tsm-msg\">PRIMARY KEY (id) lacks ts "
+            "(table factory_telemetry.sensor_log)</span>") in banner
+    assert "  BLOCKING PF030 factory_telemetry.production_kpis: created_at holds 3 NULL values (table " \
+           "factory_telemetry.production_kpis)" in lines
+    assert "<b>PF030</b> factory_telemetry.production_kpis: " in banner
+    # The failed check no finding explains, in both; the judged one and the advisory in neither.
+    assert [line for line in lines if "FAILED" in line] == ["  FAILED suites/preflight/test_x.py::test_room"]
+    assert "test_room" in banner and "test_lint" not in banner and "TS101" not in banner
+    assert lines[-1] == "  1 advisory (see the report)"
 
 
 def test_readme_explains_every_field_of_the_record():

@@ -20,6 +20,9 @@ from .errors import BackupError
 from .sealing import BackupKey, load_key
 
 PLAN_FILE_NAME = "plan.toml"
+# The post-flight's dashboard queries, unless [benchmarks] dashboard_queries names another file. In a folder of
+# its own: a .sql file beside the migrations would be read as a migration file.
+DASHBOARD_QUERIES_FILE = Path("benchmarks") / "dashboard_queries.sql"
 
 # PostgreSQL interval literals we accept in a plan: "1 hour", "7 days", "90 days".
 _INTERVAL = re.compile(
@@ -158,6 +161,8 @@ class Plan:
     hypertables: tuple[HypertablePlan, ...] = ()
     benchmarks: BenchmarkThresholds = field(default_factory=BenchmarkThresholds)
     backup: BackupPolicy = field(default_factory=BackupPolicy)
+    # The SQL file of the dashboard queries the post-flight times (format: tsmigrate/bench/dashboard_queries.py).
+    dashboard_queries: Path | None = None
 
     def hypertable(self, table: str) -> HypertablePlan | None:
         return next((h for h in self.hypertables if h.table == table), None)
@@ -304,6 +309,23 @@ def _key_file(value: Any, path: Path | str | None, where) -> Path | None:
     return key_path
 
 
+def _dashboard_queries(value: Any, path: Path | str | None, where) -> Path | None:
+    """The dashboard queries file: the one named (relative to the plan's directory), else
+    benchmarks/dashboard_queries.sql beside the plan when there is one."""
+    base = Path(path).parent if path else Path.cwd()
+    if value is None:
+        default = base / DASHBOARD_QUERIES_FILE
+        return default if path and default.is_file() else None
+    if not isinstance(value, str) or not value.strip():
+        raise PlanError(where, "benchmarks.dashboard_queries", f"expected the path of a SQL file, got {value!r}")
+    file = Path(value.strip()).expanduser()
+    file = file if file.is_absolute() else base / file
+    if not file.is_file():
+        raise PlanError(where, "benchmarks.dashboard_queries", f"{file} does not exist: write the dashboard queries "
+                        "there (README: Post-flight checks) or remove the key")
+    return file
+
+
 def _boolean(section: dict, key: str, default: bool | None, path, label: str) -> bool | None:
     """``section[key]`` as true/false (``default`` when absent); ``label`` names the key in messages."""
     value = section.get(key, default)
@@ -327,7 +349,7 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
 
     bench = _section(data, "benchmarks", where)
     _known_keys(bench, {"min_insert_rows_per_second", "max_dashboard_query_ms",
-                        "min_compression_percent", "max_storage_gb_per_month"}, where, "benchmarks")
+                        "min_compression_percent", "max_storage_gb_per_month", "dashboard_queries"}, where, "benchmarks")
     defaults = BenchmarkThresholds()
     thresholds = BenchmarkThresholds(**{
         key: _number(bench.get(key, getattr(defaults, key)), where, f"benchmarks.{key}")
@@ -354,6 +376,7 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
         hypertables=hypertables,
         benchmarks=thresholds,
         backup=policy,
+        dashboard_queries=_dashboard_queries(bench.get("dashboard_queries"), path, where),
     )
 
 

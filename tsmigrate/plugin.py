@@ -13,6 +13,7 @@ import pytest
 
 from .config import PlanError, load_plan
 from .options import RunOptions
+from .report.words import terminal_lines
 from .run import plan_steps
 from .servers import SERVER_KINDS
 from .summary import GOOD_VERDICTS, RunSummary
@@ -118,8 +119,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _name_reports(config)
     for marker in ("preflight: a pre-flight check (its failure means NO-GO)",
                    "execute: a migration step",
-                   "postflight: a post-flight check",
-                   "needs_community: needs TimescaleDB's community edition (compression, retention)"):
+                   "postflight: a post-flight check"):
         config.addinivalue_line("markers", marker)
 
 
@@ -231,7 +231,7 @@ def _print_verdict(config: pytest.Config) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if summary is None or not summary.target or reporter is None:
         return
-    lines = summary.banner_lines()
+    lines = terminal_lines(summary)
     good = summary.verdict() in GOOD_VERDICTS
     reporter.write_sep("=", lines[0], green=good, red=not good, bold=True)
     for line in lines[1:]:

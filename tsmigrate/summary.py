@@ -1,4 +1,5 @@
-"""What a run concluded, gathered as it goes, for the closing banner and the reports."""
+"""What a run concluded, gathered as it goes, and the verdict it comes to; tsmigrate.report.words puts it in
+the operator's words (the terminal's last lines, the report's banner)."""
 
 from __future__ import annotations
 
@@ -75,41 +76,3 @@ class RunSummary:
         if not self.go:
             return "NO-GO"
         return "GO" if not self.failed_tests else "FAILED"
-
-    def banner_lines(self) -> list[str]:
-        verdict = self.verdict()
-        lines = []
-        if verdict in ("GO", "NO-GO"):
-            lines.append(f"{verdict}: {self.target}")
-            if self.stop_reason:
-                lines.append(f"  stopped: {self.stop_reason}")
-            for f in self.blocking:
-                lines.append(f"  BLOCKING {f.code} {f.location() or f.table or ''}: {f.text}")
-                if f.hint:
-                    lines.append(f"      fix: {f.hint}")
-            for name in self.preflight_failures:
-                if name not in self.judged_checks:
-                    lines.append(f"  FAILED check {name}")
-            if self.advisories:
-                lines.append(f"  {len(self.advisories)} advisories (see the report)")
-        elif verdict == "PASSED" or (verdict == "FAILED" and self.kind == "postflight"):
-            lines.append(f"{verdict}: {self.target}: post-flight checks")
-            for name in self.failed_tests:
-                lines.append(f"  FAILED {name}")
-            lines += [f"  scheduled {line}" for line in self.policy_schedule]
-        else:
-            applied = sum(1 for s in self.steps if s["status"] == "applied")
-            already = sum(1 for s in self.steps if s["status"] == "already applied")
-            lines.append(f"{verdict}: {self.target}: {applied} steps applied, {already} already applied")
-            if verdict == "STOPPED":
-                lines.append(f"  stopped: {self.stop_reason}")
-            if self.execute_failed:
-                lines.append(f"  failed step: {self.execute_failed}")
-            for name in self.failed_tests:
-                lines.append(f"  FAILED {name}")
-            lines += [f"  scheduled {line}" for line in self.policy_schedule]
-            if self.backup and self.backup.get("pinned"):
-                lines.append(f"  backup {self.backup['path']} is kept until you remove it: {self.backup['pinned']}")
-            if self.restore:
-                lines.append(f"  {self.restore}")
-        return lines

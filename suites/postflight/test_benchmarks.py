@@ -1,6 +1,7 @@
 """Post-flight benchmarks as gates: each figure is measured in this run and compared with its
-limit from the plan ([benchmarks] in plan.toml); the run prints them side by side at the end and
-the reports show them as a table and charts.
+limit from the plan ([benchmarks] in plan.toml); the dashboard queries come from the plan's
+dashboard queries file (migrations/benchmarks/dashboard_queries.sql). The run prints the figures side
+by side at the end and the reports show them as a table and charts.
 
 Nothing stays in the user's tables: inserts are rolled back (and give their own negative ids, so
 no sequence moves), queries run read-only, compression is measured in a transaction rolled back.
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 
 from tsmigrate import bench
-from tsmigrate.bench import DASHBOARD_QUERIES, BenchSkipped
+from tsmigrate.bench import BenchSkipped
 
 pytestmark = [pytest.mark.order(3), pytest.mark.postflight]
 
@@ -98,10 +99,10 @@ def test_ingest_through_batched_inserts(target_conn, plan, ingest_table, thresho
     _gate(record_figure(result.figure(thresholds.min_insert_rows_per_second)))
 
 
-@pytest.mark.parametrize("query", DASHBOARD_QUERIES, ids=[q.key for q in DASHBOARD_QUERIES])
-def test_dashboard_query(target_conn, plan, query, thresholds, record_figure):
-    result = measure(f"the dashboard query '{query.title}'", bench.run_dashboard_query, target_conn, plan.schema, query,
-                     repeats=QUERY_RUNS)
+def test_dashboard_query(target_conn, plan, dashboard_query, thresholds, record_figure):
+    """One per query of the plan's dashboard queries file (fixtures/benchmarks.py)."""
+    result = measure(f"the dashboard query '{dashboard_query.title}'", bench.run_dashboard_query, target_conn,
+                     plan.schema, dashboard_query, repeats=QUERY_RUNS)
     figure = record_figure(result.figure(thresholds.max_dashboard_query_ms))
     print(result.plan)
     if problem := result.exclusion_failure():

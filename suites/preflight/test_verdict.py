@@ -1,16 +1,14 @@
-"""Pre-flight: the verdict inputs, recorded so that execute can tell if anything changed since the GO."""
+"""Pre-flight: what the verdict depends on, recorded before the first check (fixtures/gate.py), judges migration
+files; execute refuses to start when any of it changed since the GO."""
 
 from __future__ import annotations
 
 import pytest
 
-from tsmigrate import preflight
-from tsmigrate.plugin import summary_of
-
 pytestmark = [pytest.mark.order(1), pytest.mark.preflight]
 
 
-def test_record_what_the_verdict_depends_on(request, readonly_conn, migrations_dir):
-    summary = summary_of(request.config)
-    summary.verdict_inputs = preflight.verdict_inputs(readonly_conn, migrations_dir)
-    assert summary.verdict_inputs["migrations"], f"no migration files found in {migrations_dir}"
+def test_the_verdict_judges_migration_files(target, verdict_inputs, migrations_dir):
+    assert verdict_inputs is not None, "the verdict inputs were not recorded (fixtures/gate.py)"
+    assert verdict_inputs["migrations"], (f"no migration files found in {migrations_dir}: point --migrations at the "
+                                          "directory that holds them")

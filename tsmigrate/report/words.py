@@ -1,0 +1,168 @@
+"""The operator's words for what a run concluded: the terminal's closing lines, the report's title, the
+banner's headline and what to do next.
+
+One module words the verdict, so the terminal and the HTML banner tell the same story in the same terms
+(which verdict it is, RunSummary.verdict() decides). Everything here speaks to the DBA who runs the
+migration: tables, files, lines, steps and what to do next, never internals.
+"""
+
+from __future__ import annotations
+
+from ..findings import Finding
+from ..summary import RunSummary
+
+KIND_WORDS = {"preflight": "pre-flight", "execute": "migration", "postflight": "post-flight",
+              "full": "full migration run"}
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def run_title(kind: str, target: str) -> str:
+    return f"MS5.0 to TimescaleDB: {KIND_WORDS.get(kind, kind or 'run')} on {target or 'no target'}"
+
+
+def kind_words(kind: str) -> str:
+    return KIND_WORDS.get(kind, kind)
+
+
+def finding_place(f: Finding) -> str:
+    """Where a finding points, as the verdict names it: file:line, else the table."""
+    return f.location() or f.table or ""
+
+
+def finding_where(f: Finding) -> str:
+    """Where a finding points, in full (the findings table's column): file:line and the table."""
+    where = f.location()
+    if f.table and f.table not in where:
+        where = f"{where} ({f.table})" if where else f.table
+    return where
+
+
+def _unjudged_checks(summary: RunSummary) -> list[str]:
+    """Failed pre-flight checks whose failure no finding tells."""
+    return [n for n in summary.preflight_failures if n not in summary.judged_checks]
+
+
+def unexplained_failures(summary: RunSummary) -> list[str]:
+    """Failed checks and steps whose failure no finding tells (test ids): the verdict names each."""
+    return _unjudged_checks(summary) + [n for n in summary.failed_tests if n not in summary.preflight_failures]
+
+
+def step_counts(summary: RunSummary) -> tuple[int, int]:
+    """(applied, already applied) steps of this run."""
+    return (sum(1 for s in summary.steps if s["status"] == "applied"),
+            sum(1 for s in summary.steps if s["status"] == "already applied"))
+
+
+def headline(summary: RunSummary) -> str:
+    """One sentence under the verdict: what happened, in the operator's words."""
+    verdict = summary.verdict()
+    applied, already = step_counts(summary)
+    checks = _unjudged_checks(summary)
+    if verdict == "GO":
+        n = len(summary.advisories)
+        return "Nothing blocks the migration" + (f" ({_plural(n, 'advisory', 'advisories')} to read below)."
+                                                 if n else ".")
+    if verdict == "NO-GO":
+        if summary.stop_reason:
+            return f"Do not migrate: the pre-flight could not finish ({summary.stop_reason}). Nothing was changed."
+        parts = [_plural(len(summary.blocking), "blocking finding")]
+        if checks:
+            parts.append(_plural(len(checks), "failed check"))
+        return f"Do not migrate yet: {' and '.join(parts)}. Nothing was changed."
+    if verdict == "SUCCESS":
+        return (f"The migration is done: {_plural(applied, 'step')} applied"
+                f"{f', {already} already applied before' if already else ''}; every check passed.")
+    if verdict == "PASSED":
+        return "Every post-flight check passed: the migrated database is complete and meets its benchmarks."
+    if verdict == "RESTORED":
+        return (f"{summary.execute_failed} failed; the database was restored, proven identical to the backup "
+                "taken before the run, and no row written since was lost.")
+    if verdict == "STOPPED":
+        changed = f" {summary.restore}" if summary.restore else "" if applied else " Nothing was changed."
+        return f"The run stopped before its end: {summary.stop_reason}.{changed}"
+    if summary.execute_failed:
+        return f"{summary.execute_failed} failed and the database is NOT proven to be as it was before the run."
+    return f"{_plural(len(summary.failed_tests), 'check')} failed (listed below)."
+
+
+def next_steps(summary: RunSummary) -> list[str]:
+    """What to do now, in order; `commands` in backticks."""
+    verdict = summary.verdict()
+    backup = summary.backup["path"] if summary.backup else None
+    if verdict == "GO":
+        steps = ["Run the migration in the maintenance window with the same target: "
+                 "`pytest suites --dsn ...` (it takes and verifies a backup before its first change)."]
+        if summary.advisories:
+            steps.append("Read the advisories in the findings table: they do not block, but say what to expect.")
+        return steps
+    if verdict == "NO-GO":
+        if summary.stop_reason:
+            return ["Fix what stopped the pre-flight (above), then run it again: `pytest suites/preflight`."]
+        return ["Fix each blocking finding where it points (file and line, or table); the fix is written under it.",
+                "Run the pre-flight again (`pytest suites/preflight`) until it says GO. Nothing was changed."]
+    if verdict == "SUCCESS":
+        steps = ["Start the application and check its dashboards and data entry."]
+        if backup:
+            steps.append(f"Keep the backup {backup} until the site has signed off; later runs prune old backups "
+                         "(keep_days and keep_count in plan.toml).")
+        steps.append("Hand this report and its JSON record to whoever signs off the change.")
+        return steps
+    if verdict == "PASSED":
+        return ["Hand this report and its JSON record to whoever signs off the change."]
+    if verdict == "RESTORED":
+        steps = [f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
+                 "put the fix in the file only if it was never applied anywhere, else in a new file.",
+                 "The database is as it was before the run (with any rows written since carried over, as said "
+                 "above): the application may be started again."]
+        if "kept as" in (summary.restore or ""):
+            steps.append("The failed database was kept for inspection under the name given above; drop it when done.")
+        steps.append("Run the pre-flight, then the migration again.")
+        return steps
+    if verdict == "STOPPED":
+        if summary.execute_failed and not summary.restore_complete:
+            return ["Do not start the application before reading the state of the database above: it says what "
+                    "was applied, whether it was restored, and what to run next."]
+        return ["Fix what stopped the run (above), then run it again."]
+    if summary.execute_failed:
+        steps = ["Do not start the application: the database is not proven to be as it was."]
+        if backup:
+            steps.append(f"Restore by hand from {backup} (README: Backups and restore), or fix the failed step and "
+                         "run again.")
+        return steps
+    return ["Read the failed checks in the results below; each says what is wrong and where."]
+
+
+def terminal_lines(summary: RunSummary) -> list[str]:
+    """The verdict as the run's last lines: the verdict and target first, then what the operator must know."""
+    verdict = summary.verdict()
+    failed = [f"  FAILED {name}" for name in unexplained_failures(summary)]
+    scheduled = [f"  scheduled {line}" for line in summary.policy_schedule]
+    if verdict in ("GO", "NO-GO"):
+        lines = [f"{verdict}: {summary.target}"]
+        if summary.stop_reason:
+            lines.append(f"  stopped: {summary.stop_reason}")
+        for f in summary.blocking:
+            lines.append(f"  BLOCKING {f.code} {finding_place(f)}: {f.text}")
+            if f.hint:
+                lines.append(f"      fix: {f.hint}")
+        lines += failed
+        if summary.advisories:
+            lines.append(f"  {_plural(len(summary.advisories), 'advisory', 'advisories')} (see the report)")
+        return lines
+    if verdict == "PASSED" or (verdict == "FAILED" and summary.kind == "postflight"):
+        return [f"{verdict}: {summary.target}: post-flight checks", *failed, *scheduled]
+    applied, already = step_counts(summary)
+    lines = [f"{verdict}: {summary.target}: {applied} steps applied, {already} already applied"]
+    if verdict == "STOPPED":
+        lines.append(f"  stopped: {summary.stop_reason}")
+    if summary.execute_failed:
+        lines.append(f"  failed step: {summary.execute_failed}")
+    lines += failed + scheduled
+    if summary.backup and summary.backup.get("pinned"):
+        lines.append(f"  backup {summary.backup['path']} is kept until you remove it: {summary.backup['pinned']}")
+    if summary.restore:
+        lines.append(f"  {summary.restore}")
+    return lines
