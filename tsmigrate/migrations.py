@@ -10,6 +10,7 @@ in a dbmate file, ``-- migrate:up transaction:false``).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -353,3 +354,9 @@ def apply_file(conn: psycopg.Connection, migration: MigrationFile, on_success=No
         with conn.transaction():
             on_success(conn, result)
     return result
+
+
+def files_digest(files: list[MigrationFile]) -> str:
+    """One sha256 over the files' names and contents: what the GO was given (the pre-flight records it, execute and
+    the report compare and show it)."""
+    return hashlib.sha256(json.dumps({f.label: f.sha256 for f in files}, sort_keys=True).encode()).hexdigest()

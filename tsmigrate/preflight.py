@@ -8,7 +8,6 @@ tests, and the verdict into GO / NO-GO.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import shutil
@@ -28,7 +27,7 @@ from .db import one, timescaledb_version
 from .db import regclass as regclass_of
 from .findings import ADVISORY, BLOCKING, Finding
 from .lint import hypertables_created_in, lint_sql
-from .migrations import MigrationFile, discover, version_gaps
+from .migrations import MigrationFile, discover, files_digest, version_gaps
 from .online import online_tables
 from .rehearsal import RehearsalUnavailable, rehearse
 from .target import Target
@@ -465,8 +464,7 @@ def verdict_inputs(conn: psycopg.Connection, migrations_dir: Path) -> dict:
         "timescaledb_edition": ts.edition,
         "plan_sha256": hashlib.sha256(plan_path.read_bytes()).hexdigest() if plan_path.exists() else None,
         "migrations": {f.label: f.sha256 for f in files},
-        "migrations_sha256": hashlib.sha256(json.dumps({f.label: f.sha256 for f in files},
-                                                       sort_keys=True).encode()).hexdigest(),
+        "migrations_sha256": files_digest(files),
     }
 
 

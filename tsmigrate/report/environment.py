@@ -6,7 +6,6 @@ PostgreSQL and TimescaleDB (asked over a connection).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -15,7 +14,7 @@ import psycopg
 
 from ..backup import BackupError, tool
 from ..config import PLAN_FILE_NAME, Plan
-from ..migrations import discover
+from ..migrations import discover, files_digest
 from ..timescale import server_timescaledb
 
 
@@ -24,7 +23,7 @@ def migrations_facts(migrations_dir: Path) -> str:
     files, problems = discover(migrations_dir)
     if not files:
         return f"no migration files in {migrations_dir}"
-    digest = hashlib.sha256(json.dumps({f.label: f.sha256 for f in files}, sort_keys=True).encode()).hexdigest()
+    digest = files_digest(files)
     versioned = [f for f in files if not f.repeatable]
     repeatable, badly_named = len(files) - len(versioned), sum(p.blocking for p in problems)
     span = f"{versioned[0].version} to {versioned[-1].version}" if versioned else "no versioned file"
