@@ -67,7 +67,7 @@ def hazards(target: Target, directory: Path) -> list[Finding]:
 # -- the migration files and the ledger -------------------------------------------------------------------
 
 @pytest.mark.parametrize("names, problem", [
-    pytest.param(("1a_typo.sql",), "name does not follow", marks=pytest.mark.finding("PF020", BLOCKING)),
+    pytest.param(("1a_typo.sql",), "follows no convention", marks=pytest.mark.finding("PF020", BLOCKING)),
     pytest.param(("002_a.sql", "002_b.sql"), "version 002 is also used by 002_a.sql",
                  marks=pytest.mark.finding("PF020", BLOCKING))])
 def test_pf020_a_file_misnamed_or_sharing_a_version(names, problem, marked_finding, scratch, tmp_path):
@@ -104,7 +104,7 @@ def test_pf023_an_applied_file_gone_from_the_directory(marked_finding, scratch, 
     (directory / "002_index.sql").unlink()
     found = preflight.migration_files(scratch[1], directory)
     assert where(found, code) == [(severity, str(directory), None)]
-    assert found[0].message.startswith("version 002 (002_index.sql) was applied on ")
+    assert found[0].message.startswith("step 002 (002_index.sql) was applied on ")
 
 
 NO_TRANSACTION = "-- tsmigrate:no-transaction\n"
