@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from ..config import HypertablePlan
-from ..db import one, regclass
+from ..db import one
 from ..fingerprint import OWN_SCHEMA
 
 log = logging.getLogger("tsmigrate.online")
@@ -78,10 +78,11 @@ class Names:
 def chooses_online(conn: psycopg.Connection, schema: str, h: HypertablePlan, above_rows: int) -> bool:
     """Whether the table converts online: as its plan entry says, else when it holds more than ``above_rows``
     rows (the planner's estimate: no scan). A table that does not exist yet or is a hypertable already does not."""
+    # By name through the catalog: to_regclass would need USAGE on the schema, which a pre-flight role may lack.
     row = conn.execute("""SELECT c.reltuples, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
-                                 AND to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL
-                            FROM pg_class c WHERE c.oid = to_regclass(%s) AND c.relkind = 'r'""",
-                       (regclass(schema, h.table),)).fetchone()
+                            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                           WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r'""",
+                       (schema, h.table)).fetchone()
     if row is None:
         return False
     if row[1] and one(conn, "SELECT 1 FROM _timescaledb_catalog.hypertable WHERE schema_name = %s AND table_name = %s",
