@@ -12,12 +12,12 @@ from psycopg import sql
 
 from ..config import HypertablePlan
 from ..conversion import ConversionError, _insertable_columns, primary_key_columns
-from ..db import one
+from ..db import one, regclass
 from ..fingerprint import OWN_SCHEMA
 from .build import Grant, grant, relation_grants
 from .capture import create_capture_triggers, replay, set_replayed, with_lock_retries
 from .state import (CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, PHASE_AFTER_SWAP, PHASE_COPY, Names, PhaseHook,
-                    conversion_state, regclass)
+                    conversion_state)
 
 # -- 5. swap -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
