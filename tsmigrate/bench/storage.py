@@ -18,6 +18,7 @@ from ..timescale import server_timescaledb
 from .figures import BenchSkipped, Figure
 
 GB = 1e9
+MIN_ROWS_PER_CHUNK = 1_000
 DAYS_PER_MONTH = 30
 
 
@@ -49,7 +50,7 @@ def measure_compression(conn: psycopg.Connection, schema: str, hypertables: Iter
     chunks that no longer receive data) are compressed inside a transaction that is rolled back.
     """
     before = after = chunks = 0
-    per_table, estimated = {}, False
+    per_table, estimated, sampled_rows, sampled_chunks = {}, False, 0, 0
     for h in hypertables:
         if not h.wants_compression:
             continue
@@ -74,6 +75,8 @@ def measure_compression(conn: psycopg.Connection, schema: str, hypertables: Iter
                                           WHERE hypertable_schema = %s AND hypertable_name = %s)
                      ORDER BY range_start LIMIT %s""", (schema, h.table, schema, h.table, max_chunks)).fetchall()]
             for chunk in candidates:
+                sampled_rows += conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(str(chunk)))).fetchone()[0]
+                sampled_chunks += 1
                 conn.execute("SELECT compress_chunk(%s::regclass)", (str(chunk),))
             if candidates:
                 b, a = conn.execute("""SELECT coalesce(sum(before_compression_total_bytes), 0), coalesce(sum(after_compression_total_bytes), 0)
@@ -85,6 +88,13 @@ def measure_compression(conn: psycopg.Connection, schema: str, hypertables: Iter
     if not chunks:
         raise BenchSkipped("no chunk of the planned hypertables can be compressed yet: each has a single chunk, "
                            "which still receives data")
+    if sampled_chunks and sampled_rows / sampled_chunks < MIN_ROWS_PER_CHUNK:
+        # TimescaleDB compresses up to 1000 rows of a segment into one batch: chunks this small cannot show
+        # what compression does to the table's history.
+        percent = (1 - after / before) * 100 if before else 0.0
+        raise BenchSkipped(f"chunks too small to judge compression: {sampled_rows / sampled_chunks:,.0f} rows per chunk "
+                           f"on average (at least {MIN_ROWS_PER_CHUNK:,} needed); measured {percent:.1f} % over "
+                           f"{chunks} chunks, {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
     how = ("estimated on the oldest completed chunks (none is older than compress_after yet), compressed in a "
            "transaction rolled back") if estimated else "chunks older than compress_after, compressed in a transaction rolled back or already compressed"
     return CompressionResult(before, after, chunks, how, per_table)
