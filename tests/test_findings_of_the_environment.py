@@ -143,6 +143,7 @@ def test_pf006_client_programs_missing_or_older_than_the_server(programs, marked
             (tmp_path / name).write_text(PG_DUMP_OF_13)
             (tmp_path / name).chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("TSMIGRATE_PG_BINDIR", raising=False)   # the programs are found there first
     with read_only(local_server.conninfo()) as conn:
         found = preflight.client_tools(conn)
     assert where(found, code) == [(severity, "", None)] * 2

@@ -135,8 +135,10 @@ def test_a_full_run_passes_every_postflight_check(migrated):
     assert integrity_tests.pop(online_check) == "skipped", "no table of this run converts online"
     assert integrity_tests and set(integrity_tests.values()) == {"passed"}, integrity_tests
     for test, (outcome, message) in postflight.items():
-        if outcome == "skipped":   # only what the apache edition lacks, and the online comparison
-            assert "apache" in message or "the plan" in message or test == online_check, (test, message)
+        if outcome == "skipped":   # only what the apache edition lacks, chunks of the tiny history too small to
+            # judge compression by (community), and the online comparison
+            assert "apache" in message or "the plan" in message or test == online_check or \
+                "chunks too small to judge compression" in message, (test, message)
     # Every benchmark beside its limit: in the terminal, and in the HTML report.
     assert "post-flight benchmarks: each figure beside its limit" in run.stdout
     for name in ("metric_hist ingest, COPY", "metric_hist ingest, batched INSERT", "latest values per equipment, p95",
