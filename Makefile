@@ -32,7 +32,8 @@ sweep: setup
 soak: setup
 	@$(PY) -m tsmigrate.soak --rows $(or $(ROWS),2500000) $(ARGS)
 
-# Conversion, backup and equality pass beside what they cannot beat (`make bench ROWS=2500000`).
+# Conversion (offline and online, with a writer), backup and equality pass beside what they cannot beat
+# (`make bench ROWS=2500000 ARGS=--tenfold` also measures the conversions at 10x the rows).
 bench: setup
 	@$(PY) -m tsmigrate.convbench --rows $(or $(ROWS),2500000) $(ARGS)
 

@@ -370,3 +370,34 @@ def test_the_command_line_verifies_then_drops_the_legacy_table(subject):
     assert online("drop-legacy", "readings").returncode == 0
     assert conn.execute("SELECT to_regclass('readings_legacy')").fetchone()[0] is None
     assert is_hypertable(conn, "public", "readings")
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_an_identity_column_goes_on_from_where_it_was(local_server, mode):
+    """Identity columns get a sequence of their own in the new table: it must continue the legacy one's, or the
+    next insert would reuse an id."""
+    from tsmigrate.conversion import convert_table
+
+    with ScratchDatabase(local_server.conninfo(), f"identity_{uuid.uuid4().hex[:8]}") as name, \
+            psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION timescaledb")
+        conn.execute("CREATE TABLE readings (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                     "ts timestamptz NOT NULL, v int)")
+        conn.execute("INSERT INTO readings (ts, v) SELECT timestamptz '2026-01-01' + i * interval '1 minute', i "
+                     "FROM generate_series(1, 5000) i")
+        conn.execute("DELETE FROM readings WHERE id > 4990")   # the sequence is ahead of the highest id
+        entry = plan_entry(null_time="refuse")
+        if mode == "online":
+            convert_online(lambda: psycopg.connect(local_server.conninfo(name), autocommit=True), conn, "public",
+                           entry, has_compression=False, own_xids=set(), batch_rows=1_000)
+        else:
+            with conn.transaction():
+                convert_table(conn, "public", entry, has_compression=False, batch_rows=1_000)
+        assert is_hypertable(conn, "public", "readings")
+        assert conn.execute("SELECT attidentity FROM pg_attribute WHERE attrelid = 'readings'::regclass "
+                            "AND attname = 'id'").fetchone()[0] == "a"
+        assert conn.execute("INSERT INTO readings (ts, v) VALUES (now(), 0) RETURNING id").fetchone()[0] == 5001
+        assert conn.execute("SELECT count(*), max(id) FROM readings WHERE id <= 5000").fetchone() == (4990, 4990)
+        if mode == "online":
+            swap_back(conn, "public", "readings")
+            assert conn.execute("INSERT INTO readings (ts, v) VALUES (now(), 0) RETURNING id").fetchone()[0] == 5002

@@ -125,7 +125,7 @@ def replay(conn: psycopg.Connection, names: Names, keys: list[str], columns: lis
     # unique key.
     conn.execute(sql.SQL("DELETE FROM {target} t USING pg_temp.tsmigrate_replay_keys k WHERE {match}").format(
         target=names.ident(target), match=match))
-    conn.execute(sql.SQL("INSERT INTO {target} ({cols}) SELECT {tcols} FROM {source} t "
+    conn.execute(sql.SQL("INSERT INTO {target} ({cols}) OVERRIDING SYSTEM VALUE SELECT {tcols} FROM {source} t "
                          "JOIN pg_temp.tsmigrate_replay_keys k ON {match}").format(
         target=names.ident(target), cols=sql.SQL(", ").join(map(sql.Identifier, columns)), source=names.ident(source),
         match=match, tcols=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns)))
