@@ -144,6 +144,9 @@ def referencing_foreign_keys(conn: psycopg.Connection, regclass: str) -> list[st
 def _fill_nulls(conn: psycopg.Connection, schema: str, h: HypertablePlan, key_columns: list[str]) -> int:
     table = sql.Identifier(schema, h.table)
     col = sql.Identifier(h.time_column)
+    if one(conn, "SELECT attnotnull FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s",
+           (regclass_of(schema, h.table), h.time_column)):
+        return 0   # declared NOT NULL: no row to fill, and no scan to prove it
     nulls = one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(table, col))
     if not nulls:
         return 0
@@ -426,7 +429,6 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
 
     refuse_what_timescaledb_cannot_keep(conn, schema, h, has_compression)
     lock_for_conversion(conn, schema, h.table)
-    result.rows = one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, h.table)))
     key_columns = primary_key_columns(conn, regclass)
     result.nulls_filled = _fill_nulls(conn, schema, h, key_columns)
 
@@ -437,8 +439,8 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
     from .online.locked import convert_locked
 
     t0 = time.monotonic()
-    result.views_recreated = convert_locked(conn, schema, h, rows=result.rows, rows_per_second=rows_per_second,
-                                            batch_rows=batch_rows)
+    result.rows, result.views_recreated = convert_locked(conn, schema, h, rows_per_second=rows_per_second,
+                                                         batch_rows=batch_rows)
     elapsed = time.monotonic() - t0
     result.rows_per_second = result.rows / elapsed if elapsed > 0 else 0.0
     log.info("%s: %d rows converted in %.1f s (%.0f rows/s)", result.table, result.rows, elapsed,

@@ -206,8 +206,10 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
         nonlocal copied
         copied += rows
         now = time.monotonic()
-        if now - last_log[0] >= 5 or last:
-            rate = copied / (now - started)
+        rate = copied / (now - started) if now > started else 0.0
+        if last:
+            log.info("%s.%s: all %d rows copied into chunks (%.0f rows/s)", names.schema, names.table, copied, rate)
+        elif now - last_log[0] >= 5:
             log.info("%s.%s: %d of %s%d rows copied into chunks (%.0f rows/s, about %.0f s left%s)", names.schema,
                      names.table, copied, "" if expected_rows is not None else "about ", total, rate,
                      max(0.0, (total - copied) / rate) if rate else 0,

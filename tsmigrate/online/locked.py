@@ -26,10 +26,10 @@ from .swap import check_views_can_move, checked_application_triggers, move_name
 log = logging.getLogger("tsmigrate.conversion")
 
 
-def convert_locked(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, rows: int,
-                   rows_per_second: float | None = None, batch_rows: int = 500_000) -> list[str]:
-    """Within the caller's transaction, the table locked and its rows counted (``rows``): make it a hypertable.
-    Returns the dependent views recreated."""
+def convert_locked(conn: psycopg.Connection, schema: str, h: HypertablePlan, *,
+                   rows_per_second: float | None = None, batch_rows: int = 500_000) -> tuple[int, list[str]]:
+    """Within the caller's transaction, the table locked: make it a hypertable. Returns the rows it holds and the
+    dependent views recreated."""
     names = Names(schema, h.table)
     what = f"{schema}.{h.table}"
     triggers = checked_application_triggers(conn, names)
@@ -38,13 +38,13 @@ def convert_locked(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, 
     create_beside(conn, names, h, legacy_to)
     planned = planned_indexes(conn, names, h)
     columns = _insertable_columns(conn, regclass(schema, h.table))
-    log.info("%s: creating hypertable on %s, chunk interval %s, copying %d rows into chunks", what, h.time_column,
-             h.chunk_interval, rows)
+    log.info("%s: creating hypertable on %s, chunk interval %s, copying the rows into chunks", what, h.time_column,
+             h.chunk_interval)
+    # Block ranges from the first block to past the last: every row of the locked table is read exactly once,
+    # so the rows copied are the table's count.
     moved = copy(None, names, columns, workers=1, batch_rows=batch_rows, own_xids=set(), on_phase=no_hook,
-                 keys_built=False, within=conn, expected_rows=rows)
-    if moved != rows:
-        raise ConversionError(f"{what}: {rows} rows were counted but {moved} were copied; nothing is committed")
-    expected = rows / rows_per_second / 2 if rows_per_second else None
+                 keys_built=False, within=conn)
+    expected = moved / rows_per_second / 2 if rows_per_second else None
     with heartbeat(log, f"{what}: building {len(planned)} indexes on the hypertable", expected_seconds=expected):
         create_indexes(conn, planned)
     with heartbeat(log, f"{what}: checking its foreign keys", expected_seconds=None):
@@ -58,4 +58,4 @@ def convert_locked(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, 
                               f"({exc.diag.message_detail or exc}); drop them before converting, and create them "
                               "again afterwards") from None
     conn.execute(sql.SQL("ANALYZE {}").format(names.ident(h.table)))
-    return views
+    return moved, views
