@@ -3,11 +3,12 @@
 A fingerprint is computed over a chosen list of columns (the table's columns before the
 migration), so columns a migration adds do not count. The hash is a sum of 64-bit row
 hashes: one pass, no sort, the same whatever order the rows are stored in (a hypertable
-spreads them over chunks). 64 buckets by row hash narrow a difference down.
+spreads them over chunks), computed by parallel workers where PostgreSQL uses them.
 
 Row hashes are PostgreSQL's ``hashtextextended`` of the row's text (the hash partitioning relies on, so it
 does not change between versions). Fingerprints recorded before it (``md5-60``, in older backups) are
-recomputed the way they were taken: a comparison always uses the algorithm of its older side.
+recomputed the way they were taken (with their 64 buckets by row hash, which narrowed a difference down; the
+exact rows are counted from the backup's dump instead): a comparison always uses the algorithm of its older side.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ BUCKETS = 64
 # Row text depends on these settings: every fingerprint (and every row-by-row comparison) is taken under them.
 PINNED_SETTINGS = ("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
                    "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1")
-# algorithm: (row hash of a row's text, its 64-bit value from that hash, its bucket from that hash)
+# algorithm: (row hash of a row's text, its 64-bit value from that hash, its bucket from that hash, or None)
 ALGORITHMS = {
-    "hte64": ("hashtextextended({row}, 0)", "h", "h & 63"),
-    "md5-60": ("md5({row})", "('x' || substr(h, 1, 15))::bit(60)::bigint", "('x' || substr(h, 16, 2))::bit(8)::int % 64"),
+    "hte64": ("hashtextextended({row}, 0)", "h", None),   # no buckets: see fingerprint_table
+    "md5-60": ("md5({row})", "('x' || substr(h, 1, 15))::bit(60)::bigint",
+               "('x' || substr(h, 16, 2))::bit(8)::int % 64"),
 }
 CURRENT_ALGORITHM = "hte64"
 # Our own bookkeeping lives here and is not user data.
@@ -129,16 +131,17 @@ def fingerprint_table(conn: psycopg.Connection, schema: str, table: str,
     overrides = overrides or {}
     exprs = sql.SQL(", ").join(overrides.get(c, sql.Identifier("t", c)) for c in columns)
     row_hash, value, bucket = ALGORITHMS[algorithm]
-    # One pass: each row's hash, its value and bucket; per bucket the row count and the sum (numeric: no overflow).
-    query = sql.SQL("""
-        SELECT b, count(*), sum(v)::text FROM (
-            SELECT {value} AS v, {bucket} AS b
-              FROM (SELECT {row_hash} AS h FROM {table} AS t WHERE {where}) AS hashed) AS s
-         GROUP BY b
-    """).format(row_hash=sql.SQL(row_hash).format(row=sql.SQL("ROW({})::text").format(exprs)),
-                value=sql.SQL(value), bucket=sql.SQL(bucket), table=sql.Identifier(schema, table),
-                where=sql.SQL("{} <= {}").format(sql.Identifier("t", up_to[0]), sql.Literal(up_to[1]))
-                if up_to else sql.SQL("true"))
+    # One pass: each row's hash and its value; the row count and the sum (numeric: no overflow), per bucket where
+    # the algorithm keeps buckets. Without buckets it is a plain aggregate, which PostgreSQL runs in parallel
+    # workers: as fast as one hash pass over the table.
+    rows_of = sql.SQL("(SELECT {value} AS v{bucket} FROM (SELECT {row_hash} AS h FROM {table} AS t WHERE {where}) "
+                      "AS hashed) AS x").format(
+        value=sql.SQL(value), bucket=sql.SQL(f", {bucket} AS b") if bucket else sql.SQL(""),
+        row_hash=sql.SQL(row_hash).format(row=sql.SQL("ROW({})::text").format(exprs)),
+        table=sql.Identifier(schema, table),
+        where=sql.SQL("{} <= {}").format(sql.Identifier("t", up_to[0]), sql.Literal(up_to[1])) if up_to else sql.SQL("true"))
+    query = (sql.SQL("SELECT b, count(*), sum(v)::text FROM {} GROUP BY b") if bucket else
+             sql.SQL("SELECT 0, count(*), coalesce(sum(v), 0)::text FROM {}")).format(rows_of)
     with conn.transaction():
         conn.execute(PINNED_SETTINGS)
         by_bucket = {b: (count, total) for b, count, total in conn.execute(query).fetchall()}
@@ -150,7 +153,8 @@ def fingerprint_table(conn: psycopg.Connection, schema: str, table: str,
             mark = (column, int(top)) if top is not None else None
     rows = sum(count for count, _ in by_bucket.values())
     digest = sum(int(total) for _, total in by_bucket.values())
-    buckets = tuple(f"{by_bucket[b][0]}:{by_bucket[b][1]}" if b in by_bucket else "0:0" for b in range(BUCKETS))
+    buckets = tuple(f"{by_bucket[b][0]}:{by_bucket[b][1]}" if b in by_bucket else "0:0" for b in range(BUCKETS)) \
+        if bucket else ()
     return TableFingerprint(schema, table, tuple(columns), int(rows), str(digest), buckets, mark, algorithm)
 
 

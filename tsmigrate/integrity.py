@@ -176,7 +176,9 @@ def content_differences(conn: psycopg.Connection, baseline: Baseline,
             else:
                 changed = sum(1 for a, b in zip(old.buckets, new.buckets) if a != b)
                 n = max(1, changed // 2)   # a changed row leaves its old group and joins another
-                how = f"at least {n} row{'s differ' if n != 1 else ' differs'} (in {changed} of {BUCKETS} row groups)"
+                how = (f"at least {n} row{'s differ' if n != 1 else ' differs'} (in {changed} of {BUCKETS} row groups)"
+                       if changed else f"rows differ (more than {EXACT_COUNT_MAX_ROWS:,} rows: too many to count "
+                       f"from the dump here; compare with pg_restore --data-only -t {old.table} on a scratch database)")
             problems.append(TableDifference(diff.table, "content", f"{diff.table}: same row count ({old.rows}) but {how}"))
     return problems
 
