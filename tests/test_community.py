@@ -19,7 +19,7 @@ import pytest
 
 from fixtures.legacy import fingerprints, fingerprints_as_before
 from tsmigrate.config import load_plan
-from tsmigrate.conversion import paused_jobs
+from tsmigrate.policies import paused_jobs
 from tsmigrate.fingerprint import compare
 from tsmigrate.target import Target
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tsmigrate.backup import Backup, BackupError, restore_backup, take_backup, verify_backup
+from tsmigrate.backup import Backup, BackupError, take_backup, verify_backup
+from tsmigrate.restore import restore_backup
 from tsmigrate.baseline import load_explicit
 from tsmigrate.config import PlanError, parse_plan
 from tsmigrate.fingerprint import compare, fingerprint_database

@@ -18,7 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from .backup import MANIFEST, Backup, database_properties, verify_backup
+from .backup import MANIFEST, Backup, verify_backup
+from .restore import database_properties
 from .errors import BackupError
 from .fingerprint import compare, fingerprint_database
 from .sealing import decrypt_into, load_key, new_key, plain_manifest

@@ -22,7 +22,7 @@ from .activity import other_sessions, sample_writes
 from .backup import BackupError, room_needed, tool, tool_major
 from .config import PLAN_FILE_NAME, Plan
 from .codes import CODES, Code
-from .conversion import retention_drops
+from .policies import retention_drops
 from .db import one, timescaledb_version
 from .db import regclass as regclass_of
 from .findings import ADVISORY, BLOCKING, Finding

@@ -13,7 +13,8 @@ import psycopg
 from psycopg import sql
 
 from .config import HypertablePlan
-from .conversion import is_hypertable, time_dimension, paused_jobs
+from .conversion import is_hypertable, time_dimension
+from .policies import paused_jobs
 from .integrity import display_name
 
 

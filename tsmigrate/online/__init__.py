@@ -33,8 +33,9 @@ import psycopg
 from psycopg import sql
 
 from ..config import HypertablePlan
-from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _insertable_columns, apply_policies,
-                          keys_without_time, refuse_what_timescaledb_cannot_keep)
+from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _insertable_columns, keys_without_time,
+                          refuse_what_timescaledb_cannot_keep)
+from ..policies import apply_policies
 from ..db import one, regclass
 from ..fingerprint import OWN_SCHEMA
 from .build import add_foreign_keys, copy, create_beside, create_indexes, planned_indexes

@@ -1,0 +1,151 @@
+"""A restore that never leaves the user without a database.
+
+A new database is created and filled from the backup's dump, its fingerprints are checked against the
+manifest, and only then are names swapped (the failed database is kept under a new name unless told
+otherwise). TimescaleDB needs timescaledb_pre_restore() and post_restore() around pg_restore, and the same
+extension version as the dump.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from psycopg import sql
+
+from . import sealing
+from .backup import Backup, _run_with_progress, tool, verify_backup
+from .carry import CarryReport
+from .errors import BackupError
+from .fingerprint import compare, fingerprint_database
+from .janitor import drop_database, while_alone
+from .target import Target
+
+log = logging.getLogger(__name__)
+
+# -- restore --------------------------------------------------------------------------------------
+
+@dataclass
+class RestoreOutcome:
+    """A restore that happened, so a proven one: restore_backup raises, and leaves the database as it was,
+    when the restored copy does not match the backup's fingerprints."""
+
+    database: str
+    kept_failed_as: str | None
+    seconds: float
+    carried: CarryReport | None = None   # rows others committed after the backup, carried from the failed copy
+
+    @property
+    def complete(self) -> bool:
+        """No row committed after the backup was left behind: nothing was lost."""
+        return not (self.carried and self.carried.left)
+
+    def summary(self) -> str:
+        kept = f"; the failed database is kept as {self.kept_failed_as}" if self.kept_failed_as else ""
+        if self.carried is None or not self.carried.found:
+            return (f"RESTORED: {self.database} is identical to the backup (every table's fingerprint matches) and "
+                    f"nothing was written by others after it{kept}")
+        if not self.carried.left:
+            return (f"RESTORED: {self.database} is the backup (proven: every table's fingerprint matched) plus "
+                    f"{self.carried.describe()}{kept}")
+        return (f"RESTORED, ROWS LEFT BEHIND: {self.database} is the backup (proven) but {self.carried.describe()}. "
+                f"Those rows are only in {self.kept_failed_as}: copy them over by key (COPY out of "
+                f"{self.kept_failed_as}, INSERT into {self.database}) before the application starts")
+
+
+def database_properties(manifest: dict, dbname: str) -> list[sql.Composed]:
+    """The database's own settings and grants the backup recorded (a dump without --create has neither)."""
+    statements = []
+    for setting in manifest.get("settings") or []:
+        name, _, value = setting.partition("=")
+        statements.append(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+            sql.Identifier(dbname), sql.Identifier(name), sql.Literal(value)))
+    for grant in manifest.get("grants") or []:
+        grantee, privilege = grant.rsplit(" ", 1)
+        statements.append(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+            sql.SQL(privilege), sql.Identifier(dbname), sql.SQL(grantee)))
+    return statements
+
+
+def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, jobs: int = 2,
+                   carry: Callable[[Target, Target], CarryReport] | None = None) -> RestoreOutcome:
+    """Restore into a new database, prove it, then swap names. Close your own connections first.
+
+    ``carry(failed, restored)``, if given, runs once the failed database is renamed away (no session
+    can write to it any more) and before the restored one takes its name: rows others committed
+    after the backup go from the one to the other (see carry.py). A failed database that still holds
+    rows not carried over is always kept.
+    """
+    started = time.monotonic()
+    sealing.check_key(backup.manifest, backup.key, backup.path)   # a missing or wrong key, said as such
+    problems = verify_backup(backup)
+    if problems:
+        raise BackupError(f"will not restore from {backup.path}: " + "; ".join(problems))
+    m = backup.manifest
+    dbname = m["database"]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    new_name, failed_name = f"{dbname}_restore_{stamp}"[:63], f"{dbname}_failed_{stamp}"[:63]
+    admin_target = target.with_dbname("postgres")
+    with admin_target.connect() as admin:
+        ts_version = m.get("timescaledb_version")
+        if ts_version:
+            available = admin.execute("SELECT 1 FROM pg_available_extension_versions WHERE name = 'timescaledb' "
+                                      "AND version = %s", (ts_version,)).fetchone()
+            if not available:
+                raise BackupError(f"the backup was taken with TimescaleDB {ts_version}, which this server does not "
+                                  f"offer; install that version to restore {backup.path}")
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+            sql.Identifier(new_name), sql.Identifier(m["owner"]), sql.Literal(m["encoding"]),
+            sql.Literal(m["collate"]), sql.Literal(m["ctype"])))
+    new_target = target.with_dbname(new_name)
+    try:
+        if ts_version:
+            with new_target.connect() as conn:
+                conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
+                conn.execute("SELECT timescaledb_pre_restore()")
+        conninfo, env = new_target.for_client_programs()
+        # TimescaleDB's catalog tables reference each other: their data must load in dump order.
+        parallel = 1 if ts_version else max(1, jobs)
+        with backup.opened_dump() as dump_dir:
+            args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(dump_dir)]
+            tables = len(m["fingerprints"])
+            _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"))
+        with new_target.connect() as conn:
+            if ts_version:
+                conn.execute("SELECT timescaledb_post_restore()")
+            for statement in database_properties(m, new_name):
+                conn.execute(statement)
+            differences = compare(backup.fingerprints, fingerprint_database(conn, list(
+                tuple(k.split(".", 1)) for k in backup.fingerprints), like=backup.fingerprints))
+        if differences:
+            raise BackupError(f"the restored copy {new_name} does not match the backup: "
+                              + "; ".join(map(str, differences)) + f". {dbname} was left as it is.")
+    except BaseException:
+        with admin_target.connect() as admin:
+            drop_database(admin, new_name)
+        raise
+
+    # The copy is proven (above); renaming does not touch its content, so the proof holds under the old name.
+    carried = None
+    with admin_target.connect() as admin:
+        while_alone(admin, dbname, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(dbname), sql.Identifier(failed_name)))
+        try:
+            if carry is not None:
+                carried = carry(target.with_dbname(failed_name), new_target)
+            while_alone(admin, new_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(new_name), sql.Identifier(dbname)))
+        except BaseException:
+            # Never leave the user without a database of that name: put the failed one back.
+            while_alone(admin, failed_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(failed_name), sql.Identifier(dbname)))
+            drop_database(admin, new_name)
+            raise
+        keep_failed = keep_failed or bool(carried and carried.left)
+        if not keep_failed:
+            drop_database(admin, failed_name)
+    return RestoreOutcome(dbname, failed_name if keep_failed else None, time.monotonic() - started, carried)
