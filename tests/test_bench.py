@@ -15,7 +15,7 @@ import pytest
 
 from tsmigrate.bench import (DashboardQuery, DashboardQueryError, Figure, load_dashboard_queries,
                              parse_dashboard_queries, percentile, run_dashboard_query)
-from tsmigrate.config import PlanError, load_plan
+from tsmigrate.plan import PlanError, load_plan
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.report.html import figures_chart_svg as bar_chart_svg
 from tsmigrate.report.html import figures_table_html

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.legacy import fingerprints, fingerprints_as_before
-from tsmigrate.config import load_plan
+from tsmigrate.plan import load_plan
 from tsmigrate.policies import paused_jobs
 from tsmigrate.fingerprint import compare
 from tsmigrate.target import Target

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from tsmigrate.config import parse_plan
+from tsmigrate.plan import parse_plan
 from tsmigrate.conversion import ConversionError, convert_table, is_hypertable
 from tsmigrate.fingerprint import fingerprint_table
 from tsmigrate.janitor import ScratchDatabase

@@ -17,7 +17,7 @@ import pytest
 from tsmigrate.backup import Backup, BackupError, take_backup, verify_backup
 from tsmigrate.restore import restore_backup
 from tsmigrate.baseline import load_explicit
-from tsmigrate.config import PlanError, parse_plan
+from tsmigrate.plan import PlanError, parse_plan
 from tsmigrate.fingerprint import compare, fingerprint_database
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.sealing import KeyFileError, load_key, new_key

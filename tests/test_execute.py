@@ -17,7 +17,7 @@ import pytest
 
 from fixtures.legacy import fingerprints, fingerprints_as_before
 from tsmigrate import ledger
-from tsmigrate.config import load_plan
+from tsmigrate.plan import load_plan
 from tsmigrate.conversion import is_hypertable
 from tsmigrate.findings import BLOCKING
 from tsmigrate.fingerprint import compare

@@ -36,7 +36,7 @@ from psycopg.conninfo import make_conninfo
 
 from fixtures.legacy import fingerprints, fingerprints_as_before
 from tsmigrate.appsim import TelemetryWriter
-from tsmigrate.config import load_plan
+from tsmigrate.plan import load_plan
 from tsmigrate.fingerprint import compare, fingerprint_table
 from tsmigrate.legacy import LEGACY_DBNAME, SCALES, build_legacy_database
 from tsmigrate.servers import wait_until_ready

@@ -15,7 +15,7 @@ import pytest
 
 from tsmigrate import preflight
 from tsmigrate.codes import CODES, readme_table, table_lines
-from tsmigrate.config import load_plan
+from tsmigrate.plan import load_plan
 from tsmigrate.findings import ADVISORY, BLOCKING, SEVERITIES, Finding
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.lint import lint_sql

@@ -12,7 +12,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from tsmigrate import ledger, preflight
-from tsmigrate.config import load_plan
+from tsmigrate.plan import load_plan
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.migrations import apply_file, discover

@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 
 from tsmigrate import fence, preflight
 from tsmigrate.appsim import TelemetryWriter
-from tsmigrate.config import load_plan
+from tsmigrate.plan import load_plan
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import drop_database
 from tsmigrate.target import Target

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tsmigrate.config import parse_plan
+from tsmigrate.plan import parse_plan
 from tsmigrate.conversion import ConversionError, is_hypertable
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.online import (chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify)

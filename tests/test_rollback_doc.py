@@ -17,7 +17,7 @@ import pytest
 from fixtures.servers import server_fixture
 from tsmigrate import backupctl
 from tsmigrate.backup import Backup, take_backup
-from tsmigrate.config import parse_plan
+from tsmigrate.plan import parse_plan
 from tsmigrate.conversion import convert_table, is_hypertable
 from tsmigrate.fence import Fence
 from tsmigrate.fingerprint import compare, fingerprint_database

@@ -39,7 +39,7 @@ from psycopg import sql
 
 from .appsim import TelemetryWriter
 from .backup import take_backup, tool
-from .config import load_plan
+from .plan import load_plan
 from .conversion import convert_table
 from .online import convert_online
 from .fingerprint import fingerprint_database, user_tables

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg import sql
 
-from .config import HypertablePlan
+from .plan import HypertablePlan
 from .db import one, timescaledb_version
 from .db import regclass as regclass_of
 from .fingerprint import OWN_SCHEMA

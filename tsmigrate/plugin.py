@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .config import PlanError, load_plan
+from .plan import PlanError, load_plan
 from .options import RunOptions
 from .report.words import terminal_lines
 from .run import plan_steps

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from .config import HypertablePlan
+from .plan import HypertablePlan
 from .db import one
 from .db import regclass as regclass_of
 from .fingerprint import OWN_SCHEMA

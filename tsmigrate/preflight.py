@@ -20,7 +20,7 @@ from psycopg import sql
 from . import fence, ledger
 from .activity import other_sessions, sample_writes
 from .backup import BackupError, room_needed, tool, tool_major
-from .config import PLAN_FILE_NAME, Plan
+from .plan import PLAN_FILE_NAME, Plan
 from .codes import CODES, Code
 from .policies import retention_drops
 from .db import one, timescaledb_version

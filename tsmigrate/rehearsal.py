@@ -19,7 +19,7 @@ from psycopg import sql
 
 from .backup import tool, die_with_parent
 from .janitor import drop_database
-from .config import Plan
+from .plan import Plan
 from .conversion import ConversionError, convert_table
 from .migrations import MigrationError, MigrationFile, apply_file
 from .target import Target, redact

@@ -25,7 +25,7 @@ from . import fence, ledger
 from .backup import Backup, BackupError, pin_backup, prune_backups, take_backup
 from .carry import CarryReport, carry_over
 from .restore import RestoreOutcome, restore_backup
-from .config import HypertablePlan, Plan
+from .plan import HypertablePlan, Plan
 from .conversion import ConversionError, ConversionResult, convert_table, plan_sha256
 from .policies import retention_drops
 from .online import chooses_online, convert_online, online_tables

@@ -12,7 +12,7 @@ from datetime import timedelta
 import psycopg
 from psycopg import sql
 
-from .config import HypertablePlan
+from .plan import HypertablePlan
 from .conversion import is_hypertable, time_dimension
 from .policies import paused_jobs
 from .integrity import display_name

@@ -24,7 +24,7 @@ from pathlib import Path
 from pglast import ast
 from pglast.parser import ParseError, parse_sql
 
-from ..config import Interval, PlanError, parse_interval
+from ..plan import Interval, PlanError, parse_interval
 
 _NAME = re.compile(r"^--\s*name:(.*)$")
 _HEADER = re.compile(r"^--\s*([A-Za-z_]+):\s*(.*?)\s*$")

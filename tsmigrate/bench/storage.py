@@ -12,7 +12,7 @@ from typing import Iterable
 import psycopg
 from psycopg import sql
 
-from ..config import HypertablePlan
+from ..plan import HypertablePlan
 from ..integrity import display_name
 from ..timescale import server_timescaledb
 from .figures import BenchSkipped, Figure

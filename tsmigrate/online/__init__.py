@@ -32,7 +32,7 @@ from typing import Callable
 import psycopg
 from psycopg import sql
 
-from ..config import HypertablePlan
+from ..plan import HypertablePlan
 from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _insertable_columns, keys_without_time,
                           refuse_what_timescaledb_cannot_keep)
 from ..policies import apply_policies

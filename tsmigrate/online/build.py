@@ -14,7 +14,7 @@ from typing import Callable
 import psycopg
 from psycopg import sql
 
-from ..config import HypertablePlan
+from ..plan import HypertablePlan
 from ..conversion import ConversionError, keys_without_time
 from ..db import one, regclass
 from .state import Names, PhaseHook, aside

@@ -15,7 +15,7 @@ import logging
 import psycopg
 from psycopg import sql
 
-from ..config import HypertablePlan
+from ..plan import HypertablePlan
 from ..conversion import ConversionError, _insertable_columns
 from ..db import regclass
 from ..progress import heartbeat

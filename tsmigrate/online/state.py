@@ -9,7 +9,7 @@ from typing import Callable
 import psycopg
 from psycopg import sql
 
-from ..config import HypertablePlan
+from ..plan import HypertablePlan
 from ..db import one
 from ..fingerprint import OWN_SCHEMA
 

@@ -10,7 +10,7 @@ from typing import Callable
 import psycopg
 from psycopg import sql
 
-from ..config import HypertablePlan
+from ..plan import HypertablePlan
 from ..conversion import ConversionError, _insertable_columns, primary_key_columns
 from ..db import one, regclass
 from ..fingerprint import OWN_SCHEMA

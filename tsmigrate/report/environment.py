@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 
 from ..backup import BackupError, tool
-from ..config import PLAN_FILE_NAME, Plan
+from ..plan import PLAN_FILE_NAME, Plan
 from ..migrations import discover, files_digest
 from ..timescale import server_timescaledb
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from tsmigrate.config import PlanError, load_plan, parse_interval, parse_plan
+from tsmigrate.plan import PlanError, load_plan, parse_interval, parse_plan
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def test_arbitrary_hypertable_specs_never_crash(spec):
 
 
 def test_compression_order_items_are_parsed_once_with_postgresqls_defaults():
-    from tsmigrate.config import OrderItem
+    from tsmigrate.plan import OrderItem
 
     assert OrderItem.parse("ts DESC") == OrderItem("ts", False, True)
     assert OrderItem.parse("ts") == OrderItem("ts", True, False)
