@@ -6,8 +6,9 @@ A legacy MS5.0 database of about ``--rows`` metric rows (a sample per metric eve
 production writes them: so the hypertable's one-hour chunks hold what they will hold in production) is built
 on a throwaway server and cloned for each measurement, so every figure sees the same data:
 
-- the conversion of metric_hist (ours, in one transaction) against a plain copy of the table with the
-  same indexes (CREATE TABLE AS, then the same CREATE INDEXes): the limit; and against
+- the conversion of metric_hist (ours, in one transaction) against a plain copy of the table ending in the
+  same shape (CREATE TABLE AS, then the same CREATE INDEXes, the plan's keep_unique index and the foreign
+  keys): the limit; and against
   ``create_hypertable(migrate_data => true)`` after the key fix, what a hand migration does;
 - an application inserting a row every 100 ms through our conversion: its longest wait, rows lost;
 - our online conversion (build beside, capture, swap) with the same application: its longest wait (limit
@@ -61,10 +62,14 @@ def _timed(action) -> float:
     return time.monotonic() - started
 
 
-def plain_copy(conn: psycopg.Connection) -> float:
-    """CREATE TABLE AS and the table's own CREATE INDEXes: the cost of writing the rows and indexes once."""
+def plain_copy(conn: psycopg.Connection, plan_entry) -> float:
+    """CREATE TABLE AS, then what the converted table ends up with: the table's own indexes, an index per
+    ``keep_unique`` column of the plan, its foreign keys. The cost of writing the rows, indexes and checks once."""
     indexes = [r[0] for r in conn.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index "
                                           "WHERE indrelid = %s::regclass", (f"{SCHEMA}.{TABLE}",)).fetchall()]
+    foreign_keys = [r[0] for r in conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                                               "WHERE conrelid = %s::regclass AND contype = 'f'",
+                                               (f"{SCHEMA}.{TABLE}",)).fetchall()]
 
     def copy() -> None:
         conn.execute(f"CREATE TABLE {SCHEMA}.bench_copy AS SELECT * FROM {SCHEMA}.{TABLE}")
@@ -72,6 +77,12 @@ def plain_copy(conn: psycopg.Connection) -> float:
             head, _, tail = definition.partition(" ON ")
             conn.execute(f"CREATE {'UNIQUE ' if 'UNIQUE' in head else ''}INDEX bench_copy_{i} ON "
                          f"{SCHEMA}.bench_copy " + tail.split(" ", 1)[1])
+        for column in plan_entry.keep_unique:
+            conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(sql.Identifier(SCHEMA, "bench_copy"),
+                                                                   sql.Identifier(column)))
+        for definition in foreign_keys:
+            conn.execute(sql.SQL("ALTER TABLE {} ADD {}").format(sql.Identifier(SCHEMA, "bench_copy"),
+                                                                 sql.SQL(definition)))
     return _timed(copy)
 
 
@@ -170,7 +181,7 @@ def conversions(server, template: str, entry, figures: Figures, label: str) -> d
 
     with clone("copy") as db, psycopg.connect(server.conninfo(db), autocommit=True) as conn:
         rows = conn.execute(f"SELECT count(*) FROM {SCHEMA}.{TABLE}").fetchone()[0]
-        limit = plain_copy(conn)
+        limit = plain_copy(conn, entry)
     with clone("migrate") as db, psycopg.connect(server.conninfo(db), autocommit=True) as conn:
         hand = migrate_data(conn, entry.chunk_interval.text)
     with clone("ours") as db, psycopg.connect(server.conninfo(db), autocommit=True) as conn:
