@@ -401,3 +401,26 @@ def test_an_identity_column_goes_on_from_where_it_was(local_server, mode):
         if mode == "online":
             swap_back(conn, "public", "readings")
             assert conn.execute("INSERT INTO readings (ts, v) VALUES (now(), 0) RETURNING id").fetchone()[0] == 5002
+
+
+def test_an_offline_conversion_after_an_online_attempt_died_drops_what_it_left(subject, local_server):
+    """The plan changed to online = false after an online attempt was killed mid-copy."""
+    from tsmigrate.conversion import convert_table
+
+    conninfo, conn = subject
+
+    def kill(at: str, session: psycopg.Connection) -> None:
+        if at == "copying":
+            with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (session.info.backend_pid,))
+
+    with pytest.raises(psycopg.OperationalError):
+        convert(subject, on_phase=kill)
+    assert conversion_state(conn, "public", "readings")["state"] == "building"
+    with conn.transaction():
+        result = convert_table(conn, "public", plan_entry(online=False), has_compression=False)
+    assert is_hypertable(conn, "public", "readings") and result.rows == ROWS
+    assert conversion_state(conn, "public", "readings") is None
+    assert conn.execute("SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes'), "
+                        "(SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'tsmigrate%')").fetchone() == (None, None, 0)
+    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == ROWS

@@ -19,7 +19,8 @@
    can undo the conversion in seconds, and :func:`verify` compares the legacy table (now still) with the
    hypertable row by row. :func:`drop_legacy` ends it once the post-flight passed.
 
-The state of each conversion is a row of ``tsmigrate.online_conversions``.
+The state of each conversion is a row of ``tsmigrate.online_conversions``. The offline conversion uses the same
+pieces with the table locked throughout, in one transaction (locked.py).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from ..conversion import ConversionError, _insertable_columns
 from ..db import regclass
 from ..progress import heartbeat
 from .build import add_foreign_keys, copy, create_beside, create_indexes, planned_indexes
-from .state import Names, aside, no_hook
+from .state import Names, aside, discard_unfinished, no_hook
 from .swap import check_views_can_move, checked_application_triggers, move_name
 
 log = logging.getLogger("tsmigrate.conversion")
@@ -32,6 +32,7 @@ def convert_locked(conn: psycopg.Connection, schema: str, h: HypertablePlan, *,
     dependent views recreated."""
     names = Names(schema, h.table)
     what = f"{schema}.{h.table}"
+    discard_unfinished(conn, names)   # an online attempt that died before its swap (the plan may have changed)
     triggers = checked_application_triggers(conn, names)
     check_views_can_move(conn, names)
     legacy_to = aside(h.table, "_tsm_old")
