@@ -1064,6 +1064,8 @@ def test_an_online_conversion_keeps_the_application_writing_through_a_full_run(
     assert role_state(legacy_db, role) == (True, None)
     step = next(s for s in rec["steps"] if s["label"] == f"convert {SCHEMA}.metric_hist")
     assert step["status"] == "applied" and step["details"]["online"]["legacy_table"] == f"{SCHEMA}.metric_hist_legacy"
+    assert any("metric_hist_legacy" in step and "drop-legacy metric_hist" in step for step in rec["next_steps"]), \
+        rec["next_steps"]
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = "
                             "'metric_hist'").fetchone()[0] == 1

@@ -105,6 +105,15 @@ def next_steps(summary: RunSummary) -> list[str]:
                 "Run the pre-flight again (`pytest suites/preflight`) until it says GO. Nothing was changed."]
     if verdict == "SUCCESS":
         steps = ["Start the application and check its dashboards and data entry."]
+        kept = [step["details"]["online"]["legacy_table"] for step in summary.steps or []
+                if step.get("status") == "applied" and (step.get("details") or {}).get("online")]
+        for legacy in kept:   # converted online: the legacy table stays beside the hypertable until dropped
+            schema, name = legacy.rsplit(".", 1)
+            table = name.removesuffix("_legacy")
+            steps.append(f"{legacy} (the table before its online conversion) is kept: undo the conversion in seconds "
+                         f"with `python -m tsmigrate.online swap-back {table} --schema {schema} --dsn ...`; once the "
+                         f"site is content, free its space with `python -m tsmigrate.online drop-legacy {table} "
+                         f"--schema {schema} --dsn ...`.")
         if backup:
             steps.append(f"Keep the backup {backup} until the site has signed off; later runs prune old backups "
                          "(keep_days and keep_count in plan.toml).")
