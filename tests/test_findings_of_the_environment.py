@@ -23,7 +23,7 @@ from tsmigrate.plan import load_plan
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import drop_database
 from tsmigrate.target import Target
-from tsmigrate.timescale import APACHE, installed_timescaledb, server_timescaledb
+from tsmigrate.timescale import server_timescaledb
 
 PROJECT = Path(__file__).resolve().parents[1]
 READ_ONLY = "-c default_transaction_read_only=on"   # the pre-flight's own session
@@ -84,20 +84,16 @@ def test_pf003_timescaledb_installed_but_not_preloaded(cluster_without_preload, 
     assert "not in shared_preload_libraries (empty)" in found[0].message
 
 
-APACHE_ONLY = pytest.mark.skipif((installed_timescaledb() or None) is None or installed_timescaledb().edition != APACHE,
-                                 reason="needs TimescaleDB's apache edition: with the community edition the plan "
-                                        "gets compression and retention, and PF004 cannot arise")
-
-
-@APACHE_ONLY
 @pytest.mark.parametrize("allow", [pytest.param(False, marks=pytest.mark.finding("PF004", BLOCKING)),
                                    pytest.param(True, marks=pytest.mark.finding("PF004", ADVISORY))])
-def test_pf004_the_apache_edition_against_a_plan_that_compresses(allow, marked_finding, local_server, tmp_path):
+def test_pf004_the_apache_edition_against_a_plan_that_compresses(allow, marked_finding, apache_server, tmp_path):
+    """On the apache edition's server: the system's when it is apache, else one the community build started with
+    timescaledb.license = apache (fixtures/apache.py)."""
     code, severity = marked_finding
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text((PROJECT / "migrations" / "plan.toml").read_text().replace(
         "allow_apache_edition = true", f"allow_apache_edition = {str(allow).lower()}"))
-    with read_only(local_server.conninfo()) as conn:
+    with read_only(apache_server.conninfo()) as conn:
         found = preflight.timescaledb_ready(conn, load_plan(tmp_path))
     assert where(found, code) == [(severity, str(plan_file), None)]
     assert "apache edition" in found[0].message and "compression" in found[0].message
