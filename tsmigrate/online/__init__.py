@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import psycopg
@@ -62,7 +62,6 @@ class OnlineReport:
     copy_seconds: float = 0.0
     verified_rows: int = 0
     legacy_table: str = ""
-    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}

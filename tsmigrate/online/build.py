@@ -166,11 +166,10 @@ def add_foreign_keys(conn: psycopg.Connection, names: Names) -> int:
 
 # -- 3. copy -------------------------------------------------------------------------------------------
 def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_names: list[str], *, workers: int,
-         batch_rows: int, own_xids: set[int], on_phase: PhaseHook, keys_built: bool = True,
-         within: psycopg.Connection | None = None, expected_rows: int | None = None) -> int:
+         batch_rows: int, own_xids: set[int], on_phase: PhaseHook, within: psycopg.Connection | None = None) -> int:
     """Copy the legacy heap into the hypertable, block range by block range: on ``workers`` connections of
     ``connect``, each range its own transaction; or, ``within`` a connection's open transaction, one after the
-    other (the table locked: nothing else writes). ``keys_built``: the new table has its unique keys already."""
+    other (the table locked: nothing else writes, and the new table has no index yet)."""
     if within is not None:
         pages, tuples = within.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
                                        (regclass(names.schema, names.table),)).fetchone()
@@ -186,7 +185,7 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
     per_batch = max(1, int(pages * batch_rows / tuples))
     ranges = [(start, start + per_batch) for start in range(0, max(pages, 1), per_batch)]
     ranges[-1] = (ranges[-1][0], None)   # the last range is open: the table may have grown since
-    total = max(expected_rows if expected_rows is not None else int(tuples), 1)
+    total = max(int(tuples), 1)
     copied, lock = 0, threading.Lock()
     started, last_log = time.monotonic(), [0.0]
     columns = sql.SQL(", ").join(map(sql.Identifier, column_names))
@@ -199,7 +198,7 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
                                     "WHERE ctid >= %s::tid{upper}{conflict}").format(
             new=names.ident(names.new), cols=columns, legacy=names.ident(names.table),
             upper=sql.SQL(" AND ctid < %s::tid") if high is not None else sql.SQL(""),
-            conflict=sql.SQL(" ON CONFLICT DO NOTHING" if keys_built else "")),
+            conflict=sql.SQL("" if within is not None else " ON CONFLICT DO NOTHING")),
             [f"({low},0)"] + ([f"({high},0)"] if high is not None else [])).rowcount
 
     def progress(rows: int, last: bool = False) -> None:
@@ -210,8 +209,8 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
         if last:
             log.info("%s.%s: all %d rows copied into chunks (%.0f rows/s)", names.schema, names.table, copied, rate)
         elif now - last_log[0] >= 5:
-            log.info("%s.%s: %d of %s%d rows copied into chunks (%.0f rows/s, about %.0f s left%s)", names.schema,
-                     names.table, copied, "" if expected_rows is not None else "about ", total, rate,
+            log.info("%s.%s: %d of about %d rows copied into chunks (%.0f rows/s, about %.0f s left%s)", names.schema,
+                     names.table, copied, total, rate,
                      max(0.0, (total - copied) / rate) if rate else 0,
                      "" if within is not None else "; the application keeps writing")
             last_log[0] = now

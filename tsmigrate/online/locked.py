@@ -44,7 +44,7 @@ def convert_locked(conn: psycopg.Connection, schema: str, h: HypertablePlan, *,
     # Block ranges from the first block to past the last: every row of the locked table is read exactly once,
     # so the rows copied are the table's count.
     moved = copy(None, names, columns, workers=1, batch_rows=batch_rows, own_xids=set(), on_phase=no_hook,
-                 keys_built=False, within=conn)
+                 within=conn)
     expected = moved / rows_per_second / 2 if rows_per_second else None
     with heartbeat(log, f"{what}: building {len(planned)} indexes on the hypertable", expected_seconds=expected):
         create_indexes(conn, planned)
