@@ -183,8 +183,8 @@ def pytest_runtest_setup(item):
 
 
 def test_execute_refuses_a_file_changed_since_the_go_whatever_k_deselects(legacy_db, run_suite, tmp_path):
-    """The verdict inputs are recorded by a session fixture: deselecting the verdict's own check (-k) does not
-    turn off execute's guard."""
+    """The verdict inputs are recorded by a session fixture, and a run that migrates runs every pre-flight check:
+    deselecting the verdict's own check (-k) turns off neither."""
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     edited = migrations / "009_database_optimization.sql"
@@ -196,7 +196,7 @@ def test_execute_refuses_a_file_changed_since_the_go_whatever_k_deselects(legacy
     record = json.loads((tmp_path / "reports" / "latest.json").read_text())
     assert result.returncode == 2, result.stdout[-3000:]
     ran = [case.get("name") for case in ET.parse(next((tmp_path / "reports").glob("*.xml"))).iter("testcase")]
-    assert "test_the_verdict_judges_migration_files" not in ran and "test_server_version" in ran, ran
+    assert "test_the_verdict_judges_migration_files" in ran and "test_server_version" in ran, ran
     assert record["verdict"] == "STOPPED" and record["steps"] == [] and record["backup"] is None
     assert record["stopped"].startswith("the run is refused, nothing was changed: since the pre-flight GO, "
                                         "migrations_sha256: "), record["stopped"]
@@ -204,3 +204,35 @@ def test_execute_refuses_a_file_changed_since_the_go_whatever_k_deselects(legacy
     assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT to_regnamespace('tsmigrate')").fetchone()[0] is None, "no ledger was created"
+
+
+def test_k_cannot_migrate_without_the_whole_preflight(legacy_db, run_suite, tmp_path):
+    """`pytest suites/execute -k 001` selects one step, and no pre-flight check by name: the checks run anyway,
+    so a blocking finding (here a key without the time column, in a file the -k did not select) stops it."""
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    text, code, line, table = HAZARDS["key without time column"]
+    (migrations / "011_sensor_log.sql").write_text(text)
+    before = fingerprints(legacy_db)
+    result = run_suite("suites/execute", "-k", "001", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
+                       "--no-rehearse")
+    record = json.loads((tmp_path / "reports" / "latest.json").read_text())
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert record["verdict"] == "NO-GO" and record["steps"] == [] and record["backup"] is None
+    assert [(f["code"], Path(f["path"]).name, f["line"], f["table"]) for f in record["findings"]
+            if f["severity"] == "blocking"] == [(code, "011_sensor_log.sql", line, f"factory_telemetry.{table}")]
+    assert "deselected pre-flight check(s) run anyway" in result.stdout
+    assert compare(before, fingerprints(legacy_db)) == []
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT to_regnamespace('tsmigrate')").fetchone()[0] is None, "no ledger was created"
+
+
+def test_a_partial_preflight_is_not_a_go(legacy_db, run_suite, tmp_path):
+    """Looking at one check is fine, but the gate's exit 0 must mean every check ran and passed."""
+    result = run_suite("suites/preflight", "-k", "server_version", "--dsn", legacy_db.conninfo, "--no-rehearse")
+    record = json.loads((tmp_path / "reports" / "latest.json").read_text())
+    ran = [case.get("name") for case in ET.parse(next((tmp_path / "reports").glob("*.xml"))).iter("testcase")]
+    assert ran == ["test_server_version"], ran
+    assert record["tests"]["failed"] == 0 and record["tests"]["passed"] == 1
+    assert (result.returncode, record["verdict"]) == (1, "NO-GO"), result.stdout[-3000:]
+    assert "pre-flight checks were deselected" in record["stopped"] and "not a GO" in record["stopped"]
