@@ -6,14 +6,30 @@ sessions (DROP, RENAME, CREATE ... TEMPLATE) may have to end sessions more than 
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
 
+log = logging.getLogger(__name__)
 
-class DatabaseInUse(RuntimeError):
+
+class DatabaseStateError(RuntimeError):
+    """A database is not in the state a step needs; the message names it and says what to do."""
+
+
+class DatabaseInUse(DatabaseStateError):
     """A database stays in use by other sessions; the message says what to stop."""
+
+
+class DatabaseExists(DatabaseStateError):
+    """A database this step would make exists already (it is someone's: never dropped)."""
+
+
+class DatabaseLeftBehind(DatabaseStateError):
+    """A database this step made could not be dropped (the server went away); the message says how to."""
 
 
 def terminate_sessions(admin: psycopg.Connection, dbname: str) -> None:
@@ -66,6 +82,49 @@ def drop_database_and_copies(admin: psycopg.Connection, dbname: str) -> None:
         (dbname, dbname + "_")).fetchall()]
     for name in names:
         drop_database(admin, name)
+
+
+class NewDatabase:
+    """``with NewDatabase(connect_admin, name, owner=...) as name:`` the database a step makes for itself (a
+    restore's copy, a rehearsal's scratch copy), dropped when the block fails (Ctrl-C and SIGTERM too) and,
+    unless ``keep``, when it ends. ``connect_admin`` opens a connection to another database of the server.
+
+    A database of that name that exists already is refused, never dropped: it is not this step's. When the
+    drop itself fails (the server went away), the original error goes on, with a note naming what is left.
+    """
+
+    def __init__(self, connect_admin: Callable[[], psycopg.Connection], name: str, *, owner: str | None = None,
+                 template: str = "template0", encoding: str | None = None, collate: str | None = None,
+                 ctype: str | None = None, keep: bool = False):
+        self.connect_admin, self.name, self.keep = connect_admin, name, keep
+        options = [sql.SQL("OWNER {}").format(sql.Identifier(owner))] if owner else []
+        options.append(sql.SQL("TEMPLATE {}").format(sql.Identifier(template)))
+        for word, value in (("ENCODING", encoding), ("LC_COLLATE", collate), ("LC_CTYPE", ctype)):
+            if value is not None:
+                options.append(sql.SQL(word + " {}").format(sql.Literal(value)))
+        self.create = sql.SQL("CREATE DATABASE {} {}").format(sql.Identifier(name), sql.SQL(" ").join(options))
+
+    def __enter__(self) -> str:
+        with self.connect_admin() as admin:
+            if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.name,)).fetchone():
+                raise DatabaseExists(f"database {self.name} exists already; it is not this run's, so it is left as it "
+                                    "is: drop or rename it, then run again")
+            admin.execute(self.create)
+        return self.name
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None and self.keep:
+            return
+        try:
+            with self.connect_admin() as admin:
+                drop_database(admin, self.name)
+        except (psycopg.Error, DatabaseStateError) as drop_error:
+            left = (f"database {self.name} was left behind ({drop_error}); drop it once the server is back: "
+                    f"DROP DATABASE {sql.Identifier(self.name).as_string(None)}")
+            if exc is None:
+                raise DatabaseLeftBehind(left) from drop_error
+            log.error(left)
+            exc.add_note(left)
 
 
 class ScratchDatabase:

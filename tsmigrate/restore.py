@@ -22,7 +22,7 @@ from .backup import Backup, _run_with_progress, tool, verify_backup
 from .carry import CarryReport
 from .errors import BackupError
 from .fingerprint import compare, fingerprint_database
-from .janitor import drop_database, while_alone
+from .janitor import NewDatabase, drop_database, while_alone
 from .target import Target
 
 log = logging.getLogger(__name__)
@@ -90,62 +90,63 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
     new_name, failed_name = f"{dbname}_restore_{stamp}"[:63], f"{dbname}_failed_{stamp}"[:63]
     admin_target = target.with_dbname("postgres")
-    with admin_target.connect() as admin:
-        ts_version = m.get("timescaledb_version")
-        if ts_version:
+    ts_version = m.get("timescaledb_version")
+    if ts_version:
+        with admin_target.connect() as admin:
             available = admin.execute("SELECT 1 FROM pg_available_extension_versions WHERE name = 'timescaledb' "
                                       "AND version = %s", (ts_version,)).fetchone()
-            if not available:
-                raise BackupError(f"the backup was taken with TimescaleDB {ts_version}, which this server does not "
-                                  f"offer; install that version to restore {backup.path}")
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
-            sql.Identifier(new_name), sql.Identifier(m["owner"]), sql.Literal(m["encoding"]),
-            sql.Literal(m["collate"]), sql.Literal(m["ctype"])))
+        if not available:
+            raise BackupError(f"the backup was taken with TimescaleDB {ts_version}, which this server does not "
+                              f"offer; install that version to restore {backup.path}")
     new_target = target.with_dbname(new_name)
-    try:
-        if ts_version:
-            with new_target.connect() as conn:
-                conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
-                conn.execute("SELECT timescaledb_pre_restore()")
-        conninfo, env = new_target.for_client_programs()
-        # TimescaleDB's catalog tables reference each other: their data must load in dump order.
-        parallel = 1 if ts_version else max(1, jobs)
-        with backup.opened_dump() as dump_dir:
-            args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(dump_dir)]
-            tables = len(m["fingerprints"])
-            _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"))
-        with new_target.connect() as conn:
-            if ts_version:
-                conn.execute("SELECT timescaledb_post_restore()")
-            for statement in database_properties(m, new_name):
-                conn.execute(statement)
-            differences = compare(backup.fingerprints, fingerprint_database(conn, list(
-                tuple(k.split(".", 1)) for k in backup.fingerprints), like=backup.fingerprints))
-        if differences:
-            raise BackupError(f"the restored copy {new_name} does not match the backup: "
-                              + "; ".join(map(str, differences)) + f". {dbname} was left as it is.")
-    except BaseException:
-        with admin_target.connect() as admin:
-            drop_database(admin, new_name)
-        raise
-
-    # The copy is proven (above); renaming does not touch its content, so the proof holds under the old name.
     carried = None
-    with admin_target.connect() as admin:
-        while_alone(admin, dbname, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-            sql.Identifier(dbname), sql.Identifier(failed_name)))
-        try:
-            if carry is not None:
-                carried = carry(target.with_dbname(failed_name), new_target)
-            while_alone(admin, new_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(new_name), sql.Identifier(dbname)))
-        except BaseException:
-            # Never leave the user without a database of that name: put the failed one back.
-            while_alone(admin, failed_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(failed_name), sql.Identifier(dbname)))
-            drop_database(admin, new_name)
-            raise
-        keep_failed = keep_failed or bool(carried and carried.left)
-        if not keep_failed:
+    # The copy is dropped if anything below fails; once it took the database's name, it is the database.
+    with NewDatabase(admin_target.connect, new_name, owner=m["owner"], encoding=m["encoding"], collate=m["collate"],
+                     ctype=m["ctype"], keep=True):
+        _load_and_prove(backup, new_target, jobs)
+        # The copy is proven; renaming does not touch its content, so the proof holds under the old name.
+        with admin_target.connect() as admin:
+            while_alone(admin, dbname, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(dbname), sql.Identifier(failed_name)))
+            try:
+                if carry is not None:
+                    carried = carry(target.with_dbname(failed_name), new_target)
+                while_alone(admin, new_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(new_name), sql.Identifier(dbname)))
+            except BaseException:
+                # Never leave the user without a database of that name: put the failed one back.
+                while_alone(admin, failed_name, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(failed_name), sql.Identifier(dbname)))
+                raise
+    keep_failed = keep_failed or bool(carried and carried.left)
+    if not keep_failed:
+        with admin_target.connect() as admin:
             drop_database(admin, failed_name)
     return RestoreOutcome(dbname, failed_name if keep_failed else None, time.monotonic() - started, carried)
+
+
+def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
+    """Load the dump into the new, empty database and prove it holds what the backup fingerprinted."""
+    m = backup.manifest
+    ts_version = m.get("timescaledb_version")
+    if ts_version:
+        with new_target.connect() as conn:
+            conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
+            conn.execute("SELECT timescaledb_pre_restore()")
+    conninfo, env = new_target.for_client_programs()
+    # TimescaleDB's catalog tables reference each other: their data must load in dump order.
+    parallel = 1 if ts_version else max(1, jobs)
+    with backup.opened_dump() as dump_dir:
+        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(dump_dir)]
+        tables = len(m["fingerprints"])
+        _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"))
+    with new_target.connect() as conn:
+        if ts_version:
+            conn.execute("SELECT timescaledb_post_restore()")
+        for statement in database_properties(m, new_target.dbname):
+            conn.execute(statement)
+        differences = compare(backup.fingerprints, fingerprint_database(conn, list(
+            tuple(k.split(".", 1)) for k in backup.fingerprints), like=backup.fingerprints))
+    if differences:
+        raise BackupError(f"the restored copy {new_target.dbname} does not match the backup: "
+                          + "; ".join(map(str, differences)) + f". {m['database']} was left as it is.")

@@ -30,7 +30,7 @@ from .conversion import ConversionError, ConversionResult, convert_table, plan_s
 from .policies import retention_drops
 from .online import chooses_online, convert_online, online_tables
 from .fence import Fence, FenceError
-from .janitor import DatabaseInUse
+from .janitor import DatabaseStateError
 from .migrations import MigrationError, MigrationFile, StepResult, apply_file, discover
 from .target import Target, TargetError
 from .timescale import server_timescaledb
@@ -370,7 +370,7 @@ class MigrationRun:
         try:
             self.restore_outcome = restore_backup(self.target, self.backup, keep_failed=keep_failed,
                                                   carry=carry if snapshot else None)
-        except (BackupError, DatabaseInUse, TargetError, psycopg.Error, KeyboardInterrupt) as exc:
+        except (BackupError, DatabaseStateError, TargetError, psycopg.Error, KeyboardInterrupt) as exc:
             # The database stays as the failure left it (a restore never swaps in an unproven copy).
             self.restore_error = first_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
             log.error("the restore failed: %s", self.restore_error)
