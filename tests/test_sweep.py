@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tsmigrate import sweep
+from tsmigrate.sweep.killed_run import what_it_was_doing
+from tsmigrate.sweep.leftovers import leftovers
+from tsmigrate.sweep.runs import RunFiles, kill_group
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +42,7 @@ def test_usage_errors_exit_2_with_a_message_and_no_traceback(args, message):
 
 
 def test_what_a_killed_run_was_doing_is_read_from_its_output_log_and_ledger(tmp_path):
-    files = sweep.RunFiles(tmp_path, "killed")
+    files = RunFiles(tmp_path, "killed")
     assert what(files, []) == "before the first test (start-up, collection, pre-flight set-up)"
 
     files.stdout.write_text(
@@ -70,7 +72,7 @@ def test_what_a_killed_run_was_doing_is_read_from_its_output_log_and_ledger(tmp_
 
 
 def what(files, steps, killed_at=None):
-    return sweep.what_it_was_doing(files, steps, killed_at)
+    return what_it_was_doing(files, steps, killed_at)
 
 
 def _wait_for(condition, timeout=10.0):
@@ -89,21 +91,21 @@ def test_leftovers_are_found_by_process_group_and_by_a_client_naming_the_databas
     client = subprocess.Popen(["bash", "-c", 'exec -a pg_dump "$0" -c "import time; time.sleep(60)" '
                                '"dbname=ms5_sweep_07_rehearsal_20261201 password=s3cret"', sys.executable])
     try:
-        assert _wait_for(lambda: any(p.pid == client.pid for p in sweep.leftovers("ms5_sweep_07", -1, "")))
+        assert _wait_for(lambda: any(p.pid == client.pid for p in leftovers("ms5_sweep_07", -1, "")))
         os.kill(run.pid, signal.SIGKILL)
         run.wait(10)
-        found = sweep.leftovers("ms5_sweep_07", run.pid, "s3cret")
+        found = leftovers("ms5_sweep_07", run.pid, "s3cret")
         in_group = [p for p in found if p.program == "sleep"]
         assert len(in_group) == 1 and in_group[0].pid != run.pid
         named = [p for p in found if p.pid == client.pid]
         assert named and named[0].program == "pg_dump"
         assert "s3cret" not in named[0].command and "password=***" in named[0].command
         # Another database's name is not this one's: ms5_sweep_0 is not a prefix match of ms5_sweep_07.
-        assert not any(p.pid == client.pid for p in sweep.leftovers("ms5_sweep_0", run.pid, ""))
-        sweep.kill_group(run.pid)
-        assert _wait_for(lambda: not [p for p in sweep.leftovers("nothing_here", run.pid, "")])
+        assert not any(p.pid == client.pid for p in leftovers("ms5_sweep_0", run.pid, ""))
+        kill_group(run.pid)
+        assert _wait_for(lambda: not [p for p in leftovers("nothing_here", run.pid, "")])
     finally:
-        sweep.kill_group(run.pid)
+        kill_group(run.pid)
         client.kill()
         client.wait(10)
 
