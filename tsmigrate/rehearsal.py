@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from .backup import tool, die_with_parent
-from .janitor import drop_database
+from .janitor import NewDatabase, drop_database
 from .plan import Plan
 from .conversion import ConversionError, convert_table
 from .migrations import MigrationError, MigrationFile, apply_file
@@ -74,94 +74,123 @@ def _copy_sample(source: psycopg.Connection, scratch: psycopg.Connection, schema
     return copied
 
 
-def make_scratch_copy(target: Target, plan: Plan | None, *, full_copy_bytes: int, sample_rows: int) -> RehearsalResult:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-    source_db = target.dbname or "db"
-    scratch_name = f"{source_db}_rehearsal_{stamp}"[:63]
+SCRATCH_INFIX = "_rehearsal_"
+
+
+def scratch_name(dbname: str, stamp: datetime) -> str:
+    return f"{dbname}{SCRATCH_INFIX}{stamp:%Y%m%d%H%M%S}"[:63]
+
+
+def drop_stale_scratch_copies(admin: psycopg.Connection, dbname: str, *, older_than_s: float = 600) -> list[str]:
+    """Scratch copies of this target that a killed pre-flight left: dropped, and named in the log.
+
+    Only names this module makes (``<db>_rehearsal_<UTC stamp>``) are touched, and only those made over
+    ``older_than_s`` ago that no client session uses (a rehearsal running now always has one, except for the
+    moment between creating its copy and filling it).
+    """
+    prefix = dbname + SCRATCH_INFIX
+    now = datetime.now(timezone.utc)
+    stale = []
+    for name, in admin.execute(
+            """SELECT datname FROM pg_database d
+                WHERE starts_with(datname, %s)
+                  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                                   WHERE a.datid = d.oid AND a.backend_type = 'client backend')""",
+            (prefix,)).fetchall():
+        try:
+            made = datetime.strptime(name[len(prefix):], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue   # not a name this module made
+        if (now - made).total_seconds() > older_than_s:
+            stale.append(name)
+    for name in stale:
+        log.warning("rehearsal: dropping %s, a scratch copy a killed pre-flight left", name)
+        drop_database(admin, name)
+    return stale
+
+
+def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], plan: Plan | None,
+                 sample_rows: int, result: RehearsalResult) -> None:
+    """pg_dump | pg_restore into the (empty) scratch database, large tables as samples."""
     started = time.monotonic()
-    admin_target = target.with_dbname("postgres")
+    conninfo, env = target.for_client_programs()
+    scratch_conninfo, _ = target.with_dbname(scratch).for_client_programs()
+    dump = [tool("pg_dump"), "-Fc", "-d", conninfo] + [
+        f"--exclude-table-data={sql.Identifier(s, t).as_string(None)}" for s, t in large]
+    restore = [tool("pg_restore"), "--no-owner", "-d", scratch_conninfo]
+    log.info("rehearsal: copying %s into scratch database %s (%d large tables sampled)",
+             target.describe(), scratch, len(large))
+    dumper = subprocess.Popen(dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                              preexec_fn=die_with_parent)
+    try:
+        restorer = subprocess.run(restore, stdin=dumper.stdout, capture_output=True, text=True, env=env,
+                                  preexec_fn=die_with_parent)
+    except BaseException:
+        dumper.kill()
+        dumper.wait()
+        raise
+    dumper.stdout.close()
+    dump_err = dumper.stderr.read().decode(errors="replace")
+    if dumper.wait() != 0:
+        raise RehearsalUnavailable(f"pg_dump for the rehearsal failed: {redact(dump_err.strip()[:500])}")
+    if restorer.returncode != 0:
+        # pg_restore reports errors it went past (e.g. an extension comment); the steps will tell.
+        log.warning("rehearsal: pg_restore reported: %s", redact(restorer.stderr.strip()[:500]))
+    times = {h.table: h.time_column for h in plan.hypertables} if plan else {}
+    with target.connect() as source, target.with_dbname(scratch).connect() as copy:
+        for schema, table in large:
+            try:
+                result.sampled[f"{schema}.{table}"] = _copy_sample(source, copy, schema, table,
+                                                                   times.get(table), sample_rows)
+            except psycopg.Error as exc:
+                log.warning("rehearsal: no sample of %s.%s (%s)", schema, table, exc.diag.message_primary)
+    result.copy_seconds = time.monotonic() - started
+
+
+def _apply_steps(conn: psycopg.Connection, pending: list[MigrationFile], plan: Plan | None,
+                 result: RehearsalResult) -> None:
+    """The pending files, then the plan's conversions, until the first failure (recorded in ``result``)."""
+    for f in pending:
+        t0 = time.monotonic()
+        try:
+            apply_file(conn, f)
+        except MigrationError as exc:
+            result.error, result.failed_step = exc, f.label
+            return
+        result.steps.append((f.label, time.monotonic() - t0))
+        log.info("rehearsal: %s applied in %.2f s", f.label, time.monotonic() - t0)
+    if plan is None:
+        return
+    has_compression = server_timescaledb(conn).has_compression
+    for h in plan.hypertables:
+        t0 = time.monotonic()
+        try:
+            with conn.transaction():
+                convert_table(conn, plan.schema, h, has_compression=has_compression)
+        except (ConversionError, psycopg.Error) as exc:
+            result.error = exc if isinstance(exc, ConversionError) else ConversionError(
+                f"converting {plan.schema}.{h.table}: {exc}")
+            result.failed_step = f"convert {plan.schema}.{h.table}"
+            return
+        result.steps.append((f"convert {plan.schema}.{h.table}", time.monotonic() - t0))
+
+
+def rehearse(target: Target, pending: list[MigrationFile], plan: Plan | None, *,
+             full_copy_bytes: int = 256 << 20, sample_rows: int = 100_000) -> RehearsalResult:
+    """Copy, apply the pending files and the plan's conversions, report; the copy is dropped whatever happens."""
     with target.connect() as conn:
         if not conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
             raise RehearsalUnavailable("the connected role may not create databases, so no scratch copy can be made; "
                                        "grant CREATEDB for the rehearsal, or run it with --no-rehearse")
         large = _large_tables(conn, full_copy_bytes)
         owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").fetchone()[0]
+    admin_target = target.with_dbname("postgres")
+    source_db = target.dbname or "db"
     with admin_target.connect() as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
-            sql.Identifier(scratch_name), sql.Identifier(owner)))
-    result = RehearsalResult(scratch_name)
-    try:
-        conninfo, env = target.for_client_programs()
-        scratch_conninfo, _ = target.with_dbname(scratch_name).for_client_programs()
-        dump = [tool("pg_dump"), "-Fc", "-d", conninfo] + [
-            f"--exclude-table-data={sql.Identifier(s, t).as_string(None)}" for s, t in large]
-        restore = [tool("pg_restore"), "--no-owner", "-d", scratch_conninfo]
-        log.info("rehearsal: copying %s into scratch database %s (%d large tables sampled)",
-                 target.describe(), scratch_name, len(large))
-        dumper = subprocess.Popen(dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                  preexec_fn=die_with_parent)
-        try:
-            restorer = subprocess.run(restore, stdin=dumper.stdout, capture_output=True, text=True, env=env,
-                                      preexec_fn=die_with_parent)
-        except BaseException:
-            dumper.kill()
-            dumper.wait()
-            raise
-        dumper.stdout.close()
-        dump_err = dumper.stderr.read().decode(errors="replace")
-        if dumper.wait() != 0:
-            raise RehearsalUnavailable(f"pg_dump for the rehearsal failed: {redact(dump_err.strip()[:500])}")
-        if restorer.returncode != 0:
-            # pg_restore reports errors it went past (e.g. an extension comment); the steps will tell.
-            log.warning("rehearsal: pg_restore reported: %s", redact(restorer.stderr.strip()[:500]))
-        times = {h.table: h.time_column for h in plan.hypertables} if plan else {}
-        with target.connect() as source, target.with_dbname(scratch_name).connect() as scratch:
-            for schema, table in large:
-                try:
-                    result.sampled[f"{schema}.{table}"] = _copy_sample(source, scratch, schema, table,
-                                                                       times.get(table), sample_rows)
-                except psycopg.Error as exc:
-                    log.warning("rehearsal: no sample of %s.%s (%s)", schema, table, exc.diag.message_primary)
-        result.copy_seconds = time.monotonic() - started
-    except BaseException:
-        drop_scratch(target, scratch_name)
-        raise
-    return result
-
-
-def drop_scratch(target: Target, name: str) -> None:
-    with target.with_dbname("postgres").connect() as admin:
-        drop_database(admin, name)
-
-
-def rehearse(target: Target, pending: list[MigrationFile], plan: Plan | None, *,
-             full_copy_bytes: int = 256 << 20, sample_rows: int = 100_000) -> RehearsalResult:
-    """Copy, apply the pending files and the plan's conversions, report, drop the copy."""
-    result = make_scratch_copy(target, plan, full_copy_bytes=full_copy_bytes, sample_rows=sample_rows)
-    try:
+        drop_stale_scratch_copies(admin, source_db)
+    result = RehearsalResult(scratch_name(source_db, datetime.now(timezone.utc)))
+    with NewDatabase(admin_target.connect, result.scratch, owner=owner):
+        _copy_target(target, result.scratch, large, plan, sample_rows, result)
         with target.with_dbname(result.scratch).connect() as conn:
-            for f in pending:
-                t0 = time.monotonic()
-                try:
-                    apply_file(conn, f)
-                except MigrationError as exc:
-                    result.error, result.failed_step = exc, f.label
-                    return result
-                result.steps.append((f.label, time.monotonic() - t0))
-                log.info("rehearsal: %s applied in %.2f s", f.label, time.monotonic() - t0)
-            if plan is not None:
-                has_compression = server_timescaledb(conn).has_compression
-                for h in plan.hypertables:
-                    t0 = time.monotonic()
-                    try:
-                        with conn.transaction():
-                            convert_table(conn, plan.schema, h, has_compression=has_compression)
-                    except (ConversionError, psycopg.Error) as exc:
-                        result.error = exc if isinstance(exc, ConversionError) else ConversionError(
-                            f"converting {plan.schema}.{h.table}: {exc}")
-                        result.failed_step = f"convert {plan.schema}.{h.table}"
-                        return result
-                    result.steps.append((f"convert {plan.schema}.{h.table}", time.monotonic() - t0))
-        return result
-    finally:
-        drop_scratch(target, result.scratch)
+            _apply_steps(conn, pending, plan, result)
+    return result
