@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tsmigrate.lint import RULES
+from tsmigrate.lint.context import RULES
 from tsmigrate.preflight import CHECKS
 
 PROJECT = Path(__file__).resolve().parents[1]

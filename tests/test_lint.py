@@ -9,9 +9,9 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tsmigrate import lint as lint_module
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
-from tsmigrate.lint import RULES, hypertables_created_in, lint_sql
+from tsmigrate.lint import hypertables_created_in, lint_sql, source
+from tsmigrate.lint.context import RULES
 
 PATH = "migrations/001_example.sql"
 # The MS5.0 plan's hypertables, as the plan file names them (bare names).
@@ -383,9 +383,9 @@ def test_lines_are_right_after_multiline_comments_and_multibyte_characters():
 
 
 def test_byte_offsets_from_older_parsers_are_converted_to_characters(monkeypatch):
-    monkeypatch.setattr(lint_module, "PARSER_OFFSETS_ARE_BYTES", True)
+    monkeypatch.setattr(source, "PARSER_OFFSETS_ARE_BYTES", True)
     text = "-- ü🏭\nSELECT 1;\n"
-    lines = lint_module._Lines(text)
+    lines = source.LineMap(text)
     byte_offset = len("-- ü🏭\n".encode("utf-8"))
     assert lines.index(byte_offset) == text.index("SELECT")
     assert lines.line(lines.index(byte_offset)) == 2

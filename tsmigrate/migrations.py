@@ -23,7 +23,7 @@ from pglast import parser as pg_parser
 
 from . import conventions
 from .conventions import IGNORED, REPEATABLE, VERSIONED, Convention
-from .lint import PARSER_OFFSETS_ARE_BYTES
+from .lint.source import PARSER_OFFSETS_ARE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def split_statements(sql_text: str) -> list[Statement]:
         raw = pg_parser.parse_sql(sql_text)
     except pg_parser.ParseError:
         return [Statement(sql_text, 1)] if sql_text.strip() else []
-    # pglast 8 gives str offsets; older releases gave UTF-8 byte offsets (see lint.PARSER_OFFSETS_ARE_BYTES).
+    # pglast 8 gives str offsets; older releases gave UTF-8 byte offsets (see lint.source.PARSER_OFFSETS_ARE_BYTES).
     text_units = sql_text.encode("utf-8") if PARSER_OFFSETS_ARE_BYTES else sql_text
     statements = []
     for stmt in raw:
