@@ -18,7 +18,7 @@ import pytest
 from fixtures.legacy import fingerprints, fingerprints_as_before
 from tsmigrate import ledger
 from tsmigrate.plan import load_plan
-from tsmigrate.conversion import is_hypertable
+from tsmigrate.db import is_hypertable
 from tsmigrate.findings import BLOCKING
 from tsmigrate.fingerprint import compare
 from tsmigrate.janitor import ScratchDatabase

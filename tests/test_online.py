@@ -22,7 +22,8 @@ import pytest
 from psycopg import sql
 
 from tsmigrate.plan import parse_plan
-from tsmigrate.conversion import ConversionError, is_hypertable
+from tsmigrate.conversion import ConversionError
+from tsmigrate.db import is_hypertable
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.online import (chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify)
 

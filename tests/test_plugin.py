@@ -73,3 +73,34 @@ def test_bad_timeout_is_a_usage_error(pytester):
     result = pytester.runpytest_subprocess("--ready-timeout", "soon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--ready-timeout must be a number of seconds*"])
+
+
+def test_the_plan_is_read_once_per_session(pytester):
+    """Every part of a run sees the plan the session started with: an edit during the run changes nothing
+    (the verdict's inputs, which hash the file, are what notices it)."""
+    pytester.makeconftest("pytest_plugins = ('tsmigrate.plugin',)")
+    plan_file = pytester.path / "migrations" / "plan.toml"
+    plan_file.parent.mkdir()
+    plan_file.write_text('[plan]\nschema = "first"\n')
+    config = pytester.parseconfigure("--migrations", str(plan_file.parent))
+    from tsmigrate.plugin import plan_of
+
+    first = plan_of(config)
+    plan_file.write_text('[plan]\nschema = "edited"\n')
+    assert plan_of(config) is first and first.schema == "first"
+
+
+def test_an_invalid_plan_is_the_same_error_each_time_it_is_asked_for(pytester):
+    from tsmigrate.plan import PlanError
+    from tsmigrate.plugin import plan_of
+
+    pytester.makeconftest("pytest_plugins = ('tsmigrate.plugin',)")
+    (pytester.path / "migrations").mkdir()
+    (pytester.path / "migrations" / "plan.toml").write_text("[plan\n")
+    config = pytester.parseconfigure("--migrations", str(pytester.path / "migrations"))
+    with pytest.raises(PlanError) as first:
+        plan_of(config)
+    (pytester.path / "migrations" / "plan.toml").write_text('[plan]\nschema = "fixed"\n')
+    with pytest.raises(PlanError) as again:
+        plan_of(config)
+    assert again.value is first.value

@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 
 from . import fence, sealing
+from .db import timescaledb_version
 from .errors import BackupError
 from .fingerprint import TableFingerprint, fingerprint_database, user_tables
 from .sealing import BackupKey
@@ -134,15 +135,14 @@ def _database_facts(conn: psycopg.Connection) -> dict:
     row = conn.execute("""
         SELECT d.datname, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
                pg_database_size(d.oid), current_setting('server_version'), current_setting('server_version_num')::int,
-               (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),
                array(SELECT unnest(s.setconfig) FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0),
                array(SELECT format('%s %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
                                    a.privilege_type)
                        FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba)
           FROM pg_database d WHERE d.datname = current_database()""").fetchone()
     keys = ("database", "owner", "encoding", "collate", "ctype", "size_bytes", "server_version",
-            "server_version_num", "timescaledb_version", "settings", "grants")
-    return dict(zip(keys, row))
+            "server_version_num", "settings", "grants")
+    return {**dict(zip(keys, row)), "timescaledb_version": timescaledb_version(conn)}
 
 
 def die_with_parent() -> None:

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from .conversion import primary_key_columns
+from .db import is_hypertable
 from .db import regclass as regclass_of
 from .online import legacy_tables
 from .target import Target
@@ -136,11 +137,7 @@ def _row_sources(src: psycopg.Connection, schema: str, table: str) -> tuple[list
     """Where to read a table's rows with their xmin: the table itself, or for a hypertable each chunk that is not
     compressed (TimescaleDB gives compressed batches no row xmin; only a compression job, paused while the run
     lasts, puts rows there). Returns the sources and how many compressed chunks were left out."""
-    is_hypertable = src.execute(
-        "SELECT to_regclass('timescaledb_information.hypertables') IS NOT NULL").fetchone()[0] and src.execute(
-        "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_schema = %s AND hypertable_name = %s",
-        (schema, table)).fetchone()
-    if not is_hypertable:
+    if not is_hypertable(src, schema, table):
         return [sql.Identifier(schema, table)], 0
     # An online conversion swapped in the hypertable: what the application wrote during the copy is in the legacy
     # table (the hypertable's copies of those rows are the run's own); what it wrote after the swap is in chunks.

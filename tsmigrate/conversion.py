@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from .plan import HypertablePlan
-from .db import one, timescaledb_version
+from .db import is_hypertable, one, timescaledb_version
 from .db import regclass as regclass_of
 from .fingerprint import OWN_SCHEMA
 from .policies import apply_policies
@@ -77,13 +77,6 @@ def plan_sha256(h: HypertablePlan) -> str:
     """A checksum of a table's plan entry, for the ledger."""
     text = json.dumps({k: str(v) for k, v in asdict(h).items()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def is_hypertable(conn: psycopg.Connection, schema: str, table: str) -> bool:
-    if timescaledb_version(conn) is None:
-        return False
-    return one(conn, "SELECT 1 FROM timescaledb_information.hypertables "
-                      "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, table)) is not None
 
 
 def time_dimension(conn: psycopg.Connection, schema: str, table: str) -> tuple[str, object] | None:

@@ -34,3 +34,11 @@ def display_name(*parts: str) -> str:
 def timescaledb_version(conn: psycopg.Connection) -> str | None:
     """The version of the timescaledb extension created in this database; None when it is not created."""
     return one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+
+
+def is_hypertable(conn: psycopg.Connection, schema: str, table: str) -> bool:
+    """Whether schema.table is a hypertable; False where TimescaleDB is not created (its views do not exist)."""
+    if timescaledb_version(conn) is None:
+        return False
+    return one(conn, "SELECT 1 FROM timescaledb_information.hypertables "
+                     "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, table)) is not None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .plan import PlanError, load_plan
+from .plan import Plan, PlanError, load_plan
 from .options import RunOptions
 from .report.words import terminal_lines
 from .run import plan_steps
@@ -24,6 +24,7 @@ SUMMARY_KEY = pytest.StashKey[RunSummary]()
 # Each test's phase reports ("setup", "call", "teardown"), read back by teardown logic.
 PHASE_REPORTS_KEY = pytest.StashKey[dict]()
 REPORT_FILES_KEY = pytest.StashKey[dict]()
+PLAN_KEY = pytest.StashKey["Plan | PlanError | None"]()
 SUITES = ("preflight", "execute", "postflight")
 
 
@@ -110,6 +111,22 @@ def summary_of(config: pytest.Config) -> RunSummary:
     return config.stash[SUMMARY_KEY]
 
 
+def plan_of(config: pytest.Config) -> Plan | None:
+    """The plan beside the migration files, read once per session so every part of the run (test generation,
+    the checks, the steps, the report) sees the same one. None without a plan file or migrations directory;
+    an invalid plan raises its PlanError wherever it is asked for (the plugin refuses it at collection)."""
+    if PLAN_KEY not in config.stash:
+        migrations = options_of(config).migrations
+        try:
+            config.stash[PLAN_KEY] = load_plan(migrations) if migrations.is_dir() else None
+        except PlanError as exc:
+            config.stash[PLAN_KEY] = exc
+    plan = config.stash[PLAN_KEY]
+    if isinstance(plan, PlanError):
+        raise plan
+    return plan
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = read_options(config)
@@ -184,7 +201,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "step" in metafunc.fixturenames:
         options = options_of(metafunc.config)
         try:
-            plan = load_plan(options.migrations)
+            plan = plan_of(metafunc.config)
         except PlanError:
             plan = None  # reported once, at collection, by pytest_collection_modifyitems
         steps = plan_steps(options.migrations, plan) if options.migrations.is_dir() else []
@@ -205,7 +222,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             raise pytest.UsageError(str(exc)) from None
     if options.migrations.is_dir():
         try:
-            load_plan(options.migrations)
+            plan_of(config)
         except PlanError as exc:
             raise pytest.UsageError(f"invalid migration plan: {exc}") from None
     else:

@@ -17,6 +17,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from .db import timescaledb_version
+
 APACHE = "apache"
 COMMUNITY = "community"
 APACHE_LACKS = "native compression, compression and retention policies, continuous aggregates"
@@ -71,7 +73,7 @@ class ServerTimescale:
 def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
     available = conn.execute(
         "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    installed = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    installed = timescaledb_version(conn)
     preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
     license_row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
     if available and not installed and not (license_row and license_row[0]):
@@ -85,7 +87,7 @@ def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
             pass  # not allowed: the edition stays unknown
     return ServerTimescale(
         available_version=available[0] if available else None,
-        installed_version=installed[0] if installed else None,
+        installed_version=installed,
         preloaded="timescaledb" in [p.strip() for p in preload.split(",")],
         license=license_row[0] or None if license_row else None,
     )

@@ -13,7 +13,8 @@ import psycopg
 from psycopg import sql
 
 from .plan import HypertablePlan
-from .conversion import is_hypertable, time_dimension
+from .conversion import time_dimension
+from .db import is_hypertable
 from .policies import paused_jobs
 from .integrity import display_name
 

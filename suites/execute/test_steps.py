@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tsmigrate.conversion import is_hypertable
+from tsmigrate.db import is_hypertable
 from tsmigrate.run import RunStopped, StepFailed
 
 pytestmark = [pytest.mark.order(2), pytest.mark.execute]

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from ..plan import HypertablePlan
-from ..db import one
+from ..db import is_hypertable, one
 from ..fingerprint import OWN_SCHEMA
 
 log = logging.getLogger("tsmigrate.online")
@@ -79,16 +79,12 @@ def chooses_online(conn: psycopg.Connection, schema: str, h: HypertablePlan, abo
     """Whether the table converts online: as its plan entry says, else when it holds more than ``above_rows``
     rows (the planner's estimate: no scan). A table that does not exist yet or is a hypertable already does not."""
     # By name through the catalog: to_regclass would need USAGE on the schema, which a pre-flight role may lack.
-    row = conn.execute("""SELECT c.reltuples, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
-                            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    reltuples = one(conn, """SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                            WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r'""",
-                       (schema, h.table)).fetchone()
-    if row is None:
+                       (schema, h.table))
+    if reltuples is None or is_hypertable(conn, schema, h.table):
         return False
-    if row[1] and one(conn, "SELECT 1 FROM _timescaledb_catalog.hypertable WHERE schema_name = %s AND table_name = %s",
-                       (schema, h.table)):
-        return False
-    return h.online if h.online is not None else row[0] > above_rows
+    return h.online if h.online is not None else reltuples > above_rows
 
 
 def online_tables(conn: psycopg.Connection, plan) -> list[str]:
