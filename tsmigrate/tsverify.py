@@ -15,7 +15,7 @@ from psycopg import sql
 from .plan import HypertablePlan
 from .conversion import is_hypertable, time_dimension
 from .policies import paused_jobs
-from .integrity import display_name
+from .db import display_name
 
 
 
