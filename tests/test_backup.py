@@ -163,7 +163,7 @@ def test_prune_keeps_newest_and_recent_backups(tmp_path):
 def test_fingerprints_recorded_by_md5_in_older_backups_are_compared_the_way_they_were_taken(small_db):
     """Backups before hashtextextended recorded md5-based fingerprints without naming the algorithm."""
     from tsmigrate.fingerprint import TableFingerprint, fingerprint_table
-    from tsmigrate.integrity import fingerprints_as_before
+    from tsmigrate.integrity.content import fingerprints_as_before
 
     with small_db.connect() as conn:
         old = fingerprint_table(conn, "public", "readings", algorithm="md5-60").to_dict()

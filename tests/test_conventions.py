@@ -18,11 +18,11 @@ import psycopg
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tsmigrate import preflight
 from tsmigrate.conventions import UNDERSTOOD, flyway_version
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.lint import lint_sql
 from tsmigrate.migrations import discover, split_statements, version_gaps
+from tsmigrate.preflight.files import migration_files, pending_files
 
 # A Flyway set: dotted and underscored versions, repeatable views and functions, an undo file (Flyway Teams).
 FLYWAY_SET = {
@@ -370,8 +370,8 @@ def test_flyway_repeatable_file_reruns_when_changed_and_only_then(local_server, 
         initial.write_text(initial.read_text() + "-- edited after it ran\n")
         view.write_text(view.read_text() + "-- edited again\n")
         with psycopg.connect(dsn) as conn:
-            found = preflight.migration_files(conn, directory)
-            pending = preflight.pending_files(conn, directory)
+            found = migration_files(conn, directory)
+            pending = pending_files(conn, directory)
         assert [(f.code, Path(f.path).name, f.line) for f in found if f.blocking] == [("PF022", initial.name, 1)]
         assert [f.label for f in pending] == ["R__sensor_views.sql"]
 
@@ -387,7 +387,7 @@ def test_naming_findings_of_the_pre_flight_name_the_file_and_line(local_server, 
     })
     with ScratchDatabase(local_server.conninfo(), "conventions_naming") as name, \
             psycopg.connect(local_server.conninfo(name)) as conn:
-        found = preflight.migration_files(conn, directory)
+        found = migration_files(conn, directory)
     assert sorted((f.code, f.severity, Path(f.path).name, f.line) for f in found) == [
         ("PF020", "blocking", "20240101120000_same_version.sql", None),
         ("PF020", "blocking", "20240301080001_setup.sql", 1),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tsmigrate.lint.context import RULES
-from tsmigrate.preflight import CHECKS
+from tsmigrate.preflight.checks import CHECKS
 
 PROJECT = Path(__file__).resolve().parents[1]
 DOCS = sorted((PROJECT / "docs").glob("*.md"))

@@ -13,13 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tsmigrate import preflight
 from tsmigrate.codes import CODES, readme_table, table_lines
 from tsmigrate.plan import load_plan
 from tsmigrate.findings import ADVISORY, BLOCKING, SEVERITIES, Finding
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.lint import lint_sql
 from tsmigrate.migrations import discover
+from tsmigrate.preflight.files import hypertables_of, lint
 
 PROJECT = Path(__file__).resolve().parents[1]
 TESTS = PROJECT / "tests"
@@ -116,7 +116,7 @@ def lint_directory(directory: Path) -> list[Finding]:
     """What the pre-flight's lint finds in the files of ``directory`` (tables they convert are hypertables)."""
     files, problems = discover(directory)
     assert problems == [], problems
-    hypertables = preflight.hypertables_of(None, files)
+    hypertables = hypertables_of(None, files)
     return [finding for f in files for finding in
             lint_sql(f.sql, str(f.path), hypertables=hypertables, transactional=f.transactional)]
 
@@ -153,5 +153,5 @@ def test_the_preflight_judges_lint_codes_against_the_plan(text, line, table, mar
     migration.write_text(text)
     with ScratchDatabase(local_server.conninfo(), "lint_against_the_plan") as name, \
             psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
-        found = [f for f in preflight.lint(conn, tmp_path, load_plan(tmp_path)) if f.code == code]
+        found = [f for f in lint(conn, tmp_path, load_plan(tmp_path)) if f.code == code]
     assert [(f.severity, f.path, f.line, f.table) for f in found] == [(severity, str(migration), line, table)], found

@@ -11,11 +11,14 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from tsmigrate import ledger, preflight
+from tsmigrate import ledger
 from tsmigrate.plan import load_plan
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.migrations import apply_file, discover
+from tsmigrate.preflight.files import migration_files, pending_files
+from tsmigrate.preflight.hazards import target_hazards
+from tsmigrate.preflight.rehearsal_check import rehearsal
 from tsmigrate.target import Target
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -61,7 +64,7 @@ def plan_dir(tmp_path: Path, edit=lambda text: text, files: dict[str, str] | Non
 
 def hazards(target: Target, directory: Path) -> list[Finding]:
     with target.connect(options=READ_ONLY) as conn:
-        return preflight.target_hazards(conn, directory, load_plan(directory))
+        return target_hazards(conn, directory, load_plan(directory))
 
 
 # -- the migration files and the ledger -------------------------------------------------------------------
@@ -73,7 +76,7 @@ def hazards(target: Target, directory: Path) -> list[Finding]:
 def test_pf020_a_file_misnamed_or_sharing_a_version(names, problem, marked_finding, scratch, tmp_path):
     code, severity = marked_finding
     directory = write(tmp_path / "migrations", {"001_start.sql": "SELECT 1;\n", **{n: "SELECT 2;\n" for n in names}})
-    found = preflight.migration_files(scratch[1], directory)
+    found = migration_files(scratch[1], directory)
     assert where(found, code) == [(severity, str(directory / names[-1]), None)] and problem in found[0].message
 
 
@@ -81,7 +84,7 @@ def test_pf020_a_file_misnamed_or_sharing_a_version(names, problem, marked_findi
 def test_pf021_a_gap_in_the_versions(marked_finding, scratch, tmp_path):
     code, severity = marked_finding
     directory = write(tmp_path / "migrations", {"001_start.sql": "SELECT 1;\n", "003_next.sql": "SELECT 3;\n"})
-    found = preflight.migration_files(scratch[1], directory)
+    found = migration_files(scratch[1], directory)
     assert where(found, code) == [(severity, str(directory), None)] and found[0].message == "versions jump from 001 to 003"
 
 
@@ -91,7 +94,7 @@ def test_pf022_an_applied_file_edited_afterwards(marked_finding, scratch, tmp_pa
     directory = write(tmp_path / "migrations", {"001_table.sql": "CREATE TABLE t (v int);\n"})
     applied(scratch[0], directory)
     (directory / "001_table.sql").write_text("CREATE TABLE t (v bigint);\n")
-    found = preflight.migration_files(scratch[1], directory)
+    found = migration_files(scratch[1], directory)
     assert where(found, code) == [(severity, f"{directory / '001_table.sql'}:1", None)]
 
 
@@ -102,7 +105,7 @@ def test_pf023_an_applied_file_gone_from_the_directory(marked_finding, scratch, 
                                                  "002_index.sql": "CREATE INDEX ON t (v);\n"})
     applied(scratch[0], directory)
     (directory / "002_index.sql").unlink()
-    found = preflight.migration_files(scratch[1], directory)
+    found = migration_files(scratch[1], directory)
     assert where(found, code) == [(severity, str(directory), None)]
     assert found[0].message.startswith("step 002 (002_index.sql) was applied on ")
 
@@ -123,7 +126,7 @@ def test_pf024_a_step_left_started_by_a_run_that_died(header, resolve, then, mar
     (f,), _ = discover(directory)
     ledger.ensure_ledger(scratch[0])
     ledger.record_start(scratch[0], f.version, "migration", f.label, f.sha256, f.transactional)
-    found = preflight.migration_files(scratch[1], directory, resolve_interrupted=resolve)
+    found = migration_files(scratch[1], directory, resolve_interrupted=resolve)
     assert where(found, code) == [(severity, str(f.path), None)]
     assert "never finished; " + then in found[0].message
 
@@ -230,7 +233,7 @@ def test_pf040_a_statement_that_fails_on_the_scratch_copy(marked_finding, legacy
     directory = write(tmp_path / "migrations", {
         "011_broken.sql": "-- fine so far\nSELECT 1;\n\nALTER TABLE factory_telemetry.no_such_table\n  ADD COLUMN x int;\n"})
     with legacy_db.connect(options=READ_ONLY) as conn:
-        found = preflight.rehearsal(legacy_db, directory, preflight.pending_files(conn, directory), None)
+        found = rehearsal(legacy_db, directory, pending_files(conn, directory), None)
     assert where(found, code) == [(severity, f"{directory / '011_broken.sql'}:4", None)]
     assert "SQLSTATE 42P01" in found[0].message and scratch_copies(legacy_db) == []
 
@@ -243,6 +246,6 @@ def test_pf040_no_rehearsal_for_a_role_that_may_not_create_databases(marked_find
     as_role = Target(make_conninfo(legacy_db.conninfo, user=role, password=local_server.password),
                      "the pre-flight's role")
     directory = write(tmp_path / "migrations", {"011_index.sql": "CREATE INDEX IF NOT EXISTS i ON t (v);\n"})
-    found = preflight.rehearsal(as_role, directory, discover(directory)[0], None)
+    found = rehearsal(as_role, directory, discover(directory)[0], None)
     assert where(found, code) == [(severity, "", None)]
     assert "the connected role may not create databases" in found[0].message and scratch_copies(legacy_db) == []

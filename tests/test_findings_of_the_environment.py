@@ -17,11 +17,12 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tsmigrate import fence, preflight
+from tsmigrate import fence
 from tsmigrate.appsim import TelemetryWriter
 from tsmigrate.plan import load_plan
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import drop_database
+from tsmigrate.preflight import environment
 from tsmigrate.target import Target
 from tsmigrate.timescale import server_timescaledb
 
@@ -61,9 +62,9 @@ def test_pf001_a_postgresql_version_other_than_15(major, marked_finding, local_s
     version changed (the check's only input)."""
     code, severity = marked_finding
     with read_only(local_server.conninfo()) as conn:
-        assert preflight.server_version(conn) == [], "the server runs 15: nothing to say"
+        assert environment.server_version(conn) == [], "the server runs 15: nothing to say"
         real = int(conn.execute("SHOW server_version_num").fetchone()[0])
-        found = preflight.server_version(conn, major * 10000 + real % 10000)
+        found = environment.server_version(conn, major * 10000 + real % 10000)
     assert where(found, code) == [(severity, "", None)] and f"PostgreSQL {major}" in found[0].message
 
 
@@ -71,7 +72,7 @@ def test_pf001_a_postgresql_version_other_than_15(major, marked_finding, local_s
 def test_pf002_a_server_without_timescaledb(server_without_timescaledb, marked_finding):
     code, severity = marked_finding
     with read_only(server_without_timescaledb.conninfo()) as conn:
-        found = preflight.timescaledb_ready(conn, PLAN)
+        found = environment.timescaledb_ready(conn, PLAN)
     assert where(found, code) == [(severity, "", None)] and [f.code for f in found] == [code]
 
 
@@ -79,7 +80,7 @@ def test_pf002_a_server_without_timescaledb(server_without_timescaledb, marked_f
 def test_pf003_timescaledb_installed_but_not_preloaded(cluster_without_preload, marked_finding):
     code, severity = marked_finding
     with read_only(cluster_without_preload.info.conninfo()) as conn:
-        found = preflight.timescaledb_ready(conn, PLAN)
+        found = environment.timescaledb_ready(conn, PLAN)
     assert where(found, code) == [(severity, "", None)]
     assert "not in shared_preload_libraries (empty)" in found[0].message
 
@@ -94,7 +95,7 @@ def test_pf004_the_apache_edition_against_a_plan_that_compresses(allow, marked_f
     plan_file.write_text((PROJECT / "migrations" / "plan.toml").read_text().replace(
         "allow_apache_edition = true", f"allow_apache_edition = {str(allow).lower()}"))
     with read_only(apache_server.conninfo()) as conn:
-        found = preflight.timescaledb_ready(conn, load_plan(tmp_path))
+        found = environment.timescaledb_ready(conn, load_plan(tmp_path))
     assert where(found, code) == [(severity, str(plan_file), None)]
     assert "apache edition" in found[0].message and "compression" in found[0].message
 
@@ -104,7 +105,7 @@ def test_pf005_timescaledb_upgraded_under_a_database_on_the_old_version(upgraded
     code, severity = marked_finding
     server, database, old, new = upgraded_timescaledb
     with read_only(server.conninfo(database)) as conn:
-        found = preflight.timescaledb_ready(conn, None)
+        found = environment.timescaledb_ready(conn, None)
     assert where(found, code) == [(severity, "", None)]
     assert f"timescaledb {old} is created in this database, {new} is installed" in found[0].message
 
@@ -116,9 +117,9 @@ def test_pf036_timescaledb_before_2_21_with_compression_planned(marked_finding, 
     code, severity = marked_finding
     with read_only(local_server.conninfo()) as conn:
         real = server_timescaledb(conn)
-        assert [f for f in preflight.timescaledb_ready(conn, PLAN, real) if f.code == code] == [], \
+        assert [f for f in environment.timescaledb_ready(conn, PLAN, real) if f.code == code] == [], \
             f"TimescaleDB {real.available_version} ({real.edition}) cannot have the problem"
-        found = preflight.timescaledb_ready(conn, PLAN, replace(real, available_version="2.20.4", license="timescale"))
+        found = environment.timescaledb_ready(conn, PLAN, replace(real, available_version="2.20.4", license="timescale"))
     assert where(found, code) == [(severity, "", None)] and "TimescaleDB 2.20.4" in found[0].message
 
 
@@ -141,7 +142,7 @@ def test_pf006_client_programs_missing_or_older_than_the_server(programs, marked
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("TSMIGRATE_PG_BINDIR", raising=False)   # the programs are found there first
     with read_only(local_server.conninfo()) as conn:
-        found = preflight.client_tools(conn)
+        found = environment.client_tools(conn)
     assert where(found, code) == [(severity, "", None)] * 2
     expected = ("pg_dump not found", "pg_restore not found") if programs == "missing" else (
         f"pg_dump ({tmp_path / 'pg_dump'}) is version 13, the server is 15",
@@ -155,7 +156,7 @@ def test_pf007_a_role_that_owns_nothing_and_may_not_create_the_extension(marked_
     code, severity = marked_finding
     role = login_role()
     with read_only(as_role(legacy_db, role, local_server.password)) as conn:
-        found = preflight.privileges(conn, PLAN)
+        found = environment.privileges(conn, PLAN)
     assert sorted(where(found, code), key=str) == sorted(
         [(severity, "", None)] + [(severity, "", table) for table in PLANNED], key=str)
     assert f"role {role} is not a superuser and cannot create the timescaledb extension" in found[0].message
@@ -166,7 +167,7 @@ def test_pf008_a_standby(standby, marked_finding):
     code, severity = marked_finding
     with read_only(standby.conninfo()) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-        found = preflight.primary_server(conn)
+        found = environment.primary_server(conn)
     assert where(found, code) == [(severity, "", None)]
 
 
@@ -175,14 +176,14 @@ def test_pf009_idle_clients_take_the_connection_slots(cluster_without_preload, m
     code, severity = marked_finding
     conninfo = cluster_without_preload.info.conninfo()
     with read_only(conninfo) as conn:
-        assert preflight.connection_slots(conn, needed=4) == []
+        assert environment.connection_slots(conn, needed=4) == []
         free = conn.execute("""SELECT current_setting('max_connections')::int
                                     - current_setting('superuser_reserved_connections')::int
                                     - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"""
                             ).fetchone()[0]
         idle = [psycopg.connect(conninfo, application_name="idle client") for _ in range(free - 3)]
         try:
-            found = preflight.connection_slots(conn, needed=4)
+            found = environment.connection_slots(conn, needed=4)
         finally:
             for c in idle:
                 c.close()
@@ -200,7 +201,7 @@ def test_pf010_a_transaction_left_open(marked_finding, legacy_db):
         other.execute("SELECT count(*) FROM factory_telemetry.metric_def")
         with read_only(legacy_db.conninfo) as conn:
             # Open for longer than 0 s; the suite's limit is 300 s.
-            found = preflight.activity(conn, PLAN, long_after_s=0)
+            found = environment.activity(conn, PLAN, long_after_s=0)
         pid = other.info.backend_pid
     assert where(found, code) == [(severity, "", None)]
     assert f"backend pid {pid}" in found[0].message and "'report tool'" in found[0].message
@@ -214,7 +215,7 @@ def test_pf011_another_session_holds_a_lock_on_a_table_to_convert(marked_finding
         other.execute("UPDATE factory_telemetry.metric_hist SET value_real = value_real "
                       "WHERE id = (SELECT min(id) FROM factory_telemetry.metric_hist)")
         with read_only(legacy_db.conninfo) as conn:
-            found = preflight.activity(conn, PLAN)
+            found = environment.activity(conn, PLAN)
         pid = other.info.backend_pid
     assert where(found, code) == [(severity, "", "factory_telemetry.metric_hist")]
     assert f"backend pid {pid}" in found[0].message and "RowExclusiveLock" in found[0].message
@@ -232,7 +233,7 @@ def test_pf014_rows_written_while_the_preflight_watches(writer, marked_finding, 
     try:
         wait_for(lambda: telemetry.committed, "the writer's first committed row")
         with read_only(legacy_db.conninfo) as conn:
-            found = preflight.maintenance_window(conn, PLAN, sample_seconds=1.0)
+            found = environment.maintenance_window(conn, PLAN, sample_seconds=1.0)
     finally:
         telemetry.stop()
     assert where(found, code) == [(severity, "", None)], found
@@ -244,7 +245,7 @@ def test_pf015_another_session_connected(marked_finding, legacy_db, app_login, l
     code, severity = marked_finding
     with psycopg.connect(as_role(legacy_db, app_login, local_server.password), application_name="line 2 HMI") as hmi:
         with read_only(legacy_db.conninfo) as conn:
-            found = preflight.maintenance_window(conn, PLAN, sample_seconds=0.2)
+            found = environment.maintenance_window(conn, PLAN, sample_seconds=0.2)
         pid = hmi.info.backend_pid
     assert where(found, code) == [(severity, "", None)]
     assert found[0].message.startswith(f"pid {pid} role {app_login} application 'line 2 HMI'")
@@ -262,7 +263,7 @@ def test_pf016_a_fence_left_by_a_run_that_died(lifted, marked_finding, legacy_db
         with read_only(legacy_db.conninfo) as conn, legacy_db.connect() as writable:
             wait_for(lambda: all(fence.is_stale(conn, f) for f in fence.fences(conn, legacy_db.dbname)),
                      "the end of the run's session")
-            found = preflight.stale_fences(conn, writable if lifted else None)
+            found = environment.stale_fences(conn, writable if lifted else None)
             can_login = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (app_login,)).fetchone()[0]
     finally:
         with legacy_db.connect() as admin:
@@ -277,7 +278,7 @@ def test_pf017_a_role_that_cannot_fence_the_application(marked_finding, legacy_d
     code, severity = marked_finding
     role = login_role()   # neither superuser nor CREATEROLE
     with read_only(as_role(legacy_db, role, local_server.password)) as conn:
-        found = preflight.maintenance_window(conn, PLAN, sample_seconds=0.2)
+        found = environment.maintenance_window(conn, PLAN, sample_seconds=0.2)
     assert where(found, code) == [(severity, str(PLAN.path), None)]
     assert f"the run must fence {app_login} but role {role} has neither CREATEROLE nor superuser" in found[0].message
 
@@ -292,7 +293,7 @@ def test_pf012_a_database_not_in_utf8(marked_finding, local_server):
                               "TEMPLATE template0").format(sql.Identifier("pf012_sql_ascii")))
         try:
             with read_only(local_server.conninfo("pf012_sql_ascii")) as conn:
-                found = preflight.encoding_and_timezone(conn)
+                found = environment.encoding_and_timezone(conn)
         finally:
             drop_database(admin, "pf012_sql_ascii")
     assert where(found, code) == [(severity, "", None)] and "SQL_ASCII" in found[0].message
@@ -303,16 +304,16 @@ def test_pf013_a_disk_too_small_for_the_backup(marked_finding, legacy_db, tiny_f
     code, severity = marked_finding
     backups = tiny_filesystem / "backups"
     with read_only(legacy_db.conninfo) as conn:
-        found = preflight.room_for_backup(conn, backups)
+        found = environment.room_for_backup(conn, backups)
     assert where(found, code) == [(severity, str(backups), None)] and "GiB free in" in found[0].message
 
 
 def test_the_checks_above_find_nothing_on_a_quiet_primary(legacy_db, tmp_path):
     """The same checks on a healthy target say nothing: each finding above comes from its condition."""
     with read_only(legacy_db.conninfo) as conn:
-        found = (preflight.server_version(conn) + preflight.client_tools(conn) + preflight.privileges(conn, PLAN)
-                 + preflight.primary_server(conn) + preflight.connection_slots(conn) + preflight.activity(conn, PLAN)
-                 + preflight.maintenance_window(conn, PLAN, sample_seconds=0.2)
-                 + preflight.stale_fences(conn, None) + preflight.encoding_and_timezone(conn)
-                 + preflight.room_for_backup(conn, tmp_path / "backups"))
+        found = (environment.server_version(conn) + environment.client_tools(conn) + environment.privileges(conn, PLAN)
+                 + environment.primary_server(conn) + environment.connection_slots(conn)
+                 + environment.activity(conn, PLAN) + environment.maintenance_window(conn, PLAN, sample_seconds=0.2)
+                 + environment.stale_fences(conn, None) + environment.encoding_and_timezone(conn)
+                 + environment.room_for_backup(conn, tmp_path / "backups"))
     assert found == []

@@ -16,9 +16,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tsmigrate import access, bench, integrity
+from tsmigrate import access, bench
 from tsmigrate.baseline import resolve_baseline
 from tsmigrate.fingerprint import fingerprint_database
+from tsmigrate.integrity import content, objects, structure
 from tsmigrate.janitor import ScratchDatabase, create_database, drop_database_and_copies, freeze
 from tsmigrate.target import Target
 from tsmigrate.timescale import server_timescaledb
@@ -256,47 +257,47 @@ def conn(copy_of_migrated):
 
 
 def test_a_sequence_behind_its_column_is_named_with_the_fix(conn):
-    assert integrity.sequences_behind(conn) == []
+    assert structure.sequences_behind(conn) == []
     conn.execute("SELECT setval('factory_telemetry.oee_calculations_id_seq', 3)")
-    [problem] = integrity.sequences_behind(conn)
+    [problem] = structure.sequences_behind(conn)
     assert problem.startswith("sequence factory_telemetry.oee_calculations_id_seq gives 4 next, "
                               "but factory_telemetry.oee_calculations.id already holds")
     assert "SELECT setval('factory_telemetry.oee_calculations_id_seq', (SELECT max(id) FROM " in problem
 
 
 def test_a_constraint_left_not_valid_is_named(conn):
-    assert integrity.constraints_not_valid(conn) == []
+    assert structure.constraints_not_valid(conn) == []
     conn.execute("ALTER TABLE factory_telemetry.metric_def ADD CONSTRAINT def_has_key CHECK (metric_key <> '') NOT VALID")
-    assert integrity.constraints_not_valid(conn) == [
+    assert structure.constraints_not_valid(conn) == [
         "constraint def_has_key on factory_telemetry.metric_def is NOT VALID (existing rows were never checked): "
         "run ALTER TABLE factory_telemetry.metric_def VALIDATE CONSTRAINT def_has_key"]
 
 
 def test_an_orphan_row_breaks_its_foreign_key(conn):
-    assert integrity.foreign_key_orphans(conn) == []
+    assert structure.foreign_key_orphans(conn) == []
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")   # what a careless bulk load does
         conn.execute("INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "
                      "VALUES ('00000000-0000-0000-0000-000000000001', now(), 1)")
-    [problem] = integrity.foreign_key_orphans(conn)
+    [problem] = structure.foreign_key_orphans(conn)
     assert "on factory_telemetry.metric_hist (metric_def_id) -> factory_telemetry.metric_def (id): 1 row" in problem
     assert "metric_def_id=00000000-0000-0000-0000-000000000001" in problem
 
 
 def test_a_view_that_does_not_answer_and_a_function_that_no_longer_fits_are_named(conn):
-    views, problems = integrity.broken_views(conn)
+    views, problems = objects.broken_views(conn)
     assert views >= 14 and problems == []
-    functions, problems = integrity.broken_functions(conn)
+    functions, problems = objects.broken_functions(conn)
     assert functions >= 15 and problems == []
     conn.execute("REFRESH MATERIALIZED VIEW factory_telemetry.mv_oee_summary WITH NO DATA")
     conn.execute("ALTER TABLE factory_telemetry.report_generation_jobs RENAME COLUMN progress_percentage TO progress")
-    _, problems = integrity.broken_views(conn)
+    _, problems = objects.broken_views(conn)
     assert any(p.startswith("materialized view factory_telemetry.mv_oee_summary does not answer") and
                "REFRESH MATERIALIZED VIEW factory_telemetry.mv_oee_summary" in p for p in problems), problems
     conn.execute("""CREATE FUNCTION factory_telemetry.jobs_progress(p_id uuid) RETURNS integer LANGUAGE plpgsql AS $$
                     BEGIN RETURN (SELECT progress_percentage FROM factory_telemetry.report_generation_jobs
                                   WHERE id = p_id); END $$""")
-    _, problems = integrity.broken_functions(conn)
+    _, problems = objects.broken_functions(conn)
     assert problems == ["function factory_telemetry.jobs_progress(uuid) no longer fits the schema: column "
                         "\"progress_percentage\" does not exist (SQLSTATE 42703); fix the object it names or recreate "
                         "the function"]
@@ -304,11 +305,11 @@ def test_a_view_that_does_not_answer_and_a_function_that_no_longer_fits_are_name
 
 def test_content_differences_count_the_rows_exactly(conn, migrated):
     baseline = resolve_baseline(explicit=migrated.backup, in_run=None, backups_dir=migrated.backups, dbname=NAME)
-    assert integrity.content_differences(conn, baseline) == []
+    assert content.content_differences(conn, baseline) == []
     conn.execute("UPDATE factory_telemetry.production_context_history SET change_reason = 'edited' "
                  "WHERE id IN (SELECT id FROM factory_telemetry.production_context_history ORDER BY id LIMIT 3)")
     conn.execute("INSERT INTO factory_telemetry.fault_event (equipment_code, bit_index, ts_on) VALUES ('X', 1, now())")
-    found = {d.table: d for d in integrity.content_differences(conn, baseline)}
+    found = {d.table: d for d in content.content_differences(conn, baseline)}
     assert set(found) == {"factory_telemetry.production_context_history", "factory_telemetry.fault_event"}
     changed = found["factory_telemetry.production_context_history"]
     assert changed.kind == "content" and "but 3 rows differ (for example id=1" in changed.message
@@ -317,7 +318,7 @@ def test_content_differences_count_the_rows_exactly(conn, migrated):
         "a row added above the backup's highest id is reported as written since, not as a loss"
     conn.execute("DELETE FROM factory_telemetry.fault_event WHERE id = (SELECT min(id) FROM factory_telemetry.fault_event)")
     conn.execute("INSERT INTO factory_telemetry.fault_event (equipment_code, bit_index, ts_on) VALUES ('X', 2, now())")
-    lost = {d.table: d for d in integrity.content_differences(conn, baseline)}["factory_telemetry.fault_event"]
+    lost = {d.table: d for d in content.content_differences(conn, baseline)}["factory_telemetry.fault_event"]
     assert lost.kind == "rows" and "1 row of the baseline gone or changed" in lost.message, \
         "growth does not hide a row of the backup that is gone"
 

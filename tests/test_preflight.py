@@ -151,17 +151,17 @@ def test_preflight_without_rehearsal_takes_seconds(legacy_db, run_suite, tmp_pat
 
 
 def test_verdict_inputs_notice_a_changed_file_or_plan(legacy_db, tmp_path):
-    from tsmigrate import preflight
+    from tsmigrate.preflight.verdict import changed_since, verdict_inputs
 
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     with legacy_db.connect(options="-c default_transaction_read_only=on") as conn:
-        at_go = preflight.verdict_inputs(conn, migrations)
-        assert preflight.changed_since(at_go, preflight.verdict_inputs(conn, migrations)) == []
+        at_go = verdict_inputs(conn, migrations)
+        assert changed_since(at_go, verdict_inputs(conn, migrations)) == []
         edited = migrations / "009_database_optimization.sql"
         edited.write_text(edited.read_text() + "\n-- edited after the GO\n")
         (migrations / "plan.toml").write_text((migrations / "plan.toml").read_text() + "\n# edited\n")
-        changed = preflight.changed_since(at_go, preflight.verdict_inputs(conn, migrations))
+        changed = changed_since(at_go, verdict_inputs(conn, migrations))
     assert [c.split(":")[0] for c in changed] == ["migrations_sha256", "plan_sha256"]
 
 

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from .baseline import Grant
 from .fingerprint import serial_column
-from .integrity import display_name
+from .db import display_name
 from .errors import first_line
 
 _CHECK = {   # grant kind -> the function that says whether a role holds a privilege on it

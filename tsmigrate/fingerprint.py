@@ -45,7 +45,7 @@ class TableFingerprint:
     rows: int
     digest: str                      # sum of row hashes, as text (numeric)
     buckets: tuple[str, ...] = field(default=(), repr=False)  # "rows:hash sum" per bucket
-    # (sequence-backed column, its highest value) when taken: rows above it were written later (see integrity.py)
+    # (sequence-backed column, its highest value) when taken: rows above it were written later (see integrity/content.py)
     high_water: tuple[str, int] | None = None
     algorithm: str = CURRENT_ALGORITHM
 

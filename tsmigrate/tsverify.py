@@ -16,7 +16,7 @@ from .plan import HypertablePlan
 from .conversion import time_dimension
 from .db import is_hypertable
 from .policies import paused_jobs
-from .integrity import display_name
+from .db import display_name
 
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tsmigrate import integrity
+from tsmigrate.integrity import content, objects, structure
 from tsmigrate.online import legacy_tables, verify
 from tsmigrate.plugin import summary_of
 
@@ -19,9 +19,9 @@ pytestmark = [pytest.mark.order(3), pytest.mark.postflight]
 def table_differences(request, baseline, target_conn):
     """Every table of the baseline compared with today (over the columns it had before); the
     fingerprints go into the run's summary for the reports."""
-    measured = integrity.fingerprints_as_before(target_conn, baseline.fingerprints, baseline.filled_after)
+    measured = content.fingerprints_as_before(target_conn, baseline.fingerprints, baseline.filled_after)
     summary_of(request.config).fingerprints_after.update({name: fp.to_dict() for name, fp in measured[0].items()})
-    return integrity.content_differences(target_conn, baseline, measured)
+    return content.content_differences(target_conn, baseline, measured)
 
 
 def test_every_table_keeps_its_rows(table_differences, baseline, expect_none):
@@ -42,34 +42,34 @@ def test_every_table_keeps_its_content(table_differences, baseline, expect_none)
 def test_no_view_function_or_trigger_missing(readonly_conn, baseline, expect_none):
     if not baseline.has_dump:
         pytest.skip(f"the {baseline.describe()} has no dump to list its views and functions from")
-    expect_none(integrity.missing_objects(readonly_conn, baseline))
+    expect_none(objects.missing_objects(readonly_conn, baseline))
 
 
 def test_no_constraint_left_not_valid(readonly_conn, expect_none):
-    expect_none(integrity.constraints_not_valid(readonly_conn))
+    expect_none(structure.constraints_not_valid(readonly_conn))
 
 
 def test_no_index_left_invalid(readonly_conn, expect_none):
-    expect_none(integrity.invalid_indexes(readonly_conn))
+    expect_none(structure.invalid_indexes(readonly_conn))
 
 
 def test_foreign_keys_hold(readonly_conn, expect_none):
-    expect_none(integrity.foreign_key_orphans(readonly_conn))
+    expect_none(structure.foreign_key_orphans(readonly_conn))
 
 
 def test_sequences_are_ahead_of_their_columns(readonly_conn, expect_none):
-    expect_none(integrity.sequences_behind(readonly_conn))
+    expect_none(structure.sequences_behind(readonly_conn))
 
 
 def test_every_view_answers(readonly_conn, expect_none):
-    count, problems = integrity.broken_views(readonly_conn)
+    count, problems = objects.broken_views(readonly_conn)
     expect_none(problems, f"{len(problems)} of {count} views do not answer:")
 
 
 def test_every_function_compiles(target, expect_none):
     # A connection of its own, closed afterwards: a function called may leave session state.
     with target.connect(options="-c default_transaction_read_only=on", application_name="tsmigrate post-flight") as conn:
-        count, problems = integrity.broken_functions(conn)
+        count, problems = objects.broken_functions(conn)
     expect_none(problems, f"{len(problems)} of {count} functions do not fit the schema:")
 
 
@@ -78,7 +78,7 @@ def test_extension_versions_as_expected(readonly_conn, request, expect_none):
         baseline = request.getfixturevalue("baseline")
     except pytest.skip.Exception:
         baseline = None     # without a baseline: versions only, not the extensions it had
-    expect_none(integrity.extension_problems(readonly_conn, baseline))
+    expect_none(objects.extension_problems(readonly_conn, baseline))
 
 
 def test_online_conversions_match_their_legacy_tables(readonly_conn, expect_none):

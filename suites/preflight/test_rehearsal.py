@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tsmigrate import preflight
+from tsmigrate.preflight import files, rehearsal_check
 
 pytestmark = [pytest.mark.order(1), pytest.mark.preflight]
 
@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.order(1), pytest.mark.preflight]
 def test_rehearsal_on_a_scratch_copy(readonly_conn, target, migrations_dir, plan, run_options, gate):
     if not run_options.rehearse:
         pytest.skip("rehearsal turned off (--no-rehearse)")
-    pending = preflight.pending_files(readonly_conn, migrations_dir)
+    pending = files.pending_files(readonly_conn, migrations_dir)
     if not pending and not plan:
         pytest.skip("nothing pending to rehearse")
-    gate(preflight.rehearsal(target, migrations_dir, pending, plan))
+    gate(rehearsal_check.rehearsal(target, migrations_dir, pending, plan))

@@ -18,7 +18,7 @@ from typing import Iterable
 import psycopg
 from psycopg import sql
 
-from ..integrity import display_name
+from ..db import display_name
 from ..timescale import server_timescaledb
 from .dashboard_queries import DashboardQuery
 from .figures import BenchSkipped, Figure

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from ..fingerprint import serial_column
-from ..integrity import display_name
+from ..db import display_name
 from .figures import BenchSkipped, Figure
 
 

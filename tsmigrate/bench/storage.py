@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from ..plan import HypertablePlan
-from ..integrity import display_name
+from ..db import display_name
 from ..timescale import server_timescaledb
 from .figures import BenchSkipped, Figure
 

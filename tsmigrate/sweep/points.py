@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 
 from ..fingerprint import TableFingerprint, compare, fingerprint_database
-from ..integrity import fingerprints_as_before
+from ..integrity.content import fingerprints_as_before
 from ..janitor import ScratchDatabase, freeze
 from ..legacy import SCALES, build_legacy_database
 from ..servers import ServerInfo, ServerStartError, throwaway_server

@@ -1,0 +1,233 @@
+"""Pre-flight checks of the server environment: PostgreSQL and TimescaleDB versions, client tools, privileges,
+other sessions and their locks and writes, fences left by a dead run, encoding, and room for the backup."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import psycopg
+
+from .. import fence
+from ..activity import other_sessions, sample_writes
+from ..backup import BackupError, room_needed, tool, tool_major
+from ..db import one, timescaledb_version
+from ..findings import ADVISORY, BLOCKING, Finding
+from ..online import online_tables
+from ..plan import Plan
+from ..timescale import APACHE_LACKS, ServerTimescale, server_timescaledb
+from .checks import finding
+
+
+def server_version(conn: psycopg.Connection, num: int | None = None) -> list[Finding]:
+    """``num``: the server_version_num to judge, when not the server's own (a test's other version)."""
+    num = num if num is not None else one(conn, "SELECT current_setting('server_version_num')::int")
+    if num < 130000:
+        return [finding("PF001", f"the server runs PostgreSQL {num // 10000}; TimescaleDB 2.x needs 13 or later")]
+    if num // 10000 != 15:
+        return [finding("PF001", f"the server runs PostgreSQL {num // 10000}; MS5.0's target is 15", severity=ADVISORY)]
+    return []
+
+
+def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTimescale | None = None) -> list[Finding]:
+    """``ts``: what the server offers, when not read from it (a test's other version or edition)."""
+    ts = ts or server_timescaledb(conn)
+    if ts.available_version is None:
+        return [finding("PF002", "the timescaledb extension is not installed on the server (pg_available_extensions)")]
+    found = []
+    if not ts.preloaded:
+        found.append(finding("PF003", "timescaledb is not in shared_preload_libraries "
+                                      f"({one(conn, 'SHOW shared_preload_libraries') or 'empty'})"))
+    if ts.installed_version and ts.installed_version != ts.available_version:
+        found.append(finding("PF005", f"timescaledb {ts.installed_version} is created in this database, "
+                                      f"{ts.available_version} is installed on the server"))
+    wants = plan is not None and (plan.needs_compression or plan.needs_retention)
+    if wants and ts.preloaded and ts.edition is None:
+        found.append(finding("PF004", "cannot tell which TimescaleDB edition the server runs (the connected role may "
+                                      "not load the library before the extension exists); compression and retention "
+                                      "are applied only if it is the community edition", severity=ADVISORY,
+                             path=str(plan.path) if plan.path else None))
+    elif wants and plan.needs_compression and ts.has_compression and _version(ts.available_version) < (2, 21):
+        found.append(finding("PF036", f"TimescaleDB {ts.available_version} with compression planned: once chunks are "
+                                      "compressed, pg_dump backups of this database cannot be restored"))
+    if wants and ts.preloaded and ts.edition is not None and not ts.has_compression:
+        wanted = " and ".join(w for w, on in (("compression", plan.needs_compression),
+                                              ("retention", plan.needs_retention)) if on)
+        message = (f"the server runs TimescaleDB's apache edition (no {APACHE_LACKS}); the plan asks for {wanted}")
+        if plan.allow_apache_edition:
+            found.append(finding("PF004", message + "; plan.toml allows going without them: they will be skipped",
+                                 severity=ADVISORY, path=str(plan.path) if plan.path else None))
+        else:
+            found.append(finding("PF004", message + " and does not allow going without",
+                                 path=str(plan.path) if plan.path else None))
+    return found
+
+
+def _version(text: str | None) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text or "")[:3])
+
+
+def client_tools(conn: psycopg.Connection) -> list[Finding]:
+    server_major = one(conn, "SELECT current_setting('server_version_num')::int") // 10000
+    found = []
+    for name in ("pg_dump", "pg_restore"):
+        try:
+            major = tool_major(name)
+        except BackupError as exc:
+            found.append(finding("PF006", str(exc)))
+            continue
+        if major < server_major:
+            found.append(finding("PF006", f"{name} ({tool(name)}) is version {major}, the server is {server_major}"))
+    return found
+
+
+def privileges(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
+    superuser = one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    if superuser:
+        return []
+    user = one(conn, "SELECT current_user")
+    found = []
+    ts_created = timescaledb_version(conn)
+    if not ts_created:
+        found.append(finding("PF007", f"role {user} is not a superuser and cannot create the timescaledb extension"))
+    if plan is not None:
+        for h in plan.hypertables:
+            owner = one(conn, """SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n
+                                  ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s""",
+                         (plan.schema, h.table))
+            if owner is not None and not one(conn, "SELECT pg_has_role(current_user, %s, 'USAGE')", (owner,)):
+                found.append(finding("PF007", f"role {user} does not own {plan.schema}.{h.table} (owner {owner})",
+                                     table=f"{plan.schema}.{h.table}"))
+    return found
+
+
+def primary_server(conn: psycopg.Connection) -> list[Finding]:
+    if one(conn, "SELECT pg_is_in_recovery()"):
+        return [finding("PF008", "the server is in recovery (a standby or a replica)")]
+    return []
+
+
+def connection_slots(conn: psycopg.Connection, needed: int = 4) -> list[Finding]:
+    free = one(conn, """SELECT current_setting('max_connections')::int
+                              - current_setting('superuser_reserved_connections')::int
+                              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')""")
+    if free < needed:
+        return [finding("PF009", f"{free} connection slots free; the run needs {needed}")]
+    return []
+
+
+def activity(conn: psycopg.Connection, plan: Plan | None, long_after_s: int = 300,
+             grace_s: float = 5.0) -> list[Finding]:
+    found = []
+    for pid, user, app, age, query in conn.execute(
+            """SELECT pid, usename, application_name, extract(epoch FROM now() - xact_start)::int, left(query, 80)
+                 FROM pg_stat_activity
+                WHERE xact_start < now() - make_interval(secs => %s) AND pid <> pg_backend_pid()
+                  AND backend_type = 'client backend'""", (long_after_s,)).fetchall():
+        found.append(finding("PF010", f"backend pid {pid} ({user}, '{app}') has had a transaction open for {age} s: {query}"))
+    if plan is not None:
+        tables = [f"{plan.schema}.{h.table}" for h in plan.hypertables]
+        # The application's row locks on a table that converts online are expected: it keeps writing. Elsewhere a
+        # writer's row lock of a moment (a statement running in a transaction younger than 5 s, caught by this look)
+        # is not a holder: the conversion's lock waits for it; the writing itself is PF014's. A transaction left
+        # open (idle in transaction) with the lock is one.
+        online = [f"{plan.schema}.{t}" for t in online_tables(conn, plan)]
+        # A run killed a moment ago still has its server sessions for a second or two (the server notices the
+        # dead client within client_connection_check_interval): give them that time before calling them holders.
+        deadline = time.monotonic() + grace_s
+        while True:
+            holders = conn.execute(
+                """SELECT l.pid, a.usename, a.application_name, l.mode, l.relation::regclass::text
+                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                    WHERE l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)
+                      AND l.pid <> pg_backend_pid() AND l.granted
+                      AND l.mode NOT IN ('AccessShareLock')
+                      AND NOT (l.mode IN ('RowShareLock', 'RowExclusiveLock')
+                               AND (l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)
+                                    OR (a.state = 'active' AND a.xact_start > now() - interval '5 seconds')))""",
+                (tables, online)).fetchall()
+            if not any(app.startswith("tsmigrate") for _, _, app, _, _ in holders) or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        for pid, user, app, mode, rel in holders:
+            who = "another tsmigrate run" if app.startswith("tsmigrate") else "the application, or another session"
+            found.append(finding("PF011", f"backend pid {pid} ({user}, '{app}': {who}) holds {mode} on {rel}", table=rel))
+    return found
+
+
+def maintenance_window(conn: psycopg.Connection, plan: Plan | None, sample_seconds: float = 2.0) -> list[Finding]:
+    """Who else is connected, and whether rows are being written over a short sample.
+
+    Writes block unless every other session belongs to a role the run's fence will stop, or the plan
+    keeps the application online (fence_application = false: then they are an advisory).
+    """
+    online = online_tables(conn, plan) if plan is not None else []
+    fencing = plan is not None and plan.fence_application and not online
+    fenceable = set(fence.roles_to_fence(conn, plan.application_roles)) if fencing else set()
+    found = []
+    if fenceable and not fence.can_fence(conn):
+        found.append(finding("PF017", f"the run must fence {', '.join(sorted(fenceable))} but role "
+                                      f"{one(conn, 'SELECT current_user')} has neither CREATEROLE nor superuser",
+                             path=str(plan.path) if plan.path else None))
+    sessions = other_sessions(conn)
+    sample = sample_writes(conn, sample_seconds)
+    unstoppable = [s for s in sessions if s.role not in fenceable]
+    if sample.writing:
+        writers = "; ".join(map(str, sessions)) or "no client session is connected now (a pooler's short sessions?)"
+        if fencing and not unstoppable and sessions:
+            found.append(finding("PF014", f"rows are being written ({sample.describe()}) by sessions of "
+                                          f"{', '.join(sorted({s.role for s in sessions}))}: the run's fence ends them "
+                                          f"and keeps them out until it ends. Sessions: {writers}", severity=ADVISORY))
+        elif not fencing:
+            why = (f"{', '.join(online)} convert online: the application's writes wait only for each swap's lock "
+                   "(milliseconds)" if online else
+                   "plan.toml keeps the application online (fence_application = false): conversions make its "
+                   "writes wait")
+            found.append(finding("PF014", f"rows are being written ({sample.describe()}) and {why}; a restore "
+                                          "carries its rows over. Sessions: " + writers, severity=ADVISORY))
+        else:
+            found.append(finding("PF014", f"rows are being written ({sample.describe()}); connected sessions the "
+                                          f"fence cannot stop: {'; '.join(map(str, unstoppable)) or 'none seen'}"))
+    else:
+        for s in sessions:
+            fenced = " (the run's fence ends it)" if s.role in fenceable else ""
+            found.append(finding("PF015", f"{s}{fenced}"))
+    return found
+
+
+def stale_fences(conn: psycopg.Connection, lift_through: psycopg.Connection | None) -> list[Finding]:
+    """Fences of this database left by a run that died; lifted through ``lift_through`` (a writable session)."""
+    database = one(conn, "SELECT current_database()")
+    stale = [f for f in fence.fences(conn, database) if fence.is_stale(conn, f)]
+    if not stale:
+        return []
+    if lift_through is None:
+        return [finding("PF016", f"role {f.role} is fenced (NOLOGIN) by a run that died (backend pid {f.run_pid}, "
+                                 f"fenced at {f.fenced_at}): run the pre-flight with a role that may lift it",
+                        severity=BLOCKING) for f in stale]
+    lifted = set(fence.lift(lift_through, stale))
+    return [finding("PF016", f"role {f.role} was fenced (NOLOGIN) at {f.fenced_at} by a run that died (backend pid "
+                             f"{f.run_pid}); " + ("it may log in again now" if f.role in lifted else
+                                                  "it was lifted meanwhile by someone else")) for f in stale]
+
+
+def encoding_and_timezone(conn: psycopg.Connection) -> list[Finding]:
+    encoding = one(conn, "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()")
+    if encoding != "UTF8":
+        return [finding("PF012", f"the database encoding is {encoding}, not UTF8")]
+    return []
+
+
+def room_for_backup(conn: psycopg.Connection, backups_dir: Path) -> list[Finding]:
+    size = one(conn, "SELECT pg_database_size(current_database())")
+    probe = Path(backups_dir)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    needed = room_needed(size)
+    if free < needed:
+        return [finding("PF013", f"{free / 2**30:.2f} GiB free in {backups_dir}, about {needed / 2**30:.2f} GiB needed "
+                                 f"for a backup of {size / 2**30:.2f} GiB", path=str(backups_dir))]
+    return []
