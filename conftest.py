@@ -7,7 +7,6 @@ pytest_plugins = (
     "fixtures.plan",
     "fixtures.gate",
     "fixtures.run",
-    "fixtures.legacy",
     "fixtures.reporting",
     "fixtures.baseline",
     "fixtures.postflight",

@@ -2,9 +2,10 @@
 # TSMIGRATE_TEST_DSN names; the community edition's fixtures (they skip, with the reason, under the apache
 # edition); the apache edition's (a second server started as one where the build is the community one); and
 # the real conditions that findings are about.
-from fixtures.apache import apache_legacy_db, apache_server, apache_template  # noqa: F401
-from fixtures.community import aged_legacy_db, aged_template, community_server  # noqa: F401
-from fixtures.conditions import (app_login, cluster_without_preload, login_role, marked_finding,  # noqa: F401
+from testbed.legacy import legacy_db, legacy_template, run_suite  # noqa: F401
+from testbed.apache import apache_legacy_db, apache_server, apache_template  # noqa: F401
+from testbed.community import aged_legacy_db, aged_template, community_server  # noqa: F401
+from testbed.conditions import (app_login, cluster_without_preload, login_role, marked_finding,  # noqa: F401
                                  server_without_timescaledb, standby, tiny_filesystem, upgraded_timescaledb)
 from fixtures.servers import TEST_DSN_ENV, server_fixture
 

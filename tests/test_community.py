@@ -3,7 +3,7 @@
 Compression settings, compression and retention policies (their background jobs), and compressed
 chunks exist only in the community edition (license 'timescale'). Under the apache edition every test
 here skips with the reason. To run them, point the project at a PostgreSQL 15 installation whose
-TimescaleDB is the community build (see fixtures/community.py), e.g. a relocated copy of the system's PostgreSQL::
+TimescaleDB is the community build (see tests/testbed/community.py), e.g. a relocated copy of the system's PostgreSQL::
 
     TSMIGRATE_PG_BINDIR=/opt/pg15c/usr/lib/postgresql/15/bin .venv/bin/pytest tests/test_community.py
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.legacy import fingerprints, fingerprints_as_before
+from testbed.legacy import fingerprints, fingerprints_as_before
 from tsmigrate.plan import load_plan
 from tsmigrate.policies import paused_jobs
 from tsmigrate.fingerprint import compare
@@ -25,7 +25,7 @@ from tsmigrate.target import Target
 
 PROJECT = Path(__file__).resolve().parents[1]
 SCHEMA = "factory_telemetry"
-# Every test here needs the community edition (fixtures/community.py skips them otherwise).
+# Every test here needs the community edition (tests/testbed/community.py skips them otherwise).
 pytestmark = pytest.mark.usefixtures("community_server")
 
 

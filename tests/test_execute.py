@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from fixtures.legacy import fingerprints, fingerprints_as_before
+from testbed.legacy import fingerprints, fingerprints_as_before
 from tsmigrate import ledger
 from tsmigrate.plan import load_plan
 from tsmigrate.db import is_hypertable

@@ -34,7 +34,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from fixtures.legacy import fingerprints, fingerprints_as_before
+from testbed.legacy import fingerprints, fingerprints_as_before
 from tsmigrate.appsim import TelemetryWriter
 from tsmigrate.plan import load_plan
 from tsmigrate.fingerprint import compare, fingerprint_table

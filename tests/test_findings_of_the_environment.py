@@ -89,7 +89,7 @@ def test_pf003_timescaledb_installed_but_not_preloaded(cluster_without_preload, 
                                    pytest.param(True, marks=pytest.mark.finding("PF004", ADVISORY))])
 def test_pf004_the_apache_edition_against_a_plan_that_compresses(allow, marked_finding, apache_server, tmp_path):
     """On the apache edition's server: the system's when it is apache, else one the community build started with
-    timescaledb.license = apache (fixtures/apache.py)."""
+    timescaledb.license = apache (tests/testbed/apache.py)."""
     code, severity = marked_finding
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text((PROJECT / "migrations" / "plan.toml").read_text().replace(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.legacy import fingerprints
+from testbed.legacy import fingerprints
 from tsmigrate.fingerprint import compare
 from tsmigrate.timescale import APACHE, server_timescaledb
 
@@ -107,7 +107,7 @@ def test_rehearsal_reports_the_first_failing_statement(legacy_db, run_suite, tmp
 @pytest.mark.parametrize("allow", [False, True])
 def test_apache_edition_against_a_plan_that_needs_compression(allow, apache_legacy_db, run_suite, tmp_path):
     with apache_legacy_db.connect() as conn:
-        assert server_timescaledb(conn).edition == APACHE   # on the community build too (fixtures/apache.py)
+        assert server_timescaledb(conn).edition == APACHE   # on the community build too (tests/testbed/apache.py)
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     plan = migrations / "plan.toml"

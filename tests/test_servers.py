@@ -199,7 +199,7 @@ def test_with_the_variable_set_the_tests_run_on_that_server_and_say_so(local_ser
     record = tmp_path / "port.txt"
     (tmp_path / "conftest.py").write_text(textwrap.dedent("""
         pytest_plugins = ("tsmigrate.plugin", "fixtures.servers")
-        from fixtures.apache import apache_server  # noqa: F401
+        from testbed.apache import apache_server  # noqa: F401
         from fixtures.servers import TEST_DSN_ENV, server_fixture
         local_server = server_fixture(kind="local", external_env=TEST_DSN_ENV)
     """))
@@ -220,7 +220,8 @@ def test_with_the_variable_set_the_tests_run_on_that_server_and_say_so(local_ser
     """))
     result = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "test_external.py"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT), TEST_DSN_ENV: uri_of(local_server)})
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), str(PROJECT / "tests")]),
+                                 TEST_DSN_ENV: uri_of(local_server)})
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert int(record.read_text()) == local_server.port, "the test ran on a server of its own, not the external one"
