@@ -128,9 +128,10 @@ class NewDatabase:
 
 
 class ScratchDatabase:
-    """``with ScratchDatabase(admin_conninfo, "name", template=...) as name:`` a fresh database, dropped
-    afterwards together with its ``name_*`` copies. An existing database of that name is dropped first:
-    use names that are yours.
+    """``with ScratchDatabase(admin_conninfo, "name", template=...) as name:`` a fresh database for a test, the
+    benchmark or the sweep, dropped afterwards together with the ``name_*`` copies a run made of it (restored,
+    failed). Unlike NewDatabase, an existing database of that name is dropped first: use names that are yours,
+    on servers that are yours.
     """
 
     def __init__(self, admin_conninfo: str, name: str, *, template: str | None = None):
