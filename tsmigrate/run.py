@@ -373,6 +373,8 @@ class MigrationRun:
         except (BackupError, DatabaseStateError, TargetError, psycopg.Error, KeyboardInterrupt) as exc:
             # The database stays as the failure left it (a restore never swaps in an unproven copy).
             self.restore_error = first_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+            # e.g. the restore's copy that could not be dropped because the server went away, and how to drop it
+            self.restore_error += "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
             log.error("the restore failed: %s", self.restore_error)
         else:
             log.info(self.restore_outcome.summary())
