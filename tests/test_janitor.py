@@ -8,9 +8,10 @@ from functools import partial
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tsmigrate.janitor import DatabaseExists, NewDatabase, ScratchDatabase, freeze, thaw
-from tsmigrate.rehearsal import drop_stale_scratch_copies, scratch_name
+from tsmigrate.rehearsal import claim_scratch_name, drop_stale_scratch_copies, scratch_name
 
 
 def _databases(server, pattern: str) -> list[str]:
@@ -99,22 +100,26 @@ def test_a_drop_that_cannot_happen_names_what_is_left_and_keeps_the_error(local_
                 other.execute("DROP DATABASE IF EXISTS janitor_orphan")
 
 
-def test_stale_rehearsal_copies_of_this_target_are_dropped_and_no_others(local_server, connect_admin):
+def test_scratch_copies_killed_rehearsals_left_are_dropped_and_no_others(local_server, connect_admin):
+    """A copy whose rehearsal is running (its session holds the copy's lock) stays, however young or old; one
+    whose session is gone is dropped at once, so a rerun right after a kill cleans up."""
     now = datetime.now(timezone.utc)
-    old, fresh = scratch_name("janitor_site", now - timedelta(hours=2)), scratch_name("janitor_site", now)
-    other_site = scratch_name("janitor_other", now - timedelta(hours=2))
-    in_use = scratch_name("janitor_site", now - timedelta(hours=3))
+    left = scratch_name("janitor_site", now)
+    running = scratch_name("janitor_site", now - timedelta(hours=3))
+    other_site = scratch_name("janitor_other", now)
     not_ours = "janitor_site_rehearsal_notes"
-    names = [old, fresh, other_site, in_use, not_ours]
+    names = [left, running, other_site, not_ours]
     with connect_admin() as admin:
         for name in names:
-            admin.execute(f'CREATE DATABASE "{name}"')
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        with psycopg.connect(local_server.conninfo(in_use)) as session, connect_admin() as admin:
-            session.execute("SELECT 1")
-            assert drop_stale_scratch_copies(admin, "janitor_site") == [old]
-        assert _databases(local_server, "^janitor_") == sorted(set(names) - {old})
+        with connect_admin() as rehearsal_session, connect_admin() as admin:
+            claim_scratch_name(rehearsal_session, running)
+            assert drop_stale_scratch_copies(admin, "janitor_site") == [left]
+        assert _databases(local_server, "^janitor_") == sorted(set(names) - {left})
+        with connect_admin() as admin:   # the running rehearsal's session ended without dropping its copy: a kill
+            assert drop_stale_scratch_copies(admin, "janitor_site") == [running]
     finally:
         with connect_admin() as admin:
             for name in names:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))

@@ -118,7 +118,7 @@ class NewDatabase:
         try:
             with self.connect_admin() as admin:
                 drop_database(admin, self.name)
-        except (psycopg.Error, DatabaseStateError) as drop_error:
+        except Exception as drop_error:   # the server went away, or the admin connection (TargetError) failed
             left = (f"database {self.name} was left behind ({drop_error}); drop it once the server is back: "
                     f"DROP DATABASE {sql.Identifier(self.name).as_string(None)}")
             if exc is None:

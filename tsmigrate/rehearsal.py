@@ -9,6 +9,7 @@ rows. The copy is dropped at the end, whatever happened.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -81,28 +82,29 @@ def scratch_name(dbname: str, stamp: datetime) -> str:
     return f"{dbname}{SCRATCH_INFIX}{stamp:%Y%m%d%H%M%S}"[:63]
 
 
-def drop_stale_scratch_copies(admin: psycopg.Connection, dbname: str, *, older_than_s: float = 600) -> list[str]:
-    """Scratch copies of this target that a killed pre-flight left: dropped, and named in the log.
+# A rehearsal holds this advisory lock (on the admin connection, for as long as its scratch copy exists), so a
+# copy whose lock nobody holds was left by a pre-flight that was killed: its session, and so its lock, is gone.
+_IN_USE_LOCK = sql.SQL("pg_try_advisory_lock(hashtext('tsmigrate rehearsal'), hashtext({}))")
 
-    Only names this module makes (``<db>_rehearsal_<UTC stamp>``) are touched, and only those made over
-    ``older_than_s`` ago that no client session uses (a rehearsal running now always has one, except for the
-    moment between creating its copy and filling it).
+
+def claim_scratch_name(admin: psycopg.Connection, name: str) -> None:
+    """Mark ``name`` as this session's scratch copy for as long as ``admin`` stays open."""
+    admin.execute(sql.SQL("SELECT {}").format(_IN_USE_LOCK.format(sql.Literal(name))))
+
+
+def drop_stale_scratch_copies(admin: psycopg.Connection, dbname: str) -> list[str]:
+    """Scratch copies of this target that killed pre-flights left: dropped, and named in the log.
+
+    Only names this module makes (``<db>_rehearsal_<UTC stamp>``) are considered, and only those whose
+    rehearsal's session is gone (nobody holds its advisory lock): a rehearsal running now is left alone.
     """
     prefix = dbname + SCRATCH_INFIX
-    now = datetime.now(timezone.utc)
     stale = []
-    for name, in admin.execute(
-            """SELECT datname FROM pg_database d
-                WHERE starts_with(datname, %s)
-                  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-                                   WHERE a.datid = d.oid AND a.backend_type = 'client backend')""",
-            (prefix,)).fetchall():
-        try:
-            made = datetime.strptime(name[len(prefix):], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
-        except ValueError:
+    for name, in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)).fetchall():
+        if not re.fullmatch(r"[0-9]{14}", name[len(prefix):]):
             continue   # not a name this module made
-        if (now - made).total_seconds() > older_than_s:
-            stale.append(name)
+        if admin.execute(sql.SQL("SELECT {}").format(_IN_USE_LOCK.format(sql.Literal(name)))).fetchone()[0]:
+            stale.append(name)   # the lock is now ours: released when this session ends
     for name in stale:
         log.warning("rehearsal: dropping %s, a scratch copy a killed pre-flight left", name)
         drop_database(admin, name)
@@ -186,11 +188,12 @@ def rehearse(target: Target, pending: list[MigrationFile], plan: Plan | None, *,
         owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").fetchone()[0]
     admin_target = target.with_dbname("postgres")
     source_db = target.dbname or "db"
-    with admin_target.connect() as admin:
-        drop_stale_scratch_copies(admin, source_db)
     result = RehearsalResult(scratch_name(source_db, datetime.now(timezone.utc)))
-    with NewDatabase(admin_target.connect, result.scratch, owner=owner):
-        _copy_target(target, result.scratch, large, plan, sample_rows, result)
-        with target.with_dbname(result.scratch).connect() as conn:
-            _apply_steps(conn, pending, plan, result)
+    with admin_target.connect() as admin:   # open until the copy is dropped: it holds the copy's in-use lock
+        drop_stale_scratch_copies(admin, source_db)
+        claim_scratch_name(admin, result.scratch)
+        with NewDatabase(admin_target.connect, result.scratch, owner=owner):
+            _copy_target(target, result.scratch, large, plan, sample_rows, result)
+            with target.with_dbname(result.scratch).connect() as conn:
+                _apply_steps(conn, pending, plan, result)
     return result

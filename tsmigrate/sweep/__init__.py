@@ -7,8 +7,9 @@ and its fingerprints are taken on a copy before any run. One uninterrupted full 
 (``pytest suites --dsn ...``) on a fresh copy gives its duration T and must end SUCCESS. Then,
 for i in 1..N, on a fresh copy each time: the same full run is started and killed with SIGKILL
 at T*i/(N+1) seconds; no pg_dump/pg_restore of that run may outlive it; a second full run must
-end SUCCESS (in reports/latest.json) within a bounded time, and every table must hold the legacy
-rows (fingerprints over the legacy columns, NULL-time fills seen as they were).
+end SUCCESS (in reports/latest.json) within a bounded time, every table must hold the legacy
+rows (fingerprints over the legacy columns, NULL-time fills seen as they were), and no scratch copy
+of a killed rehearsal may be left.
 
 One line per point on stdout, then ``kill sweep: N points, P passed, F failed``. Exit 0 when
 every point passed, 1 otherwise, 2 for a usage error. Copies, temporary directories and the

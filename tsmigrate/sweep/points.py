@@ -17,6 +17,7 @@ import psycopg
 
 from ..fingerprint import TableFingerprint, compare, fingerprint_database
 from ..integrity.content import fingerprints_as_before
+from ..rehearsal import SCRATCH_INFIX
 from ..janitor import ScratchDatabase, freeze
 from ..legacy import SCALES, build_legacy_database
 from ..servers import ServerInfo, ServerStartError, throwaway_server
@@ -217,7 +218,14 @@ class Sweep:
                 point.details.extend(f"left after the kill: pid {l.pid}: {l.command}" for l in left)
             else:
                 words.append("no child left")
-        point.passed = rerun_ok and not problems and not left and not point.unreaped
+
+            # 5. no scratch copy a killed rehearsal made outlived the rerun
+            with psycopg.connect(self.info.conninfo(), autocommit=True) as admin:
+                scratch = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                                                       (name + SCRATCH_INFIX,)).fetchall()]
+            if scratch:
+                words.append(f"SCRATCH COPY LEFT ({', '.join(scratch)})")
+        point.passed = rerun_ok and not problems and not left and not point.unreaped and not scratch
         say("  ".join(words))
         for line in point.details:
             say("    " + line)
