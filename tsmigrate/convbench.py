@@ -13,7 +13,8 @@ on a throwaway server and cloned for each measurement, so every figure sees the 
 - an application inserting a row every 100 ms through our conversion: its longest wait, rows lost;
 - our online conversion (build beside, capture, swap) with the same application: its longest wait (limit
   1 s), rows lost, and how long the table was locked for the swap;
-- with ``--tenfold``, the conversions again at 10x the rows: how their cost grows (limit 10.5x);
+- with ``--tenfold``, the conversions again at 10x the rows: how their cost grows (limit 10.5x), beside how
+  the plain copy's grows on the same server;
 - our backup (fingerprints in the dump's snapshot, pg_dump, verification) against ``pg_dump -Fd`` with
   the same jobs;
 - the post-flight's equality pass (fingerprints of every table) against one ``hashtextextended`` pass
@@ -254,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
                 for what in ("offline", "online"):
                     figures.ratio(f"{what} conversion at 10N", at_10n[what], f"{what} conversion at N",
                                   at_n[what], 10.5, at_10n["rows"])
+                # What the same machine's plain copy does at 10N: how much of the growth is the server's own
+                # (sorts ten times as large, a table that no longer fits in memory), not the conversion's.
+                figures.ratio("plain copy at 10N", at_10n["plain"], "plain copy at N", at_n["plain"], None,
+                              at_10n["rows"])
     except ServerStartError as exc:
         print(f"convbench: cannot start a throwaway server: {exc}", flush=True)
         return 3
