@@ -111,9 +111,9 @@ def ours(conn: psycopg.Connection, plan_entry) -> tuple[float, int]:
     return _timed(convert), rows
 
 
-def online(server, dbname: str, plan_entry) -> tuple[float, dict, TelemetryWriter, int]:
-    """Our online conversion while the application inserts every 100 ms: (seconds, what it did, the writer, rows
-    the writer committed that are missing)."""
+def online(server, dbname: str, plan_entry) -> tuple[float, int, dict, TelemetryWriter, int]:
+    """Our online conversion while the application inserts every 100 ms: (seconds, rows it verified after the
+    swap, what it did, the writer, rows the writer committed that are missing)."""
     conninfo = server.conninfo(dbname)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
@@ -127,7 +127,7 @@ def online(server, dbname: str, plan_entry) -> tuple[float, dict, TelemetryWrite
         seconds = time.monotonic() - started
         time.sleep(1)
         writer.stop()
-        return seconds, result.online, writer, len(writer.missing(conn))
+        return seconds, result.rows, result.online, writer, len(writer.missing(conn))
 
 
 class Figures:
@@ -143,7 +143,7 @@ class Figures:
         met = None if allowed is None else ratio <= allowed
         self.rows.append({"figure": name, "seconds": round(seconds, 2), "limit": limit_name,
                           "limit_seconds": round(limit, 2), "ratio": round(ratio, 2), "allowed_ratio": allowed,
-                          "met": met, "rows_per_second": round(rows / seconds) if rows else None})
+                          "met": met, "rows": rows, "rows_per_second": round(rows / seconds) if rows else None})
         rate = f"{rows / seconds:>10,.0f} rows/s" if rows else " " * 17
         verdict = "(no target)" if met is None else f"(allowed {allowed}) {'met' if met else 'NOT met'}"
         print(f"  {name:<46} {seconds:7.1f} s {rate}  vs {limit_name:<36} {limit:6.1f} s  ratio {ratio:5.2f} "
@@ -201,9 +201,9 @@ def conversions(server, template: str, entry, figures: Figures, label: str) -> d
                   limit, None, rows)
     figures.writer(f"a writer every 100 ms through our conversion ({label})", writer, lost)
     with clone("online") as db:
-        seconds, did, writer, lost = online(server, db, entry)
+        seconds, verified, did, writer, lost = online(server, db, entry)
     figures.ratio(f"our online conversion of metric_hist ({label})", seconds, "plain copy with the same indexes",
-                  limit, None, converted)
+                  limit, None, verified)
     figures.writer(f"a writer every 100 ms through the online conversion ({label})", writer, lost, limit_s=1.0,
                    table_locked_ms=round(did["swap_seconds"] * 1000), swap_attempts=did["swap_attempts"],
                    copy_seconds=round(did["copy_seconds"], 1), keys_replayed=did["replayed"])
