@@ -1,6 +1,6 @@
 """A full run under production conditions, measured: the application keeps inserting telemetry.
 
-    python -m tsmigrate.soak --rows 2500000 [--fence on|off] [--fail] [--runs 3]
+    python -m tsmigrate.soak --rows 2500000 [--fence on|off] [--fail] [--runs 3] [--json outcomes.json]
 
 On a throwaway server (TSMIGRATE_PG_BINDIR picks the PostgreSQL installation, e.g. one with the
 community edition and its background jobs), a legacy MS5.0 database of about ``--rows`` metric rows is
@@ -9,7 +9,8 @@ application role) inserts a metric row every ``--interval`` seconds through the 
 `pytest suites` as a user types it. ``--fail`` injects a failure into the last migration file, so the
 run must restore. ``--fence off`` runs with ``fence_application = false`` (the application stays
 online). Each run prints one line: verdict, time, what the writer saw, and how many of its committed
-rows are missing at the end (must be 0). Exit 0 when every run ended as expected with nothing lost.
+rows are missing at the end (must be 0); ``--json`` writes the same per run. Exit 0 when every run ended as
+expected with nothing lost.
 """
 
 from __future__ import annotations
@@ -89,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail", action="store_true", help="inject a failure into the last migration file")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between the application's inserts")
+    parser.add_argument("--json", type=Path, default=None, help="write each run's outcome to this file")
     args = parser.parse_args(argv)
     if args.rows < 1000 or args.runs < 1 or args.interval <= 0:
         parser.error("--rows must be at least 1000, --runs at least 1, --interval positive")
     # A site's history as the demo has it (60 metrics, one sample a minute), as many days as the rows need.
     scale = replace(SCALES["demo"], days=args.rows / (SCALES["demo"].metric_hist_rows / SCALES["demo"].days))
     expected = "RESTORED" if args.fail else "SUCCESS"
-    failures = 0
+    failures, outcomes = 0, []
     try:
         with throwaway_server("local") as server, tempfile.TemporaryDirectory(prefix="tsmigrate-soak-") as tmp:
             work = Path(tmp)
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 with ScratchDatabase(admin, name, template=TEMPLATE):
                     outcome = one_run(server, name, migrations, work, interval=args.interval, fail=args.fail)
                 ok = outcome["verdict"] == expected and outcome["missing"] == 0 and outcome["role_can_login_after"]
+                outcomes.append({**outcome, "expected": expected, "ok": ok})
                 failures += not ok
                 _say(f"run {i}/{args.runs}: {outcome['verdict']} (exit {outcome['exit']}) in {outcome['seconds']:.1f} s; "
                      f"writer: {outcome['writer']}; committed rows missing at the end: {outcome['missing']}; "
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     except ServerStartError as exc:
         _say(f"soak: cannot start a throwaway server: {exc}")
         return 3
+    if args.json:
+        args.json.write_text(json.dumps(outcomes, indent=2))
     _say(f"soak: {args.runs} runs, {args.runs - failures} as expected ({expected}, nothing lost), {failures} not")
     return 0 if failures == 0 else 1
 

@@ -1,0 +1,26 @@
+"""`python -m tsmigrate.soak` end to end at a small size: a full run while a login role of the application
+inserts every 100 ms, fenced and succeeding, or unfenced with a failure that restores. What is asserted is what
+the soak read from the database at the end of each run: every row the application committed is there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("args, expected", [((), "SUCCESS"), (("--fence", "off", "--fail"), "RESTORED")],
+                         ids=["fenced-success", "unfenced-failure"])
+def test_a_soak_run_ends_as_expected_with_every_committed_row_there(tmp_path, args, expected):
+    out = tmp_path / "soak.json"
+    result = subprocess.run([sys.executable, "-m", "tsmigrate.soak", "--rows", "20000", "--json", str(out), *args],
+                            cwd=PROJECT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [run] = json.loads(out.read_text())
+    assert (run["verdict"], run["expected"], run["ok"]) == (expected, expected, True), run
+    assert run["committed"] > 0 and run["missing"] == 0 and run["role_can_login_after"] is True, run
