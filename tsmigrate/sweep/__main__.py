@@ -1,5 +1,5 @@
 """The kill sweep's command line: ``python -m tsmigrate.sweep [--points N] [--scale tiny|demo|site]
-[--server local] [--keep-going]``; exit 0 when every point passed, 1 otherwise, 2 for a usage error."""
+[--server local] [--keep-going] [--writer] [--online]``; exit 0 when every point passed, 1 otherwise, 2 for a usage error."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rerun-delay", type=float, default=0.0, metavar="SECONDS",
                         help="pause between the kill and the rerun (default 0: rerun at once, as an automatic "
                              "retry would; the killed run's server sessions may still be ending)")
+    parser.add_argument("--writer", action="store_true",
+                        help="a login role of the application inserts every 100 ms through each killed run and its "
+                             "rerun; every row it saw committed must be there at the end")
+    parser.add_argument("--online", action="store_true",
+                        help="convert every planned table online (the plan's online_above_rows = 0)")
     parser.add_argument("--ready-timeout", type=float, default=60.0, metavar="SECONDS",
                         help="seconds the throwaway server may take to start (default 60)")
     args = parser.parse_args(argv)

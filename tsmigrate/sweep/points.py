@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
+from ..appsim import TelemetryWriter
 from ..fingerprint import TableFingerprint, compare, fingerprint_database
 from ..integrity.content import fingerprints_as_before
 from ..rehearsal import SCRATCH_INFIX
@@ -24,10 +26,12 @@ from ..servers import ServerInfo, ServerStartError, throwaway_server
 from ..timescale import installed_timescaledb
 from .killed_run import started_steps, what_it_was_doing
 from .leftovers import leftovers_after_grace
-from .runs import KILLED_WAIT, LOG_LINE, RunFiles, kill_group, run_to_end, start_run, tail
+from .runs import KILLED_WAIT, LOG_LINE, PROJECT, RunFiles, kill_group, run_to_end, start_run, tail
 
 TEMPLATE = "ms5_sweep_template"
 CLONE_PREFIX = "ms5_sweep_"
+APP_ROLE = "ms5_sweep_app"            # --writer: a login role of the application (member of its group role)
+WRITER_MARKER = "kill-sweep writer"   # in value_text of the writer's rows, so they can be told from legacy rows
 MEASURE_TIMEOUT = 1800.0  # bound on the uninterrupted run that measures T
 
 
@@ -38,6 +42,20 @@ class SweepError(Exception):
 def say(line: str = "") -> None:
     """One line of the sweep's progress on stdout, at once (a kill point can take minutes)."""
     print(line, flush=True)
+
+
+def writer_rows_lost(conninfo: str, writer: TelemetryWriter) -> list[int]:
+    """The ids the application saw committed that are not there; then its rows (committed or not: a killed
+    session may have committed one it never heard back about) go, so the fingerprints can judge the rest."""
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        lost = writer.missing(conn)
+        conn.execute("DELETE FROM factory_telemetry.metric_hist WHERE value_text = %s", (WRITER_MARKER,))
+        for name, in conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                  "WHERE n.nspname = 'factory_telemetry' AND c.relname = 'metric_hist_legacy'"
+                                  ).fetchall():   # an online conversion keeps the legacy table: its copies too
+            conn.execute(sql.SQL("DELETE FROM {} WHERE value_text = %s").format(
+                sql.Identifier("factory_telemetry", name)), (WRITER_MARKER,))
+    return lost
 
 
 def fingerprint_problems(conninfo: str, legacy: dict[str, TableFingerprint]) -> list[str]:
@@ -69,6 +87,7 @@ class Sweep:
         self.legacy: dict[str, TableFingerprint] = {}
         self.duration = 0.0
         self.current: subprocess.Popen | None = None
+        self.migrations: Path | None = None   # --online: a copy of the project's with every table online
 
     # Every run we start is in its own process group: on the way out, nothing of ours stays.
     def close(self) -> None:
@@ -107,8 +126,21 @@ class Sweep:
         started = time.monotonic()
         build_legacy_database(self.info.conninfo(), scale, dbname=TEMPLATE)
         with psycopg.connect(self.info.conninfo(), autocommit=True) as admin:
+            if args.writer:
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(APP_ROLE)))
+                admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE ms5_user_production").format(
+                    sql.Identifier(APP_ROLE), sql.Literal(self.info.password)))
             freeze(admin, TEMPLATE)
         say(f"legacy template {TEMPLATE} built in {time.monotonic() - started:.1f} s")
+        if args.online:
+            self.migrations = self.work / "migrations"
+            shutil.copytree(PROJECT / "migrations", self.migrations)
+            plan = self.migrations / "plan.toml"
+            plan.write_text(plan.read_text().replace("[plan]\n", "[plan]\nonline_above_rows = 0\n", 1))
+            say("every planned table converts online (online_above_rows = 0)")
+        if args.writer:
+            say(f"a login role of the application ({APP_ROLE}) inserts a metric row every 100 ms through each "
+                "killed run and its rerun; every row it saw committed must be there at the end")
 
     def measure(self) -> None:
         """Legacy fingerprints on a copy, then one uninterrupted full run on it: T, and it must succeed."""
@@ -121,7 +153,8 @@ class Sweep:
             root = self.work / "measure"
             root.mkdir()
             files = RunFiles(root, "run")
-            code, seconds = run_to_end(dsn, files, root / "backups", self.args.timeout or MEASURE_TIMEOUT)
+            code, seconds = run_to_end(dsn, files, root / "backups", self.args.timeout or MEASURE_TIMEOUT,
+                                       self.migrations)
             verdict = files.verdict()
             if code is None or verdict != "SUCCESS" or code != 0:
                 how = "did not end in time and was killed" if code is None else f"ended {verdict} (exit {code})"
@@ -151,8 +184,14 @@ class Sweep:
             dsn = self.info.conninfo(name)
             killed_files = RunFiles(root, "killed")
 
+            writer = None
+            if self.args.writer:
+                writer = TelemetryWriter(psycopg.conninfo.make_conninfo(dsn, user=APP_ROLE, password=self.info.password),
+                                         marker=WRITER_MARKER)
+                writer.start()
+
             # 1. the run, killed at its moment
-            proc = self.current = start_run(dsn, killed_files, backups)
+            proc = self.current = start_run(dsn, killed_files, backups, self.migrations)
             started = time.monotonic()
             deadline = started + point.kill_at
             while proc.poll() is None and time.monotonic() < deadline:
@@ -178,7 +217,7 @@ class Sweep:
             # 2. the rerun, to completion
             time.sleep(self.args.rerun_delay)
             rerun_files = RunFiles(root, "rerun")
-            code, seconds = run_to_end(dsn, rerun_files, backups, self.rerun_timeout())
+            code, seconds = run_to_end(dsn, rerun_files, backups, self.rerun_timeout(), self.migrations)
             verdict = rerun_files.verdict()
             rerun_ok = code is not None and verdict == "SUCCESS" and code == 0
             if code is None:
@@ -201,7 +240,16 @@ class Sweep:
                     point.details.extend("  " + (m["message"] if (m := LOG_LINE.match(l.strip())) else l)
                                          for l in log_tail)
 
-            # 3. the data, as the legacy database had it
+            # 3. the application's rows, all there; then the data, as the legacy database had it
+            lost = []
+            if writer is not None:
+                time.sleep(1)   # the rerun lifted the fence: the application comes back
+                writer.stop()
+                lost = writer_rows_lost(dsn, writer)
+                words.append(f"writer {len(writer.committed)} rows committed, {len(lost)} lost" if not lost else
+                             f"WRITER ROWS LOST ({len(lost)} of {len(writer.committed)})")
+                if lost:
+                    point.details.append(f"committed by the application, missing at the end: ids {lost[:20]}")
             try:
                 problems = fingerprint_problems(dsn, self.legacy)
             except psycopg.Error as exc:
@@ -225,7 +273,7 @@ class Sweep:
                                                        (name + SCRATCH_INFIX,)).fetchall()]
             if scratch:
                 words.append(f"SCRATCH COPY LEFT ({', '.join(scratch)})")
-        point.passed = rerun_ok and not problems and not left and not point.unreaped and not scratch
+        point.passed = rerun_ok and not problems and not left and not point.unreaped and not scratch and not lost
         say("  ".join(words))
         for line in point.details:
             say("    " + line)

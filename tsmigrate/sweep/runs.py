@@ -61,10 +61,12 @@ class RunFiles:
         return str(record.get("verdict"))
 
 
-def start_run(dsn: str, files: RunFiles, backups: Path) -> subprocess.Popen:
-    """``pytest suites`` against ``dsn`` in the project, in a session (process group) of its own."""
+def start_run(dsn: str, files: RunFiles, backups: Path, migrations: Path | None = None) -> subprocess.Popen:
+    """``pytest suites`` against ``dsn`` in the project, in a session (process group) of its own; ``migrations``
+    another migrations directory than the project's."""
     command = [sys.executable, "-m", "pytest", "suites", "--dsn", dsn, "--reports", str(files.reports),
                "--backups", str(backups), "-p", "no:cacheprovider", "-q",
+               *(["--migrations", str(migrations)] if migrations else []),
                "--log-file", str(files.log), "--log-file-level", "INFO", "--log-file-format", LOG_FORMAT]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}   # a killed run's last words reach its stdout file
     out = open(files.stdout, "wb")
@@ -83,10 +85,11 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def run_to_end(dsn: str, files: RunFiles, backups: Path, timeout: float) -> tuple[int | None, float]:
+def run_to_end(dsn: str, files: RunFiles, backups: Path, timeout: float,
+               migrations: Path | None = None) -> tuple[int | None, float]:
     """Run to completion; returns (exit code or None when it hung and was killed, seconds)."""
     started = time.monotonic()
-    proc = start_run(dsn, files, backups)
+    proc = start_run(dsn, files, backups, migrations)
     try:
         code = proc.wait(timeout)
     except subprocess.TimeoutExpired:
