@@ -126,3 +126,39 @@ def test_a_short_sweep_passes_prints_one_line_per_point_and_cleans_up():
     assert re.fullmatch(r"kill sweep: 2 points, 2 passed, 0 failed \(\d+ s\)", lines[-1]), lines[-1]
     assert "Traceback" not in output
     assert set(temp.glob("tsmigrate-sweep-*")) <= before, "the sweep's temporary directory is removed"
+
+
+@pytest.mark.needs_local_cluster
+def test_a_sweep_with_the_application_writing_and_online_conversions_loses_no_committed_row():
+    result = run_sweep("--points", "2", "--scale", "tiny", "--writer", "--online", timeout=400)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "every planned table converts online (online_above_rows = 0)" in result.stdout
+    points = [l for l in result.stdout.splitlines() if l.startswith("point")]
+    assert len(points) == 2, output
+    for line in points:
+        written = re.search(r"writer (\d+) rows committed, 0 lost", line)
+        assert written and int(written.group(1)) > 0, line
+        assert "rerun SUCCESS in" in line and "fingerprints identical" in line, line
+
+
+def test_a_committed_row_that_is_gone_is_named_and_the_writers_rows_are_cleared(legacy_db):
+    """What a sweep point judges the application by: the ids it saw committed that are missing; and after that
+    no row of the writer's stays to upset the fingerprints."""
+    from tsmigrate.sweep.points import WRITER_MARKER, writer_rows_lost
+    from tsmigrate.appsim import TelemetryWriter
+
+    writer = TelemetryWriter(legacy_db.conninfo, marker=WRITER_MARKER, interval=0.02)
+    writer.start()
+    deadline = time.monotonic() + 30
+    while len(writer.committed) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    writer.stop()
+    assert len(writer.committed) >= 5, writer.describe()
+    gone = writer.committed[2]
+    with legacy_db.connect() as conn:
+        conn.execute("DELETE FROM factory_telemetry.metric_hist WHERE id = %s", (gone,))
+    assert writer_rows_lost(legacy_db.conninfo, writer) == [gone]
+    with legacy_db.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM factory_telemetry.metric_hist WHERE value_text = %s",
+                            (WRITER_MARKER,)).fetchone()[0] == 0
