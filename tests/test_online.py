@@ -24,7 +24,12 @@ from psycopg import sql
 from tsmigrate.plan import parse_plan
 from tsmigrate.conversion import ConversionError
 from tsmigrate.db import is_hypertable
+from tsmigrate.backup import take_backup
+from tsmigrate.baseline import Baseline
+from tsmigrate.fingerprint import user_tables
+from tsmigrate.integrity.objects import missing_objects
 from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.target import Target
 from tsmigrate.online import (chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify)
 
 ROWS = 40_000
@@ -265,6 +270,36 @@ def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun
         assert app.errors == []
         assert_no_row_lost(fresh, app)
         assert fresh.execute("SELECT count(*) FROM tsmigrate.online_conversions").fetchone()[0] == 1
+
+
+def test_what_a_killed_online_conversion_left_is_not_counted_as_user_data(subject, local_server, tmp_path):
+    """Found by the kill sweep with --writer --online: the rerun's backup (taken before its first change) held the
+    half-built hypertable and the capture trigger, the rerun dropped them, and its post-flight called both lost.
+    Fingerprints and the backup's inventory leave the tool's own objects out."""
+    conninfo, conn = subject
+
+    def kill(at: str, session: psycopg.Connection) -> None:
+        if at == "copying":
+            with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (session.info.backend_pid,))
+
+    with pytest.raises(psycopg.OperationalError):
+        convert(subject, on_phase=kill)
+    with psycopg.connect(conninfo, autocommit=True) as fresh:
+        assert fresh.execute("SELECT to_regclass('readings_tsm_new') IS NOT NULL, count(*) FROM pg_trigger "
+                             "WHERE tgrelid = 'readings'::regclass AND tgname LIKE 'tsmigrate_capture%'"
+                             ).fetchone() == (True, 2), "what the killed conversion left is there"
+        assert ("public", "readings_tsm_new") not in user_tables(fresh) and ("public", "readings") in user_tables(fresh)
+    backup = take_backup(Target(conninfo, "test"), tmp_path / "backups")
+    assert "public.readings_tsm_new" not in backup.fingerprints and "public.readings" in backup.fingerprints
+    baseline = Baseline(backup, "the test's backup")
+    listed = [o.describe() for o in baseline.objects()]
+    assert listed and not [o for o in listed if "tsmigrate" in o or "_tsm_new" in o], listed
+    with psycopg.connect(conninfo, autocommit=True) as fresh:
+        convert((conninfo, fresh))   # the rerun: drops what was left, converts
+        assert missing_objects(fresh, baseline) == []
+        assert set(backup.fingerprints) <= {f"{s}.{t}" for s, t in user_tables(fresh)}
+    baseline.close()
 
 
 def test_a_swap_that_cannot_get_its_lock_says_who_holds_it_and_changes_nothing(subject, local_server):

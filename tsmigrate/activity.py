@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from .fingerprint import OWN_SCHEMA
+from .own import OWN_SCHEMA
 
 # TimescaleDB's own schemas change under its background jobs; they are not the application's writes.
 _NOT_APPLICATION = ("pg_catalog", "information_schema", OWN_SCHEMA, "timescaledb_information",

@@ -23,6 +23,7 @@ from typing import Iterator
 
 from .backup import DUMP_DIR, MANIFEST, NAME_PATTERN, Backup, BackupError, tool
 from .fingerprint import TableFingerprint
+from .own import OWN_SCHEMA, is_own_trigger
 from .sealing import SUFFIX, BackupKey
 
 
@@ -55,6 +56,14 @@ def unquote(name: str) -> str:
     if len(name) >= 2 and name[0] == name[-1] == '"':
         return name[1:-1].replace('""', '"')
     return name
+
+
+def _own(kind: str, schema: str, tag: str) -> bool:
+    """This tool's own objects (see own.py): a later run drops or replaces them, so none is "missing"."""
+    if schema == OWN_SCHEMA:
+        return True
+    table, _, trigger = tag.partition(" ")
+    return kind == "TRIGGER" and is_own_trigger(table, trigger)
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,8 @@ class Baseline:
             for line in self._pg_restore("-l").splitlines():
                 if m := _TOC_EXTENSION.match(line):
                     found.append(DumpObject("EXTENSION", "-", m["name"]))
-                elif (m := _TOC_LINE.match(line)) and m["kind"] != "MATERIALIZED VIEW DATA":
+                elif (m := _TOC_LINE.match(line)) and m["kind"] != "MATERIALIZED VIEW DATA" \
+                        and not _own(m["kind"], m["schema"], m["tag"]):
                     found.append(DumpObject(m["kind"], m["schema"], m["tag"]))
             self._toc = found
         return self._toc

@@ -29,7 +29,7 @@ from psycopg import sql
 from .plan import HypertablePlan
 from .db import is_hypertable, one, timescaledb_version
 from .db import regclass as regclass_of
-from .fingerprint import OWN_SCHEMA
+from .own import OWN_SCHEMA
 from .policies import apply_policies
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from .own import OWN_SCHEMA, unfinished_builds
+
 log = logging.getLogger(__name__)
 
 BUCKETS = 64
@@ -33,8 +35,6 @@ ALGORITHMS = {
                "('x' || substr(h, 16, 2))::bit(8)::int % 64"),
 }
 CURRENT_ALGORITHM = "hte64"
-# Our own bookkeeping lives here and is not user data.
-OWN_SCHEMA = "tsmigrate"
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ class Difference:
 
 
 def user_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """Ordinary and partitioned tables of user schemas (not catalogs, not TimescaleDB's, not ours)."""
+    """Ordinary and partitioned tables of user schemas (not catalogs, not TimescaleDB's, not ours: neither our
+    schema nor a hypertable an online conversion is building, which a killed run may have left)."""
     rows = conn.execute(
         """
         SELECT n.nspname, c.relname
@@ -89,7 +90,8 @@ def user_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
            AND NOT c.relispartition
          ORDER BY 1, 2
         """, (OWN_SCHEMA,)).fetchall()
-    return [(r[0], r[1]) for r in rows]
+    building = unfinished_builds(conn)
+    return [(r[0], r[1]) for r in rows if (r[0], r[1]) not in building]
 
 
 def table_columns(conn: psycopg.Connection, schema: str, table: str) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import psycopg
 
-from .fingerprint import OWN_SCHEMA
+from .own import OWN_SCHEMA
 
 # One lock key for every run against a database: "tsmigrate" as a bigint.
 LOCK_KEY = int.from_bytes(b"tsmigrat", "big") & 0x7FFFFFFFFFFFFFFF

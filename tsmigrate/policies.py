@@ -14,7 +14,7 @@ from psycopg import sql
 from .plan import HypertablePlan
 from .db import one
 from .db import regclass as regclass_of
-from .fingerprint import OWN_SCHEMA
+from .own import OWN_SCHEMA
 from .timescale import APACHE_LACKS
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from ..fingerprint import OWN_SCHEMA
+from ..own import OWN_SCHEMA
 
 # Schemas that are not the user's: catalogs, TimescaleDB's own and chunks, our bookkeeping.
 NOT_USER_SCHEMA = sql.SQL("""(n.nspname IN ('pg_catalog', 'information_schema', 'timescaledb_information',

@@ -38,7 +38,7 @@ from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _inser
                           refuse_what_timescaledb_cannot_keep)
 from ..policies import apply_policies
 from ..db import one, regclass
-from ..fingerprint import OWN_SCHEMA
+from ..own import OWN_SCHEMA
 from .build import add_foreign_keys, copy, create_beside, create_indexes, planned_indexes
 from .capture import catch_up_round, key_columns, start_capture, with_lock_retries
 from .state import (STATE_DDL, Names, PhaseHook, chooses_online, conversion_state, discard_unfinished, legacy_tables,

@@ -13,8 +13,9 @@ from psycopg import sql
 from ..plan import HypertablePlan
 from ..conversion import ConversionError, _fill_nulls, lock_holders, primary_key_columns
 from ..db import one, regclass
-from ..fingerprint import OWN_SCHEMA
-from .state import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, PHASE_COPY, Names
+from ..own import OWN_SCHEMA
+from ..own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER
+from .state import PHASE_COPY, Names
 
 log = logging.getLogger("tsmigrate.online")
 

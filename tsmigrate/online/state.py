@@ -11,7 +11,7 @@ from psycopg import sql
 
 from ..plan import HypertablePlan
 from ..db import is_hypertable, one
-from ..fingerprint import OWN_SCHEMA
+from ..own import BUILD_SUFFIX, CAPTURE_TRIGGER, OWN_SCHEMA
 
 log = logging.getLogger("tsmigrate.online")
 
@@ -32,8 +32,6 @@ CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.online_conversions (
 );
 """
 
-CAPTURE_TRIGGER = "tsmigrate_capture"
-CAPTURE_BACK_TRIGGER = "tsmigrate_capture_back"
 PHASE_COPY, PHASE_AFTER_SWAP = 0, 1
 
 # Called with the phase's name and the connection doing it: "capturing", "copying" (after each block range),
@@ -56,7 +54,7 @@ class Names:
 
     @property
     def new(self) -> str:
-        return aside(self.table, "_tsm_new")
+        return aside(self.table, BUILD_SUFFIX)
 
     @property
     def legacy(self) -> str:

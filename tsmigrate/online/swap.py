@@ -13,10 +13,11 @@ from psycopg import sql
 from ..plan import HypertablePlan
 from ..conversion import ConversionError, _insertable_columns, primary_key_columns
 from ..db import one, regclass
-from ..fingerprint import OWN_SCHEMA
+from ..own import OWN_SCHEMA
 from .build import Grant, grant, relation_grants
 from .capture import create_capture_triggers, replay, set_replayed, with_lock_retries
-from .state import (CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, PHASE_AFTER_SWAP, PHASE_COPY, Names, PhaseHook,
+from ..own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER
+from .state import (PHASE_AFTER_SWAP, PHASE_COPY, Names, PhaseHook,
                     conversion_state)
 
 # -- 5. swap -------------------------------------------------------------------------------------------
