@@ -123,3 +123,9 @@ def test_scratch_copies_killed_rehearsals_left_are_dropped_and_no_others(local_s
         with connect_admin() as admin:
             for name in names:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_a_long_target_name_is_cut_not_the_stamp_of_its_scratch_copies():
+    long_name = "factory_telemetry_" + "x" * 60
+    name = scratch_name(long_name, datetime(2026, 12, 1, 16, 5, 9, tzinfo=timezone.utc))
+    assert len(name.encode()) <= 63 and name.endswith("_rehearsal_20261201160509"), name

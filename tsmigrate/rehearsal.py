@@ -78,8 +78,13 @@ def _copy_sample(source: psycopg.Connection, scratch: psycopg.Connection, schema
 SCRATCH_INFIX = "_rehearsal_"
 
 
+def _scratch_prefix(dbname: str) -> str:
+    # A database name has at most 63 bytes: the target's name is cut, never the stamp that tells copies apart.
+    return dbname.encode()[:63 - len(SCRATCH_INFIX) - 14].decode(errors="ignore") + SCRATCH_INFIX
+
+
 def scratch_name(dbname: str, stamp: datetime) -> str:
-    return f"{dbname}{SCRATCH_INFIX}{stamp:%Y%m%d%H%M%S}"[:63]
+    return f"{_scratch_prefix(dbname)}{stamp:%Y%m%d%H%M%S}"
 
 
 # A rehearsal holds this advisory lock (on the admin connection, for as long as its scratch copy exists), so a
@@ -98,7 +103,7 @@ def drop_stale_scratch_copies(admin: psycopg.Connection, dbname: str) -> list[st
     Only names this module makes (``<db>_rehearsal_<UTC stamp>``) are considered, and only those whose
     rehearsal's session is gone (nobody holds its advisory lock): a rehearsal running now is left alone.
     """
-    prefix = dbname + SCRATCH_INFIX
+    prefix = _scratch_prefix(dbname)
     stale = []
     for name, in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)).fetchall():
         if not re.fullmatch(r"[0-9]{14}", name[len(prefix):]):
