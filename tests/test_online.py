@@ -186,6 +186,17 @@ def convert(subject, *, own=None, **options):
                           **options)
 
 
+def convert_killed_in(subject, server, phase: str) -> None:
+    """Start the online conversion and end its session in ``phase``, as a killed run or a lost connection would."""
+    def kill(at: str, session: psycopg.Connection) -> None:
+        if at == phase:
+            with psycopg.connect(server.conninfo(), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (session.info.backend_pid,))
+
+    with pytest.raises(psycopg.OperationalError):
+        convert(subject, on_phase=kill)
+
+
 def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_sees(subject, application, reader_role):
     conninfo, conn = subject
     app = application()
@@ -253,13 +264,7 @@ def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun
     conninfo, conn = subject
     app = application()
 
-    def kill(at: str, session: psycopg.Connection) -> None:
-        if at == phase:
-            with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (session.info.backend_pid,))
-
-    with pytest.raises(psycopg.OperationalError):
-        convert(subject, on_phase=kill)
+    convert_killed_in(subject, local_server, phase)
     with psycopg.connect(conninfo, autocommit=True) as fresh:
         assert not is_hypertable(fresh, "public", "readings"), "the swap must not have happened"
         assert conversion_state(fresh, "public", "readings")["state"] == "building"
@@ -278,13 +283,7 @@ def test_what_a_killed_online_conversion_left_is_not_counted_as_user_data(subjec
     Fingerprints and the backup's inventory leave the tool's own objects out."""
     conninfo, conn = subject
 
-    def kill(at: str, session: psycopg.Connection) -> None:
-        if at == "copying":
-            with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (session.info.backend_pid,))
-
-    with pytest.raises(psycopg.OperationalError):
-        convert(subject, on_phase=kill)
+    convert_killed_in(subject, local_server, "copying")
     with psycopg.connect(conninfo, autocommit=True) as fresh:
         assert fresh.execute("SELECT to_regclass('readings_tsm_new') IS NOT NULL, count(*) FROM pg_trigger "
                              "WHERE tgrelid = 'readings'::regclass AND tgname LIKE 'tsmigrate_capture%'"
@@ -445,13 +444,7 @@ def test_an_offline_conversion_after_an_online_attempt_died_drops_what_it_left(s
 
     conninfo, conn = subject
 
-    def kill(at: str, session: psycopg.Connection) -> None:
-        if at == "copying":
-            with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (session.info.backend_pid,))
-
-    with pytest.raises(psycopg.OperationalError):
-        convert(subject, on_phase=kill)
+    convert_killed_in(subject, local_server, "copying")
     assert conversion_state(conn, "public", "readings")["state"] == "building"
     with conn.transaction():
         result = convert_table(conn, "public", plan_entry(online=False), has_compression=False)
