@@ -211,6 +211,31 @@ def lock_holders(conn: psycopg.Connection, schema: str, table: str) -> str:
     return "; ".join(r[0] for r in rows) or "a session that let go meanwhile"
 
 
+# An autovacuum worker gives way to a lock it blocks (PostgreSQL cancels it once the waiter has waited
+# deadlock_timeout), except one that prevents wraparound.
+YIELDING_AUTOVACUUM = "a.backend_type = 'autovacuum worker' AND a.query NOT LIKE '%%to prevent wraparound%%'"
+
+
+def yield_autovacuum(conn: psycopg.Connection, relations: list[str]) -> list[int]:
+    """Cancel the autovacuum workers holding locks on ``relations`` (regclass texts), as PostgreSQL itself would
+    for a lock waiting longer than deadlock_timeout: a lock tried for a few hundred ms at a time never gets that
+    far. Called just before the lock is asked for, so the request is queued before a relaunched worker's. An
+    anti-wraparound one is left alone. Returns the pids cancelled (none where the role may not)."""
+    pids = [r[0] for r in conn.execute(
+        f"""SELECT DISTINCT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE {YIELDING_AUTOVACUUM} AND l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)""",
+        (relations,)).fetchall()]
+    cancelled = []
+    for pid in pids:
+        try:
+            with conn.transaction():   # a savepoint inside the caller's transaction: a refusal must not end it
+                if one(conn, "SELECT pg_cancel_backend(%s)", (pid,)):
+                    cancelled.append(pid)
+        except psycopg.errors.InsufficientPrivilege:
+            pass   # only a superuser may: then it goes on, and a long wait names it
+    return cancelled
+
+
 def lock_for_conversion(conn: psycopg.Connection, schema: str, table: str, *, attempts: int = 5,
                         timeout_s: int = 5) -> None:
     """ACCESS EXCLUSIVE on the table before anything is counted or copied: rows written meanwhile would be

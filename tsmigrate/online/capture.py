@@ -11,10 +11,9 @@ import psycopg
 from psycopg import sql
 
 from ..plan import HypertablePlan
-from ..conversion import ConversionError, _fill_nulls, lock_holders, primary_key_columns
+from ..conversion import ConversionError, _fill_nulls, lock_holders, primary_key_columns, yield_autovacuum
 from ..db import one, regclass
-from ..own import OWN_SCHEMA
-from ..own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER
+from ..own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
 from .state import PHASE_COPY, Names
 
 log = logging.getLogger("tsmigrate.online")
@@ -85,11 +84,16 @@ def create_capture_triggers(conn: psycopg.Connection, names: Names, table: str, 
 def with_lock_retries(conn: psycopg.Connection, names: Names, what: str, lock_timeout_ms: int, attempts: int,
                        body: Callable[[], object], between: Callable[[], None] | None = None):
     """Run ``body`` in a transaction whose locks wait at most ``lock_timeout_ms``; retried with jitter. The
-    application's statements queue behind a waiting lock, so the wait is kept short and retried rather than long."""
+    application's statements queue behind a waiting lock, so the wait is kept short and retried rather than long.
+    An autovacuum in the way is cancelled first, as PostgreSQL would for a longer wait."""
+    tables = [regclass(names.schema, names.table), regclass(names.schema, names.new)]
     for attempt in range(1, attempts + 1):
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
+                if vacuums := yield_autovacuum(conn, tables):
+                    log.info("%s: cancelled autovacuum (pid %s) on the table, as PostgreSQL would for a longer wait",
+                             what, ", ".join(map(str, vacuums)))
                 return body()
         except psycopg.errors.LockNotAvailable:
             if attempt == attempts:

@@ -13,6 +13,7 @@ import psycopg
 from .. import fence
 from ..activity import other_sessions, sample_writes
 from ..backup import BackupError, room_needed, tool, tool_major
+from ..conversion import YIELDING_AUTOVACUUM
 from ..db import one, timescaledb_version
 from ..findings import ADVISORY, BLOCKING, Finding
 from ..online import online_tables
@@ -134,25 +135,30 @@ def activity(conn: psycopg.Connection, plan: Plan | None, long_after_s: int = 30
         # is not a holder: the conversion's lock waits for it; the writing itself is PF014's. A transaction left
         # open (idle in transaction) with the lock is one.
         online = [f"{plan.schema}.{t}" for t in online_tables(conn, plan)]
-        # A run killed a moment ago still has its server sessions for a second or two (the server notices the
+        # An autovacuum worker is no holder either: it gives way to the conversion's lock (unless it prevents
+        # wraparound). A run killed a moment ago still has its server sessions for a second or two (the server notices the
         # dead client within client_connection_check_interval): give them that time before calling them holders.
         deadline = time.monotonic() + grace_s
         while True:
             holders = conn.execute(
-                """SELECT l.pid, a.usename, a.application_name, l.mode, l.relation::regclass::text
+                f"""SELECT l.pid, a.usename, a.application_name, l.mode, l.relation::regclass::text,
+                          a.backend_type = 'autovacuum worker'
                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                     WHERE l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)
                       AND l.pid <> pg_backend_pid() AND l.granted
+                      AND NOT ({YIELDING_AUTOVACUUM})
                       AND l.mode NOT IN ('AccessShareLock')
                       AND NOT (l.mode IN ('RowShareLock', 'RowExclusiveLock')
                                AND (l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)
                                     OR (a.state = 'active' AND a.xact_start > now() - interval '5 seconds')))""",
                 (tables, online)).fetchall()
-            if not any(app.startswith("tsmigrate") for _, _, app, _, _ in holders) or time.monotonic() > deadline:
+            if not any(app.startswith("tsmigrate") for _, _, app, _, _, _ in holders) or time.monotonic() > deadline:
                 break
             time.sleep(0.25)
-        for pid, user, app, mode, rel in holders:
-            who = "another tsmigrate run" if app.startswith("tsmigrate") else "the application, or another session"
+        for pid, user, app, mode, rel, autovacuum in holders:
+            who = ("an autovacuum that prevents wraparound, which does not give way: wait for it to finish"
+                   if autovacuum else "another tsmigrate run" if app.startswith("tsmigrate")
+                   else "the application, or another session")
             found.append(finding("PF011", f"backend pid {pid} ({user}, '{app}': {who}) holds {mode} on {rel}", table=rel))
     return found
 
