@@ -76,3 +76,15 @@ def test_an_online_conversion_is_not_held_up_by_an_autovacuum(vacuumed):
                                 plan().hypertables[0], has_compression=False, own_xids=set())
         assert is_hypertable(conn, "public", "readings") and result.rows == ROWS
         assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == ROWS
+
+
+def test_an_offline_conversion_cancels_the_autovacuum_even_where_deadlock_timeout_is_long(vacuumed):
+    """With deadlock_timeout above the conversion's lock timeout (5 s a try) PostgreSQL never cancels the
+    autovacuum itself; the conversion does, before it asks for its lock."""
+    from tsmigrate.conversion import convert_table
+
+    conninfo, pid = vacuumed
+    with psycopg.connect(conninfo, autocommit=True, options="-c deadlock_timeout=60s") as conn:
+        with conn.transaction():
+            result = convert_table(conn, "public", plan().hypertables[0], has_compression=False)
+        assert is_hypertable(conn, "public", "readings") and result.rows == ROWS

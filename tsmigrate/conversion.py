@@ -245,6 +245,10 @@ def lock_for_conversion(conn: psycopg.Connection, schema: str, table: str, *, at
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{timeout_s}s")))
+                # PostgreSQL would cancel it too, after deadlock_timeout, unless that is set above timeout_s.
+                if vacuums := yield_autovacuum(conn, [regclass_of(schema, table)]):
+                    log.info("%s.%s: cancelled autovacuum (pid %s) on the table", schema, table,
+                             ", ".join(map(str, vacuums)))
                 conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(ident))
             conn.execute("SET LOCAL lock_timeout = '60s'")
             return
