@@ -2,7 +2,8 @@
 pre-flight called an autovacuum worker a lock holder and said NO-GO).
 
 The condition is real: a server whose autovacuum launcher looks every second, and a table with dead rows
-whose autovacuum is throttled to a page per 100 ms, so a worker holds its lock on the table for minutes.
+whose autovacuum is throttled (cost limit 1, delay 10 ms: at most 40 ms asleep at a time, so a cancel lands
+within a lock try, as with production's 2 ms), so a worker holds its lock on the table for minutes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tsmigrate.preflight.environment import activity
 from tsmigrate.servers.local import LocalCluster
 
 pytestmark = pytest.mark.needs_local_cluster
-ROWS = 200_000
+ROWS = 400_000
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def vacuumed(eager_autovacuum_server):
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             conn.execute("""CREATE TABLE readings (id bigint PRIMARY KEY, ts timestamptz NOT NULL, v double precision)
                             WITH (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
-                                  autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1)""")
+                                  autovacuum_vacuum_cost_delay = 10, autovacuum_vacuum_cost_limit = 1)""")
             conn.execute("INSERT INTO readings SELECT i, now() - i * interval '1 second', i "
                          "FROM generate_series(1, %s) i", (ROWS,))
             conn.execute("UPDATE readings SET v = v + 1")   # a dead row for every row

@@ -98,7 +98,7 @@ def with_lock_retries(conn: psycopg.Connection, names: Names, what: str, lock_ti
         except psycopg.errors.LockNotAvailable:
             if attempt == attempts:
                 raise ConversionError(f"{what}: could not get its lock in {attempts} tries of {lock_timeout_ms} ms; "
-                                      f"held by {lock_holders(conn, names.schema, names.table)}. Stop that session or "
+                                      f"held by {lock_holders(conn, names.schema, names.table, names.new)}. Stop that session or "
                                       "wait for it, then "
                                       "run again (the legacy table is unchanged).") from None
             log.info("%s: lock not granted in %d ms (try %d of %d); retrying", what, lock_timeout_ms, attempt, attempts)
