@@ -200,19 +200,23 @@ def refuse_what_timescaledb_cannot_keep(conn: psycopg.Connection, schema: str, h
                               f"compression out of [hypertables.{h.table}] in plan.toml")
 
 
+# A lock (pg_locks l) on one of the tables of the query's parameter ``tables`` (regclass texts) or on a child of
+# one (a hypertable's chunks).
+_ON_TABLES_OR_CHUNKS = """(l.relation IN (SELECT to_regclass(t) FROM unnest(%(tables)s::text[]) t)
+     OR l.relation IN (SELECT inhrelid FROM pg_inherits
+                        WHERE inhparent IN (SELECT to_regclass(t) FROM unnest(%(tables)s::text[]) t)))"""
+
+
 def lock_holders(conn: psycopg.Connection, schema: str, *tables: str) -> str:
     """Who holds a lock on the tables or their children (a hypertable's chunks), in words (pid, role, application,
     mode, relation, state, statement)."""
-    rows = conn.execute("""
-        WITH tables AS (SELECT to_regclass(t) AS oid FROM unnest(%s::text[]) t)
+    rows = conn.execute(f"""
         SELECT format('pid %%s (role %%s, application ''%%s'', %%s on %%s, %%s: %%s)', a.pid, a.usename,
                       a.application_name, l.mode, l.relation::regclass, a.state,
                       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE (l.relation IN (SELECT oid FROM tables)
-                OR l.relation IN (SELECT inhrelid FROM pg_inherits WHERE inhparent IN (SELECT oid FROM tables)))
-           AND l.granted AND l.pid <> pg_backend_pid()""",
-                        ([regclass_of(schema, t) for t in tables],)).fetchall()
+         WHERE {_ON_TABLES_OR_CHUNKS} AND l.granted AND l.pid <> pg_backend_pid()""",
+                        {"tables": [regclass_of(schema, t) for t in tables]}).fetchall()
     return "; ".join(r[0] for r in rows) or "a session that let go meanwhile"
 
 
@@ -226,15 +230,10 @@ def yield_autovacuum(conn: psycopg.Connection, relations: list[str]) -> list[int
     for a lock waiting longer than deadlock_timeout: a lock tried for a few hundred ms at a time never gets that
     far. Called just before the lock is asked for, so the request is queued before a relaunched worker's. An
     anti-wraparound one is left alone. Returns the pids cancelled (none where the role may not)."""
-    # The tables and their children: a hypertable's chunks, which autovacuum analyzes after the copy, and which
-    # a trigger or rename on the hypertable locks too.
+    # Chunks too: autovacuum analyzes them after the copy, and a trigger or rename on the hypertable locks them.
     pids = [r[0] for r in conn.execute(
-        f"""WITH tables AS (SELECT to_regclass(t) AS oid FROM unnest(%s::text[]) t)
-            SELECT DISTINCT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE {YIELDING_AUTOVACUUM}
-               AND (l.relation IN (SELECT oid FROM tables)
-                    OR l.relation IN (SELECT inhrelid FROM pg_inherits WHERE inhparent IN (SELECT oid FROM tables)))""",
-        (relations,)).fetchall()]
+        f"""SELECT DISTINCT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE {YIELDING_AUTOVACUUM} AND {_ON_TABLES_OR_CHUNKS}""", {"tables": relations}).fetchall()]
     cancelled = []
     for pid in pids:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 
 import psycopg
 from psycopg import sql
@@ -65,14 +66,27 @@ def thaw(admin: psycopg.Connection, dbname: str) -> None:
     admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(dbname)))
 
 
+def _create(admin: psycopg.Connection, dbname: str, *, owner: str | None = None, template: str | None = None,
+            encoding: str | None = None, collate: str | None = None, ctype: str | None = None) -> None:
+    """CREATE DATABASE, ending the template's sessions first where it has one (a live database copied as a template
+    must be free of them: TimescaleDB's scheduler visits it)."""
+    options = [sql.SQL("OWNER {}").format(sql.Identifier(owner))] if owner else []
+    if template:
+        options.append(sql.SQL("TEMPLATE {}").format(sql.Identifier(template)))
+    for word, value in (("ENCODING", encoding), ("LC_COLLATE", collate), ("LC_CTYPE", ctype)):
+        if value is not None:
+            options.append(sql.SQL(word + " {}").format(sql.Literal(value)))
+    create = sql.SQL("CREATE DATABASE {} {}").format(sql.Identifier(dbname), sql.SQL(" ").join(options))
+    if template:
+        while_alone(admin, template, create)
+    else:
+        admin.execute(create)
+
+
 def create_database(admin: psycopg.Connection, dbname: str, *, template: str | None = None) -> None:
     """Create ``dbname`` (dropping one of that name first), empty or as a copy of ``template``."""
     drop_database(admin, dbname)
-    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
-    if template:
-        while_alone(admin, template, sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template)))
-    else:
-        admin.execute(create)
+    _create(admin, dbname, template=template)
 
 
 def drop_database_and_copies(admin: psycopg.Connection, dbname: str) -> None:
@@ -94,22 +108,17 @@ class NewDatabase:
     """
 
     def __init__(self, connect_admin: Callable[[], psycopg.Connection], name: str, *, owner: str | None = None,
-                 template: str = "template0", encoding: str | None = None, collate: str | None = None,
+                 template: str | None = "template0", encoding: str | None = None, collate: str | None = None,
                  ctype: str | None = None, keep: bool = False):
         self.connect_admin, self.name, self.keep = connect_admin, name, keep
-        options = [sql.SQL("OWNER {}").format(sql.Identifier(owner))] if owner else []
-        options.append(sql.SQL("TEMPLATE {}").format(sql.Identifier(template)))
-        for word, value in (("ENCODING", encoding), ("LC_COLLATE", collate), ("LC_CTYPE", ctype)):
-            if value is not None:
-                options.append(sql.SQL(word + " {}").format(sql.Literal(value)))
-        self.create = sql.SQL("CREATE DATABASE {} {}").format(sql.Identifier(name), sql.SQL(" ").join(options))
+        self.options = dict(owner=owner, template=template, encoding=encoding, collate=collate, ctype=ctype)
 
     def __enter__(self) -> str:
         with self.connect_admin() as admin:
             if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.name,)).fetchone():
                 raise DatabaseExists(f"database {self.name} exists already; it is not this run's, so it is left as it "
                                     "is: drop or rename it, then run again")
-            admin.execute(self.create)
+            _create(admin, self.name, **self.options)
         return self.name
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -127,7 +136,7 @@ class NewDatabase:
             exc.add_note(left)
 
 
-class ScratchDatabase:
+class ScratchDatabase(NewDatabase):
     """``with ScratchDatabase(admin_conninfo, "name", template=...) as name:`` a fresh database for a test, the
     benchmark or the sweep, dropped afterwards together with the ``name_*`` copies a run made of it (restored,
     failed). Unlike NewDatabase, an existing database of that name is dropped first: use names that are yours,
@@ -135,13 +144,13 @@ class ScratchDatabase:
     """
 
     def __init__(self, admin_conninfo: str, name: str, *, template: str | None = None):
-        self.admin_conninfo, self.name, self.template = admin_conninfo, name, template
+        super().__init__(partial(psycopg.connect, admin_conninfo, autocommit=True), name, template=template)
 
     def __enter__(self) -> str:
-        with psycopg.connect(self.admin_conninfo, autocommit=True) as admin:
-            create_database(admin, self.name, template=self.template)
-        return self.name
+        with self.connect_admin() as admin:
+            drop_database(admin, self.name)
+        return super().__enter__()
 
     def __exit__(self, *exc) -> None:
-        with psycopg.connect(self.admin_conninfo, autocommit=True) as admin:
+        with self.connect_admin() as admin:
             drop_database_and_copies(admin, self.name)

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from ..appsim import TelemetryWriter
+from ..db import one
 from ..fingerprint import TableFingerprint, compare, fingerprint_database
 from ..integrity.content import fingerprints_as_before
 from ..rehearsal import SCRATCH_INFIX
@@ -50,11 +51,8 @@ def writer_rows_lost(conninfo: str, writer: TelemetryWriter) -> list[int]:
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         lost = writer.missing(conn)
         conn.execute("DELETE FROM factory_telemetry.metric_hist WHERE value_text = %s", (WRITER_MARKER,))
-        for name, in conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                  "WHERE n.nspname = 'factory_telemetry' AND c.relname = 'metric_hist_legacy'"
-                                  ).fetchall():   # an online conversion keeps the legacy table: its copies too
-            conn.execute(sql.SQL("DELETE FROM {} WHERE value_text = %s").format(
-                sql.Identifier("factory_telemetry", name)), (WRITER_MARKER,))
+        if one(conn, "SELECT to_regclass('factory_telemetry.metric_hist_legacy')"):   # kept by an online conversion
+            conn.execute("DELETE FROM factory_telemetry.metric_hist_legacy WHERE value_text = %s", (WRITER_MARKER,))
     return lost
 
 
