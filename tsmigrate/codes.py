@@ -157,6 +157,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF040", BLOCKING, "Rehearsal failed",
          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
          "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
+    Code("PF080", ADVISORY, "Background job failing before the window",
+         "Fix the cause the finding names (for 'failed to start': raise max_worker_processes and "
+         "timescaledb.max_background_workers, then restart); the post-flight fails on a job whose latest run "
+         "failed."),
 )}
 
 TABLE_HEADER = ("| code | severity | what it means | how to fix it |", "|---|---|---|---|")

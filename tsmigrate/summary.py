@@ -61,6 +61,10 @@ class RunSummary:
             return self.stopped
         return EXIT_MEANINGS.get(self.exit_code) if self.exit_code not in (None, 0, 1) else None
 
+    def holds(self, suite: str) -> bool:
+        """Whether this run holds ``suite`` (preflight, execute or postflight); a full run holds them all."""
+        return self.kind == "full" or suite in self.kind.split("+")
+
     def verdict(self) -> str:
         """GO / NO-GO for a pre-flight; SUCCESS / RESTORED / FAILED once execute ran; PASSED / FAILED for a
         post-flight on its own; STOPPED when cut short."""
