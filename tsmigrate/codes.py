@@ -161,6 +161,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "Fix the cause the finding names (for 'failed to start': raise max_worker_processes and "
          "timescaledb.max_background_workers, then restart); the post-flight fails on a job whose latest run "
          "failed."),
+    Code("PF081", BLOCKING, "Migration plan not valid",
+         "Fix every key named in plan.toml (file, line and key are given); the run refuses an invalid plan before "
+         "any test runs."),
 )}
 
 TABLE_HEADER = ("| code | severity | what it means | how to fix it |", "|---|---|---|---|")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .plan import Plan, PlanError, load_plan
+from .preflight.checks import finding
 from .options import RunOptions
 from .report.words import terminal_lines
 from .run import plan_steps
@@ -224,6 +225,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         try:
             plan_of(config)
         except PlanError as exc:
+            # Every problem at once, also as findings of the run's record (file, line, key).
+            summary_of(config).findings.extend(
+                finding("PF081", f"[{p.key}] {p.problem}", path=p.path, line=p.line) for p in exc.problems)
             raise pytest.UsageError(f"invalid migration plan: {exc}") from None
     else:
         raise pytest.UsageError(f"migrations directory {options.migrations} does not exist; "
