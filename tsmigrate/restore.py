@@ -139,7 +139,8 @@ def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
     with backup.opened_dump() as dump_dir:
         args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(dump_dir)]
         tables = len(m["fingerprints"])
-        _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"))
+        _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"),
+                           chunks=m.get("chunks", 0))
     with new_target.connect() as conn:
         if ts_version:
             conn.execute("SELECT timescaledb_post_restore()")

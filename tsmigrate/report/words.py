@@ -148,7 +148,10 @@ def terminal_lines(summary: RunSummary) -> list[str]:
     """The verdict as the run's last lines: the verdict and target first, then what the operator must know."""
     verdict = summary.verdict()
     failed = [f"  FAILED {name}" for name in unexplained_failures(summary)]
-    scheduled = [f"  scheduled {line}" for line in summary.policy_schedule]
+    # One line for the jobs the post-flight scheduled (each is in the report and the record): the verdict's lines
+    # stay the last ones printed.
+    scheduled = ([f"  scheduled {_plural(len(summary.policy_schedule), 'policy job', 'policy jobs')} the conversion "
+                  "had paused (their first runs: see the report)"] if summary.policy_schedule else [])
     if verdict in ("GO", "NO-GO"):
         lines = [f"{verdict}: {summary.target}"]
         if summary.stop_reason:
