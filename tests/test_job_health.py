@@ -54,6 +54,7 @@ def make_flaky_and_broken_jobs(target: Target) -> tuple[int, int]:
     """A job whose first run failed and whose second succeeded, and a job whose every run fails; both have run
     (the scheduler ran them in the background) when this returns."""
     with target.connect() as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")   # a legacy database may not have it yet
         conn.execute(FLAKY_JOB)
         flaky, broken = add_job(conn, "flaky"), add_job(conn, "broken", "1 hour")
         wait_for(conn, """SELECT total_successes >= 1 AND total_failures >= 1

@@ -79,7 +79,7 @@ def _history_query(conn: psycopg.Connection) -> str | None:
         return """SELECT h.job_id, h.proc_name, h.start_time, coalesce(h.err_message, 'no message'), h.sqlerrcode,
                          (SELECT min(l.finish_time) FROM timescaledb_information.job_history l
                            WHERE l.job_id = h.job_id AND l.succeeded AND l.start_time > h.start_time),
-                         s.last_successful_finish
+                         CASE WHEN isfinite(s.last_successful_finish) THEN s.last_successful_finish END
                     FROM timescaledb_information.job_history h
                     LEFT JOIN timescaledb_information.job_stats s ON s.job_id = h.job_id
                    WHERE h.start_time >= %(since)s
@@ -88,7 +88,7 @@ def _history_query(conn: psycopg.Connection) -> str | None:
     if one(conn, "SELECT to_regclass('timescaledb_information.job_errors')"):
         # job_errors (2.9 to 2.14): failures only; a later success shows in job_stats.
         return """SELECT e.job_id, e.proc_name, e.start_time, coalesce(e.err_message, 'no message'), e.sqlerrcode,
-                         NULL::timestamptz, s.last_successful_finish
+                         NULL::timestamptz, CASE WHEN isfinite(s.last_successful_finish) THEN s.last_successful_finish END
                     FROM timescaledb_information.job_errors e
                     LEFT JOIN timescaledb_information.job_stats s ON s.job_id = e.job_id
                    WHERE e.start_time >= %(since)s ORDER BY e.start_time"""
@@ -115,7 +115,8 @@ def job_failures(conn: psycopg.Connection, since: datetime) -> tuple[int, list[J
     # Each job's latest state, also for a failure older than ``since`` that no run has cleared.
     seen = {f.job_id for f in failures if not f.cleared}
     for job_id, proc, started in conn.execute(
-            """SELECT s.job_id, j.proc_name, s.last_run_started_at
+            """SELECT s.job_id, j.proc_name,
+                      CASE WHEN isfinite(s.last_run_started_at) THEN s.last_run_started_at END
                  FROM timescaledb_information.job_stats s JOIN timescaledb_information.jobs j ON j.job_id = s.job_id
                 WHERE s.last_run_status = 'Failed' ORDER BY s.job_id""").fetchall():
         if job_id not in seen:
