@@ -37,7 +37,8 @@ def test_rule_codes_and_severities_are_stable():
     assert {code: rule.severity for code, rule in RULES.items()} == {
         "TS000": BLOCKING, "TS001": BLOCKING, "TS002": BLOCKING, "TS003": BLOCKING,
         "TS004": BLOCKING, "TS005": BLOCKING, "TS006": ADVISORY, "TS007": BLOCKING,
-        "TS008": ADVISORY, "TS009": BLOCKING,
+        "TS008": ADVISORY, "TS009": BLOCKING, "TS010": BLOCKING, "TS011": BLOCKING, "TS012": BLOCKING,
+        "TS013": BLOCKING,
         "TS101": ADVISORY, "TS102": ADVISORY, "TS103": ADVISORY, "TS104": ADVISORY,
     }
     for code, rule in RULES.items():

@@ -66,6 +66,18 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("TS009", BLOCKING, "psql meta-command",
          "Remove the backslash command: migrations are run through a driver, not psql. "
          "Inline included files, and connect to the right database in the plan instead."),
+    Code("TS010", BLOCKING, "Concurrent index build on a hypertable",
+         "Drop CONCURRENTLY; to keep the table writable while the index builds, use CREATE INDEX ... WITH "
+         "(timescaledb.transaction_per_chunk) in a file the runner runs outside a transaction."),
+    Code("TS011", BLOCKING, "ONLY on a hypertable",
+         "Drop ONLY: TimescaleDB applies the statement to the hypertable and its chunks, and refuses ONLY."),
+    Code("TS012", BLOCKING, "ALTER TABLE that a hypertable with compression refuses",
+         "Decompress its chunks (decompress_chunk) and turn compression off (ALTER TABLE ... SET "
+         "(timescaledb.compress = false)) in an earlier step, alter, then enable compression again; or add the "
+         "column nullable with a constant default."),
+    Code("TS013", BLOCKING, "Trigger with transition tables on a hypertable",
+         "Use a FOR EACH STATEMENT trigger without DELETE transition tables, or a FOR EACH ROW trigger without "
+         "REFERENCING."),
     Code("TS101", ADVISORY, "DDL is not idempotent",
          "Use IF NOT EXISTS / IF EXISTS / OR REPLACE so a re-run after a partial failure succeeds."),
     Code("TS102", ADVISORY, "Statement rewrites the whole table",

@@ -7,22 +7,24 @@ and the pre-flight escalates advisories it can settle against the live data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ..findings import Finding
-from .context import FileContext, Volatility, remember
+from .context import FileContext, LiveHypertable, Volatility, remember
 from .rules import CHECKS
 from .source import parse
 from .syntax import converted_tables, table_key
 
 
 def lint_sql(sql: str, path: str, *, hypertables: Mapping[str, str], transactional: bool = True,
-             volatility: Volatility | None = None) -> list[Finding]:
+             volatility: Volatility | None = None, live: Sequence[LiveHypertable] = ()) -> list[Finding]:
     """Findings for one migration file, in file order.
 
     `hypertables` maps each table that will become a hypertable ("name" or "schema.name")
     to its time column; tables the file converts itself with create_hypertable are added.
     `transactional` says whether the runner executes this file inside one transaction.
+    `live`: the hypertables the live database holds already, with their compression state (the rules for
+    what TimescaleDB refuses on an existing hypertable apply to them).
     """
     parsed = parse(sql)
     context = FileContext(path=path, lines=parsed.lines, transactional=transactional,
@@ -36,7 +38,9 @@ def lint_sql(sql: str, path: str, *, hypertables: Mapping[str, str], transaction
                                         offset=offset if offset is not None else parsed.lines.last_offset))
         return _in_file_order(findings)
 
-    context.hypertables = [(table_key(name), column.lower()) for name, column in hypertables.items()]
+    context.live = [(table_key(h.name), h) for h in live]
+    context.hypertables = [(table_key(h.name), h.time_column.lower()) for h in live]
+    context.hypertables += [(table_key(name), column.lower()) for name, column in hypertables.items()]
     context.hypertables += [(table_key(name), column.lower())
                             for name, column in converted_tables(parsed.statements).items()]
     for raw in parsed.statements:
