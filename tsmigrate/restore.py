@@ -46,12 +46,16 @@ class RestoreOutcome:
 
     def summary(self) -> str:
         kept = f"; the failed database is kept as {self.kept_failed_as}" if self.kept_failed_as else ""
-        if self.carried is None or not self.carried.found:
+        if self.carried is None or not self.carried.changed:
             return (f"RESTORED: {self.database} is identical to the backup (every table's fingerprint matches) and "
                     f"nothing was written by others after it{kept}")
         if not self.carried.left:
             return (f"RESTORED: {self.database} is the backup (proven: every table's fingerprint matched) plus "
                     f"{self.carried.describe()}{kept}")
+        if not any(t.left for t in self.carried.tables):
+            return (f"RESTORED, DELETIONS NOT CARRIED: {self.database} is the backup (proven) but "
+                    f"{self.carried.describe()}. {self.kept_failed_as} shows what stands without them: delete those "
+                    "keys from the restored database where the application deleted them, before it starts")
         return (f"RESTORED, ROWS LEFT BEHIND: {self.database} is the backup (proven) but {self.carried.describe()}. "
                 f"Those rows are only in {self.kept_failed_as}: copy them over by key (COPY out of "
                 f"{self.kept_failed_as}, INSERT into {self.database}) before the application starts")

@@ -23,7 +23,7 @@ import psycopg
 
 from . import fence, ledger
 from .backup import Backup, BackupError, pin_backup, prune_backups, take_backup
-from .carry import CarryReport, carry_over
+from .carry import CarryReport, RunsOwnRowChanges, carry_over
 from .restore import RestoreOutcome, restore_backup
 from .plan import HypertablePlan, Plan
 from .conversion import ConversionError, ConversionResult, convert_table, plan_sha256
@@ -120,6 +120,8 @@ class MigrationRun:
         self.backup: Backup | None = None
         self.backup_pinned: str | None = None     # why the backup is kept from pruning
         self.outcomes: list[StepOutcome] = []
+        # Migration files this run applied, or began outside a transaction: what they did to rows is the run's own.
+        self.files_run: list[MigrationFile] = []
         self.failed: StepOutcome | None = None
         self.stopped: str | None = None           # why the run stopped before any change
         self.restore_outcome: RestoreOutcome | None = None
@@ -267,7 +269,11 @@ class MigrationRun:
             transactional = step.migration.transactional if step.migration else True
             attempt = ledger.record_start(self.control, step.id, step.kind, step.label, step.sha256, transactional)
             if step.migration:
+                if not step.migration.transactional:
+                    self.files_run.append(step.migration)   # part of it may stand even if it fails
                 apply_file(self.work, step.migration, on_success=finish)
+                if step.migration.transactional:
+                    self.files_run.append(step.migration)
             elif chooses_online(self.work, self.schema, step.hypertable, self.plan.online_above_rows):
                 conversion = convert_online(self._connect, self.work, self.schema, step.hypertable,
                                             has_compression=self._has_compression(), own_xids=self.own_xids,
@@ -364,8 +370,10 @@ class MigrationRun:
         tables = [tuple(k.split(".", 1)) for k in self.backup.fingerprints]
         snapshot = self.backup.manifest.get("snapshot")
 
+        runs_own = RunsOwnRowChanges.of_files([f.sql for f in self.files_run])
+
         def carry(failed: Target, restored: Target) -> CarryReport:
-            return carry_over(failed, restored, snapshot, self.own_xids, tables)
+            return carry_over(failed, restored, snapshot, self.own_xids, tables, runs_own)
 
         try:
             self.restore_outcome = restore_backup(self.target, self.backup, keep_failed=keep_failed,

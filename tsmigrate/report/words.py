@@ -124,8 +124,8 @@ def next_steps(summary: RunSummary) -> list[str]:
     if verdict == "RESTORED":
         steps = [f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
                  "put the fix in the file only if it was never applied anywhere, else in a new file.",
-                 "The database is as it was before the run (with any rows written since carried over, as said "
-                 "above): the application may be started again."]
+                 "The database is as it was before the run, with what others wrote or deleted since carried over "
+                 "(as said above): the application may be started again."]
         if "kept as" in (summary.restore or ""):
             steps.append("The failed database was kept for inspection under the name given above; drop it when done.")
         steps.append("Run the pre-flight, then the migration again.")
