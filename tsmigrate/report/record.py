@@ -102,14 +102,17 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
             "properties": {"path": {"type": "string"},
                            "manifest_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                            "pinned": {"type": ["string", "null"],
-                                      "description": "why the backup is never pruned automatically"}},
+                                      "description": "why the backup is never pruned automatically"},
+                           "taken_at": {"type": ["string", "null"],
+                                        "description": "when the backup's snapshot was taken (ISO 8601)"}},
         },
         "restore": {
             "type": ["object", "null"], "description": "what happened after a failed step",
             "required": ["outcome", "identical", "complete"],
             "properties": {"outcome": {"type": "string", "description": "the state of the database, in words"},
                            "identical": {"type": ["boolean", "null"],
-                                         "description": "the restored copy was proven identical to the backup"},
+                                         "description": "the restored copy was proven identical to the backup, "
+                                                        "and nothing others wrote or deleted since is undone"},
                            "complete": {"type": ["boolean", "null"], "description": "restored, and every row "
                                         "committed by others after the backup carried over: nothing lost"}},
         },

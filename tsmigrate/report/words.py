@@ -79,7 +79,7 @@ def headline(summary: RunSummary) -> str:
         return "Every post-flight check passed: the migrated database is complete and meets its benchmarks."
     if verdict == "RESTORED":
         return (f"{summary.execute_failed} failed; the database was restored, proven identical to the backup "
-                "taken before the run, and no row written since was lost.")
+                "taken before the run, and nothing others wrote or deleted since was undone.")
     if verdict == "STOPPED":
         changed = f" {summary.restore}" if summary.restore else "" if applied else " Nothing was changed."
         return f"The run stopped before its end: {summary.stop_reason}.{changed}"
@@ -167,7 +167,14 @@ def terminal_lines(summary: RunSummary) -> list[str]:
     if verdict == "PASSED" or (verdict == "FAILED" and summary.kind == "postflight"):
         return [f"{verdict}: {summary.target}: post-flight checks", *failed, *scheduled]
     applied, already = step_counts(summary)
-    lines = [f"{verdict}: {summary.target}: {applied} steps applied, {already} already applied"]
+    if summary.restore_complete is not None:
+        # Restored: what stands is the backup, not the steps this run applied (they went with the restore).
+        taken = (summary.backup or {}).get("taken_at")
+        rolled = [s["label"] for s in summary.steps if s["status"] == "applied"]
+        lines = [f"{verdict}: {summary.target}: back to the backup taken {taken or 'before the run'}; "
+                 + (f"rolled back with it: {', '.join(rolled)}" if rolled else "no step of this run had stood")]
+    else:
+        lines = [f"{verdict}: {summary.target}: {applied} steps applied, {already} already applied"]
     if verdict == "STOPPED":
         lines.append(f"  stopped: {summary.stop_reason}")
     if summary.execute_failed:
