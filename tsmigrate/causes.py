@@ -40,7 +40,7 @@ class Cause:
 
 # Messages as PostgreSQL and its client programs write them (English; a server with another lc_messages still
 # gives the SQLSTATE, and errno's text "No space left on device" comes from the C library in the server's locale).
-_NO_SPACE = re.compile(r"No space left on device|could not extend file|disk quota exceeded", re.IGNORECASE)
+_NO_SPACE = re.compile(r"No space left on device|could not extend file|disk quota exceeded|could not write init file", re.IGNORECASE)
 _FILE = re.compile(r'(?:could not (?:extend|write to|write|create|open|fsync|allocate space for) file|'
                    r'could not write to file|could not write block \d+ of|could not create (?:directory|file)) '
                    r'"([^"]+)"', re.IGNORECASE)

@@ -144,6 +144,11 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
     dumper.stdout.close()
     dump_err = dumper.stderr.read().decode(errors="replace")
     if dumper.wait() != 0:
+        cause = classify(dump_err + "\n" + restorer.stderr)   # pg_restore's side may be what broke the pipe
+        if cause is not None:
+            result.cause, result.cause_error = cause, redact((restorer.stderr or dump_err).strip()[:300])
+            result.failed_step = "copying the target"
+            return
         raise RehearsalUnavailable(f"pg_dump for the rehearsal failed: {redact(dump_err.strip()[:500])}")
     if restorer.returncode != 0:
         cause = classify(restorer.stderr)
