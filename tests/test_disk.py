@@ -4,11 +4,18 @@ restore and the rehearsal name when a resource runs out (tsmigrate/causes.py).""
 
 from __future__ import annotations
 
+import shutil
+import time
+
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
 from testbed.conditions import fill
+from testbed.legacy import fingerprints, fingerprints_as_before
+from tsmigrate.db import is_hypertable
+from tsmigrate.fingerprint import compare
+from tsmigrate.run import MigrationRun, StepFailed
 from pathlib import Path
 
 from tsmigrate.causes import (DISK_FULL, LOCK_TABLE_FULL, NO_CONNECTION_SLOTS, NO_WORKER_SLOTS, WAL_FULL,
@@ -17,6 +24,7 @@ from tsmigrate.findings import ADVISORY, BLOCKING
 from tsmigrate.plan import load_plan
 from tsmigrate.preflight import disk, rehearsal_check
 from tsmigrate.serverfiles import locate
+from tsmigrate.servers import wait_until_ready
 
 PROJECT = Path(__file__).resolve().parents[1]
 PLAN = load_plan(PROJECT / "migrations")
@@ -117,3 +125,153 @@ def test_pf068_a_rehearsal_without_room_for_its_scratch_copy_names_the_disk(mark
     with psycopg.connect(info.conninfo(), autocommit=True) as admin:
         left = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE '%rehearsal%'").fetchall()
     assert left == [], "the scratch copy that could not be made is not left behind"
+
+
+@pytest.mark.finding("PF066", BLOCKING)
+def test_pf066_a_role_that_may_not_read_where_the_data_directory_is_must_have_the_room_confirmed(
+        marked_finding, legacy_db, login_role, local_server):
+    code, severity = marked_finding
+    role = login_role()   # no superuser, no pg_read_all_settings
+    with read_only(make_conninfo(legacy_db.conninfo, user=role, password=local_server.password)) as conn:
+        unconfirmed = disk.data_directory_room(conn, PLAN)
+        confirmed = disk.data_directory_room(conn, PLAN, operator_free_gib=1000)
+        too_little = disk.data_directory_room(conn, PLAN, operator_free_gib=0.001)
+    assert where(unconfirmed, code) == [(severity, "")], unconfirmed
+    message = unconfirmed[0].message
+    assert f"role {role} may not read the server's data_directory" in message, message
+    assert "--server-free-disk=<GiB free>" in message and "needs about" in message, message
+    assert confirmed == []
+    assert where(too_little, "PF065") == [(BLOCKING, "--server-free-disk")], too_little
+
+
+@pytest.mark.finding("PF067", BLOCKING)
+def test_pf067_a_slot_limited_by_max_slot_wal_keep_size_would_be_invalidated(marked_finding,
+                                                                            cluster_on_small_filesystem):
+    code, severity = marked_finding
+    cluster, info, target = cluster_on_small_filesystem   # max_slot_wal_keep_size = 1MB
+    with psycopg.connect(info.conninfo(), autocommit=True) as admin:
+        admin.execute("SELECT pg_create_physical_replication_slot('standby_b', true)")
+        try:
+            with read_only(target.conninfo) as conn:
+                found = disk.replicas(conn, PLAN)
+        finally:
+            admin.execute("SELECT pg_drop_replication_slot('standby_b')")
+    assert where(found, code) == [(severity, "")], found
+    assert "replication slot standby_b (no replica is reading it" in found[0].message, found
+    assert "max_slot_wal_keep_size" in found[0].message and "invalidated" in found[0].message, found
+
+
+@pytest.mark.finding("PF069", ADVISORY)
+def test_pf069_a_replica_without_a_slot_may_fall_further_behind_than_the_server_keeps(
+        marked_finding, cluster_without_preload, standby):
+    code, severity = marked_finding
+    primary = cluster_without_preload.info
+    with psycopg.connect(primary.conninfo(), autocommit=True) as admin:
+        admin.execute("ALTER SYSTEM SET max_wal_size = '32MB'")
+        admin.execute("SELECT pg_reload_conf()")
+        admin.execute("CREATE TABLE written_again AS SELECT g, repeat('x', 200) AS pad "
+                      "FROM generate_series(1, 200000) g")   # what a restore writes again: more than 32 MB
+        try:
+            deadline = time.monotonic() + 30
+            while not admin.execute("SELECT count(*) FROM pg_stat_replication").fetchone()[0]:
+                assert time.monotonic() < deadline, "the standby did not connect"
+                time.sleep(0.1)
+            with read_only(primary.conninfo()) as conn:
+                found = disk.replicas(conn, PLAN)
+        finally:
+            admin.execute("DROP TABLE written_again")
+            admin.execute("ALTER SYSTEM RESET max_wal_size")
+            admin.execute("SELECT pg_reload_conf()")
+    assert where(found, code) == [(severity, "")], found
+    assert "has no replication slot" in found[0].message and "32.0 MiB" in found[0].message, found
+
+
+def test_the_disk_checks_find_nothing_on_a_server_with_room_and_no_replica(legacy_db):
+    with read_only(legacy_db.conninfo) as conn:
+        assert disk.data_directory_room(conn, PLAN) + disk.replicas(conn, PLAN) == []
+
+
+# -- a run that meets a full disk: last ---------------------------------------------------------------------------
+# (it changes the small disk's legacy database, which the tests above read)
+
+def test_a_run_that_fills_the_data_directory_names_disk_full_where_and_what_to_do_and_loses_nothing(
+        cluster_on_small_filesystem, tmp_path):
+    """The pre-flight would have said NO-GO; the disk fills after it (a ballast file written once the migration
+    files are applied), so the first conversion meets a full data directory for real."""
+    cluster, info, target = cluster_on_small_filesystem
+    before = fingerprints(target)
+    run = MigrationRun(target, PROJECT / "migrations", PLAN, tmp_path / "backups")
+    run.open()
+    ballast = None
+    try:
+        for step in run.steps:
+            if step.hypertable is not None and ballast is None:
+                ballast = fill(cluster.base.parent, leave=256 << 10)
+            try:
+                run.apply(step)
+            except StepFailed as exc:
+                failed = str(exc)
+                break
+        else:
+            pytest.fail("no step met the full disk")
+        run.close()
+    finally:
+        run.close()
+        if ballast is not None:
+            ballast.unlink()
+    line = run.state()
+
+    assert run.cause is not None and run.cause.kind == DISK_FULL and run.cause.path == str(cluster.data_dir), failed
+    assert f"disk full: no room left in {cluster.data_dir}" in line, line
+    assert f"Free disk in {cluster.data_dir}" in line and "then run again" in line, line
+    assert "convert factory_telemetry.metric_hist failed" in line, line
+    assert line.startswith(("RESTORED:", "RESTORE FAILED:")), line
+    assert compare(before, fingerprints_as_before(target, before)) == [], "no legacy row changed or went missing"
+    with target.connect() as conn:
+        assert not is_hypertable(conn, PLAN.schema, "metric_hist"), "the conversion was rolled back"
+
+
+def start_again(cluster) -> None:
+    """The server back up, as the operator would after freeing room (pg_ctl start; it recovers on its own)."""
+    cluster._run(str(cluster._bindir / "pg_ctl"), "-D", str(cluster.data_dir), "-m", "immediate", "-w", "stop",
+                 check=False)
+    cluster._run(str(cluster._bindir / "pg_ctl"), "-D", str(cluster.data_dir), "-l", str(cluster.log_file), "-W",
+                 "-o", f"-p {cluster.info.port}", "start")
+    wait_until_ready(cluster.info.conninfo(), 60)
+
+
+def test_a_server_that_stops_for_want_of_wal_space_is_named_with_the_directory_and_what_to_do(
+        cluster_with_small_wal_disk, tmp_path):
+    """A step writes more WAL than its disk holds: the server stops (PANIC). The run's session is only 'lost', the
+    restore cannot connect; the server's log tells why, and the last line says it."""
+    cluster, info, target, wal_disk = cluster_with_small_wal_disk
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    (migrations / "011_much_wal.sql").write_text(
+        "CREATE TABLE factory_telemetry.much_wal AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 600000) g;\n")
+    before = fingerprints(target)
+    run = MigrationRun(target, migrations, PLAN, tmp_path / "backups")
+    run.open()
+    try:
+        for step in run.steps:
+            if step.label == "011_much_wal.sql":
+                fill(wal_disk, leave=1 << 20)
+            try:
+                run.apply(step)
+            except StepFailed:
+                break
+        else:
+            pytest.fail("the step that writes more WAL than there is room for succeeded")
+    finally:
+        run.close()
+        (wal_disk / "ballast").unlink(missing_ok=True)
+    line = run.state()
+    start_again(cluster)
+
+    assert run.cause is not None and run.cause.kind == WAL_FULL, (run.cause, line)
+    assert "server stopped: WAL disk full" in line and f"the WAL directory {wal_disk / 'pg_wal'}" in line, line
+    assert f"Free disk in {wal_disk / 'pg_wal'}" in line and "start the server" in line, line
+    assert "011_much_wal.sql failed" in line and line.startswith("RESTORE FAILED:"), line
+    assert compare(before, fingerprints_as_before(target, before)) == [], "no legacy row changed or went missing"
+    with target.connect() as conn:
+        assert conn.execute("SELECT to_regclass('factory_telemetry.much_wal')").fetchone()[0] is None
