@@ -127,6 +127,23 @@ def test_pf068_a_rehearsal_without_room_for_its_scratch_copy_names_the_disk(mark
     assert left == [], "the scratch copy that could not be made is not left behind"
 
 
+def test_the_preflight_says_no_go_with_the_free_and_needed_figures_and_the_fix(cluster_on_small_filesystem,
+                                                                               run_suite, tmp_path):
+    cluster, info, target = cluster_on_small_filesystem
+    ballast = fill(cluster.base.parent, leave=1 << 20)
+    try:
+        result = run_suite("suites/preflight", "--dsn", target.conninfo, "--no-rehearse")
+    finally:
+        ballast.unlink()
+    out = result.stdout
+    assert result.returncode == 1 and f"NO-GO: {target.describe()}" in out, out[-3000:]
+    blocking = [line.strip() for line in out.splitlines() if line.strip().startswith("BLOCKING PF065")]
+    assert len(blocking) == 1 and f"MiB free in {cluster.data_dir}" in blocking[0], out[-3000:]
+    assert "the run needs about" in blocking[0] and "Free at least" in blocking[0], blocking
+    fix = out.splitlines()[out.splitlines().index(next(l for l in out.splitlines() if "BLOCKING PF065" in l)) + 1]
+    assert fix.strip().startswith("fix: Free room on that filesystem"), fix
+
+
 @pytest.mark.finding("PF066", BLOCKING)
 def test_pf066_a_role_that_may_not_read_where_the_data_directory_is_must_have_the_room_confirmed(
         marked_finding, legacy_db, login_role, local_server):
