@@ -23,7 +23,9 @@ from tsmigrate.causes import (DISK_FULL, LOCK_TABLE_FULL, NO_CONNECTION_SLOTS, N
 from tsmigrate.findings import ADVISORY, BLOCKING
 from tsmigrate.plan import load_plan
 from tsmigrate.preflight import disk, rehearsal_check
+from tsmigrate.report.words import next_steps
 from tsmigrate.serverfiles import locate
+from tsmigrate.summary import RunSummary
 from tsmigrate.servers import wait_until_ready
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -292,3 +294,13 @@ def test_a_server_that_stops_for_want_of_wal_space_is_named_with_the_directory_a
     assert compare(before, fingerprints_as_before(target, before)) == [], "no legacy row changed or went missing"
     with target.connect() as conn:
         assert conn.execute("SELECT to_regclass('factory_telemetry.much_wal')").fetchone()[0] is None
+
+
+def test_after_a_resource_failure_the_next_steps_give_its_fix_not_the_statement():
+    cause = classify('could not extend file "base/1/2": No space left on device', data_directory="/srv/pg/data")
+    summary = RunSummary(kind="execute", target="t", execute_failed="convert factory_telemetry.metric_hist",
+                         steps=[{"status": "failed"}], restore="RESTORED: ...", restored_identical=True,
+                         restore_complete=True, cause=cause.to_dict())
+    first = next_steps(summary)[0]
+    assert "Free disk in /srv/pg/data" in first and "statements are not at fault" in first, first
+    assert "its error (file, line, statement)" not in " ".join(next_steps(summary))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import psycopg
 
 from ..db import is_hypertable, one
-from ..findings import ADVISORY, BLOCKING, Finding
+from ..findings import Finding
 from ..online import chooses_online
 from ..plan import Plan
 from ..serverfiles import Room, ServerFiles, locate

@@ -4,7 +4,6 @@ its first failure as a finding: a statement's (PF040), or a server resource it r
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import psycopg
