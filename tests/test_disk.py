@@ -5,6 +5,7 @@ restore and the rehearsal name when a resource runs out (tsmigrate/causes.py).""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import psycopg
@@ -304,3 +305,43 @@ def test_after_a_resource_failure_the_next_steps_give_its_fix_not_the_statement(
     first = next_steps(summary)[0]
     assert "Free disk in /srv/pg/data" in first and "statements are not at fault" in first, first
     assert "its error (file, line, statement)" not in " ".join(next_steps(summary))
+
+
+def test_a_full_run_whose_disk_fills_after_the_go_ends_with_a_last_line_naming_disk_full(
+        cluster_on_small_filesystem, run_suite, tmp_path):
+    """As a user runs it (`pytest suites/execute`): the pre-flight measures room enough and says GO; while step 011
+    sleeps, a file fills the data directory's disk; the conversion after it meets the full disk for real."""
+    cluster, info, target = cluster_on_small_filesystem
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    (migrations / "011_a_moment.sql").write_text("SELECT pg_sleep(3);\n")
+    before = fingerprints(target)
+    filled = threading.Event()
+
+    def fill_while_011_sleeps() -> None:
+        deadline = time.monotonic() + 240
+        with psycopg.connect(info.conninfo(), autocommit=True) as admin:
+            while time.monotonic() < deadline:
+                if admin.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(3)%'"
+                                 ).fetchone()[0]:
+                    fill(cluster.base.parent, leave=256 << 10)
+                    filled.set()
+                    return
+                time.sleep(0.05)
+
+    filler = threading.Thread(target=fill_while_011_sleeps, daemon=True)
+    filler.start()
+    try:
+        result = run_suite("suites/execute", "--dsn", target.conninfo, "--migrations", str(migrations),
+                           "--no-rehearse")
+    finally:
+        filler.join(timeout=5)
+        (cluster.base.parent / "ballast").unlink(missing_ok=True)
+    out = result.stdout
+    last = [line for line in out.splitlines() if line.strip()][-1].strip()
+
+    assert filled.is_set(), "step 011 never ran: " + out[-3000:]
+    assert result.returncode == 1, out[-3000:]
+    assert "convert factory_telemetry.metric_hist failed: disk full: no room left in " + str(cluster.data_dir) in last, last
+    assert f"Free disk in {cluster.data_dir}" in last, last
+    assert compare(before, fingerprints_as_before(target, before)) == [], "no legacy row changed or went missing"
