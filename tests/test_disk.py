@@ -54,6 +54,16 @@ def test_the_data_directory_and_its_wal_directory_are_found_and_measured(cluster
     assert files.log_file == str(cluster.log_file), files
 
 
+def test_a_server_in_a_docker_container_is_measured_inside_it():
+    from tsmigrate.servers.docker import DockerServer, docker_available
+    if not docker_available():
+        pytest.skip("no Docker engine answers here")
+    with DockerServer() as info, read_only(info.conninfo()) as conn:
+        files = locate(conn)
+    assert files.measured and files.data_room.where.startswith("container "), files
+    assert files.data_directory == "/var/lib/postgresql/data" and files.data_room.free > 0, files
+
+
 @pytest.mark.finding("PF065", BLOCKING)
 def test_pf065_planned_tables_fit_once_but_not_twice(marked_finding, cluster_on_small_filesystem):
     code, severity = marked_finding
