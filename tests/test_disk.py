@@ -355,3 +355,13 @@ def test_a_full_run_whose_disk_fills_after_the_go_ends_with_a_last_line_naming_d
     assert "convert factory_telemetry.metric_hist failed: disk full: no room left in " + str(cluster.data_dir) in last, last
     assert f"Free disk in {cluster.data_dir}" in last, last
     assert compare(before, fingerprints_as_before(target, before)) == [], "no legacy row changed or went missing"
+
+
+def test_one_session_ended_is_no_stopped_server():
+    """A session killed by pg_terminate_backend: its log line is no cause (the server runs on)."""
+    log = ("2026-12-03 17:00:00.000 UTC [77] FATAL:  terminating connection due to administrator command\n"
+           "2026-12-03 17:00:00.100 UTC [78] LOG:  checkpoint complete")
+    lost = "consuming input failed: terminating connection due to administrator command"
+    assert classify(lost, server_log=log) is None
+    stopped = classify("connection refused", server_log=log + "\n... LOG:  received immediate shutdown request")
+    assert stopped is not None and stopped.kind == "server stopped" and not stopped.resource, stopped

@@ -55,6 +55,8 @@ _STOPPED = re.compile(r"server closed the connection unexpectedly|connection ref
                       r"terminating connection because of crash|consuming input failed|"
                       r"server conn crashed|no connection to the server|connection is (?:lost|closed|bad)",
                       re.IGNORECASE)
+_SERVER_DOWN = re.compile(r"PANIC:|database system is shut down|was terminated by signal|"
+                          r"received (?:smart|fast|immediate) shutdown request|all server processes terminated")
 _LOCK_SETTING = re.compile(r"max_locks_per_transaction\D{0,20}(\d+)")
 
 # SQLSTATEs (PostgreSQL's errcodes.txt): class 53 is insufficient resources, 57P0x the server going away.
@@ -163,9 +165,10 @@ def classify(error, *, data_directory: str | None = None, wal_directory: str | N
                     SERVER_STOPPED + " (disk full)", logged.what + ": the server stopped",
                     logged.fix.replace("then run again", "start the server (it recovers on its own), then run "
                                                          "again"), logged.path)
-            return Cause(SERVER_STOPPED, "the server stopped or closed the connection; its log says: "
-                                         + _worst_lines(server_log).splitlines()[-1][:300],
-                         "Read the server's log, start the server, then run again.", resource=False)
+            if _SERVER_DOWN.search(server_log):   # not one session ended: the server itself went down
+                return Cause(SERVER_STOPPED, "the server stopped; its log says: "
+                                             + _worst_lines(server_log).splitlines()[-1][:300],
+                             "Read the server's log, start the server, then run again.", resource=False)
         return None
     return None
 
