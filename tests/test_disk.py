@@ -140,6 +140,23 @@ def test_pf068_a_rehearsal_without_room_for_its_scratch_copy_names_the_disk(mark
     assert left == [], "the scratch copy that could not be made is not left behind"
 
 
+def test_a_backups_directory_on_the_data_directorys_filesystem_counts_there(cluster_on_small_filesystem):
+    """Room for the conversion alone, not for the conversion and the backup on the same disk."""
+    cluster, info, target = cluster_on_small_filesystem
+    backups = cluster.base.parent / "backups"
+    with read_only(target.conninfo) as conn:
+        need = disk.disk_need(conn, PLAN)
+        ballast = fill(cluster.base.parent, leave=need.copies + need.database // 2 + (64 << 20) // 2)
+        try:
+            apart = disk.data_directory_room(conn, PLAN, backups_dir=Path("/var/tmp/elsewhere"))
+            shared = disk.data_directory_room(conn, PLAN, backups_dir=backups)
+        finally:
+            ballast.unlink()
+    assert apart == [], apart
+    assert where(shared, "PF065") == [(BLOCKING, str(cluster.data_dir))], shared
+    assert f"the backup in {backups}" in shared[0].message, shared
+
+
 def test_the_preflight_says_no_go_with_the_free_and_needed_figures_and_the_fix(cluster_on_small_filesystem,
                                                                                run_suite, tmp_path):
     cluster, info, target = cluster_on_small_filesystem

@@ -19,10 +19,13 @@ checks those against max_slot_wal_keep_size and the room.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
+from ..backup import room_needed
 from ..db import is_hypertable, one
 from ..findings import Finding
 from ..online import chooses_online
@@ -110,10 +113,10 @@ def disk_need(conn: psycopg.Connection, plan: Plan) -> DiskNeed:
 
 
 def data_directory_room(conn: psycopg.Connection, plan: Plan | None, operator_free_gib: float | None = None,
-                        files: ServerFiles | None = None) -> list[Finding]:
+                        files: ServerFiles | None = None, backups_dir: Path | None = None) -> list[Finding]:
     """Room in the server's data directory (and its WAL directory) for the run: measured where it can be seen
     from here, else as the operator states it (``--server-free-disk``), else a blocking finding saying what to
-    confirm."""
+    confirm. A ``backups_dir`` on the same filesystem takes its backup's share of the room too."""
     if plan is None:
         return []
     need = disk_need(conn, plan)
@@ -136,13 +139,33 @@ def data_directory_room(conn: psycopg.Connection, plan: Plan | None, operator_fr
         return []
     found = []
     wal_apart = files.wal_room is not None
-    data_needed = need.copies + (0 if wal_apart else need.wal_kept)
+    backup = room_needed(need.database)
+    backup_in = _same_filesystem(backups_dir, files)   # the room (data or WAL) the backup shares, if any
+    backup_words = f"; and the backup in {backups_dir} ({size(backup)}), on the same filesystem"
+    data_needed = need.copies + (0 if wal_apart else need.wal_kept) + (backup if backup_in is files.data_room else 0)
     if files.data_room.free < data_needed:
         found.append(_short(files.data_room, data_needed, "data directory",
-                            need.data_words() + ("" if wal_apart else f"; and {wal_words}")))
-    if wal_apart and files.wal_room.free < need.wal_kept:
-        found.append(_short(files.wal_room, need.wal_kept, "WAL directory (pg_wal links there)", wal_words))
+                            need.data_words() + ("" if wal_apart else f"; and {wal_words}")
+                            + (backup_words if backup_in is files.data_room else "")))
+    wal_needed = need.wal_kept + (backup if wal_apart and backup_in is files.wal_room else 0)
+    if wal_apart and files.wal_room.free < wal_needed:
+        found.append(_short(files.wal_room, wal_needed, "WAL directory (pg_wal links there)",
+                            wal_words + (backup_words if backup_in is files.wal_room else "")))
     return found
+
+
+def _same_filesystem(backups_dir: Path | None, files: ServerFiles) -> Room | None:
+    """The server's room (data or WAL directory) that ``backups_dir`` shares a filesystem with, on this machine."""
+    if backups_dir is None or files.data_room is None or files.data_room.where != "this machine":
+        return None
+    probe = Path(backups_dir)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    device = str(os.stat(probe).st_dev)
+    for room in (files.data_room, files.wal_room):
+        if room is not None and room.device == device:
+            return room
+    return None
 
 
 def _short(room: Room, needed: int, what: str, why: str) -> Finding:
