@@ -114,6 +114,9 @@ def test_a_statement_error_is_no_resource(local_server):
     ('LOG:  background worker "TimescaleDB Background Worker Scheduler" failed to start: no available background '
      'worker slots', NO_WORKER_SLOTS, None),
     ("FATAL:  sorry, too many clients already", NO_CONNECTION_SLOTS, None),
+    ("failed to start job 1002: no available background worker slots", NO_WORKER_SLOTS, None),
+    ("ERROR:  out of shared memory\nHINT:  You might need to increase max_locks_per_transaction.", LOCK_TABLE_FULL,
+     None),
 ])
 def test_server_words_for_a_resource_name_it_and_the_directory(text, kind, path):
     """The server's own words (as its log and client programs print them), told apart; paths made absolute."""

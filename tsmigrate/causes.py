@@ -48,7 +48,8 @@ _WAL_FILE = re.compile(r'"(?:[^"]*/)?pg_wal/[^"]*"|\bpg_wal\b')
 _LOCKS = re.compile(r"out of shared memory|max_locks_per_transaction", re.IGNORECASE)
 _WORKERS = re.compile(r"no available background worker slots|out of background worker slots|"
                       r"could not register background process|max_worker_processes|"
-                      r"background worker .*failed to start|job \d+ .*failed to start", re.IGNORECASE)
+                      r"background worker .*failed to start|job \d+ .*failed to start|failed to start (?:job|background)",
+                      re.IGNORECASE)
 _CONNECTIONS = re.compile(r"too many clients already|remaining connection slots are reserved", re.IGNORECASE)
 _STOPPED = re.compile(r"server closed the connection unexpectedly|connection refused|could not connect|"
                       r"the database system is (?:shutting down|in recovery mode|starting up)|"

@@ -15,6 +15,7 @@ from psycopg import sql
 from .plan import HypertablePlan
 from .conversion import time_dimension
 from .db import is_hypertable
+from .causes import classify
 from .policies import paused_jobs
 from .db import display_name
 
@@ -183,7 +184,10 @@ def recent_job_errors(conn: psycopg.Connection, hours: float = 24) -> tuple[int,
                             WHERE s.last_run_status = 'Failed' AND s.last_run_started_at > now() - {since}""").format(since=since)
     problems = []
     for job_id, proc, started, message, code in conn.execute(query).fetchall():
+        cause = classify(f"{message} {code or ''}")   # a resource (worker slots, disk, locks): its fix, not the job's
         problems.append(f"job {job_id} ({proc}) failed at {started:%Y-%m-%d %H:%M:%S %Z}: {message}"
-                        f"{f' (SQLSTATE {code})' if code else ''}; see SELECT * FROM timescaledb_information.job_history "
-                        f"WHERE job_id = {job_id}, fix the cause, then CALL run_job({job_id})")
+                        f"{f' (SQLSTATE {code})' if code else ''}"
+                        + (f": {cause.kind}. {cause.fix}" if cause else "")
+                        + f"; see SELECT * FROM timescaledb_information.job_history WHERE job_id = {job_id}, fix the "
+                        f"cause, then CALL run_job({job_id})")
     return jobs, problems
