@@ -169,6 +169,21 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF040", BLOCKING, "Rehearsal failed",
          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
          "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
+    Code("PF065", BLOCKING, "Not enough free disk in the server's data directory (or WAL directory)",
+         "Free room on that filesystem (or grow it) until it has the room named: the conversion holds a second copy "
+         "of each table while it runs, a restore a copy of the database, pg_wal the WAL until a checkpoint."),
+    Code("PF066", BLOCKING, "The room in the server's data directory cannot be measured from here",
+         "Run the pre-flight on the database server (as root or its postgres user) or its container's host, or "
+         "measure the free room yourself (df -h on the data directory) and give it with --server-free-disk=<GiB>."),
+    Code("PF067", BLOCKING, "A replication slot cannot bear the WAL the run writes",
+         "Raise max_slot_wal_keep_size (or make room for the WAL the slot keeps), make sure the replica is connected "
+         "and keeping up, or drop a slot no replica uses (pg_drop_replication_slot)."),
+    Code("PF068", BLOCKING, "The rehearsal ran out of a server resource",
+         "Give the server the resource named (free disk in the directory named, raise the setting named and "
+         "restart): the statements are not at fault, and the run would meet the same shortage."),
+    Code("PF069", ADVISORY, "A replica without a replication slot may be cut off by the run's WAL",
+         "Give the replica a physical replication slot (primary_slot_name), or raise wal_keep_size to the WAL the "
+         "run writes, or be ready to rebuild the replica from a base backup."),
     Code("PF080", ADVISORY, "Background job failing before the window",
          "Fix the cause the finding names (for 'failed to start': raise max_worker_processes and "
          "timescaledb.max_background_workers, then restart); the post-flight fails on a job whose latest run "

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import psycopg
 
+from .causes import classify
 from .db import one, timescaledb_version
 
 class JobClearedWarning(UserWarning):
@@ -62,9 +63,12 @@ def worker_slots_cause(conn: psycopg.Connection) -> str:
             f"to at least the TimescaleDB databases plus the jobs that run at once, then restart the server.")
 
 
-def _cause(conn: psycopg.Connection, job_id: int, message: str) -> str:
+def _cause(conn: psycopg.Connection, job_id: int, message: str, sqlstate: str | None = None) -> str:
     if FAILED_TO_START in message:
         return worker_slots_cause(conn)
+    resource = classify(f"{message} {sqlstate or ''}")   # a resource (disk, locks, memory): its fix, not the job's
+    if resource is not None:
+        return f"Cause: {resource.kind}: {resource.what}. Fix: {resource.fix} Then CALL run_job({job_id})."
     if "crash" in message:
         return (f"Cause: the job's worker ended without a result (see the server log at that time). Fix: the cause "
                 f"the log names, then CALL run_job({job_id}).")
@@ -111,7 +115,7 @@ def job_failures(conn: psycopg.Connection, since: datetime) -> tuple[int, list[J
                 query, {"since": since}).fetchall():
             cleared = later_success or (last_success if last_success and started and last_success > started else None)
             failures.append(JobFailure(job_id, proc, started, message, sqlstate, cleared,
-                                       _cause(conn, job_id, message)))
+                                       _cause(conn, job_id, message, sqlstate)))
     # Each job's latest state, also for a failure older than ``since`` that no run has cleared.
     seen = {f.job_id for f in failures if not f.cleared}
     for job_id, proc, started in conn.execute(

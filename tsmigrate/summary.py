@@ -34,6 +34,7 @@ class RunSummary:
     restored_identical: bool | None = None            # the restored copy was proven identical to the backup
     restore_complete: bool | None = None              # ... and no row committed after the backup was left behind
     execute_failed: str | None = None
+    cause: dict | None = None                         # the resource the failure ran out of (tsmigrate.causes.Cause)
     benchmarks: list[dict] = field(default_factory=list)
     # schema.table -> TableFingerprint.to_dict() after the run (post-flight); the "before" ones are in the backup manifest
     fingerprints_after: dict[str, dict] = field(default_factory=dict)

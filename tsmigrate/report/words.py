@@ -122,7 +122,8 @@ def next_steps(summary: RunSummary) -> list[str]:
     if verdict == "PASSED":
         return ["Hand this report and its JSON record to whoever signs off the change."]
     if verdict == "RESTORED":
-        steps = [f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
+        steps = [_cause_step(summary) or
+                 f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
                  "put the fix in the file only if it was never applied anywhere, else in a new file.",
                  "The database is as it was before the run, with what others wrote or deleted since carried over "
                  "(as said above): the application may be started again."]
@@ -137,11 +138,22 @@ def next_steps(summary: RunSummary) -> list[str]:
         return ["Fix what stopped the run (above), then run it again."]
     if summary.execute_failed:
         steps = ["Do not start the application: the database is not proven to be as it was."]
+        if _cause_step(summary):
+            steps.append(_cause_step(summary))
         if backup:
             steps.append(f"Restore by hand from {backup} (README: Backups and restore), or fix the failed step and "
                          "run again.")
         return steps
     return ["Read the failed checks in the results below; each says what is wrong and where."]
+
+
+def _cause_step(summary: RunSummary) -> str | None:
+    """What to do when the failure was a server resource running out (not the statement): its fix."""
+    cause = summary.cause
+    if not cause:
+        return None
+    return f"{summary.execute_failed} failed for want of a server resource ({cause['kind']}: {cause['what']}): " \
+           f"{cause['fix']} The statements are not at fault."
 
 
 def terminal_lines(summary: RunSummary) -> list[str]:
