@@ -30,7 +30,6 @@ from ..online.build import CHUNKS_PER_TRANSACTION
 from ..online.state import chooses_online
 from ..plan import HypertablePlan, Plan
 from ..target import Target, TargetError
-from ..timescale import server_timescaledb
 from .checks import finding
 
 log = logging.getLogger(__name__)
@@ -263,7 +262,8 @@ class TimescaleDatabases:
     def describe(self) -> str:
         parts = [f"{len(self.checked)} found by connecting ({', '.join(sorted(self.checked)) or 'none'})"]
         if self.running:
-            parts.append(f"{len(self.running)} seen running a scheduler in pg_stat_activity "
+            parts.append(f"{len(self.running)} seen running a scheduler in pg_stat_activity (its backend_type or "
+                         f"application_name 'TimescaleDB Background Worker Scheduler'; this role may not connect to it) "
                          f"({', '.join(self.running)})")
         if self.unknown:
             parts.append(f"{len(self.unknown)} this role may not connect to and without a running scheduler, not "
@@ -274,11 +274,13 @@ class TimescaleDatabases:
 def timescale_databases(conn: psycopg.Connection, target: Target | None) -> TimescaleDatabases:
     """Each database of the server, connected to where the role may (pg_extension says whether TimescaleDB is
     created, timescaledb_information.jobs its jobs); else judged by a TimescaleDB scheduler running in it
-    (pg_stat_activity's backend_type, visible to every role)."""
+    (pg_stat_activity: backend_type, or the application_name every role sees)."""
     databases = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datallowconn AND NOT "
                                             "datistemplate ORDER BY datname").fetchall()]
-    running = {r[0] for r in conn.execute("SELECT DISTINCT datname FROM pg_stat_activity WHERE backend_type = %s",
-                                          (SCHEDULER_BACKEND,)).fetchall()}
+    # backend_type shows only to roles with pg_read_all_stats; the scheduler's application_name shows to every role.
+    running = {r[0] for r in conn.execute("SELECT DISTINCT datname FROM pg_stat_activity WHERE datname IS NOT NULL "
+                                          "AND (backend_type = %s OR application_name = %s)",
+                                          (SCHEDULER_BACKEND, SCHEDULER_BACKEND)).fetchall()}
     current = one(conn, "SELECT current_database()")
     checked: dict[str, int] = {}
     seen_running, unknown = [], []
@@ -318,10 +320,8 @@ def worker_settings(conn: psycopg.Connection) -> WorkerSettings | None:
 
 
 def plan_jobs(conn: psycopg.Connection, plan: Plan) -> int:
-    """The policy jobs the run adds: a compression and a retention policy per table that asks for them, where the
-    edition has them (the apache edition records them as skipped)."""
-    if not server_timescaledb(conn).has_compression:
-        return 0
+    """The policy jobs the run adds: a compression and a retention policy per table that asks for them. (An
+    edition without them is refused by PF004's check before it matters.)"""
     return sum(int(h.compress_after is not None) + int(h.drop_after is not None) for h in plan.hypertables
                if not is_hypertable(conn, plan.schema, h.table))
 
