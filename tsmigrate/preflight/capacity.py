@@ -108,24 +108,29 @@ def table_history(conn: psycopg.Connection, plan: Plan, h: HypertablePlan) -> Hi
 # -- the lock table --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LockTable:
+    """The shared lock table: room for max_locks_per_transaction objects per server process or prepared transaction
+    (PostgreSQL's documentation; the server processes are the connection slots, autovacuum workers, background
+    worker slots and WAL senders, and one more for the autovacuum launcher)."""
     max_locks_per_transaction: int
-    max_connections: int
+    processes: dict[str, int]        # setting -> value, of the settings that count server processes
     max_prepared_transactions: int
 
     @property
+    def slots_per_lock(self) -> int:
+        return sum(self.processes.values()) + 1 + self.max_prepared_transactions
+
+    @property
     def slots(self) -> int:
-        """PostgreSQL's documented size of the shared lock table. (It also sizes in the autovacuum, WAL sender
-        and background worker slots; those are left to the other sessions of the server.)"""
-        return self.max_locks_per_transaction * (self.max_connections + self.max_prepared_transactions)
+        return self.max_locks_per_transaction * self.slots_per_lock
 
     def describe(self) -> str:
-        return (f"max_locks_per_transaction {self.max_locks_per_transaction} × (max_connections "
-                f"{self.max_connections} + max_prepared_transactions {self.max_prepared_transactions}) = "
-                f"{self.slots} locks")
+        processes = " + ".join(f"{k} {v}" for k, v in self.processes.items())
+        return (f"max_locks_per_transaction {self.max_locks_per_transaction} × ({processes} + 1 + "
+                f"max_prepared_transactions {self.max_prepared_transactions}) = {self.slots} locks")
 
     def setting_for(self, locks: int) -> int:
         """The max_locks_per_transaction that holds ``locks``, rounded up to a multiple of 64."""
-        per_slot = math.ceil(locks / max(1, self.max_connections + self.max_prepared_transactions))
+        per_slot = math.ceil(locks / self.slots_per_lock)
         return max(self.max_locks_per_transaction + 1, 64 * math.ceil(per_slot / 64))
 
     def fix(self, locks: int) -> str:
@@ -133,11 +138,14 @@ class LockTable:
                 "server")
 
 
+PROCESS_SETTINGS = ("max_connections", "autovacuum_max_workers", "max_worker_processes", "max_wal_senders")
+
+
 def lock_table_of(conn: psycopg.Connection) -> LockTable:
-    values = dict(conn.execute("SELECT name, setting::int FROM pg_settings WHERE name IN "
-                               "('max_locks_per_transaction', 'max_connections', 'max_prepared_transactions')"
+    values = dict(conn.execute("SELECT name, setting::int FROM pg_settings WHERE name = ANY(%s)",
+                               (["max_locks_per_transaction", "max_prepared_transactions", *PROCESS_SETTINGS],)
                                ).fetchall())
-    return LockTable(values["max_locks_per_transaction"], values["max_connections"],
+    return LockTable(values["max_locks_per_transaction"], {k: values[k] for k in PROCESS_SETTINGS},
                      values["max_prepared_transactions"])
 
 
@@ -342,8 +350,10 @@ def background_workers(conn: psycopg.Connection, plan: Plan | None, target: Targ
     workers_needed = databases + copies + jobs
     processes_needed = max(workers_needed, settings.max_background_workers) + settings.max_parallel_workers + 1
     counted = (f"{databases} TimescaleDB databases once {current} is converted ({dbs.describe()})"
-               + (f", 1 copy of it ({'the rehearsal' if rehearse else ''}{' and ' if rehearse and keep_failed else ''}"
-                  f"{'a failed run keeps it renamed, unless --drop-failed' if keep_failed else ''})" if copies else "")
+               + (", 1 copy of it (" + "; ".join(
+                   (["the rehearsal's scratch copy"] if rehearse else [])
+                   + (["the database a failed run keeps renamed, unless --drop-failed"] if keep_failed else []))
+                  + ")" if copies else "")
                + f", {jobs} jobs that may run at once (the plan's policies and the databases' own)")
     log.info("background workers: %s: %d needed; timescaledb.max_background_workers %d, max_worker_processes %d",
              counted, workers_needed, settings.max_background_workers, settings.max_worker_processes)
