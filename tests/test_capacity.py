@@ -199,3 +199,27 @@ def test_enough_workers_and_a_database_the_role_cannot_enter_counted_by_its_sche
             dbs = capacity.timescale_databases(conn, target)
     assert sorted(dbs.checked) == ["plant_a", "plant_b"] and dbs.running == ["plant_c"]
     assert "1 seen running a scheduler in pg_stat_activity" in dbs.describe() and "(plant_c)" in dbs.describe()
+
+
+@pytest.mark.finding("PF061", BLOCKING)
+def test_pf061_a_database_already_timescaledb_whose_hypertable_outgrew_the_lock_table(local_server, marked_finding):
+    """After Phase 3: ``readings`` is a hypertable already, with more chunks × (1 + indexes) than the lock table
+    holds. A read of all of it, and pg_dump, would fail: NO-GO naming it, though nothing is left to convert."""
+    code, severity = marked_finding
+    with ScratchDatabase(local_server.conninfo(), "capacity_converted") as name:
+        with psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            conn.execute("CREATE TABLE readings (ts timestamptz NOT NULL, machine_id int, a int, b int, c int, d int)")
+            for column in ("machine_id", "a", "b", "c", "d"):
+                conn.execute(sql.SQL("CREATE INDEX ON readings ({}, ts)").format(sql.Identifier(column)))
+            conn.execute("SELECT create_hypertable('readings', by_range('ts', interval '1 hour'))")
+            slots = capacity.lock_table_of(conn).slots
+            chunks = slots // 6 + 50   # each chunk and its 5 indexes (create_hypertable added none: ts leads none)
+            for start in range(0, chunks, 200):   # 200 chunks a transaction: creating them needs locks too
+                conn.execute("INSERT INTO readings SELECT timestamptz '2025-01-01 00:00+00' + g * interval '1 hour', "
+                             "g, g, g, g, g FROM generate_series(%s::int, %s::int) g", (start, min(start + 200, chunks) - 1))
+        with read_only(local_server.conninfo(name)) as conn:
+            found = capacity.lock_table(conn, plan())
+    assert [(f.code, f.severity, f.table) for f in found] == [(code, severity, "public.readings")]
+    assert f"a read of all of public.readings (up to {chunks} chunks" in found[0].message
+    assert "ALTER SYSTEM SET max_locks_per_transaction = " in found[0].message

@@ -167,7 +167,7 @@ def hypertables_now(conn: psycopg.Connection) -> list[Hypertable]:
     rows = conn.execute("""
         SELECT h.hypertable_schema, h.hypertable_name, h.num_chunks,
                (SELECT count(*) FROM pg_index x
-                 WHERE x.indrelid = format('%%I.%%I', h.hypertable_schema, h.hypertable_name)::regclass)
+                 WHERE x.indrelid = format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass)
           FROM timescaledb_information.hypertables h ORDER BY 1, 2""").fetchall()
     return [Hypertable(display_name(s, t), int(c), int(i)) for s, t, c, i in rows]
 
