@@ -30,6 +30,7 @@ from ..online.build import CHUNKS_PER_TRANSACTION
 from ..online.state import chooses_online
 from ..plan import HypertablePlan, Plan
 from ..target import Target, TargetError
+from ..timescale import APACHE, server_timescaledb
 from .checks import finding
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,9 @@ def table_history(conn: psycopg.Connection, plan: Plan, h: HypertablePlan) -> Hi
     indexes += sum(1 for c in h.keep_unique
                    if one(conn, "SELECT to_regclass(%s)", (regclass(schema, f"{h.table}_{c}_idx"),)) is None)
     chunks = chunks_between(first, last, h.chunk_interval.seconds) if first is not None else None
+    if first is None and one(conn, sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(
+            sql.Identifier(schema, h.table))):
+        chunks, source = 0, "the table is empty"
     return History(display_name(schema, h.table), first, last, source, h.chunk_interval.text, chunks, indexes, keys,
                    chooses_online(conn, schema, h, plan.online_above_rows))
 
@@ -328,8 +332,13 @@ def worker_settings(conn: psycopg.Connection) -> WorkerSettings | None:
 
 
 def plan_jobs(conn: psycopg.Connection, plan: Plan) -> int:
-    """The policy jobs the run adds: a compression and a retention policy per table that asks for them. (An
-    edition without them is refused by PF004's check before it matters.)"""
+    """The policy jobs the run adds: a compression and a retention policy per table that asks for them, unless the
+    edition has none (the apache edition records them as skipped). An edition this role cannot tell counts them."""
+    try:
+        if server_timescaledb(conn).edition == APACHE:
+            return 0
+    except psycopg.Error:   # reading shared_preload_libraries needs pg_read_all_settings
+        pass
     return sum(int(h.compress_after is not None) + int(h.drop_after is not None) for h in plan.hypertables
                if not is_hypertable(conn, plan.schema, h.table))
 
@@ -349,7 +358,8 @@ def background_workers(conn: psycopg.Connection, plan: Plan | None, target: Targ
     jobs = sum(dbs.checked.values()) + plan_jobs(conn, plan)
     workers_needed = databases + copies + jobs
     processes_needed = max(workers_needed, settings.max_background_workers) + settings.max_parallel_workers + 1
-    counted = (f"{databases} TimescaleDB databases once {current} is converted ({dbs.describe()})"
+    counted = (f"{databases} TimescaleDB database{'s' if databases != 1 else ''} once {current} is converted "
+               f"({dbs.describe()})"
                + (", 1 copy of it (" + "; ".join(
                    (["the rehearsal's scratch copy"] if rehearse else [])
                    + (["the database a failed run keeps renamed, unless --drop-failed"] if keep_failed else []))
