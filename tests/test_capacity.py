@@ -120,7 +120,8 @@ def test_pf060_the_offline_conversion_of_thousands_of_chunks_on_a_small_lock_tab
     assert ("max_locks_per_transaction 144 × (max_connections 50 + autovacuum_max_workers 3 + max_worker_processes 16 "
             "+ max_wal_senders 10 + 1 + max_prepared_transactions 0) = 11520 locks") in message
     setting = needs.table.setting_for(history.offline_locks)
-    assert f"ALTER SYSTEM SET max_locks_per_transaction = {setting};" in message and setting * 80 >= history.offline_locks
+    assert f"ALTER SYSTEM SET max_locks_per_transaction = {setting};" in message
+    assert setting * 80 >= history.offline_locks, "the setting named holds the need (80 server processes)"
     assert "online = true" in message, "the online path fits this lock table: the finding offers it"
 
 
@@ -217,7 +218,8 @@ def test_pf061_a_database_already_timescaledb_whose_hypertable_outgrew_the_lock_
             chunks = slots // 6 + 50   # each chunk and its 5 indexes (create_hypertable added none: ts leads none)
             for start in range(0, chunks, 200):   # 200 chunks a transaction: creating them needs locks too
                 conn.execute("INSERT INTO readings SELECT timestamptz '2025-01-01 00:00+00' + g * interval '1 hour', "
-                             "g, g, g, g, g FROM generate_series(%s::int, %s::int) g", (start, min(start + 200, chunks) - 1))
+                             "g, g, g, g, g FROM generate_series(%s::int, %s::int) g",
+                             (start, min(start + 200, chunks) - 1))
         with read_only(local_server.conninfo(name)) as conn:
             found = capacity.lock_table(conn, plan())
     assert [(f.code, f.severity, f.table) for f in found] == [(code, severity, "public.readings")]

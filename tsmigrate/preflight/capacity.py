@@ -97,12 +97,16 @@ def table_history(conn: psycopg.Connection, plan: Plan, h: HypertablePlan) -> Hi
     if one(conn, "SELECT to_regclass(%s)", (regclass(schema, h.table),)) is None \
             or is_hypertable(conn, schema, h.table):
         return None
-    first, last, source = time_range(conn, schema, h.table, h.time_column)
+    readable = True
+    try:
+        first, last, source = time_range(conn, schema, h.table, h.time_column)
+    except psycopg.errors.InsufficientPrivilege as exc:   # the privileges check names the grant
+        first, last, source, readable = None, None, f"this role may not read it ({exc.diag.message_primary})", False
     indexes, keys = _index_counts(conn, schema, h.table)
     indexes += sum(1 for c in h.keep_unique
                    if one(conn, "SELECT to_regclass(%s)", (regclass(schema, f"{h.table}_{c}_idx"),)) is None)
     chunks = chunks_between(first, last, h.chunk_interval.seconds) if first is not None else None
-    if first is None and one(conn, sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(
+    if first is None and readable and one(conn, sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(
             sql.Identifier(schema, h.table))):
         chunks, source = 0, "the table is empty"
     return History(display_name(schema, h.table), first, last, source, h.chunk_interval.text, chunks, indexes, keys,
@@ -120,12 +124,13 @@ class LockTable:
     max_prepared_transactions: int
 
     @property
-    def slots_per_lock(self) -> int:
+    def lock_owners(self) -> int:
+        """The server processes and prepared transactions the lock table is sized for."""
         return sum(self.processes.values()) + 1 + self.max_prepared_transactions
 
     @property
     def slots(self) -> int:
-        return self.max_locks_per_transaction * self.slots_per_lock
+        return self.max_locks_per_transaction * self.lock_owners
 
     def describe(self) -> str:
         processes = " + ".join(f"{k} {v}" for k, v in self.processes.items())
@@ -134,7 +139,7 @@ class LockTable:
 
     def setting_for(self, locks: int) -> int:
         """The max_locks_per_transaction that holds ``locks``, rounded up to a multiple of 64."""
-        per_slot = math.ceil(locks / self.slots_per_lock)
+        per_slot = math.ceil(locks / self.lock_owners)
         return max(self.max_locks_per_transaction + 1, 64 * math.ceil(per_slot / 64))
 
     def fix(self, locks: int) -> str:
@@ -236,7 +241,7 @@ def lock_table(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
             online_fits = max(h.online_batch_locks, h.read_locks) <= table.slots
             found.append(finding("PF060", (
                 f"{h.table}: the offline conversion creates up to {h.chunks} chunks (its rows span {h.first} to "
-                f"{h.last}, read from the {h.source}; chunk interval {h.chunk_interval}) and builds {h.indexes} "
+                f"{h.last}: {h.source}; chunk interval {h.chunk_interval}) and builds {h.indexes} "
                 f"indexes on each, in one transaction: about {h.offline_locks} locks. The lock table holds "
                 f"{table.describe()}: the conversion would fail with `out of shared memory` after copying every "
                 f"row. Fix: {table.fix(max(h.offline_locks, database_need))}"
@@ -248,8 +253,9 @@ def lock_table(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
         if read and read[1] > table.slots:
             chunks = next((x.chunks for x in needs.hypertables if x.name == read[0]),
                           next((x.chunks for x in needs.histories if x.table == read[0]), 0))
-            what.append(f"a read of all of {read[0]} (up to {chunks} chunks, each with its indexes: the post-flight's "
-                        f"fingerprint, the application's queries without a time bound) needs about {read[1]} locks")
+            what.append(f"a read of all of {read[0]} (up to {chunks} chunks, each with its indexes: the "
+                        "post-flight's fingerprint, the application's queries without a time bound) needs about "
+                        f"{read[1]} locks")
         if needs.pg_dump > table.slots:
             what.append(f"pg_dump of the converted database locks {needs.pg_dump_relations_now} tables and "
                         f"{needs.new_chunks} new chunks: about {needs.pg_dump} locks")
@@ -275,7 +281,7 @@ class TimescaleDatabases:
         parts = [f"{len(self.checked)} found by connecting ({', '.join(sorted(self.checked)) or 'none'})"]
         if self.running:
             parts.append(f"{len(self.running)} seen running a scheduler in pg_stat_activity (its backend_type or "
-                         f"application_name 'TimescaleDB Background Worker Scheduler'; this role may not connect to it) "
+                         f"application_name '{SCHEDULER_BACKEND}'; this role may not connect to it) "
                          f"({', '.join(self.running)})")
         if self.unknown:
             parts.append(f"{len(self.unknown)} this role may not connect to and without a running scheduler, not "
