@@ -257,6 +257,8 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
         if first is None or chunks_between(first, last, chunk_seconds) <= CHUNKS_PER_TRANSACTION:
             return [(None, None)]
         step = timedelta(seconds=chunk_seconds * (CHUNKS_PER_TRANSACTION - 1))
+        if first + step <= first:   # a date column with a step under a day: dates cannot split it
+            return [(None, None)]
         bounds = []
         while (first + step * (len(bounds) + 1)) <= last:
             bounds.append(first + step * (len(bounds) + 1))
