@@ -169,6 +169,21 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF040", BLOCKING, "Rehearsal failed",
          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
          "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
+    # -- the server's capacity for the run and the converted database (tsmigrate/preflight/capacity.py) -------
+    Code("PF060", BLOCKING, "Lock table too small for an offline conversion",
+         "Raise max_locks_per_transaction to the figure named (ALTER SYSTEM, then restart the server), or set "
+         "online = true for the table in plan.toml: the online conversion creates and indexes chunks in batches "
+         "of transactions."),
+    Code("PF061", BLOCKING, "Lock table too small for the converted database",
+         "Raise max_locks_per_transaction to the figure named (ALTER SYSTEM, then restart the server): a read of a "
+         "whole hypertable, and pg_dump, lock every chunk and its indexes in one transaction (TimescaleDB's own "
+         "requirement), or choose a longer chunk_interval in plan.toml."),
+    Code("PF062", BLOCKING, "Too few background workers for TimescaleDB",
+         "Raise timescaledb.max_background_workers and max_worker_processes to the figures named (ALTER SYSTEM, "
+         "then restart the server): each TimescaleDB database runs a scheduler, each job a worker."),
+    Code("PF063", ADVISORY, "History of a table to convert unknown to the pre-flight",
+         "Run ANALYZE on the table (or create an index on its time column) so the pre-flight can count the chunks "
+         "the conversion creates, then run the pre-flight again."),
     Code("PF065", BLOCKING, "Not enough free disk in the server's data directory (or WAL directory)",
          "Free room on that filesystem (or grow it) until it has the room named: the conversion holds a second copy "
          "of each table while it runs, a restore a copy of the database, pg_wal the WAL until a checkpoint."),

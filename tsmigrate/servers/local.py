@@ -30,8 +30,10 @@ THROWAWAY_SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "60",
     "timescaledb.telemetry_level": "off",
-    "timescaledb.max_background_workers": "4",
-    "max_worker_processes": "16",
+    # Room for what the pre-flight counts (PF062): this database's scheduler, a copy's, MS5.0's ten policy jobs,
+    # and a few more databases of a test; max_worker_processes: those, max_parallel_workers (8) and the launcher.
+    "timescaledb.max_background_workers": "16",
+    "max_worker_processes": "32",
 }
 
 
