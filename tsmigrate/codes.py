@@ -157,6 +157,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF040", BLOCKING, "Rehearsal failed",
          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
          "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
+    Code("PF075", ADVISORY, "Storage per month projected over the plan's target",
+         "Change plan.toml before the window: a shorter compress_after (or a drop_after) for the table named, as "
+         "the message works out, or a max_storage_gb_per_month in [benchmarks] that the site can accept. The "
+         "post-flight's storage benchmark measures the same figure after the migration."),
 )}
 
 TABLE_HEADER = ("| code | severity | what it means | how to fix it |", "|---|---|---|---|")

@@ -46,8 +46,23 @@ def _unjudged_checks(summary: RunSummary) -> list[str]:
 
 
 def unexplained_failures(summary: RunSummary) -> list[str]:
-    """Failed checks and steps whose failure no finding tells (test ids): the verdict names each."""
-    return _unjudged_checks(summary) + [n for n in summary.failed_tests if n not in summary.preflight_failures]
+    """Failed checks and steps whose failure no finding tells (test ids): the verdict names each. A benchmark
+    below its target is told by its own line (below_target_lines)."""
+    return _unjudged_checks(summary) + [n for n in summary.data_failures if n not in summary.preflight_failures]
+
+
+def verdict_words(summary: RunSummary) -> str:
+    """The verdict as the last line and the banner say it: BELOW TARGET is the success it is, with its misses."""
+    verdict = summary.verdict()
+    if verdict != "BELOW TARGET":
+        return verdict
+    done = "SUCCESS" if summary.steps else "PASSED"
+    return f"{done}, {_plural(len(summary.below_target), 'benchmark')} below target"
+
+
+def below_target_lines(summary: RunSummary) -> list[str]:
+    """Each benchmark that missed its target, in one line: its figure beside the plan's limit."""
+    return [b["problem"].strip().splitlines()[0] for b in summary.below_target]
 
 
 def step_counts(summary: RunSummary) -> tuple[int, int]:
@@ -77,6 +92,13 @@ def headline(summary: RunSummary) -> str:
                 f"{f', {already} already applied before' if already else ''}; every check passed.")
     if verdict == "PASSED":
         return "Every post-flight check passed: the migrated database is complete and meets its benchmarks."
+    if verdict == "BELOW TARGET":
+        names = ", ".join(b["name"] for b in summary.below_target)
+        done = (f"The migration is done: {_plural(applied, 'step')} applied"
+                f"{f', {already} already applied before' if already else ''}; every check of the data and structure"
+                if summary.steps else "Every post-flight check of the data and structure")
+        return (f"{done} passed{' and the policy jobs are scheduled' if summary.policy_schedule else ''}. "
+                f"{_plural(len(summary.below_target), 'benchmark')} below the plan's target: {names}.")
     if verdict == "RESTORED":
         return (f"{summary.execute_failed} failed; the database was restored, proven identical to the backup "
                 "taken before the run, and no row written since was lost.")
@@ -121,6 +143,8 @@ def next_steps(summary: RunSummary) -> list[str]:
         return steps
     if verdict == "PASSED":
         return ["Hand this report and its JSON record to whoever signs off the change."]
+    if verdict == "BELOW TARGET":
+        return _below_target_steps(summary, backup)
     if verdict == "RESTORED":
         steps = [f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
                  "put the fix in the file only if it was never applied anywhere, else in a new file.",
@@ -144,6 +168,28 @@ def next_steps(summary: RunSummary) -> list[str]:
     return ["Read the failed checks in the results below; each says what is wrong and where."]
 
 
+def _below_target_steps(summary: RunSummary, backup: str | None) -> list[str]:
+    """The data is safe and in use; the performance targets come next, each with its own remedy."""
+    steps = []
+    if summary.steps:
+        steps.append("Start the application and check its dashboards and data entry: every check of the data and "
+                      "structure passed.")
+    if summary.policy_schedule:
+        steps.append("The compression and retention jobs are scheduled (listed above): a miss of a storage target "
+                     "shrinks as their first runs compress the older chunks.")
+    for b in summary.below_target:
+        steps.append(f"{b['name']} is below the plan's target: {b['remedy'] or 'see its figure beside the limit'}")
+    steps.append("Then measure again: `pytest suites/postflight --dsn ...` (it changes nothing; a changed plan.toml "
+                 "reaches the database through `pytest suites --dsn ...`, which reruns the conversion of each table "
+                 "whose plan changed and replaces its policies).")
+    if backup:
+        steps.append(f"Keep the backup {backup} until the site has signed off; later runs prune old backups "
+                     "(keep_days and keep_count in plan.toml).")
+    steps.append("Hand this report and its JSON record to whoever signs off the change, with the targets missed: "
+                 "they decide whether the target or the plan changes.")
+    return steps
+
+
 def terminal_lines(summary: RunSummary) -> list[str]:
     """The verdict as the run's last lines: the verdict and target first, then what the operator must know."""
     verdict = summary.verdict()
@@ -161,15 +207,16 @@ def terminal_lines(summary: RunSummary) -> list[str]:
         if summary.advisories:
             lines.append(f"  {_plural(len(summary.advisories), 'advisory', 'advisories')} (see the report)")
         return lines
-    if verdict == "PASSED" or (verdict == "FAILED" and summary.kind == "postflight"):
-        return [f"{verdict}: {summary.target}: post-flight checks", *failed, *scheduled]
+    below = [f"  BELOW TARGET {line}" for line in below_target_lines(summary)]
+    if not summary.steps and summary.kind == "postflight" and verdict in ("PASSED", "FAILED", "BELOW TARGET"):
+        return [f"{verdict_words(summary)}: {summary.target}: post-flight checks", *failed, *below, *scheduled]
     applied, already = step_counts(summary)
-    lines = [f"{verdict}: {summary.target}: {applied} steps applied, {already} already applied"]
+    lines = [f"{verdict_words(summary)}: {summary.target}: {applied} steps applied, {already} already applied"]
     if verdict == "STOPPED":
         lines.append(f"  stopped: {summary.stop_reason}")
     if summary.execute_failed:
         lines.append(f"  failed step: {summary.execute_failed}")
-    lines += failed + scheduled
+    lines += failed + below + scheduled
     if summary.backup and summary.backup.get("pinned"):
         lines.append(f"  backup {summary.backup['path']} is kept until you remove it: {summary.backup['pinned']}")
     if summary.restore:
