@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from testbed.legacy import clone_for, frozen_template
-from tsmigrate.bench.storage import GB, month_bytes
+from tsmigrate.bench.storage import GB, month_bytes, project
 from tsmigrate.findings import ADVISORY
 from tsmigrate.janitor import drop_database
 from tsmigrate.legacy import SCALES, build_legacy_database
@@ -25,8 +25,11 @@ from tsmigrate.preflight import storage
 PROJECT = Path(__file__).resolve().parents[1]
 # The post-flight measures the hypertable as stored: its chunks, each with its own indexes, and the index the
 # conversion adds (keep_unique ids keep one of their own besides the key that gains the time column). The
-# pre-flight sees the plain table. Measured here at the scale below: within 1.5x either way.
-FACTOR = 1.5
+# pre-flight sees the plain table and adds what the conversion adds to its keys (rebuilt_key_bytes), not the
+# chunks' own overhead. Measured here at the scale below, with the same compression on both sides: the pre-flight
+# projects 0.87x what the post-flight then finds, on both editions (community: 78% measured; the pre-flight's own
+# figure, with the plan's 70% assumed, came to 0.99x). Stated bound: 1.25x either way.
+FACTOR = 1.25
 
 
 def plan_with(tmp_path: Path, **benchmarks: float) -> Path:
@@ -163,9 +166,17 @@ def test_the_projection_before_the_window_is_within_a_factor_of_what_the_postfli
     record = json.loads((tmp_path / "reports" / "latest.json").read_text())
     assert result.returncode in (0, 6), result.stdout[-3000:]
     measured = next(b for b in record["benchmarks"] if b["name"] == "storage per month, projected")
-    measured_bytes = measured["extra"]["bytes_per_month"]
-    # The same compression on both sides: the pre-flight assumes the plan's, the post-flight measures it or (apache,
-    # or chunks too small to judge) assumes the same.
-    ratio = before.bytes_per_month / measured_bytes
-    per_table = {t.growth.table: t.bytes_per_month for t in before.tables}
-    assert 1 / FACTOR <= ratio <= FACTOR, (ratio, per_table, measured["extra"]["per_table"], measured["details"])
+    after, percent = measured["extra"]["bytes_per_month"], measured["extra"]["compression_percent"]
+    # The growth: the pre-flight's estimate from the plain tables, projected with the compression the post-flight
+    # measured (none on apache), beside the post-flight's projection from the hypertables.
+    grown = [(t.hypertable, t.growth) for t in before.tables]
+    same_compression = project(grown, percent).bytes_per_month
+    ratio = same_compression / after
+    print(f"projected before the window {same_compression / GB:.4f} GB/month, measured after {after / GB:.4f} "
+          f"GB/month ({percent and round(percent)}% compression): ratio {ratio:.2f}; the pre-flight's own figure, "
+          f"with {before.compression_percent}% compression: {before.bytes_per_month / GB:.4f} GB/month")
+    assert 1 / FACTOR <= ratio <= FACTOR, (ratio, measured["extra"]["per_table"], measured["details"])
+    if percent is not None and percent >= plan.benchmarks.min_compression_percent:
+        # The pre-flight assumes the least compression the post-flight accepts: when that benchmark passes, the
+        # prediction does not come in under what the post-flight then projects (by more than the growth factor).
+        assert before.bytes_per_month * FACTOR >= after, (before.bytes_per_month, after)

@@ -181,7 +181,8 @@ class StorageResult:
     def figure(self, limit_gb: float) -> Figure:
         return Figure("storage per month, projected", self.bytes_per_month / GB, "GB/month", limit_gb, "lower",
                       f"{self.how()}; {self.tables_text()}", {"bytes_per_month": self.bytes_per_month,
-                                                             "per_table": self.per_table})
+                                                             "per_table": self.per_table,
+                                                             "compression_percent": self.compression_percent})
 
     def with_settings(self, table: str, **settings) -> "StorageResult":
         """The same projection with one table's plan settings changed (compress_after, drop_after)."""

@@ -51,11 +51,34 @@ def live_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> Gro
                                    (regclass,)).fetchone()
     # reltuples is the planner's count (no scan); a table never vacuumed or analyzed has none (-1): count it
     rows = estimated if estimated and estimated > 0 else one(conn, sql.SQL("SELECT count(*) FROM {}").format(table))
+    added = rebuilt_key_bytes(conn, regclass, schema, h)
     days = window.total_seconds() / DAY
-    per_row = size / rows if rows else 0.0
+    per_row = (size + added) / rows if rows else 0.0
     per_day = recent / days
     return Growth(name, per_day * per_row, per_day,
-                  f"{per_day:,.0f} rows/day over the last {days:.1f} days x {per_row:,.0f} bytes/row")
+                  f"{per_day:,.0f} rows/day over the last {days:.1f} days x {per_row:,.0f} bytes/row"
+                  + (f" (with {added / 1e6:,.1f} MB of keys the conversion rebuilds)" if added else ""))
+
+
+def rebuilt_key_bytes(conn: psycopg.Connection, regclass: int, schema: str, h: HypertablePlan) -> float:
+    """Bytes the conversion adds to the table's indexes: each unique key without the time column gains it (every
+    entry grows by the time column's 8 bytes, beside its own columns and 12 bytes of entry header and line
+    pointer), and the keep_unique columns among them keep an index of their own besides (about the old key's size)."""
+    added = 0.0
+    keys = conn.execute("""SELECT pg_relation_size(i.indexrelid),
+                                  array_agg(a.attname::text ORDER BY a.attnum), coalesce(sum(s.avg_width), 0)
+                             FROM pg_index i
+                             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                             LEFT JOIN pg_stats s ON s.schemaname = %s AND s.tablename = %s AND s.attname = a.attname
+                            WHERE i.indrelid = %s::oid AND i.indisunique
+                            GROUP BY i.indexrelid""", (schema, h.table, regclass)).fetchall()
+    for size, columns, width in keys:
+        if h.time_column in columns:
+            continue
+        added += size * 8 / ((width or 8 * len(columns)) + 12)
+        if set(columns) <= set(h.keep_unique):
+            added += size
+    return added
 
 
 def project_live(conn: psycopg.Connection, plan: Plan | None) -> StorageResult | None:
