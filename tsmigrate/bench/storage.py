@@ -194,21 +194,22 @@ class StorageResult:
         projection with them; ({}, self) when none does or none is needed.
 
         The tables that take most go first: each is compressed sooner (the loosest compress_after that does it, at
-        least an hour); where that is not enough, kept shorter (drop_after, longer than compress_after as the plan
-        requires)."""
+        least an hour); where that is not enough, kept shorter too (drop_after, at least a day, longer than
+        compress_after as the plan requires); then the next table."""
         limit = limit_gb * GB
         changes: dict[str, dict[str, Interval]] = {}
         result = self
         levers = ("compress_after", "drop_after") if self.compression_percent else ("drop_after",)
-        for lever in levers:
-            for t in sorted(result.tables, key=lambda t: -t.bytes_per_month):
+        for table in [t.hypertable.table for t in sorted(self.tables, key=lambda t: -t.bytes_per_month)]:
+            for lever in levers:
                 excess = result.bytes_per_month - limit
                 if excess <= 0:
                     return changes, result
-                setting = _setting_for(t, lever, t.bytes_per_month - excess, self.compression_percent)
+                now = next(t for t in result.tables if t.hypertable.table == table)
+                setting = _setting_for(now, lever, now.bytes_per_month - excess, self.compression_percent)
                 if setting:
-                    changes.setdefault(t.hypertable.table, {}).update(setting)
-                    result = result.with_settings(t.hypertable.table, **setting)
+                    changes.setdefault(table, {}).update(setting)
+                    result = result.with_settings(table, **setting)
         return (changes, result) if result.bytes_per_month <= limit else ({}, self)
 
     def advice(self, limit_gb: float) -> str:
@@ -216,12 +217,12 @@ class StorageResult:
         when the projection is already under it."""
         if self.bytes_per_month <= limit_gb * GB:
             return ""
-        raise_target = (f"or raise max_storage_gb_per_month in [benchmarks] of plan.toml if {limit_gb:g} GB/month was "
+        raise_target = (f"raise max_storage_gb_per_month in [benchmarks] of plan.toml if {limit_gb:g} GB/month was "
                         "set too tight")
         changes, after = self.changes_to_meet(limit_gb)
         if not changes:
-            return (f"no compress_after or drop_after of the planned tables brings it under {limit_gb:g} GB/month: "
-                    f"{raise_target}")
+            return (f"no compress_after or drop_after of the planned tables brings it under {limit_gb:g} GB/month "
+                    f"(compressed after an hour at the soonest, a day kept at the least): {raise_target}")
         plan = {t.hypertable.table: t.hypertable for t in self.tables}
         edits = "; ".join(f"in [hypertables.{table}] " + ", ".join(
             f'{key} = "{value.text}" (now {getattr(plan[table], key) or "not set"})' for key, value in settings.items())
@@ -229,7 +230,7 @@ class StorageResult:
         community = "" if self.compression_percent is not None else \
             " (or run the community edition: its compression brings it down too)"
         return (f"{edits} of plan.toml: the projection comes to {after.bytes_per_month / GB:.3g} GB/month{community}; "
-                f"{raise_target}")
+                f"or {raise_target}")
 
 
 HOUR = 1 / 24   # of a day
@@ -255,7 +256,7 @@ def _setting_for(t: TableProjection, lever: str, wanted: float, compression_perc
         return {"compress_after": setting} if setting.seconds < fresh_now * DAY else {}
     # drop_after: the fresh days as they are, then (compressed, if at all) up to the days kept
     days = fresh_now + (allowed - fresh_now) / left if fresh_now is not None and allowed > fresh_now else allowed
-    setting = {"drop_after": _interval_at_most(max(days, 2 * HOUR))}
+    setting = {"drop_after": _interval_at_most(max(days, 1.0))}    # a day of history at the least
     if setting["drop_after"].seconds >= kept * DAY:
         return {}
     if h.compress_after and h.compress_after.seconds >= setting["drop_after"].seconds:

@@ -57,7 +57,7 @@ def live_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> Gro
     per_day = recent / days
     return Growth(name, per_day * per_row, per_day,
                   f"{per_day:,.0f} rows/day over the last {days:.1f} days x {per_row:,.0f} bytes/row"
-                  + (f" (with {added / 1e6:,.1f} MB of keys the conversion rebuilds)" if added else ""))
+                  + (f", with {added / 1e6:,.1f} MB of keys the conversion rebuilds" if added >= 0.05e6 else ""))
 
 
 def rebuilt_key_bytes(conn: psycopg.Connection, regclass: int, schema: str, h: HypertablePlan) -> float:
