@@ -125,7 +125,7 @@ def next_steps(summary: RunSummary) -> list[str]:
             return ["Fix what stopped the pre-flight (above), then run it again: `pytest suites/preflight`."]
         return ["Fix each blocking finding where it points (file and line, or table); the fix is written under it.",
                 "Run the pre-flight again (`pytest suites/preflight`) until it says GO. Nothing was changed."]
-    if verdict == "SUCCESS":
+    if verdict == "SUCCESS" or (verdict == "BELOW TARGET" and summary.steps):
         steps = ["Start the application and check its dashboards and data entry."]
         kept = [step["details"]["online"]["legacy_table"] for step in summary.steps or []
                 if step.get("status") == "applied" and (step.get("details") or {}).get("online")]
@@ -136,6 +136,7 @@ def next_steps(summary: RunSummary) -> list[str]:
                          f"with `python -m tsmigrate.online swap-back {table} --schema {schema} --dsn ...`; once the "
                          f"site is content, free its space with `python -m tsmigrate.online drop-legacy {table} "
                          f"--schema {schema} --dsn ...`.")
+        steps += _below_target_steps(summary)
         if backup:
             steps.append(f"Keep the backup {backup} until the site has signed off; later runs prune old backups "
                          "(keep_days and keep_count in plan.toml).")
@@ -144,7 +145,7 @@ def next_steps(summary: RunSummary) -> list[str]:
     if verdict == "PASSED":
         return ["Hand this report and its JSON record to whoever signs off the change."]
     if verdict == "BELOW TARGET":
-        return _below_target_steps(summary, backup)
+        return [*_below_target_steps(summary), "Hand this report and its JSON record to whoever signs off the change."]
     if verdict == "RESTORED":
         steps = [f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
                  "put the fix in the file only if it was never applied anywhere, else in a new file.",
@@ -168,25 +169,20 @@ def next_steps(summary: RunSummary) -> list[str]:
     return ["Read the failed checks in the results below; each says what is wrong and where."]
 
 
-def _below_target_steps(summary: RunSummary, backup: str | None) -> list[str]:
-    """The data is safe and in use; the performance targets come next, each with its own remedy."""
-    steps = []
-    if summary.steps:
-        steps.append("Start the application and check its dashboards and data entry: every check of the data and "
-                      "structure passed.")
+def _below_target_steps(summary: RunSummary) -> list[str]:
+    """Every check of the data passed; each performance target missed, with its remedy, and how to measure again
+    (none when no target was missed)."""
+    if not summary.below_target:
+        return []
+    steps = [f"{b['name']} is below the plan's target: {b['remedy'] or 'see its figure beside the limit'}"
+             for b in summary.below_target]
     if summary.policy_schedule:
-        steps.append("The compression and retention jobs are scheduled (listed above): a miss of a storage target "
-                     "shrinks as their first runs compress the older chunks.")
-    for b in summary.below_target:
-        steps.append(f"{b['name']} is below the plan's target: {b['remedy'] or 'see its figure beside the limit'}")
-    steps.append("Then measure again: `pytest suites/postflight --dsn ...` (it changes nothing; a changed plan.toml "
-                 "reaches the database through `pytest suites --dsn ...`, which reruns the conversion of each table "
-                 "whose plan changed and replaces its policies).")
-    if backup:
-        steps.append(f"Keep the backup {backup} until the site has signed off; later runs prune old backups "
-                     "(keep_days and keep_count in plan.toml).")
-    steps.append("Hand this report and its JSON record to whoever signs off the change, with the targets missed: "
-                 "they decide whether the target or the plan changes.")
+        steps.append("The compression and retention jobs are scheduled (listed above): a storage figure comes down "
+                     "as their first runs compress the older chunks.")
+    steps.append("Measure again with `pytest suites/postflight --dsn ...` (it changes nothing). A changed plan.toml "
+                 "reaches the database through `pytest suites --dsn ...`: it reruns the conversion of each table whose "
+                 "plan changed, which replaces its policies. Whoever signs off decides whether the plan or the target "
+                 "changes.")
     return steps
 
 
