@@ -72,7 +72,7 @@ def assert_below_target(result, rec: dict, missed: set[str]) -> None:
     assert re.search(r"^  BELOW TARGET .+ limit ", result.stdout, re.MULTILINE), shown
     # What to do next follows from it: the application may start, and each miss says what to change.
     assert rec["next_steps"][0].startswith("Start the application"), rec["next_steps"]
-    assert any("below the plan's target" in step and "plan.toml" in step for step in rec["next_steps"])
+    assert any("missed the plan's target" in step and "plan.toml" in step for step in rec["next_steps"])
 
 
 # -- apache edition: no policies (skipped, in the ledger); the verdict and exit status --------------------------

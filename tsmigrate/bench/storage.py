@@ -221,16 +221,16 @@ class StorageResult:
                         "set too tight")
         changes, after = self.changes_to_meet(limit_gb)
         if not changes:
-            return (f"no compress_after or drop_after of the planned tables brings it under {limit_gb:g} GB/month "
-                    f"(compressed after an hour at the soonest, a day kept at the least): {raise_target}")
+            return (f"No compress_after or drop_after of the planned tables brings it under {limit_gb:g} GB/month "
+                    f"(compressed after an hour at the soonest, a day kept at the least): {raise_target}.")
         plan = {t.hypertable.table: t.hypertable for t in self.tables}
         edits = "; ".join(f"in [hypertables.{table}] " + ", ".join(
             f'{key} = "{value.text}" (now {getattr(plan[table], key) or "not set"})' for key, value in settings.items())
             for table, settings in changes.items())
         community = "" if self.compression_percent is not None else \
             " (or run the community edition: its compression brings it down too)"
-        return (f"{edits} of plan.toml: the projection comes to {after.bytes_per_month / GB:.3g} GB/month{community}; "
-                f"or {raise_target}")
+        return (f"Set {edits} of plan.toml: the projection comes to {after.bytes_per_month / GB:.3g} GB/month{community}; "
+                f"or {raise_target}.")
 
 
 HOUR = 1 / 24   # of a day

@@ -174,7 +174,7 @@ def _below_target_steps(summary: RunSummary) -> list[str]:
     (none when no target was missed)."""
     if not summary.below_target:
         return []
-    steps = [f"{b['name']} is below the plan's target: {b['remedy'] or 'see its figure beside the limit'}"
+    steps = [f"{b['name'].capitalize()} missed the plan's target. {b['remedy'] or 'See its figure beside the limit.'}"
              for b in summary.below_target]
     if summary.policy_schedule:
         steps.append("The compression and retention jobs are scheduled (listed above): a storage figure comes down "
