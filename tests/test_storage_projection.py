@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from testbed.legacy import clone_for, frozen_template
-from tsmigrate.bench.storage import GB, month_bytes, project
+from tsmigrate.bench.storage import GB, Growth, month_bytes, project
 from tsmigrate.findings import ADVISORY
 from tsmigrate.janitor import drop_database
 from tsmigrate.legacy import SCALES, build_legacy_database
@@ -180,3 +180,27 @@ def test_the_projection_before_the_window_is_within_a_factor_of_what_the_postfli
         # The pre-flight assumes the least compression the post-flight accepts: when that benchmark passes, the
         # prediction does not come in under what the post-flight then projects (by more than the growth factor).
         assert before.bytes_per_month * FACTOR >= after, (before.bytes_per_month, after)
+
+
+# -- the advice, on figures of a site ten times MS5.0's demo (no database) ------------------------------------
+
+@pytest.mark.parametrize("percent", [90, 70, None], ids=["90%", "70%", "uncompressed"])
+def test_the_advice_meets_the_target_with_settings_the_plan_accepts(percent):
+    plan = load_plan(PROJECT / "migrations")
+    growth = {h.table: Growth(f"factory_telemetry.{h.table}", 110e6 if h.table == "metric_hist" else 1e6, 1e6, "")
+              for h in plan.hypertables}
+    projection = project([(h, growth[h.table]) for h in plan.hypertables], percent)
+    assert projection.bytes_per_month > GB
+    changes, after = projection.changes_to_meet(1.0)
+    assert changes and after.bytes_per_month <= GB
+    # metric_hist takes most and is changed first; whatever changes keeps drop_after longer than compress_after.
+    assert next(iter(changes)) == "metric_hist"
+    for table, settings in changes.items():
+        h = next(t.hypertable for t in after.tables if t.hypertable.table == table)
+        assert not (h.compress_after and h.drop_after) or h.drop_after.seconds > h.compress_after.seconds, (table, h)
+    advice = projection.advice(1.0)
+    assert advice.startswith("Set in [hypertables.metric_hist] ") and f"{after.bytes_per_month / GB:.3g} GB/month" in advice
+    assert ("drop_after" in changes["metric_hist"]) == (percent is None or percent == 70)
+    # A target no setting reaches says so, and what is left to change.
+    assert projection.advice(0.001).startswith("No compress_after or drop_after of the planned tables brings it under")
+    assert projection.advice(1000) == ""
