@@ -1,6 +1,10 @@
 """The storage benchmarks: the compression ratio of old chunks (community edition), and the storage a month of
 data takes, projected from each planned hypertable's size over the time its data spans.
 
+The projection itself (month_bytes, project, StorageResult with the plan settings that would meet a target) is
+shared with the pre-flight's prediction from the live tables (tsmigrate/preflight/storage.py): one formula, so the
+figure predicted before the window and the one measured after it are the same figure.
+
 Compression is measured inside a transaction that is rolled back (chunks already compressed count as they are).
 """
 
@@ -20,6 +24,8 @@ from .figures import BenchSkipped, Figure
 GB = 1e9
 MIN_ROWS_PER_CHUNK = 1_000
 DAYS_PER_MONTH = 30
+DAY = 86400.0      # seconds
+HOUR = 1 / 24      # of a day
 
 
 @dataclass(frozen=True)
@@ -108,9 +114,6 @@ def measure_compression(conn: psycopg.Connection, schema: str, hypertables: Iter
     how = ("estimated on the oldest completed chunks (none is older than compress_after yet), compressed in a "
            "transaction rolled back") if estimated else "chunks older than compress_after, compressed in a transaction rolled back or already compressed"
     return CompressionResult(before, after, chunks, how, per_table)
-
-
-DAY = 86400.0
 
 
 def planned_compression(timescale: ServerTimescale, thresholds: BenchmarkThresholds, *, unmeasured: str = ""
@@ -231,9 +234,6 @@ class StorageResult:
             " (or run the community edition: its compression brings it down too)"
         return (f"Set {edits} of plan.toml: the projection comes to {after.bytes_per_month / GB:.3g} GB/month{community}; "
                 f"or {raise_target}.")
-
-
-HOUR = 1 / 24   # of a day
 
 
 def _setting_for(t: TableProjection, lever: str, wanted: float, compression_percent: float | None
