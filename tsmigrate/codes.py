@@ -206,6 +206,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF081", BLOCKING, "Migration plan not valid",
          "Fix every key named in plan.toml (file, line and key are given); the run refuses an invalid plan before "
          "any test runs."),
+    Code("PF075", ADVISORY, "Storage per month projected over the plan's target",
+         "Change plan.toml before the window: a shorter compress_after (or a drop_after) for the table named, as "
+         "the message works out, or a max_storage_gb_per_month in [benchmarks] that the site can accept. The "
+         "post-flight's storage benchmark measures the same figure after the migration."),
 )}
 
 TABLE_HEADER = ("| code | severity | what it means | how to fix it |", "|---|---|---|---|")

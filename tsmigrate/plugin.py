@@ -200,8 +200,9 @@ def _name_reports(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The exit status is part of the verdict (a run cut short must not read as GO); reports read it after this."""
-    summary_of(session.config).exit_code = int(exitstatus)
+    """The exit status is part of the verdict (a run cut short must not read as GO); reports read it after this.
+    session.exitstatus, not the argument: the gate's and the benchmarks' hook wrappers may have changed it."""
+    summary_of(session.config).exit_code = int(session.exitstatus)
 
 
 @pytest.hookimpl(trylast=True)
@@ -270,9 +271,10 @@ def _print_verdict(config: pytest.Config) -> None:
         return
     lines = terminal_lines(summary)
     good = summary.verdict() in GOOD_VERDICTS
-    reporter.write_sep("=", lines[0], green=good, red=not good, bold=True)
+    below = summary.verdict() == "BELOW TARGET"    # the data is safe; a performance target was missed
+    reporter.write_sep("=", lines[0], green=good, yellow=below, red=not good and not below, bold=True)
     for line in lines[1:]:
-        reporter.write_line(line, red=not good)
+        reporter.write_line(line, yellow=below, red=not good and not below)
 
 
 def item_failed(item: pytest.Item) -> bool:

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rows must be at least 1000, --runs at least 1, --interval positive")
     # A site's history as the demo has it (60 metrics, one sample a minute), as many days as the rows need.
     scale = replace(SCALES["demo"], days=args.rows / (SCALES["demo"].metric_hist_rows / SCALES["demo"].days))
-    expected = "RESTORED" if args.fail else "SUCCESS"
+    # A benchmark below its target (BELOW TARGET, exit 6) is a performance miss: the data came through whole.
+    expected = ("RESTORED",) if args.fail else ("SUCCESS", "BELOW TARGET")
     failures, outcomes = 0, []
     try:
         with throwaway_server("local") as server, tempfile.TemporaryDirectory(prefix="tsmigrate-soak-") as tmp:
@@ -117,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"ms5_soak_{i}_{secrets.token_hex(3)}"
                 with ScratchDatabase(admin, name, template=TEMPLATE):
                     outcome = one_run(server, name, migrations, work, interval=args.interval, fail=args.fail)
-                ok = outcome["verdict"] == expected and outcome["missing"] == 0 and outcome["role_can_login_after"]
-                outcomes.append({**outcome, "expected": expected, "ok": ok})
+                ok = outcome["verdict"] in expected and outcome["missing"] == 0 and outcome["role_can_login_after"]
+                outcomes.append({**outcome, "expected": " or ".join(expected), "ok": ok})
                 failures += not ok
                 _say(f"run {i}/{args.runs}: {outcome['verdict']} (exit {outcome['exit']}) in {outcome['seconds']:.1f} s; "
                      f"writer: {outcome['writer']}; committed rows missing at the end: {outcome['missing']}; "
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     if args.json:
         args.json.write_text(json.dumps(outcomes, indent=2))
-    _say(f"soak: {args.runs} runs, {args.runs - failures} as expected ({expected}, nothing lost), {failures} not")
+    _say(f"soak: {args.runs} runs, {args.runs - failures} as expected ({' or '.join(expected)}, nothing lost), {failures} not")
     return 0 if failures == 0 else 1
 
 

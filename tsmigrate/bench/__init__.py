@@ -8,7 +8,8 @@ measured inside a transaction that is rolled back. The reports draw the figures 
     ingest       rows per second through COPY and batched INSERTs
     dashboard    one dashboard query timed and explained, its chunk exclusion judged
     dashboard_queries   the dashboard queries as data: the SQL file beside the plan and its parser
-    storage      compression ratio of old chunks, storage per month projected
+    storage      compression ratio of old chunks, storage per month projected (the projection the
+                 pre-flight's prediction shares: month_bytes, project, advice)
 """
 
 from .dashboard import QueryResult, percentile, run_dashboard_query
@@ -16,9 +17,10 @@ from .dashboard_queries import (DashboardQuery, DashboardQueryError, Window, loa
                                 parse_dashboard_queries)
 from .figures import BenchSkipped, Figure, fmt, fmt_margin
 from .ingest import IngestResult, ingest_batched, ingest_copy
-from .storage import CompressionResult, StorageResult, measure_compression, project_storage
+from .storage import (CompressionResult, Growth, StorageResult, measure_compression, month_bytes, planned_compression,
+                      project, project_storage)
 
-__all__ = ["BenchSkipped", "CompressionResult", "DashboardQuery", "DashboardQueryError", "Figure", "IngestResult",
-           "QueryResult", "StorageResult", "Window", "fmt", "fmt_margin", "ingest_batched", "ingest_copy",
-           "load_dashboard_queries", "measure_compression", "parse_dashboard_queries", "percentile",
-           "project_storage", "run_dashboard_query"]
+__all__ = ["BenchSkipped", "CompressionResult", "DashboardQuery", "DashboardQueryError", "Figure", "Growth",
+           "IngestResult", "QueryResult", "StorageResult", "Window", "fmt", "fmt_margin", "ingest_batched",
+           "ingest_copy", "load_dashboard_queries", "measure_compression", "month_bytes", "parse_dashboard_queries",
+           "percentile", "planned_compression", "project", "project_storage", "run_dashboard_query"]

@@ -61,6 +61,14 @@ class QueryResult:
                 f"(is the condition on {window.column} a plain comparison with constants?) ({self.query.source})"
                 f"\n{self.plan}")
 
+    def remedy(self) -> str:
+        if self.exclusion_failure():
+            return (f"write the condition on {self.query.window.column} in {self.query.source} as a plain comparison "
+                    "with constants or parameters, so that TimescaleDB leaves out the chunks outside the window.")
+        return (f"read its EXPLAIN ANALYZE plan in the report: an index on what '{self.query.title}' filters or joins "
+                "by, or a continuous aggregate for what it sums, brings it down; or raise max_dashboard_query_ms in "
+                "[benchmarks] of plan.toml if the target was set too tight.")
+
     def figure(self, limit_ms: float) -> Figure:
         what = f"the last {self.query.window}" if self.query.window else "the whole query"
         return Figure(f"{self.query.title}, p95", self.p95, "ms", limit_ms, "lower",

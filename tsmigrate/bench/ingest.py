@@ -31,6 +31,11 @@ class IngestResult:
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else math.inf
 
+    def remedy(self) -> str:
+        return (f"each row into {self.table} pays for its indexes and triggers (the conversion kept the table's own) "
+                "and for the server's disk and CPU under whatever else ran meanwhile: look at those, or lower "
+                "min_insert_rows_per_second in [benchmarks] of plan.toml if the target was set for another server.")
+
     def figure(self, limit: float) -> Figure:
         return Figure(f"{self.table.rsplit('.', 1)[-1]} ingest, {self.method}", self.rows_per_second, "rows/s", limit,
                       "higher", f"{self.rows:,} rows into {self.table} in {self.seconds:.3f} s, "

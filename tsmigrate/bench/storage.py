@@ -1,25 +1,31 @@
 """The storage benchmarks: the compression ratio of old chunks (community edition), and the storage a month of
 data takes, projected from each planned hypertable's size over the time its data spans.
 
+The projection itself (month_bytes, project, StorageResult with the plan settings that would meet a target) is
+shared with the pre-flight's prediction from the live tables (tsmigrate/preflight/storage.py): one formula, so the
+figure predicted before the window and the one measured after it are the same figure.
+
 Compression is measured inside a transaction that is rolled back (chunks already compressed count as they are).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 import psycopg
 from psycopg import sql
 
-from ..plan import HypertablePlan
+from ..plan import BenchmarkThresholds, HypertablePlan, Interval
 from ..db import display_name
-from ..timescale import server_timescaledb
+from ..timescale import ServerTimescale, server_timescaledb
 from .figures import BenchSkipped, Figure
 
 GB = 1e9
 MIN_ROWS_PER_CHUNK = 1_000
 DAYS_PER_MONTH = 30
+DAY = 86400.0      # seconds
+HOUR = 1 / 24      # of a day
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,16 @@ class CompressionResult:
     @property
     def percent(self) -> float:
         return (1 - self.after_bytes / self.before_bytes) * 100 if self.before_bytes else 0.0
+
+    def remedy(self) -> str:
+        """What to change when the ratio is below target, naming the table that compressed least."""
+        ratios = {t: (1 - a / b) * 100 for t, (b, a, _) in self.per_table.items() if b}
+        worst = min(ratios, key=ratios.get) if ratios else None
+        table = worst.rsplit(".", 1)[-1] if worst else "<table>"
+        return ((f"{worst} compressed least ({ratios[worst]:.0f}%). " if worst else "")
+                + f"In [hypertables.{table}] of plan.toml, segment by columns that many rows share "
+                "(compress_segment_by: each value's rows compress together) and order by the time column "
+                "(compress_order_by); or lower min_compression_percent in [benchmarks] if the target was set too high.")
 
     def figure(self, limit_percent: float) -> Figure:
         tables = ", ".join(f"{t} {(1 - a / b) * 100:.0f}% ({n} chunks)" for t, (b, a, n) in self.per_table.items() if b)
@@ -100,49 +116,196 @@ def measure_compression(conn: psycopg.Connection, schema: str, hypertables: Iter
     return CompressionResult(before, after, chunks, how, per_table)
 
 
+def planned_compression(timescale: ServerTimescale, thresholds: BenchmarkThresholds, *, unmeasured: str = ""
+                        ) -> tuple[float | None, str]:
+    """The compression ratio a projection assumes where it cannot measure one, and why: none on an edition without
+    compression (the conversion skips it), else the plan's min_compression_percent, the least the post-flight's
+    compression benchmark accepts (so a projection under its limit with it holds whenever that benchmark passes)."""
+    if not timescale.has_compression:
+        return None, f"this server's TimescaleDB is the {timescale.edition or 'unknown'} edition, without compression"
+    return thresholds.min_compression_percent, (
+        "assumed: the plan's min_compression_percent, the least its compression benchmark accepts"
+        + (f"; not measured here: {unmeasured}" if unmeasured else ""))
+
+
+def month_bytes(per_day: float, h: HypertablePlan, compression_percent: float | None) -> float:
+    """The storage a month of one table's data takes, from its bytes per day and the plan's settings: no more days
+    than its retention keeps (drop_after), and the days older than compress_after counted compressed by
+    ``compression_percent`` (None: no compression, as on the apache edition). The one projection the pre-flight's
+    prediction and the post-flight's benchmark share."""
+    kept = DAYS_PER_MONTH if h.drop_after is None else min(DAYS_PER_MONTH, h.drop_after.seconds / DAY)
+    if compression_percent is None or h.compress_after is None:
+        return per_day * kept
+    fresh = min(kept, h.compress_after.seconds / DAY)
+    return per_day * (fresh + (kept - fresh) * (1 - compression_percent / 100))
+
+
+@dataclass(frozen=True)
+class Growth:
+    """How fast one table's data grows, and where that figure comes from."""
+    table: str                 # schema.table
+    bytes_per_day: float
+    rows_per_day: float
+    how: str                   # the measurement, in words ("3,456 rows over 1.0 days, 1.2 MB")
+
+
+@dataclass(frozen=True)
+class TableProjection:
+    hypertable: HypertablePlan
+    growth: Growth
+    bytes_per_month: float
+
+
 @dataclass(frozen=True)
 class StorageResult:
-    bytes_per_month: float
-    per_table: dict            # table -> (bytes, rows, days of data, bytes per month)
+    tables: tuple[TableProjection, ...]
     compression_percent: float | None
+    compression_source: str = ""      # where the ratio comes from: measured, or the figure assumed and why
+
+    @property
+    def bytes_per_month(self) -> float:
+        return sum(t.bytes_per_month for t in self.tables)
+
+    @property
+    def per_table(self) -> dict:
+        """schema.table -> bytes per month."""
+        return {t.growth.table: t.bytes_per_month for t in self.tables}
+
+    def how(self) -> str:
+        if self.compression_percent is None:
+            return f"uncompressed ({self.compression_source or 'no compression'})"
+        return (f"with {self.compression_percent:.0f}% compression after each table's compress_after"
+                + (f" ({self.compression_source})" if self.compression_source else ""))
+
+    def tables_text(self) -> str:
+        return ", ".join(f"{t.growth.table} {t.bytes_per_month / 1e6:,.1f} MB ({t.growth.how})"
+                         for t in sorted(self.tables, key=lambda t: -t.bytes_per_month))
 
     def figure(self, limit_gb: float) -> Figure:
-        tables = ", ".join(f"{t} {m / 1e6:,.1f} MB ({r:,} rows over {d:.1f} days)" for t, (_, r, d, m) in self.per_table.items())
-        how = (f"with {self.compression_percent:.0f}% compression after each table's compress_after"
-               if self.compression_percent is not None else "uncompressed (no compression on this edition)")
         return Figure("storage per month, projected", self.bytes_per_month / GB, "GB/month", limit_gb, "lower",
-                      f"{how}; {tables}", {"bytes_per_month": self.bytes_per_month})
+                      f"{self.how()}; {self.tables_text()}", {"bytes_per_month": self.bytes_per_month,
+                                                             "per_table": self.per_table,
+                                                             "compression_percent": self.compression_percent})
+
+    def with_settings(self, table: str, **settings) -> "StorageResult":
+        """The same projection with one table's plan settings changed (compress_after, drop_after)."""
+        return project(((replace(t.hypertable, **settings) if t.hypertable.table == table else t.hypertable, t.growth)
+                        for t in self.tables), self.compression_percent, self.compression_source)
+
+    def changes_to_meet(self, limit_gb: float) -> tuple[dict[str, dict[str, Interval]], "StorageResult"]:
+        """The plan settings that bring the projection under ``limit_gb`` (table -> {key: interval}) and the
+        projection with them; ({}, self) when none does or none is needed.
+
+        The tables that take most go first: each is compressed sooner (the loosest compress_after that does it, at
+        least an hour); where that is not enough, kept shorter too (drop_after, at least a day, longer than
+        compress_after as the plan requires); then the next table."""
+        limit = limit_gb * GB
+        changes: dict[str, dict[str, Interval]] = {}
+        result = self
+        levers = ("compress_after", "drop_after") if self.compression_percent else ("drop_after",)
+        for table in [t.hypertable.table for t in sorted(self.tables, key=lambda t: -t.bytes_per_month)]:
+            for lever in levers:
+                excess = result.bytes_per_month - limit
+                if excess <= 0:
+                    return changes, result
+                now = next(t for t in result.tables if t.hypertable.table == table)
+                setting = _setting_for(now, lever, now.bytes_per_month - excess, self.compression_percent)
+                if setting:
+                    changes.setdefault(table, {}).update(setting)
+                    result = result.with_settings(table, **setting)
+        return (changes, result) if result.bytes_per_month <= limit else ({}, self)
+
+    def advice(self, limit_gb: float) -> str:
+        """What to change in plan.toml to bring the projection under ``limit_gb``, with the figure it gives; ""
+        when the projection is already under it."""
+        if self.bytes_per_month <= limit_gb * GB:
+            return ""
+        raise_target = (f"raise max_storage_gb_per_month in [benchmarks] of plan.toml if {limit_gb:g} GB/month was "
+                        "set too tight")
+        changes, after = self.changes_to_meet(limit_gb)
+        if not changes:
+            return (f"No compress_after or drop_after of the planned tables brings it under {limit_gb:g} GB/month "
+                    f"(compressed after an hour at the soonest, a day kept at the least): {raise_target}.")
+        plan = {t.hypertable.table: t.hypertable for t in self.tables}
+        edits = "; ".join(f"in [hypertables.{table}] " + ", ".join(
+            f'{key} = "{value.text}" (now {getattr(plan[table], key) or "not set"})' for key, value in settings.items())
+            for table, settings in changes.items())
+        community = "" if self.compression_percent is not None else \
+            " (or run the community edition: its compression brings it down too)"
+        return (f"Set {edits} of plan.toml: the projection comes to {after.bytes_per_month / GB:.3g} GB/month{community}; "
+                f"or {raise_target}.")
+
+
+def _setting_for(t: TableProjection, lever: str, wanted: float, compression_percent: float | None
+                 ) -> dict[str, Interval]:
+    """The loosest ``lever`` setting (compress_after or drop_after) that brings one table's month to at most
+    ``wanted`` bytes, or the tightest allowed when none does; {} when it would change nothing."""
+    h, per_day = t.hypertable, t.growth.bytes_per_day
+    if per_day <= 0:
+        return {}
+    allowed = max(wanted, 0.0) / per_day                # days of uncompressed data the table may take
+    kept = DAYS_PER_MONTH if h.drop_after is None else min(DAYS_PER_MONTH, h.drop_after.seconds / DAY)
+    fresh_now = min(kept, h.compress_after.seconds / DAY) if h.compress_after and compression_percent else None
+    left = 1 - compression_percent / 100 if compression_percent else 1.0
+    if lever == "compress_after":
+        if fresh_now is None:
+            return {}
+        # fresh + (kept - fresh) * left <= allowed
+        fresh = max(HOUR, (allowed - kept * left) / (1 - left)) if left < 1 else HOUR
+        setting = _interval_at_most(fresh)
+        return {"compress_after": setting} if setting.seconds < fresh_now * DAY else {}
+    # drop_after: the fresh days as they are, then (compressed, if at all) up to the days kept
+    days = fresh_now + (allowed - fresh_now) / left if fresh_now is not None and allowed > fresh_now else allowed
+    setting = {"drop_after": _interval_at_most(max(days, 1.0))}    # a day of history at the least
+    if setting["drop_after"].seconds >= kept * DAY:
+        return {}
+    if h.compress_after and h.compress_after.seconds >= setting["drop_after"].seconds:
+        setting["compress_after"] = _interval_at_most(setting["drop_after"].seconds / DAY / 2)
+    return setting
+
+
+def _interval_at_most(days: float) -> Interval:
+    """The longest whole number of days (or, under a day, hours; at least one) that is at most ``days``."""
+    if days >= 1:
+        n = int(days)
+        return Interval(f"{n} day{'s' if n != 1 else ''}", n * DAY)
+    n = max(1, int(days * 24 + 1e-9))
+    return Interval(f"{n} hour{'s' if n != 1 else ''}", n * 3600.0)
+
+
+def project(tables: Iterable[tuple[HypertablePlan, Growth]], compression_percent: float | None,
+            compression_source: str = "") -> StorageResult:
+    """Storage per month of each table from its growth and its plan settings (see :func:`month_bytes`)."""
+    projected = tuple(TableProjection(h, g, month_bytes(g.bytes_per_day, h, compression_percent)) for h, g in tables)
+    return StorageResult(projected, compression_percent, compression_source)
+
+
+def measured_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> Growth | None:
+    """A table's growth as it is stored now: its size (a hypertable's with its chunks and indexes) over the time
+    its data spans. None when the table does not exist or its data spans no time."""
+    name = display_name(schema, h.table)
+    if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
+        return None
+    rows, low, high = conn.execute(sql.SQL("SELECT count(*), min({c}), max({c}) FROM {t}").format(
+        c=sql.Identifier(h.time_column), t=sql.Identifier(schema, h.table))).fetchone()
+    if not rows or high == low:
+        return None
+    if server_timescaledb(conn).installed_version is not None:
+        size = conn.execute("SELECT coalesce(hypertable_size(%s::regclass), pg_total_relation_size(%s::regclass))",
+                            (name, name)).fetchone()[0]
+    else:
+        size = conn.execute("SELECT pg_total_relation_size(%s::regclass)", (name,)).fetchone()[0]
+    days = (high - low).total_seconds() / DAY
+    return Growth(name, size / days, rows / days, f"{rows:,} rows over {days:.1f} days, {size / 1e6:,.1f} MB")
 
 
 def project_storage(conn: psycopg.Connection, schema: str, hypertables: Iterable[HypertablePlan],
-                    compression_percent: float | None = None) -> StorageResult:
+                    compression_percent: float | None = None, compression_source: str = "") -> StorageResult:
     """Storage a month of data takes, projected from each planned hypertable's size over the time its data spans.
 
     With a compression ratio, the part of the month older than compress_after is counted compressed.
     """
-    total, per_table = 0.0, {}
-    timescaledb = server_timescaledb(conn).installed_version is not None
-    for h in hypertables:
-        name = display_name(schema, h.table)
-        if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
-            continue
-        ident = sql.Identifier(schema, h.table)
-        rows, low, high = conn.execute(sql.SQL("SELECT count(*), min({c}), max({c}) FROM {t}").format(
-            c=sql.Identifier(h.time_column), t=ident)).fetchone()
-        if not rows or high == low:
-            continue
-        size = conn.execute("SELECT coalesce(hypertable_size(%s::regclass), pg_total_relation_size(%s::regclass))",
-                            (name, name)).fetchone()[0] if timescaledb else \
-            conn.execute("SELECT pg_total_relation_size(%s::regclass)", (name,)).fetchone()[0]
-        days = (high - low).total_seconds() / 86400
-        per_day = size / days
-        if compression_percent is not None and h.compress_after:
-            fresh = min(DAYS_PER_MONTH, h.compress_after.seconds / 86400)
-            month = per_day * (fresh + (DAYS_PER_MONTH - fresh) * (1 - compression_percent / 100))
-        else:
-            month = per_day * DAYS_PER_MONTH
-        per_table[name] = (int(size), int(rows), days, month)
-        total += month
-    if not per_table:
+    measured = [(h, g) for h in hypertables if (g := measured_growth(conn, schema, h)) is not None]
+    if not measured:
         raise BenchSkipped("no planned hypertable holds data spanning any time: nothing to project from")
-    return StorageResult(total, per_table, compression_percent)
+    return project(measured, compression_percent, compression_source)

@@ -17,7 +17,8 @@ from ..findings import Finding
 from ..summary import GOOD_VERDICTS, RunSummary
 from .charts import Bar, LogScale, bar_chart_svg
 from .record import before_fingerprints
-from .words import finding_place, finding_where, headline, kind_words, next_steps, unexplained_failures
+from .words import (below_target_lines, finding_place, finding_where, headline, kind_words, next_steps,
+                    unexplained_failures, verdict_words)
 
 # Puts the summary (with the banner) right under the title; pytest-html would show it after the environment.
 REPORT_CSS = """
@@ -77,11 +78,12 @@ def _with_code(text: str) -> str:
 def banner_html(summary: RunSummary) -> str:
     """The verdict on top: what happened, what blocks, the restore outcome and what to do next."""
     verdict = summary.verdict()
-    tone = "tsm-good" if verdict in GOOD_VERDICTS else ("tsm-warn" if verdict == "RESTORED" else "tsm-bad")
+    tone = "tsm-good" if verdict in GOOD_VERDICTS else ("tsm-warn" if verdict in ("RESTORED", "BELOW TARGET")
+                                                         else "tsm-bad")
     exit_code = summary.exit_code if summary.exit_code is not None else ""
     parts = [f'<section class="tsm-banner {tone}" id="tsm-banner" data-verdict="{_e(verdict)}" '
              f'data-exit-code="{_e(exit_code)}">',
-             f'<div class="tsm-verdict">{_e(verdict)}</div>',
+             f'<div class="tsm-verdict">{_e(verdict_words(summary))}</div>',
              f'<div class="tsm-headline">{_e(headline(summary))}</div>',
              f'<div class="tsm-meta">{_e(summary.target or "no target")} &middot; '
              f'{_e(kind_words(summary.kind))} &middot; exit code {_e(exit_code)}</div>']
@@ -95,6 +97,11 @@ def banner_html(summary: RunSummary) -> str:
     if failures:
         parts.append("<h3>Failed checks</h3><ul>")
         parts += [f"<li><code>{_e(n)}</code></li>" for n in failures]
+        parts.append("</ul>")
+    below = below_target_lines(summary)
+    if below:
+        parts.append("<h3>Benchmarks below target</h3><ul>")
+        parts += [f'<li><span class="tsm-msg">{_e(line)}</span></li>' for line in below]
         parts.append("</ul>")
     if summary.restore:
         parts.append(f"<h3>Restore</h3><div>{_e(summary.restore)}</div>")

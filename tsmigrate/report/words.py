@@ -46,8 +46,23 @@ def _unjudged_checks(summary: RunSummary) -> list[str]:
 
 
 def unexplained_failures(summary: RunSummary) -> list[str]:
-    """Failed checks and steps whose failure no finding tells (test ids): the verdict names each."""
-    return _unjudged_checks(summary) + [n for n in summary.failed_tests if n not in summary.preflight_failures]
+    """Failed checks and steps whose failure no finding tells (test ids): the verdict names each. A benchmark
+    below its target is told by its own line (below_target_lines)."""
+    return _unjudged_checks(summary) + [n for n in summary.data_failures if n not in summary.preflight_failures]
+
+
+def verdict_words(summary: RunSummary) -> str:
+    """The verdict as the last line and the banner say it: BELOW TARGET is the success it is, with its misses."""
+    verdict = summary.verdict()
+    if verdict != "BELOW TARGET":
+        return verdict
+    done = "SUCCESS" if summary.steps else "PASSED"
+    return f"{done}, {_plural(len(summary.below_target), 'benchmark')} below target"
+
+
+def below_target_lines(summary: RunSummary) -> list[str]:
+    """Each benchmark that missed its target, in one line: its figure beside the plan's limit."""
+    return [b["problem"].strip().splitlines()[0] for b in summary.below_target]
 
 
 def step_counts(summary: RunSummary) -> tuple[int, int]:
@@ -77,6 +92,13 @@ def headline(summary: RunSummary) -> str:
                 f"{f', {already} already applied before' if already else ''}; every check passed.")
     if verdict == "PASSED":
         return "Every post-flight check passed: the migrated database is complete and meets its benchmarks."
+    if verdict == "BELOW TARGET":
+        names = ", ".join(b["name"] for b in summary.below_target)
+        done = (f"The migration is done: {_plural(applied, 'step')} applied"
+                f"{f', {already} already applied before' if already else ''}; every check of the data and structure"
+                if summary.steps else "Every post-flight check of the data and structure")
+        return (f"{done} passed{' and the policy jobs are scheduled' if summary.policy_schedule else ''}. "
+                f"{_plural(len(summary.below_target), 'benchmark')} below the plan's target: {names}.")
     if verdict == "RESTORED":
         return (f"{summary.execute_failed} failed; the database was restored, proven identical to the backup "
                 "taken before the run, and nothing others wrote or deleted since was undone.")
@@ -103,7 +125,7 @@ def next_steps(summary: RunSummary) -> list[str]:
             return ["Fix what stopped the pre-flight (above), then run it again: `pytest suites/preflight`."]
         return ["Fix each blocking finding where it points (file and line, or table); the fix is written under it.",
                 "Run the pre-flight again (`pytest suites/preflight`) until it says GO. Nothing was changed."]
-    if verdict == "SUCCESS":
+    if verdict == "SUCCESS" or (verdict == "BELOW TARGET" and summary.steps):
         steps = ["Start the application and check its dashboards and data entry."]
         kept = [step["details"]["online"]["legacy_table"] for step in summary.steps or []
                 if step.get("status") == "applied" and (step.get("details") or {}).get("online")]
@@ -114,6 +136,7 @@ def next_steps(summary: RunSummary) -> list[str]:
                          f"with `python -m tsmigrate.online swap-back {table} --schema {schema} --dsn ...`; once the "
                          f"site is content, free its space with `python -m tsmigrate.online drop-legacy {table} "
                          f"--schema {schema} --dsn ...`.")
+        steps += _below_target_steps(summary)
         if backup:
             steps.append(f"Keep the backup {backup} until the site has signed off; later runs prune old backups "
                          "(keep_days and keep_count in plan.toml).")
@@ -121,6 +144,8 @@ def next_steps(summary: RunSummary) -> list[str]:
         return steps
     if verdict == "PASSED":
         return ["Hand this report and its JSON record to whoever signs off the change."]
+    if verdict == "BELOW TARGET":
+        return [*_below_target_steps(summary), "Hand this report and its JSON record to whoever signs off the change."]
     if verdict == "RESTORED":
         steps = [_cause_step(summary) or
                  f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
@@ -156,6 +181,23 @@ def _cause_step(summary: RunSummary) -> str | None:
            f"{cause['fix']} The statements are not at fault."
 
 
+def _below_target_steps(summary: RunSummary) -> list[str]:
+    """Every check of the data passed; each performance target missed, with its remedy, and how to measure again
+    (none when no target was missed)."""
+    if not summary.below_target:
+        return []
+    steps = [f"{b['name'].capitalize()} missed the plan's target. {b['remedy'] or 'See its figure beside the limit.'}"
+             for b in summary.below_target]
+    if summary.policy_schedule:
+        steps.append("The compression and retention jobs are scheduled (listed above): a storage figure comes down "
+                     "as their first runs compress the older chunks.")
+    steps.append("Measure again with `pytest suites/postflight --dsn ...` (it changes nothing). A changed plan.toml "
+                 "reaches the database through `pytest suites --dsn ...`: it reruns the conversion of each table whose "
+                 "plan changed, which replaces its policies. Whoever signs off decides whether the plan or the target "
+                 "changes.")
+    return steps
+
+
 def terminal_lines(summary: RunSummary) -> list[str]:
     """The verdict as the run's last lines: the verdict and target first, then what the operator must know."""
     verdict = summary.verdict()
@@ -176,22 +218,23 @@ def terminal_lines(summary: RunSummary) -> list[str]:
         if summary.advisories:
             lines.append(f"  {_plural(len(summary.advisories), 'advisory', 'advisories')} (see the report)")
         return lines
-    if verdict == "PASSED" or (verdict == "FAILED" and summary.kind == "postflight"):
-        return [f"{verdict}: {summary.target}: post-flight checks", *failed, *scheduled]
+    below = [f"  BELOW TARGET {line}" for line in below_target_lines(summary)]
+    if not summary.steps and summary.kind == "postflight" and verdict in ("PASSED", "FAILED", "BELOW TARGET"):
+        return [f"{verdict_words(summary)}: {summary.target}: post-flight checks", *failed, *below, *scheduled]
     applied, already = step_counts(summary)
     if summary.restore_complete is not None:
         # Restored: what stands is the backup, not the steps this run applied (they went with the restore).
         taken = (summary.backup or {}).get("taken_at")
         rolled = [s["label"] for s in summary.steps if s["status"] == "applied"]
-        lines = [f"{verdict}: {summary.target}: back to the backup taken {taken or 'before the run'}; "
+        lines = [f"{verdict_words(summary)}: {summary.target}: back to the backup taken {taken or 'before the run'}; "
                  + (f"rolled back with it: {', '.join(rolled)}" if rolled else "no step of this run had stood")]
     else:
-        lines = [f"{verdict}: {summary.target}: {applied} steps applied, {already} already applied"]
+        lines = [f"{verdict_words(summary)}: {summary.target}: {applied} steps applied, {already} already applied"]
     if verdict == "STOPPED":
         lines.append(f"  stopped: {summary.stop_reason}")
     if summary.execute_failed:
         lines.append(f"  failed step: {summary.execute_failed}")
-    lines += failed + scheduled
+    lines += failed + below + scheduled
     if summary.backup and summary.backup.get("pinned"):
         lines.append(f"  backup {summary.backup['path']} is kept until you remove it: {summary.backup['pinned']}")
     if summary.restore:
