@@ -237,3 +237,17 @@ def test_the_rehearsal_copies_a_database_whose_owner_the_role_is_not_a_member_of
         f"convert {PLAN.schema}.{h.table}" for h in PLAN.hypertables]
     with site.target.connect() as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (result.scratch,)).fetchone()[0] == 0
+
+
+@pytest.mark.finding("PF052", BLOCKING)
+def test_pf052_hypertables_only_a_superuser_may_restore(marked_finding, least_privilege_site):
+    code, severity = marked_finding
+    site = least_privilege_site
+    with site.target.connect() as conn:   # a database converted by an earlier migration
+        conn.execute("CREATE TABLE factory_telemetry.converted_earlier (ts timestamptz NOT NULL, v int)")
+        conn.execute("SELECT create_hypertable('factory_telemetry.converted_earlier', 'ts')")
+    with as_role(site) as conn:
+        found = privileges.databases(conn, changes=True)
+        assert privileges.databases(conn, changes=False) == [], "nothing to apply: no restore can follow"
+    assert [(f.code, f.severity, f.location()) for f in found] == [(code, severity, "")]
+    assert "only a superuser may" in found[0].message and "--no-restore" in found[0].message

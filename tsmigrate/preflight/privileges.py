@@ -13,7 +13,6 @@ do it, before anything changes. Each missing privilege is a finding with the sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 from pglast import ast
@@ -21,7 +20,7 @@ from pglast.enums import FunctionParameterMode, ObjectType
 from psycopg import sql
 
 from .. import fence
-from ..db import one
+from ..db import is_hypertable, one
 from ..findings import Finding
 from ..lint.source import parse
 from ..migrations import MigrationFile
@@ -271,13 +270,22 @@ def ownership(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan |
     return found
 
 
-def databases(conn: psycopg.Connection) -> list[Finding]:
+def databases(conn: psycopg.Connection, changes: bool = True) -> list[Finding]:
     """The rehearsal's scratch copy and the restore's new database need CREATEDB; the restore swaps names, and
-    renaming the database needs its owner's privileges."""
+    renaming the database needs its owner's privileges. ``changes``: the run has steps to apply (a restore may
+    follow); loading TimescaleDB's catalog (hypertables, chunks, jobs) back is a superuser's."""
     if _superuser(conn):
         return []
     user, db = _user(conn), one(conn, "SELECT current_database()")
     found = []
+    if changes and one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"):
+        own = one(conn, """SELECT (SELECT count(*) FROM _timescaledb_catalog.hypertable)
+                                + (SELECT count(*) FROM _timescaledb_config.bgw_job WHERE id >= 1000)""")
+        if own:
+            found.append(finding("PF052", f"database {db} has hypertables or TimescaleDB jobs already: the automatic "
+                                          "restore loads TimescaleDB's catalog back, which only a superuser may; "
+                                          f"role {user} is not one: run the migration as a superuser, or with "
+                                          "--no-restore and a superuser at hand to restore"))
     if not one(conn, "SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user"):
         found.append(finding("PF052", f"role {user} may not create databases: the rehearsal's scratch copy and the "
                                       f"automatic restore's new database need it: ALTER ROLE {_q(user)} CREATEDB;"))
@@ -307,12 +315,14 @@ def fence_sessions(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]
                     path=str(plan.path) if plan.path else None)]
 
 
-def privileges(conn: psycopg.Connection, plan: Plan | None, files: list[MigrationFile] | None = None,
-               migrations_dir: Path | None = None) -> list[Finding]:
+def has_pending_steps(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan | None) -> bool:
+    """Whether the run has anything to apply (``files``: the pending ones), so a restore may follow."""
+    return bool(files) or (plan is not None and any(not is_hypertable(conn, plan.schema, h.table)
+                                                    for h in plan.hypertables))
+
+
+def privileges(conn: psycopg.Connection, plan: Plan | None, files: list[MigrationFile] | None = None) -> list[Finding]:
     """Every privilege check of this module (``files``: the pending migration files)."""
-    if files is None and migrations_dir is not None:
-        from .files import pending_files
-        files = pending_files(conn, migrations_dir)
     files = files or []
     return (settings(conn) + database(conn, files, plan) + schemas(conn, files, plan) + ownership(conn, files, plan)
-            + databases(conn) + fence_sessions(conn, plan))
+            + databases(conn, has_pending_steps(conn, files, plan)) + fence_sessions(conn, plan))
