@@ -15,6 +15,7 @@ from psycopg import sql
 
 from testbed.legacy import fingerprints, fingerprints_as_before
 from testbed.privileges import least_privilege_site  # noqa: F401  (a fixture)
+from tsmigrate.backup import take_backup
 from tsmigrate.db import is_hypertable
 from tsmigrate.findings import ADVISORY, BLOCKING
 from tsmigrate.fingerprint import compare
@@ -22,6 +23,7 @@ from tsmigrate.migrations import discover
 from tsmigrate.plan import load_plan
 from tsmigrate.preflight import privileges
 from tsmigrate.rehearsal import rehearse
+from tsmigrate.restore import restore_backup
 
 PROJECT = Path(__file__).resolve().parents[1]
 PLAN = load_plan(PROJECT / "migrations")
@@ -253,3 +255,34 @@ def test_pf052_hypertables_only_a_superuser_may_restore(marked_finding, least_pr
         assert privileges.databases(conn, changes=False) == [], "nothing to apply: no restore can follow"
     assert [(f.code, f.severity, f.location()) for f in found] == [(code, severity, "")]
     assert "only a superuser may" in found[0].message and "--no-restore" in found[0].message
+
+
+def test_a_restored_database_the_role_may_not_create_for_its_owner_says_how_to_hand_it_back(least_privilege_site,
+                                                                                            login_role, tmp_path):
+    """The backup recorded an owner the run's role is not a member of (the database changed hands since): the
+    restored database is created as the role's own, and the last line says who owns it and how to give it back."""
+    site = least_privilege_site
+    earlier_owner = login_role()
+    # public is the database owner's: objects of ms5_owner in it could not be given to ms5_owner in a copy the run's
+    # role owns (ALTER ... OWNER needs the new owner's CREATE there). This test is about the database's own owner.
+    site.run_as_superuser("""DO $$ DECLARE v regclass; BEGIN
+                               FOR v IN SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace
+                                           AND relkind = 'v' LOOP EXECUTE format('DROP VIEW IF EXISTS %s CASCADE', v);
+                               END LOOP; END $$""")
+    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(site.target.dbname),
+                                                                          sql.Identifier(earlier_owner)))
+    backup = take_backup(site.target, tmp_path / "backups")
+    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(site.target.dbname),
+                                                                          sql.Identifier(site.owner)))
+    try:
+        outcome = restore_backup(site.as_migrator(), backup, keep_failed=False)
+        with site.target.connect() as conn:
+            owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                                 "WHERE datname = current_database()").fetchone()[0]
+    finally:   # the role is dropped first: it may own nothing then
+        site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+            sql.Identifier(site.target.dbname), sql.Identifier(site.owner)))
+    assert (outcome.owner, owner) == (site.migrator, site.migrator)
+    assert outcome.summary().startswith("RESTORED: ")
+    assert outcome.summary().endswith(f'hand it back as a superuser with ALTER DATABASE "{site.target.dbname}" '
+                                      f'OWNER TO "{earlier_owner}";')
