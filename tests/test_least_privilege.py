@@ -15,6 +15,7 @@ from psycopg import sql
 
 from testbed.legacy import fingerprints, fingerprints_as_before
 from testbed.privileges import least_privilege_site  # noqa: F401  (a fixture)
+from tsmigrate import ledger
 from tsmigrate.backup import take_backup
 from tsmigrate.db import is_hypertable
 from tsmigrate.findings import ADVISORY, BLOCKING
@@ -286,3 +287,16 @@ def test_a_restored_database_the_role_may_not_create_for_its_owner_says_how_to_h
     assert outcome.summary().startswith("RESTORED: ")
     assert outcome.summary().endswith(f'hand it back as a superuser with ALTER DATABASE "{site.target.dbname}" '
                                       f'OWNER TO "{earlier_owner}";')
+
+
+@pytest.mark.finding("PF051", BLOCKING)
+def test_pf051_and_pf007_the_tools_schema_made_by_an_earlier_run_as_a_superuser(marked_finding, least_privilege_site):
+    code, severity = marked_finding
+    site = least_privilege_site
+    with site.target.connect() as conn:
+        ledger.ensure_ledger(conn)   # as a first run under the postgres role leaves it
+    with as_role(site) as conn:
+        found = privileges.schemas(conn, FILES, PLAN) + privileges.ownership(conn, FILES, PLAN)
+    assert [(f.code, f.severity) for f in found if f.code == code] == [(code, severity)]
+    assert found[0].message.endswith(f'GRANT USAGE, CREATE ON SCHEMA "tsmigrate" TO "{site.migrator}";')
+    assert "tsmigrate.ledger" in {f.message.split(" does not own ")[1].split(" ")[0] for f in found if f.code == "PF007"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tsmigrate.preflight import privileges
-from tsmigrate.preflight.files import pending_files
 
 pytestmark = [pytest.mark.order(1), pytest.mark.preflight]
 
@@ -15,20 +14,20 @@ def test_role_may_read_the_settings_the_checks_read(readonly_conn, gate):
 
 
 def test_role_may_create_in_the_database(readonly_conn, migrations_dir, plan, gate):
-    gate(privileges.database(readonly_conn, pending_files(readonly_conn, migrations_dir), plan))
+    gate(privileges.database(readonly_conn, privileges.files_to_check(readonly_conn, migrations_dir), plan))
 
 
 def test_role_may_create_in_the_schemas_the_steps_create_in(readonly_conn, migrations_dir, plan, gate):
-    gate(privileges.schemas(readonly_conn, pending_files(readonly_conn, migrations_dir), plan))
+    gate(privileges.schemas(readonly_conn, privileges.files_to_check(readonly_conn, migrations_dir), plan))
 
 
 def test_role_owns_what_the_steps_alter(readonly_conn, migrations_dir, plan, gate):
-    gate(privileges.ownership(readonly_conn, pending_files(readonly_conn, migrations_dir), plan))
+    gate(privileges.ownership(readonly_conn, privileges.files_to_check(readonly_conn, migrations_dir), plan))
 
 
 def test_role_may_make_and_swap_the_databases_of_rehearsal_and_restore(readonly_conn, migrations_dir, plan, gate):
     gate(privileges.databases(readonly_conn, privileges.has_pending_steps(
-        readonly_conn, pending_files(readonly_conn, migrations_dir), plan)))
+        readonly_conn, privileges.files_to_check(readonly_conn, migrations_dir), plan)))
 
 
 def test_role_may_end_the_application_sessions_the_fence_ends(readonly_conn, plan, gate):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import psycopg
 from pglast import ast
 from pglast.enums import FunctionParameterMode, ObjectType
@@ -23,7 +25,7 @@ from .. import fence
 from ..db import is_hypertable, one
 from ..findings import Finding
 from ..lint.source import parse
-from ..migrations import MigrationFile
+from ..migrations import MigrationFile, discover
 from ..online import online_tables
 from ..own import OWN_SCHEMA
 from ..plan import Plan
@@ -207,6 +209,7 @@ def schemas(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan | N
             schema = t.name[0] if t.name else one(conn, "SELECT current_schema()")
             if schema is not None:
                 wanted.setdefault(schema, (t.path, t.line, f"{f.label} creates objects in it"))
+    wanted.setdefault(OWN_SCHEMA, (None, None, "the run keeps its ledger and records there"))
     if plan is not None and plan.hypertables:
         wanted.setdefault(plan.schema, (str(plan.path) if plan.path else None, None,
                                         "the conversions create the new tables in it"))
@@ -257,6 +260,11 @@ def ownership(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan |
                            AND v.oid <> d.refobjid""", (row[3],)).fetchall():
                     judge(*view, f"the conversion of {plan.schema}.{h.table} moves (a view on it)",
                           table=f"{plan.schema}.{h.table}")
+    for row in conn.execute("""SELECT format('%%I.%%I', n.nspname, c.relname), pg_get_userbyid(c.relowner),
+                                      pg_has_role(current_user, c.relowner, 'USAGE')
+                                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                WHERE n.nspname = %s AND c.relkind IN ('r', 'p')""", (OWN_SCHEMA,)).fetchall():
+        judge(*row, "the run writes (an earlier run as another role made it)")
     for f in files:
         for t in touched_by(f.sql, str(f.path)):
             if t.kind == "relation":
@@ -313,6 +321,20 @@ def fence_sessions(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]
     return [finding("PF053", f"role {user} may not end the sessions of {', '.join(cannot)}, which the fence ends when "
                              f"they are connected at the start of the run: GRANT pg_signal_backend TO {_q(user)};",
                     path=str(plan.path) if plan.path else None)]
+
+
+def files_to_check(conn: psycopg.Connection, migrations_dir: Path) -> list[MigrationFile]:
+    """The pending files; every file when the role may not read the ledger (PF051 says why)."""
+    from .files import pending_files
+    readable = one(conn, """SELECT coalesce(bool_and(has_schema_privilege(oid, 'USAGE')), true)
+                              FROM pg_namespace WHERE nspname = %s""", (OWN_SCHEMA,))
+    if readable:
+        try:
+            with conn.transaction():
+                return pending_files(conn, migrations_dir)
+        except psycopg.errors.InsufficientPrivilege:
+            pass   # the ledger is another role's: PF007 names it
+    return discover(migrations_dir)[0]
 
 
 def has_pending_steps(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan | None) -> bool:
