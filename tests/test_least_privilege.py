@@ -14,7 +14,6 @@ import pytest
 from psycopg import sql
 
 from testbed.legacy import fingerprints, fingerprints_as_before
-from testbed.privileges import least_privilege_site  # noqa: F401  (a fixture)
 from tsmigrate import ledger
 from tsmigrate.backup import take_backup
 from tsmigrate.db import is_hypertable
