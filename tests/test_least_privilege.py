@@ -299,3 +299,25 @@ def test_pf051_and_pf007_the_tools_schema_made_by_an_earlier_run_as_a_superuser(
     assert [(f.code, f.severity) for f in found if f.code == code] == [(code, severity)]
     assert found[0].message.endswith(f'GRANT USAGE, CREATE ON SCHEMA "tsmigrate" TO "{site.migrator}";')
     assert "tsmigrate.ledger" in {f.message.split(" does not own ")[1].split(" ")[0] for f in found if f.code == "PF007"}
+
+
+def test_the_site_of_issue_18_is_no_go_naming_each_privilege_never_a_traceback(least_privilege_site, run_suite,
+                                                                              tmp_path):
+    """The database a superuser's, as on the site the issue tells of: GO, then 'permission denied for database' at the
+    first step and 'RESTORE FAILED: permission denied to create database'. Now the pre-flight says NO-GO first."""
+    site = least_privilege_site
+    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(
+        sql.Identifier(site.target.dbname)))
+    before = fingerprints(site.target)
+    gate = run_suite("suites/preflight", "--dsn", site.migrator_dsn)
+    record = record_of(tmp_path)
+    out = gate.stdout + gate.stderr
+    assert (gate.returncode, record["verdict"]) == (1, "NO-GO"), out[-4000:]
+    blocking = {(f["code"], f["message"].rsplit(": ", 1)[-1]) for f in record["findings"] if f["severity"] == "blocking"}
+    db, me = site.target.dbname, site.migrator
+    assert {("PF050", f'GRANT CREATE ON DATABASE "{db}" TO "{me}";'),
+            ("PF051", f'GRANT USAGE, CREATE ON SCHEMA "public" TO "{me}";')} <= blocking, blocking
+    assert any(code == "PF052" and "restore renames it" in f["message"]
+               for f in record["findings"] for code in [f["code"]]), record["findings"]
+    assert "Traceback" not in out and "InsufficientPrivilege" not in out and site.password not in out
+    assert compare(before, fingerprints(site.target)) == []
