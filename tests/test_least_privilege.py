@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
+from testbed.conditions import installation
 from testbed.legacy import fingerprints, fingerprints_as_before
 from tsmigrate import ledger
 from tsmigrate.backup import take_backup
@@ -24,6 +27,8 @@ from tsmigrate.plan import load_plan
 from tsmigrate.preflight import privileges
 from tsmigrate.rehearsal import rehearse
 from tsmigrate.restore import restore_backup
+from tsmigrate.servers.installation import installation_dirs
+from tsmigrate.servers.local import LocalCluster, pg_bindir
 
 PROJECT = Path(__file__).resolve().parents[1]
 PLAN = load_plan(PROJECT / "migrations")
@@ -321,3 +326,28 @@ def test_the_site_of_issue_18_is_no_go_naming_each_privilege_never_a_traceback(l
                for f in record["findings"] for code in [f["code"]]), record["findings"]
     assert "Traceback" not in out and "InsufficientPrivilege" not in out and site.password not in out
     assert compare(before, fingerprints(site.target)) == []
+
+
+@pytest.mark.finding("PF007", BLOCKING)
+def test_pf007_an_extension_the_role_may_not_create(marked_finding):
+    """A build whose timescaledb.control is not marked trusted (the installation copied, that one file changed):
+    only a superuser may create the extension, and the pre-flight says so where it is not created yet."""
+    code, severity = marked_finding
+    readable = Path(tempfile.mkdtemp(prefix="tsmigrate-untrusted-"))
+    readable.chmod(0o755)   # the cluster's own user reads the file through the installation's link
+    control = readable / "timescaledb.control"
+    control.write_text(re.sub(r"(?m)^trusted\s*=.*$", "trusted = false",
+                              (installation_dirs(pg_bindir())[0] / "extension" / "timescaledb.control").read_text()))
+    with installation(add=[control]) as bindir, LocalCluster(timescaledb=True, bindir=bindir) as server:
+        with psycopg.connect(server.conninfo(), autocommit=True) as admin:
+            admin.execute("CREATE ROLE run_role LOGIN PASSWORD 'run' CREATEDB")
+            admin.execute("CREATE DATABASE untrusted OWNER run_role")
+        conninfo = make_conninfo(server.conninfo("untrusted"), user="run_role", password="run")
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            found = privileges.ownership(conn, [], None)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CREATE EXTENSION timescaledb")   # the condition is real
+    shutil.rmtree(readable)
+    assert [(f.code, f.severity, f.location()) for f in found] == [(code, severity, "")]
+    assert "cannot create the timescaledb extension" in found[0].message
+    assert found[0].message.endswith("CREATE EXTENSION timescaledb; in the database before the window")
