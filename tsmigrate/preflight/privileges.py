@@ -194,6 +194,8 @@ def database(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan | 
     schemas = [f for f in files if any(isinstance(r.stmt, ast.CreateSchemaStmt) for r in parse(f.sql).statements)]
     if schemas:
         needs.append("CREATE SCHEMA in " + ", ".join(f.label for f in schemas))
+    if not one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"):
+        needs.append("the timescaledb extension, unless a superuser creates it first")
     return [finding("PF050", f"role {user} may not create schemas in database {db}, and the run creates "
                              f"{'; '.join(needs)}: GRANT CREATE ON DATABASE {_q(db)} TO {_q(user)};")]
 
