@@ -44,15 +44,23 @@ def row_counts(target) -> dict[str, int]:
                 for h in PLAN.hypertables}
 
 
-def test_the_least_privilege_role_passes_the_preflight_and_migrates(least_privilege_site, run_suite, tmp_path):
+def test_the_least_privilege_role_passes_the_preflight_and_migrates(least_privilege_site, app_login, run_suite,
+                                                                    tmp_path):
     site = least_privilege_site
     before, counts = fingerprints(site.target), row_counts(site.target)
+    # A session of the application, left connected: the fence, run by this role, ends it (pg_signal_backend).
+    application = psycopg.connect(site.migrator_dsn.replace(f"user={site.migrator}", f"user={app_login}"),
+                                  autocommit=True, application_name="line 2 HMI")
 
     gate = run_suite("suites/preflight", "--dsn", site.migrator_dsn)
-    Path("/tmp/lp_gate.txt").write_text(gate.stdout + gate.stderr)  # DEBUG
     assert (gate.returncode, record_of(tmp_path)["verdict"]) == (0, "GO"), gate.stdout[-4000:] + gate.stderr[-2000:]
 
     run = run_suite("suites/execute", "--dsn", site.migrator_dsn)
+    with pytest.raises(psycopg.OperationalError):
+        application.execute("SELECT 1")   # ended by the fence
+    application.close()
+    with site.target.connect() as conn:
+        assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (app_login,)).fetchone()[0]
     record = record_of(tmp_path)
     assert (run.returncode, record["verdict"]) == (0, "SUCCESS"), run.stdout[-5000:] + run.stderr[-2000:]
     assert site.password not in run.stdout + run.stderr
