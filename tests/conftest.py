@@ -1,8 +1,9 @@
 # Wiring only: the project's own tests use a local throwaway cluster of their own, or the server
 # TSMIGRATE_TEST_DSN names; the community edition's fixtures (they skip, with the reason, under the apache
 # edition); the apache edition's (a second server started as one where the build is the community one); and
-# the real conditions that findings are about.
+# the real conditions that findings are about, and the least-privilege site of docs/security.md.
 from testbed.legacy import legacy_db, legacy_template, run_suite  # noqa: F401
+from testbed.privileges import least_privilege_site  # noqa: F401
 from testbed.apache import apache_legacy_db, apache_server, apache_template  # noqa: F401
 from testbed.community import aged_legacy_db, aged_template, community_server  # noqa: F401
 from testbed.conditions import (app_login, cluster_on_small_filesystem, cluster_with_small_wal_disk,  # noqa: F401

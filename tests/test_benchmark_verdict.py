@@ -11,7 +11,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
 
 from tsmigrate.policies import paused_jobs
 from tsmigrate.report.words import headline, next_steps, terminal_lines

@@ -1,4 +1,4 @@
-"""Pre-flight findings about the server and its sessions (PF001-PF017), each made for real on a throwaway
+"""Pre-flight findings about the server and its sessions (PF001-PF017; the role's privileges: test_least_privilege.py), each made for real on a throwaway
 server and read back from the check the pre-flight suite runs: code, severity and location.
 
 Two conditions cannot be made on this machine and are judged on the server's real answer with one value
@@ -22,7 +22,7 @@ from tsmigrate.appsim import TelemetryWriter
 from tsmigrate.plan import load_plan
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import drop_database
-from tsmigrate.preflight import environment
+from tsmigrate.preflight import environment, privileges
 from tsmigrate.target import Target
 from tsmigrate.timescale import server_timescaledb
 
@@ -151,15 +151,13 @@ def test_pf006_client_programs_missing_or_older_than_the_server(programs, marked
 
 
 @pytest.mark.finding("PF007", BLOCKING)
-def test_pf007_a_role_that_owns_nothing_and_may_not_create_the_extension(marked_finding, legacy_db, login_role,
-                                                                        local_server):
+def test_pf007_a_role_that_owns_nothing(marked_finding, legacy_db, login_role, local_server):
     code, severity = marked_finding
     role = login_role()
     with read_only(as_role(legacy_db, role, local_server.password)) as conn:
-        found = environment.privileges(conn, PLAN)
-    assert sorted(where(found, code), key=str) == sorted(
-        [(severity, "", None)] + [(severity, "", table) for table in PLANNED], key=str)
-    assert f"role {role} is not a superuser and cannot create the timescaledb extension" in found[0].message
+        found = privileges.ownership(conn, [], PLAN)
+    assert {f.table for f in found if f.code == code and f.severity == severity} == set(PLANNED)
+    assert f"role {role} does not own factory_telemetry.metric_hist (owner " in found[0].message
 
 
 @pytest.mark.finding("PF008", BLOCKING)
@@ -311,7 +309,7 @@ def test_pf013_a_disk_too_small_for_the_backup(marked_finding, legacy_db, tiny_f
 def test_the_checks_above_find_nothing_on_a_quiet_primary(legacy_db, tmp_path):
     """The same checks on a healthy target say nothing: each finding above comes from its condition."""
     with read_only(legacy_db.conninfo) as conn:
-        found = (environment.server_version(conn) + environment.client_tools(conn) + environment.privileges(conn, PLAN)
+        found = (environment.server_version(conn) + environment.client_tools(conn) + privileges.privileges(conn, PLAN)
                  + environment.primary_server(conn) + environment.connection_slots(conn)
                  + environment.activity(conn, PLAN) + environment.maintenance_window(conn, PLAN, sample_seconds=0.2)
                  + environment.stale_fences(conn, None) + environment.encoding_and_timezone(conn)

@@ -107,7 +107,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF006", BLOCKING, "pg_dump/pg_restore missing or older than the server",
          "Install the PostgreSQL client programs of the server's major version (postgresql-client-15)."),
     Code("PF007", BLOCKING, "Connected role lacks privileges",
-         "Connect as the owner of the tables (or a superuser) that may also create the timescaledb extension."),
+         "Grant the run's role membership in the role that owns each object named (the statement is in the "
+         "finding), or run as that owner; a superuser creates the timescaledb extension where it is not trusted."),
     Code("PF008", BLOCKING, "Server is a standby", "Run the migration against the primary server."),
     Code("PF009", BLOCKING, "Too few free connection slots",
          "Stop idle clients or raise max_connections: the run needs a few connections of its own."),
@@ -169,6 +170,20 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF040", BLOCKING, "Rehearsal failed",
          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
          "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
+    Code("PF050", BLOCKING, "Connected role may not create in the database",
+         "Run the GRANT CREATE ON DATABASE statement in the finding (as the database's owner or a superuser): the "
+         "run creates its schema tsmigrate, and CREATE SCHEMA checks it even when the schema exists."),
+    Code("PF051", BLOCKING, "Connected role may not create in a schema the steps create objects in",
+         "Run the GRANT ... ON SCHEMA statement in the finding (as the schema's owner or a superuser)."),
+    Code("PF052", BLOCKING, "Connected role may not make or swap the databases of the rehearsal and the restore",
+         "Run the statement in the finding (ALTER ROLE ... CREATEDB, or give the database to a role the run's "
+         "role is a member of): without it a failed run cannot be restored automatically."),
+    Code("PF053", BLOCKING, "Connected role may not end the application's sessions",
+         "Run the GRANT pg_signal_backend statement in the finding, or set fence_application = false in plan.toml "
+         "and keep the application stopped yourself."),
+    Code("PF054", ADVISORY, "Connected role may not read the server's settings",
+         "Nothing is needed: the checks work from what the role sees; GRANT pg_read_all_settings (or pg_monitor) to "
+         "the run's role lets them read shared_preload_libraries and data_directory."),
     # -- the server's capacity for the run and the converted database (tsmigrate/preflight/capacity.py) -------
     Code("PF060", BLOCKING, "Lock table too small for an offline conversion",
          "Raise max_locks_per_transaction to the figure named (ALTER SYSTEM, then restart the server), or set "

@@ -33,9 +33,18 @@ class DatabaseLeftBehind(DatabaseStateError):
     """A database this step made could not be dropped (the server went away); the message says how to."""
 
 
+# The sessions the connected role may end: all for a superuser; else those of roles it has the privileges of, or all
+# but superusers' with pg_signal_backend. TimescaleDB's scheduler runs as a superuser: a non-superuser cannot end
+# it, and need not: TimescaleDB stops it itself for a DROP, RENAME or template copy of its database (retried).
+_MAY_END = """(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+               OR (NOT coalesce((SELECT rolsuper FROM pg_roles WHERE oid = a.usesysid), true)
+                   AND (pg_has_role(current_user, a.usesysid, 'USAGE')
+                        OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE')))"""
+
+
 def terminate_sessions(admin: psycopg.Connection, dbname: str) -> None:
-    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                  "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
+    admin.execute(f"SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
+                  f"WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND ({_MAY_END})", (dbname,))
 
 
 def while_alone(admin: psycopg.Connection, dbname: str, statement: sql.Composable, attempts: int = 20) -> None:
@@ -98,6 +107,18 @@ def drop_database_and_copies(admin: psycopg.Connection, dbname: str) -> None:
         drop_database(admin, name)
 
 
+def may_create_owned_by(admin: psycopg.Connection, owner: str) -> bool:
+    """Whether the connected role may create a database owned by ``owner`` (a superuser, or a member of it)."""
+    row = admin.execute("SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = %s",
+                        (owner,)).fetchone()
+    return bool(row and row[0])
+
+
+def hand_over(database: str, owner: str) -> str:
+    """The statement that gives ``database`` to ``owner`` (for a person who may: a superuser, or a member)."""
+    return f"ALTER DATABASE {sql.Identifier(database).as_string(None)} OWNER TO {sql.Identifier(owner).as_string(None)};"
+
+
 class NewDatabase:
     """``with NewDatabase(connect_admin, name, owner=...) as name:`` the database a step makes for itself (a
     restore's copy, a rehearsal's scratch copy), dropped when the block fails (Ctrl-C and SIGTERM too) and,
@@ -111,6 +132,7 @@ class NewDatabase:
                  template: str | None = "template0", encoding: str | None = None, collate: str | None = None,
                  ctype: str | None = None, keep: bool = False):
         self.connect_admin, self.name, self.keep = connect_admin, name, keep
+        self.owner: str | None = None   # who owns it once made: ``owner``, or the connected role when it may not
         self.options = dict(owner=owner, template=template, encoding=encoding, collate=collate, ctype=ctype)
 
     def __enter__(self) -> str:
@@ -118,7 +140,13 @@ class NewDatabase:
             if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.name,)).fetchone():
                 raise DatabaseExists(f"database {self.name} exists already; it is not this run's, so it is left as it "
                                     "is: drop or rename it, then run again")
+            wanted = self.options["owner"]
+            if wanted and not may_create_owned_by(admin, wanted):
+                # CREATE DATABASE ... OWNER needs membership in that role: without it, the database is the
+                # connected role's, and the caller says who owns it and how to hand it over.
+                self.options["owner"] = None
             _create(admin, self.name, **self.options)
+            self.owner = self.options["owner"] or admin.execute("SELECT current_user").fetchone()[0]
         return self.name
 
     def __exit__(self, exc_type, exc, tb) -> None:

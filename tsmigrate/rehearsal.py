@@ -22,6 +22,7 @@ from .backup import tool, die_with_parent
 from .causes import Cause, classify
 from .janitor import NewDatabase, drop_database
 from .plan import Plan
+from .restore import TIMESCALEDB_SCHEMAS
 from .conversion import ConversionError, convert_table
 from .migrations import MigrationError, MigrationFile, apply_file
 from .target import Target, redact
@@ -129,6 +130,11 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
     scratch_conninfo, _ = target.with_dbname(scratch).for_client_programs()
     dump = [tool("pg_dump"), "-Fc", "-d", conninfo] + [
         f"--exclude-table-data={sql.Identifier(s, t).as_string(None)}" for s, t in large]
+    with target.connect() as conn:
+        if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            # TimescaleDB's catalog is the extension's: only a superuser may load it (the copy's CREATE EXTENSION fills
+            # it); a role that is not one rehearses a database without hypertables yet (the pre-flight's PF052).
+            dump += [f"--exclude-table-data={schema}.*" for schema in TIMESCALEDB_SCHEMAS]
     restore = [tool("pg_restore"), "--no-owner", "-d", scratch_conninfo]
     log.info("rehearsal: copying %s into scratch database %s (%d large tables sampled)",
              target.describe(), scratch, len(large))

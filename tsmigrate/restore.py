@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from psycopg import sql
@@ -22,7 +25,7 @@ from .backup import Backup, _run_with_progress, tool, verify_backup
 from .carry import CarryReport
 from .errors import BackupError
 from .fingerprint import compare, fingerprint_database
-from .janitor import NewDatabase, drop_database, while_alone
+from .janitor import NewDatabase, drop_database, hand_over, while_alone
 from .target import Target
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,15 @@ class RestoreOutcome:
     kept_failed_as: str | None
     seconds: float
     carried: CarryReport | None = None   # rows others committed after the backup, carried from the failed copy
+    owner: str | None = None             # who owns the restored database
+    original_owner: str | None = None    # who owned it at the backup (the run's role may not be a member of it)
+
+    def owner_note(self) -> str:
+        """Who owns the restored database when the run's role could not give it back, and how to."""
+        if not self.owner or not self.original_owner or self.owner == self.original_owner:
+            return ""
+        return (f"; it is owned by {self.owner} (it was {self.original_owner}'s, and {self.owner} may not create "
+                f"a database for that role): hand it back as a superuser with {hand_over(self.database, self.original_owner)}")
 
     @property
     def complete(self) -> bool:
@@ -46,6 +58,7 @@ class RestoreOutcome:
 
     def summary(self) -> str:
         kept = f"; the failed database is kept as {self.kept_failed_as}" if self.kept_failed_as else ""
+        kept += self.owner_note()
         if self.carried is None or not self.carried.changed:
             return (f"RESTORED: {self.database} is identical to the backup (every table's fingerprint matches) and "
                     f"nothing was written by others after it{kept}")
@@ -105,8 +118,9 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
     new_target = target.with_dbname(new_name)
     carried = None
     # The copy is dropped if anything below fails; once it took the database's name, it is the database.
-    with NewDatabase(admin_target.connect, new_name, owner=m["owner"], encoding=m["encoding"], collate=m["collate"],
-                     ctype=m["ctype"], keep=True):
+    new_database = NewDatabase(admin_target.connect, new_name, owner=m["owner"], encoding=m["encoding"],
+                               collate=m["collate"], ctype=m["ctype"], keep=True)
+    with new_database:
         _load_and_prove(backup, new_target, jobs)
         # The copy is proven; renaming does not touch its content, so the proof holds under the old name.
         with admin_target.connect() as admin:
@@ -126,27 +140,83 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
     if not keep_failed:
         with admin_target.connect() as admin:
             drop_database(admin, failed_name)
-    return RestoreOutcome(dbname, failed_name if keep_failed else None, time.monotonic() - started, carried)
+    return RestoreOutcome(dbname, failed_name if keep_failed else None, time.monotonic() - started, carried,
+                          owner=new_database.owner, original_owner=m["owner"])
+
+
+# TimescaleDB's own schemas: their tables are the extension's (a superuser's), filled by CREATE EXTENSION.
+TIMESCALEDB_SCHEMAS = ("_timescaledb_catalog", "_timescaledb_config", "_timescaledb_internal", "_timescaledb_cache")
+# The one catalog row every database with the extension has of its own: its install's uuid (a new one is fine).
+_OWN_ROWS_OF_EVERY_INSTALL = {"_timescaledb_catalog.metadata"}
+
+
+def timescaledb_catalog_rows(dump_dir: Path) -> list[str]:
+    """TimescaleDB catalog tables the dump holds rows of (hypertables, chunks, jobs...): only a superuser may load
+    them (timescaledb_pre_restore() sets a superuser's parameter, and the tables are the extension's)."""
+    args = [tool("pg_restore"), "--data-only", "-f", "-", str(dump_dir)]
+    for schema in TIMESCALEDB_SCHEMAS:
+        args += ["-n", schema]
+    text = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    filled, table, rows = [], None, 0
+    for line in text.splitlines():
+        if table is None:
+            copy = re.match(r"COPY (\S+) .*FROM stdin;$", line)
+            table, rows = (copy.group(1), 0) if copy else (None, 0)
+        elif line == "\\.":
+            if rows and table not in _OWN_ROWS_OF_EVERY_INSTALL:
+                filled.append(table)
+            table = None
+        else:
+            rows += 1
+    return filled
+
+
+def _without_timescaledb_catalog_data(dump_dir: Path, list_file: Path) -> Path:
+    """A pg_restore list (-L) of the dump without the data of TimescaleDB's schemas (empty but for the install's
+    uuid: timescaledb_catalog_rows said so), which a role that is not a superuser may not load."""
+    listing = subprocess.run([tool("pg_restore"), "-l", str(dump_dir)], capture_output=True, text=True,
+                             check=True).stdout
+    kept = [(";" + line) if re.search(r" (TABLE DATA|SEQUENCE SET) (" + "|".join(TIMESCALEDB_SCHEMAS) + r") ", line) else line
+            for line in listing.splitlines()]
+    list_file.write_text("\n".join(kept) + "\n")
+    return list_file
 
 
 def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
-    """Load the dump into the new, empty database and prove it holds what the backup fingerprinted."""
+    """Load the dump into the new, empty database and prove it holds what the backup fingerprinted.
+
+    As a superuser, TimescaleDB's catalog is restored between timescaledb_pre_restore() and post_restore(). A role
+    that is not one creates the extension (it is trusted) and restores everything but the catalog's data, which
+    must then hold nothing of the database's own (no hypertable, chunk or job): otherwise the restore needs a
+    superuser, and says so before it changes anything.
+    """
     m = backup.manifest
     ts_version = m.get("timescaledb_version")
-    if ts_version:
-        with new_target.connect() as conn:
-            conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
-            conn.execute("SELECT timescaledb_pre_restore()")
     conninfo, env = new_target.for_client_programs()
     # TimescaleDB's catalog tables reference each other: their data must load in dump order.
     parallel = 1 if ts_version else max(1, jobs)
-    with backup.opened_dump() as dump_dir:
-        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(dump_dir)]
-        tables = len(m["fingerprints"])
-        _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"),
-                           chunks=m.get("chunks", 0))
-    with new_target.connect() as conn:
+    with backup.opened_dump() as dump_dir, tempfile.TemporaryDirectory(prefix="tsmigrate-restore-") as scratch:
+        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo]
+        superuser = True
         if ts_version:
+            with new_target.connect() as conn:
+                superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+                filled = [] if superuser else timescaledb_catalog_rows(dump_dir)
+                if filled:
+                    raise BackupError(
+                        f"the backup holds TimescaleDB catalog rows ({', '.join(filled)}: hypertables, chunks or "
+                        f"jobs) that only a superuser may restore; restore {backup.path} as a superuser "
+                        "(README: Backups and restore)")
+                conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
+                if superuser:
+                    conn.execute("SELECT timescaledb_pre_restore()")
+            if not superuser:
+                args += ["-L", str(_without_timescaledb_catalog_data(dump_dir, Path(scratch) / "restore.list"))]
+        tables = len(m["fingerprints"])
+        _run_with_progress(args + [str(dump_dir)], env, "restore (pg_restore)", tables,
+                           re.compile(r"processing data for table"), chunks=m.get("chunks", 0))
+    with new_target.connect() as conn:
+        if ts_version and superuser:
             conn.execute("SELECT timescaledb_post_restore()")
         for statement in database_properties(m, new_target.dbname):
             conn.execute(statement)

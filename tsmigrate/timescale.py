@@ -70,11 +70,17 @@ class ServerTimescale:
         return self.edition == COMMUNITY
 
 
+def preload_libraries(conn: psycopg.Connection) -> str | None:
+    """shared_preload_libraries, or None when the role may not read it (neither superuser nor pg_read_all_settings)."""
+    return conn.execute("""SELECT CASE WHEN pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')
+                                       THEN current_setting('shared_preload_libraries') END""").fetchone()[0]
+
+
 def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
     available = conn.execute(
         "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     installed = timescaledb_version(conn)
-    preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+    preload = preload_libraries(conn)
     license_row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
     if available and not installed and not (license_row and license_row[0]):
         # In a database without the extension the versioned library is not loaded, so the license
@@ -88,6 +94,9 @@ def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
     return ServerTimescale(
         available_version=available[0] if available else None,
         installed_version=installed,
-        preloaded="timescaledb" in [p.strip() for p in preload.split(",")],
+        preloaded=("timescaledb" in [p.strip() for p in preload.split(",")] if preload is not None else
+                   # Only the preloaded library defines this setting: a role that may not read the list sees it.
+                   conn.execute("SELECT current_setting('timescaledb.max_background_workers', true) IS NOT NULL")
+                   .fetchone()[0]),
         license=license_row[0] or None if license_row else None,
     )

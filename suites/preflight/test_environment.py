@@ -1,4 +1,4 @@
-"""Pre-flight: the server, TimescaleDB, client tools, privileges and activity on the target."""
+"""Pre-flight: the server, TimescaleDB, client tools and activity (privileges: test_privileges.py) on the target."""
 
 from __future__ import annotations
 
@@ -19,10 +19,6 @@ def test_timescaledb_available_preloaded_and_edition_fits_plan(readonly_conn, pl
 
 def test_client_tools_match_server(readonly_conn, gate):
     gate(environment.client_tools(readonly_conn))
-
-
-def test_role_privileges(readonly_conn, plan, gate):
-    gate(environment.privileges(readonly_conn, plan))
 
 
 def test_server_is_primary(readonly_conn, gate):

@@ -4,7 +4,8 @@ Each check takes a read-only connection (and what else it needs) and returns fin
 stable code (PF0xx), a location and a fix. The suite turns blocking findings into failed
 tests, and the verdict into GO / NO-GO.
 
-- ``environment``: the server, TimescaleDB, client tools, privileges, sessions and room on disk.
+- ``environment``: the server, TimescaleDB, client tools, sessions and room on disk.
+- ``privileges``: every privilege the run will use, checked as the role that will run.
 - ``files``: the migration files against the ledger, and their lint.
 - ``hazards``: the live tables the plan or the files convert.
 - ``capacity``: the lock table and TimescaleDB's background workers against what the run and the converted

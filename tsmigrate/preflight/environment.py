@@ -1,5 +1,5 @@
-"""Pre-flight checks of the server environment: PostgreSQL and TimescaleDB versions, client tools, privileges,
-other sessions and their locks and writes, fences left by a dead run, encoding, and room for the backup."""
+"""Pre-flight checks of the server environment: PostgreSQL and TimescaleDB versions, client tools, other sessions
+and their locks and writes, fences left by a dead run, encoding, and room for the backup (privileges: privileges.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from .. import fence
 from ..activity import other_sessions, sample_writes
 from ..backup import BackupError, room_needed, tool, tool_major
 from ..conversion import YIELDING_AUTOVACUUM
-from ..db import one, timescaledb_version
+from ..db import one
 from ..findings import ADVISORY, BLOCKING, Finding
 from ..online import online_tables
 from ..plan import Plan
-from ..timescale import APACHE_LACKS, ServerTimescale, server_timescaledb
+from ..timescale import APACHE_LACKS, ServerTimescale, preload_libraries, server_timescaledb
 from .checks import finding
 
 
@@ -39,8 +39,9 @@ def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTim
         return [finding("PF002", "the timescaledb extension is not installed on the server (pg_available_extensions)")]
     found = []
     if not ts.preloaded:
+        preload = preload_libraries(conn)
         found.append(finding("PF003", "timescaledb is not in shared_preload_libraries "
-                                      f"({one(conn, 'SHOW shared_preload_libraries') or 'empty'})"))
+                                      f"({'unreadable to this role' if preload is None else preload or 'empty'})"))
     if ts.installed_version and ts.installed_version != ts.available_version:
         found.append(finding("PF005", f"timescaledb {ts.installed_version} is created in this database, "
                                       f"{ts.available_version} is installed on the server"))
@@ -81,26 +82,6 @@ def client_tools(conn: psycopg.Connection) -> list[Finding]:
             continue
         if major < server_major:
             found.append(finding("PF006", f"{name} ({tool(name)}) is version {major}, the server is {server_major}"))
-    return found
-
-
-def privileges(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
-    superuser = one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-    if superuser:
-        return []
-    user = one(conn, "SELECT current_user")
-    found = []
-    ts_created = timescaledb_version(conn)
-    if not ts_created:
-        found.append(finding("PF007", f"role {user} is not a superuser and cannot create the timescaledb extension"))
-    if plan is not None:
-        for h in plan.hypertables:
-            owner = one(conn, """SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n
-                                  ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s""",
-                         (plan.schema, h.table))
-            if owner is not None and not one(conn, "SELECT pg_has_role(current_user, %s, 'USAGE')", (owner,)):
-                found.append(finding("PF007", f"role {user} does not own {plan.schema}.{h.table} (owner {owner})",
-                                     table=f"{plan.schema}.{h.table}"))
     return found
 
 
