@@ -42,6 +42,8 @@ class RunSummary:
     exit_code: int | None = None                      # pytest's exit status, once the session finished
     policy_schedule: list[str] = field(default_factory=list)  # policy jobs scheduled by the post-flight, first runs
     verdict_inputs: dict | None = None                # what a GO depended on (versions, hashes)
+    # The role's and database's settings the run's sessions override (tsmigrate.session.Override.to_dict())
+    session_overrides: list[dict] = field(default_factory=list)
 
     @property
     def blocking(self) -> list[Finding]:
