@@ -169,6 +169,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF040", BLOCKING, "Rehearsal failed",
          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
          "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
+    Code("PF041", BLOCKING, "A pre-flight check could not run",
+         "A check, or what it needs, raised an error the pre-flight does not expect: fix its cause (the error and "
+         "where it was raised are named here; often a privilege the connected role lacks, or the state of the "
+         "server), then run the pre-flight again. Nothing was changed."),
     # -- the server's capacity for the run and the converted database (tsmigrate/preflight/capacity.py) -------
     Code("PF060", BLOCKING, "Lock table too small for an offline conversion",
          "Raise max_locks_per_transaction to the figure named (ALTER SYSTEM, then restart the server), or set "
