@@ -96,6 +96,20 @@ def test_a_check_that_raises_is_a_blocking_finding_with_a_verdict_and_no_passwor
         assert SECRET not in text
 
 
+def test_a_preflight_that_cannot_reach_its_target_still_ends_with_a_verdict(run_suite, tmp_path):
+    result = run_suite("suites/preflight", "--dsn", f"host=127.0.0.1 port=1 dbname=nowhere user=nobody password={SECRET}",
+                       "--tb=long", "--showlocals")
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    verdict = [i for i, line in enumerate(lines) if line.startswith("=") and " NO-GO: " in line]
+    assert verdict and "NO-GO: 127.0.0.1:1/nowhere as nobody" in lines[verdict[-1]], result.stdout[-3000:]
+    assert "stopped: cannot connect to 127.0.0.1:1/nowhere" in lines[verdict[-1] + 1]
+    record = json.loads((tmp_path / "reports" / "latest.json").read_text())
+    assert (record["verdict"], record["exit_code"]) == ("NO-GO", 3)
+    for text in written_by(result, tmp_path):
+        assert SECRET not in text
+
+
 def test_no_object_that_holds_a_dsn_shows_its_password_in_its_repr(tmp_path):
     dsn = f"postgresql://{ROLE}:{SECRET}@db.example:5432/factory_telemetry"
     options = RunOptions(dsn=dsn, demo=False, server="auto", demo_scale="demo", migrations=tmp_path,
