@@ -13,6 +13,8 @@ from psycopg import sql
 from tsmigrate.findings import BLOCKING
 from tsmigrate.options import RunOptions
 from tsmigrate.servers import ServerInfo
+from tsmigrate.servers.external import ExternalServer
+from tsmigrate.servers.local import LocalCluster
 from tsmigrate.target import Target
 
 SECRET = "Pw-in-the-dsn-4417"
@@ -117,6 +119,9 @@ def test_no_object_that_holds_a_dsn_shows_its_password_in_its_repr(tmp_path):
                          rehearse=True, resolve_interrupted=False)
     server = ServerInfo("local", "127.0.0.1", 5432, "postgres", SECRET, "15")
     target = Target(f"host=db.example user={ROLE} password={SECRET} dbname=factory_telemetry", "--dsn")
-    for thing in (options, server, target):
+    cluster = LocalCluster()              # not started: what it holds once started is its ServerInfo
+    cluster.info = server
+    external = ExternalServer(dsn, source="TSMIGRATE_TEST_DSN")
+    for thing in (options, server, target, cluster, external):
         assert SECRET not in repr(thing), repr(thing)
     assert "db.example" in repr(options) and "migrations=" in repr(options)
