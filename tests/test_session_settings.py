@@ -29,20 +29,23 @@ def timed_out_migrator(local_server, legacy_db):
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
             sql.Identifier(role), sql.Literal(local_server.password)))
         for setting, value in SITE_TIMEOUTS.items():
-            for statement in ("ALTER ROLE {role} SET {setting} = {value}", "ALTER DATABASE {db} SET {setting} = {value}"):
-                admin.execute(sql.SQL(statement).format(role=sql.Identifier(role), db=sql.Identifier(legacy_db.dbname),
-                                                        setting=sql.Identifier(setting), value=sql.Literal(value)))
+            for statement in ("ALTER ROLE {role} SET {setting} = {value}",
+                              "ALTER DATABASE {db} SET {setting} = {value}"):
+                admin.execute(sql.SQL(statement).format(
+                    role=sql.Identifier(role), db=sql.Identifier(legacy_db.dbname),
+                    setting=sql.Identifier(setting), value=sql.Literal(value)))
         admin.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET statement_timeout = '40ms'").format(
             sql.Identifier(role), sql.Identifier(legacy_db.dbname)))
     yield Target(make_conninfo(legacy_db.conninfo, user=role), f"test database {legacy_db.dbname} as {role}")
+    # What the run created is owned by the role (in the database, and databases a failed run kept): hand it over.
     with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
-        admin.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))  # in the postgres database only
-        admin.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(sql.Identifier(role)))
-    with legacy_db.connect() as conn:  # what the run created is owned by the role: hand it over before the drop
+    with legacy_db.connect() as conn:
         conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
     with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
@@ -67,7 +70,8 @@ def test_every_connection_of_the_run_sets_its_own_timeouts(timed_out_migrator):
     # So does a DSN that carries options of its own (libpq would otherwise take the run's instead of them).
     with_options = Target(make_conninfo(timed_out_migrator.conninfo, options="-c work_mem=7MB"), "a DSN with options")
     with with_options.connect() as conn:
-        assert conn.execute("SELECT current_setting('work_mem'), current_setting('lock_timeout')").fetchone() == ("7MB", "0")
+        assert conn.execute("SELECT current_setting('work_mem'), current_setting('lock_timeout')").fetchone() \
+            == ("7MB", "0")
     assert "work_mem=7MB" in with_options.for_client_programs()[0]
     # The client programs get them through PGOPTIONS.
     _, env = timed_out_migrator.for_client_programs()
