@@ -112,6 +112,28 @@ def test_a_preflight_that_cannot_reach_its_target_still_ends_with_a_verdict(run_
         assert SECRET not in text
 
 
+# A fake: no real condition makes pytest's own machinery fail; a plugin raising in a hook, with the DSN in the
+# error's text and in its frame's locals, stands for a bug of ours there.
+BROKEN_HOOK = """
+def pytest_collection_finish(session):
+    dsn = session.config.getoption("dsn")
+    raise RuntimeError(f"a hook failed while it held {dsn}")
+"""
+
+
+def test_an_internal_error_shows_no_password_and_ends_with_a_verdict(run_suite, tmp_path):
+    (tmp_path / "broken_hook.py").write_text(BROKEN_HOOK)
+    dsn = f"postgresql://{ROLE}:{SECRET}@127.0.0.1:1/nowhere"
+    result = run_suite("suites/preflight", "--dsn", dsn, "-p", "broken_hook", "--fulltrace", "--showlocals",
+                       env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "INTERNALERROR" in result.stdout and "a hook failed while it held postgresql://" in result.stdout
+    assert "dsn        = 'postgresql://hardened_migrator:***@" in result.stdout   # the locals, shown and hidden
+    assert "NO-GO: 127.0.0.1:1/nowhere as hardened_migrator" in result.stdout
+    for text in written_by(result, tmp_path):
+        assert SECRET not in text
+
+
 def test_no_object_that_holds_a_dsn_shows_its_password_in_its_repr(tmp_path):
     dsn = f"postgresql://{ROLE}:{SECRET}@db.example:5432/factory_telemetry"
     options = RunOptions(dsn=dsn, demo=False, server="auto", demo_scale="demo", migrations=tmp_path,
