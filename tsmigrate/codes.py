@@ -170,6 +170,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF040", BLOCKING, "Rehearsal failed",
          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
          "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
+    Code("PF041", BLOCKING, "A pre-flight check could not run",
+         "A check, or what it needs, raised an error the pre-flight does not expect: fix its cause (the error and "
+         "where it was raised are named here; often a privilege the connected role lacks, or the state of the "
+         "server), then run the pre-flight again. Nothing was changed."),
     Code("PF050", BLOCKING, "Connected role may not create in the database",
          "Run the GRANT CREATE ON DATABASE statement in the finding (as the database's owner or a superuser): the "
          "run creates its schema tsmigrate, and CREATE SCHEMA checks it even when the schema exists."),

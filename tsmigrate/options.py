@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+
+from .target import redact
 
 
 @dataclass(frozen=True)
@@ -23,3 +25,9 @@ class RunOptions:
     baseline: Path | None = None
     write_sample: float = 2.0  # pre-flight: seconds to watch for rows being written by others
     server_free_disk: float | None = None  # pre-flight: GiB free in the server's data directory, as the operator measured
+
+    def __repr__(self) -> str:
+        """Every field, the DSN's password hidden: tracebacks (--showlocals) and assertion output print reprs."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["dsn"] = redact(self.dsn) if self.dsn else self.dsn
+        return f"{type(self).__name__}(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"

@@ -5,6 +5,8 @@ Only this module and fixtures/ know pytest; everything they call is plain Python
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +20,7 @@ from .report.words import terminal_lines
 from .run import plan_steps
 from .servers import SERVER_KINDS
 from .summary import GOOD_VERDICTS, RunSummary
-from .target import TargetError, resolve_target
+from .target import TargetError, password_of, resolve_target
 
 OPTIONS_KEY = pytest.StashKey[RunOptions]()
 SUMMARY_KEY = pytest.StashKey[RunSummary]()
@@ -26,6 +28,7 @@ SUMMARY_KEY = pytest.StashKey[RunSummary]()
 PHASE_REPORTS_KEY = pytest.StashKey[dict]()
 REPORT_FILES_KEY = pytest.StashKey[dict]()
 PLAN_KEY = pytest.StashKey["Plan | PlanError | None"]()
+SECRETS_KEY = pytest.StashKey[set]()      # passwords learnt during the run (a demo server's)
 SUITES = ("preflight", "execute", "postflight")
 
 
@@ -126,6 +129,29 @@ def options_of(config: pytest.Config) -> RunOptions:
 
 def summary_of(config: pytest.Config) -> RunSummary:
     return config.stash[SUMMARY_KEY]
+
+
+def remember_secrets(config: pytest.Config, secrets) -> None:
+    """Passwords the run learnt besides the DSN's (a throwaway server's): hidden wherever secrets_of() is used."""
+    config.stash.setdefault(SECRETS_KEY, set()).update(s for s in secrets if s)
+
+
+def secrets_of(config: pytest.Config) -> tuple[str, ...]:
+    """Passwords this run could know: in the DSN, in PGPASSWORD, and those remembered since."""
+    found = [os.environ.get("PGPASSWORD"), password_of(options_of(config).dsn or ""),
+             *sorted(config.stash.get(SECRETS_KEY, set()))]
+    return tuple(dict.fromkeys(s for s in found if s))
+
+
+def target_description(config: pytest.Config) -> str:
+    """The target in words (host:port/database as user), never its password."""
+    options = options_of(config)
+    if options.demo:
+        return f"demo on a throwaway server ({options.server})"
+    try:
+        return resolve_target(options.dsn).describe()
+    except TargetError:
+        return "no target given"
 
 
 def plan_of(config: pytest.Config) -> Plan | None:
@@ -280,3 +306,21 @@ def _print_verdict(config: pytest.Config) -> None:
 def item_failed(item: pytest.Item) -> bool:
     """Whether any phase of this test failed (for teardown that must know)."""
     return any(r.failed for r in item.stash.get(PHASE_REPORTS_KEY, {}).values())
+
+
+class FailureText:
+    """A failure's text in place of pytest's own representation (e.g. with passwords hidden): the terminal, JUnit
+    and pytest-html print ``text``; the one-line summaries (-ra, JUnit's message) read ``reprcrash.message``."""
+
+    def __init__(self, text: str, crash=None, message: str | None = None):
+        self.text = text
+        # pytest's ReprFileLocation (path, line, message) of the original failure, with the message replaced
+        self.reprcrash = dataclasses.replace(crash, message=message) if crash is not None and message is not None \
+            else crash
+
+    def toterminal(self, out) -> None:
+        for line in self.text.splitlines():
+            out.line(line)
+
+    def __str__(self) -> str:
+        return self.text

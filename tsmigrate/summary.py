@@ -50,6 +50,8 @@ class RunSummary:
     verdict_inputs: dict | None = None                # what a GO depended on (versions, hashes)
     # benchmarks that missed their target (test, name, problem, remedy): a failed check, but not of the data
     below_target: list[dict] = field(default_factory=list)
+    # The role's and database's settings the run's sessions override (tsmigrate.session.Override.to_dict())
+    session_overrides: list[dict] = field(default_factory=list)
 
     @property
     def blocking(self) -> list[Finding]:

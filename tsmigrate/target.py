@@ -15,6 +15,8 @@ from typing import Mapping
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from .session import merge_options, run_session_options
+
 # Environment variables that name a server or database (PGPASSWORD alone names none).
 TARGET_ENV_VARS = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGSERVICEFILE")
 REDACTED = "***"
@@ -90,18 +92,31 @@ class Target:
         return Target(psycopg.conninfo.make_conninfo(**params), f"{self.source} (database {dbname})")
 
     def for_client_programs(self) -> tuple[str, dict[str, str]]:
-        """A conninfo without its password for a command line (ps shows it), and an environment carrying it."""
+        """A conninfo without its password for a command line (ps shows it), and an environment carrying it and
+        the run's session settings (PGOPTIONS; in the conninfo too when the DSN has options of its own, since
+        libpq then ignores PGOPTIONS)."""
         params = conninfo_to_dict(self.conninfo) if self.conninfo else {}
         password = params.pop("password", None)
         env = dict(os.environ)
         if password:
             env["PGPASSWORD"] = password
+        env["PGOPTIONS"] = merge_options(env.get("PGOPTIONS"), run_session_options())
+        if params.get("options"):
+            params["options"] = merge_options(params["options"], run_session_options())
         return (psycopg.conninfo.make_conninfo(**params) if params else ""), env
 
-    def connect(self, *, autocommit: bool = True, **kwargs) -> psycopg.Connection:
-        """Open a connection; failures name the target without its password."""
+    def session_options(self, own: str | None = None) -> str:
+        """The ``options`` a connection of the run sends: the DSN's (else PGOPTIONS), then the run's session
+        settings (statement and lock timeouts off, see tsmigrate.session), then the caller's ``own``."""
+        given = conninfo_to_dict(self.conninfo).get("options") if self.conninfo else None
+        return merge_options(given or os.environ.get("PGOPTIONS"), run_session_options(), own)
+
+    def connect(self, *, autocommit: bool = True, options: str | None = None, **kwargs) -> psycopg.Connection:
+        """Open a connection with the run's session settings (``options`` are added after them); failures name
+        the target without its password."""
         kwargs.setdefault("connect_timeout", 10)
         kwargs.setdefault("application_name", "tsmigrate")
+        kwargs["options"] = self.session_options(options)
         try:
             return psycopg.connect(self.conninfo, autocommit=autocommit, **kwargs)
         except psycopg.OperationalError as exc:

@@ -279,6 +279,17 @@ def benchmarks_html(benchmarks: list[dict]) -> str:
     return figures_table_html(benchmarks) + "\n" + figures_chart_svg(benchmarks)
 
 
+def session_overrides_html(overrides: list[dict]) -> str:
+    """The role's and database's settings the run's sessions set otherwise."""
+    rows = [f'<tr><td><code>{_e(o["setting"])}</code></td><td>{_e(o["value"])}</td><td>{_e(o["set_by"])}</td>'
+            f'<td><code>{_e(o["statement"])}</code></td><td>{_e(o["run_value"])}</td></tr>' for o in overrides]
+    return ('<p class="tsm-note">Every session of the run sets these at connect time, as pg_dump does, so that the '
+            "site's limits cannot stop a backup, a conversion or a restore halfway; the site's other sessions keep "
+            "them.</p>"
+            '<table class="tsm tsm-session"><tr><th>Setting</th><th>Site value</th><th>Set on</th><th>As</th>'
+            "<th>The run's value</th></tr>\n" + "\n".join(rows) + "</table>")
+
+
 def run_sections_html(summary: RunSummary, reports: dict[str, str] | None = None) -> str:
     """Everything a reader looks at after the banner: findings, steps, fingerprints, benchmarks, files."""
     before = before_fingerprints(summary)
@@ -290,6 +301,8 @@ def run_sections_html(summary: RunSummary, reports: dict[str, str] | None = None
          lambda: steps_html(summary.steps)),
         (before or summary.fingerprints_after, "Table fingerprints, before and after", "fingerprints",
          lambda: fingerprints_html(before, summary.fingerprints_after, restored_identical=summary.restored_identical)),
+        (summary.session_overrides, "Session settings the run overrode", "session",
+         lambda: session_overrides_html(summary.session_overrides)),
         (summary.benchmarks or summary.kind in ("postflight", "full"), "Benchmarks", "benchmarks",
          lambda: benchmarks_html(summary.benchmarks)),
         (reports, "Files of this run", "files",

@@ -122,6 +122,16 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
                                                     "fix": {"type": "string"}, "path": {"type": ["string", "null"]},
                                                     "resource": {"type": "boolean"}}}},
         },
+        "session_overrides": {
+            "type": "array",
+            "description": "settings of the connected role or the database (ALTER ROLE/DATABASE ... SET) that every "
+                           "session of the run sets otherwise at connect time (statement, lock and idle-in-transaction "
+                           "timeouts off, as pg_dump does)",
+            "items": {"type": "object", "required": ["setting", "value", "set_by", "statement", "run_value"],
+                      "properties": {"setting": {"type": "string"}, "value": {"type": "string"},
+                                     "set_by": {"type": "string"}, "statement": {"type": "string"},
+                                     "run_value": {"type": "string"}}},
+        },
         "policy_schedule": {"type": "array", "items": {"type": "string"},
                             "description": "policy jobs the post-flight scheduled once every check passed, with "
                                            "their first run"},
@@ -194,6 +204,7 @@ def run_record(summary: RunSummary, *, tests: dict[str, int], started: datetime,
         "backup": dict(summary.backup) if summary.backup else None,
         "restore": restore,
         "policy_schedule": list(summary.policy_schedule),
+        "session_overrides": list(summary.session_overrides),
         "fingerprints": {"before": _rows_and_digest(before_fingerprints(summary)),
                          "after": _rows_and_digest(summary.fingerprints_after)},
         "verdict_inputs": summary.verdict_inputs,
