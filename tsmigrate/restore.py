@@ -13,6 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from psycopg import sql
@@ -101,8 +102,7 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
     new_target = target.with_dbname(new_name)
     carried = None
     # The copy is dropped if anything below fails; once it took the database's name, it is the database.
-    with NewDatabase(admin_target.connect, new_name, owner=m["owner"], encoding=m["encoding"], collate=m["collate"],
-                     ctype=m["ctype"], keep=True):
+    with copy_database(admin_target, new_name, m, keep=True):
         _load_and_prove(backup, new_target, jobs)
         # The copy is proven; renaming does not touch its content, so the proof holds under the old name.
         with admin_target.connect() as admin:
@@ -125,10 +125,19 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
     return RestoreOutcome(dbname, failed_name if keep_failed else None, time.monotonic() - started, carried)
 
 
-def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
-    """Load the dump into the new, empty database and prove it holds what the backup fingerprinted."""
-    m = backup.manifest
-    ts_version = m.get("timescaledb_version")
+def copy_database(admin_target: Target, name: str, manifest: dict, *, keep: bool) -> NewDatabase:
+    """The empty database a dump is restored into, made as the backed-up one was (owner, encoding, locale); dropped
+    when the block fails and, unless ``keep``, when it ends."""
+    return NewDatabase(admin_target.connect, name, owner=manifest["owner"], encoding=manifest["encoding"],
+                       collate=manifest["collate"], ctype=manifest["ctype"], keep=keep)
+
+
+def load_dump(manifest: dict, new_target: Target, dump_dir: Path, *, jobs: int = 1, list_file: Path | None = None,
+              what: str = "restore (pg_restore)", tables: int | None = None) -> None:
+    """pg_restore the dump (the entries ``list_file`` names, else all) into the new, empty database, between
+    timescaledb_pre_restore() and timescaledb_post_restore() as Timescale documents, then give the database the
+    settings and grants the backup recorded."""
+    ts_version = manifest.get("timescaledb_version")
     if ts_version:
         with new_target.connect() as conn:
             conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
@@ -136,15 +145,23 @@ def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
     conninfo, env = new_target.for_client_programs()
     # TimescaleDB's catalog tables reference each other: their data must load in dump order.
     parallel = 1 if ts_version else max(1, jobs)
-    with backup.opened_dump() as dump_dir:
-        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo, str(dump_dir)]
-        tables = len(m["fingerprints"])
-        _run_with_progress(args, env, "restore (pg_restore)", tables, re.compile(r"processing data for table"))
+    args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo,
+            *(["-L", str(list_file)] if list_file else []), str(dump_dir)]
+    _run_with_progress(args, env, what, tables if tables is not None else len(manifest["fingerprints"]),
+                       re.compile(r"processing data for table"))
     with new_target.connect() as conn:
         if ts_version:
             conn.execute("SELECT timescaledb_post_restore()")
-        for statement in database_properties(m, new_target.dbname):
+        for statement in database_properties(manifest, new_target.dbname):
             conn.execute(statement)
+
+
+def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
+    """Load the dump into the new, empty database and prove it holds what the backup fingerprinted."""
+    m = backup.manifest
+    with backup.opened_dump() as dump_dir:
+        load_dump(m, new_target, dump_dir, jobs=jobs)
+    with new_target.connect() as conn:
         differences = compare(backup.fingerprints, fingerprint_database(conn, list(
             tuple(k.split(".", 1)) for k in backup.fingerprints), like=backup.fingerprints))
     if differences:
