@@ -5,6 +5,7 @@
 from testbed.legacy import legacy_db, legacy_template, run_suite  # noqa: F401
 from testbed.apache import apache_legacy_db, apache_server, apache_template  # noqa: F401
 from testbed.community import aged_legacy_db, aged_template, community_server  # noqa: F401
+from testbed.compressed import compressed_db, compressed_template  # noqa: F401
 from testbed.replication import logical_legacy_db, logical_server, logical_template  # noqa: F401
 from testbed.conditions import (app_login, cluster_without_preload, login_role, marked_finding,  # noqa: F401
                                  server_without_timescaledb, standby, tiny_filesystem, upgraded_timescaledb)

@@ -96,7 +96,7 @@ def test_the_trial_restores_and_reads_back_the_newest_compressed_chunk_of_each_h
     backup = take_backup(compressed_db, tmp_path / "backups")
     chunks = [TrialChunk.from_dict(c) for c in backup.manifest[MANIFEST_KEY]["chunks"]]
     with compressed_db.connect() as conn:
-        compressed = {r[0] for r in conn.execute("SELECT DISTINCT format('%%I.%%I', hypertable_schema, hypertable_name) "
+        compressed = {r[0] for r in conn.execute("SELECT DISTINCT format('%I.%I', hypertable_schema, hypertable_name) "
                                                  "FROM timescaledb_information.chunks WHERE is_compressed")}
         newest = {r[0]: r[1] for r in conn.execute(
             """SELECT DISTINCT ON (h.schema_name, h.table_name) format('%I.%I', h.schema_name, h.table_name),
