@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import subprocess
 
-import psycopg
 import pytest
 
+from tsmigrate import backupctl
 from tsmigrate.backup import BackupError, take_backup, tool
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.target import Target
-from tsmigrate.trial import MANIFEST_KEY, TrialChunk
+from tsmigrate.trial import MANIFEST_KEY, TrialChunk, trial_restore
 
 
 def scratch_databases(target: Target) -> list[str]:
@@ -84,10 +84,18 @@ def test_a_backup_whose_chunks_cannot_be_restored_is_not_verified(series_db, tmp
 
 
 def test_an_older_backup_without_a_trial_plan_is_not_tried(series_db, tmp_path):
-    from tsmigrate.trial import trial_restore
     backup = take_backup(series_db, tmp_path / "backups")
     del backup.manifest[MANIFEST_KEY]
     assert trial_restore(series_db, backup) == []
+
+
+def test_backupctl_verify_repeats_the_trial_restore_by_hand(series_db, tmp_path, capsys):
+    backup = take_backup(series_db, tmp_path / "backups")
+    assert backupctl.main(["verify", str(backup.path), "--trial-restore", "--dsn", series_db.conninfo]) == 0
+    out = capsys.readouterr().out
+    assert "its trial restore on" in out and "chunk _timescaledb_internal._hyper_" in out and "of public.series" in out
+    assert series_db.conninfo.split("password=")[-1].split()[0] not in out
+    assert scratch_databases(series_db) == []
 
 
 # -- compressed chunks (community edition) -------------------------------------------------------------------
