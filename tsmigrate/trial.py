@@ -156,24 +156,32 @@ def trial_restore(target: Target, backup: Backup) -> list[str]:
         if listed.returncode != 0:
             return [f"pg_restore cannot read the dump's table of contents: {listed.stderr.strip()[:300]}"]
         entries, loaded = _entries(listed.stdout, chunks, trial["tables"])
-        with tempfile.TemporaryDirectory(prefix="tsmigrate-trial-") as tmp, \
-                copy_database(target.with_dbname("postgres"), name, m, keep=False):
-            list_file = Path(tmp) / "trial.list"
-            list_file.write_text(entries)
-            try:
-                load_dump(m, scratch, dump_dir, list_file=list_file, what="trial restore (pg_restore)", tables=loaded)
-            except BackupError as exc:
-                return [f"the trial restore into scratch database {name} failed: {_failure(exc, chunks)}. A restore "
-                        "from this backup would stop there too: fix that cause, then take the backup again"]
-            with scratch.connect() as conn:
-                read = {c.fingerprint.name: fingerprint_table(conn, *c.chunk, columns=c.fingerprint.columns,
-                                                              algorithm=c.fingerprint.algorithm) for c in chunks}
+        try:
+            with tempfile.TemporaryDirectory(prefix="tsmigrate-trial-") as tmp, \
+                    copy_database(target.with_dbname("postgres"), name, m, keep=False):
+                list_file = Path(tmp) / "trial.list"
+                list_file.write_text(entries)
+                try:
+                    load_dump(m, scratch, dump_dir, list_file=list_file, what="trial restore (pg_restore)",
+                              tables=loaded)
+                except BackupError as exc:
+                    return [f"the trial restore into scratch database {name} failed: {_failure(exc, chunks)}. A "
+                            "restore from this backup would stop there too: fix that cause, then take the backup again"]
+                with scratch.connect() as conn:
+                    read = {c.fingerprint.name: fingerprint_table(conn, *c.chunk, columns=c.fingerprint.columns,
+                                                                  algorithm=c.fingerprint.algorithm) for c in chunks}
+        except psycopg.errors.InsufficientPrivilege as exc:
+            return [f"the trial restore could not make its scratch database {name}: {str(exc).strip()}; the run's role "
+                    f"needs what a restore needs: CREATEDB and membership in the database's owner {m['owner']}"]
+        except psycopg.Error as exc:
+            return [f"the trial restore in scratch database {name} failed: "
+                    f"{str(exc).strip()}"]
     differences = compare({c.fingerprint.name: c.fingerprint for c in chunks}, read)
     if differences:
         by_name = {c.fingerprint.name: c for c in chunks}
         return [f"the trial restore loaded {by_name[d.table].describe()} but it does not read back as backed up: "
                 f"{d}" for d in differences]
-    log.info("backup: trial restore into a scratch database: the schema, TimescaleDB's catalog and %d chunks (%s) "
+    log.info("backup: trial restore into a scratch database: the schema, TimescaleDB's catalog and %d chunk(s) (%s) "
              "restored and read back as backed up, in %.1f s", len(chunks),
              ", ".join(c.describe() for c in chunks) or "no hypertable", time.monotonic() - started)
     return []
