@@ -12,7 +12,7 @@ from psycopg.conninfo import make_conninfo
 
 from tsmigrate import fence
 from tsmigrate.activity import other_sessions, sample_writes
-from tsmigrate.carry import carry_over, parse_snapshot
+from tsmigrate.carry import RunsOwnRowChanges, carry_over, parse_snapshot
 from tsmigrate.janitor import create_database
 from tsmigrate.target import Target
 
@@ -124,6 +124,65 @@ def test_rows_committed_after_the_snapshot_are_carried_and_the_runs_own_are_not(
     finally:
         with legacy_db.with_dbname("postgres").connect() as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(restored_name)))
+
+
+@pytest.fixture
+def restored_copy(legacy_db):
+    """(snapshot, restored): a copy of ``legacy_db`` as a snapshot taken now sees it, as a restore would make."""
+    with legacy_db.connect() as snap:
+        snapshot = snap.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
+    name = f"{legacy_db.dbname}_restored"
+    with legacy_db.with_dbname("postgres").connect() as admin:
+        create_database(admin, name, template=legacy_db.dbname)
+    yield snapshot, legacy_db.with_dbname(name)
+    with legacy_db.with_dbname("postgres").connect() as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def delete_some(target: Target, table: str, n: int) -> list[int]:
+    """As the application would: delete ``n`` rows of ``table`` (children first where they reference them)."""
+    with target.connect() as conn:
+        ids = [r[0] for r in conn.execute(sql.SQL("SELECT id FROM {} ORDER BY id DESC LIMIT %s").format(
+            sql.Identifier(SCHEMA, table)), (n,))]
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(SCHEMA, table)), (ids,))
+    return ids
+
+
+def ids_in(target: Target, table: str, ids: list[int]) -> set[int]:
+    with target.connect() as conn:
+        return {r[0] for r in conn.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(
+            sql.Identifier(SCHEMA, table)), (ids,))}
+
+
+def test_rows_deleted_by_others_after_the_snapshot_are_deleted_again(legacy_db, restored_copy):
+    snapshot, restored = restored_copy
+    gone = delete_some(legacy_db, "oee_calculations", 4)
+    nothing_of_the_run = RunsOwnRowChanges(frozenset(), frozenset())
+    report = carry_over(legacy_db, restored, snapshot, set(), [(SCHEMA, "oee_calculations"), (SCHEMA, "metric_hist")],
+                        nothing_of_the_run)
+    assert ids_in(restored, "oee_calculations", gone) == set(), "the application's deletions came back"
+    table = next(t for t in report.tables if t.table == f"{SCHEMA}.oee_calculations")
+    assert (table.deleted, table.deletions_left, report.left) == (4, [], [])
+    assert "4 rows deleted by others after the backup were deleted again (factory_telemetry.oee_calculations 4)" \
+        in report.describe()
+    with legacy_db.connect() as a, restored.connect() as b:
+        counts = [c.execute(f"SELECT count(*) FROM {SCHEMA}.oee_calculations").fetchone()[0] for c in (a, b)]
+    assert counts[0] == counts[1]
+
+
+def test_deletions_that_cannot_be_told_from_the_runs_own_are_named_not_carried(legacy_db, restored_copy):
+    snapshot, restored = restored_copy
+    gone = delete_some(legacy_db, "oee_calculations", 3)
+    # One of the run's applied files deletes from the same table: whose deletions these are cannot be told.
+    runs_own = RunsOwnRowChanges.of_files(["DELETE FROM factory_telemetry.oee_calculations WHERE false;"])
+    report = carry_over(legacy_db, restored, snapshot, set(), [(SCHEMA, "oee_calculations")], runs_own)
+    assert ids_in(restored, "oee_calculations", gone) == set(gone), "rows were deleted on a guess"
+    (table,) = report.tables
+    assert table.deleted == 0 and sorted(table.deletions_left) == sorted(f"({i})" for i in gone)
+    assert report.left == [table]
+    text = report.describe()
+    assert "NOT carried: 3 rows of factory_telemetry.oee_calculations deleted after the backup are back" in text
+    assert all(f"({i})" in text for i in gone)
 
 
 def test_a_snapshot_is_read_as_postgresql_writes_it():

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
-from tsmigrate.lint import hypertables_created_in, lint_sql, source
+from tsmigrate.lint import hypertables_created_in, lint_sql, rows_changed_in, source
 from tsmigrate.lint.context import RULES
 
 PATH = "migrations/001_example.sql"
@@ -37,7 +37,8 @@ def test_rule_codes_and_severities_are_stable():
     assert {code: rule.severity for code, rule in RULES.items()} == {
         "TS000": BLOCKING, "TS001": BLOCKING, "TS002": BLOCKING, "TS003": BLOCKING,
         "TS004": BLOCKING, "TS005": BLOCKING, "TS006": ADVISORY, "TS007": BLOCKING,
-        "TS008": ADVISORY, "TS009": BLOCKING,
+        "TS008": ADVISORY, "TS009": BLOCKING, "TS010": BLOCKING, "TS011": BLOCKING, "TS012": BLOCKING,
+        "TS013": BLOCKING,
         "TS101": ADVISORY, "TS102": ADVISORY, "TS103": ADVISORY, "TS104": ADVISORY,
     }
     for code, rule in RULES.items():
@@ -472,3 +473,28 @@ def test_arbitrary_text_never_crashes_the_linter(sql):
     assert all(isinstance(f, Finding) and f.code in RULES for f in findings)
     lines = sql.count("\n") + 1
     assert all(f.line is None or 1 <= f.line <= lines for f in findings)
+
+
+# --- what a file may do to rows (a restore tells the run's own deletions from others' by it) ------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("DELETE FROM factory_telemetry.oee_calculations WHERE id < 10;\nINSERT INTO andon_events (id) VALUES (1);",
+     ({("factory_telemetry", "oee_calculations")}, {(None, "andon_events")})),
+    ("TRUNCATE a, s.b;\nDROP TABLE IF EXISTS c;\nUPDATE d SET x = 1;\nCOPY e FROM STDIN;",
+     ({(None, "a"), ("s", "b"), (None, "c"), (None, "d")}, {(None, "d"), (None, "e")})),
+    ("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'x') THEN DELETE FROM f; END IF; END $$;",
+     ({(None, "f")}, set())),
+    ("DO $$ DECLARE r text; BEGIN FOREACH r IN ARRAY ARRAY['a'] LOOP\n"
+     "  EXECUTE 'CREATE ROLE ' || quote_ident(r) || ' NOLOGIN'; END LOOP; END $$;", (set(), set())),
+    ("CREATE TABLE IF NOT EXISTS g (id int);\nCREATE OR REPLACE VIEW v AS SELECT count(*) FROM g;\n"
+     "SELECT create_hypertable('g', 'id');", (set(), set())),
+    ("SELECT purge_old_rows();", None),                                  # a function may delete anything
+    ("DO $$ BEGIN PERFORM purge_old_rows(); END $$;", None),
+    ("DO $$ BEGIN EXECUTE 'DELETE FROM ' || 'h'; END $$;", None),        # dynamic SQL that changes rows
+    ("DO $$ DECLARE s text := 'x'; BEGIN EXECUTE s; END $$;", None),     # dynamic SQL nothing can read
+    ("CALL archive();", None),
+    ("SELEC 1;", None),
+], ids=["delete-insert", "truncate-drop-update-copy", "do-block", "do-dynamic-ddl", "ddl-only", "select-function",
+        "perform", "dynamic-delete", "dynamic-unknown", "call", "no-parse"])
+def test_what_a_file_may_do_to_rows_is_read_from_its_statements(text, expected):
+    assert rows_changed_in(text) == expected

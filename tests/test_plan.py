@@ -131,3 +131,39 @@ def test_compression_order_items_are_parsed_once_with_postgresqls_defaults():
     plan = parse_plan({"hypertables": {"m": {"time_column": "ts", "chunk_interval": "1 day",
                                               "compress_order_by": ["ts DESC", "id NULLS FIRST"]}}})
     assert plan.hypertables[0].order_items == (OrderItem("ts", False, True), OrderItem("id", True, True))
+
+
+def test_every_problem_of_a_plan_is_told_at_once_with_its_line(tmp_path):
+    (tmp_path / "plan.toml").write_text(
+        '[plan]\n'
+        'colour = "blue"\n'                            # line 2: unknown key
+        '\n'
+        '[hypertables.metric_hist]\n'
+        'time_column = "ts"\n'
+        'chunk_interval = "often"\n'                   # line 6: not an interval
+        'compress_after = "7 days"\n'
+        'drop_after = "1 day"\n'                       # line 8: shorter than compress_after
+        '\n'
+        '[hypertables.oee_calculations]\n'            # line 10: time_column missing
+        'chunk_interval = "1 day"\n'
+        'shade = 3\n'                                  # line 12: unknown key
+        '\n'
+        '[benchmarks]\n'
+        'min_compression_percent = 120\n')            # line 15: over 100
+    with pytest.raises(PlanError) as raised:
+        load_plan(tmp_path)
+    told = {(p.key, p.line) for p in raised.value.problems}
+    assert told == {("plan.colour", 2), ("hypertables.metric_hist.chunk_interval", 6),
+                    ("hypertables.metric_hist.drop_after", 8), ("hypertables.oee_calculations.time_column", 10),
+                    ("hypertables.oee_calculations.shade", 12), ("benchmarks.min_compression_percent", 15)}, told
+    text = str(raised.value)
+    assert text.startswith("6 problems:") and f"{tmp_path / 'plan.toml'}:6: [hypertables.metric_hist.chunk_interval]" in text
+    assert all(p.path == str(tmp_path / "plan.toml") and p.problem for p in raised.value.problems)
+
+
+def test_a_plan_with_one_problem_reads_as_before(tmp_path):
+    (tmp_path / "plan.toml").write_text('[hypertables.metric_hist]\ntime_column = "ts"\nchunk_interval = "often"\n')
+    with pytest.raises(PlanError) as raised:
+        load_plan(tmp_path)
+    assert str(raised.value).startswith(f"{tmp_path / 'plan.toml'}:3: [hypertables.metric_hist.chunk_interval] ")
+    assert (raised.value.key, raised.value.problems[0].line) == ("hypertables.metric_hist.chunk_interval", 3)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from testbed.legacy import fingerprints
+from tsmigrate.findings import BLOCKING
 from tsmigrate.fingerprint import compare
 from tsmigrate.timescale import APACHE, server_timescaledb
 
@@ -138,6 +139,24 @@ def test_invalid_plan_is_refused_before_any_test_runs(legacy_db, run_suite, tmp_
     result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
     assert result.returncode == 4
     assert "plan.toml" in result.stderr and "hypertables.metric_hist.chunk_interval" in result.stderr
+
+
+@pytest.mark.finding("PF081", BLOCKING)
+def test_every_problem_of_an_invalid_plan_is_told_and_recorded_as_findings(legacy_db, run_suite, tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    plan = migrations / "plan.toml"
+    plan.write_text('[plan]\nonline_above_rows = -1\n\n[hypertables.metric_hist]\ntime_column = "ts"\n'
+                    'chunk_interval = "often"\ncolour = "blue"\n')
+    result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations))
+    assert result.returncode == 4, result.stdout[-3000:] + result.stderr[-3000:]
+    for where in (f"{plan}:2: [plan.online_above_rows]", f"{plan}:6: [hypertables.metric_hist.chunk_interval]",
+                  f"{plan}:7: [hypertables.metric_hist.colour]"):
+        assert where in result.stderr, result.stderr[-3000:]
+    record = json.loads((tmp_path / "reports" / "latest.json").read_text())
+    found = sorted((f["code"], f["severity"], f["path"], f["line"]) for f in record["findings"])
+    assert found == [("PF081", "blocking", str(plan), line) for line in (2, 6, 7)], record["findings"]
+    assert record["verdict"] in ("NO-GO", "STOPPED") and record["exit_code"] == 4, record["verdict"]
 
 
 def test_preflight_without_rehearsal_takes_seconds(legacy_db, run_suite, tmp_path):

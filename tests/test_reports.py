@@ -383,3 +383,21 @@ def test_readme_explains_every_field_of_the_record():
     readme = (PROJECT / "README.md").read_text()
     for field in RUN_RECORD_SCHEMA["required"]:
         assert f"`{field}`" in readme, f"the JSON record's field {field} is not described in README.md"
+
+
+def test_after_a_restore_the_verdict_line_says_what_the_database_now_is():
+    """Not 'N steps applied' about steps the restore took away: the backup it is back to, and what went with it."""
+    summary = RunSummary(target="ms5@db:5432/factory_telemetry", kind="execute", steps=[
+        {"step": "001", "label": "001_telemetry.sql", "status": "applied", "seconds": 1.0, "details": {}},
+        {"step": "002", "label": "002_plc.sql", "status": "already applied", "seconds": 0.0, "details": {}},
+        {"step": "005", "label": "005_andon.sql", "status": "failed", "seconds": 0.2, "details": {}}],
+        backup={"path": "backups/factory_telemetry-20261203T171500Z", "manifest_sha256": "0" * 64,
+                "taken_at": "2026-12-03T17:15:00+00:00"},
+        execute_failed="005_andon.sql", restore="RESTORED: factory_telemetry is identical to the backup",
+        restored_identical=True, restore_complete=True, failed_tests=["suites/execute/test_steps.py::test_step[005]"])
+    lines = terminal_lines(summary)
+    assert lines[0] == ("RESTORED: ms5@db:5432/factory_telemetry: back to the backup taken 2026-12-03T17:15:00+00:00; "
+                        "rolled back with it: 001_telemetry.sql"), lines
+    assert not any("steps applied" in line for line in lines)
+    summary.restore_complete = None   # not restored (--no-restore): the steps do stand
+    assert terminal_lines(summary)[0].endswith("1 steps applied, 1 already applied")

@@ -36,7 +36,7 @@ import psycopg
 from psycopg import sql
 
 from . import fence, sealing
-from .db import timescaledb_version
+from .db import one, timescaledb_version
 from .errors import BackupError
 from .fingerprint import TableFingerprint, fingerprint_database, user_tables
 from .sealing import BackupKey
@@ -155,28 +155,40 @@ def die_with_parent() -> None:
         pass  # not Linux: the run's own handlers still end the child on Ctrl-C and SIGTERM
 
 
+CHUNK_SCHEMA = "_timescaledb_internal"   # where TimescaleDB keeps the chunks (and compressed chunks) of hypertables
+
+
 def _run_with_progress(args: list[str], env: dict, what: str, total: int, counter: re.Pattern,
-                       started_process: Callable[[subprocess.Popen], None] | None = None) -> None:
-    """Run a pg_dump/pg_restore (-v) and log progress every few seconds from its verbose output.
+                       started_process: Callable[[subprocess.Popen], None] | None = None, chunks: int = 0) -> None:
+    """Run a pg_dump/pg_restore (-v) and log progress every few seconds from its verbose output: ``total`` tables
+    and ``chunks`` chunks (a hypertable's rows are in its chunks: they are counted as its parts, not as tables).
 
     The child ends with the run: killed if the run is interrupted, and by the kernel if the run dies.
     """
     started = last = time.monotonic()
-    done, tail = 0, []
+    done, chunks_done, tail = 0, 0, []
     proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             umask=0o077, preexec_fn=die_with_parent)
     if started_process is not None:
         started_process(proc)
+
+    def told() -> str:
+        return f"{done} of {total} tables" + (f", {chunks_done} of {chunks} chunks" if chunks else "")
+
     try:
         for line in proc.stderr:
             tail = (tail + [line.rstrip()])[-20:]
             if counter.search(line):
-                done += 1
+                if CHUNK_SCHEMA in line:
+                    chunks_done += 1
+                else:
+                    done += 1
                 now = time.monotonic()
                 if now - last >= 2:
-                    rate = done / (now - started)
-                    left = (total - done) / rate if rate > 0 and total > done else 0
-                    log.info("%s: %d of %d tables (%.1f tables/s, about %.0f s left)", what, done, total, rate, left)
+                    rate = (done + chunks_done) / (now - started)
+                    todo = max(0, total - done) + max(0, chunks - chunks_done)
+                    left = todo / rate if rate > 0 else 0
+                    log.info("%s: %s (about %.0f s left)", what, told(), left)
                     last = now
         proc.wait()
     except BaseException:
@@ -186,7 +198,13 @@ def _run_with_progress(args: list[str], env: dict, what: str, total: int, counte
     if proc.returncode != 0:
         raise BackupError(f"{what} failed (exit {proc.returncode}):\n  " +
                           "\n  ".join(redact(l, (env.get("PGPASSWORD", ""),)) for l in tail if l))
-    log.info("%s: %d tables in %.1f s", what, done, time.monotonic() - started)
+    log.info("%s: %s in %.1f s", what, told(), time.monotonic() - started)
+
+
+def chunk_count(conn: psycopg.Connection) -> int:
+    """Chunks (and compressed chunks) a dump of this database holds: tables in TimescaleDB's chunk schema."""
+    return one(conn, """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = %s AND c.relkind = 'r'""", (CHUNK_SCHEMA,))
 
 
 # -- taking a backup ------------------------------------------------------------------------------
@@ -239,6 +257,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: Backup
         snapshot, visible, snapshot_at = snap.execute(
             "SELECT pg_export_snapshot(), pg_current_snapshot()::text, now()").fetchone()
         tables = user_tables(snap)
+        chunks = chunk_count(snap)
         args = [tool("pg_dump"), "-Fd", "-j", str(max(1, jobs)), "-v", f"--snapshot={snapshot}",
                 "-f", str(path / DUMP_DIR), "-d", conninfo]
         # The dump and the fingerprints read the same snapshot: side by side, they take as long as the longer.
@@ -248,7 +267,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: Backup
         def dump() -> None:
             try:
                 _run_with_progress(args, env, "backup (pg_dump)", len(tables), re.compile(r"dumping contents of table"),
-                                   started_process=processes.append)
+                                   started_process=processes.append, chunks=chunks)
             except BaseException as exc:  # handed to the caller below
                 dump_failed.append(exc)
 
@@ -284,6 +303,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: Backup
         "roles": roles_note,
         "files": _files_of(path),
         "fingerprints": {k: v.to_dict() for k, v in fingerprints.items()},
+        "chunks": chunks,   # the hypertables' chunks in the dump (the restore counts them as their parts)
         trial.MANIFEST_KEY: trial_plan,
     }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))

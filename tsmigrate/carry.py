@@ -8,8 +8,11 @@ there already: the newest version wins), table by table in foreign-key order, ea
 that cannot go in are named by key. Sequences of the restored database are moved up to where they are
 in the failed one, so new rows never reuse an id the failed copy holds.
 
-Deletions made after the backup cannot be seen this way: they are not carried (the deleted rows come
-back with the backup). Rows of a hypertable that sit in compressed batches are not looked at: a batch has
+Deletions made after the backup leave no row to find: they are found by key instead, as the keys of the
+restored database that the failed one no longer holds (looked for only where the row counts differ, or where
+the run's own steps may have taken rows away too). They are carried as deletions, in reverse foreign-key order;
+where the run's own applied steps may have deleted from the same table, the deletions cannot be told from the
+run's and are not carried but named, by table and key. Rows of a hypertable that sit in compressed batches are not looked at: a batch has
 no row xmin, and only a compression job (paused while the run lasts) puts rows there.
 """
 
@@ -22,6 +25,8 @@ import psycopg
 from psycopg import sql
 
 from .conversion import primary_key_columns
+from .lint import rows_changed_in
+from .lint.syntax import TableKey, same_table
 from .db import is_hypertable
 from .db import regclass as regclass_of
 from .online import legacy_tables
@@ -44,6 +49,10 @@ class TableCarry:
     left_keys: list[str] = field(default_factory=list)   # rows that could not be carried (their keys)
     problem: str | None = None
     compressed_chunks: int = 0     # chunks whose compressed batches were not looked at (see _row_sources)
+    deleted: int = 0               # rows deleted by others after the backup, deleted in the restored database too
+    # Keys deleted after the backup in a table the run's own steps may have deleted from: not told apart, not carried.
+    deletions_left: list[str] = field(default_factory=list)
+    deletion_problem: str | None = None
 
     @property
     def left(self) -> int:
@@ -66,18 +75,39 @@ class CarryReport:
 
     @property
     def left(self) -> list[TableCarry]:
-        return [t for t in self.tables if t.left]
+        return [t for t in self.tables if t.left or t.deletions_left]
+
+    @property
+    def deleted(self) -> int:
+        return sum(t.deleted for t in self.tables)
+
+    @property
+    def changed(self) -> bool:
+        """Whether others changed anything after the backup (rows written or deleted)."""
+        return bool(self.found or self.deleted or any(t.deletions_left for t in self.tables))
 
     def describe(self) -> str:
-        if not self.found:
-            return "no rows were committed by others after the backup"
-        carried = ", ".join(f"{t.table} {t.inserted + t.updated}" for t in self.tables if t.inserted + t.updated)
-        text = f"{self.carried} of {self.found} rows committed by others after the backup were carried over from " \
-               f"{self.source}" + (f" ({carried})" if carried else "")
-        for t in self.left:
-            keys = ", ".join(t.left_keys[:_KEYS_SHOWN]) + (" ..." if len(t.left_keys) > _KEYS_SHOWN else "")
-            text += f"; NOT carried: {t.left} rows of {t.table} ({t.problem}; keys {keys or 'unknown'})"
-        return text
+        if not self.changed:
+            return "no rows were committed or deleted by others after the backup"
+        parts = []
+        if self.found:
+            carried = ", ".join(f"{t.table} {t.inserted + t.updated}" for t in self.tables if t.inserted + t.updated)
+            parts.append(f"{self.carried} of {self.found} rows committed by others after the backup were carried over "
+                         f"from {self.source}" + (f" ({carried})" if carried else ""))
+        if self.deleted:
+            deleted = ", ".join(f"{t.table} {t.deleted}" for t in self.tables if t.deleted)
+            parts.append(f"{self.deleted} rows deleted by others after the backup were deleted again ({deleted})")
+        for t in self.tables:
+            if t.left:
+                parts.append(f"NOT carried: {t.left} rows of {t.table} ({t.problem}; keys {_keys(t.left_keys)})")
+            if t.deletions_left:
+                parts.append(f"NOT carried: {len(t.deletions_left)} rows of {t.table} deleted after the backup are "
+                             f"back ({t.deletion_problem}; keys {_keys(t.deletions_left)})")
+        return "; ".join(parts)
+
+
+def _keys(keys: list[str]) -> str:
+    return (", ".join(keys[:_KEYS_SHOWN]) + (" ..." if len(keys) > _KEYS_SHOWN else "")) or "unknown"
 
 
 def parse_snapshot(text: str) -> tuple[int, int, list[int]]:
@@ -206,6 +236,57 @@ def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, 
     return result
 
 
+def _deleted_keys(src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str,
+                  key: list[str]) -> list[str]:
+    """Keys the restored database holds that the failed one no longer does (as row(...) texts): its keys are
+    copied over into a temporary table and compared there."""
+    ident = sql.Identifier(schema, table)
+    cols = sql.SQL(", ").join(map(sql.Identifier, key))
+    dst.execute("DROP TABLE IF EXISTS pg_temp.tsmigrate_kept_keys")
+    dst.execute(sql.SQL("CREATE TEMPORARY TABLE tsmigrate_kept_keys AS SELECT {} FROM {} WITH NO DATA").format(
+        cols, ident))
+    with src.cursor().copy(sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(cols, ident)) as out:
+        with dst.cursor().copy(sql.SQL("COPY tsmigrate_kept_keys ({}) FROM STDIN").format(cols)) as into:
+            for block in out:
+                into.write(block)
+    dst.execute("ANALYZE pg_temp.tsmigrate_kept_keys")
+    match = sql.SQL(" AND ").join(sql.SQL("k.{c} = t.{c}").format(c=sql.Identifier(c)) for c in key)
+    return [r[0] for r in dst.execute(sql.SQL(
+        "SELECT row({})::text FROM {} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp.tsmigrate_kept_keys k WHERE {})").format(
+        sql.SQL(", ").join(sql.Identifier("t", c) for c in key), ident, match)).fetchall()]
+
+
+def _carry_deletions(src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str, result: TableCarry,
+                     run_may_have_deleted: bool, run_may_have_added: bool) -> None:
+    """Rows deleted after the backup: deleted in ``dst`` too, or, where the run's own steps may have deleted from
+    the table, named in ``result`` and left."""
+    key = primary_key_columns(dst, regclass_of(schema, table))
+    if not key:
+        return   # nothing to find rows by; such a table cannot be told apart (and is rare: MS5.0's all have keys)
+    ident = sql.Identifier(schema, table)
+    if not (run_may_have_deleted or run_may_have_added):
+        # Without deletions (and with no row the run's own steps added), both hold the same number of rows.
+        counts = [c.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0] for c in (src, dst)]
+        if counts[0] == counts[1]:
+            return
+    gone = _deleted_keys(src, dst, schema, table, key)
+    if not gone:
+        return
+    if run_may_have_deleted:
+        result.deletions_left = gone
+        result.deletion_problem = "the run's own steps may have deleted rows there too: they cannot be told apart"
+        return
+    match = sql.SQL(" AND ").join(sql.SQL("k.{c} = t.{c}").format(c=sql.Identifier(c)) for c in key)
+    try:
+        with dst.transaction():
+            result.deleted = dst.execute(sql.SQL(
+                "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp.tsmigrate_kept_keys k WHERE {})").format(
+                ident, match)).rowcount
+    except psycopg.Error as exc:
+        result.deletions_left = gone
+        result.deletion_problem = first_line(exc)
+
+
 def advance_sequences(src: psycopg.Connection, dst: psycopg.Connection) -> list[str]:
     """Move every sequence of ``dst`` up to its value in ``src`` where that is ahead."""
     ahead = dict(src.execute("SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences "
@@ -220,9 +301,39 @@ def advance_sequences(src: psycopg.Connection, dst: psycopg.Connection) -> list[
     return moved
 
 
+@dataclass(frozen=True)
+class RunsOwnRowChanges:
+    """What the run's own applied migration files may have done to the rows of each table: taken rows away, or
+    added some ((schema or None, table) keys; None: anything, as when a file holds a DO block). The conversions
+    change no row count and delete nothing."""
+
+    taken_from: frozenset[TableKey] | None = None
+    added_to: frozenset[TableKey] | None = None
+
+    @classmethod
+    def of_files(cls, sql_texts: list[str]) -> "RunsOwnRowChanges":
+        taken: set[TableKey] = set()
+        added: set[TableKey] = set()
+        for text in sql_texts:
+            changed = rows_changed_in(text)
+            if changed is None:
+                return cls(None, None)
+            taken |= changed[0]
+            added |= changed[1]
+        return cls(frozenset(taken), frozenset(added))
+
+    def may_take(self, schema: str, table: str) -> bool:
+        return self.taken_from is None or any(same_table(k, (schema.lower(), table.lower())) for k in self.taken_from)
+
+    def may_add(self, schema: str, table: str) -> bool:
+        return self.added_to is None or any(same_table(k, (schema.lower(), table.lower())) for k in self.added_to)
+
+
 def carry_over(source: Target, dest: Target, snapshot: str, own_xids: set[int],
-               tables: list[tuple[str, str]]) -> CarryReport:
-    """Carry rows committed after ``snapshot`` by others than the run from ``source`` into ``dest``."""
+               tables: list[tuple[str, str]], runs_own: RunsOwnRowChanges = RunsOwnRowChanges()) -> CarryReport:
+    """Carry rows committed after ``snapshot`` by others than the run from ``source`` into ``dest``, and the rows
+    they deleted. ``runs_own``: what the run's own steps may have done to rows (by default: anything, so that no
+    deletion is carried that may have been the run's)."""
     report = CarryReport(source.dbname)
     where = newer_rows_filter(snapshot, own_xids)
     with source.connect(autocommit=False) as src, dest.connect(autocommit=False) as dst:
@@ -233,12 +344,22 @@ def carry_over(source: Target, dest: Target, snapshot: str, own_xids: set[int],
         present = {tuple(r) for r in src.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relkind IN ('r', 'p')").fetchall()}
-        for schema, table in foreign_key_order(dst, [t for t in tables if t in present]):
+        ordered = foreign_key_order(dst, [t for t in tables if t in present])
+        for schema, table in ordered:
             carried = _carry_table(src, dst, schema, table, where)
             if carried.found:
                 log.info("carry-over: %s: %d newer rows, %d inserted, %d updated, %d left", carried.table,
                          carried.found, carried.inserted, carried.updated, carried.left)
             report.tables.append(carried)
+        # Deletions after the inserts, children before their parents.
+        by_name = {t.table: t for t in report.tables}
+        for schema, table in reversed(ordered):
+            result = by_name[f"{schema}.{table}"]
+            _carry_deletions(src, dst, schema, table, result, runs_own.may_take(schema, table),
+                             runs_own.may_add(schema, table))
+            if result.deleted or result.deletions_left:
+                log.info("carry-over: %s: %d rows deleted after the backup deleted again, %d not told apart",
+                         result.table, result.deleted, len(result.deletions_left))
         report.sequences = advance_sequences(src, dst)
         dst.commit()
     return report

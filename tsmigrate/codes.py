@@ -66,6 +66,18 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("TS009", BLOCKING, "psql meta-command",
          "Remove the backslash command: migrations are run through a driver, not psql. "
          "Inline included files, and connect to the right database in the plan instead."),
+    Code("TS010", BLOCKING, "Concurrent index build on a hypertable",
+         "Drop CONCURRENTLY; to keep the table writable while the index builds, use CREATE INDEX ... WITH "
+         "(timescaledb.transaction_per_chunk) in a file the runner runs outside a transaction."),
+    Code("TS011", BLOCKING, "ONLY on a hypertable",
+         "Drop ONLY: TimescaleDB applies the statement to the hypertable and its chunks, and refuses ONLY."),
+    Code("TS012", BLOCKING, "ALTER TABLE that a hypertable with compression refuses",
+         "Decompress its chunks (decompress_chunk) and turn compression off (ALTER TABLE ... SET "
+         "(timescaledb.compress = false)) in an earlier step, alter, then enable compression again; or add the "
+         "column nullable with a constant default."),
+    Code("TS013", BLOCKING, "Trigger with transition tables on a hypertable",
+         "Use a FOR EACH STATEMENT trigger without DELETE transition tables, or a FOR EACH ROW trigger without "
+         "REFERENCING."),
     Code("TS101", ADVISORY, "DDL is not idempotent",
          "Use IF NOT EXISTS / IF EXISTS / OR REPLACE so a re-run after a partial failure succeeds."),
     Code("TS102", ADVISORY, "Statement rewrites the whole table",
@@ -154,11 +166,41 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "Upgrade TimescaleDB to 2.20.1 or later (2.21+) before the window (install the package, then ALTER EXTENSION "
          "timescaledb UPDATE in its own session), or decompress the chunks named (SELECT decompress_chunk(...)): "
          "2.19.0 to 2.20.0 write all-NULL batches that their pg_restore rejects (upstream pull request 8153).",
-         "while no compressed chunk holds an all-NULL batch (compression only planned): the run's own backup is "
-         "taken before any chunk is compressed and restores; the site's later backups would not"),
+         "while no compressed chunk holds an all-NULL batch yet (compression planned, or chunks compressed without "
+         "one): the run's own backup restores; the site's later backups would not once compression writes one"),
     Code("PF040", BLOCKING, "Rehearsal failed",
          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
          "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
+    # -- the server's capacity for the run and the converted database (tsmigrate/preflight/capacity.py) -------
+    Code("PF060", BLOCKING, "Lock table too small for an offline conversion",
+         "Raise max_locks_per_transaction to the figure named (ALTER SYSTEM, then restart the server), or set "
+         "online = true for the table in plan.toml: the online conversion creates and indexes chunks in batches "
+         "of transactions."),
+    Code("PF061", BLOCKING, "Lock table too small for the converted database",
+         "Raise max_locks_per_transaction to the figure named (ALTER SYSTEM, then restart the server): a read of a "
+         "whole hypertable, and pg_dump, lock every chunk and its indexes in one transaction (TimescaleDB's own "
+         "requirement), or choose a longer chunk_interval in plan.toml."),
+    Code("PF062", BLOCKING, "Too few background workers for TimescaleDB",
+         "Raise timescaledb.max_background_workers and max_worker_processes to the figures named (ALTER SYSTEM, "
+         "then restart the server): each TimescaleDB database runs a scheduler, each job a worker."),
+    Code("PF063", ADVISORY, "History of a table to convert unknown to the pre-flight",
+         "Run ANALYZE on the table (or create an index on its time column) so the pre-flight can count the chunks "
+         "the conversion creates, then run the pre-flight again."),
+    Code("PF065", BLOCKING, "Not enough free disk in the server's data directory (or WAL directory)",
+         "Free room on that filesystem (or grow it) until it has the room named: the conversion holds a second copy "
+         "of each table while it runs, a restore a copy of the database, pg_wal the WAL until a checkpoint."),
+    Code("PF066", BLOCKING, "The room in the server's data directory cannot be measured from here",
+         "Run the pre-flight on the database server (as root or its postgres user) or its container's host, or "
+         "measure the free room yourself (df -h on the data directory) and give it with --server-free-disk=<GiB>."),
+    Code("PF067", BLOCKING, "A replication slot cannot bear the WAL the run writes",
+         "Raise max_slot_wal_keep_size (or make room for the WAL the slot keeps), make sure the replica is connected "
+         "and keeping up, or drop a slot no replica uses (pg_drop_replication_slot)."),
+    Code("PF068", BLOCKING, "The rehearsal ran out of a server resource",
+         "Give the server the resource named (free disk in the directory named, raise the setting named and "
+         "restart): the statements are not at fault, and the run would meet the same shortage."),
+    Code("PF069", ADVISORY, "A replica without a replication slot may be cut off by the run's WAL",
+         "Give the replica a physical replication slot (primary_slot_name), or raise wal_keep_size to the WAL the "
+         "run writes, or be ready to rebuild the replica from a base backup."),
     Code("PF070", BLOCKING, "A table to convert is in a publication",
          "Take the table out of the publication before the window (the statement is in the message) and resynchronize "
          "its subscribers afterwards: a hypertable's rows live in chunks, which the publication does not carry."),
@@ -167,6 +209,13 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "(SELECT pg_drop_replication_slot(...)); recreate it afterwards and take a new initial snapshot.",
          "for a pgoutput slot when no publication holds a table to convert: its subscriptions do not receive them "
          "(keep its consumer running so the slot does not hold back the WAL the run writes)"),
+    Code("PF080", ADVISORY, "Background job failing before the window",
+         "Fix the cause the finding names (for 'failed to start': raise max_worker_processes and "
+         "timescaledb.max_background_workers, then restart); the post-flight fails on a job whose latest run "
+         "failed."),
+    Code("PF081", BLOCKING, "Migration plan not valid",
+         "Fix every key named in plan.toml (file, line and key are given); the run refuses an invalid plan before "
+         "any test runs."),
 )}
 
 TABLE_HEADER = ("| code | severity | what it means | how to fix it |", "|---|---|---|---|")

@@ -21,4 +21,5 @@ class RunOptions:
     rehearse: bool             # pre-flight applies pending migrations to a throwaway copy
     resolve_interrupted: bool  # accept non-transactional steps a killed run left half done
     baseline: Path | None = None
-    write_sample: float = 2.0     # pre-flight: seconds to watch for rows being written by others  # post-flight baseline: one backup directory (else found, see baseline.py)
+    write_sample: float = 2.0  # pre-flight: seconds to watch for rows being written by others
+    server_free_disk: float | None = None  # pre-flight: GiB free in the server's data directory, as the operator measured

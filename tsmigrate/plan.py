@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from psycopg import sql
 
@@ -41,12 +41,60 @@ _SECONDS_PER_UNIT = {
 NULL_TIME_RULES = ("refuse", "from_column", "previous_by", "constant")
 
 
+@dataclass(frozen=True)
+class PlanProblem:
+    """One mistake in a plan: the file, the key (dotted, as TOML names it), what is wrong and the fix, and the
+    line of the file where the key is written (when it is)."""
+
+    path: str
+    key: str
+    problem: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}{f':{self.line}' if self.line else ''}: [{self.key}] {self.problem}"
+
+
 class PlanError(ValueError):
-    """A plan file that cannot be used. The message names file, key and the fix."""
+    """A plan file that cannot be used: every problem found in it (``problems``), each naming file, key and the
+    fix. ``path``, ``key`` and ``problem`` are the first one's."""
 
     def __init__(self, path: Path | str, key: str, problem: str):
-        self.path, self.key, self.problem = str(path), key, problem
-        super().__init__(f"{path}: [{key}] {problem}")
+        self._hold((PlanProblem(str(path), key, problem),))
+
+    @classmethod
+    def of(cls, problems: list[PlanProblem] | tuple[PlanProblem, ...]) -> "PlanError":
+        error = cls.__new__(cls)
+        error._hold(tuple(problems))
+        return error
+
+    def _hold(self, problems: tuple[PlanProblem, ...]) -> None:
+        self.problems = problems
+        self.path, self.key, self.problem = problems[0].path, problems[0].key, problems[0].problem
+        text = str(problems[0]) if len(problems) == 1 else (
+            f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+        ValueError.__init__(self, text)
+
+
+T = TypeVar("T")
+
+
+class _Problems:
+    """Validation that goes on past a mistake, so that a plan with several is told all of them at once."""
+
+    def __init__(self) -> None:
+        self.found: list[PlanProblem] = []
+
+    def check(self, validate: Callable[[], T], default: Any = None) -> T:
+        try:
+            return validate()
+        except PlanError as exc:
+            self.found.extend(exc.problems)
+            return default
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise PlanError.of(self.found)
 
 
 @dataclass(frozen=True)
@@ -245,8 +293,9 @@ def _number(value: Any, path: Path | str, key: str, *, minimum: float = 0.0) -> 
 def _known_keys(section: dict, allowed: set[str], path: Path | str, where: str) -> None:
     unknown = sorted(set(section) - allowed)
     if unknown:
-        raise PlanError(path, f"{where}.{unknown[0]}" if where else unknown[0],
-                        f"unknown key; allowed keys here: {', '.join(sorted(allowed))}")
+        problems = [PlanProblem(str(path), f"{where}.{key}" if where else key,
+                                f"unknown key; allowed keys here: {', '.join(sorted(allowed))}") for key in unknown]
+        raise PlanError.of(problems)
 
 
 def _section(data: dict, name: str, path: Path | str) -> dict:
@@ -256,37 +305,57 @@ def _section(data: dict, name: str, path: Path | str) -> dict:
     return value
 
 
-def _hypertable(table: str, spec: Any, path: Path | str) -> HypertablePlan:
+def _hypertable(table: str, spec: Any, path: Path | str, problems: _Problems) -> HypertablePlan | None:
+    """One [hypertables.<table>] entry; its problems go to ``problems`` (None when it cannot be used)."""
     where = f"hypertables.{table}"
-    _identifier(table, path, where)
+    check = problems.check
+    check(lambda: _identifier(table, path, where))
     if not isinstance(spec, dict):
-        raise PlanError(path, where, "expected a table of settings ([hypertables.<table>])")
-    _known_keys(spec, {"time_column", "chunk_interval", "compress_segment_by", "compress_order_by",
-                       "compress_after", "drop_after", "null_time", "keep_unique", "online"}, path, where)
+        check(lambda: _fail(path, where, "expected a table of settings ([hypertables.<table>])"))
+        return None
+    check(lambda: _known_keys(spec, {"time_column", "chunk_interval", "compress_segment_by", "compress_order_by",
+                                     "compress_after", "drop_after", "null_time", "keep_unique", "online"}, path, where))
     for required in ("time_column", "chunk_interval"):
         if required not in spec:
-            raise PlanError(path, f"{where}.{required}", "missing; every hypertable needs time_column and chunk_interval")
-    time_column = _identifier(spec["time_column"], path, f"{where}.time_column")
+            check(lambda: _fail(path, f"{where}.{required}",
+                                "missing; every hypertable needs time_column and chunk_interval"))
+    time_column = check(lambda: _identifier(spec["time_column"], path, f"{where}.time_column")) \
+        if "time_column" in spec else None
+    chunk_interval = check(lambda: parse_interval(spec["chunk_interval"], path, f"{where}.chunk_interval")) \
+        if "chunk_interval" in spec else None
+
+    def interval(key: str) -> Interval | None:
+        return check(lambda: parse_interval(spec[key], path, f"{where}.{key}")) if key in spec else None
+
     plan = HypertablePlan(
         table=table,
-        time_column=time_column,
-        chunk_interval=parse_interval(spec["chunk_interval"], path, f"{where}.chunk_interval"),
-        compress_segment_by=_identifiers(spec.get("compress_segment_by", []), path, f"{where}.compress_segment_by"),
-        compress_order_by=_order_by(spec.get("compress_order_by", []), path, f"{where}.compress_order_by"),
-        compress_after=parse_interval(spec["compress_after"], path, f"{where}.compress_after") if "compress_after" in spec else None,
-        drop_after=parse_interval(spec["drop_after"], path, f"{where}.drop_after") if "drop_after" in spec else None,
-        null_time=_null_time(spec.get("null_time", "refuse"), path, f"{where}.null_time"),
-        keep_unique=_identifiers(spec.get("keep_unique", []), path, f"{where}.keep_unique"),
-        online=_boolean(spec, "online", None, path, f"{where}.online"),
+        time_column=time_column or "",
+        chunk_interval=chunk_interval or Interval("1 day", 86400),
+        compress_segment_by=check(lambda: _identifiers(spec.get("compress_segment_by", []), path,
+                                                       f"{where}.compress_segment_by"), ()),
+        compress_order_by=check(lambda: _order_by(spec.get("compress_order_by", []), path,
+                                                  f"{where}.compress_order_by"), ()),
+        compress_after=interval("compress_after"),
+        drop_after=interval("drop_after"),
+        null_time=check(lambda: _null_time(spec.get("null_time", "refuse"), path, f"{where}.null_time"),
+                        NullTimeRule("refuse")),
+        keep_unique=check(lambda: _identifiers(spec.get("keep_unique", []), path, f"{where}.keep_unique"), ()),
+        online=check(lambda: _boolean(spec, "online", None, path, f"{where}.online")),
     )
-    if time_column in plan.compress_segment_by:
-        raise PlanError(path, f"{where}.compress_segment_by", f"the time column {time_column!r} cannot be a segment-by column")
+    if time_column and time_column in plan.compress_segment_by:
+        check(lambda: _fail(path, f"{where}.compress_segment_by",
+                            f"the time column {time_column!r} cannot be a segment-by column"))
     if plan.compress_after and plan.drop_after and plan.drop_after.seconds <= plan.compress_after.seconds:
-        raise PlanError(path, f"{where}.drop_after",
-                        f"drop_after ({plan.drop_after}) must be longer than compress_after ({plan.compress_after}), or data is dropped before it is compressed")
+        check(lambda: _fail(path, f"{where}.drop_after",
+                            f"drop_after ({plan.drop_after}) must be longer than compress_after ({plan.compress_after}), "
+                            "or data is dropped before it is compressed"))
     if plan.null_time.kind == "from_column" and plan.null_time.argument == time_column:
-        raise PlanError(path, f"{where}.null_time", "from_column must name another column than the time column")
+        check(lambda: _fail(path, f"{where}.null_time", "from_column must name another column than the time column"))
     return plan
+
+
+def _fail(path: Path | str, key: str, problem: str):
+    raise PlanError(path, key, problem)
 
 
 def _key_file(value: Any, path: Path | str | None, where) -> Path | None:
@@ -335,49 +404,75 @@ def _boolean(section: dict, key: str, default: bool | None, path, label: str) ->
 
 
 def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
-    """Validate a plan already read from TOML. Raises PlanError."""
+    """Validate a plan already read from TOML. Raises PlanError with every problem found, not only the first."""
     where = path or "<plan>"
-    _known_keys(data, {"plan", "hypertables", "benchmarks", "backup"}, where, "")
-    general = _section(data, "plan", where)
-    _known_keys(general, {"schema", "application_roles", "allow_apache_edition", "fence_application",
-                          "online_above_rows"}, where, "plan")
-    allow, fence = (_boolean(general, key, True, where, f"plan.{key}") for key in ("allow_apache_edition",
-                                                                                  "fence_application"))
+    problems = _Problems()
+    check = problems.check
+    check(lambda: _known_keys(data, {"plan", "hypertables", "benchmarks", "backup"}, where, ""))
+    general = check(lambda: _section(data, "plan", where), {})
+    check(lambda: _known_keys(general, {"schema", "application_roles", "allow_apache_edition", "fence_application",
+                                        "online_above_rows"}, where, "plan"))
+    allow, fence = (check(lambda key=key: _boolean(general, key, True, where, f"plan.{key}"), True)
+                    for key in ("allow_apache_edition", "fence_application"))
 
-    tables = _section(data, "hypertables", where)
-    hypertables = tuple(_hypertable(name, spec, where) for name, spec in tables.items())
+    tables = check(lambda: _section(data, "hypertables", where), {})
+    hypertables = tuple(h for h in (_hypertable(name, spec, where, problems) for name, spec in tables.items()) if h)
 
-    bench = _section(data, "benchmarks", where)
-    _known_keys(bench, {"min_insert_rows_per_second", "max_dashboard_query_ms",
-                        "min_compression_percent", "max_storage_gb_per_month", "dashboard_queries"}, where, "benchmarks")
+    bench = check(lambda: _section(data, "benchmarks", where), {})
+    check(lambda: _known_keys(bench, {"min_insert_rows_per_second", "max_dashboard_query_ms",
+                                      "min_compression_percent", "max_storage_gb_per_month", "dashboard_queries"},
+                              where, "benchmarks"))
     defaults = BenchmarkThresholds()
     thresholds = BenchmarkThresholds(**{
-        key: _number(bench.get(key, getattr(defaults, key)), where, f"benchmarks.{key}")
+        key: check(lambda key=key: _number(bench.get(key, getattr(defaults, key)), where, f"benchmarks.{key}"),
+                   getattr(defaults, key))
         for key in ("min_insert_rows_per_second", "max_dashboard_query_ms",
                     "min_compression_percent", "max_storage_gb_per_month")
     })
     if thresholds.min_compression_percent > 100:
-        raise PlanError(where, "benchmarks.min_compression_percent", "a percentage cannot exceed 100")
+        check(lambda: _fail(where, "benchmarks.min_compression_percent", "a percentage cannot exceed 100"))
 
-    backup = _section(data, "backup", where)
-    _known_keys(backup, {"keep_days", "keep_count", "key_file"}, where, "backup")
+    backup = check(lambda: _section(data, "backup", where), {})
+    check(lambda: _known_keys(backup, {"keep_days", "keep_count", "key_file"}, where, "backup"))
     policy = BackupPolicy(
-        keep_days=int(_number(backup.get("keep_days", 7), where, "backup.keep_days", minimum=0)),
-        keep_count=int(_number(backup.get("keep_count", 10), where, "backup.keep_count", minimum=1)),
-        key_file=_key_file(backup.get("key_file"), path, where),
+        keep_days=int(check(lambda: _number(backup.get("keep_days", 7), where, "backup.keep_days", minimum=0), 7)),
+        keep_count=int(check(lambda: _number(backup.get("keep_count", 10), where, "backup.keep_count", minimum=1), 10)),
+        key_file=check(lambda: _key_file(backup.get("key_file"), path, where)),
     )
-    return Plan(
+    plan = Plan(
         path=Path(path) if path else None,
-        schema=_identifier(general.get("schema", "factory_telemetry"), where, "plan.schema"),
-        application_roles=_identifiers(general.get("application_roles", []), where, "plan.application_roles"),
+        schema=check(lambda: _identifier(general.get("schema", "factory_telemetry"), where, "plan.schema"),
+                     "factory_telemetry"),
+        application_roles=check(lambda: _identifiers(general.get("application_roles", []), where,
+                                                     "plan.application_roles"), ()),
         allow_apache_edition=allow,
         fence_application=fence,
-        online_above_rows=int(_number(general.get("online_above_rows", 1_000_000), where, "plan.online_above_rows")),
+        online_above_rows=int(check(lambda: _number(general.get("online_above_rows", 1_000_000), where,
+                                                    "plan.online_above_rows"), 1_000_000)),
         hypertables=hypertables,
         benchmarks=thresholds,
         backup=policy,
-        dashboard_queries=_dashboard_queries(bench.get("dashboard_queries"), path, where),
+        dashboard_queries=check(lambda: _dashboard_queries(bench.get("dashboard_queries"), path, where)),
     )
+    problems.raise_any()
+    return plan
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """The line of a TOML text where a dotted key is written; for a key that is missing, the header of the
+    section it belongs in."""
+    section, header = "", None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.split("#", 1)[0].strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = ".".join(part.strip().strip('"\'') for part in stripped.strip("[]").split("."))
+            if key == section or key.startswith(section + "."):
+                header = number
+            continue
+        name = stripped.split("=", 1)[0].strip().strip('"\'') if "=" in stripped else None
+        if name and (f"{section}.{name}" if section else name) == key:
+            return number
+    return header
 
 
 def load_plan(migrations_dir: Path) -> Plan | None:
@@ -386,10 +481,15 @@ def load_plan(migrations_dir: Path) -> Plan | None:
     if not path.exists():
         return None
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts "(at line N, column M)" in its message: keep it, it is the location.
         raise PlanError(path, "<syntax>", f"not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise PlanError(path, "<encoding>", f"not UTF-8 text: {exc}") from None
-    return parse_plan(data, path)
+    try:
+        return parse_plan(data, path)
+    except PlanError as exc:
+        raise PlanError.of([PlanProblem(p.path, p.key, p.problem, p.line or _line_of(text, p.key))
+                            for p in exc.problems]) from None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .plan import Plan, PlanError, load_plan
+from .preflight.checks import finding
 from .options import RunOptions
 from .report.words import terminal_lines
 from .run import plan_steps
@@ -50,6 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("backups", "directory for backups taken before a run changes anything", default="backups")
     option("ready-timeout", "seconds a throwaway server may take to start", default="60")
     option("write-sample", "pre-flight: seconds to watch the target for rows written by others", default="2")
+    option("server-free-disk", "pre-flight: GiB free in the server's data directory, as measured on the server "
+                               "(df), for when the tool cannot measure it from here")
     option("no-restore", "leave the database as a failed step left it (no automatic restore)", type="bool", default=False)
     option("drop-failed", "after a proven restore, drop the failed database instead of keeping it renamed", type="bool", default=False)
     option("no-rehearse", "skip the pre-flight rehearsal on a scratch copy of the target", type="bool", default=False)
@@ -89,7 +92,21 @@ def read_options(config: pytest.Config) -> RunOptions:
         resolve_interrupted=bool(_value(config, "resolve_interrupted")),
         baseline=_path(config, "baseline") if _value(config, "baseline") else None,
         write_sample=write_sample,
+        server_free_disk=_gib(config, "server_free_disk"),
     )
+
+
+def _gib(config: pytest.Config, dest: str) -> float | None:
+    raw = _value(config, dest)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise pytest.UsageError(f"--{dest.replace('_', '-')} must be a number of GiB (free on the server), got {raw!r}")
+    return value
 
 
 def _seconds(config: pytest.Config, dest: str) -> float:
@@ -224,6 +241,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         try:
             plan_of(config)
         except PlanError as exc:
+            # Every problem at once, also as findings of the run's record (file, line, key).
+            summary_of(config).findings.extend(
+                finding("PF081", f"[{p.key}] {p.problem}", path=p.path, line=p.line) for p in exc.problems)
             raise pytest.UsageError(f"invalid migration plan: {exc}") from None
     else:
         raise pytest.UsageError(f"migrations directory {options.migrations} does not exist; "

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 
 from .backup import tool, die_with_parent
+from .causes import Cause, classify
 from .janitor import NewDatabase, drop_database
 from .plan import Plan
 from .conversion import ConversionError, convert_table
@@ -41,6 +42,10 @@ class RehearsalResult:
     error: MigrationError | ConversionError | None = None
     failed_step: str | None = None
     copy_seconds: float = 0.0
+    # A server resource the rehearsal ran out of (disk, locks, ...): the run needs at least as much, so it counts
+    # against the GO wherever it struck, the sample copy included.
+    cause: Cause | None = None
+    cause_error: str | None = None   # the server's words for it
 
     @property
     def ok(self) -> bool:
@@ -139,8 +144,18 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
     dumper.stdout.close()
     dump_err = dumper.stderr.read().decode(errors="replace")
     if dumper.wait() != 0:
+        cause = classify(dump_err + "\n" + restorer.stderr)   # pg_restore's side may be what broke the pipe
+        if cause is not None:
+            result.cause, result.cause_error = cause, redact((restorer.stderr or dump_err).strip()[:300])
+            result.failed_step = "copying the target"
+            return
         raise RehearsalUnavailable(f"pg_dump for the rehearsal failed: {redact(dump_err.strip()[:500])}")
     if restorer.returncode != 0:
+        cause = classify(restorer.stderr)
+        if cause is not None:
+            result.cause, result.cause_error = cause, f"pg_restore into the scratch copy: {redact(restorer.stderr.strip()[:300])}"
+            result.failed_step = "copying the target"
+            return
         # pg_restore reports errors it went past (e.g. an extension comment); the steps will tell.
         log.warning("rehearsal: pg_restore reported: %s", redact(restorer.stderr.strip()[:500]))
     times = {h.table: h.time_column for h in plan.hypertables} if plan else {}
@@ -150,6 +165,11 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
                 result.sampled[f"{schema}.{table}"] = _copy_sample(source, copy, schema, table,
                                                                    times.get(table), sample_rows)
             except psycopg.Error as exc:
+                cause = classify(exc)
+                if cause is not None:
+                    result.cause, result.cause_error = cause, exc.diag.message_primary or str(exc)
+                    result.failed_step = f"copying a sample of {schema}.{table}"
+                    return
                 log.warning("rehearsal: no sample of %s.%s (%s)", schema, table, exc.diag.message_primary)
     result.copy_seconds = time.monotonic() - started
 
@@ -199,6 +219,10 @@ def rehearse(target: Target, pending: list[MigrationFile], plan: Plan | None, *,
         claim_scratch_name(admin, result.scratch)
         with NewDatabase(admin_target.connect, result.scratch, owner=owner):
             _copy_target(target, result.scratch, large, plan, sample_rows, result)
-            with target.with_dbname(result.scratch).connect() as conn:
-                _apply_steps(conn, pending, plan, result)
+            if result.cause is None:
+                with target.with_dbname(result.scratch).connect() as conn:
+                    _apply_steps(conn, pending, plan, result)
+            if result.error is not None and result.cause is None:
+                result.cause = classify(result.error)
+                result.cause_error = str(result.error).splitlines()[0] if result.cause else None
     return result

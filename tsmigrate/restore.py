@@ -47,12 +47,16 @@ class RestoreOutcome:
 
     def summary(self) -> str:
         kept = f"; the failed database is kept as {self.kept_failed_as}" if self.kept_failed_as else ""
-        if self.carried is None or not self.carried.found:
+        if self.carried is None or not self.carried.changed:
             return (f"RESTORED: {self.database} is identical to the backup (every table's fingerprint matches) and "
                     f"nothing was written by others after it{kept}")
         if not self.carried.left:
             return (f"RESTORED: {self.database} is the backup (proven: every table's fingerprint matched) plus "
                     f"{self.carried.describe()}{kept}")
+        if not any(t.left for t in self.carried.tables):
+            return (f"RESTORED, DELETIONS NOT CARRIED: {self.database} is the backup (proven) but "
+                    f"{self.carried.describe()}. {self.kept_failed_as} shows what stands without them: delete those "
+                    "keys from the restored database where the application deleted them, before it starts")
         return (f"RESTORED, ROWS LEFT BEHIND: {self.database} is the backup (proven) but {self.carried.describe()}. "
                 f"Those rows are only in {self.kept_failed_as}: copy them over by key (COPY out of "
                 f"{self.kept_failed_as}, INSERT into {self.database}) before the application starts")
@@ -133,10 +137,11 @@ def copy_database(admin_target: Target, name: str, manifest: dict, *, keep: bool
 
 
 def load_dump(manifest: dict, new_target: Target, dump_dir: Path, *, jobs: int = 1, list_file: Path | None = None,
-              what: str = "restore (pg_restore)", tables: int | None = None) -> None:
+              what: str = "restore (pg_restore)", tables: int | None = None, chunks: int | None = None) -> None:
     """pg_restore the dump (the entries ``list_file`` names, else all) into the new, empty database, between
     timescaledb_pre_restore() and timescaledb_post_restore() as Timescale documents, then give the database the
-    settings and grants the backup recorded."""
+    settings and grants the backup recorded. ``tables``, ``chunks``: how many of each it loads, for the progress
+    lines (default: all the backup holds)."""
     ts_version = manifest.get("timescaledb_version")
     if ts_version:
         with new_target.connect() as conn:
@@ -148,7 +153,8 @@ def load_dump(manifest: dict, new_target: Target, dump_dir: Path, *, jobs: int =
     args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo,
             *(["-L", str(list_file)] if list_file else []), str(dump_dir)]
     _run_with_progress(args, env, what, tables if tables is not None else len(manifest["fingerprints"]),
-                       re.compile(r"processing data for table"))
+                       re.compile(r"processing data for table"),
+                       chunks=chunks if chunks is not None else manifest.get("chunks", 0))
     with new_target.connect() as conn:
         if ts_version:
             conn.execute("SELECT timescaledb_post_restore()")

@@ -23,7 +23,7 @@ import psycopg
 
 from . import fence, ledger
 from .backup import Backup, BackupError, pin_backup, prune_backups, take_backup
-from .carry import CarryReport, carry_over
+from .carry import CarryReport, RunsOwnRowChanges, carry_over
 from .restore import RestoreOutcome, restore_backup
 from .plan import HypertablePlan, Plan
 from .conversion import ConversionError, ConversionResult, convert_table, plan_sha256
@@ -35,6 +35,8 @@ from .migrations import MigrationError, MigrationFile, StepResult, apply_file, d
 from .target import Target, TargetError
 from .timescale import server_timescaledb
 from .errors import first_line
+from .causes import Cause, classify, tail
+from .serverfiles import ServerFiles, locate
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,8 @@ class MigrationRun:
         self.backup: Backup | None = None
         self.backup_pinned: str | None = None     # why the backup is kept from pruning
         self.outcomes: list[StepOutcome] = []
+        # Migration files this run applied, or began outside a transaction: what they did to rows is the run's own.
+        self.files_run: list[MigrationFile] = []
         self.failed: StepOutcome | None = None
         self.stopped: str | None = None           # why the run stopped before any change
         self.restore_outcome: RestoreOutcome | None = None
@@ -131,6 +135,11 @@ class MigrationRun:
         self.own_xids: set[int] = set()            # transactions of this run's steps (not the application's rows)
         self.closed = False
         self._conversion_rate: float | None = None  # rows/s of the last large conversion, for estimates
+        self.server_files = ServerFiles(None)      # where the server's data directory, WAL and log are (at open)
+        self._log_start = 0                        # the server log's size at open: later lines are this run's
+        self._settings: dict[str, str] = {}        # settings a cause's fix names (max_locks_per_transaction)
+        self.cause: Cause | None = None            # what the failure ran out of (disk, locks, ...), when known
+        self.restore_cause: Cause | None = None    # ... and the restore's
 
     # -- opening: nothing changes here except the ledger's own bookkeeping ---------------------------
     def _connect(self, **kwargs) -> psycopg.Connection:
@@ -174,7 +183,41 @@ class MigrationRun:
         for f in self.stale_fences:
             log.warning("role %s was left fenced (NOLOGIN) by a run that died (backend pid %s, %s): lifted",
                         f.role, f.run_pid, f.fenced_at)
+        self._know_the_server()
         self.work = self._connect()
+
+    def _know_the_server(self) -> None:
+        """Where the server's files and log are, read now: once the server has stopped, nothing can be asked."""
+        try:
+            self.server_files = locate(self.control)
+            self._settings = dict(self.control.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('max_locks_per_transaction', "
+                "'max_worker_processes', 'max_connections')").fetchall())
+        except Exception as exc:   # best effort: a cause is then named without its directory
+            log.info("could not tell where the server keeps its files (%s)", first_line(exc))
+        log_file = self.server_files.log_file
+        try:
+            self._log_start = Path(log_file).stat().st_size if log_file else 0
+        except OSError:
+            self._log_start = 0
+
+    def _server_log_since_open(self) -> str | None:
+        text = tail(self.server_files.log_file)
+        if text is None:
+            return None
+        try:
+            with open(self.server_files.log_file, "rb") as f:
+                f.seek(self._log_start)
+                return f.read()[-65536:].decode(errors="replace")
+        except OSError:
+            return text
+
+    def classify(self, exc: BaseException | str) -> Cause | None:
+        """The resource a failure ran out of (tsmigrate.causes), with the server's directories and log."""
+        lost = isinstance(exc, psycopg.OperationalError) or "connect" in str(exc).lower()
+        return classify(exc, data_directory=self.server_files.data_directory,
+                        wal_directory=self.server_files.wal_directory, settings=self._settings,
+                        server_log=self._server_log_since_open() if lost else None)
 
     def applied_entry(self, step: Step) -> ledger.LedgerEntry | None:
         try:
@@ -267,7 +310,11 @@ class MigrationRun:
             transactional = step.migration.transactional if step.migration else True
             attempt = ledger.record_start(self.control, step.id, step.kind, step.label, step.sha256, transactional)
             if step.migration:
+                if not step.migration.transactional:
+                    self.files_run.append(step.migration)   # part of it may stand even if it fails
                 apply_file(self.work, step.migration, on_success=finish)
+                if step.migration.transactional:
+                    self.files_run.append(step.migration)
             elif chooses_online(self.work, self.schema, step.hypertable, self.plan.online_above_rows):
                 conversion = convert_online(self._connect, self.work, self.schema, step.hypertable,
                                             has_compression=self._has_compression(), own_xids=self.own_xids,
@@ -304,6 +351,12 @@ class MigrationRun:
         else:
             error = {"message": str(exc) if isinstance(exc, (ConversionError, StepFailed)) else
                      f"{step.label}: {first_line(exc)}"}
+        cause = self.classify(exc) if isinstance(exc, Exception) else None
+        if cause is not None:
+            error["cause"] = cause.to_dict()
+            error["message"] += f". {cause.words()}"
+            if self.cause is None:
+                self.cause = cause
         self.mark_failed(step.id, step.label, error, time.monotonic() - started)
         return error
 
@@ -364,8 +417,10 @@ class MigrationRun:
         tables = [tuple(k.split(".", 1)) for k in self.backup.fingerprints]
         snapshot = self.backup.manifest.get("snapshot")
 
+        runs_own = RunsOwnRowChanges.of_files([f.sql for f in self.files_run])
+
         def carry(failed: Target, restored: Target) -> CarryReport:
-            return carry_over(failed, restored, snapshot, self.own_xids, tables)
+            return carry_over(failed, restored, snapshot, self.own_xids, tables, runs_own)
 
         try:
             self.restore_outcome = restore_backup(self.target, self.backup, keep_failed=keep_failed,
@@ -375,6 +430,8 @@ class MigrationRun:
             self.restore_error = first_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
             # e.g. the restore's copy that could not be dropped because the server went away, and how to drop it
             self.restore_error += "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+            if not isinstance(exc, KeyboardInterrupt):
+                self.restore_cause = self.classify(exc)
             log.error("the restore failed: %s", self.restore_error)
         else:
             log.info(self.restore_outcome.summary())
@@ -403,15 +460,25 @@ class MigrationRun:
             return f"STOPPED: {self.stopped}.{fence_note}"
         if not self.failed:
             return fence_note.strip()
+        cause_note = self._cause_note()
         if self.restore_outcome is not None:
-            return self.restore_outcome.summary() + "." + fence_note
+            return self.restore_outcome.summary() + "." + cause_note + fence_note
         done = ", ".join(self.applied_here) or "none"
         where = (f"The database {target} is as the failure left it: applied by this run: {done}; "
                  f"{self.failed.label} did not complete (a transactional step is rolled back by PostgreSQL).")
         if self.backup is None:
-            return f"NOT RESTORED: no backup was taken before the failure. {where}{fence_note}"
+            return f"NOT RESTORED: no backup was taken before the failure.{cause_note} {where}{fence_note}"
         how = (f" Next: fix the cause, then run `pytest suites` again: it continues from the ledger. Or go back to "
                f"before the run: restore {self.backup.path} (README: Backups and restore).")
         if self.restore_error is not None:
-            return f"RESTORE FAILED: {self.restore_error}. {where}{how}{fence_note}"
-        return f"NOT RESTORED (--no-restore): {where}{how}{fence_note}"
+            return f"RESTORE FAILED: {self.restore_error}.{cause_note} {where}{how}{fence_note}"
+        return f"NOT RESTORED (--no-restore):{cause_note} {where}{how}{fence_note}"
+
+    def _cause_note(self) -> str:
+        """Why the step (and the restore) failed, when a resource ran out: which, and what to do."""
+        note = ""
+        if self.cause is not None:
+            note += f" {self.failed.label} failed: {self.cause.words()}"
+        if self.restore_cause is not None and self.restore_cause != self.cause:
+            note += f" The restore failed too: {self.restore_cause.words()}"
+        return note

@@ -34,6 +34,7 @@ class RunSummary:
     restored_identical: bool | None = None            # the restored copy was proven identical to the backup
     restore_complete: bool | None = None              # ... and no row committed after the backup was left behind
     execute_failed: str | None = None
+    cause: dict | None = None                         # the resource the failure ran out of (tsmigrate.causes.Cause)
     benchmarks: list[dict] = field(default_factory=list)
     # schema.table -> TableFingerprint.to_dict() after the run (post-flight); the "before" ones are in the backup manifest
     fingerprints_after: dict[str, dict] = field(default_factory=dict)
@@ -60,6 +61,10 @@ class RunSummary:
         if self.stopped:
             return self.stopped
         return EXIT_MEANINGS.get(self.exit_code) if self.exit_code not in (None, 0, 1) else None
+
+    def holds(self, suite: str) -> bool:
+        """Whether this run holds ``suite`` (preflight, execute or postflight); a full run holds them all."""
+        return self.kind == "full" or suite in self.kind.split("+")
 
     def verdict(self) -> str:
         """GO / NO-GO for a pre-flight; SUCCESS / RESTORED / FAILED once execute ran; PASSED / FAILED for a

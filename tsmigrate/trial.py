@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from .backup import Backup, tool
+from .backup import CHUNK_SCHEMA, Backup, tool
 from .db import display_name, timescaledb_version
 from .errors import BackupError
 from .fingerprint import TableFingerprint, compare, fingerprint_table
@@ -103,21 +103,25 @@ def plan_trial(conn: psycopg.Connection) -> dict:
     return {"chunks": [c.to_dict() for c in chunks], "tables": [list(t) for t in tables]}
 
 
-def _entries(toc: str, chunks: list[TrialChunk], tables: list[list[str]]) -> tuple[str, int]:
+def _entries(toc: str, chunks: list[TrialChunk], tables: list[list[str]]) -> tuple[str, int, int]:
     """The dump's table of contents (``pg_restore -l``) without the rows of the tables the trial leaves out: every
-    entry but TABLE DATA stays. Returns (the list, how many tables' rows it loads)."""
+    entry but TABLE DATA stays. Returns (the list, how many tables' rows it loads, how many chunks')."""
     wanted = {f"{s} {t} " for s, t in tables}
     for c in chunks:
         wanted.update(f"{s} {t} " for s, t in filter(None, (c.chunk, c.compressed)))
-    kept, loaded = [], 0
+    kept, loaded, chunk_rows = [], 0, 0
     for line in toc.splitlines():
         _, data, rest = line.partition(" TABLE DATA ")
         if data and not line.lstrip().startswith(";"):
-            if not (rest.split(" ", 1)[0] in TIMESCALE_DATA or any(rest.startswith(w) for w in wanted)):
+            schema = rest.split(" ", 1)[0]
+            if not (schema in TIMESCALE_DATA or any(rest.startswith(w) for w in wanted)):
                 continue
-            loaded += 1
+            if schema == CHUNK_SCHEMA:
+                chunk_rows += 1
+            else:
+                loaded += 1
         kept.append(line)
-    return "\n".join(kept) + "\n", loaded
+    return "\n".join(kept) + "\n", loaded, chunk_rows
 
 
 PROCESSING = re.compile(r'processing data for table "([^"]+)"')
@@ -155,7 +159,7 @@ def trial_restore(target: Target, backup: Backup) -> list[str]:
         listed = subprocess.run([tool("pg_restore"), "-l", str(dump_dir)], capture_output=True, text=True)
         if listed.returncode != 0:
             return [f"pg_restore cannot read the dump's table of contents: {listed.stderr.strip()[:300]}"]
-        entries, loaded = _entries(listed.stdout, chunks, trial["tables"])
+        entries, loaded, chunk_rows = _entries(listed.stdout, chunks, trial["tables"])
         try:
             with tempfile.TemporaryDirectory(prefix="tsmigrate-trial-") as tmp, \
                     copy_database(target.with_dbname("postgres"), name, m, keep=False):
@@ -163,7 +167,7 @@ def trial_restore(target: Target, backup: Backup) -> list[str]:
                 list_file.write_text(entries)
                 try:
                     load_dump(m, scratch, dump_dir, list_file=list_file, what="trial restore (pg_restore)",
-                              tables=loaded)
+                              tables=loaded, chunks=chunk_rows)
                 except BackupError as exc:
                     return [f"the trial restore into scratch database {name} failed: {_failure(exc, chunks)}. A "
                             "restore from this backup would stop there too: fix that cause, then take the backup again"]

@@ -160,30 +160,3 @@ def policy_problems(conn: psycopg.Connection, schema: str, h: HypertablePlan, ki
         problems.append(f"{name}: its {kind} policy (job {job_id}) is paused (not scheduled): "
                         f"SELECT alter_job({job_id}, scheduled => true)")
     return account, problems
-
-
-def recent_job_errors(conn: psycopg.Connection, hours: float = 24) -> tuple[int, list[str]]:
-    """Background jobs that failed in the last ``hours``. Returns (jobs checked, problems)."""
-    jobs = conn.execute("SELECT count(*) FROM timescaledb_information.jobs").fetchone()[0]
-    since = sql.Literal(timedelta(hours=hours))
-    if conn.execute("SELECT to_regclass('timescaledb_information.job_history')").fetchone()[0]:
-        query = sql.SQL("""SELECT job_id, proc_name, start_time, coalesce(err_message, 'no message'), sqlerrcode
-                             FROM timescaledb_information.job_history
-                            WHERE start_time > now() - {since}
-                              AND (succeeded IS FALSE OR (succeeded IS NULL AND finish_time IS NULL AND pid IS NULL))
-                            ORDER BY start_time DESC""").format(since=since)
-    elif conn.execute("SELECT to_regclass('timescaledb_information.job_errors')").fetchone()[0]:
-        query = sql.SQL("""SELECT job_id, proc_name, start_time, coalesce(err_message, 'no message'), sqlerrcode
-                             FROM timescaledb_information.job_errors
-                            WHERE start_time > now() - {since} ORDER BY start_time DESC""").format(since=since)
-    else:
-        query = sql.SQL("""SELECT s.job_id, j.proc_name, s.last_run_started_at, 'last run failed', NULL
-                             FROM timescaledb_information.job_stats s
-                             JOIN timescaledb_information.jobs j ON j.job_id = s.job_id
-                            WHERE s.last_run_status = 'Failed' AND s.last_run_started_at > now() - {since}""").format(since=since)
-    problems = []
-    for job_id, proc, started, message, code in conn.execute(query).fetchall():
-        problems.append(f"job {job_id} ({proc}) failed at {started:%Y-%m-%d %H:%M:%S %Z}: {message}"
-                        f"{f' (SQLSTATE {code})' if code else ''}; see SELECT * FROM timescaledb_information.job_history "
-                        f"WHERE job_id = {job_id}, fix the cause, then CALL run_job({job_id})")
-    return jobs, problems

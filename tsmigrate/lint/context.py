@@ -16,6 +16,18 @@ from .syntax import TableKey, func_name, range_key, same_table
 
 Volatility = Callable[[str], "str | None"]  # function name -> 'i', 's', 'v' or None (unknown)
 
+
+@dataclass(frozen=True)
+class LiveHypertable:
+    """A table the live database already holds as a hypertable (after Phase 3, say), as its catalog says."""
+
+    name: str                     # schema.table
+    time_column: str
+    compression_enabled: bool = False
+    compressed_chunks: int = 0
+    segment_by: tuple[str, ...] = ()
+    order_by: tuple[str, ...] = ()
+
 # The TS codes of the registry (tsmigrate/codes.py): severity, title and hint of each rule.
 RULES: dict[str, Code] = {code: c for code, c in CODES.items() if code.startswith("TS")}
 
@@ -45,11 +57,16 @@ class FileContext:
     hypertables: list[tuple[TableKey, str]] = field(default_factory=list)  # (table, time column)
     created: list[TableKey] = field(default_factory=list)  # tables created earlier in this file
     filled: list[TableKey] = field(default_factory=list)  # tables given rows earlier in this file
+    live: list[tuple[TableKey, LiveHypertable]] = field(default_factory=list)  # hypertables the database holds now
     statement_offset: int = 0
 
     def time_column(self, table: TableKey) -> str | None:
         """The time column if `table` will become a hypertable, else None."""
         return next((column for key, column in self.hypertables if same_table(key, table)), None)
+
+    def live_hypertable(self, table: TableKey) -> LiveHypertable | None:
+        """What the live catalog says of ``table`` when it is a hypertable already, else None."""
+        return next((h for key, h in self.live if same_table(key, table)), None)
 
     def was_created(self, table: TableKey) -> bool:
         return any(same_table(key, table) for key in self.created)

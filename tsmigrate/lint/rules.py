@@ -214,6 +214,109 @@ def check_transaction_control(stmt, context: FileContext) -> Iterator[Finding]:
                                        "already runs in a transaction")
 
 
+# -- what TimescaleDB refuses on a hypertable the live database holds already (tsmigrate's own source of these:
+# TimescaleDB's src/process_utility.c, and a test that runs each statement on a real server) -------------------
+
+# ALTER TABLE commands TimescaleDB lets through on a hypertable with compression (columnstore) enabled; every
+# other one is refused ("operation not supported on hypertables that have columnstore enabled").
+ALLOWED_WITH_COMPRESSION = {getattr(AlterTableType, name) for name in (
+    "AT_AddIndex", "AT_AddConstraint", "AT_ReAddIndex", "AT_ResetRelOptions", "AT_ReplaceRelOptions",
+    "AT_SetRelOptions", "AT_ClusterOn", "AT_DropCluster", "AT_ChangeOwner", "AT_SetTableSpace", "AT_SetStatistics",
+    "AT_AddColumn", "AT_ColumnDefault", "AT_DropColumn", "AT_DropConstraint", "AT_ReplicaIdentity",
+    "AT_ReAddStatistics", "AT_SetCompression", "AT_DropNotNull", "AT_SetNotNull", "AT_SetAccessMethod",
+    "AT_SetLogged", "AT_SetUnLogged", "AT_EnableTrig", "AT_EnableAlwaysTrig", "AT_EnableReplicaTrig",
+    "AT_DisableTrig", "AT_EnableTrigAll", "AT_DisableTrigAll", "AT_EnableTrigUser", "AT_DisableTrigUser",
+    "AT_AlterColumnType") if hasattr(AlterTableType, name)}
+
+
+def check_concurrent_index_on_hypertable(stmt, context: FileContext) -> Iterator[Finding]:
+    if isinstance(stmt, ast.IndexStmt) and stmt.concurrent and context.live_hypertable(range_key(stmt.relation)):
+        yield context.finding(
+            "TS010", f"CREATE INDEX CONCURRENTLY on {as_written(stmt.relation)}, which the database holds as a "
+            "hypertable; TimescaleDB refuses concurrent index builds on hypertables",
+            table=as_written(stmt.relation), node=stmt)
+    elif (isinstance(stmt, ast.ReindexStmt) and stmt.relation is not None
+          and any(getattr(p, "defname", "") == "concurrently" for p in stmt.params or ())
+          and context.live_hypertable(range_key(stmt.relation))):
+        yield context.finding(
+            "TS010", f"REINDEX CONCURRENTLY of {as_written(stmt.relation)}, which the database holds as a hypertable; "
+            "TimescaleDB refuses it", table=as_written(stmt.relation), node=stmt)
+
+
+def check_only_on_hypertable(stmt, context: FileContext) -> Iterator[Finding]:
+    relations = []
+    if isinstance(stmt, ast.AlterTableStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
+        relations = [stmt.relation]
+    elif isinstance(stmt, ast.TruncateStmt):
+        relations = list(stmt.relations or ())
+    for relation in relations:
+        if not relation.inh and context.live_hypertable(range_key(relation)):
+            verb = "ALTER TABLE ONLY" if isinstance(stmt, ast.AlterTableStmt) else "TRUNCATE ONLY"
+            yield context.finding(
+                "TS011", f"{verb} {as_written(relation)}: the database holds it as a hypertable, and TimescaleDB "
+                "refuses ONLY on hypertable operations", table=as_written(relation), node=relation)
+
+
+def check_alter_compressed_hypertable(stmt, context: FileContext) -> Iterator[Finding]:
+    if not isinstance(stmt, ast.AlterTableStmt) or stmt.objtype != ObjectType.OBJECT_TABLE:
+        return
+    live = context.live_hypertable(range_key(stmt.relation))
+    if live is None or not live.compression_enabled:
+        return
+    table = as_written(stmt.relation)
+    state = (f"compression enabled, {live.compressed_chunks} compressed chunks" if live.compressed_chunks
+             else "compression enabled")
+    for cmd in stmt.cmds:
+        reason = None
+        if cmd.subtype not in ALLOWED_WITH_COMPRESSION:
+            reason = f"{cmd.subtype.name.removeprefix('AT_')} is not supported on a hypertable with {state}"
+        elif cmd.subtype == AlterTableType.AT_AlterColumnType and live.compressed_chunks:
+            reason = f"changing the type of column {cmd.name!r} is not supported while it has compressed chunks"
+        elif cmd.subtype == AlterTableType.AT_AddColumn and (why := _refused_new_column(cmd.def_)):
+            reason = f"adding column {cmd.def_.colname!r} {why} is not supported with {state}"
+        elif cmd.subtype == AlterTableType.AT_DropColumn and cmd.name and \
+                cmd.name.lower() in {c.lower() for c in (*live.segment_by, *live.order_by)}:
+            reason = (f"dropping column {cmd.name!r}, a compression segment-by or order-by column, is not supported "
+                      f"with {state}")
+        if reason:
+            yield context.finding("TS012", f"ALTER TABLE {table}: {reason}", table=table)
+
+
+def _refused_new_column(column: ast.ColumnDef) -> str | None:
+    """Why TimescaleDB refuses to add this column to a hypertable with compression enabled, or None."""
+    kinds = {c.contype for c in column.constraints or ()}
+    if ConstrType.CONSTR_IDENTITY in kinds or (column.typeName and column.typeName.names[-1].sval.lower()
+                                                 in SERIAL_TYPES):
+        return "as an identity or serial column"
+    if kinds - {ConstrType.CONSTR_NULL, ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_CHECK, ConstrType.CONSTR_DEFAULT}:
+        return "with a constraint other than NOT NULL, CHECK or DEFAULT"
+    default = next((c.raw_expr for c in column.constraints or () if c.contype == ConstrType.CONSTR_DEFAULT), None)
+    if default is not None and any(isinstance(n, (ast.FuncCall, ast.SQLValueFunction, ast.SubLink))
+                                   for n in walk(default)):
+        return "with a default that is not a constant"
+    if (column.is_not_null or ConstrType.CONSTR_NOTNULL in kinds) and default is None:
+        return "NOT NULL without a default"
+    return None
+
+
+def check_transition_table_trigger(stmt, context: FileContext) -> Iterator[Finding]:
+    if not isinstance(stmt, ast.CreateTrigStmt) or not stmt.transitionRels:
+        return
+    live = context.live_hypertable(range_key(stmt.relation))
+    if live is None:
+        return
+    table = as_written(stmt.relation)
+    # pglast's CreateTrigStmt.events is PostgreSQL's TRIGGER_TYPE_* bits: DELETE is 1 << 3.
+    deletes = bool((stmt.events or 0) & (1 << 3))
+    if stmt.row:
+        why = "ROW triggers with transition tables are not supported on hypertables"
+    elif deletes and live.compression_enabled:
+        why = "DELETE triggers with transition tables are not supported on a hypertable with compression enabled"
+    else:
+        return
+    yield context.finding("TS013", f"CREATE TRIGGER {stmt.trigname} on {table}: {why}", table=table, node=stmt)
+
+
 CHECKS: tuple[Callable[[ast.Node, FileContext], Iterator[Finding]], ...] = (
     check_unique_without_time_column,
     check_nullable_time_column,
@@ -225,4 +328,8 @@ CHECKS: tuple[Callable[[ast.Node, FileContext], Iterator[Finding]], ...] = (
     check_table_rewrite,
     check_lock_heavy,
     check_transaction_control,
+    check_concurrent_index_on_hypertable,
+    check_only_on_hypertable,
+    check_alter_compressed_hypertable,
+    check_transition_table_trigger,
 )

@@ -39,7 +39,9 @@ from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _inser
 from ..policies import apply_policies
 from ..db import one, regclass
 from ..own import OWN_SCHEMA
-from .build import add_foreign_keys, copy, create_beside, create_indexes, planned_indexes
+from ..history import chunks_between, time_range
+from .build import (CHUNKS_PER_TRANSACTION, add_foreign_keys, copy, create_beside, create_indexes,
+                    create_indexes_per_chunk, planned_indexes)
 from .capture import catch_up_round, key_columns, start_capture, with_lock_retries
 from .state import (STATE_DDL, Names, PhaseHook, chooses_online, conversion_state, discard_unfinished, legacy_tables,
                     no_hook, online_tables)
@@ -108,13 +110,19 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
                            for k in keys_without_time(conn, regclass(schema, h.table), h.time_column)]
     columns = _insertable_columns(conn, regclass(schema, h.table))
     t0 = time.monotonic()
+    # A history of more chunks than one transaction should create is copied in windows of time (build.copy).
+    first, last, _ = time_range(conn, schema, h.table, h.time_column)
+    many_chunks = first is None or chunks_between(first, last, h.chunk_interval.seconds) > CHUNKS_PER_TRANSACTION
     report.copied = copy(connect, names, columns, workers=workers, batch_rows=batch_rows, own_xids=own_xids,
-                          on_phase=on_phase)
+                          on_phase=on_phase, time_column=h.time_column if many_chunks else None,
+                          chunk_seconds=h.chunk_interval.seconds)
     report.copy_seconds = time.monotonic() - t0
+    # Each in transactions of its own, chunk by chunk where it can (nothing shows the new table yet): the locks
+    # held at once are a chunk's, not the history's.
+    create_indexes_per_chunk(conn, [i for i in planned if not i.key])
     with conn.transaction():
-        create_indexes(conn, [i for i in planned if not i.key])
         added = add_foreign_keys(conn, names)
-        conn.execute(sql.SQL("ANALYZE {}").format(names.ident(names.new)))
+    conn.execute(sql.SQL("ANALYZE {}").format(names.ident(names.new)))   # outside a transaction: chunk by chunk
     log.info("%s: %d rows copied beside it in %.1f s; %d foreign keys checked", result.table, report.copied,
              report.copy_seconds, added)
 

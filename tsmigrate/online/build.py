@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable
 
 import psycopg
@@ -17,9 +18,14 @@ from psycopg import sql
 from ..plan import HypertablePlan
 from ..conversion import ConversionError, keys_without_time
 from ..db import one, regclass
+from ..history import chunks_between
 from .state import Names, PhaseHook, aside
 
 log = logging.getLogger("tsmigrate.online")
+
+# The online copy creates at most about this many chunks in one transaction, so the locks it holds (each chunk
+# and its key indexes) are bounded by a batch, not by the history (the pre-flight's lock check counts on it).
+CHUNKS_PER_TRANSACTION = 100
 
 # -- 2. build ------------------------------------------------------------------------------------------
 INDEX_HEAD = re.compile(r'^CREATE (UNIQUE )?INDEX (?:"(?:[^"]|"")*"|\S+) ON (?:ONLY )?'
@@ -103,6 +109,10 @@ class PlannedIndex:
     built: str
     key: bool                  # a primary key or unique index: the replay's lookups need it during the copy
     statement: sql.Composable
+    # The same index built one chunk per transaction (TimescaleDB's transaction_per_chunk), outside a transaction
+    # block: its locks are a chunk's, not the hypertable's. None where the definition has options or a predicate
+    # the option cannot be added to safely, or for a constraint.
+    per_chunk: sql.Composable | None = None
 
     def rename(self) -> list[str]:
         return [self.final, self.legacy_aside, self.built]
@@ -114,16 +124,17 @@ def planned_indexes(conn: psycopg.Connection, names: Names, h: HypertablePlan) -
     new = names.ident(names.new)
     planned: list[PlannedIndex] = []
     rebuilt = {k.name: k for k in keys_without_time(conn, legacy, h.time_column)}
-    for index_name, index_def, constraint, kind, columns, unique in conn.execute("""
+    for index_name, index_def, constraint, kind, columns, unique, plain in conn.execute("""
             SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype,
                    array(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
                           JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n),
-                   x.indisunique
+                   x.indisunique, i.reloptions IS NULL AND x.indpred IS NULL
               FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
               LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.contype IN ('p', 'u')
              WHERE x.indrelid = %s::regclass ORDER BY i.relname""", (legacy,)).fetchall():
         built = aside(index_name, "_tsm")
         key = rebuilt.get(constraint or index_name)
+        per_chunk = None
         if constraint is not None:
             cols = list(columns) + ([h.time_column] if key is not None else [])
             statement = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} ({})").format(
@@ -139,19 +150,34 @@ def planned_indexes(conn: psycopg.Connection, names: Names, h: HypertablePlan) -
                                       f"({index_def[:80]}); rewrite it as a plain CREATE INDEX, then run again")
             statement = sql.SQL("CREATE {}INDEX {} ON {} USING {}").format(
                 sql.SQL(head.group(1) or ""), sql.Identifier(built), new, sql.SQL(index_def[head.end():]))
-        planned.append(PlannedIndex(index_name, aside(index_name, "_legacy"), built, unique, statement))
+            if plain and not unique:   # the definition ends with its column list: the option goes after it
+                per_chunk = sql.SQL("{} WITH (timescaledb.transaction_per_chunk)").format(statement)
+        planned.append(PlannedIndex(index_name, aside(index_name, "_legacy"), built, unique, statement, per_chunk))
     for column in h.keep_unique:
         final = f"{h.table}_{column}_idx"
         if not any(p.final == final for p in planned):   # nothing of the legacy table holds the name
             built = aside(final, "_tsm")
-            planned.append(PlannedIndex(final, "", built, False, sql.SQL("CREATE INDEX {} ON {} ({})").format(
-                sql.Identifier(built), new, sql.Identifier(column))))
+            statement = sql.SQL("CREATE INDEX {} ON {} ({})").format(sql.Identifier(built), new,
+                                                                    sql.Identifier(column))
+            planned.append(PlannedIndex(final, "", built, False, statement,
+                                        sql.SQL("{} WITH (timescaledb.transaction_per_chunk)").format(statement)))
     return planned
 
 
 def create_indexes(conn: psycopg.Connection, planned: list[PlannedIndex]) -> None:
     for index in planned:
         conn.execute(index.statement)
+
+
+def create_indexes_per_chunk(conn: psycopg.Connection, planned: list[PlannedIndex]) -> None:
+    """On an autocommit connection: each index built one chunk per transaction where it can be, so the locks held
+    at once are a chunk's (an index that cannot be built so is built in one transaction)."""
+    for index in planned:
+        if index.per_chunk is not None:
+            conn.execute(index.per_chunk)
+        else:
+            with conn.transaction():
+                conn.execute(index.statement)
 
 
 def add_foreign_keys(conn: psycopg.Connection, names: Names) -> int:
@@ -166,10 +192,15 @@ def add_foreign_keys(conn: psycopg.Connection, names: Names) -> int:
 
 # -- 3. copy -------------------------------------------------------------------------------------------
 def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_names: list[str], *, workers: int,
-         batch_rows: int, own_xids: set[int], on_phase: PhaseHook, within: psycopg.Connection | None = None) -> int:
+         batch_rows: int, own_xids: set[int], on_phase: PhaseHook, within: psycopg.Connection | None = None,
+         time_column: str | None = None, chunk_seconds: float = 0.0) -> int:
     """Copy the legacy heap into the hypertable, block range by block range: on ``workers`` connections of
     ``connect``, each range its own transaction; or, ``within`` a connection's open transaction, one after the
-    other (the table locked: nothing else writes, and the new table has no index yet)."""
+    other (the table locked: nothing else writes, and the new table has no index yet).
+
+    With ``time_column`` (on connections of ``connect``), a range whose rows span more than
+    CHUNKS_PER_TRANSACTION chunks of ``chunk_seconds`` is copied in windows of time of that many chunks, each its
+    own transaction: the chunks one transaction creates, and so the locks it holds, are bounded by a batch."""
     if within is not None:
         pages, tuples = within.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
                                        (regclass(names.schema, names.table),)).fetchone()
@@ -191,15 +222,48 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
     columns = sql.SQL(", ").join(map(sql.Identifier, column_names))
     queue = list(reversed(ranges))
 
-    def one_range(conn: psycopg.Connection, low: int, high: int | None) -> int:
+    def in_range(high: int | None) -> sql.Composable:
+        return sql.SQL("ctid >= %s::tid{}").format(sql.SQL(" AND ctid < %s::tid") if high is not None else sql.SQL(""))
+
+    def range_params(low: int, high: int | None) -> list[str]:
+        return [f"({low},0)"] + ([f"({high},0)"] if high is not None else [])
+
+    def one_range(conn: psycopg.Connection, low: int, high: int | None, window: tuple = (None, None)) -> int:
         # A row the application updates meanwhile may be met twice (its new version in a later block): the second
         # is skipped here, and the replay of its key makes it what it is now.
+        since, until = window
+        column = sql.Identifier(time_column) if time_column else None
+        conditions = [in_range(high)]
+        params: list = range_params(low, high)
+        if since is not None:
+            conditions.append(sql.SQL("{} >= %s").format(column))
+            params.append(since)
+        if until is not None:   # the first window also takes rows without a time (the replay deals with them)
+            conditions.append(sql.SQL("({t} < %s OR {t} IS NULL)" if since is None else "{t} < %s").format(t=column))
+            params.append(until)
         return conn.execute(sql.SQL("INSERT INTO {new} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {legacy} "
-                                    "WHERE ctid >= %s::tid{upper}{conflict}").format(
+                                    "WHERE {where}{conflict}").format(
             new=names.ident(names.new), cols=columns, legacy=names.ident(names.table),
-            upper=sql.SQL(" AND ctid < %s::tid") if high is not None else sql.SQL(""),
-            conflict=sql.SQL("" if within is not None else " ON CONFLICT DO NOTHING")),
-            [f"({low},0)"] + ([f"({high},0)"] if high is not None else [])).rowcount
+            where=sql.SQL(" AND ").join(conditions),
+            conflict=sql.SQL("" if within is not None else " ON CONFLICT DO NOTHING")), params).rowcount
+
+    def windows(conn: psycopg.Connection, low: int, high: int | None) -> list[tuple]:
+        """The windows of time the range is copied in: one, unless its rows span more than a batch of chunks."""
+        if time_column is None or chunk_seconds <= 0:
+            return [(None, None)]
+        first, last = conn.execute(sql.SQL("SELECT min({t}), max({t}) FROM {legacy} WHERE {where}").format(
+            t=sql.Identifier(time_column), legacy=names.ident(names.table), where=in_range(high)),
+            range_params(low, high)).fetchone()
+        if first is None or chunks_between(first, last, chunk_seconds) <= CHUNKS_PER_TRANSACTION:
+            return [(None, None)]
+        step = timedelta(seconds=chunk_seconds * (CHUNKS_PER_TRANSACTION - 1))
+        if first + step <= first:   # a date column with a step under a day: dates cannot split it
+            return [(None, None)]
+        bounds = []
+        while (first + step * (len(bounds) + 1)) <= last:
+            bounds.append(first + step * (len(bounds) + 1))
+        edges = [None, *bounds, None]
+        return list(zip(edges[:-1], edges[1:]))
 
     def progress(rows: int, last: bool = False) -> None:
         nonlocal copied
@@ -222,12 +286,14 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
                     if not queue:
                         return
                     low, high = queue.pop()
-                with conn.transaction():
-                    rows = one_range(conn, low, high)
-                    xid = int(one(conn, "SELECT pg_current_xact_id()::text"))
+                rows, xids = 0, []
+                for window in windows(conn, low, high):
+                    with conn.transaction():
+                        rows += one_range(conn, low, high, window)
+                        xids.append(int(one(conn, "SELECT pg_current_xact_id()::text")))
                 on_phase("copying", conn)
                 with lock:
-                    own_xids.add(xid)
+                    own_xids.update(xids)
                     progress(rows)
 
     if within is not None:

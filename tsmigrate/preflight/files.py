@@ -9,7 +9,9 @@ import psycopg
 
 from .. import ledger
 from ..findings import ADVISORY, BLOCKING, Finding
+from ..db import timescaledb_version
 from ..lint import hypertables_created_in, lint_sql
+from ..lint.context import LiveHypertable
 from ..migrations import MigrationFile, discover, version_gaps
 from ..plan import Plan
 from .checks import CHECKS, finding
@@ -64,11 +66,40 @@ def hypertables_of(plan: Plan | None, files: list[MigrationFile]) -> dict[str, s
     return tables
 
 
+def live_hypertables(conn: psycopg.Connection) -> list[LiveHypertable]:
+    """The hypertables the database holds now, with their time column and compression state (none before
+    TimescaleDB is created in it)."""
+    if timescaledb_version(conn) is None:
+        return []
+    rows = conn.execute("""
+        SELECT h.hypertable_schema, h.hypertable_name,
+               (SELECT d.column_name FROM timescaledb_information.dimensions d
+                 WHERE d.hypertable_schema = h.hypertable_schema AND d.hypertable_name = h.hypertable_name
+                 ORDER BY d.dimension_number LIMIT 1),
+               h.compression_enabled,
+               (SELECT count(*) FROM timescaledb_information.chunks c
+                 WHERE c.hypertable_schema = h.hypertable_schema AND c.hypertable_name = h.hypertable_name
+                   AND c.is_compressed),
+               coalesce((SELECT array_agg(s.attname::text) FROM timescaledb_information.compression_settings s
+                          WHERE s.hypertable_schema = h.hypertable_schema AND s.hypertable_name = h.hypertable_name
+                            AND s.segmentby_column_index IS NOT NULL), '{}'),
+               coalesce((SELECT array_agg(s.attname::text) FROM timescaledb_information.compression_settings s
+                          WHERE s.hypertable_schema = h.hypertable_schema AND s.hypertable_name = h.hypertable_name
+                            AND s.orderby_column_index IS NOT NULL), '{}')
+          FROM timescaledb_information.hypertables h""").fetchall()
+    return [LiveHypertable(f"{schema}.{table}", column or "", bool(enabled), compressed, tuple(segment_by),
+                           tuple(order_by))
+            for schema, table, column, enabled, compressed, segment_by, order_by in rows]
+
+
 def lint(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> list[Finding]:
-    """Static lint of the pending files, with function volatility read from the live server."""
+    """Static lint of the pending files, with function volatility and the hypertables (and their compression)
+    read from the live server."""
     files = pending_files(conn, migrations_dir)
     all_files, _ = discover(migrations_dir)
     hypertables = hypertables_of(plan, all_files)
+    live = live_hypertables(conn)
+    converted = {h.name.split(".")[-1].lower() for h in live}
     planned = {h.table.lower(): h for h in plan.hypertables} if plan else {}
 
     def volatility(name: str) -> str | None:
@@ -78,9 +109,11 @@ def lint(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> l
     found = []
     for f in files:
         for item in lint_sql(f.sql, str(f.path), hypertables=hypertables, transactional=f.transactional,
-                             volatility=volatility):
+                             volatility=volatility, live=live):
             table = (item.table or "").split(".")[-1].strip('"').lower()
-            h = planned.get(table)
+            # A table that is a hypertable already is not converted again: the plan's rebuild of its keys and
+            # its null_time rule do not apply to it.
+            h = planned.get(table) if table not in converted else None
             if item.code == "TS008":
                 # A foreign key must point at a unique key, and on a hypertable every unique key holds the
                 # time column: a reference to the legacy id cannot survive the conversion.

@@ -102,16 +102,25 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
             "properties": {"path": {"type": "string"},
                            "manifest_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                            "pinned": {"type": ["string", "null"],
-                                      "description": "why the backup is never pruned automatically"}},
+                                      "description": "why the backup is never pruned automatically"},
+                           "taken_at": {"type": ["string", "null"],
+                                        "description": "when the backup's snapshot was taken (ISO 8601)"}},
         },
         "restore": {
             "type": ["object", "null"], "description": "what happened after a failed step",
             "required": ["outcome", "identical", "complete"],
             "properties": {"outcome": {"type": "string", "description": "the state of the database, in words"},
                            "identical": {"type": ["boolean", "null"],
-                                         "description": "the restored copy was proven identical to the backup"},
+                                         "description": "the restored copy was proven identical to the backup, "
+                                                        "and nothing others wrote or deleted since is undone"},
                            "complete": {"type": ["boolean", "null"], "description": "restored, and every row "
-                                        "committed by others after the backup carried over: nothing lost"}},
+                                        "committed by others after the backup carried over: nothing lost"},
+                           "cause": {"type": ["object", "null"],
+                                     "description": "the server resource the failure ran out of (disk, WAL disk, "
+                                                    "lock table, worker or connection slots), where, and the fix",
+                                     "properties": {"kind": {"type": "string"}, "what": {"type": "string"},
+                                                    "fix": {"type": "string"}, "path": {"type": ["string", "null"]},
+                                                    "resource": {"type": "boolean"}}}},
         },
         "policy_schedule": {"type": "array", "items": {"type": "string"},
                             "description": "policy jobs the post-flight scheduled once every check passed, with "
@@ -166,7 +175,7 @@ def run_record(summary: RunSummary, *, tests: dict[str, int], started: datetime,
     restore = None
     if summary.restore is not None:
         restore = {"outcome": summary.restore, "identical": summary.restored_identical,
-                   "complete": summary.restore_complete}
+                   "complete": summary.restore_complete, "cause": summary.cause}
     return {
         "format": RECORD_FORMAT,
         "tool": f"tsmigrate {__version__}",

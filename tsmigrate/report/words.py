@@ -79,7 +79,7 @@ def headline(summary: RunSummary) -> str:
         return "Every post-flight check passed: the migrated database is complete and meets its benchmarks."
     if verdict == "RESTORED":
         return (f"{summary.execute_failed} failed; the database was restored, proven identical to the backup "
-                "taken before the run, and no row written since was lost.")
+                "taken before the run, and nothing others wrote or deleted since was undone.")
     if verdict == "STOPPED":
         changed = f" {summary.restore}" if summary.restore else "" if applied else " Nothing was changed."
         return f"The run stopped before its end: {summary.stop_reason}.{changed}"
@@ -122,10 +122,11 @@ def next_steps(summary: RunSummary) -> list[str]:
     if verdict == "PASSED":
         return ["Hand this report and its JSON record to whoever signs off the change."]
     if verdict == "RESTORED":
-        steps = [f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
+        steps = [_cause_step(summary) or
+                 f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
                  "put the fix in the file only if it was never applied anywhere, else in a new file.",
-                 "The database is as it was before the run (with any rows written since carried over, as said "
-                 "above): the application may be started again."]
+                 "The database is as it was before the run, with what others wrote or deleted since carried over "
+                 "(as said above): the application may be started again."]
         if "kept as" in (summary.restore or ""):
             steps.append("The failed database was kept for inspection under the name given above; drop it when done.")
         steps.append("Run the pre-flight, then the migration again.")
@@ -137,6 +138,8 @@ def next_steps(summary: RunSummary) -> list[str]:
         return ["Fix what stopped the run (above), then run it again."]
     if summary.execute_failed:
         steps = ["Do not start the application: the database is not proven to be as it was."]
+        if _cause_step(summary):
+            steps.append(_cause_step(summary))
         if backup:
             steps.append(f"Restore by hand from {backup} (README: Backups and restore), or fix the failed step and "
                          "run again.")
@@ -144,11 +147,23 @@ def next_steps(summary: RunSummary) -> list[str]:
     return ["Read the failed checks in the results below; each says what is wrong and where."]
 
 
+def _cause_step(summary: RunSummary) -> str | None:
+    """What to do when the failure was a server resource running out (not the statement): its fix."""
+    cause = summary.cause
+    if not cause:
+        return None
+    return f"{summary.execute_failed} failed for want of a server resource ({cause['kind']}: {cause['what']}): " \
+           f"{cause['fix']} The statements are not at fault."
+
+
 def terminal_lines(summary: RunSummary) -> list[str]:
     """The verdict as the run's last lines: the verdict and target first, then what the operator must know."""
     verdict = summary.verdict()
     failed = [f"  FAILED {name}" for name in unexplained_failures(summary)]
-    scheduled = [f"  scheduled {line}" for line in summary.policy_schedule]
+    # One line for the jobs the post-flight scheduled (each is in the report and the record): the verdict's lines
+    # stay the last ones printed.
+    scheduled = ([f"  scheduled {_plural(len(summary.policy_schedule), 'policy job', 'policy jobs')} the conversion "
+                  "had paused (their first runs: see the report)"] if summary.policy_schedule else [])
     if verdict in ("GO", "NO-GO"):
         lines = [f"{verdict}: {summary.target}"]
         if summary.stop_reason:
@@ -164,7 +179,14 @@ def terminal_lines(summary: RunSummary) -> list[str]:
     if verdict == "PASSED" or (verdict == "FAILED" and summary.kind == "postflight"):
         return [f"{verdict}: {summary.target}: post-flight checks", *failed, *scheduled]
     applied, already = step_counts(summary)
-    lines = [f"{verdict}: {summary.target}: {applied} steps applied, {already} already applied"]
+    if summary.restore_complete is not None:
+        # Restored: what stands is the backup, not the steps this run applied (they went with the restore).
+        taken = (summary.backup or {}).get("taken_at")
+        rolled = [s["label"] for s in summary.steps if s["status"] == "applied"]
+        lines = [f"{verdict}: {summary.target}: back to the backup taken {taken or 'before the run'}; "
+                 + (f"rolled back with it: {', '.join(rolled)}" if rolled else "no step of this run had stood")]
+    else:
+        lines = [f"{verdict}: {summary.target}: {applied} steps applied, {already} already applied"]
     if verdict == "STOPPED":
         lines.append(f"  stopped: {summary.stop_reason}")
     if summary.execute_failed:

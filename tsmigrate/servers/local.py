@@ -30,8 +30,10 @@ THROWAWAY_SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "60",
     "timescaledb.telemetry_level": "off",
-    "timescaledb.max_background_workers": "4",
-    "max_worker_processes": "16",
+    # Room for what the pre-flight counts (PF062): this database's scheduler, a copy's, MS5.0's ten policy jobs,
+    # and a few more databases of a test; max_worker_processes: those, max_parallel_workers (8) and the launcher.
+    "timescaledb.max_background_workers": "16",
+    "max_worker_processes": "32",
 }
 
 
@@ -73,7 +75,7 @@ class LocalCluster:
     def __init__(self, *, run_as: str | None = None, timescaledb: bool | None = None,
                  ready_timeout: float = 60.0, settings: dict[str, str] | None = None,
                  parent_dir: str | None = None, port_attempts: int = 3, bindir: Path | None = None,
-                 standby_of: LocalCluster | None = None):
+                 standby_of: LocalCluster | None = None, wal_dir: Path | None = None):
         self.run_as = run_as if run_as is not None else ("postgres" if os.geteuid() == 0 else None)
         self.timescaledb = timescaledb
         self.ready_timeout = ready_timeout
@@ -85,6 +87,8 @@ class LocalCluster:
         self._bindir = Path(bindir) if bindir is not None else pg_bindir()
         # A streaming replica of that (running) cluster, made with pg_basebackup: a real standby.
         self.standby_of = standby_of
+        # pg_wal elsewhere (initdb --waldir: pg_wal becomes a link there), as sites put it on a disk of its own.
+        self.wal_dir = Path(wal_dir) if wal_dir is not None else None
 
     # -- paths -------------------------------------------------------------------------
     @property
@@ -197,7 +201,8 @@ class LocalCluster:
             os.chown(pwfile, user.pw_uid, user.pw_gid)
         self._run(str(self._bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                   f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                  "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
+                  "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+                  *([f"--waldir={self.wal_dir}"] if self.wal_dir is not None else []))
         pwfile.unlink()
         return password
 
