@@ -95,7 +95,8 @@ def slots(conn: psycopg.Connection, tables: list[tuple[str, str]], published: li
     """PF071: each logical replication slot of this database, with its consumer where one is connected."""
     rows = conn.execute(
         """SELECT s.slot_name, s.plugin, s.active, s.active_pid, r.application_name, r.client_addr::text,
-                  pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn))
+                  CASE WHEN NOT pg_is_in_recovery()   -- a standby has no current WAL position (PF008's)
+                       THEN pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)) END
              FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
             WHERE s.slot_type = 'logical' AND s.database = current_database() ORDER BY s.slot_name""").fetchall()
     names = ", ".join(display_name(s, t) for s, t in tables) or "the tables it converts"
@@ -115,7 +116,7 @@ def slots(conn: psycopg.Connection, tables: list[tuple[str, str]], published: li
                                       "of every row into new chunk tables, which its consumer receives as inserts, "
                                       "while the tables it knew are dropped and stop changing; a consumer that is "
                                       "stopped meanwhile leaves the slot holding all that WAL. Fix: before the window "
-                                      f"stop its consumer (a subscription: ALTER SUBSCRIPTION ... DISABLE; a CDC "
+                                      "stop its consumer (a subscription: ALTER SUBSCRIPTION ... DISABLE; a CDC "
                                       f"connector: pause it) and {drop}; after it, recreate the slot and take a new "
                                       "initial snapshot (Debezium: snapshot.mode = initial, chunk tables routed to the "
                                       "hypertable's topic)"))
