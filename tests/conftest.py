@@ -6,6 +6,8 @@ from testbed.legacy import legacy_db, legacy_template, run_suite  # noqa: F401
 from testbed.privileges import least_privilege_site  # noqa: F401
 from testbed.apache import apache_legacy_db, apache_server, apache_template  # noqa: F401
 from testbed.community import aged_legacy_db, aged_template, community_server  # noqa: F401
+from testbed.compressed import compressed_db, compressed_template  # noqa: F401
+from testbed.replication import logical_legacy_db, logical_server, logical_template  # noqa: F401
 from testbed.conditions import (app_login, cluster_on_small_filesystem, cluster_with_small_wal_disk,  # noqa: F401
                                  cluster_without_preload, login_role,
                                  marked_finding, server_without_timescaledb, standby, tiny_filesystem,

@@ -1,15 +1,14 @@
 """Pre-flight findings about the server and its sessions (PF001-PF017; the role's privileges: test_least_privilege.py), each made for real on a throwaway
 server and read back from the check the pre-flight suite runs: code, severity and location.
 
-Two conditions cannot be made on this machine and are judged on the server's real answer with one value
-changed, as the tests say: another PostgreSQL major version (PF001), and a TimescaleDB build older than 2.21
-with compression (PF036). A pg_dump of another major version is a two-line stand-in script (PF006).
+Another PostgreSQL major version (PF001) cannot be made on this machine and is judged on the server's real answer
+with that value changed, as the test says (PF036, which is judged the same way, is in tests/test_restorable.py). A
+pg_dump of another major version is a two-line stand-in script (PF006).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -24,7 +23,6 @@ from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import drop_database
 from tsmigrate.preflight import environment, privileges
 from tsmigrate.target import Target
-from tsmigrate.timescale import server_timescaledb
 
 PROJECT = Path(__file__).resolve().parents[1]
 READ_ONLY = "-c default_transaction_read_only=on"   # the pre-flight's own session
@@ -108,19 +106,6 @@ def test_pf005_timescaledb_upgraded_under_a_database_on_the_old_version(upgraded
         found = environment.timescaledb_ready(conn, None)
     assert where(found, code) == [(severity, "", None)]
     assert f"timescaledb {old} is created in this database, {new} is installed" in found[0].message
-
-
-@pytest.mark.finding("PF036", ADVISORY)
-def test_pf036_timescaledb_before_2_21_with_compression_planned(marked_finding, local_server):
-    """No community build older than 2.21 is installed here: the server's real answer is judged as a community
-    2.20 would give it (version and license changed; preload and installed version as read)."""
-    code, severity = marked_finding
-    with read_only(local_server.conninfo()) as conn:
-        real = server_timescaledb(conn)
-        assert [f for f in environment.timescaledb_ready(conn, PLAN, real) if f.code == code] == [], \
-            f"TimescaleDB {real.available_version} ({real.edition}) cannot have the problem"
-        found = environment.timescaledb_ready(conn, PLAN, replace(real, available_version="2.20.4", license="timescale"))
-    assert where(found, code) == [(severity, "", None)] and "TimescaleDB 2.20.4" in found[0].message
 
 
 # -- client programs, privileges, standby, slots -----------------------------------------------------------

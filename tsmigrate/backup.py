@@ -6,6 +6,8 @@ A backup is a directory ``<backups>/<dbname>-<UTC time>/`` holding
   content fingerprint of every table, computed in that snapshot;
 - ``roles.sql``: the cluster's roles as far as the connected role may read them, as they were
   before the run's fence (see fence.py).
+A backup is verified before it is used: its files against the manifest, and a trial restore of its schema and a chunk
+of each hypertable into a scratch database (see trial.py); a backup that fails either is not kept.
 Everything is readable by its owner only. With a key file (``[backup] key_file`` in the plan) every
 file but the manifest is encrypted at rest once the backup is verified (see sealing.py); what reads
 the dump gets a decrypted copy for the time it needs it.
@@ -248,6 +250,7 @@ def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: dateti
 
 
 def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: BackupKey | None) -> Backup:
+    from . import trial   # the trial restore builds on restore.py, which builds on this module
     conninfo, env = target.for_client_programs()
     with target.connect(autocommit=False) as snap:
         snap.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -281,6 +284,8 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: Backup
             dumper.join()
             raise
         dumper.join()
+        # What the trial restore loads, chosen and fingerprinted in the same snapshot (one chunk or two a hypertable).
+        trial_plan = trial.plan_trial(snap) if not dump_failed else None
         snap.rollback()
         if dump_failed:
             raise dump_failed[0]
@@ -299,12 +304,13 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: Backup
         "files": _files_of(path),
         "fingerprints": {k: v.to_dict() for k, v in fingerprints.items()},
         "chunks": chunks,   # the hypertables' chunks in the dump (the restore counts them as their parts)
+        trial.MANIFEST_KEY: trial_plan,
     }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     for p in [path, *path.rglob("*")]:
         p.chmod(0o700 if p.is_dir() else 0o600)
     backup = Backup(path, json.loads((path / MANIFEST).read_text()), key)
-    problems = verify_backup(backup, hashes=False)
+    problems = verify_backup(backup, hashes=False) or trial.trial_restore(target, backup)
     if not problems and key is not None:
         manifest["encryption"] = sealing.seal(path, manifest["files"], key)
         manifest["files"] = _files_of(path)

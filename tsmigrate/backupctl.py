@@ -2,12 +2,14 @@
 
     python -m tsmigrate.backupctl new-key FILE                       a key file for encrypted backups
     python -m tsmigrate.backupctl verify BACKUP [--key-file FILE]     files as recorded, dump readable
+        [--trial-restore [--dsn DSN]]                                and the trial restore, on that server
     python -m tsmigrate.backupctl decrypt BACKUP DEST --key-file FILE a decrypted copy (a plain backup directory)
     python -m tsmigrate.backupctl database-sql BACKUP DBNAME          the database's own settings and grants, as SQL
     python -m tsmigrate.backupctl compare BACKUP [--dsn DSN]          the database's content against the backup
 
 Exit 0 when all is well, 1 when the backup or the database is not as it should be (the reason on stderr),
-2 for a wrong command line. The connection for ``compare`` is --dsn, else libpq's PG* variables.
+2 for a wrong command line. The connection for ``compare`` and the trial restore is --dsn, else libpq's PG*
+variables; the trial restore creates and drops a scratch database there (see trial.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from . import trial
 from .backup import MANIFEST, Backup, verify_backup
 from .restore import database_properties
 from .errors import BackupError
@@ -49,8 +52,20 @@ def cmd_verify(args) -> str:
         raise Refused(f"{backup.path} is not usable: " + "; ".join(problems))
     files = backup.manifest.get("files", {})
     how = f"encrypted for {backup.manifest['encryption']['recipient']}; " if backup.encrypted else ""
-    return (f"{backup.path}: {how}{len(files)} files as recorded in {MANIFEST}, pg_restore reads the dump "
+    said = (f"{backup.path}: {how}{len(files)} files as recorded in {MANIFEST}, pg_restore reads the dump "
             f"(database {backup.manifest.get('database')}, TimescaleDB {backup.manifest.get('timescaledb_version') or 'none'})")
+    if not args.trial_restore:
+        return said
+    if trial.MANIFEST_KEY not in backup.manifest:
+        raise Refused(f"{backup.path} was taken by an older tsmigrate: its manifest has no trial plan to restore")
+    target = resolve_target(args.dsn)
+    problems = trial.trial_restore(target, backup)
+    if problems:
+        raise Refused(f"{backup.path} does not restore: " + "; ".join(problems))
+    chunks = [trial.TrialChunk.from_dict(c) for c in backup.manifest[trial.MANIFEST_KEY]["chunks"]]
+    return (f"{said}; its trial restore on {target.describe()} loaded the schema, TimescaleDB's catalog and "
+            f"{len(chunks)} chunks ({', '.join(c.describe() for c in chunks) or 'no hypertable'}), which read back "
+            "as backed up")
 
 
 def cmd_decrypt(args) -> str:
@@ -109,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("verify", help="the files are as the manifest recorded and pg_restore reads the dump")
     p.add_argument("backup")
     p.add_argument("--key-file", help="the key file of an encrypted backup")
+    p.add_argument("--trial-restore", action="store_true",
+                   help="also restore the schema and a chunk of each hypertable into a scratch database, dropped after")
+    p.add_argument("--dsn", help="the server of the trial restore (else libpq's PG* variables)")
     p.set_defaults(run=cmd_verify)
     p = sub.add_parser("decrypt", help="a decrypted copy of an encrypted backup, itself a verified backup directory")
     p.add_argument("backup")

@@ -163,10 +163,12 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF035", ADVISORY, "Key rebuilt by the conversion",
          "Nothing to do: the conversion adds the time column to this key; the old column keeps an index.",
          "when a migration file's own create_hypertable converts the table: it fails on such a key"),
-    Code("PF036", ADVISORY, "TimescaleDB version cannot restore dumps of compressed chunks",
-         "Target TimescaleDB 2.21 or later before compression starts: 2.19/2.20 dumps of compressed chunks "
-         "fail to restore (upstream issue 8153). The migration's own backup is taken before compression, so it is "
-         "safe."),
+    Code("PF036", BLOCKING, "TimescaleDB version cannot restore dumps of compressed chunks",
+         "Upgrade TimescaleDB to 2.20.1 or later (2.21+) before the window (install the package, then ALTER EXTENSION "
+         "timescaledb UPDATE in its own session), or decompress the chunks named (SELECT decompress_chunk(...)): "
+         "2.19.0 to 2.20.0 write all-NULL batches that their pg_restore rejects (upstream pull request 8153).",
+         "while no compressed chunk holds an all-NULL batch yet (compression planned, or chunks compressed without "
+         "one): the run's own backup restores; the site's later backups would not once compression writes one"),
     Code("PF040", BLOCKING, "Rehearsal failed",
          "Fix the statement named here; the rehearsal ran on a scratch copy, the target is untouched.",
          "when no rehearsal could be made (the role may not create databases, or pg_dump failed)"),
@@ -218,6 +220,14 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("PF069", ADVISORY, "A replica without a replication slot may be cut off by the run's WAL",
          "Give the replica a physical replication slot (primary_slot_name), or raise wal_keep_size to the WAL the "
          "run writes, or be ready to rebuild the replica from a base backup."),
+    Code("PF070", BLOCKING, "A table to convert is in a publication",
+         "Take the table out of the publication before the window (the statement is in the message) and resynchronize "
+         "its subscribers afterwards: a hypertable's rows live in chunks, which the publication does not carry."),
+    Code("PF071", BLOCKING, "A logical replication slot reads this database",
+         "Stop the slot's consumer (a subscription, or a CDC tool such as Debezium) for the window and drop the slot "
+         "(SELECT pg_drop_replication_slot(...)); recreate it afterwards and take a new initial snapshot.",
+         "for a pgoutput slot when no publication holds a table to convert: its subscriptions do not receive them "
+         "(keep its consumer running so the slot does not hold back the WAL the run writes)"),
     Code("PF080", ADVISORY, "Background job failing before the window",
          "Fix the cause the finding names (for 'failed to start': raise max_worker_processes and "
          "timescaledb.max_background_workers, then restart); the post-flight fails on a job whose latest run "

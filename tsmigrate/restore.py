@@ -118,8 +118,7 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
     new_target = target.with_dbname(new_name)
     carried = None
     # The copy is dropped if anything below fails; once it took the database's name, it is the database.
-    new_database = NewDatabase(admin_target.connect, new_name, owner=m["owner"], encoding=m["encoding"],
-                               collate=m["collate"], ctype=m["ctype"], keep=True)
+    new_database = copy_database(admin_target, new_name, m, keep=True)
     with new_database:
         _load_and_prove(backup, new_target, jobs)
         # The copy is proven; renaming does not touch its content, so the proof holds under the old name.
@@ -171,33 +170,67 @@ def timescaledb_catalog_rows(dump_dir: Path) -> list[str]:
     return filled
 
 
-def _without_timescaledb_catalog_data(dump_dir: Path, list_file: Path) -> Path:
-    """A pg_restore list (-L) of the dump without the data of TimescaleDB's schemas (empty but for the install's
-    uuid: timescaledb_catalog_rows said so), which a role that is not a superuser may not load."""
-    listing = subprocess.run([tool("pg_restore"), "-l", str(dump_dir)], capture_output=True, text=True,
-                             check=True).stdout
+def _without_timescaledb_catalog_data(dump_dir: Path, list_file: Path, based_on: Path | None = None) -> Path:
+    """A pg_restore list (-L) of the dump (of the entries ``based_on`` lists, else all) without the data of
+    TimescaleDB's schemas (empty but for the install's uuid: timescaledb_catalog_rows said so), which a role that
+    is not a superuser may not load."""
+    listing = based_on.read_text() if based_on else subprocess.run(
+        [tool("pg_restore"), "-l", str(dump_dir)], capture_output=True, text=True, check=True).stdout
     kept = [(";" + line) if re.search(r" (TABLE DATA|SEQUENCE SET) (" + "|".join(TIMESCALEDB_SCHEMAS) + r") ", line) else line
             for line in listing.splitlines()]
     list_file.write_text("\n".join(kept) + "\n")
     return list_file
 
 
-def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
-    """Load the dump into the new, empty database and prove it holds what the backup fingerprinted.
+def copy_database(admin_target: Target, name: str, manifest: dict, *, keep: bool) -> NewDatabase:
+    """The empty database a dump is restored into, made as the backed-up one was (owner, encoding, locale); dropped
+    when the block fails and, unless ``keep``, when it ends. A role that may not create it for the owner creates it
+    as itself (NewDatabase.owner says who owns it)."""
+    return NewDatabase(admin_target.connect, name, owner=manifest["owner"], encoding=manifest["encoding"],
+                       collate=manifest["collate"], ctype=manifest["ctype"], keep=keep)
 
-    As a superuser, TimescaleDB's catalog is restored between timescaledb_pre_restore() and post_restore(). A role
-    that is not one creates the extension (it is trusted) and restores everything but the catalog's data, which
-    must then hold nothing of the database's own (no hypertable, chunk or job): otherwise the restore needs a
-    superuser, and says so before it changes anything.
+
+def load_dump(manifest: dict, new_target: Target, dump_dir: Path, *, jobs: int = 1, list_file: Path | None = None,
+              what: str = "restore (pg_restore)", tables: int | None = None, chunks: int | None = None) -> None:
+    """pg_restore the dump (the entries ``list_file`` names, else all) into the new, empty database, then give the
+    database the settings and grants the backup recorded. ``tables``, ``chunks``: how many of each it loads, for
+    the progress lines (default: all the backup holds).
+
+    As a superuser, TimescaleDB's catalog is restored between timescaledb_pre_restore() and post_restore(), as
+    Timescale documents. A role that is not one creates the extension (it is trusted) and restores everything but
+    the catalog's data, which must then hold nothing of the database's own (no hypertable, chunk or job): otherwise
+    the restore needs a superuser, and says so before it changes anything.
     """
-    m = backup.manifest
-    ts_version = m.get("timescaledb_version")
-    conninfo, env = new_target.for_client_programs()
-    # TimescaleDB's catalog tables reference each other: their data must load in dump order.
-    parallel = 1 if ts_version else max(1, jobs)
-    with backup.opened_dump() as dump_dir, tempfile.TemporaryDirectory(prefix="tsmigrate-restore-") as scratch:
-        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo]
-        superuser = True
+    ts_version = manifest.get("timescaledb_version")
+    superuser = True
+    with tempfile.TemporaryDirectory(prefix="tsmigrate-restore-") as scratch:
+        if ts_version:
+            with new_target.connect() as conn:
+                superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+                filled = [] if superuser else timescaledb_catalog_rows(dump_dir)
+                if filled:
+                    raise BackupError(
+                        f"the backup of {manifest.get('database')} holds TimescaleDB catalog rows ({', '.join(filled)}: "
+                        "hypertables, chunks or jobs) that only a superuser may restore; restore it as a superuser "
+                        "(README: Backups and restore)")
+                conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
+                if superuser:
+                    conn.execute("SELECT timescaledb_pre_restore()")
+            if not superuser:
+                list_file = _without_timescaledb_catalog_data(dump_dir, Path(scratch) / "restore.list", list_file)
+        conninfo, env = new_target.for_client_programs()
+        # TimescaleDB's catalog tables reference each other: their data must load in dump order.
+        parallel = 1 if ts_version else max(1, jobs)
+        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo,
+                *(["-L", str(list_file)] if list_file else []), str(dump_dir)]
+        _run_with_progress(args, env, what, tables if tables is not None else len(manifest["fingerprints"]),
+                           re.compile(r"processing data for table"),
+                           chunks=chunks if chunks is not None else manifest.get("chunks", 0))
+    with new_target.connect() as conn:
+        if ts_version and superuser:
+            conn.execute("SELECT timescaledb_post_restore()")
+        for statement in database_properties(manifest, new_target.dbname):
+            conn.execute(statement)
         if ts_version:
             with new_target.connect() as conn:
                 superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
@@ -218,8 +251,16 @@ def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
     with new_target.connect() as conn:
         if ts_version and superuser:
             conn.execute("SELECT timescaledb_post_restore()")
-        for statement in database_properties(m, new_target.dbname):
+        for statement in database_properties(manifest, new_target.dbname):
             conn.execute(statement)
+
+
+def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
+    """Load the dump into the new, empty database and prove it holds what the backup fingerprinted."""
+    m = backup.manifest
+    with backup.opened_dump() as dump_dir:
+        load_dump(m, new_target, dump_dir, jobs=jobs)
+    with new_target.connect() as conn:
         differences = compare(backup.fingerprints, fingerprint_database(conn, list(
             tuple(k.split(".", 1)) for k in backup.fingerprints), like=backup.fingerprints))
     if differences:

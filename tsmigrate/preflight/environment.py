@@ -3,7 +3,6 @@ and their locks and writes, fences left by a dead run, encoding, and room for th
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from pathlib import Path
@@ -51,9 +50,6 @@ def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTim
                                       "not load the library before the extension exists); compression and retention "
                                       "are applied only if it is the community edition", severity=ADVISORY,
                              path=str(plan.path) if plan.path else None))
-    elif wants and plan.needs_compression and ts.has_compression and _version(ts.available_version) < (2, 21):
-        found.append(finding("PF036", f"TimescaleDB {ts.available_version} with compression planned: once chunks are "
-                                      "compressed, pg_dump backups of this database cannot be restored"))
     if wants and ts.preloaded and ts.edition is not None and not ts.has_compression:
         wanted = " and ".join(w for w, on in (("compression", plan.needs_compression),
                                               ("retention", plan.needs_retention)) if on)
@@ -65,10 +61,6 @@ def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTim
             found.append(finding("PF004", message + " and does not allow going without",
                                  path=str(plan.path) if plan.path else None))
     return found
-
-
-def _version(text: str | None) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text or "")[:3])
 
 
 def client_tools(conn: psycopg.Connection) -> list[Finding]:
