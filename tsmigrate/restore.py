@@ -231,28 +231,6 @@ def load_dump(manifest: dict, new_target: Target, dump_dir: Path, *, jobs: int =
             conn.execute("SELECT timescaledb_post_restore()")
         for statement in database_properties(manifest, new_target.dbname):
             conn.execute(statement)
-        if ts_version:
-            with new_target.connect() as conn:
-                superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
-                filled = [] if superuser else timescaledb_catalog_rows(dump_dir)
-                if filled:
-                    raise BackupError(
-                        f"the backup holds TimescaleDB catalog rows ({', '.join(filled)}: hypertables, chunks or "
-                        f"jobs) that only a superuser may restore; restore {backup.path} as a superuser "
-                        "(README: Backups and restore)")
-                conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
-                if superuser:
-                    conn.execute("SELECT timescaledb_pre_restore()")
-            if not superuser:
-                args += ["-L", str(_without_timescaledb_catalog_data(dump_dir, Path(scratch) / "restore.list"))]
-        tables = len(m["fingerprints"])
-        _run_with_progress(args + [str(dump_dir)], env, "restore (pg_restore)", tables,
-                           re.compile(r"processing data for table"), chunks=m.get("chunks", 0))
-    with new_target.connect() as conn:
-        if ts_version and superuser:
-            conn.execute("SELECT timescaledb_post_restore()")
-        for statement in database_properties(manifest, new_target.dbname):
-            conn.execute(statement)
 
 
 def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
