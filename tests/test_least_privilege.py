@@ -232,7 +232,13 @@ def test_pf054_no_pg_read_all_settings_still_ends_with_a_verdict(marked_finding,
         assert conn.execute("SELECT pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')").fetchone()[0] is False
     assert [(f.code, f.severity, f.location()) for f in found] == [(code, severity, "")]
     assert found[0].message.endswith(f'GRANT pg_read_all_settings TO "{site.migrator}";')
+    # Without data_directory the room on the server cannot be measured (PF066): it is NO-GO until the operator
+    # states it, then GO.
     gate = run_suite("suites/preflight", "--dsn", site.migrator_dsn)
+    record = record_of(tmp_path)
+    assert (gate.returncode, record["verdict"]) == (1, "NO-GO"), gate.stdout[-4000:] + gate.stderr[-2000:]
+    assert {f["code"] for f in record["findings"] if f["severity"] == "blocking"} == {"PF066"}, record["findings"]
+    gate = run_suite("suites/preflight", "--dsn", site.migrator_dsn, "--server-free-disk=100")
     record = record_of(tmp_path)
     assert (gate.returncode, record["verdict"]) == (0, "GO"), gate.stdout[-4000:] + gate.stderr[-2000:]
     assert code in {f["code"] for f in record["findings"]}
