@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
+
+from testbed.legacy import migrations_with_benchmarks
 
 
 from tsmigrate.policies import paused_jobs
@@ -23,18 +24,6 @@ INGEST_TESTS = {"suites/postflight/test_benchmarks.py::test_ingest_through_copy"
                 "suites/postflight/test_benchmarks.py::test_ingest_through_batched_inserts"}
 STORAGE_TEST = "suites/postflight/test_benchmarks.py::test_storage_per_month_projected"
 
-
-def migrations_with(tmp_path: Path, **benchmarks) -> Path:
-    """A copy of the project's migrations with [benchmarks] keys set (an unreachable target)."""
-    migrations = tmp_path / "migrations"
-    shutil.copytree(PROJECT / "migrations", migrations)
-    plan_file = migrations / "plan.toml"
-    text = plan_file.read_text()
-    for key, value in benchmarks.items():
-        text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
-        assert n == 1, key
-    plan_file.write_text(text)
-    return migrations
 
 
 def record(tmp_path: Path) -> dict:
@@ -78,7 +67,7 @@ def assert_below_target(result, rec: dict, missed: set[str]) -> None:
 
 def test_an_ingest_target_missed_ends_below_target_with_exit_6_on_the_apache_edition(apache_legacy_db, run_suite,
                                                                                    tmp_path):
-    migrations = migrations_with(tmp_path, min_insert_rows_per_second="1e12")
+    migrations = migrations_with_benchmarks(tmp_path, min_insert_rows_per_second="1e12")
     result = run_suite("suites/execute", "suites/postflight", "--dsn", apache_legacy_db.conninfo,
                        "--migrations", str(migrations), "--no-rehearse")
     rec = record(tmp_path)
@@ -97,7 +86,7 @@ def test_an_ingest_target_missed_ends_below_target_with_exit_6_on_the_apache_edi
 
 def test_a_storage_target_missed_still_schedules_the_policies_and_was_predicted(legacy_db, community_server,
                                                                                 run_suite, tmp_path):
-    migrations = migrations_with(tmp_path, max_storage_gb_per_month="0.000001")
+    migrations = migrations_with_benchmarks(tmp_path, max_storage_gb_per_month="0.000001")
     result = run_suite("suites/execute", "suites/postflight", "--dsn", legacy_db.conninfo,
                        "--migrations", str(migrations), "--no-rehearse")
     rec = record(tmp_path)
@@ -114,7 +103,7 @@ def test_a_storage_target_missed_still_schedules_the_policies_and_was_predicted(
 
 def test_a_failed_integrity_check_keeps_retention_paused_whatever_the_benchmarks(legacy_db, community_server,
                                                                                  run_suite, tmp_path):
-    migrations = migrations_with(tmp_path, max_storage_gb_per_month="0.000001")
+    migrations = migrations_with_benchmarks(tmp_path, max_storage_gb_per_month="0.000001")
     execute = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
                         "--no-rehearse")
     assert execute.returncode == 0, execute.stdout[-3000:]

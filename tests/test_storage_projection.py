@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from testbed.legacy import clone_for, frozen_template
+from testbed.legacy import clone_for, frozen_template, migrations_with_benchmarks
 from tsmigrate.bench.storage import GB, Growth, month_bytes, project
 from tsmigrate.findings import ADVISORY
 from tsmigrate.janitor import drop_database
@@ -31,18 +30,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 # figure, with the plan's 70% assumed, came to 0.99x). Stated bound: 1.25x either way.
 FACTOR = 1.25
 
-
-def plan_with(tmp_path: Path, **benchmarks: float) -> Path:
-    """A copy of the project's migrations with [benchmarks] keys set."""
-    migrations = tmp_path / "migrations"
-    shutil.copytree(PROJECT / "migrations", migrations)
-    plan_file = migrations / "plan.toml"
-    text = plan_file.read_text()
-    for key, value in benchmarks.items():
-        text, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
-        assert n == 1, key
-    plan_file.write_text(text)
-    return migrations
 
 
 def edit_plan_entry(plan_file: Path, table: str, **values: str) -> None:
@@ -71,7 +58,7 @@ def test_pf075_a_storage_target_the_live_tables_will_not_meet(marked_finding, le
     code, severity = marked_finding
     _, projected = projection_of(legacy_db, PROJECT / "migrations")
     target_gb = projected.bytes_per_month / GB / 3       # a third of what the live tables will take
-    migrations = plan_with(tmp_path, max_storage_gb_per_month=f"{target_gb:.9f}")
+    migrations = migrations_with_benchmarks(tmp_path, max_storage_gb_per_month=f"{target_gb:.9f}")
     plan, projection = projection_of(legacy_db, migrations)
     found = storage.storage_target(projection, plan)
 
@@ -106,7 +93,7 @@ def test_pf075_a_storage_target_the_live_tables_will_not_meet(marked_finding, le
 
 def test_a_generous_storage_target_gives_no_finding(legacy_db, tmp_path):
     _, projected = projection_of(legacy_db, PROJECT / "migrations")
-    migrations = plan_with(tmp_path, max_storage_gb_per_month=f"{projected.bytes_per_month / GB * 3:.9f}")
+    migrations = migrations_with_benchmarks(tmp_path, max_storage_gb_per_month=f"{projected.bytes_per_month / GB * 3:.9f}")
     plan, projection = projection_of(legacy_db, migrations)
     assert projection.bytes_per_month == pytest.approx(projected.bytes_per_month, rel=0.01)
     assert storage.storage_target(projection, plan) == []
@@ -129,7 +116,7 @@ def test_the_projection_counts_retention_and_compression_as_planned(legacy_db):
 
 def test_the_preflight_run_reports_the_projection_and_pf075_without_blocking(legacy_db, run_suite, tmp_path):
     _, projected = projection_of(legacy_db, PROJECT / "migrations")
-    migrations = plan_with(tmp_path, max_storage_gb_per_month=f"{projected.bytes_per_month / GB / 3:.9f}")
+    migrations = migrations_with_benchmarks(tmp_path, max_storage_gb_per_month=f"{projected.bytes_per_month / GB / 3:.9f}")
     result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
                        "--no-rehearse")
     record = json.loads((tmp_path / "reports" / "latest.json").read_text())

@@ -99,7 +99,8 @@ def read_options(config: pytest.Config) -> RunOptions:
     )
 
 
-def _gib(config: pytest.Config, dest: str) -> float | None:
+def _non_negative(config: pytest.Config, dest: str, unit: str) -> float | None:
+    """The option's value as a number >= 0 (None when unset); anything else is refused, naming the option."""
     raw = _value(config, dest)
     if raw in (None, ""):
         return None
@@ -108,18 +109,18 @@ def _gib(config: pytest.Config, dest: str) -> float | None:
     except ValueError:
         value = -1.0
     if value < 0:
-        raise pytest.UsageError(f"--{dest.replace('_', '-')} must be a number of GiB (free on the server), got {raw!r}")
+        raise pytest.UsageError(f"--{dest.replace('_', '-')} must be a number of {unit}, got {raw!r}")
     return value
 
 
+def _gib(config: pytest.Config, dest: str) -> float | None:
+    return _non_negative(config, dest, "GiB (free on the server)")
+
+
 def _seconds(config: pytest.Config, dest: str) -> float:
-    raw = _value(config, dest)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise pytest.UsageError(f"--{dest.replace('_', '-')} must be a number of seconds, got {raw!r}")
+    value = _non_negative(config, dest, "seconds")
+    if value is None:
+        raise pytest.UsageError(f"--{dest.replace('_', '-')} must be a number of seconds, got nothing")
     return value
 
 
