@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tsmigrate.backup import Backup, BackupError, prune_backups, take_backup, tool, tool_major, verify_backup
+from tsmigrate.backup import Backup, BackupError, prune_backups, take_backup, verify_backup
+from tsmigrate.dumps import tool, tool_major
 from tsmigrate.restore import restore_backup
 from tsmigrate.fingerprint import compare, fingerprint_database
 from tsmigrate.janitor import ScratchDatabase

@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 from tsmigrate import backupctl
-from tsmigrate.backup import BackupError, take_backup, tool
+from tsmigrate.backup import BackupError, take_backup
+from tsmigrate.dumps import tool
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.target import Target
 from tsmigrate.trial import MANIFEST_KEY, TrialChunk, trial_restore

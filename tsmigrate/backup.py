@@ -15,28 +15,25 @@ the dump gets a decrypted copy for the time it needs it.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import psycopg
 from psycopg import sql
 
-from . import fence, sealing
-from .db import one, timescaledb_version
+from . import fence, sealing, trial
+from .db import timescaledb_version
+from .dumps import chunk_count, run_with_progress, tool, tool_major
 from .errors import BackupError
 from .fingerprint import TableFingerprint, fingerprint_database, user_tables
 from .sealing import BackupKey
@@ -90,36 +87,9 @@ class Backup:
             raise BackupError(f"{manifest_path} is damaged (not JSON: {exc})") from None
 
 
-# -- client tools --------------------------------------------------------------------------------
-
-def tool(name: str) -> str:
-    """Path of a PostgreSQL client program: in $TSMIGRATE_PG_BINDIR when it has it (CI points it at the server's
-    major), else in the bin directory pg_config names, else on PATH."""
-    override = os.environ.get("TSMIGRATE_PG_BINDIR")
-    if override and (Path(override) / name).exists():
-        return str(Path(override) / name)
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
-        if bindir and (Path(bindir) / name).exists():
-            return str(Path(bindir) / name)
-    found = shutil.which(name)
-    if not found:
-        raise BackupError(f"{name} not found; install the PostgreSQL client programs (postgresql-client-15)")
-    return found
-
-
 def room_needed(database_bytes: int) -> int:
     """Free bytes a backup of a database this size needs (the dump is compressed, so this is on the safe side)."""
     return int(database_bytes * 1.1) + (64 << 20)
-
-
-def tool_major(name: str) -> int:
-    out = subprocess.run([tool(name), "--version"], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
-    if not match:
-        raise BackupError(f"cannot read the version of {name} from {out.strip()!r}")
-    return int(match.group(1))
 
 
 def _files_of(directory: Path) -> dict[str, dict]:
@@ -146,68 +116,6 @@ def _database_facts(conn: psycopg.Connection) -> dict:
             "server_version_num", "settings", "grants")
     return {**dict(zip(keys, row)), "timescaledb_version": timescaledb_version(conn)}
 
-
-def die_with_parent() -> None:
-    """In the child, before exec: the kernel kills it when the run dies, even by SIGKILL (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the run's own handlers still end the child on Ctrl-C and SIGTERM
-
-
-CHUNK_SCHEMA = "_timescaledb_internal"   # where TimescaleDB keeps the chunks (and compressed chunks) of hypertables
-
-
-def _run_with_progress(args: list[str], env: dict, what: str, total: int, counter: re.Pattern,
-                       started_process: Callable[[subprocess.Popen], None] | None = None, chunks: int = 0) -> None:
-    """Run a pg_dump/pg_restore (-v) and log progress every few seconds from its verbose output: ``total`` tables
-    and ``chunks`` chunks (a hypertable's rows are in its chunks: they are counted as its parts, not as tables).
-
-    The child ends with the run: killed if the run is interrupted, and by the kernel if the run dies.
-    """
-    started = last = time.monotonic()
-    done, chunks_done, tail = 0, 0, []
-    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            umask=0o077, preexec_fn=die_with_parent)
-    if started_process is not None:
-        started_process(proc)
-
-    def told() -> str:
-        return f"{done} of {total} tables" + (f", {chunks_done} of {chunks} chunks" if chunks else "")
-
-    try:
-        for line in proc.stderr:
-            tail = (tail + [line.rstrip()])[-20:]
-            if counter.search(line):
-                if CHUNK_SCHEMA in line:
-                    chunks_done += 1
-                else:
-                    done += 1
-                now = time.monotonic()
-                if now - last >= 2:
-                    rate = (done + chunks_done) / (now - started)
-                    todo = max(0, total - done) + max(0, chunks - chunks_done)
-                    left = todo / rate if rate > 0 else 0
-                    log.info("%s: %s (about %.0f s left)", what, told(), left)
-                    last = now
-        proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if proc.returncode != 0:
-        raise BackupError(f"{what} failed (exit {proc.returncode}):\n  " +
-                          "\n  ".join(redact(l, (env.get("PGPASSWORD", ""),)) for l in tail if l))
-    log.info("%s: %s in %.1f s", what, told(), time.monotonic() - started)
-
-
-def chunk_count(conn: psycopg.Connection) -> int:
-    """Chunks (and compressed chunks) a dump of this database holds: tables in TimescaleDB's chunk schema."""
-    return one(conn, """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                         WHERE n.nspname = %s AND c.relkind = 'r'""", (CHUNK_SCHEMA,))
-
-
-# -- taking a backup ------------------------------------------------------------------------------
 
 def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: datetime | None = None,
                 key: BackupKey | None = None) -> Backup:
@@ -250,7 +158,6 @@ def take_backup(target: Target, backups_dir: Path, *, jobs: int = 2, now: dateti
 
 
 def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: BackupKey | None) -> Backup:
-    from . import trial   # the trial restore builds on restore.py, which builds on this module
     conninfo, env = target.for_client_programs()
     with target.connect(autocommit=False) as snap:
         snap.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -266,7 +173,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: Backup
 
         def dump() -> None:
             try:
-                _run_with_progress(args, env, "backup (pg_dump)", len(tables), re.compile(r"dumping contents of table"),
+                run_with_progress(args, env, "backup (pg_dump)", len(tables), re.compile(r"dumping contents of table"),
                                    started_process=processes.append, chunks=chunks)
             except BaseException as exc:  # handed to the caller below
                 dump_failed.append(exc)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import trial
 from .backup import MANIFEST, Backup, verify_backup
-from .restore import database_properties
+from .dumps import database_properties
 from .errors import BackupError
 from .fingerprint import compare, fingerprint_database
 from .sealing import decrypt_into, load_key, new_key, plain_manifest

@@ -21,7 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from .backup import DUMP_DIR, MANIFEST, NAME_PATTERN, Backup, BackupError, tool
+from .backup import DUMP_DIR, MANIFEST, NAME_PATTERN, Backup, BackupError
+from .dumps import tool
 from .fingerprint import TableFingerprint
 from .own import OWN_SCHEMA, is_own_trigger
 from .sealing import SUFFIX, BackupKey

@@ -40,7 +40,8 @@ import psycopg
 from psycopg import sql
 
 from .appsim import TelemetryWriter
-from .backup import take_backup, tool
+from .backup import take_backup
+from .dumps import tool
 from .plan import load_plan
 from .conversion import convert_table
 from .online import convert_online

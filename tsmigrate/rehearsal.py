@@ -18,11 +18,10 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg import sql
 
-from .backup import tool, die_with_parent
+from .dumps import TIMESCALEDB_SCHEMAS, die_with_parent, tool
 from .causes import Cause, classify
 from .janitor import NewDatabase, drop_database
 from .plan import Plan
-from .restore import TIMESCALEDB_SCHEMAS
 from .conversion import ConversionError, convert_table
 from .migrations import MigrationError, MigrationFile, apply_file
 from .target import Target, redact

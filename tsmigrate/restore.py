@@ -9,23 +9,20 @@ extension version as the dump.
 from __future__ import annotations
 
 import logging
-import re
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 from psycopg import sql
 
 from . import sealing
-from .backup import Backup, _run_with_progress, tool, verify_backup
+from .backup import Backup, verify_backup
 from .carry import CarryReport
 from .errors import BackupError
 from .fingerprint import compare, fingerprint_database
-from .janitor import NewDatabase, drop_database, hand_over, while_alone
+from .dumps import copy_database, load_dump
+from .janitor import drop_database, hand_over, while_alone
 from .target import Target
 
 log = logging.getLogger(__name__)
@@ -72,20 +69,6 @@ class RestoreOutcome:
         return (f"RESTORED, ROWS LEFT BEHIND: {self.database} is the backup (proven) but {self.carried.describe()}. "
                 f"Those rows are only in {self.kept_failed_as}: copy them over by key (COPY out of "
                 f"{self.kept_failed_as}, INSERT into {self.database}) before the application starts")
-
-
-def database_properties(manifest: dict, dbname: str) -> list[sql.Composed]:
-    """The database's own settings and grants the backup recorded (a dump without --create has neither)."""
-    statements = []
-    for setting in manifest.get("settings") or []:
-        name, _, value = setting.partition("=")
-        statements.append(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-            sql.Identifier(dbname), sql.Identifier(name), sql.Literal(value)))
-    for grant in manifest.get("grants") or []:
-        grantee, privilege = grant.rsplit(" ", 1)
-        statements.append(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
-            sql.SQL(privilege), sql.Identifier(dbname), sql.SQL(grantee)))
-    return statements
 
 
 def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, jobs: int = 2,
@@ -141,96 +124,6 @@ def restore_backup(target: Target, backup: Backup, *, keep_failed: bool = True, 
             drop_database(admin, failed_name)
     return RestoreOutcome(dbname, failed_name if keep_failed else None, time.monotonic() - started, carried,
                           owner=new_database.owner, original_owner=m["owner"])
-
-
-# TimescaleDB's own schemas: their tables are the extension's (a superuser's), filled by CREATE EXTENSION.
-TIMESCALEDB_SCHEMAS = ("_timescaledb_catalog", "_timescaledb_config", "_timescaledb_internal", "_timescaledb_cache")
-# The one catalog row every database with the extension has of its own: its install's uuid (a new one is fine).
-_OWN_ROWS_OF_EVERY_INSTALL = {"_timescaledb_catalog.metadata"}
-
-
-def timescaledb_catalog_rows(dump_dir: Path) -> list[str]:
-    """TimescaleDB catalog tables the dump holds rows of (hypertables, chunks, jobs...): only a superuser may load
-    them (timescaledb_pre_restore() sets a superuser's parameter, and the tables are the extension's)."""
-    args = [tool("pg_restore"), "--data-only", "-f", "-", str(dump_dir)]
-    for schema in TIMESCALEDB_SCHEMAS:
-        args += ["-n", schema]
-    text = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    filled, table, rows = [], None, 0
-    for line in text.splitlines():
-        if table is None:
-            copy = re.match(r"COPY (\S+) .*FROM stdin;$", line)
-            table, rows = (copy.group(1), 0) if copy else (None, 0)
-        elif line == "\\.":
-            if rows and table not in _OWN_ROWS_OF_EVERY_INSTALL:
-                filled.append(table)
-            table = None
-        else:
-            rows += 1
-    return filled
-
-
-def _without_timescaledb_catalog_data(dump_dir: Path, list_file: Path, based_on: Path | None = None) -> Path:
-    """A pg_restore list (-L) of the dump (of the entries ``based_on`` lists, else all) without the data of
-    TimescaleDB's schemas (empty but for the install's uuid: timescaledb_catalog_rows said so), which a role that
-    is not a superuser may not load."""
-    listing = based_on.read_text() if based_on else subprocess.run(
-        [tool("pg_restore"), "-l", str(dump_dir)], capture_output=True, text=True, check=True).stdout
-    kept = [(";" + line) if re.search(r" (TABLE DATA|SEQUENCE SET) (" + "|".join(TIMESCALEDB_SCHEMAS) + r") ", line) else line
-            for line in listing.splitlines()]
-    list_file.write_text("\n".join(kept) + "\n")
-    return list_file
-
-
-def copy_database(admin_target: Target, name: str, manifest: dict, *, keep: bool) -> NewDatabase:
-    """The empty database a dump is restored into, made as the backed-up one was (owner, encoding, locale); dropped
-    when the block fails and, unless ``keep``, when it ends. A role that may not create it for the owner creates it
-    as itself (NewDatabase.owner says who owns it)."""
-    return NewDatabase(admin_target.connect, name, owner=manifest["owner"], encoding=manifest["encoding"],
-                       collate=manifest["collate"], ctype=manifest["ctype"], keep=keep)
-
-
-def load_dump(manifest: dict, new_target: Target, dump_dir: Path, *, jobs: int = 1, list_file: Path | None = None,
-              what: str = "restore (pg_restore)", tables: int | None = None, chunks: int | None = None) -> None:
-    """pg_restore the dump (the entries ``list_file`` names, else all) into the new, empty database, then give the
-    database the settings and grants the backup recorded. ``tables``, ``chunks``: how many of each it loads, for
-    the progress lines (default: all the backup holds).
-
-    As a superuser, TimescaleDB's catalog is restored between timescaledb_pre_restore() and post_restore(), as
-    Timescale documents. A role that is not one creates the extension (it is trusted) and restores everything but
-    the catalog's data, which must then hold nothing of the database's own (no hypertable, chunk or job): otherwise
-    the restore needs a superuser, and says so before it changes anything.
-    """
-    ts_version = manifest.get("timescaledb_version")
-    superuser = True
-    with tempfile.TemporaryDirectory(prefix="tsmigrate-restore-") as scratch:
-        if ts_version:
-            with new_target.connect() as conn:
-                superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
-                filled = [] if superuser else timescaledb_catalog_rows(dump_dir)
-                if filled:
-                    raise BackupError(
-                        f"the backup of {manifest.get('database')} holds TimescaleDB catalog rows ({', '.join(filled)}: "
-                        "hypertables, chunks or jobs) that only a superuser may restore; restore it as a superuser "
-                        "(README: Backups and restore)")
-                conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
-                if superuser:
-                    conn.execute("SELECT timescaledb_pre_restore()")
-            if not superuser:
-                list_file = _without_timescaledb_catalog_data(dump_dir, Path(scratch) / "restore.list", list_file)
-        conninfo, env = new_target.for_client_programs()
-        # TimescaleDB's catalog tables reference each other: their data must load in dump order.
-        parallel = 1 if ts_version else max(1, jobs)
-        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo,
-                *(["-L", str(list_file)] if list_file else []), str(dump_dir)]
-        _run_with_progress(args, env, what, tables if tables is not None else len(manifest["fingerprints"]),
-                           re.compile(r"processing data for table"),
-                           chunks=chunks if chunks is not None else manifest.get("chunks", 0))
-    with new_target.connect() as conn:
-        if ts_version and superuser:
-            conn.execute("SELECT timescaledb_post_restore()")
-        for statement in database_properties(manifest, new_target.dbname):
-            conn.execute(statement)
 
 
 def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:

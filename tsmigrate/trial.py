@@ -20,17 +20,26 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from typing import Protocol
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 
-from .backup import CHUNK_SCHEMA, Backup, tool
+from .dumps import CHUNK_SCHEMA, copy_database, load_dump, tool
 from .db import display_name, timescaledb_version
 from .errors import BackupError
 from .fingerprint import TableFingerprint, compare, fingerprint_table
-from .restore import copy_database, load_dump
 from .target import Target
+
+
+class DumpedBackup(Protocol):
+    """What the trial reads of a backup (backup.Backup): backup.py calls this module, not the other way."""
+
+    manifest: dict
+
+    def opened_dump(self) -> AbstractContextManager[Path]: ...
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +152,7 @@ def _failure(exc: BackupError, chunks: list[TrialChunk]) -> str:
     return f"{where} did not restore: {cause}"
 
 
-def trial_restore(target: Target, backup: Backup) -> list[str]:
+def trial_restore(target: Target, backup: DumpedBackup) -> list[str]:
     """Problems found by restoring the trial's part of the backup into a scratch database (dropped afterwards);
     [] when it restored and every trial chunk read back as fingerprinted. A backup without a trial plan (taken by
     an older tsmigrate) is not tried."""

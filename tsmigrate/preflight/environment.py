@@ -11,7 +11,9 @@ import psycopg
 
 from .. import fence
 from ..activity import other_sessions, sample_writes
-from ..backup import BackupError, room_needed, tool, tool_major
+from ..backup import room_needed
+from ..dumps import tool, tool_major
+from ..errors import BackupError
 from ..conversion import YIELDING_AUTOVACUUM
 from ..db import one
 from ..findings import ADVISORY, BLOCKING, Finding

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psycopg
 
-from ..backup import BackupError, tool
+from ..dumps import tool
+from ..errors import BackupError
 from ..plan import PLAN_FILE_NAME, Plan
 from ..migrations import discover, files_digest
 from ..timescale import server_timescaledb
