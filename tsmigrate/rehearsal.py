@@ -20,6 +20,7 @@ from psycopg import sql
 
 from .dumps import TIMESCALEDB_SCHEMAS, die_with_parent, tool
 from .causes import Cause, classify
+from .db import one
 from .janitor import NewDatabase, drop_database
 from .plan import Plan
 from .conversion import ConversionError, convert_table
@@ -32,6 +33,16 @@ log = logging.getLogger(__name__)
 
 class RehearsalUnavailable(RuntimeError):
     """No scratch copy could be made (privileges, tools); the reason says which."""
+
+
+class RehearsalNotFaithful(RehearsalUnavailable):
+    """A scratch copy could be made, but not as the target is (its hypertables, chunks, compression): a rehearsal on
+    it would prove nothing about the target, so it is a NO-GO with the reason, never a silent pass."""
+
+
+# Chunks of each hypertable whose rows the scratch copy gets (the newest, compressed or not); the others are made
+# as they are (the same chunks, compression state and settings) but empty, so a large history costs no copy.
+SAMPLED_CHUNKS = 3
 
 
 @dataclass
@@ -121,22 +132,74 @@ def drop_stale_scratch_copies(admin: psycopg.Connection, dbname: str) -> list[st
     return stale
 
 
+def _hypertables(conn: psycopg.Connection) -> tuple[str | None, list[tuple[str, str]]]:
+    """(TimescaleDB's version in the target or None, its hypertables)."""
+    version = one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+    if version is None:
+        return None, []
+    return version, [tuple(r) for r in conn.execute(
+        "SELECT hypertable_schema, hypertable_name FROM timescaledb_information.hypertables").fetchall()]
+
+
+def _chunks_left_empty(conn: psycopg.Connection) -> list[str]:
+    """The chunk tables whose rows the copy leaves out: all but the newest SAMPLED_CHUNKS of each hypertable, with
+    the compressed chunks that hold their rows."""
+    return sorted({r[0] for r in conn.execute("""
+        WITH ranked AS (
+            SELECT c.schema_name, c.table_name, c.compressed_chunk_id,
+                   row_number() OVER (PARTITION BY c.hypertable_id ORDER BY max(ds.range_end) DESC) AS newest
+              FROM _timescaledb_catalog.chunk c
+              JOIN _timescaledb_catalog.chunk_constraint cc ON cc.chunk_id = c.id AND cc.dimension_slice_id IS NOT NULL
+              JOIN _timescaledb_catalog.dimension_slice ds ON ds.id = cc.dimension_slice_id
+             WHERE to_regclass(format('%%I.%%I', c.schema_name, c.table_name)) IS NOT NULL   -- not a dropped chunk's row
+               AND c.hypertable_id NOT IN (SELECT compressed_hypertable_id FROM _timescaledb_catalog.hypertable
+                                            WHERE compressed_hypertable_id IS NOT NULL)
+             GROUP BY c.id, c.schema_name, c.table_name, c.compressed_chunk_id, c.hypertable_id)
+        SELECT format('%%I.%%I', r.schema_name, r.table_name) FROM ranked r WHERE r.newest > %s
+        UNION ALL
+        SELECT format('%%I.%%I', z.schema_name, z.table_name) FROM ranked r
+          JOIN _timescaledb_catalog.chunk z ON z.id = r.compressed_chunk_id WHERE r.newest > %s""",
+        (SAMPLED_CHUNKS, SAMPLED_CHUNKS)).fetchall()})
+
+
 def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], plan: Plan | None,
                  sample_rows: int, result: RehearsalResult) -> None:
-    """pg_dump | pg_restore into the (empty) scratch database, large tables as samples."""
+    """pg_dump | pg_restore into the (empty) scratch database, large tables as samples. A database that is
+    TimescaleDB already is copied as TimescaleDB documents it (same extension version, timescaledb_pre_restore() and
+    post_restore()): hypertables, chunks, compression state and settings, policies (paused in the copy); the rows
+    of the newest chunks only."""
     started = time.monotonic()
     conninfo, env = target.for_client_programs()
-    scratch_conninfo, _ = target.with_dbname(scratch).for_client_programs()
+    scratch_target = target.with_dbname(scratch)
+    scratch_conninfo, _ = scratch_target.for_client_programs()
     dump = [tool("pg_dump"), "-Fc", "-d", conninfo] + [
         f"--exclude-table-data={sql.Identifier(s, t).as_string(None)}" for s, t in large]
     with target.connect() as conn:
-        if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
-            # TimescaleDB's catalog is the extension's: only a superuser may load it (the copy's CREATE EXTENSION fills
-            # it); a role that is not one rehearses a database without hypertables yet (the pre-flight's PF052).
-            dump += [f"--exclude-table-data={schema}.*" for schema in TIMESCALEDB_SCHEMAS]
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        ts_version, hypertables = _hypertables(conn)
+        left_out = _chunks_left_empty(conn) if hypertables and superuser else []
+    # A hypertable's rows are its chunks': sampled as the newest chunks, never row by row into the copy.
+    large[:] = [t for t in large if t not in hypertables]
+    if hypertables and not superuser:
+        raise RehearsalNotFaithful(
+            f"the target holds {len(hypertables)} hypertables, and only a superuser may load TimescaleDB's catalog into "
+            "a copy (timescaledb_pre_restore()): a copy made by this role would hold plain tables, so the rehearsal "
+            "would prove nothing. Run the pre-flight as a superuser, or (knowing what it does not test) --no-rehearse")
+    if not superuser:
+        # TimescaleDB's catalog is the extension's: only a superuser may load it (the copy's CREATE EXTENSION fills
+        # it); a role that is not one rehearses a database without hypertables yet (the pre-flight's PF052).
+        dump += [f"--exclude-table-data={schema}.*" for schema in TIMESCALEDB_SCHEMAS]
+    dump += [f"--exclude-table-data={name}" for name in left_out]
+    faithful = bool(hypertables)
+    if faithful:
+        with scratch_target.connect() as conn:
+            conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
+            conn.execute("SELECT timescaledb_pre_restore()")
     restore = [tool("pg_restore"), "--no-owner", "-d", scratch_conninfo]
-    log.info("rehearsal: copying %s into scratch database %s (%d large tables sampled)",
-             target.describe(), scratch, len(large))
+    log.info("rehearsal: copying %s into scratch database %s (%d large tables sampled%s)",
+             target.describe(), scratch, len(large),
+             f"; TimescaleDB {ts_version}: {len(hypertables)} hypertables, {len(left_out)} chunk tables without their rows"
+             if faithful else "")
     dumper = subprocess.Popen(dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                               preexec_fn=die_with_parent)
     try:
@@ -155,16 +218,24 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
             result.failed_step = "copying the target"
             return
         raise RehearsalUnavailable(f"pg_dump for the rehearsal failed: {redact(dump_err.strip()[:500])}")
+    if faithful:
+        with scratch_target.connect() as conn:
+            # Paused before the scheduler starts again: no policy of the copy compresses or drops its chunks.
+            conn.execute("UPDATE _timescaledb_config.bgw_job SET scheduled = false WHERE id >= 1000")
+            conn.execute("SELECT timescaledb_post_restore()")
     if restorer.returncode != 0:
         cause = classify(restorer.stderr)
         if cause is not None:
             result.cause, result.cause_error = cause, f"pg_restore into the scratch copy: {redact(restorer.stderr.strip()[:300])}"
             result.failed_step = "copying the target"
             return
+        if faithful:
+            raise RehearsalNotFaithful(f"the scratch copy of a TimescaleDB database is not as the target is: "
+                                       f"pg_restore reported {redact(restorer.stderr.strip()[:500])}")
         # pg_restore reports errors it went past (e.g. an extension comment); the steps will tell.
         log.warning("rehearsal: pg_restore reported: %s", redact(restorer.stderr.strip()[:500]))
     times = {h.table: h.time_column for h in plan.hypertables} if plan else {}
-    with target.connect() as source, target.with_dbname(scratch).connect() as copy:
+    with target.connect() as source, scratch_target.connect() as copy:
         for schema, table in large:
             try:
                 result.sampled[f"{schema}.{table}"] = _copy_sample(source, copy, schema, table,

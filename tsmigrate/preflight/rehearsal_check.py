@@ -12,7 +12,7 @@ from ..causes import Cause, classify
 from ..findings import ADVISORY, Finding
 from ..migrations import MigrationFile
 from ..plan import Plan
-from ..rehearsal import RehearsalUnavailable, rehearse
+from ..rehearsal import RehearsalNotFaithful, RehearsalUnavailable, rehearse
 from ..serverfiles import ServerFiles, locate
 from ..target import Target
 from .checks import finding
@@ -31,6 +31,8 @@ def rehearsal(target: Target, migrations_dir: Path, pending: list[MigrationFile]
             return [_out_of(cause, "making the scratch copy", str(exc).splitlines()[0])]
         if isinstance(exc, psycopg.Error):
             raise
+        if isinstance(exc, RehearsalNotFaithful):   # a copy that is not the target proves nothing: no GO on it
+            return [finding("PF040", f"no faithful rehearsal: {exc}")]
         return [finding("PF040", f"no rehearsal: {exc}", severity=ADVISORY)]
     for label, seconds in result.steps:
         log.info("rehearsal: %-40s %8.2f s", label, seconds)
