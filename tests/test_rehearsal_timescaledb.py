@@ -51,7 +51,7 @@ def with_file(tmp_path: Path, text: str) -> Path:
 
 def test_the_copy_of_a_timescaledb_database_is_timescaledb(migrated, tmp_path):
     with migrated.connect() as conn:
-        hypertables, chunks, compressed = conn.execute(f"""
+        hypertables, chunks, compressed = conn.execute("""
             SELECT (SELECT count(*) FROM timescaledb_information.hypertables),
                    (SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'metric_hist'),
                    (SELECT count(*) FROM timescaledb_information.chunks
@@ -85,7 +85,8 @@ END $$;
 
 
 def test_a_statement_timescaledb_refuses_on_a_hypertable_fails_the_rehearsal(migrated, tmp_path):
-    """ALTER TABLE ONLY works on a plain table and is refused on a hypertable: the old copy let it pass."""
+    """ALTER TABLE ONLY works on a plain table and is refused on a hypertable: the rehearsal meets the refusal the
+    run would meet."""
     migrations = with_file(tmp_path, f"ALTER TABLE ONLY {SCHEMA}.metric_hist ADD COLUMN IF NOT EXISTS note text;\n")
     with migrated.connect() as conn:
         pending = pending_files(conn, migrations)
