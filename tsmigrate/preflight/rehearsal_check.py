@@ -32,7 +32,9 @@ def rehearsal(target: Target, migrations_dir: Path, pending: list[MigrationFile]
         if isinstance(exc, psycopg.Error):
             raise
         if isinstance(exc, RehearsalNotFaithful):   # a copy that is not the target proves nothing: no GO on it
-            return [finding("PF040", f"no faithful rehearsal: {exc}")]
+            return [finding("PF040", f"no faithful rehearsal: {exc}",
+                            hint="Run the pre-flight as a superuser, whom TimescaleDB lets load its catalog into "
+                                 "the scratch copy; the target is untouched.")]
         return [finding("PF040", f"no rehearsal: {exc}", severity=ADVISORY)]
     for label, seconds in result.steps:
         log.info("rehearsal: %-40s %8.2f s", label, seconds)
