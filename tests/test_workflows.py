@@ -99,5 +99,6 @@ def test_the_gate_runs_on_migration_changes_and_stops_at_a_no_go():
     triggers = flow[True]   # YAML 1.1 reads the key `on` as true
     assert triggers["pull_request"]["paths"] == ["migrations/**"]
     runs = [step.get("run", "") for step in only_job(flow)["steps"]]
-    preflight = runs.index('python -m pytest suites/preflight --dsn "$MS5_DSN"')
-    assert runs.index('python -m pytest suites --dsn "$MS5_DSN"') > preflight
+    preflight = runs.index('python -m pytest suites/preflight --dsn "$MS5_DSN" --server-free-disk "$RUNNER_FREE_GIB"')
+    assert runs.index('python -m pytest suites --dsn "$MS5_DSN" --server-free-disk "$RUNNER_FREE_GIB"') > preflight
+    assert any(run.startswith('echo "RUNNER_FREE_GIB=') for run in runs[:preflight])
