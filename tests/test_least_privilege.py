@@ -119,6 +119,23 @@ def granted_as_superuser(site, message: str) -> None:
     site.run_as_superuser(statement_in(message))
 
 
+@pytest.mark.finding("PF055", BLOCKING)
+def test_pf055_an_owner_without_login_cannot_run_the_policies(marked_finding, least_privilege_site, community_server):
+    """Found on the community edition: with ms5_owner NOLOGIN the pre-flight said GO, then the conversion failed
+    adding its policies ('permission denied to start background process as role ...')."""
+    code, severity = marked_finding
+    site = least_privilege_site
+    site.run_as_superuser(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(site.owner)))
+    with as_role(site) as conn:
+        found = privileges.job_owners(conn, PLAN)
+    assert {(f.code, f.severity, f.table) for f in found} == {
+        (code, severity, f"factory_telemetry.{h.table}") for h in PLAN.hypertables}, found
+    assert found[0].message.endswith(f'ALTER ROLE "{site.owner}" LOGIN;')
+    granted_as_superuser(site, found[0].message)
+    with as_role(site) as conn:
+        assert privileges.job_owners(conn, PLAN) == []
+
+
 @pytest.mark.finding("PF050", BLOCKING)
 def test_pf050_no_create_on_the_database(marked_finding, least_privilege_site):
     code, severity = marked_finding

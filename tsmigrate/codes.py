@@ -191,6 +191,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
          "Nothing is needed: the checks work from what the role sees; GRANT pg_read_all_settings (or pg_monitor) to "
          "the run's role lets them read shared_preload_libraries and data_directory."),
     # -- the server's capacity for the run and the converted database (tsmigrate/preflight/capacity.py) -------
+    Code("PF055", BLOCKING, "Owner of a planned table may not run TimescaleDB's background jobs",
+         "Run the ALTER ROLE ... LOGIN statement in the finding (as a superuser or a role with CREATEROLE): "
+         "TimescaleDB runs a hypertable's policy jobs as its owner, and only for a role that may log in."),
     Code("PF060", BLOCKING, "Lock table too small for an offline conversion",
          "Raise max_locks_per_transaction to the figure named (ALTER SYSTEM, then restart the server), or set "
          "online = true for the table in plan.toml: the online conversion creates and indexes chunks in batches "

@@ -32,3 +32,7 @@ def test_role_may_make_and_swap_the_databases_of_rehearsal_and_restore(readonly_
 
 def test_role_may_end_the_application_sessions_the_fence_ends(readonly_conn, plan, gate):
     gate(privileges.fence_sessions(readonly_conn, plan))
+
+
+def test_owners_of_planned_tables_may_run_their_policy_jobs(readonly_conn, plan, gate):
+    gate(privileges.job_owners(readonly_conn, plan))

@@ -72,7 +72,9 @@ def least_privilege_site(legacy_db, local_server) -> Site:
     suffix = uuid.uuid4().hex[:8]
     owner, migrator = f"ms5_owner_{suffix}", f"migrator_{suffix}"
     with legacy_db.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
+        # LOGIN (docs/security.md): TimescaleDB runs the policies' jobs as the tables' owner, only for a role that may
+        # log in; it has no password, so nobody logs in as it from outside.
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
         conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(legacy_db.dbname),
                                                                      sql.Identifier(owner)))
         conn.execute(sql.SQL("ALTER SCHEMA factory_telemetry OWNER TO {}").format(sql.Identifier(owner)))

@@ -29,6 +29,7 @@ from ..migrations import MigrationFile, discover
 from ..online import online_tables
 from ..own import OWN_SCHEMA
 from ..plan import Plan
+from ..timescale import server_timescaledb
 from .checks import finding
 
 
@@ -350,3 +351,30 @@ def privileges(conn: psycopg.Connection, plan: Plan | None, files: list[Migratio
     files = files or []
     return (settings(conn) + database(conn, files, plan) + schemas(conn, files, plan) + ownership(conn, files, plan)
             + databases(conn, has_pending_steps(conn, files, plan)) + fence_sessions(conn, plan))
+
+
+def job_owners(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
+    """TimescaleDB runs a table's policy jobs as the table's owner, and refuses to start them for a role that may
+    not log in ("permission denied to start background process as role ..."): where the plan adds compression or
+    retention policies (community edition), each planned table's owner must have LOGIN."""
+    if plan is None or not (plan.needs_compression or plan.needs_retention):
+        return []
+    if not server_timescaledb(conn).has_compression:
+        return []   # the apache edition adds no policy (PF004 says so)
+    found = []
+    for h in plan.hypertables:
+        if not (h.wants_compression or h.wants_retention):
+            continue
+        row = conn.execute("""SELECT r.rolname, r.rolcanlogin FROM pg_class c
+                                JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
+                               WHERE n.nspname = %s AND c.relname = %s""", (plan.schema, h.table)).fetchone()
+        if row is None or row[1]:
+            continue
+        owner = row[0]
+        found.append(finding(
+            "PF055", f"{plan.schema}.{h.table} is owned by {owner}, which may not log in: TimescaleDB runs the table's "
+                     "compression and retention jobs as its owner and refuses to start them for a role without "
+                     "LOGIN, so its conversion would fail when it adds them (a role without a password still cannot "
+                     f"log in from outside). To let it: ALTER ROLE {_q(owner)} LOGIN;",
+            table=f"{plan.schema}.{h.table}"))
+    return found
