@@ -188,3 +188,22 @@ def test_deletions_that_cannot_be_told_from_the_runs_own_are_named_not_carried(l
 def test_a_snapshot_is_read_as_postgresql_writes_it():
     assert parse_snapshot("100:105:101,103") == (100, 105, [101, 103])
     assert parse_snapshot("7:7:") == (7, 7, [])
+
+
+def test_timescaledbs_own_sequences_are_not_carried(legacy_db, restored_copy):
+    """A failed conversion's rolled-back create_hypertable moves TimescaleDB's catalog sequence in the failed copy;
+    carrying it would need a superuser (the restore of a least-privilege run failed on it) and carries no row."""
+    snapshot, restored = restored_copy
+    for target in (legacy_db, restored):   # both hold the extension, as a restore of such a database does
+        with target.connect() as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    with legacy_db.connect() as conn:
+        conn.execute("CREATE TABLE public.probe (ts timestamptz NOT NULL)")
+        with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+            conn.execute("SELECT create_hypertable('public.probe', 'ts')")
+            conn.execute("SELECT 1 / 0")
+        ahead = conn.execute("SELECT last_value FROM pg_sequences WHERE schemaname = '_timescaledb_catalog' "
+                             "AND sequencename = 'hypertable_id_seq'").fetchone()[0]
+    assert ahead is not None, "the rolled-back create_hypertable moved the catalog's sequence"
+    report = carry_over(legacy_db, restored, snapshot, set(), [(SCHEMA, "metric_hist")])
+    assert not any("_timescaledb" in line for line in report.sequences), report.sequences

@@ -287,13 +287,18 @@ def _carry_deletions(src: psycopg.Connection, dst: psycopg.Connection, schema: s
         result.deletion_problem = first_line(exc)
 
 
+# TimescaleDB's catalog sequences are the extension's (a superuser's): a failed conversion's rolled-back
+# create_hypertable may have moved them in the failed copy, and no row of the application's takes their values.
+_NOT_THE_APPLICATIONS = "schemaname NOT LIKE '\\_timescaledb%'"
+
+
 def advance_sequences(src: psycopg.Connection, dst: psycopg.Connection) -> list[str]:
-    """Move every sequence of ``dst`` up to its value in ``src`` where that is ahead."""
+    """Move every sequence of ``dst`` up to its value in ``src`` where that is ahead (TimescaleDB's own aside)."""
     ahead = dict(src.execute("SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences "
-                             "WHERE last_value IS NOT NULL").fetchall())
+                             f"WHERE last_value IS NOT NULL AND {_NOT_THE_APPLICATIONS}").fetchall())
     moved = []
     for name, value in dst.execute("SELECT format('%I.%I', schemaname, sequencename), last_value "
-                                   "FROM pg_sequences").fetchall():
+                                   f"FROM pg_sequences WHERE {_NOT_THE_APPLICATIONS}").fetchall():
         newer = ahead.get(name)
         if newer is not None and (value is None or newer > value):
             dst.execute("SELECT setval(%s::regclass, %s, true)", (name, newer))
