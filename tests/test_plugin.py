@@ -78,7 +78,7 @@ def test_bad_timeout_is_a_usage_error(pytester):
 @pytest.mark.parametrize("option", ["--write-sample=abc", "--server-free-disk=-3"])
 def test_a_bad_option_of_the_suites_is_one_error_line_without_a_traceback(run_suite, option):
     """The suites' own wiring (reports, redaction) must not turn a refused option into a traceback."""
-    result = run_suite("suites/preflight", "--dsn", "postgresql://nobody:pw@127.0.0.1:1/factory_telemetry", option)
+    result = run_suite("suites/preflight", "--dsn", "postgresql://nobody@127.0.0.1:1/factory_telemetry", option)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stderr[-2000:]
     assert f"ERROR: --{option[2:].split('=')[0]} must be a number" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
