@@ -15,7 +15,7 @@ import pytest
 
 from tsmigrate.db import is_hypertable
 from tsmigrate.janitor import ScratchDatabase
-from tsmigrate.online import convert_online
+from tsmigrate.convert.online import convert_online
 from tsmigrate.plan import parse_plan
 from tsmigrate.preflight.environment import activity
 from tsmigrate.servers.local import LocalCluster
@@ -82,7 +82,7 @@ def test_an_online_conversion_is_not_held_up_by_an_autovacuum(vacuumed):
 def test_an_offline_conversion_cancels_the_autovacuum_even_where_deadlock_timeout_is_long(vacuumed):
     """With deadlock_timeout above the conversion's lock timeout (5 s a try) PostgreSQL never cancels the
     autovacuum itself; the conversion does, before it asks for its lock."""
-    from tsmigrate.conversion import convert_table
+    from tsmigrate.convert import convert_table
 
     conninfo, pid = vacuumed
     with psycopg.connect(conninfo, autocommit=True, options="-c deadlock_timeout=60s") as conn:

@@ -13,7 +13,7 @@ from pathlib import Path
 from testbed.legacy import migrations_with_benchmarks
 
 
-from tsmigrate.policies import paused_jobs
+from tsmigrate.convert.policies import paused_jobs
 from tsmigrate.report.words import headline, next_steps, terminal_lines
 from tsmigrate.summary import BELOW_TARGET_EXIT, EXIT_MEANINGS, GOOD_VERDICTS, VERDICTS, RunSummary
 from tsmigrate.target import Target

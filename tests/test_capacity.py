@@ -13,9 +13,9 @@ from psycopg import sql
 
 from tsmigrate.db import is_hypertable
 from tsmigrate.findings import ADVISORY, BLOCKING
-from tsmigrate.history import chunks_between, time_range
+from tsmigrate.convert.history import chunks_between, time_range
 from tsmigrate.janitor import ScratchDatabase
-from tsmigrate.online import convert_online
+from tsmigrate.convert.online import convert_online
 from tsmigrate.plan import parse_plan
 from tsmigrate.preflight import capacity
 from tsmigrate.servers.local import LocalCluster

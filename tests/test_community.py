@@ -20,7 +20,7 @@ import pytest
 from testbed.legacy import fingerprints, fingerprints_as_before
 from tsmigrate.plan import load_plan
 from tsmigrate.preflight.restorable import cannot_restore_null_blocks
-from tsmigrate.policies import paused_jobs
+from tsmigrate.convert.policies import paused_jobs
 from tsmigrate.fingerprint import compare
 from tsmigrate.target import Target
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from tsmigrate.plan import parse_plan
-from tsmigrate.conversion import ConversionError, convert_table
+from tsmigrate.convert import ConversionError, convert_table
 from tsmigrate.db import is_hypertable
 from tsmigrate.fingerprint import fingerprint_table
 from tsmigrate.janitor import ScratchDatabase

@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 
 from tsmigrate.plan import parse_plan
-from tsmigrate.conversion import ConversionError
+from tsmigrate.convert import ConversionError
 from tsmigrate.db import is_hypertable
 from tsmigrate.backup import take_backup
 from tsmigrate.baseline import Baseline
@@ -30,7 +30,7 @@ from tsmigrate.fingerprint import user_tables
 from tsmigrate.integrity.objects import missing_objects
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.target import Target
-from tsmigrate.online import (chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify)
+from tsmigrate.convert.online import (chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify)
 
 ROWS = 40_000
 FILL = "2026-01-01 00:00+00"     # the plan's constant for the rows without a time value
@@ -411,7 +411,7 @@ def test_the_command_line_verifies_then_drops_the_legacy_table(subject):
 def test_an_identity_column_goes_on_from_where_it_was(local_server, mode):
     """Identity columns get a sequence of their own in the new table: it must continue the legacy one's, or the
     next insert would reuse an id."""
-    from tsmigrate.conversion import convert_table
+    from tsmigrate.convert import convert_table
 
     with ScratchDatabase(local_server.conninfo(), f"identity_{uuid.uuid4().hex[:8]}") as name, \
             psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
@@ -440,7 +440,7 @@ def test_an_identity_column_goes_on_from_where_it_was(local_server, mode):
 
 def test_an_offline_conversion_after_an_online_attempt_died_drops_what_it_left(subject, local_server):
     """The plan changed to online = false after an online attempt was killed mid-copy."""
-    from tsmigrate.conversion import convert_table
+    from tsmigrate.convert import convert_table
 
     conninfo, conn = subject
 

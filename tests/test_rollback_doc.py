@@ -18,7 +18,7 @@ from fixtures.servers import server_fixture
 from tsmigrate import backupctl
 from tsmigrate.backup import Backup, take_backup
 from tsmigrate.plan import parse_plan
-from tsmigrate.conversion import convert_table
+from tsmigrate.convert import convert_table
 from tsmigrate.db import is_hypertable
 from tsmigrate.fence import Fence
 from tsmigrate.fingerprint import compare, fingerprint_database

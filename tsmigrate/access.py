@@ -16,7 +16,7 @@ from psycopg import sql
 
 from .baseline import Grant
 from .fingerprint import serial_column
-from .db import display_name
+from .db import display_name, insertable_columns
 from .errors import first_line
 
 _CHECK = {   # grant kind -> the function that says whether a role holds a privilege on it
@@ -101,9 +101,7 @@ def _exercise_once(conn: psycopg.Connection, role: str, schema: str, table: str,
         if seq and not conn.execute("SELECT has_sequence_privilege(%s, %s, 'USAGE')", (role, seq)).fetchone()[0]:
             problems.append(f"{role} may not use sequence {seq}, which gives {name}.{key} its values: inserts fail. "
                             f"Fix: GRANT USAGE, SELECT ON SEQUENCE {seq} TO {display_name(role)}")
-    columns = [r[0] for r in conn.execute("""
-        SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped
-           AND attgenerated = '' ORDER BY attnum""", (name,)).fetchall()]
+    columns = insertable_columns(conn, schema, table)
     step = "SET ROLE"
     try:
         with conn.transaction(force_rollback=True):

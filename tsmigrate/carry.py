@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from .conversion import primary_key_columns
+from .convert.catalog import primary_key_columns
 from .lint import rows_changed_in
 from .lint.syntax import TableKey, same_table
-from .db import is_hypertable
+from .db import insertable_columns, is_hypertable
 from .db import regclass as regclass_of
-from .online import legacy_tables
+from .convert.online import legacy_tables
 from .target import Target
 from .errors import first_line
 
@@ -133,14 +133,6 @@ def newer_rows_filter(snapshot: str, own_xids: set[int]) -> sql.Composable:
         full=full, snap=sql.Literal(snapshot), own=sql.Literal(sorted(own_xids)))
 
 
-def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
-    return [r[0] for r in conn.execute(
-        """SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
-              AND a.attgenerated = '' ORDER BY a.attnum""", (schema, table)).fetchall()]
-
-
 def foreign_key_order(conn: psycopg.Connection, tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Tables with every table they reference (among ``tables``) before them."""
     edges = conn.execute("""
@@ -182,8 +174,8 @@ def _row_sources(src: psycopg.Connection, schema: str, table: str) -> tuple[list
 def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str,
                  where: sql.Composable) -> TableCarry:
     result = TableCarry(f"{schema}.{table}")
-    src_columns = set(_columns(src, schema, table))
-    columns = [c for c in _columns(dst, schema, table) if c in src_columns]
+    src_columns = set(insertable_columns(src, schema, table))
+    columns = [c for c in insertable_columns(dst, schema, table) if c in src_columns]
     ident = sql.Identifier(schema, table)
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     regclass = regclass_of(schema, table)

@@ -43,8 +43,8 @@ from .appsim import TelemetryWriter
 from .backup import take_backup
 from .dumps import tool
 from .plan import load_plan
-from .conversion import convert_table
-from .online import convert_online
+from .convert import convert_table
+from .convert import convert_online
 from .fingerprint import fingerprint_database, user_tables
 from .janitor import ScratchDatabase, drop_database, freeze
 from .legacy import SCALES, build_legacy_database

@@ -42,3 +42,21 @@ def is_hypertable(conn: psycopg.Connection, schema: str, table: str) -> bool:
         return False
     return one(conn, "SELECT 1 FROM timescaledb_information.hypertables "
                      "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, table)) is not None
+
+
+def insertable_columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
+    """The table's columns an INSERT may name (not dropped, not generated), in their order. By name through the
+    catalog: to_regclass would need USAGE on the schema."""
+    return [r[0] for r in conn.execute(
+        """SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.attgenerated = '' ORDER BY a.attnum""", (schema, table)).fetchall()]
+
+
+def row(conn: psycopg.Connection, query, params=()) -> tuple[Any, ...]:
+    """The one row of a query that always returns one (an aggregate, the catalog row of a relation that exists)."""
+    found = conn.execute(query, params).fetchone()
+    if found is None:
+        raise LookupError("a query that returns one row returned none")
+    return found

@@ -23,7 +23,7 @@ from .causes import Cause, classify
 from .db import one
 from .janitor import NewDatabase, drop_database
 from .plan import Plan
-from .conversion import ConversionError, convert_table
+from .convert import ConversionError, convert_table
 from .migrations import MigrationError, MigrationFile, apply_file
 from .target import Target, redact
 from .timescale import server_timescaledb

@@ -26,9 +26,9 @@ from .backup import Backup, BackupError, pin_backup, prune_backups, take_backup
 from .carry import CarryReport, RunsOwnRowChanges, carry_over
 from .restore import RestoreOutcome, restore_backup
 from .plan import HypertablePlan, Plan
-from .conversion import ConversionError, ConversionResult, convert_table, plan_sha256
-from .policies import retention_drops
-from .online import chooses_online, convert_online, online_tables
+from .convert import ConversionError, ConversionResult, convert, plan_sha256
+from .convert.online import online_tables
+from .convert.policies import retention_drops
 from .fence import Fence, FenceError
 from .janitor import DatabaseStateError
 from .migrations import MigrationError, MigrationFile, StepResult, apply_file, discover
@@ -299,7 +299,7 @@ class MigrationRun:
         details: dict = {}
         attempt = None
 
-        def finish(conn: psycopg.Connection, result: StepResult | None = None) -> None:
+        def finish(conn: psycopg.Connection, result: StepResult | ConversionResult | None = None) -> None:
             if result is not None:
                 details.update(result.to_dict())
             self.own_xids.add(int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]))
@@ -315,20 +315,14 @@ class MigrationRun:
                 apply_file(self.work, step.migration, on_success=finish)
                 if step.migration.transactional:
                     self.files_run.append(step.migration)
-            elif chooses_online(self.work, self.schema, step.hypertable, self.plan.online_above_rows):
-                conversion = convert_online(self._connect, self.work, self.schema, step.hypertable,
-                                            has_compression=self._has_compression(), own_xids=self.own_xids,
-                                            on_swapped=finish)
-                details.update(conversion.to_dict())
             else:
-                with self.work.transaction():
-                    conversion: ConversionResult = convert_table(
-                        self.work, self.schema, step.hypertable, has_compression=self._has_compression(),
-                        rows_per_second=self._conversion_rate)
-                    if conversion.rows > 10_000:
-                        self._conversion_rate = conversion.rows_per_second
-                    details.update(conversion.to_dict())
-                    finish(self.work)
+                conversion = convert(self._connect, self.work, self.schema, step.hypertable,
+                                     has_compression=self._has_compression(), own_xids=self.own_xids,
+                                     online_above_rows=self.plan.online_above_rows, on_converted=finish,
+                                     rows_per_second=self._conversion_rate)
+                if conversion.online is None and conversion.rows > 10_000:
+                    self._conversion_rate = conversion.rows_per_second
+                details.update(conversion.to_dict())
         except BaseException as exc:
             error = self._failure(step, exc, started)
             self._record_failure(attempt, error)

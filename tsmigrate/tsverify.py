@@ -13,9 +13,9 @@ import psycopg
 from psycopg import sql
 
 from .plan import HypertablePlan
-from .conversion import time_dimension
+from .convert.catalog import time_dimension
 from .db import is_hypertable
-from .policies import paused_jobs
+from .convert.policies import paused_jobs
 from .db import display_name
 
 

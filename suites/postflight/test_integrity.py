@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tsmigrate.integrity import content, objects, structure
-from tsmigrate.online import legacy_tables, verify
+from tsmigrate.convert.online import legacy_tables, verify
 from tsmigrate.plugin import summary_of
 
 pytestmark = [pytest.mark.order(3), pytest.mark.postflight]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tsmigrate.policies import paused_jobs, schedule_paused_jobs
+from tsmigrate.convert.policies import paused_jobs, schedule_paused_jobs
 from tsmigrate.plugin import summary_of
 
 pytestmark = [pytest.mark.order(4), pytest.mark.postflight]

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from ..fingerprint import serial_column
-from ..db import display_name
+from ..db import display_name, insertable_columns
 from .figures import BenchSkipped, Figure
 
 
@@ -51,9 +51,7 @@ def _sample(conn: psycopg.Connection, schema: str, table: str, time_column: str,
     if key is None:
         raise BenchSkipped(f"{display_name(schema, table)} has no sequence-backed id column; the ingest benchmark "
                            "needs one to give its rows ids no real row has")
-    columns = [r[0] for r in conn.execute("""
-        SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))
-           AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum""", (schema, table)).fetchall()]
+    columns = insertable_columns(conn, schema, table)
     ident = sql.Identifier(schema, table)
     sample = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY {} DESC LIMIT 1000").format(
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns), ident,

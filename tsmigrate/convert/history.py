@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from .db import one, regclass
+from ..db import one, regclass, row
 
 
 def span_seconds(first: date | datetime, last: date | datetime) -> float:
@@ -29,10 +30,10 @@ def chunks_between(first: date | datetime, last: date | datetime, interval_secon
     aligned to multiples of the interval, so a range touches up to one more than its length over the interval)."""
     if interval_seconds <= 0:
         return 1
-    return int(math.floor(span_seconds(first, last) / interval_seconds)) + 2
+    return math.floor(span_seconds(first, last) / interval_seconds) + 2
 
 
-def time_range(conn: psycopg.Connection, schema: str, table: str, column: str) -> tuple[object, object, str]:
+def time_range(conn: psycopg.Connection, schema: str, table: str, column: str) -> tuple[Any, Any, str]:
     """(first, last, how it was read) of ``column``: from an index on it (min and max read at the index's two
     ends, not a scan), else from the bounds of its histogram in pg_stats (as of the table's last ANALYZE), else
     (None, None, why not)."""
@@ -43,18 +44,18 @@ def time_range(conn: psycopg.Connection, schema: str, table: str, column: str) -
          WHERE x.indrelid = %s::regclass AND a.attname = %s AND am.amname = 'btree' AND x.indpred IS NULL
            AND x.indisvalid ORDER BY i.relname LIMIT 1""", (regclass(schema, table), column))
     if index is not None:
-        first, last = conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(
-            c=sql.Identifier(column), t=sql.Identifier(schema, table))).fetchone()
+        first, last = row(conn, sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(
+            c=sql.Identifier(column), t=sql.Identifier(schema, table)))
         if first is None:
             return None, None, f"no rows with a {column} (read from index {index})"
         return first, last, f"min and max read from index {index}"
     column_type = one(conn, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                             "WHERE attrelid = %s::regclass AND attname = %s", (regclass(schema, table), column))
-    row = conn.execute(sql.SQL("""
+    bounds = conn.execute(sql.SQL("""
         SELECT b[1], b[array_upper(b, 1)] FROM (
                SELECT histogram_bounds::text::{}[] AS b FROM pg_stats
                 WHERE schemaname = %s AND tablename = %s AND attname = %s AND histogram_bounds IS NOT NULL) s"""
                                ).format(sql.SQL(column_type)), (schema, table, column)).fetchone()
-    if row is not None and row[0] is not None:
-        return row[0], row[1], "histogram bounds in pg_stats (as of the table's last ANALYZE)"
+    if bounds is not None and bounds[0] is not None:
+        return bounds[0], bounds[1], "histogram bounds in pg_stats (as of the table's last ANALYZE)"
     return None, None, f"no index on {column} and no statistics of it (the table was never analyzed)"

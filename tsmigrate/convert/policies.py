@@ -6,19 +6,16 @@ Policies are created paused: their first run waits for the post-flight (see paus
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
-from .plan import HypertablePlan
-from .db import one
-from .db import regclass as regclass_of
-from .own import OWN_SCHEMA
-from .timescale import APACHE_LACKS
-
-if TYPE_CHECKING:
-    from .conversion import ConversionResult
+from ..db import one, row
+from ..db import regclass as regclass_of
+from ..own import OWN_SCHEMA
+from ..plan import HypertablePlan
+from ..timescale import APACHE_LACKS
+from .result import ConversionResult
 
 log = logging.getLogger("tsmigrate.conversion")
 
@@ -32,7 +29,8 @@ def compression_settings(conn: psycopg.Connection, schema: str, table: str
                              FROM timescaledb_information.compression_settings
                             WHERE hypertable_schema = %s AND hypertable_name = %s""", (schema, table)).fetchall()
     segment_by = [r[0] for r in sorted((r for r in rows if r[1] is not None), key=lambda r: r[1])]
-    order_by = [(r[0], bool(r[3]), bool(r[4])) for r in sorted((r for r in rows if r[2] is not None), key=lambda r: r[2])]
+    order_by = [(r[0], bool(r[3]), bool(r[4]))
+                for r in sorted((r for r in rows if r[2] is not None), key=lambda r: r[2])]
     return bool(enabled), segment_by, order_by
 
 
@@ -119,8 +117,10 @@ def retention_drops(conn: psycopg.Connection, schema: str, h: HypertablePlan) ->
     """(rows, oldest, newest) of the rows the first retention run drops (older than drop_after)."""
     if h.drop_after is None:
         return 0, None, None
-    return conn.execute(sql.SQL("SELECT count(*), min({c}), max({c}) FROM {t} WHERE {c} < now() - {i}::interval").format(
-        t=sql.Identifier(schema, h.table), c=sql.Identifier(h.time_column), i=sql.Literal(h.drop_after.text))).fetchone()
+    count, oldest, newest = row(
+        conn, sql.SQL("SELECT count(*), min({c}), max({c}) FROM {t} WHERE {c} < now() - {i}::interval").format(
+            t=sql.Identifier(schema, h.table), c=sql.Identifier(h.time_column), i=sql.Literal(h.drop_after.text)))
+    return count, oldest, newest
 
 
 def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has_compression: bool,
@@ -140,7 +140,7 @@ def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has
                           and (not planned_order or order_by == planned_order))
             notes = []
             if not as_planned:
-                options = [sql.SQL("timescaledb.compress")]
+                options: list[sql.Composable] = [sql.SQL("timescaledb.compress")]
                 if h.compress_segment_by:
                     options.append(sql.SQL("timescaledb.compress_segmentby = {}").format(
                         sql.Literal(", ".join(sql.Identifier(c).as_string(None) for c in h.compress_segment_by))))
@@ -151,7 +151,8 @@ def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has
                                                                        sql.SQL(", ").join(options)))
                 if enabled:
                     compressed = one(conn, """SELECT count(*) FROM timescaledb_information.chunks
-                                                WHERE hypertable_schema = %s AND hypertable_name = %s AND is_compressed""",
+                                                WHERE hypertable_schema = %s AND hypertable_name = %s
+                                                  AND is_compressed""",
                                       (schema, h.table))
                     notes.append("settings changed" + (f" (the {compressed} chunks compressed before keep their old "
                                                        "settings until decompressed)" if compressed else ""))

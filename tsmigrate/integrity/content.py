@@ -16,7 +16,8 @@ import psycopg
 from psycopg import sql
 
 from ..baseline import Baseline
-from ..conversion import columns_as_before_fills, primary_key_columns
+from ..convert.catalog import primary_key_columns
+from ..convert.nulltime import columns_as_before_fills
 from ..db import display_name
 from ..fingerprint import BUCKETS, PINNED_SETTINGS, TableFingerprint, compare, fingerprint_table, table_columns
 

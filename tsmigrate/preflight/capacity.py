@@ -25,9 +25,9 @@ from psycopg import sql
 
 from ..db import display_name, is_hypertable, one, regclass
 from ..findings import Finding
-from ..history import chunks_between, time_range
-from ..online.build import CHUNKS_PER_TRANSACTION
-from ..online.state import chooses_online
+from ..convert.history import chunks_between, time_range
+from ..convert.online.build import CHUNKS_PER_TRANSACTION
+from ..convert.online.state import chooses_online
 from ..plan import HypertablePlan, Plan
 from ..target import Target, TargetError
 from ..timescale import APACHE, server_timescaledb

@@ -28,7 +28,7 @@ import psycopg
 from ..backup import room_needed
 from ..db import is_hypertable, one
 from ..findings import Finding
-from ..online import chooses_online
+from ..convert.online import chooses_online
 from ..plan import Plan
 from ..serverfiles import Room, ServerFiles, locate
 from .checks import finding

@@ -14,10 +14,10 @@ from ..activity import other_sessions, sample_writes
 from ..backup import room_needed
 from ..dumps import tool, tool_major
 from ..errors import BackupError
-from ..conversion import YIELDING_AUTOVACUUM
+from ..convert.catalog import YIELDING_AUTOVACUUM
 from ..db import one
 from ..findings import ADVISORY, BLOCKING, Finding
-from ..online import online_tables
+from ..convert.online import online_tables
 from ..plan import Plan
 from ..timescale import APACHE_LACKS, ServerTimescale, preload_libraries, server_timescaledb
 from .checks import finding

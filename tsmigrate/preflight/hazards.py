@@ -16,7 +16,7 @@ from ..findings import ADVISORY, BLOCKING, Finding
 from ..lint import hypertables_created_in
 from ..migrations import MigrationFile, discover
 from ..plan import Plan
-from ..policies import retention_drops
+from ..convert.policies import retention_drops
 from .checks import finding
 from .files import pending_files
 

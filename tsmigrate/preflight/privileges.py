@@ -26,7 +26,7 @@ from ..db import is_hypertable, one
 from ..findings import Finding
 from ..lint.source import parse
 from ..migrations import MigrationFile, discover
-from ..online import online_tables
+from ..convert.online import online_tables
 from ..own import OWN_SCHEMA
 from ..plan import Plan
 from ..timescale import server_timescaledb

@@ -15,10 +15,11 @@ import sys
 
 import psycopg
 
-from ..conversion import ConversionError
-from ..errors import first_line
-from ..target import TargetError, redact, resolve_target
-from . import conversion_state, drop_legacy, legacy_tables, swap_back, verify
+from ...errors import first_line
+from ...target import TargetError, redact, resolve_target
+from ..result import ConversionError
+from .state import conversion_state, legacy_tables
+from .swap import drop_legacy, swap_back, verify
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable
 
 import psycopg
 from psycopg import sql
 
-from ..plan import HypertablePlan
-from ..conversion import ConversionError, keys_without_time
-from ..db import one, regclass
+from ...db import one, regclass, row
+from ...plan import HypertablePlan
+from ..catalog import keys_without_time
 from ..history import chunks_between
+from ..result import ConversionError
 from .state import Names, PhaseHook, aside
 
 log = logging.getLogger("tsmigrate.online")
@@ -37,7 +39,7 @@ Grant = tuple[sql.Composable, sql.Composable, bool]   # (privilege [ (column) ],
 
 def relation_grants(conn: psycopg.Connection, regclass: str) -> list[Grant]:
     """What a relation grants to others than its owner (table and column privileges)."""
-    grants = []
+    grants: list[Grant] = []
     rows = conn.execute("""
         SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type,
                a.is_grantable, NULL::text
@@ -50,8 +52,8 @@ def relation_grants(conn: psycopg.Connection, regclass: str) -> list[Grant]:
          WHERE att.attrelid = %s::regclass AND att.attacl IS NOT NULL AND NOT att.attisdropped""",
                         (regclass, regclass)).fetchall()
     for grantee, privilege, grantable, column in rows:
-        who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
-        what = sql.SQL(privilege) if column is None else sql.SQL("{} ({})").format(sql.SQL(privilege),
+        who: sql.Composable = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        what: sql.Composable = sql.SQL(privilege) if column is None else sql.SQL("{} ({})").format(sql.SQL(privilege),
                                                                                   sql.Identifier(column))
         grants.append((what, who, grantable))
     return grants
@@ -75,9 +77,9 @@ def create_beside(conn: psycopg.Connection, names: Names, h: HypertablePlan, leg
     conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED "
                          "INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION "
                          "INCLUDING STATISTICS)").format(new, names.ident(names.table)))
-    owner, comment, rls, force_rls, options = conn.execute(
-        "SELECT pg_get_userbyid(relowner), obj_description(oid, 'pg_class'), relrowsecurity, relforcerowsecurity, "
-        "reloptions FROM pg_class WHERE oid = %s::regclass", (legacy,)).fetchone()
+    owner, comment, rls, force_rls, options = row(
+        conn, "SELECT pg_get_userbyid(relowner), obj_description(oid, 'pg_class'), relrowsecurity, "
+        "relforcerowsecurity, reloptions FROM pg_class WHERE oid = %s::regclass", (legacy,))
     conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(new, sql.Identifier(owner)))
     if comment is not None:
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(new, sql.Literal(comment)))
@@ -108,11 +110,11 @@ class PlannedIndex:
     legacy_aside: str
     built: str
     key: bool                  # a primary key or unique index: the replay's lookups need it during the copy
-    statement: sql.Composable
+    statement: sql.Composed
     # The same index built one chunk per transaction (TimescaleDB's transaction_per_chunk), outside a transaction
     # block: its locks are a chunk's, not the hypertable's. None where the definition has options or a predicate
     # the option cannot be added to safely, or for a constraint.
-    per_chunk: sql.Composable | None = None
+    per_chunk: sql.Composed | None = None
 
     def rename(self) -> list[str]:
         return [self.final, self.legacy_aside, self.built]
@@ -202,19 +204,21 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
     CHUNKS_PER_TRANSACTION chunks of ``chunk_seconds`` is copied in windows of time of that many chunks, each its
     own transaction: the chunks one transaction creates, and so the locks it holds, are bounded by a batch."""
     if within is not None:
-        pages, tuples = within.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
-                                       (regclass(names.schema, names.table),)).fetchone()
+        pages, tuples = row(within, "SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
+                            (regclass(names.schema, names.table),))
     else:
+        assert connect is not None, "copy() needs connect or within"
         with connect() as conn:
-            pages, tuples = conn.execute("SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
-                                         (regclass(names.schema, names.table),)).fetchone()
+            pages, tuples = row(conn, "SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
+                                (regclass(names.schema, names.table),))
     if pages <= 0 or tuples <= 0:   # never analyzed or vacuumed: guess from the size
-        with (connect() if within is None else nullcontext(within)) as conn:
+        opened = nullcontext(within) if within is not None else connect()  # type: ignore[misc]
+        with opened as conn:
             pages = one(conn, "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
                         (regclass(names.schema, names.table),))
         tuples = max(1, pages * 100)
     per_batch = max(1, int(pages * batch_rows / tuples))
-    ranges = [(start, start + per_batch) for start in range(0, max(pages, 1), per_batch)]
+    ranges: list[tuple[int, int | None]] = [(start, start + per_batch) for start in range(0, max(pages, 1), per_batch)]
     ranges[-1] = (ranges[-1][0], None)   # the last range is open: the table may have grown since
     total = max(int(tuples), 1)
     copied, lock = 0, threading.Lock()
@@ -251,19 +255,19 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
         """The windows of time the range is copied in: one, unless its rows span more than a batch of chunks."""
         if time_column is None or chunk_seconds <= 0:
             return [(None, None)]
-        first, last = conn.execute(sql.SQL("SELECT min({t}), max({t}) FROM {legacy} WHERE {where}").format(
+        first, last = row(conn, sql.SQL("SELECT min({t}), max({t}) FROM {legacy} WHERE {where}").format(
             t=sql.Identifier(time_column), legacy=names.ident(names.table), where=in_range(high)),
-            range_params(low, high)).fetchone()
+            range_params(low, high))
         if first is None or chunks_between(first, last, chunk_seconds) <= CHUNKS_PER_TRANSACTION:
             return [(None, None)]
         step = timedelta(seconds=chunk_seconds * (CHUNKS_PER_TRANSACTION - 1))
         if first + step <= first:   # a date column with a step under a day: dates cannot split it
             return [(None, None)]
-        bounds = []
+        bounds: list = []
         while (first + step * (len(bounds) + 1)) <= last:
             bounds.append(first + step * (len(bounds) + 1))
         edges = [None, *bounds, None]
-        return list(zip(edges[:-1], edges[1:]))
+        return list(itertools.pairwise(edges))
 
     def progress(rows: int, last: bool = False) -> None:
         nonlocal copied
@@ -280,6 +284,7 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
             last_log[0] = now
 
     def work() -> None:
+        assert connect is not None
         with connect() as conn:
             while True:
                 with lock:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
 
-from ..plan import HypertablePlan
-from ..conversion import ConversionError, _fill_nulls, lock_holders, primary_key_columns, yield_autovacuum
-from ..db import one, regclass
-from ..own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
+from ...db import one, regclass
+from ...own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
+from ...plan import HypertablePlan
+from ..catalog import lock_holders, primary_key_columns, yield_autovacuum
+from ..nulltime import fill_nulls
+from ..result import ConversionError
 from .state import PHASE_COPY, Names
 
 log = logging.getLogger("tsmigrate.online")
@@ -25,7 +27,7 @@ def key_columns(conn: psycopg.Connection, names: Names) -> list[tuple[str, str]]
     if not keys:
         raise ConversionError(f"{names.schema}.{names.table}: an online conversion needs a primary key to replay the "
                               "rows changed during the copy; add one, or set online = false for the table in plan.toml")
-    types = dict(conn.execute("""SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+    types: dict[str, str] = dict(conn.execute("""SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
                                   WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped""",
                               (table,)).fetchall())
     return [(k, types[k]) for k in keys]
@@ -98,7 +100,8 @@ def with_lock_retries(conn: psycopg.Connection, names: Names, what: str, lock_ti
         except psycopg.errors.LockNotAvailable:
             if attempt == attempts:
                 raise ConversionError(f"{what}: could not get its lock in {attempts} tries of {lock_timeout_ms} ms; "
-                                      f"held by {lock_holders(conn, names.schema, names.table, names.new)}. Stop that session or "
+                                      f"held by {lock_holders(conn, names.schema, names.table, names.new)}. "
+                                      "Stop that session or "
                                       "wait for it, then "
                                       "run again (the legacy table is unchanged).") from None
             log.info("%s: lock not granted in %d ms (try %d of %d); retrying", what, lock_timeout_ms, attempt, attempts)
@@ -162,6 +165,6 @@ def catch_up_round(conn: psycopg.Connection, names: Names, h: HypertablePlan, ke
             # The application wrote a row without a time value meanwhile: the plan's rule fills it in the
             # legacy table (recorded, and captured again), then the round runs again.
             with conn.transaction():
-                _fill_nulls(conn, names.schema, h, keys)
+                fill_nulls(conn, names.schema, h, keys)
                 own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
     raise AssertionError("unreachable")

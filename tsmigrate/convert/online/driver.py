@@ -20,35 +20,40 @@
    hypertable row by row. :func:`drop_legacy` ends it once the post-flight passed.
 
 The state of each conversion is a row of ``tsmigrate.online_conversions``. The offline conversion uses the same
-pieces with the table locked throughout, in one transaction (locked.py).
+pieces with the table locked throughout, in one transaction (convert/offline.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from ..plan import HypertablePlan
-from ..conversion import (ConversionError, ConversionResult, _fill_nulls, _insertable_columns, keys_without_time,
-                          refuse_what_timescaledb_cannot_keep)
-from ..policies import apply_policies
-from ..db import one, regclass
-from ..own import OWN_SCHEMA
+from ...db import insertable_columns, one, regclass
+from ...own import OWN_SCHEMA
+from ...plan import HypertablePlan
+from ..catalog import hypertable_chunks, keys_rebuilt, refuse_what_timescaledb_cannot_keep
 from ..history import chunks_between, time_range
-from .build import (CHUNKS_PER_TRANSACTION, add_foreign_keys, copy, create_beside, create_indexes,
-                    create_indexes_per_chunk, planned_indexes)
+from ..nulltime import fill_nulls
+from ..policies import apply_policies
+from ..result import ConversionError, ConversionResult
+from .build import (
+    CHUNKS_PER_TRANSACTION,
+    add_foreign_keys,
+    copy,
+    create_beside,
+    create_indexes,
+    create_indexes_per_chunk,
+    planned_indexes,
+)
 from .capture import catch_up_round, key_columns, start_capture, with_lock_retries
-from .state import (STATE_DDL, Names, PhaseHook, chooses_online, conversion_state, discard_unfinished, legacy_tables,
-                    no_hook, online_tables)
-from .swap import check_views_can_move, drop_legacy, swap_back, swap_in, verify
-
-__all__ = ["chooses_online", "conversion_state", "convert_online", "drop_legacy", "legacy_tables", "online_tables",
-           "swap_back", "verify"]
+from .state import STATE_DDL, Names, PhaseHook, discard_unfinished, no_hook
+from .swap import check_views_can_move, swap_in, verify
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,7 @@ class OnlineReport:
     legacy_table: str = ""
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        return dict(self.__dict__)
 
 
 # -- the whole path ------------------------------------------------------------------------------------
@@ -94,7 +99,7 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
     start_capture(conn, names, typed_keys, lock_timeout_ms, swap_attempts)
     on_phase("capturing", conn)
     with conn.transaction():   # NULL times get the plan's rule in the legacy table itself (recorded, captured)
-        result.nulls_filled = _fill_nulls(conn, schema, h, keys)
+        result.nulls_filled = fill_nulls(conn, schema, h, keys)
         own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
     with conn.transaction():
         create_beside(conn, names, h, names.legacy)
@@ -105,10 +110,9 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
         renames = [i.rename() for i in planned]
         conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET index_renames = %s::jsonb "
                      "WHERE table_schema = %s AND table_name = %s",
-                     (psycopg.types.json.Jsonb(renames), schema, h.table))
-    result.keys_rebuilt = [f"{k.name} ({', '.join(k.columns)}) -> ({', '.join((*k.columns, h.time_column))})"
-                           for k in keys_without_time(conn, regclass(schema, h.table), h.time_column)]
-    columns = _insertable_columns(conn, regclass(schema, h.table))
+                     (Jsonb(renames), schema, h.table))
+    result.keys_rebuilt = keys_rebuilt(conn, regclass(schema, h.table), h.time_column)
+    columns = insertable_columns(conn, schema, h.table)
     t0 = time.monotonic()
     # A history of more chunks than one transaction should create is copied in windows of time (build.copy).
     first, last, _ = time_range(conn, schema, h.table, h.time_column)
@@ -163,8 +167,7 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
                               f"{report.legacy_table} (keys {', '.join(differing)}); undo with "
                               "`python -m tsmigrate.online swap-back` (README: Online conversion)")
     result.rows = report.verified_rows
-    result.chunks = one(conn, "SELECT count(*) FROM timescaledb_information.chunks "
-                               "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, h.table))
+    result.chunks = hypertable_chunks(conn, schema, h.table)
     result.seconds = time.monotonic() - started
     result.rows_per_second = report.copied / report.copy_seconds if report.copy_seconds > 0 else 0.0
     result.online = report.to_dict()

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import psycopg
 from psycopg import sql
 
-from ..plan import HypertablePlan
-from ..db import is_hypertable, one
-from ..own import BUILD_SUFFIX, CAPTURE_TRIGGER, OWN_SCHEMA
+from ...db import is_hypertable, one
+from ...own import BUILD_SUFFIX, CAPTURE_TRIGGER, OWN_SCHEMA
+from ...plan import HypertablePlan
 
 log = logging.getLogger("tsmigrate.online")
 
@@ -99,7 +99,7 @@ def conversion_state(conn: psycopg.Connection, schema: str, table: str) -> dict 
                        (schema, table)).fetchone()
     if row is None:
         return None
-    return dict(zip(("new_name", "legacy_name", "state", "replayed_through", "index_renames"), row))
+    return dict(zip(("new_name", "legacy_name", "state", "replayed_through", "index_renames"), row, strict=True))
 
 
 def legacy_tables(conn: psycopg.Connection) -> list[tuple[str, str, str]]:

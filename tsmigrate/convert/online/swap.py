@@ -4,21 +4,21 @@ then verification and the end of the legacy table."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import psycopg
 from psycopg import sql
 
-from ..plan import HypertablePlan
-from ..conversion import ConversionError, _insertable_columns, primary_key_columns
-from ..db import one, regclass
-from ..own import OWN_SCHEMA
+from ...db import insertable_columns, one, regclass, row
+from ...own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
+from ...plan import HypertablePlan
+from ..catalog import primary_key_columns
+from ..result import ConversionError
 from .build import Grant, grant, relation_grants
 from .capture import create_capture_triggers, replay, set_replayed, with_lock_retries
-from ..own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER
-from .state import (PHASE_AFTER_SWAP, PHASE_COPY, Names, PhaseHook,
-                    conversion_state)
+from .state import PHASE_AFTER_SWAP, PHASE_COPY, Names, PhaseHook, conversion_state
+
 
 # -- 5. swap -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ def dependent_views(conn: psycopg.Connection, regclass: str) -> list[SavedView]:
 def check_views_can_move(conn: psycopg.Connection, names: Names) -> None:
     """Before anything changes: the views that read the table are recreated on the hypertable, which only their
     owner (or a member of that role) may do."""
-    foreign = [f"{v.schema}.{v.name} (owner {v.owner})" for v in dependent_views(conn, regclass(names.schema, names.table))
+    foreign = [f"{v.schema}.{v.name} (owner {v.owner})"
+               for v in dependent_views(conn, regclass(names.schema, names.table))
                if not one(conn, "SELECT pg_has_role(current_user, %s, 'MEMBER')", (v.owner,))]
     if foreign:
         raise ConversionError(f"{names.schema}.{names.table}: the conversion recreates the views that read it, and "
@@ -135,10 +136,10 @@ def sync_identity(conn: psycopg.Connection, names: Names, source: str, target: s
     """Identity columns have a sequence of their own per table: the target's goes on from where the source's is."""
     for column, in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attidentity <> '' "
                                 "AND NOT attisdropped", (regclass(names.schema, target),)).fetchall():
-        source_seq, target_seq = (one(conn, "SELECT pg_get_serial_sequence(%s, %s)", (regclass(names.schema, t), column))
+        source_seq, target_seq = (one(conn, "SELECT pg_get_serial_sequence(%s, %s)",
+                                      (regclass(names.schema, t), column))
                                   for t in (source, target))
-        last, called = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(source_seq))
-                                    ).fetchone()
+        last, called = row(conn, sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(source_seq)))
         conn.execute("SELECT setval(%s::regclass, %s, %s)", (target_seq, last, called))
 
 
@@ -197,21 +198,21 @@ def verify(conn: psycopg.Connection, schema: str, table: str) -> tuple[int, list
     if state is None or state["state"] != "swapped":
         raise ConversionError(f"{schema}.{table}: no online conversion to verify")
     keys = primary_key_columns(conn, regclass(schema, state["legacy_name"]))
-    columns = [c for c in _insertable_columns(conn, regclass(schema, state["legacy_name"]))]
+    columns = insertable_columns(conn, schema, state["legacy_name"])
     on = sql.SQL(" AND ").join(sql.SQL("l.{k} = n.{k}").format(k=sql.Identifier(k)) for k in keys)
-    row = lambda alias: sql.SQL("row({})::text").format(  # noqa: E731 - one expression, used twice
+    as_text = lambda alias: sql.SQL("row({})::text").format(  # noqa: E731 - one expression, used twice
         sql.SQL(", ").join(sql.Identifier(alias, c) for c in columns))
     changed = sql.SQL(" AND ").join(sql.SQL("c.{k} = coalesce(l.{k}, n.{k})").format(k=sql.Identifier(k)) for k in keys)
     key_text = sql.SQL("row({})::text").format(sql.SQL(", ").join(
         sql.SQL("coalesce(l.{k}, n.{k})").format(k=sql.Identifier(k)) for k in keys))
-    compared, differing = conn.execute(sql.SQL("""
+    compared, differing = row(conn, sql.SQL("""
         SELECT count(*), (array_agg({key_text}) FILTER (WHERE {lrow} IS DISTINCT FROM {nrow}))[1:10]
           FROM {legacy} l FULL JOIN {new} n ON {on}
          WHERE NOT EXISTS (SELECT 1 FROM {changes} c WHERE c.phase = {phase} AND {changed})""").format(
-        key_text=key_text, lrow=sql.SQL("CASE WHEN l IS NULL THEN NULL ELSE {} END").format(row("l")),
-        nrow=sql.SQL("CASE WHEN n IS NULL THEN NULL ELSE {} END").format(row("n")),
+        key_text=key_text, lrow=sql.SQL("CASE WHEN l IS NULL THEN NULL ELSE {} END").format(as_text("l")),
+        nrow=sql.SQL("CASE WHEN n IS NULL THEN NULL ELSE {} END").format(as_text("n")),
         legacy=names.ident(state["legacy_name"]), new=names.ident(table), on=on, changes=names.changes,
-        phase=sql.Literal(PHASE_AFTER_SWAP), changed=changed)).fetchone()
+        phase=sql.Literal(PHASE_AFTER_SWAP), changed=changed))
     return compared, list(differing or [])
 
 
@@ -243,7 +244,7 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout
         raise ConversionError(f"{schema}.{table}: no online conversion to undo (its legacy table is not kept)")
     legacy = state["legacy_name"]
     keys = primary_key_columns(conn, regclass(schema, legacy))
-    columns = _insertable_columns(conn, regclass(schema, legacy))
+    columns = insertable_columns(conn, schema, legacy)
     renames = state["index_renames"]
 
     def body() -> int:
