@@ -2,16 +2,25 @@
 # TSMIGRATE_TEST_DSN names; the community edition's fixtures (they skip, with the reason, under the apache
 # edition); the apache edition's (a second server started as one where the build is the community one); and
 # the real conditions that findings are about, and the least-privilege site of docs/security.md.
-from testbed.legacy import legacy_db, legacy_template, run_suite  # noqa: F401
-from testbed.privileges import least_privilege_site  # noqa: F401
-from testbed.apache import apache_legacy_db, apache_server, apache_template  # noqa: F401
-from testbed.community import aged_legacy_db, aged_template, community_server  # noqa: F401
-from testbed.compressed import compressed_db, compressed_template  # noqa: F401
-from testbed.replication import logical_legacy_db, logical_server, logical_template  # noqa: F401
-from testbed.conditions import (app_login, cluster_on_small_filesystem, cluster_with_small_wal_disk,  # noqa: F401
-                                 cluster_without_preload, login_role,
-                                 marked_finding, server_without_timescaledb, standby, tiny_filesystem,
-                                 upgraded_timescaledb)
+from testbed.apache import apache_legacy_db, apache_server, apache_template
+from testbed.community import aged_legacy_db, aged_template, community_server
+from testbed.compressed import compressed_db, compressed_template
+from testbed.conditions import (
+    app_login,
+    cluster_on_small_filesystem,
+    cluster_with_small_wal_disk,
+    cluster_without_preload,
+    login_role,
+    marked_finding,
+    server_without_timescaledb,
+    standby,
+    tiny_filesystem,
+    upgraded_timescaledb,
+)
+from testbed.legacy import legacy_db, legacy_template, run_suite
+from testbed.privileges import least_privilege_site
+from testbed.replication import logical_legacy_db, logical_server, logical_template
+
 from fixtures.servers import TEST_DSN_ENV, server_fixture
 
 local_server = server_fixture(scope="session", kind="local", external_env=TEST_DSN_ENV)

@@ -13,9 +13,9 @@ import time
 import psycopg
 import pytest
 
+from tsmigrate.convert.online import convert_online
 from tsmigrate.db import is_hypertable
 from tsmigrate.janitor import ScratchDatabase
-from tsmigrate.convert.online import convert_online
 from tsmigrate.plan import parse_plan
 from tsmigrate.preflight.environment import activity
 from tsmigrate.servers.local import LocalCluster
@@ -41,9 +41,11 @@ def vacuumed(eager_autovacuum_server):
             conn.execute("""CREATE TABLE readings (id bigint PRIMARY KEY, ts timestamptz NOT NULL, v double precision)
                             WITH (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
                                   autovacuum_vacuum_cost_delay = 10, autovacuum_vacuum_cost_limit = 1)""")
-            conn.execute("INSERT INTO readings SELECT i, now() - i * interval '1 second', i "
-                         "FROM generate_series(1, %s) i", (ROWS,))
-            conn.execute("UPDATE readings SET v = v + 1")   # a dead row for every row
+            conn.execute(
+                "INSERT INTO readings SELECT i, now() - i * interval '1 second', i FROM generate_series(1, %s) i",
+                (ROWS,),
+            )
+            conn.execute("UPDATE readings SET v = v + 1")  # a dead row for every row
             pid, deadline = None, time.monotonic() + 60
             while pid is None and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -55,15 +57,23 @@ def vacuumed(eager_autovacuum_server):
 
 
 def plan():
-    return parse_plan({"plan": {"schema": "public"}, "hypertables": {"readings": {
-        "time_column": "ts", "chunk_interval": "1 day", "keep_unique": ["id"]}}})
+    return parse_plan(
+        {
+            "plan": {"schema": "public"},
+            "hypertables": {"readings": {"time_column": "ts", "chunk_interval": "1 day", "keep_unique": ["id"]}},
+        }
+    )
 
 
 def test_an_autovacuum_at_work_is_no_lock_holder_for_the_preflight(vacuumed):
     conninfo, pid = vacuumed
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND granted "
-                            "AND relation = 'readings'::regclass", (pid,)).fetchone()[0] >= 1, "it holds its lock"
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE pid = %s AND granted AND relation = 'readings'::regclass", (pid,)
+            ).fetchone()[0]
+            >= 1
+        ), "it holds its lock"
         assert [f for f in activity(conn, plan(), grace_s=0) if f.code == "PF011"] == []
 
 
@@ -73,8 +83,14 @@ def test_an_online_conversion_is_not_held_up_by_an_autovacuum(vacuumed):
     hold the table for longer than all 30 tries."""
     conninfo, pid = vacuumed
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        result = convert_online(lambda: psycopg.connect(conninfo, autocommit=True), conn, "public",
-                                plan().hypertables[0], has_compression=False, own_xids=set())
+        result = convert_online(
+            lambda: psycopg.connect(conninfo, autocommit=True),
+            conn,
+            "public",
+            plan().hypertables[0],
+            has_compression=False,
+            own_xids=set(),
+        )
         assert is_hypertable(conn, "public", "readings") and result.rows == ROWS
         assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == ROWS
 

@@ -6,18 +6,19 @@ import gzip
 import hashlib
 import json
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tsmigrate.backup import Backup, BackupError, prune_backups, take_backup, verify_backup
 from tsmigrate.dumps import tool, tool_major
-from tsmigrate.restore import restore_backup
 from tsmigrate.fingerprint import compare, fingerprint_database
 from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.restore import restore_backup
 from tsmigrate.target import Target
 
 
@@ -26,9 +27,12 @@ def small_db(local_server):
     with ScratchDatabase(local_server.conninfo(), "backup_subject") as name:
         target = Target(local_server.conninfo(name), "test")
         with target.connect() as conn:
-            conn.execute("CREATE TABLE readings (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, v double precision)")
-            conn.execute("INSERT INTO readings (ts, v) SELECT now() - i * interval '1 minute', i "
-                         "FROM generate_series(1, 500) i")
+            conn.execute(
+                "CREATE TABLE readings (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, v double precision)"
+            )
+            conn.execute(
+                "INSERT INTO readings (ts, v) SELECT now() - i * interval '1 minute', i FROM generate_series(1, 500) i"
+            )
         yield target
 
 
@@ -97,7 +101,9 @@ def test_restore_swaps_in_an_identical_copy_and_keeps_the_failed_one(backup, sma
     with small_db.connect() as conn:
         assert compare(before, fingerprint_database(conn)) == []
     with psycopg.connect(local_server.conninfo("postgres"), autocommit=True) as admin:
-        kept = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'backup_subject_failed_%'")]
+        kept = [
+            r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'backup_subject_failed_%'")
+        ]
     assert kept == [outcome.kept_failed_as]
     with psycopg.connect(local_server.conninfo(outcome.kept_failed_as)) as failed:
         assert failed.execute("SELECT count(*) FROM readings").fetchone()[0] < 500
@@ -114,21 +120,30 @@ def test_a_restored_copy_that_differs_from_the_backup_is_refused_and_the_databas
     data.write_bytes(gzip.compress("".join(lines).encode()))
     manifest = json.loads((backup.path / "manifest.json").read_text())
     manifest["files"][str(data.relative_to(backup.path))] = {
-        "size": data.stat().st_size, "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
+        "size": data.stat().st_size,
+        "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+    }
     (backup.path / "manifest.json").write_text(json.dumps(manifest))
     altered = Backup.load(backup.path)
     assert verify_backup(altered) == [], "the checksums hold: only the fingerprints can tell"
     with small_db.connect() as conn:
-        conn.execute("DELETE FROM readings WHERE id <= 10")   # the state a failed step left
+        conn.execute("DELETE FROM readings WHERE id <= 10")  # the state a failed step left
         before = fingerprint_database(conn)
 
-    with pytest.raises(BackupError, match=r"the restored copy backup_subject_restore_\d+ does not match the backup: "
-                                          r".*public\.readings.*backup_subject was left as it is"):
+    with pytest.raises(
+        BackupError,
+        match=r"the restored copy backup_subject_restore_\d+ does not match the backup: "
+        r".*public\.readings.*backup_subject was left as it is",
+    ):
         restore_backup(small_db, altered)
     with small_db.connect() as conn:
         assert compare(before, fingerprint_database(conn)) == []
-        assert conn.execute("SELECT datname FROM pg_database WHERE datname ~ '^backup_subject_(restore|failed)_'"
-                            ).fetchall() == []
+        assert (
+            conn.execute(
+                "SELECT datname FROM pg_database WHERE datname ~ '^backup_subject_(restore|failed)_'"
+            ).fetchall()
+            == []
+        )
 
 
 def test_restore_of_a_timescaledb_database(small_db, tmp_path):
@@ -145,19 +160,22 @@ def test_restore_of_a_timescaledb_database(small_db, tmp_path):
     assert outcome.kept_failed_as is None
     with small_db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM series").fetchone()[0] == 200
-        chunks = conn.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'series'").fetchone()[0]
+        chunks = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'series'"
+        ).fetchone()[0]
         assert chunks >= 16
 
 
 def test_prune_keeps_newest_and_recent_backups(tmp_path):
-    now = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
     ages = [0, 1, 3, 8, 9, 30]
     for days in ages:
         (tmp_path / f"factory_telemetry-{now - timedelta(days=days):%Y%m%dT%H%M%SZ}").mkdir()
     (tmp_path / f"other_db-{now - timedelta(days=40):%Y%m%dT%H%M%SZ}").mkdir()
     removed = prune_backups(tmp_path, "factory_telemetry", keep_days=7, keep_count=2, now=now)
     assert sorted(p.name for p in removed) == sorted(
-        f"factory_telemetry-{now - timedelta(days=d):%Y%m%dT%H%M%SZ}" for d in (8, 9, 30))
+        f"factory_telemetry-{now - timedelta(days=d):%Y%m%dT%H%M%SZ}" for d in (8, 9, 30)
+    )
     assert len(list(tmp_path.iterdir())) == 4  # 3 recent ones and the other database's
 
 
@@ -168,7 +186,7 @@ def test_fingerprints_recorded_by_md5_in_older_backups_are_compared_the_way_they
 
     with small_db.connect() as conn:
         old = fingerprint_table(conn, "public", "readings", algorithm="md5-60").to_dict()
-        del old["algorithm"]   # as an older manifest has it
+        del old["algorithm"]  # as an older manifest has it
         recorded = {"public.readings": TableFingerprint.from_dict(old)}
         now, problems = fingerprints_as_before(conn, recorded)
         assert problems == [] and compare(recorded, now) == []

@@ -13,10 +13,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tsmigrate.bench import (DashboardQuery, DashboardQueryError, Figure, load_dashboard_queries,
-                             parse_dashboard_queries, percentile, run_dashboard_query)
-from tsmigrate.plan import PlanError, load_plan
+from tsmigrate.bench import (
+    DashboardQuery,
+    DashboardQueryError,
+    Figure,
+    load_dashboard_queries,
+    parse_dashboard_queries,
+    percentile,
+    run_dashboard_query,
+)
 from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.plan import PlanError, load_plan
 from tsmigrate.report.html import figures_chart_svg as bar_chart_svg
 from tsmigrate.report.html import figures_table_html
 
@@ -37,10 +44,14 @@ def test_a_figure_passes_by_the_direction_of_its_limit():
 
 
 def test_a_figure_sentence_puts_value_and_limit_side_by_side():
-    assert SLOW_QUERY.sentence() == ("OEE per line over a shift, p95: 250 ms, limit under 100 ms (ratio 2.5, 2.5x worse "
-                                     "than the limit): FAIL; p50 120 ms")
-    assert FAST_INGEST.sentence().startswith("metric_hist ingest, COPY: 52,000 rows/s, limit at least 1,000 rows/s "
-                                             "(ratio 52, 52.0x better than the limit): PASS")
+    assert SLOW_QUERY.sentence() == (
+        "OEE per line over a shift, p95: 250 ms, limit under 100 ms (ratio 2.5, 2.5x worse "
+        "than the limit): FAIL; p50 120 ms"
+    )
+    assert FAST_INGEST.sentence().startswith(
+        "metric_hist ingest, COPY: 52,000 rows/s, limit at least 1,000 rows/s "
+        "(ratio 52, 52.0x better than the limit): PASS"
+    )
 
 
 def test_figure_dicts_are_json_even_with_a_limit_of_zero():
@@ -57,7 +68,7 @@ def test_percentile_is_nearest_rank():
 
 
 def test_the_chart_is_valid_svg_with_one_bar_per_figure_coloured_by_verdict():
-    figures = [FAST_INGEST, SLOW_QUERY, STORAGE.to_dict()]       # objects or the summary's dicts
+    figures = [FAST_INGEST, SLOW_QUERY, STORAGE.to_dict()]  # objects or the summary's dicts
     root = ET.fromstring(bar_chart_svg(figures))
     bars = root.findall(f"{SVG}g/{SVG}rect")
     assert [b.get("fill") for b in bars] == ["#2da44e", "#cf222e", "#2da44e"]
@@ -84,15 +95,24 @@ def test_a_figure_kept_without_a_limit_still_renders():
 
 # -- the dashboard queries file ---------------------------------------------------------------------
 
+
 def test_the_plan_points_at_ms5s_dashboard_queries():
     plan = load_plan(PROJECT / "migrations")
     queries = load_dashboard_queries(plan.dashboard_queries)
-    assert [q.key for q in queries] == ["latest_values_per_equipment", "oee_per_line_over_a_shift",
-                                        "energy_per_hour_over_a_day", "faults_active"]
-    assert [str(q.window) for q in queries] == ["1 hour of metric_hist.ts", "8 hours of oee_calculations.calculation_time",
-                                                "1 day of energy_consumption.consumption_time", "None"]
+    assert [q.key for q in queries] == [
+        "latest_values_per_equipment",
+        "oee_per_line_over_a_shift",
+        "energy_per_hour_over_a_day",
+        "faults_active",
+    ]
+    assert [str(q.window) for q in queries] == [
+        "1 hour of metric_hist.ts",
+        "8 hours of oee_calculations.calculation_time",
+        "1 day of energy_consumption.consumption_time",
+        "None",
+    ]
     lines = plan.dashboard_queries.read_text().splitlines()
-    for q in queries:   # each names the line of its '-- name:'
+    for q in queries:  # each names the line of its '-- name:'
         path, line = q.source.rsplit(":", 1)
         assert path == str(plan.dashboard_queries) and lines[int(line) - 1] == f"-- name: {q.title}"
 
@@ -115,21 +135,37 @@ MALFORMED = {
     "no query at all": ("-- only a comment\n\n", 1, "no query in this file"),
     "a name without SQL": ("-- name: a\n-- comment only\n\n-- name: b\nSELECT 1;\n", 1, "'a' has no SQL"),
     "a misspelt header key": ("-- name: a\n-- windw: 1 hour of t.ts\nSELECT 1;\n", 2, "unknown key 'windw'"),
-    "a window without its table": ("-- name: a\n-- window: 1 hour\nSELECT 1;\n", 2,
-                                   "is not '<interval> of [schema.]table.column'"),
-    "a window of no interval": ("-- name: a\n-- window: soon of t.ts\nSELECT 1 WHERE %(lo)s < %(hi)s;\n", 2,
-                                "'soon' is not a positive interval"),
-    "a window the SQL ignores": ("-- name: a\n-- window: 1 hour of t.ts\nSELECT * FROM t;\n", 1,
-                                 "does not use %(lo)s and %(hi)s"),
+    "a window without its table": (
+        "-- name: a\n-- window: 1 hour\nSELECT 1;\n",
+        2,
+        "is not '<interval> of [schema.]table.column'",
+    ),
+    "a window of no interval": (
+        "-- name: a\n-- window: soon of t.ts\nSELECT 1 WHERE %(lo)s < %(hi)s;\n",
+        2,
+        "'soon' is not a positive interval",
+    ),
+    "a window the SQL ignores": (
+        "-- name: a\n-- window: 1 hour of t.ts\nSELECT * FROM t;\n",
+        1,
+        "does not use %(lo)s and %(hi)s",
+    ),
     "bounds without a window": ("-- name: a\nSELECT * FROM t WHERE ts > %(lo)s;\n", 1, "has no window"),
     "a literal percent sign": ("-- name: a\nSELECT 1\n WHERE 'x' LIKE 'a%';\n", 3, "a literal % is written %%"),
-    "an unknown parameter": ("-- name: a\n-- window: 1 hour of t.ts\nSELECT * FROM t WHERE ts > %(lo)s\n"
-                             "   AND ts <= %(hi)s AND site = %(site)s;\n", 4, "unknown parameter %(site)s"),
+    "an unknown parameter": (
+        "-- name: a\n-- window: 1 hour of t.ts\nSELECT * FROM t WHERE ts > %(lo)s\n"
+        "   AND ts <= %(hi)s AND site = %(site)s;\n",
+        4,
+        "unknown parameter %(site)s",
+    ),
     "a syntax error": ("-- name: a\nSELECT *\n  FRM t;\n", 3, 'not valid SQL: syntax error at or near "FRM"'),
     "two statements": ("-- name: a\nSELECT 1; SELECT 2;\n", 2, "2 statements under one name"),
     "a write": ("-- name: a\nDELETE FROM t;\n", 2, "a DeleteStmt, not a SELECT"),
-    "a name used twice": ("-- name: OEE\nSELECT 1;\n-- name: oee\nSELECT 2;\n", 3,
-                          "the name 'oee' is taken by the query at line 1"),
+    "a name used twice": (
+        "-- name: OEE\nSELECT 1;\n-- name: oee\nSELECT 2;\n",
+        3,
+        "the name 'oee' is taken by the query at line 1",
+    ),
 }
 
 
@@ -143,8 +179,9 @@ def test_a_malformed_queries_file_names_the_file_the_line_and_the_fix(case):
 
 
 def test_a_query_may_hold_a_literal_percent_sign_and_comments():
-    (query,) = parse_dashboard_queries("-- name: Faults, 100%% sure\n"
-                                       "SELECT * FROM t -- every fault\n WHERE code LIKE 'E%%';\n")
+    (query,) = parse_dashboard_queries(
+        "-- name: Faults, 100%% sure\nSELECT * FROM t -- every fault\n WHERE code LIKE 'E%%';\n"
+    )
     assert query.key == "faults_100_sure" and query.window is None and query.sql.endswith("LIKE 'E%%'")
 
 
@@ -155,8 +192,9 @@ def test_a_malformed_queries_file_stops_the_run_before_any_check(run_suite, tmp_
     queries.write_text(queries.read_text().replace("-- window: 8 hours", "-- windw: 8 hours"))
     line = queries.read_text().splitlines().index("-- windw: 8 hours of oee_calculations.calculation_time") + 1
     # The target is never reached: the file is refused while the run is being collected.
-    result = run_suite("suites", "--dsn", "host=127.0.0.1 port=1 dbname=nowhere user=nobody",
-                       "--migrations", str(migrations))
+    result = run_suite(
+        "suites", "--dsn", "host=127.0.0.1 port=1 dbname=nowhere user=nobody", "--migrations", str(migrations)
+    )
     assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"invalid dashboard queries: {queries}:{line}: unknown key 'windw'" in result.stderr
     assert "passed" not in result.stdout and "failed" not in result.stdout
@@ -164,34 +202,44 @@ def test_a_malformed_queries_file_stops_the_run_before_any_check(run_suite, tmp_
 
 # -- the dashboard queries on a real hypertable ------------------------------------------------------
 
+
 @pytest.fixture
 def day_of_readings(local_server):
     """A hypertable of one-hour chunks holding a day of readings (24 chunks)."""
-    with ScratchDatabase(local_server.conninfo(), "bench_subject") as name, \
-            psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
+    with (
+        ScratchDatabase(local_server.conninfo(), "bench_subject") as name,
+        psycopg.connect(local_server.conninfo(name), autocommit=True) as conn,
+    ):
         conn.execute("CREATE EXTENSION timescaledb")
         conn.execute("CREATE TABLE readings (ts timestamptz NOT NULL, v int)")
         conn.execute("SELECT create_hypertable('readings', by_range('ts', interval '1 hour'))")
-        conn.execute("INSERT INTO readings SELECT timestamptz '2026-01-01 00:00+00' + i * interval '1 minute', i "
-                     "FROM generate_series(0, 24 * 60 - 1) i")
+        conn.execute(
+            "INSERT INTO readings SELECT timestamptz '2026-01-01 00:00+00' + i * interval '1 minute', i "
+            "FROM generate_series(0, 24 * 60 - 1) i"
+        )
         conn.execute("ANALYZE readings")
         yield conn
 
 
 def last_hour_where(condition: str) -> DashboardQuery:
-    (query,) = parse_dashboard_queries("-- name: last hour of readings\n-- window: 1 hour of readings.ts\n"
-                                       f"SELECT count(*), avg(v) FROM readings WHERE {condition};\n")
+    (query,) = parse_dashboard_queries(
+        "-- name: last hour of readings\n-- window: 1 hour of readings.ts\n"
+        f"SELECT count(*), avg(v) FROM readings WHERE {condition};\n"
+    )
     return query
 
 
 def test_a_query_whose_condition_defeats_chunk_exclusion_is_a_failure_naming_the_chunks(day_of_readings):
     # An expression on the time column cannot be compared with the chunks' ranges: every chunk is scanned.
-    result = run_dashboard_query(day_of_readings, "public",
-                                 last_hour_where("ts + interval '0 s' > %(lo)s AND ts <= %(hi)s"), repeats=1)
+    result = run_dashboard_query(
+        day_of_readings, "public", last_hour_where("ts + interval '0 s' > %(lo)s AND ts <= %(hi)s"), repeats=1
+    )
     assert (result.chunks_total, result.chunks_in_window, result.chunks_scanned) == (24, 2, 24)
     problem = result.exclusion_failure()
-    assert problem.startswith("last hour of readings: the plan touched 24 chunks of readings but only 2 overlap its "
-                              "time window: chunk exclusion does not work for this query")
+    assert problem.startswith(
+        "last hour of readings: the plan touched 24 chunks of readings but only 2 overlap its "
+        "time window: chunk exclusion does not work for this query"
+    )
     assert result.plan in problem
 
 

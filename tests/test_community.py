@@ -16,12 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from testbed.legacy import fingerprints, fingerprints_as_before
-from tsmigrate.plan import load_plan
-from tsmigrate.preflight.restorable import cannot_restore_null_blocks
+
 from tsmigrate.convert.policies import paused_jobs
 from tsmigrate.fingerprint import compare
+from tsmigrate.plan import load_plan
+from tsmigrate.preflight.restorable import cannot_restore_null_blocks
 from tsmigrate.target import Target
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -32,29 +32,48 @@ pytestmark = pytest.mark.usefixtures("community_server")
 
 # -- what the database holds -------------------------------------------------------------------------
 
+
 def timescale_state(target: Target) -> dict[str, dict]:
     """Per hypertable of the schema: compression on/off, segment-by, order-by and its policy jobs."""
     state: dict[str, dict] = {}
     with target.connect() as conn:
-        for table, enabled in conn.execute("""SELECT hypertable_name, compression_enabled
+        for table, enabled in conn.execute(
+            """SELECT hypertable_name, compression_enabled
                                                  FROM timescaledb_information.hypertables
-                                                WHERE hypertable_schema = %s""", (SCHEMA,)).fetchall():
-            rows = conn.execute("""SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc
+                                                WHERE hypertable_schema = %s""",
+            (SCHEMA,),
+        ).fetchall():
+            rows = conn.execute(
+                """SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc
                                      FROM timescaledb_information.compression_settings
-                                    WHERE hypertable_schema = %s AND hypertable_name = %s""", (SCHEMA, table)).fetchall()
-            waiting = set(paused_jobs(conn))   # paused by the conversion until a post-flight passes
-            jobs = conn.execute("""SELECT job_id, proc_name, scheduled, config,
+                                    WHERE hypertable_schema = %s AND hypertable_name = %s""",
+                (SCHEMA, table),
+            ).fetchall()
+            waiting = set(paused_jobs(conn))  # paused by the conversion until a post-flight passes
+            jobs = conn.execute(
+                """SELECT job_id, proc_name, scheduled, config,
                                           (config ->> 'compress_after')::interval, (config ->> 'drop_after')::interval
                                      FROM timescaledb_information.jobs
                                     WHERE hypertable_schema = %s AND hypertable_name = %s
-                                    ORDER BY job_id""", (SCHEMA, table)).fetchall()
+                                    ORDER BY job_id""",
+                (SCHEMA, table),
+            ).fetchall()
             state[table] = {
                 "compression_enabled": enabled,
                 "segment_by": [r[0] for r in sorted((r for r in rows if r[1] is not None), key=lambda r: r[1])],
                 "order_by": [(r[0], r[3]) for r in sorted((r for r in rows if r[2] is not None), key=lambda r: r[2])],
-                "jobs": [{"job_id": j[0], "proc": j[1], "scheduled": j[2], "config": j[3],
-                          "compress_after": j[4], "drop_after": j[5], "waits_for_postflight": j[0] in waiting}
-                         for j in jobs],
+                "jobs": [
+                    {
+                        "job_id": j[0],
+                        "proc": j[1],
+                        "scheduled": j[2],
+                        "config": j[3],
+                        "compress_after": j[4],
+                        "drop_after": j[5],
+                        "waits_for_postflight": j[0] in waiting,
+                    }
+                    for j in jobs
+                ],
             }
     return state
 
@@ -81,29 +100,38 @@ def policy_problems(state: dict[str, dict], plan) -> list[str]:
             problems.append(f"{h.table}: segment-by {s['segment_by']}, planned {list(h.compress_segment_by)}")
         if s["order_by"] != planned_order_by(h.compress_order_by):
             problems.append(f"{h.table}: order-by {s['order_by']}, planned {list(h.compress_order_by)}")
-        for proc, key, planned in (("policy_compression", "compress_after", h.compress_after),
-                                   ("policy_retention", "drop_after", h.drop_after)):
+        for proc, key, planned in (
+            ("policy_compression", "compress_after", h.compress_after),
+            ("policy_retention", "drop_after", h.drop_after),
+        ):
             jobs = [j for j in s["jobs"] if j["proc"] == proc]
             if len(jobs) != 1:
                 problems.append(f"{h.table}: {len(jobs)} {proc} jobs, expected exactly one")
                 continue
             if jobs[0][key] != timedelta(seconds=planned.seconds):
-                problems.append(f"{h.table}: {proc} job {jobs[0]['job_id']} has {key} {jobs[0][key]}, planned {planned}")
+                problems.append(
+                    f"{h.table}: {proc} job {jobs[0]['job_id']} has {key} {jobs[0][key]}, planned {planned}"
+                )
             if jobs[0]["scheduled"] == jobs[0]["waits_for_postflight"]:
-                problems.append(f"{h.table}: {proc} job {jobs[0]['job_id']} should be paused until the post-flight "
-                                f"passes and listed in tsmigrate.paused_jobs (scheduled {jobs[0]['scheduled']}, "
-                                f"listed {jobs[0]['waits_for_postflight']})")
+                problems.append(
+                    f"{h.table}: {proc} job {jobs[0]['job_id']} should be paused until the post-flight "
+                    f"passes and listed in tsmigrate.paused_jobs (scheduled {jobs[0]['scheduled']}, "
+                    f"listed {jobs[0]['waits_for_postflight']})"
+                )
     return problems
 
 
 def chunks(target: Target, table: str, older_than: timedelta | None = None) -> list[tuple[str, bool]]:
     """(qualified chunk name, is_compressed) of a hypertable's chunks, optionally only those ending before now - older_than."""
     with target.connect() as conn:
-        return conn.execute("""SELECT format('%%I.%%I', chunk_schema, chunk_name), is_compressed
+        return conn.execute(
+            """SELECT format('%%I.%%I', chunk_schema, chunk_name), is_compressed
                                  FROM timescaledb_information.chunks
                                 WHERE hypertable_schema = %s AND hypertable_name = %s
                                   AND (%s::interval IS NULL OR range_end <= now() - %s::interval)
-                                ORDER BY range_start""", (SCHEMA, table, older_than, older_than)).fetchall()
+                                ORDER BY range_start""",
+            (SCHEMA, table, older_than, older_than),
+        ).fetchall()
 
 
 def policy_job(state: dict[str, dict], table: str, proc: str) -> int:
@@ -127,8 +155,11 @@ def compress_old_chunks(target: Target, plan) -> dict[str, int]:
 
 def applied_details(target: Target, step: str) -> dict:
     with target.connect() as conn:
-        return conn.execute("SELECT details FROM tsmigrate.ledger WHERE step = %s AND outcome = 'applied' "
-                            "ORDER BY attempt DESC LIMIT 1", (step,)).fetchone()[0]
+        return conn.execute(
+            "SELECT details FROM tsmigrate.ledger WHERE step = %s AND outcome = 'applied' "
+            "ORDER BY attempt DESC LIMIT 1",
+            (step,),
+        ).fetchone()[0]
 
 
 def edit_plan_entry(plan_file: Path, table: str, **values: str) -> None:
@@ -145,6 +176,7 @@ def edit_plan_entry(plan_file: Path, table: str, **values: str) -> None:
 
 
 # -- the tests ---------------------------------------------------------------------------------------
+
 
 def test_full_run_compresses_and_schedules_policies_as_planned_and_a_second_run_changes_nothing(legacy_db, run_suite):
     before = fingerprints(legacy_db)
@@ -183,12 +215,19 @@ def test_compressing_old_chunks_keeps_every_row_and_the_application_still_writes
         assert compressed[h.table] >= len(old)
     with aged_legacy_db.connect() as conn:
         for h in plan.hypertables:
-            settings = conn.execute("""SELECT DISTINCT segmentby, orderby FROM timescaledb_information.chunk_compression_settings
-                                        WHERE hypertable = %s::regclass""", (f"{SCHEMA}.{h.table}",)).fetchall()
-            assert [([c.strip() for c in seg.split(",")], [o.strip() for o in order.split(",")]) for seg, order in settings] \
-                == [(list(h.compress_segment_by), list(h.compress_order_by))], (h.table, settings)
-            stats = conn.execute("SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes) "
-                                 "FROM hypertable_compression_stats(%s::regclass)", (f"{SCHEMA}.{h.table}",)).fetchone()
+            settings = conn.execute(
+                """SELECT DISTINCT segmentby, orderby FROM timescaledb_information.chunk_compression_settings
+                                        WHERE hypertable = %s::regclass""",
+                (f"{SCHEMA}.{h.table}",),
+            ).fetchall()
+            assert [
+                ([c.strip() for c in seg.split(",")], [o.strip() for o in order.split(",")]) for seg, order in settings
+            ] == [(list(h.compress_segment_by), list(h.compress_order_by))], (h.table, settings)
+            stats = conn.execute(
+                "SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes) "
+                "FROM hypertable_compression_stats(%s::regclass)",
+                (f"{SCHEMA}.{h.table}",),
+            ).fetchone()
             assert stats[0] and stats[1], f"{h.table}: no compression statistics"
     # Every row reads back the same from the compressed chunks.
     assert compare(before, fingerprints_as_before(aged_legacy_db, before)) == []
@@ -204,12 +243,21 @@ def test_compressing_old_chunks_keeps_every_row_and_the_application_still_writes
     # The application writes into the range of a compressed chunk (a late sample) as before.
     with aged_legacy_db.connect(autocommit=False) as conn:
         conn.execute("SET ROLE ms5_user_production")
-        metric, ts = conn.execute("SELECT metric_def_id, ts FROM factory_telemetry.metric_hist ORDER BY ts LIMIT 1").fetchone()
+        metric, ts = conn.execute(
+            "SELECT metric_def_id, ts FROM factory_telemetry.metric_hist ORDER BY ts LIMIT 1"
+        ).fetchone()
         late = ts + timedelta(seconds=1)
-        new_id = conn.execute("INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "
-                              "VALUES (%s, %s, 42) RETURNING id", (metric, late)).fetchone()[0]
-        assert conn.execute("SELECT value_real FROM factory_telemetry.metric_hist WHERE id = %s AND ts = %s",
-                            (new_id, late)).fetchone()[0] == 42
+        new_id = conn.execute(
+            "INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "
+            "VALUES (%s, %s, 42) RETURNING id",
+            (metric, late),
+        ).fetchone()[0]
+        assert (
+            conn.execute(
+                "SELECT value_real FROM factory_telemetry.metric_hist WHERE id = %s AND ts = %s", (new_id, late)
+            ).fetchone()[0]
+            == 42
+        )
         conn.rollback()
 
 
@@ -229,7 +277,9 @@ def test_a_changed_plan_replaces_the_policies_on_the_next_run(legacy_db, run_sui
     assert "1 steps applied" in second.stdout, second.stdout[-2000:]
     changed = timescale_state(legacy_db)
     assert policy_problems(changed, plan) == []
-    assert {k: v for k, v in changed.items() if k != "metric_hist"} == {k: v for k, v in state.items() if k != "metric_hist"}
+    assert {k: v for k, v in changed.items() if k != "metric_hist"} == {
+        k: v for k, v in state.items() if k != "metric_hist"
+    }
     details = applied_details(legacy_db, "convert:metric_hist")
     assert details["already_hypertable"] is True
     assert "replacing job" in details["compression"] and "replacing job" in details["retention"], details
@@ -243,8 +293,9 @@ def test_a_changed_plan_replaces_the_policies_on_the_next_run(legacy_db, run_sui
 def pause_jobs(target: Target) -> None:
     """Pause every policy job, so no background job runs while the next run backs the database up."""
     with target.connect(autocommit=True) as conn:
-        for (job_id,) in conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_schema = %s",
-                                      (SCHEMA,)).fetchall():
+        for (job_id,) in conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs WHERE hypertable_schema = %s", (SCHEMA,)
+        ).fetchall():
             conn.execute("SELECT alter_job(%s, scheduled => false)", (job_id,))
 
 
@@ -272,8 +323,9 @@ def test_a_failed_run_restores_compressed_hypertables_identically(aged_legacy_db
 
     # The next migration fails: the run backs up the converted, compressed database first and restores it.
     (migrations / "011_fails.sql").write_text("SELECT 1 / 0;  -- injected by the test\n")
-    second = run_suite("suites/execute", "--dsn", aged_legacy_db.conninfo, "--migrations", str(migrations),
-                       "--no-rehearse")
+    second = run_suite(
+        "suites/execute", "--dsn", aged_legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse"
+    )
     with aged_legacy_db.connect() as conn:
         version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0]
     if cannot_restore_null_blocks(version):
@@ -281,8 +333,10 @@ def test_a_failed_run_restores_compressed_hypertables_identically(aged_legacy_db
         # passed, the backup's trial restore would refuse the backup before any change).
         assert "PF036 blocking" in second.stdout and "NO-GO" in second.stdout, second.stdout[-4000:]
         assert compare(converted, fingerprints(aged_legacy_db)) == []
-        pytest.xfail(f"TimescaleDB {version} cannot restore a dump of NULL-compressed chunks "
-                     "(timescale/timescaledb#8153, fixed in 2.20.1 and 2.21.0): the pre-flight refuses the run")
+        pytest.xfail(
+            f"TimescaleDB {version} cannot restore a dump of NULL-compressed chunks "
+            "(timescale/timescaledb#8153, fixed in 2.20.1 and 2.21.0): the pre-flight refuses the run"
+        )
     assert second.returncode == 1, second.stdout[-4000:]
     last = [line for line in second.stdout.splitlines() if line.strip()][-1]
     assert "RESTORED" in second.stdout and "identical" in last, second.stdout[-3000:]

@@ -1,4 +1,4 @@
-"""`make bench` (tsmigrate.convbench) end to end at a small size: it runs, every figure stands beside its limit,
+"""`make bench` (tsmigrate_tools.convbench) end to end at a small size: it runs, every figure stands beside its limit,
 the conversions carry every row and the application's writers lose none. The figures themselves are the
 benchmark's to judge, not this test's (a timing here would be noise)."""
 
@@ -14,15 +14,22 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def test_the_benchmark_runs_at_n_and_10n_and_every_conversion_keeps_every_row(tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, "-m", "tsmigrate.convbench", "--rows", "20000", "--tenfold",
-                             "--json", str(out)], cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "tsmigrate_tools.convbench", "--rows", "20000", "--tenfold", "--json", str(out)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = {f["figure"]: f for f in json.loads(out.read_text())["figures"]}
     for size in ("N", "10N"):
         legacy_rows = figures[f"create_hypertable(migrate_data => true) ({size})"]["rows"]
         assert legacy_rows > 0
-        for conversion, writer in (("our conversion of metric_hist", "our conversion"),
-                                   ("our online conversion of metric_hist", "the online conversion")):
+        for conversion, writer in (
+            ("our conversion of metric_hist", "our conversion"),
+            ("our online conversion of metric_hist", "the online conversion"),
+        ):
             figure = figures[f"{conversion} ({size})"]
             wrote = figures[f"a writer every 100 ms through {writer} ({size})"]
             assert wrote["rows_committed"] > 0 and wrote["rows_lost"] == 0, wrote

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
 
-from tsmigrate.plan import parse_plan
 from tsmigrate.convert import ConversionError, convert_table
 from tsmigrate.db import is_hypertable
 from tsmigrate.fingerprint import fingerprint_table
 from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.plan import parse_plan
 
 
 @pytest.fixture
 def conn(local_server):
-    with ScratchDatabase(local_server.conninfo(), "conversion_subject") as name, \
-            psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
+    with (
+        ScratchDatabase(local_server.conninfo(), "conversion_subject") as name,
+        psycopg.connect(local_server.conninfo(name), autocommit=True) as conn,
+    ):
         conn.execute("CREATE EXTENSION timescaledb")
         conn.execute("""
             CREATE TABLE readings (
@@ -32,22 +34,25 @@ def conn(local_server):
                 $$ BEGIN INSERT INTO insert_log VALUES (1); RETURN NEW; END $$;
             CREATE TRIGGER readings_insert AFTER INSERT ON readings FOR EACH ROW EXECUTE FUNCTION log_insert();
             CREATE VIEW recent_readings AS SELECT id, ts, v FROM readings;""")
-        conn.execute("INSERT INTO readings (ts, v, note) SELECT timestamptz '2026-01-01' + i * interval '1 minute', i, "
-                     "CASE WHEN i % 3 = 0 THEN 'x' END FROM generate_series(1, 10000) i")
+        conn.execute(
+            "INSERT INTO readings (ts, v, note) SELECT timestamptz '2026-01-01' + i * interval '1 minute', i, "
+            "CASE WHEN i % 3 = 0 THEN 'x' END FROM generate_series(1, 10000) i"
+        )
         conn.execute("TRUNCATE insert_log")
         yield conn
 
 
 def plan_for(**spec):
-    return parse_plan({"hypertables": {"readings": {"time_column": "ts", "chunk_interval": "1 day", **spec}}}).hypertables[0]
+    return parse_plan(
+        {"hypertables": {"readings": {"time_column": "ts", "chunk_interval": "1 day", **spec}}}
+    ).hypertables[0]
 
 
 def test_rows_come_back_in_batches_and_everything_around_them_survives(conn, caplog):
     columns = ("id", "ts", "v", "doubled", "note")
     before = fingerprint_table(conn, "public", "readings", columns)
-    with caplog.at_level(logging.INFO):
-        with conn.transaction():
-            result = convert_table(conn, "public", plan_for(keep_unique=["id"]), has_compression=False, batch_rows=1000)
+    with caplog.at_level(logging.INFO), conn.transaction():
+        result = convert_table(conn, "public", plan_for(keep_unique=["id"]), has_compression=False, batch_rows=1000)
     assert is_hypertable(conn, "public", "readings")
     assert result.rows == 10000 and result.chunks == 7
     assert fingerprint_table(conn, "public", "readings", columns) == before
@@ -58,7 +63,9 @@ def test_rows_come_back_in_batches_and_everything_around_them_survives(conn, cap
     conn.execute("INSERT INTO readings (ts, v) VALUES ('2026-01-03', 5)")
     assert conn.execute("SELECT count(*) FROM insert_log").fetchone()[0] == 1, "the trigger works again afterwards"
     assert conn.execute("SELECT count(*) FROM recent_readings").fetchone()[0] == 10001
-    key = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'readings_pkey'").fetchone()[0]
+    key = conn.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'readings_pkey'"
+    ).fetchone()[0]
     assert key == "PRIMARY KEY (id, ts)"
     assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'readings_id_idx'").fetchone()[0] == 1
     assert conn.execute("SELECT to_regclass('tsmigrate_move_readings')").fetchone()[0] is None
@@ -75,9 +82,8 @@ def test_a_converted_table_is_left_as_it_is(conn):
 def test_null_times_are_refused_by_default_and_nothing_changes(conn):
     conn.execute("ALTER TABLE readings ALTER COLUMN ts DROP NOT NULL")
     conn.execute("UPDATE readings SET ts = NULL WHERE id IN (5, 6)")
-    with pytest.raises(ConversionError, match="2 rows with a NULL time value .* 'refuse'"):
-        with conn.transaction():
-            convert_table(conn, "public", plan_for(), has_compression=False)
+    with pytest.raises(ConversionError, match="2 rows with a NULL time value .* 'refuse'"), conn.transaction():
+        convert_table(conn, "public", plan_for(), has_compression=False)
     assert not is_hypertable(conn, "public", "readings")
     assert conn.execute("SELECT count(*) FROM readings WHERE ts IS NULL").fetchone()[0] == 2
 
@@ -99,9 +105,11 @@ def test_constant_rule_fills_with_its_timestamp_and_records_it(conn):
     conn.execute("UPDATE readings SET ts = NULL WHERE id IN (5, 6)")
     before = fingerprint_table(conn, "public", "readings", ("id", "v", "note"))
     with conn.transaction():
-        result = convert_table(conn, "public", plan_for(null_time="constant:2020-01-01 06:00+02"), has_compression=False)
+        result = convert_table(
+            conn, "public", plan_for(null_time="constant:2020-01-01 06:00+02"), has_compression=False
+        )
     assert result.nulls_filled == 2 and is_hypertable(conn, "public", "readings")
-    expected = datetime(2020, 1, 1, 4, tzinfo=timezone.utc)
+    expected = datetime(2020, 1, 1, 4, tzinfo=UTC)
     assert [r[0] for r in conn.execute("SELECT ts FROM readings WHERE id IN (5, 6) ORDER BY id")] == [expected] * 2
     fills = conn.execute("SELECT row_key, filled_with, rule FROM tsmigrate.time_fills ORDER BY row_key").fetchall()
     assert fills == [([5], expected, "constant:2020-01-01 06:00+02"), ([6], expected, "constant:2020-01-01 06:00+02")]
@@ -111,9 +119,8 @@ def test_constant_rule_fills_with_its_timestamp_and_records_it(conn):
 
 def test_a_foreign_key_into_the_table_is_refused(conn):
     conn.execute("CREATE TABLE annotations (reading_id bigint REFERENCES readings (id))")
-    with pytest.raises(ConversionError, match="referenced by foreign keys from annotations"):
-        with conn.transaction():
-            convert_table(conn, "public", plan_for(), has_compression=False)
+    with pytest.raises(ConversionError, match="referenced by foreign keys from annotations"), conn.transaction():
+        convert_table(conn, "public", plan_for(), has_compression=False)
     assert not is_hypertable(conn, "public", "readings")
 
 

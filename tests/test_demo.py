@@ -24,20 +24,32 @@ def test_demo_run_exits_zero_and_leaves_an_html_report(run_suite, tmp_path):
     assert verdict, result.stdout[-2000:]
     # The verdict's lines are the last: at most one line on the policy jobs the post-flight scheduled (community
     # edition; each job is in the report), not a line per job.
-    after = lines[verdict[-1] + 1:]
+    after = lines[verdict[-1] + 1 :]
     assert len(after) <= 1 and all(line.startswith("  scheduled ") and "policy job" in line for line in after), after
 
 
-def test_password_never_appears_in_output_reports_or_logs(secret_migrator, local_server, legacy_template, run_suite,
-                                                          tmp_path):
+def test_password_never_appears_in_output_reports_or_logs(
+    secret_migrator, local_server, legacy_template, run_suite, tmp_path
+):
     role, secret = secret_migrator
     log_file = tmp_path / "run.log"
     with ScratchDatabase(local_server.conninfo(), "secrecy", template=legacy_template) as name:
         dsn = f"postgresql://{role}:{secret}@{local_server.host}:{local_server.port}/{name}"
         # A full run whose last step fails (no rehearsal to stop it first): backup, error paths,
         # restore and every report get written.
-        result = run_suite("suites", "--dsn", dsn, "--no-rehearse", "--log-file", str(log_file),
-                           "--log-file-level", "DEBUG", "--migrations", str(_broken_migrations(tmp_path)), timeout=900)
+        result = run_suite(
+            "suites",
+            "--dsn",
+            dsn,
+            "--no-rehearse",
+            "--log-file",
+            str(log_file),
+            "--log-file-level",
+            "DEBUG",
+            "--migrations",
+            str(_broken_migrations(tmp_path)),
+            timeout=900,
+        )
     assert result.returncode == 1, result.stdout[-3000:]
     assert "RESTORED" in result.stdout, "the run went through backup, failure and restore"
     written = [result.stdout, result.stderr, log_file.read_text()]
@@ -57,8 +69,9 @@ def secret_migrator(local_server):
     role, secret = "secret_migrator", "Pw-never-shown-7731"
     with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role),
-                                                                                    sql.Literal(secret)))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(sql.Identifier(role), sql.Literal(secret))
+        )
     yield role, secret
     with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))

@@ -1,4 +1,4 @@
-"""Backups encrypted at rest (sealing.py): transparent to verification, restore and the post-flight's baseline;
+"""Backups encrypted at rest (encryption.py): transparent to verification, restore and the post-flight's baseline;
 no plaintext left on disk; a missing or wrong key refused before anything is restored."""
 
 from __future__ import annotations
@@ -8,19 +8,19 @@ import hashlib
 import json
 import shutil
 import zlib
-from xml.etree import ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 import psycopg
 import pytest
 
 from tsmigrate.backup import Backup, BackupError, take_backup, verify_backup
-from tsmigrate.restore import restore_backup
 from tsmigrate.baseline import load_explicit
-from tsmigrate.plan import PlanError, parse_plan
+from tsmigrate.encryption import KeyFileError, load_key, new_key
 from tsmigrate.fingerprint import compare, fingerprint_database
 from tsmigrate.janitor import ScratchDatabase
-from tsmigrate.sealing import KeyFileError, load_key, new_key
+from tsmigrate.plan import PlanError, parse_plan
+from tsmigrate.restore import restore_backup
 from tsmigrate.target import Target
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -36,8 +36,11 @@ def secret_db(local_server):
             conn.execute("CREATE EXTENSION timescaledb")
             conn.execute("CREATE TABLE batches (ts timestamptz NOT NULL, line int, recipe text)")
             conn.execute("SELECT create_hypertable('batches', by_range('ts', interval '1 day'))")
-            conn.execute("INSERT INTO batches SELECT timestamptz '2026-01-01' + i * interval '1 hour', i %% 4, "
-                         "CASE WHEN i = 77 THEN %s ELSE 'standard' END FROM generate_series(1, 300) i", (MARKER,))
+            conn.execute(
+                "INSERT INTO batches SELECT timestamptz '2026-01-01' + i * interval '1 hour', i %% 4, "
+                "CASE WHEN i = 77 THEN %s ELSE 'standard' END FROM generate_series(1, 300) i",
+                (MARKER,),
+            )
             conn.execute(f"COMMENT ON TABLE batches IS 'see {MARKER}'")
         yield target
 
@@ -64,8 +67,10 @@ def _found_in_files(directory: Path, text: str) -> list[str]:
 
 def _restore_copies(server, dbname: str) -> list[str]:
     with psycopg.connect(server.conninfo(), autocommit=True) as admin:
-        return [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
-                                            (dbname + "_%",))]
+        return [
+            r[0]
+            for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", (dbname + "_%",))
+        ]
 
 
 def test_an_encrypted_backup_holds_no_plaintext_and_restores_identical(secret_db, key, tmp_path):
@@ -88,7 +93,7 @@ def test_an_encrypted_backup_holds_no_plaintext_and_restores_identical(secret_db
         conn.execute("DELETE FROM batches WHERE line = 2")
         conn.execute("UPDATE batches SET recipe = 'changed' WHERE recipe = %s", (MARKER,))
     outcome = restore_backup(secret_db, Backup.load(sealed.path, load_key(key.path)), keep_failed=False)
-    assert outcome.complete   # it returned: the restored copy matched the backup's fingerprints
+    assert outcome.complete  # it returned: the restored copy matched the backup's fingerprints
     with secret_db.connect() as conn:
         assert compare(before, fingerprint_database(conn)) == []
         assert conn.execute("SELECT count(*) FROM batches WHERE recipe = %s", (MARKER,)).fetchone()[0] == 1
@@ -174,7 +179,7 @@ def _migrations_with_key(tmp_path: Path, key) -> Path:
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     plan = migrations / "plan.toml"
-    plan.write_text(plan.read_text().replace("[backup]\n", f"[backup]\nkey_file = \"{key.path}\"\n"))
+    plan.write_text(plan.read_text().replace("[backup]\n", f'[backup]\nkey_file = "{key.path}"\n'))
     return migrations
 
 
@@ -182,8 +187,15 @@ def test_a_full_run_with_a_key_compares_the_postflight_with_its_encrypted_backup
     """Execute and post-flight in one session: the integrity checks read the encrypted dump (objects, grants,
     rows) through a decrypted copy, which is gone when the run ends."""
     migrations = _migrations_with_key(tmp_path, key)
-    result = run_suite("suites/execute", "suites/postflight", "--dsn", legacy_db.conninfo, "--migrations",
-                       str(migrations), "--no-rehearse")
+    result = run_suite(
+        "suites/execute",
+        "suites/postflight",
+        "--dsn",
+        legacy_db.conninfo,
+        "--migrations",
+        str(migrations),
+        "--no-rehearse",
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert json.loads((tmp_path / "reports" / "latest.json").read_text())["verdict"] == "SUCCESS"
     # The checks that read the dump itself ran and passed (a baseline that cannot be read fails or skips them).
@@ -191,9 +203,10 @@ def test_a_full_run_with_a_key_compares_the_postflight_with_its_encrypted_backup
     cases = {c.get("name"): c for c in ElementTree.parse(junit).iter("testcase")}
     for check in ("test_no_view_function_or_trigger_missing", "test_every_table_keeps_its_content"):
         ran = [c for name, c in cases.items() if name.startswith(check)]
-        assert ran and all(len(c) == 0 or all(e.tag in ("system-out", "system-err", "properties") for e in c)
-                           for c in ran), check
-    (backup_dir,) = (tmp_path / "backups").iterdir()   # and no decrypted copy beside it
+        assert ran and all(
+            len(c) == 0 or all(e.tag in ("system-out", "system-err", "properties") for e in c) for c in ran
+        ), check
+    (backup_dir,) = (tmp_path / "backups").iterdir()  # and no decrypted copy beside it
     assert Backup.load(backup_dir).encrypted
 
 

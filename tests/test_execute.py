@@ -14,14 +14,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from testbed.legacy import fingerprints, fingerprints_as_before
+
 from tsmigrate import ledger
-from tsmigrate.plan import load_plan
 from tsmigrate.db import is_hypertable
 from tsmigrate.findings import BLOCKING
 from tsmigrate.fingerprint import compare
 from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.plan import load_plan
 
 PROJECT = Path(__file__).resolve().parents[1]
 HYPERTABLES = ("metric_hist", "oee_calculations", "energy_consumption", "production_kpis", "production_context_history")
@@ -43,7 +43,9 @@ def record_of(tmp_path: Path) -> dict:
 def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite, tmp_path):
     before = fingerprints(legacy_db)
     with legacy_db.connect() as conn:
-        nulls = conn.execute("SELECT count(*) FROM factory_telemetry.production_kpis WHERE created_at IS NULL").fetchone()[0]
+        nulls = conn.execute(
+            "SELECT count(*) FROM factory_telemetry.production_kpis WHERE created_at IS NULL"
+        ).fetchone()[0]
     assert nulls > 0, "the legacy builder should leave NULL time values to handle"
 
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
@@ -58,8 +60,9 @@ def test_full_run_converts_legacy_without_losing_a_row(legacy_db, run_suite, tmp
         for h in plan.hypertables:
             assert is_hypertable(conn, "factory_telemetry", h.table)
             column, interval = conn.execute(
-                "SELECT column_name, time_interval FROM timescaledb_information.dimensions "
-                "WHERE hypertable_name = %s", (h.table,)).fetchone()
+                "SELECT column_name, time_interval FROM timescaledb_information.dimensions WHERE hypertable_name = %s",
+                (h.table,),
+            ).fetchone()
             assert column == h.time_column
             assert interval.total_seconds() == h.chunk_interval.seconds
         assert conn.execute("SELECT count(*) FROM tsmigrate.time_fills").fetchone()[0] >= nulls
@@ -90,7 +93,9 @@ def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, 
     statuses = [(s["label"], s["status"]) for s in record["steps"]]
     assert statuses[-1] == (fifth.name, "failed") and {status for _, status in statuses[:-1]} == {"applied"}, statuses
     later = len(list(migrations.glob("*.sql"))) - len(statuses) + len(HYPERTABLES)
-    not_run = re.findall(rf"^SKIPPED \[(\d+)\] .*: not run: {re.escape(fifth.name)} failed before it$", out, re.MULTILINE)
+    not_run = re.findall(
+        rf"^SKIPPED \[(\d+)\] .*: not run: {re.escape(fifth.name)} failed before it$", out, re.MULTILINE
+    )
     assert sum(map(int, not_run)) == later, f"every later step is skipped, naming the failed one:\n{out[-3000:]}"
     assert record["restore"]["identical"] is True and record["restore"]["complete"] is True
     last = [l for l in out.splitlines() if l.strip()][-1].strip()
@@ -99,8 +104,9 @@ def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, 
     assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
-        kept = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                            (legacy_db.dbname + "_failed_%",)).fetchall()
+        kept = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (legacy_db.dbname + "_failed_%",)
+        ).fetchall()
     assert len(kept) == 1, "the failed database is kept for inspection"
 
 
@@ -108,8 +114,9 @@ def test_no_restore_leaves_the_failure_in_place(legacy_db, run_suite, tmp_path):
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     (migrations / "002_plc_equipment_users.sql").write_text("SELECT 1 / 0;\n")
-    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-restore",
-                       "--no-rehearse")
+    result = run_suite(
+        "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-restore", "--no-rehearse"
+    )
     assert result.returncode == 1
     assert "NOT RESTORED (--no-restore)" in result.stdout
     rows = ledger_rows(legacy_db)
@@ -146,16 +153,34 @@ def test_a_second_concurrent_run_is_refused(legacy_db, run_suite):
 def run_sessions(target) -> list[tuple[int, str]]:
     """(pid, application_name) of the sessions a run keeps on the target (its own and its pre-flight's)."""
     with psycopg.connect(target.with_dbname("postgres").conninfo, autocommit=True) as admin:
-        return admin.execute("SELECT pid, application_name FROM pg_stat_activity WHERE datname = %s "
-                             "AND application_name LIKE 'tsmigrate%%'", (target.dbname,)).fetchall()
+        return admin.execute(
+            "SELECT pid, application_name FROM pg_stat_activity WHERE datname = %s "
+            "AND application_name LIKE 'tsmigrate%%'",
+            (target.dbname,),
+        ).fetchall()
 
 
 def kill_the_run_during(target, migrations: Path, step: str, tmp_path: Path) -> None:
     """Start `pytest suites/execute`, SIGKILL it once the ledger shows ``step`` started, and wait until the
     server has ended its sessions (it notices the dead client within client_connection_check_interval)."""
-    command = [sys.executable, "-m", "pytest", "suites/execute", "--dsn", target.conninfo, "--migrations",
-               str(migrations), "--backups", str(tmp_path / "killed-backups"), "--reports",
-               str(tmp_path / "killed-reports"), "--no-rehearse", "--write-sample=0", "-p", "no:cacheprovider"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites/execute",
+        "--dsn",
+        target.conninfo,
+        "--migrations",
+        str(migrations),
+        "--backups",
+        str(tmp_path / "killed-backups"),
+        "--reports",
+        str(tmp_path / "killed-reports"),
+        "--no-rehearse",
+        "--write-sample=0",
+        "-p",
+        "no:cacheprovider",
+    ]
     proc = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -212,12 +237,20 @@ def test_a_non_transactional_step_left_half_done_waits_for_resolve_interrupted(l
     record = record_of(tmp_path)
     assert (refused.returncode, record["verdict"]) == (1, "NO-GO"), refused.stdout[-3000:]
     assert [(f["severity"], f["path"]) for f in record["findings"] if f["code"] == "PF024"] == [
-        ("blocking", str(migrations / "011_resolve_probe.sql"))]
+        ("blocking", str(migrations / "011_resolve_probe.sql"))
+    ]
     rows = ledger_rows(legacy_db)
     assert ("011", "started") in rows and ("011", "applied") not in rows, "nothing ran after the NO-GO"
 
-    resolved = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse",
-                         "--resolve-interrupted")
+    resolved = run_suite(
+        "suites/execute",
+        "--dsn",
+        legacy_db.conninfo,
+        "--migrations",
+        str(migrations),
+        "--no-rehearse",
+        "--resolve-interrupted",
+    )
     record = record_of(tmp_path)
     assert (resolved.returncode, record["verdict"]) == (0, "SUCCESS"), resolved.stdout[-3000:]
     assert [f["severity"] for f in record["findings"] if f["code"] == "PF024"] == ["advisory"]
@@ -232,8 +265,9 @@ def test_a_non_transactional_step_left_half_done_waits_for_resolve_interrupted(l
 def test_no_room_for_the_backup_stops_before_any_change(legacy_db, run_suite, tiny_filesystem):
     """The pre-flight that `suites/execute` runs first sees it: NO-GO, nothing changed."""
     before = fingerprints(legacy_db)
-    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--backups", str(tiny_filesystem / "backups"),
-                       "--no-rehearse")
+    result = run_suite(
+        "suites/execute", "--dsn", legacy_db.conninfo, "--backups", str(tiny_filesystem / "backups"), "--no-rehearse"
+    )
     assert result.returncode == 1
     assert "BLOCKING PF013" in result.stdout and "execute skipped: the pre-flight said NO-GO" in result.stdout
     assert compare(before, fingerprints(legacy_db)) == []
@@ -246,12 +280,13 @@ def test_full_run_with_no_go_preflight_changes_nothing(legacy_db, run_suite, tmp
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     (migrations / "011_hazard.sql").write_text(
-        "CREATE INDEX IF NOT EXISTS idx_recent ON factory_telemetry.metric_hist (ts) WHERE ts > now() - interval '1 day';\n")
+        "CREATE INDEX IF NOT EXISTS idx_recent ON factory_telemetry.metric_hist (ts) WHERE ts > now() - interval '1 day';\n"
+    )
     before = fingerprints(legacy_db)
     result = run_suite("suites", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
     assert result.returncode == 1
     assert "pre-flight said NO-GO" in result.stdout
-    assert "NO-GO" in result.stdout[result.stdout.rindex("passed") if "passed" in result.stdout else 0:]
+    assert "NO-GO" in result.stdout[result.stdout.rindex("passed") if "passed" in result.stdout else 0 :]
     assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:
         assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
@@ -270,8 +305,11 @@ def test_full_run_on_an_empty_database_then_nothing_to_do(local_server, run_suit
             conn.execute("SET ROLE ms5_user_production")
             metric = conn.execute("""INSERT INTO factory_telemetry.metric_def (equipment_code, metric_key, value_type, description)
                                      VALUES ('BP01.PACK', 'speed', 'REAL', 'line speed') RETURNING id""").fetchone()[0]
-            new_id = conn.execute("INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "
-                                  "VALUES (%s, now(), 1.5) RETURNING id", (metric,)).fetchone()[0]
+            new_id = conn.execute(
+                "INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "
+                "VALUES (%s, now(), 1.5) RETURNING id",
+                (metric,),
+            ).fetchone()[0]
             assert new_id is not None
             conn.rollback()
         second = run_suite("suites", "--dsn", dsn)
@@ -283,14 +321,21 @@ def test_after_conversion_views_return_rows_and_the_application_writes_as_before
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo)
     assert result.returncode == 0, result.stdout[-3000:]
     with legacy_db.connect(autocommit=False) as conn:
-        for view in ("public.v_oee_summary", "public.v_equipment_latest", "public.v_production_performance",
-                     "factory_telemetry.mv_oee_summary"):
+        for view in (
+            "public.v_oee_summary",
+            "public.v_equipment_latest",
+            "public.v_production_performance",
+            "factory_telemetry.mv_oee_summary",
+        ):
             assert conn.execute(f"SELECT count(*) FROM {view}").fetchone()[0] > 0, f"{view} returns no rows"
         conn.execute("SET ROLE ms5_user_production")
         metric = conn.execute("SELECT id FROM factory_telemetry.metric_def LIMIT 1").fetchone()[0]
         before_max = conn.execute("SELECT max(id) FROM factory_telemetry.metric_hist").fetchone()[0]
-        new_id = conn.execute("INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "
-                              "VALUES (%s, now(), 42) RETURNING id", (metric,)).fetchone()[0]
+        new_id = conn.execute(
+            "INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "
+            "VALUES (%s, now(), 42) RETURNING id",
+            (metric,),
+        ).fetchone()[0]
         assert new_id > before_max
         conn.rollback()
 
@@ -303,18 +348,30 @@ def test_a_rerun_compares_with_its_own_backup_where_an_earlier_run_filled_null_t
     plan = migrations / "plan.toml"
     full = plan.read_text()
     sections = full.split("\n[")
-    plan.write_text("\n[".join(s for s in sections if not s.startswith("hypertables.")
-                              or s.startswith("hypertables.production_kpis]")))
+    plan.write_text(
+        "\n[".join(
+            s for s in sections if not s.startswith("hypertables.") or s.startswith("hypertables.production_kpis]")
+        )
+    )
     before = fingerprints(legacy_db)
     first = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
     assert first.returncode == 0, first.stdout[-3000:]
     with legacy_db.connect() as conn:
-        assert conn.execute("SELECT count(*) FROM tsmigrate.time_fills WHERE table_name = 'production_kpis'"
-                            ).fetchone()[0] > 0, "the first run should have filled NULL times"
+        assert (
+            conn.execute("SELECT count(*) FROM tsmigrate.time_fills WHERE table_name = 'production_kpis'").fetchone()[0]
+            > 0
+        ), "the first run should have filled NULL times"
 
     plan.write_text(full)
-    second = run_suite("suites", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse",
-                       f"--reports={tmp_path / 'second'}")
+    second = run_suite(
+        "suites",
+        "--dsn",
+        legacy_db.conninfo,
+        "--migrations",
+        str(migrations),
+        "--no-rehearse",
+        f"--reports={tmp_path / 'second'}",
+    )
     assert second.returncode == 0, second.stdout[-3000:]
     assert compare(before, fingerprints_as_before(legacy_db, before)) == []
 

@@ -33,26 +33,27 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-
 from testbed.legacy import fingerprints, fingerprints_as_before
-from tsmigrate.appsim import TelemetryWriter
-from tsmigrate.plan import load_plan
+
 from tsmigrate.fingerprint import compare, fingerprint_table
 from tsmigrate.legacy import LEGACY_DBNAME, SCALES, build_legacy_database
+from tsmigrate.plan import load_plan
 from tsmigrate.servers import wait_until_ready
 from tsmigrate.servers.local import LocalCluster
 from tsmigrate.target import Target, TargetError
+from tsmigrate_tools.appsim import TelemetryWriter
 
 PROJECT = Path(__file__).resolve().parents[1]
 SCHEMA = "factory_telemetry"
 APPLICATION_ROLE = "ms5_user_production"
-PASSWORD = "x"                      # throwaway login roles on a throwaway cluster
+PASSWORD = "x"  # throwaway login roles on a throwaway cluster
 FENCE_MARK = "tsmigrate-fence "
 STEPS = len(list((PROJECT / "migrations").glob("*.sql"))) + len(load_plan(PROJECT / "migrations").hypertables)
-RUN_TIMEOUT = 240                   # seconds any one run may take here (they take a few)
+RUN_TIMEOUT = 240  # seconds any one run may take here (they take a few)
 
 
 # -- what the user is told -------------------------------------------------------------------------------
+
 
 def last_line(stdout: str) -> str:
     return [line for line in stdout.splitlines() if line.strip()][-1].strip(" =")
@@ -78,7 +79,9 @@ def findings(rec: dict, code: str) -> list[dict]:
 
 def skipped_lines(stdout: str, reason: str) -> list[tuple[int, str]]:
     """pytest's -ra summary lines 'SKIPPED [n] file:line: reason' whose reason holds ``reason``."""
-    return [(int(n), text) for n, text in re.findall(r"^SKIPPED \[(\d+)\] (.*)$", stdout, re.MULTILINE) if reason in text]
+    return [
+        (int(n), text) for n, text in re.findall(r"^SKIPPED \[(\d+)\] (.*)$", stdout, re.MULTILINE) if reason in text
+    ]
 
 
 def shown(result_stdout: str, rec: dict | None = None) -> str:
@@ -88,6 +91,7 @@ def shown(result_stdout: str, rec: dict | None = None) -> str:
 
 
 # -- the database ----------------------------------------------------------------------------------------
+
 
 def admin_conninfo(target: Target) -> str:
     return target.with_dbname("postgres").conninfo
@@ -117,15 +121,20 @@ def has_timescaledb(target: Target) -> bool:
 def copies(target: Target, kind: str) -> list[str]:
     """Databases a restore left beside the target: kind 'failed' or 'restore'."""
     with psycopg.connect(admin_conninfo(target), autocommit=True) as admin:
-        return [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
-                                            (f"{target.dbname}_{kind}_",))]
+        return [
+            r[0]
+            for r in admin.execute(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (f"{target.dbname}_{kind}_",)
+            )
+        ]
 
 
 def role_state(target: Target, role: str) -> tuple[bool, str | None]:
     """(rolcanlogin, comment) of a role."""
     with psycopg.connect(admin_conninfo(target), autocommit=True) as admin:
-        row = admin.execute("SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
-                            (role,)).fetchone()
+        row = admin.execute(
+            "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+        ).fetchone()
     assert row is not None, f"role {role} is gone"
     return row[0], row[1]
 
@@ -153,9 +162,12 @@ def assert_fenced(target: Target, role: str) -> None:
 def backends(target: Target, where: str = "true") -> list[tuple[int, str, str]]:
     """(pid, application_name, query) of client backends on the target database (seen from 'postgres')."""
     with psycopg.connect(admin_conninfo(target), autocommit=True) as admin:
-        return admin.execute(f"""SELECT pid, application_name, query FROM pg_stat_activity
+        return admin.execute(
+            f"""SELECT pid, application_name, query FROM pg_stat_activity
                                   WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-                                    AND ({where})""", (target.dbname,)).fetchall()
+                                    AND ({where})""",
+            (target.dbname,),
+        ).fetchall()
 
 
 def sleeping_step(target: Target) -> list[int]:
@@ -173,8 +185,11 @@ def client_processes(dbname: str) -> list[str]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and Path(argv[0].decode(errors="replace")).name in ("pg_dump", "pg_restore") and \
-                any(dbname.encode() in a for a in argv):
+        if (
+            argv
+            and Path(argv[0].decode(errors="replace")).name in ("pg_dump", "pg_restore")
+            and any(dbname.encode() in a for a in argv)
+        ):
             found.append(f"pid {entry.name}: {b' '.join(argv).decode(errors='replace')[:200]}")
     return found
 
@@ -204,8 +219,9 @@ def legacy_rows_as_before(target: Target, before: dict, legacy_top: int, *, conv
     return compare(before, after)
 
 
-def wait_until(what: str, predicate, *, timeout: float = 60, interval: float = 0.1,
-               proc: subprocess.Popen | None = None):
+def wait_until(
+    what: str, predicate, *, timeout: float = 60, interval: float = 0.1, proc: subprocess.Popen | None = None
+):
     """Poll ``predicate`` until it returns something true, at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -259,6 +275,7 @@ def edit_plan(plan_file: Path, pattern: str, replacement: str, section: str | No
 
 # -- the application: a thread writing a row every 100 ms ----------------------------------------------------
 
+
 @pytest.fixture
 def writers():
     """Start writers with ``writers(conninfo, metric, marker, ...)``; every one is stopped afterwards."""
@@ -305,9 +322,13 @@ def app_roles(local_server):
     def make(*, member: bool = True, comment: str | None = None, server_admin: str | None = None) -> str:
         name = f"ms5_app_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(server_admin or admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}{}").format(
-                sql.Identifier(name), sql.Literal(PASSWORD),
-                sql.SQL(" IN ROLE {}").format(sql.Identifier(APPLICATION_ROLE)) if member else sql.SQL("")))
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}{}").format(
+                    sql.Identifier(name),
+                    sql.Literal(PASSWORD),
+                    sql.SQL(" IN ROLE {}").format(sql.Identifier(APPLICATION_ROLE)) if member else sql.SQL(""),
+                )
+            )
             if server_admin is None:
                 made.append(name)
             if comment is not None:
@@ -324,10 +345,13 @@ def grant_metric_inserts(target: Target, role: str) -> None:
         ident = sql.Identifier(role)
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(SCHEMA), ident))
         conn.execute(sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(sql.Identifier(SCHEMA, "metric_hist"), ident))
-        conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(sql.Identifier(SCHEMA, "metric_hist_id_seq"), ident))
+        conn.execute(
+            sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(sql.Identifier(SCHEMA, "metric_hist_id_seq"), ident)
+        )
 
 
 # -- runs in the background (to hit them mid-way) -------------------------------------------------------------
+
 
 @dataclass
 class Background:
@@ -361,11 +385,26 @@ def background(tmp_path: Path):
         reports, backups = tmp_path / name / "reports", backups or tmp_path / name / "backups"
         output = tmp_path / name / "output.txt"
         output.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pytest", *args, f"--reports={reports}", f"--backups={backups}",
-                   "--write-sample=0.3", "-p", "no:cacheprovider"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            f"--reports={reports}",
+            f"--backups={backups}",
+            "--write-sample=0.3",
+            "-p",
+            "no:cacheprovider",
+        ]
         with open(output, "w") as out:
-            proc = subprocess.Popen(command, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **(env or {})}, preexec_fn=_default_sigint)
+            proc = subprocess.Popen(
+                command,
+                cwd=PROJECT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                preexec_fn=_default_sigint,
+            )
         run = Background(proc, output, reports, backups)
         started.append(run)
         return run
@@ -379,8 +418,10 @@ def background(tmp_path: Path):
 
 # -- 1-4: the application writing while the run works ------------------------------------------------------
 
+
 def test_fenced_writer_during_a_successful_full_run_loses_no_row_and_logs_in_again(
-        legacy_db, run_suite, tmp_path, app_roles, writers):
+    legacy_db, run_suite, tmp_path, app_roles, writers
+):
     comment = "MS5.0 line PLC gateway (set by the test)"
     role = app_roles(member=True, comment=comment)
     before, top = fingerprints(legacy_db), max_metric_id(legacy_db)
@@ -409,7 +450,8 @@ def test_fenced_writer_during_a_successful_full_run_loses_no_row_and_logs_in_aga
 
 
 def test_fenced_writer_during_a_failed_run_loses_no_row_and_logs_in_again(
-        legacy_db, run_suite, tmp_path, app_roles, writers):
+    legacy_db, run_suite, tmp_path, app_roles, writers
+):
     migrations = copy_migrations(tmp_path)
     late = append_to(migrations, "009", "SELECT 1 / 0;")
     role = app_roles(member=True)
@@ -446,13 +488,17 @@ def carried_count(outcome: str) -> tuple[int, int]:
 
 def sequence_and_max(target: Target) -> tuple[int, int]:
     with target.connect() as conn:
-        return conn.execute(f"""SELECT (SELECT last_value FROM pg_sequences WHERE schemaname = %s
+        return conn.execute(
+            f"""SELECT (SELECT last_value FROM pg_sequences WHERE schemaname = %s
                                           AND sequencename = 'metric_hist_id_seq'),
-                                       (SELECT max(id) FROM {SCHEMA}.metric_hist)""", (SCHEMA,)).fetchone()
+                                       (SELECT max(id) FROM {SCHEMA}.metric_hist)""",
+            (SCHEMA,),
+        ).fetchone()
 
 
 def test_rows_of_a_writer_the_fence_cannot_stop_are_carried_into_the_restored_database(
-        legacy_db, run_suite, tmp_path, app_roles, writers):
+    legacy_db, run_suite, tmp_path, app_roles, writers
+):
     marker = "unfenced"
     migrations = copy_migrations(tmp_path)
     # Step 005 waits until the writer committed rows after the backup, then fails.
@@ -474,14 +520,15 @@ def test_rows_of_a_writer_the_fence_cannot_stop_are_carried_into_the_restored_da
                     holder["w"] = writers(as_role(legacy_db, role), metric_def_id(legacy_db), marker, reconnect=False)
                     return
             except (TargetError, psycopg.Error):
-                pass    # the main thread reports a writer that never started
+                pass  # the main thread reports a writer that never started
             time.sleep(0.1)
 
     starter = threading.Thread(target=start_writer_after_backup, name="starts the writer", daemon=True)
     starter.start()
     try:
-        result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
-                           "--no-rehearse")
+        result = run_suite(
+            "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse"
+        )
     finally:
         cancel.set()
         starter.join(30)
@@ -492,13 +539,17 @@ def test_rows_of_a_writer_the_fence_cannot_stop_are_carried_into_the_restored_da
     writer.stop()
 
     assert result.returncode == 1, shown(result.stdout, rec)
-    assert rec["verdict"] == "RESTORED" and rec["restore"]["identical"] and rec["restore"]["complete"], shown(result.stdout, rec)
+    assert rec["verdict"] == "RESTORED" and rec["restore"]["identical"] and rec["restore"]["complete"], shown(
+        result.stdout, rec
+    )
     outcome = rec["restore"]["outcome"]
     assert outcome.startswith("RESTORED:") and last_line(result.stdout) == outcome
     carried, found = carried_count(outcome)
     present = marked_ids(legacy_db, marker)
     assert len(writer.committed) >= 5
-    assert set(writer.committed) <= present, f"rows committed after the backup are missing: {sorted(set(writer.committed) - present)[:10]}"
+    assert set(writer.committed) <= present, (
+        f"rows committed after the backup are missing: {sorted(set(writer.committed) - present)[:10]}"
+    )
     assert carried == found == len(present), (carried, found, len(present), len(writer.committed))
     # New ids never reuse one the failed copy gave out.
     failed_copies = copies(legacy_db, "failed")
@@ -511,19 +562,31 @@ def test_rows_of_a_writer_the_fence_cannot_stop_are_carried_into_the_restored_da
 
 
 def test_with_the_fence_off_the_applications_rows_are_carried_over_after_a_failure(
-        legacy_db, run_suite, tmp_path, app_roles, writers):
+    legacy_db, run_suite, tmp_path, app_roles, writers
+):
     marker = "fence-off"
     migrations = copy_migrations(tmp_path)
-    edit_plan(migrations / "plan.toml", r"^application_roles\s*=.*$",
-              f'application_roles = ["{APPLICATION_ROLE}"]\nfence_application = false', section="plan")
+    edit_plan(
+        migrations / "plan.toml",
+        r"^application_roles\s*=.*$",
+        f'application_roles = ["{APPLICATION_ROLE}"]\nfence_application = false',
+        section="plan",
+    )
     append_to(migrations, "005", wait_for_rows(marker, 5) + "\nSELECT 1 / 0;")
     role = app_roles(member=True)
     before, top = fingerprints(legacy_db), max_metric_id(legacy_db)
     writer = writers(as_role(legacy_db, role), metric_def_id(legacy_db), marker)
     wait_until("the writer's first row", lambda: writer.committed, timeout=20)
 
-    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse",
-                       "--write-sample=1")
+    result = run_suite(
+        "suites/execute",
+        "--dsn",
+        legacy_db.conninfo,
+        "--migrations",
+        str(migrations),
+        "--no-rehearse",
+        "--write-sample=1",
+    )
     rec = record(tmp_path / "reports")
     resumed = len(writer.committed)
     wait_until("the writer to write after the restore", lambda: len(writer.committed) > resumed + 2, timeout=20)
@@ -532,8 +595,12 @@ def test_with_the_fence_off_the_applications_rows_are_carried_over_after_a_failu
     assert result.returncode == 1, shown(result.stdout, rec)
     # The pre-flight only advised: the plan keeps the application online.
     pf014 = findings(rec, "PF014")
-    assert pf014 and all(f["severity"] == "advisory" for f in pf014) and "fence_application = false" in pf014[0]["message"]
-    assert rec["verdict"] == "RESTORED" and rec["restore"]["identical"] and rec["restore"]["complete"], shown(result.stdout, rec)
+    assert (
+        pf014 and all(f["severity"] == "advisory" for f in pf014) and "fence_application = false" in pf014[0]["message"]
+    )
+    assert rec["verdict"] == "RESTORED" and rec["restore"]["identical"] and rec["restore"]["complete"], shown(
+        result.stdout, rec
+    )
     outcome = rec["restore"]["outcome"]
     assert outcome.startswith("RESTORED:") and last_line(result.stdout) == outcome
     carried, found = carried_count(outcome)
@@ -548,42 +615,60 @@ def test_with_the_fence_off_the_applications_rows_are_carried_over_after_a_failu
 
 
 def test_with_the_fence_off_rows_the_application_deleted_after_the_backup_stay_deleted(
-        legacy_db, run_suite, tmp_path, app_roles):
+    legacy_db, run_suite, tmp_path, app_roles
+):
     """A restore puts the backup back; the application's deletions after it are found by key and carried as
     deletions (they used to come back silently, with the record saying identical)."""
     migrations = copy_migrations(tmp_path)
-    edit_plan(migrations / "plan.toml", r"^application_roles\s*=.*$",
-              f'application_roles = ["{APPLICATION_ROLE}"]\nfence_application = false', section="plan")
+    edit_plan(
+        migrations / "plan.toml",
+        r"^application_roles\s*=.*$",
+        f'application_roles = ["{APPLICATION_ROLE}"]\nfence_application = false',
+        section="plan",
+    )
     append_to(migrations, "005", "SELECT pg_sleep(8);\nSELECT 1 / 0;")
     role = app_roles(member=True)
     deleted: dict[str, list[int]] = {}
 
     def delete_after_backup():
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not has_ledger(legacy_db):   # the ledger comes right after the backup
+        while time.monotonic() < deadline and not has_ledger(legacy_db):  # the ledger comes right after the backup
             time.sleep(0.1)
         with psycopg.connect(as_role(legacy_db, role), autocommit=True) as app:
             for table in ("oee_calculations", "andon_escalation_rules"):
-                ids = [r[0] for r in app.execute(sql.SQL("SELECT id FROM {} ORDER BY id DESC LIMIT 3").format(
-                    sql.Identifier(SCHEMA, table)))]
+                ids = [
+                    r[0]
+                    for r in app.execute(
+                        sql.SQL("SELECT id FROM {} ORDER BY id DESC LIMIT 3").format(sql.Identifier(SCHEMA, table))
+                    )
+                ]
                 app.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(SCHEMA, table)), (ids,))
                 deleted[table] = ids
 
     deleter = threading.Thread(target=delete_after_backup, name="the application deletes", daemon=True)
     deleter.start()
-    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse",
-                       "--write-sample=0.3")
+    result = run_suite(
+        "suites/execute",
+        "--dsn",
+        legacy_db.conninfo,
+        "--migrations",
+        str(migrations),
+        "--no-rehearse",
+        "--write-sample=0.3",
+    )
     deleter.join(30)
     rec = record(tmp_path / "reports")
 
     assert set(deleted) == {"oee_calculations", "andon_escalation_rules"}, "the application deleted nothing"
     assert result.returncode == 1, shown(result.stdout, rec)
-    assert rec["verdict"] == "RESTORED" and rec["restore"]["identical"] and rec["restore"]["complete"], \
-        shown(result.stdout, rec)
+    assert rec["verdict"] == "RESTORED" and rec["restore"]["identical"] and rec["restore"]["complete"], shown(
+        result.stdout, rec
+    )
     with legacy_db.connect() as conn:
         for table, ids in deleted.items():
-            back = conn.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(sql.Identifier(SCHEMA, table)),
-                                (ids,)).fetchall()
+            back = conn.execute(
+                sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(sql.Identifier(SCHEMA, table)), (ids,)
+            ).fetchall()
             assert back == [], f"rows of {table} the application deleted after the backup came back: {back}"
     outcome = rec["restore"]["outcome"]
     assert "6 rows deleted by others after the backup were deleted again" in outcome, outcome
@@ -592,20 +677,24 @@ def test_with_the_fence_off_rows_the_application_deleted_after_the_backup_stay_d
 
 # -- 5-6: failures the step itself does not raise --------------------------------------------------------------
 
+
 def test_a_lost_connection_mid_step_restores_once_and_runs_no_later_step(legacy_db, background, tmp_path, app_roles):
     migrations = copy_migrations(tmp_path)
     slow = append_to(migrations, "004", "SELECT pg_sleep(60);")
     role = app_roles(member=True)
     before = fingerprints(legacy_db)
-    run = background("lost", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
-                     "--no-rehearse")
+    run = background(
+        "lost", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse"
+    )
     sleeping = wait_until("step 004 to run", lambda: sleeping_step(legacy_db), timeout=120, proc=run.proc)
     # Every session of the run: its control session, its work session (in pg_sleep) and the pre-flight's.
     with psycopg.connect(admin_conninfo(legacy_db), autocommit=True) as admin:
-        ended = admin.execute("""SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+        ended = admin.execute(
+            """SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
                                   WHERE datname = %s AND pid <> pg_backend_pid()
                                     AND (application_name LIKE 'tsmigrate%%' OR pid = ANY(%s))""",
-                              (legacy_db.dbname, sleeping)).fetchall()
+            (legacy_db.dbname, sleeping),
+        ).fetchall()
     assert ended and all(ok for _, ok in ended)
     code, out = run.finish()
     rec = record(run.reports)
@@ -664,12 +753,14 @@ def test_a_failed_assertion_after_a_step_restores_and_skips_the_rest(legacy_db, 
     later = [(n, text) for n, text in re.findall(r"^SKIPPED \[(\d+)\] (.*)$", out, re.MULTILINE) if "not run: " in text]
     assert sum(int(n) for n, _ in later) == STEPS - 2, later
     assert [s["label"] for s in rec["steps"] if s["status"] == "applied"] == sorted(
-        p.name for p in migrations.glob("00[12]_*.sql")), rec["steps"]
+        p.name for p in migrations.glob("00[12]_*.sql")
+    ), rec["steps"]
     assert compare(before, fingerprints(legacy_db)) == []
     assert not has_ledger(legacy_db) and len(copies(legacy_db, "failed")) == 1
 
 
 # -- 7: the backup cannot be taken -----------------------------------------------------------------------------
+
 
 def test_a_backup_that_cannot_be_written_stops_before_any_change(legacy_db, run_suite, tmp_path, app_roles):
     role = app_roles(member=True, comment="line 3 HMI")
@@ -677,8 +768,9 @@ def test_a_backup_that_cannot_be_written_stops_before_any_change(legacy_db, run_
     blocker.write_text("a regular file where the backups directory's parent should be\n")
     before = fingerprints(legacy_db)
 
-    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--backups", str(blocker / "backups"),
-                       "--no-rehearse")
+    result = run_suite(
+        "suites/execute", "--dsn", legacy_db.conninfo, "--backups", str(blocker / "backups"), "--no-rehearse"
+    )
     rec = record(tmp_path / "reports")
 
     assert result.returncode == 2, shown(result.stdout, rec)
@@ -695,6 +787,7 @@ def test_a_backup_that_cannot_be_written_stops_before_any_change(legacy_db, run_
 
 # -- 8-12: the run cut short -----------------------------------------------------------------------------------
 
+
 def assert_record(condition: bool, message) -> None:
     assert condition, message
 
@@ -705,8 +798,9 @@ def test_a_signal_mid_step_restores_and_stops_with_exit_2(legacy_db, background,
     slow = append_to(migrations, "004", "SELECT pg_sleep(60);")
     role = app_roles(member=True, comment="packaging line")
     before = fingerprints(legacy_db)
-    run = background("signal", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
-                     "--no-rehearse")
+    run = background(
+        "signal", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse"
+    )
     wait_until("step 004 to run", lambda: sleeping_step(legacy_db), timeout=120, proc=run.proc)
     assert_fenced(legacy_db, role)
     run.proc.send_signal(signum)
@@ -738,19 +832,24 @@ def test_a_signal_mid_step_restores_and_stops_with_exit_2(legacy_db, background,
 def wait_for_the_dead_runs_sessions(target: Target) -> None:
     """A killed run's sessions end on their own (at once when idle, within client_connection_check_interval
     when busy)."""
-    wait_until("the killed run's sessions to end", lambda: not backends(target, "application_name LIKE 'tsmigrate%%'"),
-               timeout=30)
+    wait_until(
+        "the killed run's sessions to end",
+        lambda: not backends(target, "application_name LIKE 'tsmigrate%%'"),
+        timeout=30,
+    )
 
 
-def test_a_killed_run_is_resumed_by_the_next_one_which_lifts_its_fence(legacy_db, background, run_suite, tmp_path,
-                                                                       app_roles):
+def test_a_killed_run_is_resumed_by_the_next_one_which_lifts_its_fence(
+    legacy_db, background, run_suite, tmp_path, app_roles
+):
     migrations = copy_migrations(tmp_path)
     append_to(migrations, "004", "SELECT pg_sleep(60);")
     comment = "andon boards"
     role = app_roles(member=True, comment=comment)
     before = fingerprints(legacy_db)
-    run = background("killed", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
-                     "--no-rehearse")
+    run = background(
+        "killed", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse"
+    )
     wait_until("step 004 to run", lambda: sleeping_step(legacy_db), timeout=120, proc=run.proc)
     run.proc.kill()
     run.finish()
@@ -773,8 +872,7 @@ def test_a_killed_run_is_resumed_by_the_next_one_which_lifts_its_fence(legacy_db
     assert_fence_lifted(legacy_db, role, comment)
 
 
-def test_a_run_killed_during_its_backup_leaves_no_pg_dump_behind(legacy_db, background, run_suite, tmp_path,
-                                                                 app_roles):
+def test_a_run_killed_during_its_backup_leaves_no_pg_dump_behind(legacy_db, background, run_suite, tmp_path, app_roles):
     role = app_roles(member=True)
     before = fingerprints(legacy_db)
     # pg_dump locks every table it dumps; a table outside the fingerprinted schemas, held locked by another
@@ -786,12 +884,18 @@ def test_a_run_killed_during_its_backup_leaves_no_pg_dump_behind(legacy_db, back
         locker.commit()
         locker.execute("LOCK TABLE tsmigrate.test_dump_blocker IN ACCESS EXCLUSIVE MODE")
         backups = tmp_path / "backups"
-        run = background("killed-in-backup", "suites/execute", "--dsn", legacy_db.conninfo, "--no-rehearse",
-                         backups=backups)
-        wait_until("pg_dump to wait for its lock",
-                   lambda: client_processes(legacy_db.dbname) and backends(
-                       legacy_db, "wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%%'"),
-                   timeout=120, proc=run.proc)
+        run = background(
+            "killed-in-backup", "suites/execute", "--dsn", legacy_db.conninfo, "--no-rehearse", backups=backups
+        )
+        wait_until(
+            "pg_dump to wait for its lock",
+            lambda: (
+                client_processes(legacy_db.dbname)
+                and backends(legacy_db, "wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%%'")
+            ),
+            timeout=120,
+            proc=run.proc,
+        )
         run.proc.kill()
         run.finish()
         # The kernel ends pg_dump with the run (PR_SET_PDEATHSIG).
@@ -849,17 +953,21 @@ def wal_flushed_through_now(target: Target):
 
 @pytest.mark.needs_local_cluster
 def test_a_server_stopped_mid_step_says_what_state_and_what_next_then_a_rerun_succeeds(
-        own_cluster, background, run_suite, tmp_path, app_roles):
+    own_cluster, background, run_suite, tmp_path, app_roles
+):
     cluster, info, target = own_cluster
-    role = app_roles(member=True, server_admin=info.conninfo())   # gone with the cluster
+    role = app_roles(member=True, server_admin=info.conninfo())  # gone with the cluster
     migrations = copy_migrations(tmp_path)
     append_to(migrations, "004", "SELECT pg_sleep(60);")
     before = fingerprints(target)
-    run = background("stopped", "suites/execute", "--dsn", target.conninfo, "--migrations", str(migrations),
-                     "--no-rehearse")
+    run = background(
+        "stopped", "suites/execute", "--dsn", target.conninfo, "--migrations", str(migrations), "--no-rehearse"
+    )
     wait_until("step 004 to run", lambda: sleeping_step(target), timeout=120, proc=run.proc)
-    wait_until("the WAL writer to flush the ledger's 'started' row (synchronous_commit is off here)",
-               wal_flushed_through_now(target))
+    wait_until(
+        "the WAL writer to flush the ledger's 'started' row (synchronous_commit is off here)",
+        wal_flushed_through_now(target),
+    )
     pg_ctl(cluster, "-m", "immediate", "-w", "-t", "30", "stop")
     try:
         code, out = run.finish()
@@ -892,10 +1000,16 @@ def test_a_server_stopped_mid_step_says_what_state_and_what_next_then_a_rerun_su
 
 # -- 13-15: the gate -------------------------------------------------------------------------------------------
 
+
 def test_a_bare_pytest_with_libpq_variables_runs_only_the_preflight(legacy_db, run_suite, tmp_path):
     params = legacy_db.params()
-    env = {"PGHOST": params["host"], "PGPORT": str(params["port"]), "PGUSER": params["user"],
-           "PGPASSWORD": params["password"], "PGDATABASE": params["dbname"]}
+    env = {
+        "PGHOST": params["host"],
+        "PGPORT": str(params["port"]),
+        "PGUSER": params["user"],
+        "PGPASSWORD": params["password"],
+        "PGDATABASE": params["dbname"],
+    }
     before = fingerprints(legacy_db)
     result = run_suite(env=env)
     rec = record(tmp_path / "reports")
@@ -909,13 +1023,16 @@ def test_a_bare_pytest_with_libpq_variables_runs_only_the_preflight(legacy_db, r
     assert rec["steps"] == [] and rec["backup"] is None and rec["restore"] is None
     assert not has_ledger(legacy_db) and not has_timescaledb(legacy_db)
     assert compare(before, fingerprints(legacy_db)) == []
-    assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir()), "a pre-flight takes no backup"
+    assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir()), (
+        "a pre-flight takes no backup"
+    )
 
 
 def test_execute_alone_after_a_no_go_skips_every_step_in_one_line(legacy_db, run_suite, tmp_path):
     migrations = copy_migrations(tmp_path)
     (migrations / "011_hazard.sql").write_text(
-        f"CREATE INDEX IF NOT EXISTS idx_recent ON {SCHEMA}.metric_hist (ts) WHERE ts > now() - interval '1 day';\n")
+        f"CREATE INDEX IF NOT EXISTS idx_recent ON {SCHEMA}.metric_hist (ts) WHERE ts > now() - interval '1 day';\n"
+    )
     before = fingerprints(legacy_db)
     result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
     rec = record(tmp_path / "reports")
@@ -932,8 +1049,9 @@ def test_execute_alone_after_a_no_go_skips_every_step_in_one_line(legacy_db, run
 
 
 @pytest.mark.parametrize("fenceable", [False, True], ids=["unfenceable-writer-blocks", "fenceable-writer-advises"])
-def test_preflight_with_a_writer_blocks_only_when_the_fence_cannot_stop_it(legacy_db, run_suite, tmp_path, app_roles,
-                                                                           writers, fenceable):
+def test_preflight_with_a_writer_blocks_only_when_the_fence_cannot_stop_it(
+    legacy_db, run_suite, tmp_path, app_roles, writers, fenceable
+):
     role = app_roles(member=fenceable)
     if not fenceable:
         grant_metric_inserts(legacy_db, role)
@@ -966,12 +1084,16 @@ def test_preflight_with_a_writer_blocks_only_when_the_fence_cannot_stop_it(legac
 
 # -- 16-17: the community edition: policies and background jobs --------------------------------------------------
 
+
 def policy_jobs(target: Target) -> list[tuple[int, str, str, bool, timedelta | None]]:
     """(job_id, proc_name, hypertable, scheduled, drop_after) of the schema's policy jobs."""
     with target.connect() as conn:
-        return conn.execute("""SELECT job_id, proc_name, hypertable_name, scheduled, (config ->> 'drop_after')::interval
+        return conn.execute(
+            """SELECT job_id, proc_name, hypertable_name, scheduled, (config ->> 'drop_after')::interval
                                  FROM timescaledb_information.jobs WHERE hypertable_schema = %s
-                                ORDER BY job_id""", (SCHEMA,)).fetchall()
+                                ORDER BY job_id""",
+            (SCHEMA,),
+        ).fetchall()
 
 
 def paused(target: Target) -> list[int]:
@@ -997,8 +1119,10 @@ def test_full_runs_with_background_jobs_on_aged_history_succeed_every_time(aged_
     assert len(jobs) == 2 * len(plan.hypertables), jobs
     assert all(scheduled for _, _, _, scheduled, _ in jobs), jobs
     assert len(rec["policy_schedule"]) == len(jobs) and paused(aged_legacy_db) == []
-    assert any(line.startswith(f"  scheduled {len(jobs)} policy jobs the conversion had paused")
-               for line in result.stdout.splitlines()[-3:]), result.stdout[-2000:]
+    assert any(
+        line.startswith(f"  scheduled {len(jobs)} policy jobs the conversion had paused")
+        for line in result.stdout.splitlines()[-3:]
+    ), result.stdout[-2000:]
     # Compression may already be at work in the background: every row still reads the same.
     assert compare(before, fingerprints_as_before(aged_legacy_db, before)) == []
 
@@ -1011,31 +1135,42 @@ def test_the_postflight_passes_while_background_jobs_run(aged_legacy_db, run_sui
     before = fingerprints(aged_legacy_db)
     with aged_legacy_db.connect() as conn:
         # Every policy job due at once and again every second while the post-flight runs.
-        conn.execute("""SELECT alter_job(job_id, schedule_interval => interval '1 second', next_start => now())
-                          FROM timescaledb_information.jobs WHERE hypertable_schema = %s""", (SCHEMA,))
+        conn.execute(
+            """SELECT alter_job(job_id, schedule_interval => interval '1 second', next_start => now())
+                          FROM timescaledb_information.jobs WHERE hypertable_schema = %s""",
+            (SCHEMA,),
+        )
     for round_ in range(3):
         reports = tmp_path / f"reports-{round_}"
         result = run_suite("suites/postflight", "--dsn", aged_legacy_db.conninfo, f"--reports={reports}")
         rec = record(reports)
         assert result.returncode == 0 and rec["verdict"] == "PASSED", shown(result.stdout, rec)
     with aged_legacy_db.connect() as conn:
-        runs = conn.execute("""SELECT coalesce(sum(total_runs), 0), coalesce(sum(total_failures), 0)
+        runs = conn.execute(
+            """SELECT coalesce(sum(total_runs), 0), coalesce(sum(total_failures), 0)
                                  FROM timescaledb_information.job_stats WHERE hypertable_schema = %s""",
-                            (SCHEMA,)).fetchone()
-        compressed = conn.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed").fetchone()[0]
+            (SCHEMA,),
+        ).fetchone()
+        compressed = conn.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed").fetchone()[
+            0
+        ]
     assert runs[0] > 0 and runs[1] == 0, f"the jobs ran {runs[0]} times with {runs[1]} failures during the post-flights"
     assert compressed > 0, "the compression job compressed nothing: it did not run during the post-flights"
     assert compare(before, fingerprints(aged_legacy_db)) == []
 
 
 def test_retention_that_drops_rows_is_announced_and_pins_the_backup_until_the_postflight_schedules_it(
-        aged_legacy_db, run_suite, tmp_path):
+    aged_legacy_db, run_suite, tmp_path
+):
     migrations = copy_migrations(tmp_path)
-    edit_plan(migrations / "plan.toml", r'^drop_after\s*=.*$', 'drop_after = "30 days"', section="hypertables.metric_hist")
+    edit_plan(
+        migrations / "plan.toml", r"^drop_after\s*=.*$", 'drop_after = "30 days"', section="hypertables.metric_hist"
+    )
     before = fingerprints(aged_legacy_db)
     with aged_legacy_db.connect() as conn:
-        old, oldest, newest = conn.execute(f"SELECT count(*), min(ts), max(ts) FROM {SCHEMA}.metric_hist "
-                                           "WHERE ts < now() - interval '30 days'").fetchone()
+        old, oldest, newest = conn.execute(
+            f"SELECT count(*), min(ts), max(ts) FROM {SCHEMA}.metric_hist WHERE ts < now() - interval '30 days'"
+        ).fetchone()
     assert old > 0
 
     result = run_suite("suites", "--dsn", aged_legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
@@ -1057,40 +1192,55 @@ def test_retention_that_drops_rows_is_announced_and_pins_the_backup_until_the_po
     assert (backup.parent / f"{backup.name}.keep").is_file()
     manifest = json.loads((backup / "manifest.json").read_text())
     kept = manifest["fingerprints"][f"{SCHEMA}.metric_hist"]
-    assert (kept["rows"], kept["digest"]) == (before[f"{SCHEMA}.metric_hist"].rows, before[f"{SCHEMA}.metric_hist"].digest)
+    assert (kept["rows"], kept["digest"]) == (
+        before[f"{SCHEMA}.metric_hist"].rows,
+        before[f"{SCHEMA}.metric_hist"].digest,
+    )
     # Scheduled only by the post-flight's last test.
     retention = [j for j in policy_jobs(aged_legacy_db) if j[1] == "policy_retention" and j[2] == "metric_hist"]
     assert len(retention) == 1 and retention[0][3] is True, retention
     assert retention[0][4] == timedelta(days=30), retention[0][4]
     assert paused(aged_legacy_db) == []
-    assert any(f"policy_retention on {SCHEMA}.metric_hist" in line for line in rec["policy_schedule"]), rec["policy_schedule"]
+    assert any(f"policy_retention on {SCHEMA}.metric_hist" in line for line in rec["policy_schedule"]), rec[
+        "policy_schedule"
+    ]
 
 
 # -- the online path: the application keeps writing, the fence is not raised ----------------------------------
 
+
 def online_plan(tmp_path: Path) -> Path:
     migrations = copy_migrations(tmp_path)
-    edit_plan(migrations / "plan.toml", r'^keep_unique = \["id"\]$', 'keep_unique = ["id"]\nonline = true',
-              section="hypertables.metric_hist")
+    edit_plan(
+        migrations / "plan.toml",
+        r'^keep_unique = \["id"\]$',
+        'keep_unique = ["id"]\nonline = true',
+        section="hypertables.metric_hist",
+    )
     return migrations
 
 
 def waiting_for_lock(target: Target, table: str) -> bool:
     with target.connect() as conn:
-        return bool(conn.execute("SELECT 1 FROM pg_locks WHERE relation = to_regclass(%s) AND NOT granted",
-                                 (f"{SCHEMA}.{table}",)).fetchone())
+        return bool(
+            conn.execute(
+                "SELECT 1 FROM pg_locks WHERE relation = to_regclass(%s) AND NOT granted", (f"{SCHEMA}.{table}",)
+            ).fetchone()
+        )
 
 
 def test_an_online_conversion_keeps_the_application_writing_through_a_full_run(
-        legacy_db, run_suite, tmp_path, app_roles, writers):
+    legacy_db, run_suite, tmp_path, app_roles, writers
+):
     migrations = online_plan(tmp_path)
     role = app_roles(member=True)
     before, top = fingerprints(legacy_db), max_metric_id(legacy_db)
     writer = writers(as_role(legacy_db, role), metric_def_id(legacy_db), "online-ok")
     wait_until("the writer's first row", lambda: writer.committed, timeout=20)
 
-    result = run_suite("suites", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse",
-                       "--write-sample=1")
+    result = run_suite(
+        "suites", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse", "--write-sample=1"
+    )
     rec = record(tmp_path / "reports")
     done = len(writer.committed)
     wait_until("the writer to write into the hypertable", lambda: len(writer.committed) > done + 2, timeout=20)
@@ -1108,19 +1258,28 @@ def test_an_online_conversion_keeps_the_application_writing_through_a_full_run(
     assert role_state(legacy_db, role) == (True, None)
     step = next(s for s in rec["steps"] if s["label"] == f"convert {SCHEMA}.metric_hist")
     assert step["status"] == "applied" and step["details"]["online"]["legacy_table"] == f"{SCHEMA}.metric_hist_legacy"
-    assert any("metric_hist_legacy" in step and "drop-legacy metric_hist" in step for step in rec["next_steps"]), \
-        rec["next_steps"]
+    assert any("metric_hist_legacy" in step and "drop-legacy metric_hist" in step for step in rec["next_steps"]), rec[
+        "next_steps"
+    ]
     with legacy_db.connect() as conn:
-        assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = "
-                            "'metric_hist'").fetchone()[0] == 1
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'metric_hist'"
+            ).fetchone()[0]
+            == 1
+        )
         kept = conn.execute(f"SELECT count(*) FROM {SCHEMA}.metric_hist_legacy").fetchone()[0]
         # The legacy table is kept as it was at the swap: every legacy row, and what the writer wrote until then.
-        assert before[f"{SCHEMA}.metric_hist"].rows <= kept < conn.execute(
-            f"SELECT count(*) FROM {SCHEMA}.metric_hist").fetchone()[0]
+        assert (
+            before[f"{SCHEMA}.metric_hist"].rows
+            <= kept
+            < conn.execute(f"SELECT count(*) FROM {SCHEMA}.metric_hist").fetchone()[0]
+        )
 
 
 def test_a_run_stopped_after_an_online_swap_restores_with_every_row_the_application_wrote(
-        legacy_db, background, tmp_path, app_roles, writers):
+    legacy_db, background, tmp_path, app_roles, writers
+):
     """The rows written during the copy are only in the kept legacy table (the hypertable's copies are the run's
     own), those written after the swap only in chunks: the restore carries both over."""
     migrations = online_plan(tmp_path)
@@ -1128,19 +1287,30 @@ def test_a_run_stopped_after_an_online_swap_restores_with_every_row_the_applicat
     before, top = fingerprints(legacy_db), max_metric_id(legacy_db)
     writer = writers(as_role(legacy_db, role), metric_def_id(legacy_db), "online-stopped")
     wait_until("the writer's first row", lambda: writer.committed, timeout=20)
-    reader = legacy_db.connect(autocommit=False)   # holds up the next conversion (oee_calculations)
+    reader = legacy_db.connect(autocommit=False)  # holds up the next conversion (oee_calculations)
     try:
         reader.execute(f"SELECT count(*) FROM {SCHEMA}.oee_calculations").fetchone()
-        run = background("online-stopped", "suites/execute", "--dsn", legacy_db.conninfo, "--migrations",
-                         str(migrations), "--no-rehearse")
-        wait_until("the run to wait for oee_calculations", lambda: waiting_for_lock(legacy_db, "oee_calculations"),
-                   timeout=180, proc=run.proc)
+        run = background(
+            "online-stopped",
+            "suites/execute",
+            "--dsn",
+            legacy_db.conninfo,
+            "--migrations",
+            str(migrations),
+            "--no-rehearse",
+        )
+        wait_until(
+            "the run to wait for oee_calculations",
+            lambda: waiting_for_lock(legacy_db, "oee_calculations"),
+            timeout=180,
+            proc=run.proc,
+        )
         swapped = len(writer.committed)
         wait_until("rows written into the hypertable", lambda: len(writer.committed) > swapped + 3, timeout=20)
         run.proc.send_signal(signal.SIGTERM)
         code, out = run.finish()
     finally:
-        reader.close()   # the restore ended its session already
+        reader.close()  # the restore ended its session already
     rec = record(run.reports)
     resumed = len(writer.committed)
     wait_until("the writer to write after the restore", lambda: len(writer.committed) > resumed + 2, timeout=20)

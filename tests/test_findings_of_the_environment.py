@@ -17,15 +17,15 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from tsmigrate import fence
-from tsmigrate.appsim import TelemetryWriter
-from tsmigrate.plan import load_plan
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import drop_database
+from tsmigrate.plan import load_plan
 from tsmigrate.preflight import environment, privileges
 from tsmigrate.target import Target
+from tsmigrate_tools.appsim import TelemetryWriter
 
 PROJECT = Path(__file__).resolve().parents[1]
-READ_ONLY = "-c default_transaction_read_only=on"   # the pre-flight's own session
+READ_ONLY = "-c default_transaction_read_only=on"  # the pre-flight's own session
 PLAN = load_plan(PROJECT / "migrations")
 PLANNED = sorted(f"{PLAN.schema}.{h.table}" for h in PLAN.hypertables)
 
@@ -53,8 +53,14 @@ def wait_for(condition, what: str, within: float = 10.0) -> None:
 
 # -- the server and TimescaleDB ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("major", [pytest.param(12, marks=pytest.mark.finding("PF001", BLOCKING)),
-                                   pytest.param(16, marks=pytest.mark.finding("PF001", ADVISORY))])
+
+@pytest.mark.parametrize(
+    "major",
+    [
+        pytest.param(12, marks=pytest.mark.finding("PF001", BLOCKING)),
+        pytest.param(16, marks=pytest.mark.finding("PF001", ADVISORY)),
+    ],
+)
 def test_pf001_a_postgresql_version_other_than_15(major, marked_finding, local_server):
     """Only PostgreSQL 15 is installed here: the server's real server_version_num is judged with its major
     version changed (the check's only input)."""
@@ -83,15 +89,23 @@ def test_pf003_timescaledb_installed_but_not_preloaded(cluster_without_preload, 
     assert "not in shared_preload_libraries (empty)" in found[0].message
 
 
-@pytest.mark.parametrize("allow", [pytest.param(False, marks=pytest.mark.finding("PF004", BLOCKING)),
-                                   pytest.param(True, marks=pytest.mark.finding("PF004", ADVISORY))])
+@pytest.mark.parametrize(
+    "allow",
+    [
+        pytest.param(False, marks=pytest.mark.finding("PF004", BLOCKING)),
+        pytest.param(True, marks=pytest.mark.finding("PF004", ADVISORY)),
+    ],
+)
 def test_pf004_the_apache_edition_against_a_plan_that_compresses(allow, marked_finding, apache_server, tmp_path):
     """On the apache edition's server: the system's when it is apache, else one the community build started with
     timescaledb.license = apache (tests/testbed/apache.py)."""
     code, severity = marked_finding
     plan_file = tmp_path / "plan.toml"
-    plan_file.write_text((PROJECT / "migrations" / "plan.toml").read_text().replace(
-        "allow_apache_edition = true", f"allow_apache_edition = {str(allow).lower()}"))
+    plan_file.write_text(
+        (PROJECT / "migrations" / "plan.toml")
+        .read_text()
+        .replace("allow_apache_edition = true", f"allow_apache_edition = {str(allow).lower()}")
+    )
     with read_only(apache_server.conninfo()) as conn:
         found = environment.timescaledb_ready(conn, load_plan(tmp_path))
     assert where(found, code) == [(severity, str(plan_file), None)]
@@ -110,13 +124,19 @@ def test_pf005_timescaledb_upgraded_under_a_database_on_the_old_version(upgraded
 
 # -- client programs, privileges, standby, slots -----------------------------------------------------------
 
-PG_DUMP_OF_13 = "#!/bin/sh\necho \"$(basename \"$0\") (PostgreSQL) 13.16\"\n"
+PG_DUMP_OF_13 = '#!/bin/sh\necho "$(basename "$0") (PostgreSQL) 13.16"\n'
 
 
-@pytest.mark.parametrize("programs", [pytest.param("missing", marks=pytest.mark.finding("PF006", BLOCKING)),
-                                      pytest.param("of PostgreSQL 13", marks=pytest.mark.finding("PF006", BLOCKING))])
-def test_pf006_client_programs_missing_or_older_than_the_server(programs, marked_finding, local_server, tmp_path,
-                                                                monkeypatch):
+@pytest.mark.parametrize(
+    "programs",
+    [
+        pytest.param("missing", marks=pytest.mark.finding("PF006", BLOCKING)),
+        pytest.param("of PostgreSQL 13", marks=pytest.mark.finding("PF006", BLOCKING)),
+    ],
+)
+def test_pf006_client_programs_missing_or_older_than_the_server(
+    programs, marked_finding, local_server, tmp_path, monkeypatch
+):
     """The programs are looked up on PATH: a directory without them, or with PostgreSQL 13's (two-line stand-ins
     that answer --version as pg_dump 13 does; no older client is installed here)."""
     code, severity = marked_finding
@@ -125,14 +145,19 @@ def test_pf006_client_programs_missing_or_older_than_the_server(programs, marked
             (tmp_path / name).write_text(PG_DUMP_OF_13)
             (tmp_path / name).chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.delenv("TSMIGRATE_PG_BINDIR", raising=False)   # the programs are found there first
+    monkeypatch.delenv("TSMIGRATE_PG_BINDIR", raising=False)  # the programs are found there first
     with read_only(local_server.conninfo()) as conn:
         found = environment.client_tools(conn)
     assert where(found, code) == [(severity, "", None)] * 2
-    expected = ("pg_dump not found", "pg_restore not found") if programs == "missing" else (
-        f"pg_dump ({tmp_path / 'pg_dump'}) is version 13, the server is 15",
-        f"pg_restore ({tmp_path / 'pg_restore'}) is version 13, the server is 15")
-    assert [f.message[:len(e)] for f, e in zip(found, expected)] == list(expected)
+    expected = (
+        ("pg_dump not found", "pg_restore not found")
+        if programs == "missing"
+        else (
+            f"pg_dump ({tmp_path / 'pg_dump'}) is version 13, the server is 15",
+            f"pg_restore ({tmp_path / 'pg_restore'}) is version 13, the server is 15",
+        )
+    )
+    assert [f.message[: len(e)] for f, e in zip(found, expected)] == list(expected)
 
 
 @pytest.mark.finding("PF007", BLOCKING)
@@ -162,8 +187,9 @@ def test_pf009_idle_clients_take_the_connection_slots(cluster_without_preload, m
         assert environment.connection_slots(conn, needed=4) == []
         free = conn.execute("""SELECT current_setting('max_connections')::int
                                     - current_setting('superuser_reserved_connections')::int
-                                    - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"""
-                            ).fetchone()[0]
+                                    - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')""").fetchone()[
+            0
+        ]
         idle = [psycopg.connect(conninfo, application_name="idle client") for _ in range(free - 3)]
         try:
             found = environment.connection_slots(conn, needed=4)
@@ -175,6 +201,7 @@ def test_pf009_idle_clients_take_the_connection_slots(cluster_without_preload, m
 
 
 # -- other sessions on the target ------------------------------------------------------------------------
+
 
 @pytest.mark.finding("PF010", ADVISORY)
 def test_pf010_a_transaction_left_open(marked_finding, legacy_db):
@@ -195,8 +222,10 @@ def test_pf011_another_session_holds_a_lock_on_a_table_to_convert(marked_finding
     code, severity = marked_finding
     with legacy_db.connect(application_name="hmi") as other:
         other.execute("BEGIN")
-        other.execute("UPDATE factory_telemetry.metric_hist SET value_real = value_real "
-                      "WHERE id = (SELECT min(id) FROM factory_telemetry.metric_hist)")
+        other.execute(
+            "UPDATE factory_telemetry.metric_hist SET value_real = value_real "
+            "WHERE id = (SELECT min(id) FROM factory_telemetry.metric_hist)"
+        )
         with read_only(legacy_db.conninfo) as conn:
             found = environment.activity(conn, PLAN)
         pid = other.info.backend_pid
@@ -204,9 +233,13 @@ def test_pf011_another_session_holds_a_lock_on_a_table_to_convert(marked_finding
     assert f"backend pid {pid}" in found[0].message and "RowExclusiveLock" in found[0].message
 
 
-@pytest.mark.parametrize("writer", [
-    pytest.param("a superuser", marks=pytest.mark.finding("PF014", BLOCKING)),
-    pytest.param("a login role of the application", marks=pytest.mark.finding("PF014", ADVISORY))])
+@pytest.mark.parametrize(
+    "writer",
+    [
+        pytest.param("a superuser", marks=pytest.mark.finding("PF014", BLOCKING)),
+        pytest.param("a login role of the application", marks=pytest.mark.finding("PF014", ADVISORY)),
+    ],
+)
 def test_pf014_rows_written_while_the_preflight_watches(writer, marked_finding, legacy_db, app_login, local_server):
     """A superuser is never fenced, so its writes block; the application's login role is fenced by the run."""
     code, severity = marked_finding
@@ -235,8 +268,13 @@ def test_pf015_another_session_connected(marked_finding, legacy_db, app_login, l
     assert found[0].message.endswith("(the run's fence ends it)")
 
 
-@pytest.mark.parametrize("lifted", [pytest.param(True, marks=pytest.mark.finding("PF016", ADVISORY)),
-                                    pytest.param(False, marks=pytest.mark.finding("PF016", BLOCKING))])
+@pytest.mark.parametrize(
+    "lifted",
+    [
+        pytest.param(True, marks=pytest.mark.finding("PF016", ADVISORY)),
+        pytest.param(False, marks=pytest.mark.finding("PF016", BLOCKING)),
+    ],
+)
 def test_pf016_a_fence_left_by_a_run_that_died(lifted, marked_finding, legacy_db, app_login):
     code, severity = marked_finding
     run = legacy_db.connect()
@@ -244,8 +282,10 @@ def test_pf016_a_fence_left_by_a_run_that_died(lifted, marked_finding, legacy_db
     run.close()  # the run's session ends without lifting it, as when the run is killed
     try:
         with read_only(legacy_db.conninfo) as conn, legacy_db.connect() as writable:
-            wait_for(lambda: all(fence.is_stale(conn, f) for f in fence.fences(conn, legacy_db.dbname)),
-                     "the end of the run's session")
+            wait_for(
+                lambda: all(fence.is_stale(conn, f) for f in fence.fences(conn, legacy_db.dbname)),
+                "the end of the run's session",
+            )
             found = environment.stale_fences(conn, writable if lifted else None)
             can_login = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (app_login,)).fetchone()[0]
     finally:
@@ -256,10 +296,9 @@ def test_pf016_a_fence_left_by_a_run_that_died(lifted, marked_finding, legacy_db
 
 
 @pytest.mark.finding("PF017", BLOCKING)
-def test_pf017_a_role_that_cannot_fence_the_application(marked_finding, legacy_db, app_login, login_role,
-                                                        local_server):
+def test_pf017_a_role_that_cannot_fence_the_application(marked_finding, legacy_db, app_login, login_role, local_server):
     code, severity = marked_finding
-    role = login_role()   # neither superuser nor CREATEROLE
+    role = login_role()  # neither superuser nor CREATEROLE
     with read_only(as_role(legacy_db, role, local_server.password)) as conn:
         found = environment.maintenance_window(conn, PLAN, sample_seconds=0.2)
     assert where(found, code) == [(severity, str(PLAN.path), None)]
@@ -268,12 +307,16 @@ def test_pf017_a_role_that_cannot_fence_the_application(marked_finding, legacy_d
 
 # -- the database and the disk ------------------------------------------------------------------------
 
+
 @pytest.mark.finding("PF012", ADVISORY)
 def test_pf012_a_database_not_in_utf8(marked_finding, local_server):
     code, severity = marked_finding
     with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
-                              "TEMPLATE template0").format(sql.Identifier("pf012_sql_ascii")))
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0").format(
+                sql.Identifier("pf012_sql_ascii")
+            )
+        )
         try:
             with read_only(local_server.conninfo("pf012_sql_ascii")) as conn:
                 found = environment.encoding_and_timezone(conn)
@@ -294,9 +337,16 @@ def test_pf013_a_disk_too_small_for_the_backup(marked_finding, legacy_db, tiny_f
 def test_the_checks_above_find_nothing_on_a_quiet_primary(legacy_db, tmp_path):
     """The same checks on a healthy target say nothing: each finding above comes from its condition."""
     with read_only(legacy_db.conninfo) as conn:
-        found = (environment.server_version(conn) + environment.client_tools(conn) + privileges.privileges(conn, PLAN)
-                 + environment.primary_server(conn) + environment.connection_slots(conn)
-                 + environment.activity(conn, PLAN) + environment.maintenance_window(conn, PLAN, sample_seconds=0.2)
-                 + environment.stale_fences(conn, None) + environment.encoding_and_timezone(conn)
-                 + environment.room_for_backup(conn, tmp_path / "backups"))
+        found = (
+            environment.server_version(conn)
+            + environment.client_tools(conn)
+            + privileges.privileges(conn, PLAN)
+            + environment.primary_server(conn)
+            + environment.connection_slots(conn)
+            + environment.activity(conn, PLAN)
+            + environment.maintenance_window(conn, PLAN, sample_seconds=0.2)
+            + environment.stale_fences(conn, None)
+            + environment.encoding_and_timezone(conn)
+            + environment.room_for_backup(conn, tmp_path / "backups")
+        )
     assert found == []

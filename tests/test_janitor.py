@@ -3,7 +3,7 @@ when the step fails, refused when the name is taken, and named when they cannot 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import psycopg
@@ -16,8 +16,12 @@ from tsmigrate.rehearsal import claim_scratch_name, drop_stale_scratch_copies, s
 
 def _databases(server, pattern: str) -> list[str]:
     with psycopg.connect(server.conninfo(), autocommit=True) as admin:
-        return [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY 1",
-                                            (pattern,)).fetchall()]
+        return [
+            r[0]
+            for r in admin.execute(
+                "SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY 1", (pattern,)
+            ).fetchall()
+        ]
 
 
 @pytest.fixture
@@ -28,8 +32,10 @@ def connect_admin(local_server):
 def test_new_database_is_made_as_asked_and_dropped_at_the_end(local_server, connect_admin):
     with NewDatabase(connect_admin, "janitor_made", encoding="UTF8", collate="C", ctype="C") as name:
         with psycopg.connect(local_server.conninfo(name)) as conn:
-            assert conn.execute("SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
-                                "WHERE datname = current_database()").fetchone() == ("UTF8", "C", "C")
+            assert conn.execute(
+                "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
+                "WHERE datname = current_database()"
+            ).fetchone() == ("UTF8", "C", "C")
     assert _databases(local_server, "^janitor_made$") == []
 
 
@@ -39,8 +45,9 @@ def test_new_database_has_the_owner_asked_for(local_server, connect_admin):
         admin.execute("CREATE ROLE janitor_owner")
     try:
         with NewDatabase(connect_admin, "janitor_owned", owner="janitor_owner") as name, connect_admin() as admin:
-            assert admin.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
-                                 (name,)).fetchone() == ("janitor_owner",)
+            assert admin.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone() == ("janitor_owner",)
     finally:
         with connect_admin() as admin:
             admin.execute("DROP ROLE janitor_owner")
@@ -59,12 +66,11 @@ def test_kept_database_outlives_the_block(local_server, connect_admin):
 @pytest.mark.parametrize("keep", [False, True])
 def test_a_failed_block_drops_its_database_even_with_a_session_on_it(local_server, connect_admin, keep):
     """keep=True keeps a database only when the block succeeds (a restore's copy that took the name)."""
-    with pytest.raises(KeyboardInterrupt):
-        with NewDatabase(connect_admin, "janitor_failed", keep=keep) as name:
-            session = psycopg.connect(local_server.conninfo(name))
-            raise KeyboardInterrupt("SIGTERM")
+    with pytest.raises(KeyboardInterrupt), NewDatabase(connect_admin, "janitor_failed", keep=keep) as name:
+        session = psycopg.connect(local_server.conninfo(name))
+        raise KeyboardInterrupt("SIGTERM")
     with pytest.raises(psycopg.OperationalError):
-        session.execute("SELECT 1")   # the drop ended it
+        session.execute("SELECT 1")  # the drop ended it
     session.close()
     assert _databases(local_server, "^janitor_failed$") == []
 
@@ -103,7 +109,7 @@ def test_a_drop_that_cannot_happen_names_what_is_left_and_keeps_the_error(local_
 def test_scratch_copies_killed_rehearsals_left_are_dropped_and_no_others(local_server, connect_admin):
     """A copy whose rehearsal is running (its session holds the copy's lock) stays, however young or old; one
     whose session is gone is dropped at once, so a rerun right after a kill cleans up."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     left = scratch_name("janitor_site", now)
     running = scratch_name("janitor_site", now - timedelta(hours=3))
     other_site = scratch_name("janitor_other", now)
@@ -117,7 +123,7 @@ def test_scratch_copies_killed_rehearsals_left_are_dropped_and_no_others(local_s
             claim_scratch_name(rehearsal_session, running)
             assert drop_stale_scratch_copies(admin, "janitor_site") == [left]
         assert _databases(local_server, "^janitor_") == sorted(set(names) - {left})
-        with connect_admin() as admin:   # the running rehearsal's session ended without dropping its copy: a kill
+        with connect_admin() as admin:  # the running rehearsal's session ended without dropping its copy: a kill
             assert drop_stale_scratch_copies(admin, "janitor_site") == [running]
     finally:
         with connect_admin() as admin:
@@ -127,5 +133,5 @@ def test_scratch_copies_killed_rehearsals_left_are_dropped_and_no_others(local_s
 
 def test_a_long_target_name_is_cut_not_the_stamp_of_its_scratch_copies():
     long_name = "factory_telemetry_" + "x" * 60
-    name = scratch_name(long_name, datetime(2026, 12, 1, 16, 5, 9, tzinfo=timezone.utc))
+    name = scratch_name(long_name, datetime(2026, 12, 1, 16, 5, 9, tzinfo=UTC))
     assert len(name.encode()) <= 63 and name.endswith("_rehearsal_20261201160509"), name

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
-
 from testbed.legacy import fingerprints
+
 from tsmigrate.findings import ADVISORY
 from tsmigrate.jobs import FAILED_TO_START, job_failures
 from tsmigrate.preflight.background_jobs import failing_jobs
@@ -46,26 +46,31 @@ def wait_for(conn: psycopg.Connection, query: str, params=(), timeout: float = 6
 
 
 def add_job(conn: psycopg.Connection, proc: str, every: str = "1 second") -> int:
-    return conn.execute("SELECT add_job(%s::regproc, %s::interval, initial_start => now())",
-                        (f"public.{proc}", every)).fetchone()[0]
+    return conn.execute(
+        "SELECT add_job(%s::regproc, %s::interval, initial_start => now())", (f"public.{proc}", every)
+    ).fetchone()[0]
 
 
 def make_flaky_and_broken_jobs(target: Target) -> tuple[int, int]:
     """A job whose first run failed and whose second succeeded, and a job whose every run fails; both have run
     (the scheduler ran them in the background) when this returns."""
     with target.connect() as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")   # a legacy database may not have it yet
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")  # a legacy database may not have it yet
         conn.execute(FLAKY_JOB)
         flaky, broken = add_job(conn, "flaky"), add_job(conn, "broken", "1 hour")
-        wait_for(conn, """SELECT total_successes >= 1 AND total_failures >= 1
-                            FROM timescaledb_information.job_stats WHERE job_id = %s""", (flaky,))
+        wait_for(
+            conn,
+            """SELECT total_successes >= 1 AND total_failures >= 1
+                            FROM timescaledb_information.job_stats WHERE job_id = %s""",
+            (flaky,),
+        )
         wait_for(conn, "SELECT total_failures >= 1 FROM timescaledb_information.job_stats WHERE job_id = %s", (broken,))
-        conn.execute("SELECT alter_job(%s, scheduled => false)", (flaky,))   # no more runs: the state stays
+        conn.execute("SELECT alter_job(%s, scheduled => false)", (flaky,))  # no more runs: the state stays
     return flaky, broken
 
 
 def test_a_failure_a_later_run_cleared_is_told_and_a_failing_job_is_not_cleared(community_server, legacy_db):
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     flaky, broken = make_flaky_and_broken_jobs(legacy_db)
     with legacy_db.connect() as conn:
         _, failures = job_failures(conn, since)
@@ -79,7 +84,7 @@ def test_a_failure_a_later_run_cleared_is_told_and_a_failing_job_is_not_cleared(
     assert "its latest run has not succeeded" in str(by_job[broken][0])
     # Runs before the window judged are not this run's: only each job's latest state is.
     with legacy_db.connect() as conn:
-        _, later = job_failures(conn, datetime.now(timezone.utc))
+        _, later = job_failures(conn, datetime.now(UTC))
     assert [f.job_id for f in later] == [broken], later
 
 
@@ -94,7 +99,8 @@ def test_jobs_failing_before_the_window_are_preflight_advisories(community_serve
 
 
 def test_yesterdays_transient_failure_does_not_fail_the_run_but_a_broken_job_does(
-        community_server, aged_legacy_db, run_suite, tmp_path):
+    community_server, aged_legacy_db, run_suite, tmp_path
+):
     """A job that failed once before the run, cleared by its next run, is not the run's failure (it used to
     fail every post-flight for 24 hours); a job whose latest run failed still fails the post-flight."""
     flaky, broken = make_flaky_and_broken_jobs(aged_legacy_db)
@@ -109,8 +115,7 @@ def test_yesterdays_transient_failure_does_not_fail_the_run_but_a_broken_job_doe
     # Now a job that is broken: its latest run failed. The post-flight fails on it, naming it.
     with aged_legacy_db.connect() as conn:
         broken = add_job(conn, "broken", "1 hour")
-        wait_for(conn, "SELECT total_failures >= 1 FROM timescaledb_information.job_stats WHERE job_id = %s",
-                 (broken,))
+        wait_for(conn, "SELECT total_failures >= 1 FROM timescaledb_information.job_stats WHERE job_id = %s", (broken,))
     reports = tmp_path / "reports-post"
     result = run_suite("suites/postflight", "--dsn", aged_legacy_db.conninfo, f"--reports={reports}")
     rec = json.loads((reports / "latest.json").read_text())
@@ -134,14 +139,18 @@ def starved_server(community_server):
 def test_a_job_that_cannot_start_names_the_worker_slots_and_the_setting(starved_server):
     with starved_server.connect() as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        since = datetime.now(timezone.utc)
+        since = datetime.now(UTC)
         conn.execute(FLAKY_JOB)
         job = add_job(conn, "broken")
-        wait_for(conn, "SELECT total_failures >= 1 FROM timescaledb_information.job_stats WHERE job_id = %s",
-                 (job,), timeout=90)
+        wait_for(
+            conn,
+            "SELECT total_failures >= 1 FROM timescaledb_information.job_stats WHERE job_id = %s",
+            (job,),
+            timeout=90,
+        )
         _, failures = job_failures(conn, since)
     mine = [f for f in failures if f.job_id == job]
     assert mine and FAILED_TO_START in mine[0].message, failures
     text = str(mine[0])
     assert "max_worker_processes = 3" in text and "ALTER SYSTEM SET max_worker_processes" in text, text
-    assert "broken: every call fails" not in text   # it never ran: the cause is the slot, not the procedure
+    assert "broken: every call fails" not in text  # it never ran: the cause is the slot, not the procedure

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-
 from testbed.conditions import installation
 from testbed.legacy import fingerprints, fingerprints_as_before
+
 from tsmigrate import ledger
 from tsmigrate.backup import take_backup
 from tsmigrate.db import is_hypertable
@@ -40,24 +40,30 @@ def record_of(tmp_path: Path) -> dict:
 
 def row_counts(target) -> dict[str, int]:
     with target.connect() as conn:
-        return {h.table: conn.execute(f"SELECT count(*) FROM factory_telemetry.{h.table}").fetchone()[0]
-                for h in PLAN.hypertables}
+        return {
+            h.table: conn.execute(f"SELECT count(*) FROM factory_telemetry.{h.table}").fetchone()[0]
+            for h in PLAN.hypertables
+        }
 
 
-def test_the_least_privilege_role_passes_the_preflight_and_migrates(least_privilege_site, app_login, run_suite,
-                                                                    tmp_path):
+def test_the_least_privilege_role_passes_the_preflight_and_migrates(
+    least_privilege_site, app_login, run_suite, tmp_path
+):
     site = least_privilege_site
     before, counts = fingerprints(site.target), row_counts(site.target)
     # A session of the application, left connected: the fence, run by this role, ends it (pg_signal_backend).
-    application = psycopg.connect(site.migrator_dsn.replace(f"user={site.migrator}", f"user={app_login}"),
-                                  autocommit=True, application_name="line 2 HMI")
+    application = psycopg.connect(
+        site.migrator_dsn.replace(f"user={site.migrator}", f"user={app_login}"),
+        autocommit=True,
+        application_name="line 2 HMI",
+    )
 
     gate = run_suite("suites/preflight", "--dsn", site.migrator_dsn)
     assert (gate.returncode, record_of(tmp_path)["verdict"]) == (0, "GO"), gate.stdout[-4000:] + gate.stderr[-2000:]
 
     run = run_suite("suites/execute", "--dsn", site.migrator_dsn)
     with pytest.raises(psycopg.OperationalError):
-        application.execute("SELECT 1")   # ended by the fence
+        application.execute("SELECT 1")  # ended by the fence
     application.close()
     with site.target.connect() as conn:
         assert conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (app_login,)).fetchone()[0]
@@ -68,11 +74,17 @@ def test_the_least_privilege_role_passes_the_preflight_and_migrates(least_privil
     assert row_counts(site.target) == counts
     with site.target.connect() as conn:
         assert all(is_hypertable(conn, "factory_telemetry", h.table) for h in PLAN.hypertables)
-        owners = dict(conn.execute("""SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c
+        owners = dict(
+            conn.execute(
+                """SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c
                                       WHERE c.relnamespace = 'factory_telemetry'::regnamespace
-                                        AND c.relname = ANY(%s)""", ([h.table for h in PLAN.hypertables],)))
-        database_owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
-                                      "WHERE datname = current_database()").fetchone()[0]
+                                        AND c.relname = ANY(%s)""",
+                ([h.table for h in PLAN.hypertables],),
+            )
+        )
+        database_owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        ).fetchone()[0]
     assert set(owners.values()) == {site.owner} and database_owner == site.owner
     assert record["steps"] and {s["status"] for s in record["steps"]} == {"applied"}
 
@@ -92,8 +104,9 @@ def test_the_least_privilege_role_restores_a_failed_run(least_privilege_site, ru
     assert compare(before, fingerprints(site.target)) == []
     assert row_counts(site.target) == counts
     with site.target.connect() as conn:
-        database_owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
-                                      "WHERE datname = current_database()").fetchone()[0]
+        database_owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        ).fetchone()[0]
         assert conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None
     assert database_owner == site.owner, "the restored database is handed back to the role that owned it"
 
@@ -105,9 +118,11 @@ FILES = discover(PROJECT / "migrations")[0]
 
 def as_role(site, role: str = None) -> psycopg.Connection:
     """The pre-flight's session as the run's role (read-only, as the suite opens it)."""
-    return psycopg.connect(site.migrator_dsn if role is None else
-                           site.migrator_dsn.replace(f"user={site.migrator}", f"user={role}"),
-                           autocommit=True, options="-c default_transaction_read_only=on")
+    return psycopg.connect(
+        site.migrator_dsn if role is None else site.migrator_dsn.replace(f"user={site.migrator}", f"user={role}"),
+        autocommit=True,
+        options="-c default_transaction_read_only=on",
+    )
 
 
 def statement_in(message: str) -> str:
@@ -129,7 +144,8 @@ def test_pf055_an_owner_without_login_cannot_run_the_policies(marked_finding, le
     with as_role(site) as conn:
         found = privileges.job_owners(conn, PLAN)
     assert {(f.code, f.severity, f.table) for f in found} == {
-        (code, severity, f"factory_telemetry.{h.table}") for h in PLAN.hypertables}, found
+        (code, severity, f"factory_telemetry.{h.table}") for h in PLAN.hypertables
+    }, found
     assert found[0].message.endswith(f'ALTER ROLE "{site.owner}" LOGIN;')
     granted_as_superuser(site, found[0].message)
     with as_role(site) as conn:
@@ -140,13 +156,14 @@ def test_pf055_an_owner_without_login_cannot_run_the_policies(marked_finding, le
 def test_pf050_no_create_on_the_database(marked_finding, least_privilege_site):
     code, severity = marked_finding
     site = least_privilege_site
-    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(
-        sql.Identifier(site.target.dbname)))   # as on the site of issue 18: the database is a superuser's
+    site.run_as_superuser(
+        sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(site.target.dbname))
+    )  # as on the site of issue 18: the database is a superuser's
     with as_role(site) as conn:
         found = privileges.database(conn, FILES, PLAN)
     assert [(f.code, f.severity, f.location()) for f in found] == [(code, severity, "")]
     assert found[0].message.endswith(f'GRANT CREATE ON DATABASE "{site.target.dbname}" TO "{site.migrator}";')
-    assert "001_telemetry.sql" in found[0].message   # its CREATE SCHEMA IF NOT EXISTS needs it too
+    assert "001_telemetry.sql" in found[0].message  # its CREATE SCHEMA IF NOT EXISTS needs it too
     granted_as_superuser(site, found[0].message)
     with as_role(site) as conn:
         assert privileges.database(conn, FILES, PLAN) == []
@@ -157,12 +174,12 @@ def test_pf051_no_create_on_a_schema_the_files_create_in(marked_finding, least_p
     code, severity = marked_finding
     site = least_privilege_site
     # public is the database owner's (PostgreSQL 15): a database that is a superuser's leaves the role without it.
-    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(
-        sql.Identifier(site.target.dbname)))
+    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(site.target.dbname)))
     with as_role(site) as conn:
         found = privileges.schemas(conn, FILES, PLAN)
     assert [(f.code, f.severity, f.location()) for f in found] == [
-        (code, severity, f"{PROJECT / 'migrations' / '001_telemetry.sql'}:138")]
+        (code, severity, f"{PROJECT / 'migrations' / '001_telemetry.sql'}:138")
+    ]
     assert found[0].message.endswith(f'GRANT USAGE, CREATE ON SCHEMA "public" TO "{site.migrator}";')
     granted_as_superuser(site, found[0].message)
     with as_role(site) as conn:
@@ -170,19 +187,24 @@ def test_pf051_no_create_on_a_schema_the_files_create_in(marked_finding, least_p
 
 
 @pytest.mark.finding("PF007", BLOCKING)
-def test_pf007_an_object_a_file_replaces_and_a_planned_table_owned_by_another_role(marked_finding,
-                                                                                   least_privilege_site, login_role):
+def test_pf007_an_object_a_file_replaces_and_a_planned_table_owned_by_another_role(
+    marked_finding, least_privilege_site, login_role
+):
     code, severity = marked_finding
     site = least_privilege_site
     other = login_role()
     site.run_as_superuser(sql.SQL("ALTER VIEW public.v_equipment_latest OWNER TO {}").format(sql.Identifier(other)))
-    site.run_as_superuser(sql.SQL("ALTER TABLE factory_telemetry.energy_consumption OWNER TO {}").format(
-        sql.Identifier(other)))
+    site.run_as_superuser(
+        sql.SQL("ALTER TABLE factory_telemetry.energy_consumption OWNER TO {}").format(sql.Identifier(other))
+    )
     with as_role(site) as conn:
         found = privileges.ownership(conn, FILES, PLAN)
-    assert sorted((f.code, f.severity, f.location(), f.table) for f in found) == sorted([
-        (code, severity, "", "factory_telemetry.energy_consumption"),
-        (code, severity, f"{PROJECT / 'migrations' / '001_telemetry.sql'}:138", None)])
+    assert sorted((f.code, f.severity, f.location(), f.table) for f in found) == sorted(
+        [
+            (code, severity, "", "factory_telemetry.energy_consumption"),
+            (code, severity, f"{PROJECT / 'migrations' / '001_telemetry.sql'}:138", None),
+        ]
+    )
     for f in found:
         assert f.message.endswith(f'GRANT "{other}" TO "{site.migrator}";') and f"(owner {other})" in f.message
     granted_as_superuser(site, found[0].message)
@@ -209,14 +231,18 @@ def test_pf052_a_database_the_restore_may_not_rename(marked_finding, least_privi
     code, severity = marked_finding
     site = least_privilege_site
     other = login_role()
-    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(site.target.dbname),
-                                                                          sql.Identifier(other)))
+    site.run_as_superuser(
+        sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(site.target.dbname), sql.Identifier(other))
+    )
     try:
         with as_role(site) as conn:
             found = privileges.databases(conn)
-    finally:   # the role is dropped first: it may own nothing then
-        site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-            sql.Identifier(site.target.dbname), sql.Identifier(site.owner)))
+    finally:  # the role is dropped first: it may own nothing then
+        site.run_as_superuser(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(site.target.dbname), sql.Identifier(site.owner)
+            )
+        )
     assert [(f.code, f.severity, f.location()) for f in found] == [(code, severity, "")]
     assert "the automatic restore renames it" in found[0].message
     assert found[0].message.endswith(f'GRANT "{other}" TO "{site.migrator}";')
@@ -238,8 +264,9 @@ def test_pf053_no_pg_signal_backend_for_the_fence(marked_finding, least_privileg
 
 
 @pytest.mark.finding("PF054", ADVISORY)
-def test_pf054_no_pg_read_all_settings_still_ends_with_a_verdict(marked_finding, least_privilege_site, run_suite,
-                                                                 tmp_path):
+def test_pf054_no_pg_read_all_settings_still_ends_with_a_verdict(
+    marked_finding, least_privilege_site, run_suite, tmp_path
+):
     """Issue 18: such a role got 16 errors and no verdict; the checks now do without what it may not read."""
     code, severity = marked_finding
     site = least_privilege_site
@@ -264,17 +291,20 @@ def test_pf054_no_pg_read_all_settings_still_ends_with_a_verdict(marked_finding,
 def test_the_rehearsal_copies_a_database_whose_owner_the_role_is_not_a_member_of(least_privilege_site, caplog):
     """Issue 18: 'must be member of role "postgres"' when the scratch copy was created OWNER the target's owner."""
     site = least_privilege_site
-    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(
-        sql.Identifier(site.target.dbname)))
-    site.run_as_superuser(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
-        sql.Identifier(site.target.dbname), sql.Identifier(site.migrator)))
+    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(site.target.dbname)))
+    site.run_as_superuser(
+        sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+            sql.Identifier(site.target.dbname), sql.Identifier(site.migrator)
+        )
+    )
     site.run_as_superuser(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(site.migrator)))
     result = rehearse(site.as_migrator(), FILES, PLAN)
     assert result.ok, (result.failed_step, result.error)
     # The copy is made without TimescaleDB's catalog data, which only a superuser may load.
     assert [r.getMessage() for r in caplog.records if "pg_restore reported" in r.getMessage()] == []
-    assert [label for label, _ in result.steps][-len(PLAN.hypertables):] == [
-        f"convert {PLAN.schema}.{h.table}" for h in PLAN.hypertables]
+    assert [label for label, _ in result.steps][-len(PLAN.hypertables) :] == [
+        f"convert {PLAN.schema}.{h.table}" for h in PLAN.hypertables
+    ]
     with site.target.connect() as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (result.scratch,)).fetchone()[0] == 0
 
@@ -283,7 +313,7 @@ def test_the_rehearsal_copies_a_database_whose_owner_the_role_is_not_a_member_of
 def test_pf052_hypertables_only_a_superuser_may_restore(marked_finding, least_privilege_site):
     code, severity = marked_finding
     site = least_privilege_site
-    with site.target.connect() as conn:   # a database converted by an earlier migration
+    with site.target.connect() as conn:  # a database converted by an earlier migration
         conn.execute("CREATE TABLE factory_telemetry.converted_earlier (ts timestamptz NOT NULL, v int)")
         conn.execute("SELECT create_hypertable('factory_telemetry.converted_earlier', 'ts')")
     with as_role(site) as conn:
@@ -293,8 +323,9 @@ def test_pf052_hypertables_only_a_superuser_may_restore(marked_finding, least_pr
     assert "only a superuser may" in found[0].message and "--no-restore" in found[0].message
 
 
-def test_a_restored_database_the_role_may_not_create_for_its_owner_says_how_to_hand_it_back(least_privilege_site,
-                                                                                            login_role, tmp_path):
+def test_a_restored_database_the_role_may_not_create_for_its_owner_says_how_to_hand_it_back(
+    least_privilege_site, login_role, tmp_path
+):
     """The backup recorded an owner the run's role is not a member of (the database changed hands since): the
     restored database is created as the role's own, and the last line says who owns it and how to give it back."""
     site = least_privilege_site
@@ -305,23 +336,32 @@ def test_a_restored_database_the_role_may_not_create_for_its_owner_says_how_to_h
                                FOR v IN SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace
                                            AND relkind = 'v' LOOP EXECUTE format('DROP VIEW IF EXISTS %s CASCADE', v);
                                END LOOP; END $$""")
-    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(site.target.dbname),
-                                                                          sql.Identifier(earlier_owner)))
+    site.run_as_superuser(
+        sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+            sql.Identifier(site.target.dbname), sql.Identifier(earlier_owner)
+        )
+    )
     backup = take_backup(site.target, tmp_path / "backups")
-    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(site.target.dbname),
-                                                                          sql.Identifier(site.owner)))
+    site.run_as_superuser(
+        sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(site.target.dbname), sql.Identifier(site.owner))
+    )
     try:
         outcome = restore_backup(site.as_migrator(), backup, keep_failed=False)
         with site.target.connect() as conn:
-            owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
-                                 "WHERE datname = current_database()").fetchone()[0]
-    finally:   # the role is dropped first: it may own nothing then
-        site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-            sql.Identifier(site.target.dbname), sql.Identifier(site.owner)))
+            owner = conn.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+            ).fetchone()[0]
+    finally:  # the role is dropped first: it may own nothing then
+        site.run_as_superuser(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(site.target.dbname), sql.Identifier(site.owner)
+            )
+        )
     assert (outcome.owner, owner) == (site.migrator, site.migrator)
     assert outcome.summary().startswith("RESTORED: ")
-    assert outcome.summary().endswith(f'hand it back as a superuser with ALTER DATABASE "{site.target.dbname}" '
-                                      f'OWNER TO "{earlier_owner}";')
+    assert outcome.summary().endswith(
+        f'hand it back as a superuser with ALTER DATABASE "{site.target.dbname}" OWNER TO "{earlier_owner}";'
+    )
 
 
 @pytest.mark.finding("PF051", BLOCKING)
@@ -329,32 +369,39 @@ def test_pf051_and_pf007_the_tools_schema_made_by_an_earlier_run_as_a_superuser(
     code, severity = marked_finding
     site = least_privilege_site
     with site.target.connect() as conn:
-        ledger.ensure_ledger(conn)   # as a first run under the postgres role leaves it
+        ledger.ensure_ledger(conn)  # as a first run under the postgres role leaves it
     with as_role(site) as conn:
         found = privileges.schemas(conn, FILES, PLAN) + privileges.ownership(conn, FILES, PLAN)
     assert [(f.code, f.severity) for f in found if f.code == code] == [(code, severity)]
     assert found[0].message.endswith(f'GRANT USAGE, CREATE ON SCHEMA "tsmigrate" TO "{site.migrator}";')
-    assert "tsmigrate.ledger" in {f.message.split(" does not own ")[1].split(" ")[0] for f in found if f.code == "PF007"}
+    assert "tsmigrate.ledger" in {
+        f.message.split(" does not own ")[1].split(" ")[0] for f in found if f.code == "PF007"
+    }
 
 
-def test_the_site_of_issue_18_is_no_go_naming_each_privilege_never_a_traceback(least_privilege_site, run_suite,
-                                                                              tmp_path):
+def test_the_site_of_issue_18_is_no_go_naming_each_privilege_never_a_traceback(
+    least_privilege_site, run_suite, tmp_path
+):
     """The database a superuser's, as on the site the issue tells of: GO, then 'permission denied for database' at the
     first step and 'RESTORE FAILED: permission denied to create database'. Now the pre-flight says NO-GO first."""
     site = least_privilege_site
-    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(
-        sql.Identifier(site.target.dbname)))
+    site.run_as_superuser(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(sql.Identifier(site.target.dbname)))
     before = fingerprints(site.target)
     gate = run_suite("suites/preflight", "--dsn", site.migrator_dsn)
     record = record_of(tmp_path)
     out = gate.stdout + gate.stderr
     assert (gate.returncode, record["verdict"]) == (1, "NO-GO"), out[-4000:]
-    blocking = {(f["code"], f["message"].rsplit(": ", 1)[-1]) for f in record["findings"] if f["severity"] == "blocking"}
+    blocking = {
+        (f["code"], f["message"].rsplit(": ", 1)[-1]) for f in record["findings"] if f["severity"] == "blocking"
+    }
     db, me = site.target.dbname, site.migrator
-    assert {("PF050", f'GRANT CREATE ON DATABASE "{db}" TO "{me}";'),
-            ("PF051", f'GRANT USAGE, CREATE ON SCHEMA "public" TO "{me}";')} <= blocking, blocking
-    assert any(code == "PF052" and "restore renames it" in f["message"]
-               for f in record["findings"] for code in [f["code"]]), record["findings"]
+    assert {
+        ("PF050", f'GRANT CREATE ON DATABASE "{db}" TO "{me}";'),
+        ("PF051", f'GRANT USAGE, CREATE ON SCHEMA "public" TO "{me}";'),
+    } <= blocking, blocking
+    assert any(
+        code == "PF052" and "restore renames it" in f["message"] for f in record["findings"] for code in [f["code"]]
+    ), record["findings"]
     assert "Traceback" not in out and "InsufficientPrivilege" not in out and site.password not in out
     assert compare(before, fingerprints(site.target)) == []
 
@@ -365,10 +412,15 @@ def test_pf007_an_extension_the_role_may_not_create(marked_finding):
     only a superuser may create the extension, and the pre-flight says so where it is not created yet."""
     code, severity = marked_finding
     readable = Path(tempfile.mkdtemp(prefix="tsmigrate-untrusted-"))
-    readable.chmod(0o755)   # the cluster's own user reads the file through the installation's link
+    readable.chmod(0o755)  # the cluster's own user reads the file through the installation's link
     control = readable / "timescaledb.control"
-    control.write_text(re.sub(r"(?m)^trusted\s*=.*$", "trusted = false",
-                              (installation_dirs(pg_bindir())[0] / "extension" / "timescaledb.control").read_text()))
+    control.write_text(
+        re.sub(
+            r"(?m)^trusted\s*=.*$",
+            "trusted = false",
+            (installation_dirs(pg_bindir())[0] / "extension" / "timescaledb.control").read_text(),
+        )
+    )
     with installation(add=[control]) as bindir, LocalCluster(timescaledb=True, bindir=bindir) as server:
         with psycopg.connect(server.conninfo(), autocommit=True) as admin:
             admin.execute("CREATE ROLE run_role LOGIN PASSWORD 'run' CREATEDB")
@@ -377,7 +429,7 @@ def test_pf007_an_extension_the_role_may_not_create(marked_finding):
         with psycopg.connect(conninfo, autocommit=True) as conn:
             found = privileges.ownership(conn, [], None)
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("CREATE EXTENSION timescaledb")   # the condition is real
+                conn.execute("CREATE EXTENSION timescaledb")  # the condition is real
     shutil.rmtree(readable)
     assert [(f.code, f.severity, f.location()) for f in found] == [(code, severity, "")]
     assert "cannot create the timescaledb extension" in found[0].message

@@ -15,8 +15,13 @@ from tsmigrate.legacy import SCALES, LegacyScale, build_legacy_database
 PRODUCTION_TABLES = Path(__file__).with_name("ms5_production_tables.md")
 SHARED_SCHEMA_DOCUMENT = Path(__file__).resolve().parents[2] / "shared" / "ms5" / "legacy-schema.md"
 TABLE_LINE = re.compile(r"^- \*\*(\w+)\*\*: (.*)$", re.MULTILINE)
-TIME_SERIES = {"metric_hist": "ts", "oee_calculations": "calculation_time", "energy_consumption": "consumption_time",
-               "production_kpis": "created_at", "production_context_history": "changed_at"}
+TIME_SERIES = {
+    "metric_hist": "ts",
+    "oee_calculations": "calculation_time",
+    "energy_consumption": "consumption_time",
+    "production_kpis": "created_at",
+    "production_context_history": "changed_at",
+}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +29,7 @@ def legacy(local_server):
     build_legacy_database(local_server.conninfo(), SCALES["tiny"], dbname="legacy_facts", replace_existing=True)
     with psycopg.connect(local_server.conninfo("legacy_facts"), autocommit=True) as conn:
         yield conn
-    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:   # the server may outlive the run
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:  # the server may outlive the run
         drop_database(admin, "legacy_facts")
 
 
@@ -52,29 +57,37 @@ def test_every_table_has_the_columns_production_has(legacy):
              ORDER BY c.relname, a.attnum"""):
         built.setdefault(table, []).append(column)
     production = production_tables(PRODUCTION_TABLES.read_text())
-    differ = {t: (built.get(t), production.get(t)) for t in set(built) | set(production) if built.get(t) != production.get(t)}
+    differ = {
+        t: (built.get(t), production.get(t)) for t in set(built) | set(production) if built.get(t) != production.get(t)
+    }
     assert differ == {}, "tables whose columns differ from production's (built, production): " + repr(differ)
 
 
 def test_the_production_tables_are_the_shared_schema_documents():
     if not SHARED_SCHEMA_DOCUMENT.exists():
-        pytest.skip(f"the shared MS5.0 schema document is not beside the repository ({SHARED_SCHEMA_DOCUMENT}): "
-                    f"the builder is still checked against {PRODUCTION_TABLES.name}, but that file's drift from the "
-                    "document is not")
+        pytest.skip(
+            f"the shared MS5.0 schema document is not beside the repository ({SHARED_SCHEMA_DOCUMENT}): "
+            f"the builder is still checked against {PRODUCTION_TABLES.name}, but that file's drift from the "
+            "document is not"
+        )
     assert production_tables(PRODUCTION_TABLES.read_text()) == production_tables(SHARED_SCHEMA_DOCUMENT.read_text())
 
 
 def test_time_series_tables_keep_their_hazards(legacy):
     for table, time_column in TIME_SERIES.items():
-        key = legacy.execute("""SELECT array_agg(a.attname::text) FROM pg_constraint c
+        key = legacy.execute(
+            """SELECT array_agg(a.attname::text) FROM pg_constraint c
                                   JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)
                                  WHERE c.conrelid = %s::regclass AND c.contype = 'p'""",
-                             (f"factory_telemetry.{table}",)).fetchone()[0]
+            (f"factory_telemetry.{table}",),
+        ).fetchone()[0]
         assert key == ["id"], f"{table}: production's primary key leaves out {time_column}"
         rows = legacy.execute(f"SELECT count(*) FROM factory_telemetry.{table}").fetchone()[0]
         assert rows > 0, f"{table} has data"
     for table in ("production_kpis", "production_context_history"):
-        nulls = legacy.execute(f"SELECT count(*) FROM factory_telemetry.{table} WHERE {TIME_SERIES[table]} IS NULL").fetchone()[0]
+        nulls = legacy.execute(
+            f"SELECT count(*) FROM factory_telemetry.{table} WHERE {TIME_SERIES[table]} IS NULL"
+        ).fetchone()[0]
         assert nulls > 0, f"{table}: nullable time column holds some NULLs, as production may"
 
 
@@ -82,14 +95,20 @@ def test_metric_history_has_one_row_per_metric_per_interval(legacy):
     scale = SCALES["tiny"]
     metrics = legacy.execute("SELECT count(*) FROM factory_telemetry.metric_def").fetchone()[0]
     assert metrics == scale.lines * scale.equipment_per_line * scale.metrics_per_equipment
-    rows, distinct_ts = legacy.execute("SELECT count(*), count(DISTINCT ts) FROM factory_telemetry.metric_hist").fetchone()
+    rows, distinct_ts = legacy.execute(
+        "SELECT count(*), count(DISTINCT ts) FROM factory_telemetry.metric_hist"
+    ).fetchone()
     assert rows == scale.metric_hist_rows
     assert distinct_ts == scale.metric_hist_rows // metrics
 
 
 def test_views_and_roles_work(legacy):
-    views = [r[0] for r in legacy.execute(
-        "SELECT schemaname || '.' || viewname FROM pg_views WHERE schemaname IN ('public', 'factory_telemetry')")]
+    views = [
+        r[0]
+        for r in legacy.execute(
+            "SELECT schemaname || '.' || viewname FROM pg_views WHERE schemaname IN ('public', 'factory_telemetry')"
+        )
+    ]
     assert len(views) >= 13
     for view in views:
         legacy.execute(f"SELECT * FROM {view} LIMIT 1")

@@ -35,8 +35,10 @@ SELECT compress_chunk(c) FROM show_chunks('public.readings') c;
 @pytest.fixture
 def hypertable_db(local_server):
     """A database holding public.readings as a hypertable (three days of rows, one-day chunks)."""
-    with ScratchDatabase(local_server.conninfo(), "live_lint") as name, \
-            psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
+    with (
+        ScratchDatabase(local_server.conninfo(), "live_lint") as name,
+        psycopg.connect(local_server.conninfo(name), autocommit=True) as conn,
+    ):
         conn.execute(READINGS)
         yield conn
 
@@ -56,7 +58,7 @@ def lint_file(conn: psycopg.Connection, directory: Path, text: str) -> tuple[Pat
 def refused(conn: psycopg.Connection, text: str) -> str:
     """Run the file's statements as the runner would (one transaction unless marked otherwise); the server's
     error, or '' when it took them (then rolled back where it could be)."""
-    statements = text.split("-- tsmigrate: no-transaction")[-1]
+    statements = text.rsplit("-- tsmigrate: no-transaction", maxsplit=1)[-1]
     try:
         if "no-transaction" in text:
             conn.execute(statements)
@@ -70,49 +72,94 @@ def refused(conn: psycopg.Connection, text: str) -> str:
 
 # (file text, line of the finding, the server's refusal as TimescaleDB words it)
 HYPERTABLE_CASES = [
-    pytest.param("-- tsmigrate: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS readings_v\n"
-                 "  ON public.readings (v);\n", 2, "hypertables do not support concurrent index creation",
-                 id="TS010", marks=pytest.mark.finding("TS010", BLOCKING)),
-    pytest.param("SELECT 1;\nALTER TABLE ONLY public.readings ADD COLUMN note text;\n", 2,
-                 "ONLY option not supported on hypertable operations",
-                 id="TS011", marks=pytest.mark.finding("TS011", BLOCKING)),
-    pytest.param("CREATE OR REPLACE FUNCTION public.seen() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-                 "BEGIN RETURN NULL; END $$;\n"
-                 "CREATE TRIGGER readings_seen AFTER INSERT ON public.readings\n"
-                 "  REFERENCING NEW TABLE AS added FOR EACH ROW EXECUTE FUNCTION public.seen();\n", 3,
-                 "ROW triggers with transition tables are not supported on hypertables",
-                 id="TS013", marks=pytest.mark.finding("TS013", BLOCKING)),
-    pytest.param("-- keys of readings by reading id\nCREATE UNIQUE INDEX IF NOT EXISTS readings_dev\n"
-                 "  ON public.readings (dev);\n", 2, "cannot create a unique index without the column",
-                 id="TS001-live", marks=pytest.mark.finding("TS001", BLOCKING)),
+    pytest.param(
+        "-- tsmigrate: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS readings_v\n  ON public.readings (v);\n",
+        2,
+        "hypertables do not support concurrent index creation",
+        id="TS010",
+        marks=pytest.mark.finding("TS010", BLOCKING),
+    ),
+    pytest.param(
+        "SELECT 1;\nALTER TABLE ONLY public.readings ADD COLUMN note text;\n",
+        2,
+        "ONLY option not supported on hypertable operations",
+        id="TS011",
+        marks=pytest.mark.finding("TS011", BLOCKING),
+    ),
+    pytest.param(
+        "CREATE OR REPLACE FUNCTION public.seen() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN RETURN NULL; END $$;\n"
+        "CREATE TRIGGER readings_seen AFTER INSERT ON public.readings\n"
+        "  REFERENCING NEW TABLE AS added FOR EACH ROW EXECUTE FUNCTION public.seen();\n",
+        3,
+        "ROW triggers with transition tables are not supported on hypertables",
+        id="TS013",
+        marks=pytest.mark.finding("TS013", BLOCKING),
+    ),
+    pytest.param(
+        "-- keys of readings by reading id\nCREATE UNIQUE INDEX IF NOT EXISTS readings_dev\n"
+        "  ON public.readings (dev);\n",
+        2,
+        "cannot create a unique index without the column",
+        id="TS001-live",
+        marks=pytest.mark.finding("TS001", BLOCKING),
+    ),
 ]
 
 COMPRESSED_CASES = [
-    pytest.param("ALTER TABLE public.readings\n  ALTER COLUMN v TYPE bigint;\n", 1,
-                 "operation not supported on hypertables with compressed chunks", id="TS012-type"),
-    pytest.param("ALTER TABLE public.readings ADD COLUMN n int NOT NULL;\n", 1,
-                 "cannot add column with NOT NULL constraint without default", id="TS012-not-null"),
-    pytest.param("-- a column with the time it was seen\nALTER TABLE public.readings ADD COLUMN seen timestamptz "
-                 "DEFAULT now();\n", 2, "non-constant default expression", id="TS012-default"),
-    pytest.param("ALTER TABLE public.readings DROP COLUMN dev;\n", 1, "cannot drop orderby or segmentby column", id="TS012-segment-by"),
-    pytest.param("ALTER TABLE public.readings ENABLE ROW LEVEL SECURITY;\n", 1,
-                 "operation not supported on hypertables that have columnstore enabled", id="TS012-rls"),
-    pytest.param("CREATE OR REPLACE FUNCTION public.gone() RETURNS trigger LANGUAGE plpgsql AS $$\n"
-                 "BEGIN RETURN NULL; END $$;\n"
-                 "CREATE TRIGGER readings_gone AFTER DELETE ON public.readings\n"
-                 "  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION public.gone();\n", 3,
-                 "DELETE triggers with transition tables not supported", id="TS013-delete-compressed"),
+    pytest.param(
+        "ALTER TABLE public.readings\n  ALTER COLUMN v TYPE bigint;\n",
+        1,
+        "operation not supported on hypertables with compressed chunks",
+        id="TS012-type",
+    ),
+    pytest.param(
+        "ALTER TABLE public.readings ADD COLUMN n int NOT NULL;\n",
+        1,
+        "cannot add column with NOT NULL constraint without default",
+        id="TS012-not-null",
+    ),
+    pytest.param(
+        "-- a column with the time it was seen\nALTER TABLE public.readings ADD COLUMN seen timestamptz "
+        "DEFAULT now();\n",
+        2,
+        "non-constant default expression",
+        id="TS012-default",
+    ),
+    pytest.param(
+        "ALTER TABLE public.readings DROP COLUMN dev;\n",
+        1,
+        "cannot drop orderby or segmentby column",
+        id="TS012-segment-by",
+    ),
+    pytest.param(
+        "ALTER TABLE public.readings ENABLE ROW LEVEL SECURITY;\n",
+        1,
+        "operation not supported on hypertables that have columnstore enabled",
+        id="TS012-rls",
+    ),
+    pytest.param(
+        "CREATE OR REPLACE FUNCTION public.gone() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN RETURN NULL; END $$;\n"
+        "CREATE TRIGGER readings_gone AFTER DELETE ON public.readings\n"
+        "  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION public.gone();\n",
+        3,
+        "DELETE triggers with transition tables not supported",
+        id="TS013-delete-compressed",
+    ),
 ]
 
 
 @pytest.mark.parametrize("text, line, refusal", HYPERTABLE_CASES)
 def test_what_timescaledb_refuses_on_a_live_hypertable_is_found_before_it_runs(
-        text, line, refusal, marked_finding, hypertable_db, tmp_path):
+    text, line, refusal, marked_finding, hypertable_db, tmp_path
+):
     code, severity = marked_finding
     migration, found = lint_file(hypertable_db, tmp_path, text)
     mine = [f for f in found if f.code == code]
     assert [(f.severity, f.path, f.line, f.table) for f in mine] == [
-        (severity, str(migration), line, "public.readings")], found
+        (severity, str(migration), line, "public.readings")
+    ], found
     assert mine[0].hint == CODES[code].hint
     assert refusal in refused(hypertable_db, text), "TimescaleDB took a statement the lint says it refuses"
 
@@ -120,7 +167,8 @@ def test_what_timescaledb_refuses_on_a_live_hypertable_is_found_before_it_runs(
 @pytest.mark.finding("TS012", BLOCKING)
 @pytest.mark.parametrize("text, line, refusal", COMPRESSED_CASES)
 def test_what_a_hypertable_with_compression_refuses_is_found_before_it_runs(
-        text, line, refusal, compressed_db, tmp_path):
+    text, line, refusal, compressed_db, tmp_path
+):
     migration, found = lint_file(compressed_db, tmp_path, text)
     mine = [f for f in found if f.code in ("TS012", "TS013")]
     assert [(f.severity, f.line, f.table) for f in mine] == [(BLOCKING, line, "public.readings")], found
@@ -130,9 +178,11 @@ def test_what_a_hypertable_with_compression_refuses_is_found_before_it_runs(
 
 def test_what_a_hypertable_takes_is_not_flagged(compressed_db, tmp_path):
     """The fixes the hints give pass the lint and run."""
-    text = ("ALTER TABLE public.readings ADD COLUMN IF NOT EXISTS note text DEFAULT 'none';\n"
-            "CREATE INDEX IF NOT EXISTS readings_v ON public.readings (v, ts);\n"
-            "ALTER TABLE public.readings DROP COLUMN IF EXISTS note;\n")
+    text = (
+        "ALTER TABLE public.readings ADD COLUMN IF NOT EXISTS note text DEFAULT 'none';\n"
+        "CREATE INDEX IF NOT EXISTS readings_v ON public.readings (v, ts);\n"
+        "ALTER TABLE public.readings DROP COLUMN IF EXISTS note;\n"
+    )
     _, found = lint_file(compressed_db, tmp_path, text)
     assert [f for f in found if f.code in ("TS001", "TS010", "TS011", "TS012", "TS013")] == [], found
     assert refused(compressed_db, text) == ""

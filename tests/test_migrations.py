@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tsmigrate.migrations import MigrationFile, discover, split_statements, version_gaps
 
@@ -57,8 +58,10 @@ def test_no_transaction_marker(tmp_path):
 
 
 def test_statements_carry_the_line_they_start_on():
-    text = ("-- header\n/* block\n comment */\nCREATE TABLE a (id int);\n\n"
-            "DO $$ BEGIN\n  PERFORM 1;\nEND $$;\n-- ünïcødé comment\nSELECT 'ä';\n")
+    text = (
+        "-- header\n/* block\n comment */\nCREATE TABLE a (id int);\n\n"
+        "DO $$ BEGIN\n  PERFORM 1;\nEND $$;\n-- ünïcødé comment\nSELECT 'ä';\n"
+    )
     statements = split_statements(text)
     assert [(s.line, s.sql.split()[0]) for s in statements] == [(4, "CREATE"), (6, "DO"), (10, "SELECT")]
     assert statements[1].sql.endswith("END $$")
@@ -70,8 +73,10 @@ def test_unparsable_file_is_one_statement_for_the_server_to_judge():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["", "-- note", "/* x */", "   "]), max_size=8),
-       st.lists(st.integers(min_value=0, max_value=999), min_size=1, max_size=5))
+@given(
+    st.lists(st.sampled_from(["", "-- note", "/* x */", "   "]), max_size=8),
+    st.lists(st.integers(min_value=0, max_value=999), min_size=1, max_size=5),
+)
 def test_prefix_lines_shift_statement_lines(prefix, numbers):
     body = "\n".join(f"SELECT {n};" for n in numbers) + "\n"
     base = [s.line for s in split_statements(body)]
@@ -106,7 +111,7 @@ def test_heartbeat_logs_while_work_runs_and_stops_after(caplog):
     with caplog.at_level(logging.INFO, logger="tsmigrate.test"):
         with heartbeat(log, "moving rows", every=0.05, expected_seconds=10):
             deadline = time.monotonic() + 10
-            while len(caplog.records) < 2:          # it beats again and again while the work runs
+            while len(caplog.records) < 2:  # it beats again and again while the work runs
                 assert time.monotonic() < deadline, "no second heartbeat within 10 s"
                 time.sleep(0.01)
         assert not [t for t in threading.enumerate() if t.name == "heartbeat: moving rows"], "it stops with the work"

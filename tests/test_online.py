@@ -21,25 +21,35 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tsmigrate.plan import parse_plan
-from tsmigrate.convert import ConversionError
-from tsmigrate.db import is_hypertable
 from tsmigrate.backup import take_backup
 from tsmigrate.baseline import Baseline
+from tsmigrate.convert import ConversionError
+from tsmigrate.convert.online import chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify
+from tsmigrate.db import is_hypertable
 from tsmigrate.fingerprint import user_tables
 from tsmigrate.integrity.objects import missing_objects
 from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.plan import parse_plan
 from tsmigrate.target import Target
-from tsmigrate.convert.online import (chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify)
 
 ROWS = 40_000
-FILL = "2026-01-01 00:00+00"     # the plan's constant for the rows without a time value
+FILL = "2026-01-01 00:00+00"  # the plan's constant for the rows without a time value
 
 
 def plan_entry(**spec):
-    return parse_plan({"hypertables": {"readings": {
-        "time_column": "ts", "chunk_interval": "1 day", "keep_unique": ["id"], "null_time": f"constant:{FILL}",
-        **spec}}}).hypertables[0]
+    return parse_plan(
+        {
+            "hypertables": {
+                "readings": {
+                    "time_column": "ts",
+                    "chunk_interval": "1 day",
+                    "keep_unique": ["id"],
+                    "null_time": f"constant:{FILL}",
+                    **spec,
+                }
+            }
+        }
+    ).hypertables[0]
 
 
 @pytest.fixture
@@ -59,7 +69,8 @@ def subject(local_server, reader_role):
         conninfo = local_server.conninfo(name)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION timescaledb")
-            conn.execute(sql.SQL("""
+            conn.execute(
+                sql.SQL("""
                 CREATE TABLE devices (id int PRIMARY KEY);
                 INSERT INTO devices SELECT generate_series(1, 20);
                 CREATE TABLE readings (
@@ -85,16 +96,23 @@ def subject(local_server, reader_role):
                 GRANT SELECT ON recent TO {reader};
                 CREATE MATERIALIZED VIEW per_device AS SELECT device, count(*) AS n FROM readings GROUP BY device;
                 CREATE UNIQUE INDEX per_device_device ON per_device (device);
-                """).format(reader=sql.Identifier(reader_role)))
-            conn.execute("INSERT INTO readings (device, ts, v, note) SELECT 1 + i %% 20, "
-                         "CASE WHEN i %% 997 = 0 THEN NULL "
-                         "ELSE timestamptz '2026-01-01' + i * interval '10 seconds' END, "
-                         "i, 'legacy' FROM generate_series(1, %s) i", (ROWS,))
+                """).format(reader=sql.Identifier(reader_role))
+            )
+            conn.execute(
+                "INSERT INTO readings (device, ts, v, note) SELECT 1 + i %% 20, "
+                "CASE WHEN i %% 997 = 0 THEN NULL "
+                "ELSE timestamptz '2026-01-01' + i * interval '10 seconds' END, "
+                "i, 'legacy' FROM generate_series(1, %s) i",
+                (ROWS,),
+            )
             conn.execute("TRUNCATE insert_log")
             conn.execute("VACUUM ANALYZE readings")
             # What the rows held before anything ran: the truth for every row the application leaves alone.
-            conn.execute("CREATE TABLE before_rows AS SELECT id, device, coalesce(ts, %s::timestamptz) AS ts, v, note "
-                         "FROM readings", (FILL,))
+            conn.execute(
+                "CREATE TABLE before_rows AS SELECT id, device, coalesce(ts, %s::timestamptz) AS ts, v, note "
+                "FROM readings",
+                (FILL,),
+            )
             yield conninfo, conn
 
 
@@ -118,8 +136,10 @@ class Application(threading.Thread):
                 value = rng.random()
                 started = time.monotonic()
                 try:
-                    new_id = conn.execute("INSERT INTO readings (device, ts, v, note) VALUES (%s, now(), %s, 'app') "
-                                          "RETURNING id", (rng.randint(1, 20), value)).fetchone()[0]
+                    new_id = conn.execute(
+                        "INSERT INTO readings (device, ts, v, note) VALUES (%s, now(), %s, 'app') RETURNING id",
+                        (rng.randint(1, 20), value),
+                    ).fetchone()[0]
                     self.inserted[new_id] = value
                     target = rng.randint(1, ROWS)
                     if target % 2:
@@ -160,17 +180,23 @@ def application(subject):
 def assert_no_row_lost(conn: psycopg.Connection, app: Application) -> None:
     """Every row is as the application last committed it, or as it was before when the application left it alone."""
     touched = sorted(set(app.updated) | app.deleted)
-    differing = conn.execute("""
+    differing = conn.execute(
+        """
         SELECT count(*) FROM (
             (SELECT id, device, ts, v, note FROM before_rows WHERE id <> ALL(%(touched)s)
              EXCEPT ALL SELECT id, device, ts, v, note FROM readings WHERE id <= %(top)s AND id <> ALL(%(touched)s))
             UNION ALL
             (SELECT id, device, ts, v, note FROM readings WHERE id <= %(top)s AND id <> ALL(%(touched)s)
              EXCEPT ALL SELECT id, device, ts, v, note FROM before_rows WHERE id <> ALL(%(touched)s))) d""",
-                             {"touched": touched, "top": ROWS}).fetchone()[0]
+        {"touched": touched, "top": ROWS},
+    ).fetchone()[0]
     assert differing == 0, f"{differing} rows the application left alone differ from before"
-    have = dict(conn.execute("SELECT id, v FROM readings WHERE id = ANY(%s)",
-                             (sorted(set(app.inserted) | set(app.updated) | app.deleted),)).fetchall())
+    have = dict(
+        conn.execute(
+            "SELECT id, v FROM readings WHERE id = ANY(%s)",
+            (sorted(set(app.inserted) | set(app.updated) | app.deleted),),
+        ).fetchall()
+    )
     missing = [i for i in app.inserted if i not in have and i not in app.deleted]
     assert not missing, f"{len(missing)} inserted rows are missing: {missing[:10]}"
     assert [i for i in app.deleted if i in have] == [], "deleted rows came back"
@@ -181,13 +207,21 @@ def assert_no_row_lost(conn: psycopg.Connection, app: Application) -> None:
 
 def convert(subject, *, own=None, **options):
     conninfo, conn = subject
-    return convert_online(lambda: psycopg.connect(conninfo, autocommit=True), conn, "public", plan_entry(),
-                          has_compression=False, own_xids=set() if own is None else own, batch_rows=2_000,
-                          **options)
+    return convert_online(
+        lambda: psycopg.connect(conninfo, autocommit=True),
+        conn,
+        "public",
+        plan_entry(),
+        has_compression=False,
+        own_xids=set() if own is None else own,
+        batch_rows=2_000,
+        **options,
+    )
 
 
 def convert_killed_in(subject, server, phase: str) -> None:
     """Start the online conversion and end its session in ``phase``, as a killed run or a lost connection would."""
+
     def kill(at: str, session: psycopg.Connection) -> None:
         if at == phase:
             with psycopg.connect(server.conninfo(), autocommit=True) as admin:
@@ -203,7 +237,7 @@ def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_s
     result = convert(subject)
     more = len(app.inserted)
     deadline = time.monotonic() + 10
-    while len(app.inserted) < more + 20 and time.monotonic() < deadline:   # it keeps writing after the swap
+    while len(app.inserted) < more + 20 and time.monotonic() < deadline:  # it keeps writing after the swap
         time.sleep(0.01)
     app.stop()
 
@@ -218,49 +252,66 @@ def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_s
     assert verify(conn, "public", "readings")[1] == []
 
     # Keys with the time column; the old key's column keeps an index; the secondary index under its name.
-    pk = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'readings'::regclass "
-                      "AND contype = 'p'").fetchone()[0]
+    pk = conn.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'readings'::regclass AND contype = 'p'"
+    ).fetchone()[0]
     assert pk == "PRIMARY KEY (id, ts)"
-    indexes = {r[0] for r in conn.execute("SELECT indexrelid::regclass::text FROM pg_index "
-                                          "WHERE indrelid = 'readings'::regclass")}
+    indexes = {
+        r[0]
+        for r in conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'readings'::regclass")
+    }
     assert indexes == {"readings_pkey", "readings_device_ts", "readings_id_idx"}
-    assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'readings'::regclass AND contype = 'f'"
-                        ).fetchone()[0] == 1
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'readings'::regclass AND contype = 'f'"
+        ).fetchone()[0]
+        == 1
+    )
     # The sequence belongs to the hypertable: it outlives the legacy table, and ids go on from it.
     assert conn.execute("SELECT pg_get_serial_sequence('readings', 'id')").fetchone()[0] == "public.readings_id_seq"
     # Grants (table and column), comments, row security, the trigger, the views.
-    assert conn.execute("SELECT has_table_privilege(%s, 'readings', 'INSERT'), "
-                        "has_column_privilege(%s, 'readings', 'note', 'UPDATE'), "
-                        "has_column_privilege(%s, 'readings', 'v', 'UPDATE')",
-                        (reader_role, reader_role, reader_role)).fetchone() == (True, True, False)
-    assert conn.execute("SELECT obj_description('readings'::regclass, 'pg_class'), "
-                        "col_description('readings'::regclass, 4)").fetchone() == ("one row per sample", "the value")
+    assert conn.execute(
+        "SELECT has_table_privilege(%s, 'readings', 'INSERT'), "
+        "has_column_privilege(%s, 'readings', 'note', 'UPDATE'), "
+        "has_column_privilege(%s, 'readings', 'v', 'UPDATE')",
+        (reader_role, reader_role, reader_role),
+    ).fetchone() == (True, True, False)
+    assert conn.execute(
+        "SELECT obj_description('readings'::regclass, 'pg_class'), col_description('readings'::regclass, 4)"
+    ).fetchone() == ("one row per sample", "the value")
     assert conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = 'readings'::regclass").fetchone()[0]
-    assert conn.execute("SELECT policyname FROM pg_policies WHERE tablename = 'readings'").fetchall() == \
-        [("readers_see_all",)]
+    assert conn.execute("SELECT policyname FROM pg_policies WHERE tablename = 'readings'").fetchall() == [
+        ("readers_see_all",)
+    ]
     logged = conn.execute("SELECT count(*) FROM insert_log").fetchone()[0]
     assert logged == len(app.inserted), "copying and replaying rows must not fire the application's triggers"
     new_id = conn.execute("INSERT INTO readings (device, ts, v) VALUES (1, now(), 1) RETURNING id").fetchone()[0]
     assert new_id > max(app.inserted)
     assert conn.execute("SELECT count(*) FROM insert_log WHERE id = %s", (new_id,)).fetchone()[0] == 1
-    assert conn.execute("SELECT n FROM recent_count").fetchone()[0] == \
-        conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    assert (
+        conn.execute("SELECT n FROM recent_count").fetchone()[0]
+        == conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    )
     assert conn.execute("SELECT has_table_privilege(%s, 'recent', 'SELECT')", (reader_role,)).fetchone()[0]
     assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'per_device_device'").fetchone()[0] == 1
     conn.execute("REFRESH MATERIALIZED VIEW per_device")
-    assert conn.execute("SELECT sum(n) FROM per_device").fetchone()[0] == \
-        conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    assert (
+        conn.execute("SELECT sum(n) FROM per_device").fetchone()[0]
+        == conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    )
 
     dropped = drop_legacy(conn, "public", "readings")
     assert dropped == "public.readings_legacy"
-    assert conn.execute("SELECT to_regclass('readings_legacy'), to_regclass('tsmigrate.readings_changes')"
-                        ).fetchone() == (None, None)
+    assert conn.execute(
+        "SELECT to_regclass('readings_legacy'), to_regclass('tsmigrate.readings_changes')"
+    ).fetchone() == (None, None)
     assert conn.execute("INSERT INTO readings (device, ts, v) VALUES (1, now(), 1) RETURNING id").fetchone()[0] > new_id
 
 
 @pytest.mark.parametrize("phase", ["capturing", "copying", "caught up", "swapping"])
 def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun_finishes(
-        subject, application, local_server, phase):
+    subject, application, local_server, phase
+):
     conninfo, conn = subject
     app = application()
 
@@ -285,9 +336,10 @@ def test_what_a_killed_online_conversion_left_is_not_counted_as_user_data(subjec
 
     convert_killed_in(subject, local_server, "copying")
     with psycopg.connect(conninfo, autocommit=True) as fresh:
-        assert fresh.execute("SELECT to_regclass('readings_tsm_new') IS NOT NULL, count(*) FROM pg_trigger "
-                             "WHERE tgrelid = 'readings'::regclass AND tgname LIKE 'tsmigrate_capture%'"
-                             ).fetchone() == (True, 2), "what the killed conversion left is there"
+        assert fresh.execute(
+            "SELECT to_regclass('readings_tsm_new') IS NOT NULL, count(*) FROM pg_trigger "
+            "WHERE tgrelid = 'readings'::regclass AND tgname LIKE 'tsmigrate_capture%'"
+        ).fetchone() == (True, 2), "what the killed conversion left is there"
         assert ("public", "readings_tsm_new") not in user_tables(fresh) and ("public", "readings") in user_tables(fresh)
     backup = take_backup(Target(conninfo, "test"), tmp_path / "backups")
     assert "public.readings_tsm_new" not in backup.fingerprints and "public.readings" in backup.fingerprints
@@ -295,7 +347,7 @@ def test_what_a_killed_online_conversion_left_is_not_counted_as_user_data(subjec
     listed = [o.describe() for o in baseline.objects()]
     assert listed and not [o for o in listed if "tsmigrate" in o or "_tsm_new" in o], listed
     with psycopg.connect(conninfo, autocommit=True) as fresh:
-        convert((conninfo, fresh))   # the rerun: drops what was left, converts
+        convert((conninfo, fresh))  # the rerun: drops what was left, converts
         assert missing_objects(fresh, baseline) == []
         assert set(backup.fingerprints) <= {f"{s}.{t}" for s, t in user_tables(fresh)}
     baseline.close()
@@ -303,7 +355,7 @@ def test_what_a_killed_online_conversion_left_is_not_counted_as_user_data(subjec
 
 def test_a_swap_that_cannot_get_its_lock_says_who_holds_it_and_changes_nothing(subject, local_server):
     conninfo, conn = subject
-    with psycopg.connect(conninfo) as holder:   # an open transaction that read the table
+    with psycopg.connect(conninfo) as holder:  # an open transaction that read the table
         holder.execute("SELECT count(*) FROM readings").fetchone()
         pid = holder.info.backend_pid
         with pytest.raises(ConversionError) as failure:
@@ -313,7 +365,7 @@ def test_a_swap_that_cannot_get_its_lock_says_who_holds_it_and_changes_nothing(s
     assert f"pid {pid}" in message and "the legacy table is unchanged" in message
     assert not is_hypertable(conn, "public", "readings")
     assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == ROWS
-    assert convert(subject).online["swap_attempts"] == 1   # the next attempt starts again and swaps
+    assert convert(subject).online["swap_attempts"] == 1  # the next attempt starts again and swaps
 
 
 def test_swap_back_returns_the_legacy_table_with_what_the_application_wrote_since(subject, application):
@@ -325,17 +377,27 @@ def test_swap_back_returns_the_legacy_table_with_what_the_application_wrote_sinc
     replayed = swap_back(conn, "public", "readings")
     assert replayed > 0
     assert not is_hypertable(conn, "public", "readings")
-    assert conn.execute("SELECT to_regclass('readings_legacy'), to_regclass('readings_tsm_new'), "
-                        "to_regclass('tsmigrate.readings_changes')").fetchone() == (None, None, None)
+    assert conn.execute(
+        "SELECT to_regclass('readings_legacy'), to_regclass('readings_tsm_new'), "
+        "to_regclass('tsmigrate.readings_changes')"
+    ).fetchone() == (None, None, None)
     assert conversion_state(conn, "public", "readings") is None
     assert_no_row_lost(conn, app)
-    assert conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'readings_pkey'"
-                        ).fetchone()[0] == "PRIMARY KEY (id)"
+    assert (
+        conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'readings_pkey'").fetchone()[
+            0
+        ]
+        == "PRIMARY KEY (id)"
+    )
     assert conn.execute("SELECT pg_get_serial_sequence('readings', 'id')").fetchone()[0] == "public.readings_id_seq"
-    assert conn.execute("SELECT n FROM recent_count").fetchone()[0] == \
-        conn.execute("SELECT count(*) FROM readings").fetchone()[0]
-    assert {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'readings'::regclass "
-                                       "AND NOT tgisinternal")} == {"readings_insert"}
+    assert (
+        conn.execute("SELECT n FROM recent_count").fetchone()[0]
+        == conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    )
+    assert {
+        r[0]
+        for r in conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'readings'::regclass AND NOT tgisinternal")
+    } == {"readings_insert"}
 
 
 def test_the_plan_or_the_tables_size_chooses_the_online_path(subject):
@@ -344,8 +406,14 @@ def test_the_plan_or_the_tables_size_chooses_the_online_path(subject):
     assert not chooses_online(conn, "public", plan_entry(), above_rows=ROWS + 1)
     assert chooses_online(conn, "public", plan_entry(online=True), above_rows=10 * ROWS)
     assert not chooses_online(conn, "public", plan_entry(online=False), above_rows=0)
-    assert not chooses_online(conn, "public", parse_plan({"hypertables": {"nothing_here": {
-        "time_column": "ts", "chunk_interval": "1 day", "online": True}}}).hypertables[0], above_rows=0)
+    assert not chooses_online(
+        conn,
+        "public",
+        parse_plan(
+            {"hypertables": {"nothing_here": {"time_column": "ts", "chunk_interval": "1 day", "online": True}}}
+        ).hypertables[0],
+        above_rows=0,
+    )
 
 
 def test_a_table_without_a_primary_key_is_refused_before_anything_is_made(subject):
@@ -353,32 +421,51 @@ def test_a_table_without_a_primary_key_is_refused_before_anything_is_made(subjec
     conn.execute("ALTER TABLE readings DROP CONSTRAINT readings_pkey")
     with pytest.raises(ConversionError, match="an online conversion needs a primary key.*online = false"):
         convert(subject)
-    assert conn.execute("SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes')"
-                        ).fetchone() == (None, None)
+    assert conn.execute(
+        "SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes')"
+    ).fetchone() == (None, None)
 
 
 def test_with_compression_policies_wait_for_the_postflight_and_swap_back_reads_compressed_chunks(
-        community_server, subject, application):
+    community_server, subject, application
+):
     """Community edition: the hypertable is compressed while the legacy table is kept; the application's changes
     to compressed rows are still captured, and swap back brings them to the legacy table."""
     conninfo, conn = subject
-    entry = plan_entry(compress_segment_by=["device"], compress_order_by=["ts DESC"], compress_after="7 days",
-                       drop_after="3650 days")
+    entry = plan_entry(
+        compress_segment_by=["device"], compress_order_by=["ts DESC"], compress_after="7 days", drop_after="3650 days"
+    )
     with pytest.raises(ConversionError, match="TimescaleDB cannot compress a table with row security"):
-        convert_online(lambda: psycopg.connect(conninfo, autocommit=True), conn, "public", entry,
-                       has_compression=True, own_xids=set())
-    assert conn.execute("SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes')"
-                        ).fetchone() == (None, None), "refused before anything was made"
+        convert_online(
+            lambda: psycopg.connect(conninfo, autocommit=True),
+            conn,
+            "public",
+            entry,
+            has_compression=True,
+            own_xids=set(),
+        )
+    assert conn.execute(
+        "SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes')"
+    ).fetchone() == (None, None), "refused before anything was made"
     conn.execute("ALTER TABLE readings DISABLE ROW LEVEL SECURITY")
-    result = convert_online(lambda: psycopg.connect(conninfo, autocommit=True), conn, "public", entry,
-                            has_compression=True, own_xids=set(), batch_rows=2_000)
+    result = convert_online(
+        lambda: psycopg.connect(conninfo, autocommit=True),
+        conn,
+        "public",
+        entry,
+        has_compression=True,
+        own_xids=set(),
+        batch_rows=2_000,
+    )
     assert "paused until the post-flight passes" in result.compression
-    jobs = conn.execute("SELECT j.job_id, j.scheduled FROM timescaledb_information.jobs j "
-                        "JOIN tsmigrate.paused_jobs p USING (job_id) WHERE j.hypertable_name = 'readings'").fetchall()
+    jobs = conn.execute(
+        "SELECT j.job_id, j.scheduled FROM timescaledb_information.jobs j "
+        "JOIN tsmigrate.paused_jobs p USING (job_id) WHERE j.hypertable_name = 'readings'"
+    ).fetchall()
     assert len(jobs) == 2 and not any(scheduled for _, scheduled in jobs)
     compressed = conn.execute("SELECT count(compress_chunk(c)) FROM show_chunks('readings') c").fetchone()[0]
     assert compressed > 0
-    app = application()   # updates and deletes land in compressed chunks now
+    app = application()  # updates and deletes land in compressed chunks now
     time.sleep(1)
     app.stop()
     assert app.errors == [] and (app.updated or app.deleted)
@@ -392,8 +479,12 @@ def test_the_command_line_verifies_then_drops_the_legacy_table(subject):
     convert(subject)
 
     def online(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tsmigrate.online", *args, "--dsn", conninfo, "--schema", "public"],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "tsmigrate.online", *args, "--dsn", conninfo, "--schema", "public"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     status = online("status")
     assert status.returncode == 0 and "legacy table kept as public.readings_legacy" in status.stdout
@@ -413,24 +504,40 @@ def test_an_identity_column_goes_on_from_where_it_was(local_server, mode):
     next insert would reuse an id."""
     from tsmigrate.convert import convert_table
 
-    with ScratchDatabase(local_server.conninfo(), f"identity_{uuid.uuid4().hex[:8]}") as name, \
-            psycopg.connect(local_server.conninfo(name), autocommit=True) as conn:
+    with (
+        ScratchDatabase(local_server.conninfo(), f"identity_{uuid.uuid4().hex[:8]}") as name,
+        psycopg.connect(local_server.conninfo(name), autocommit=True) as conn,
+    ):
         conn.execute("CREATE EXTENSION timescaledb")
-        conn.execute("CREATE TABLE readings (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-                     "ts timestamptz NOT NULL, v int)")
-        conn.execute("INSERT INTO readings (ts, v) SELECT timestamptz '2026-01-01' + i * interval '1 minute', i "
-                     "FROM generate_series(1, 5000) i")
-        conn.execute("DELETE FROM readings WHERE id > 4990")   # the sequence is ahead of the highest id
+        conn.execute(
+            "CREATE TABLE readings (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ts timestamptz NOT NULL, v int)"
+        )
+        conn.execute(
+            "INSERT INTO readings (ts, v) SELECT timestamptz '2026-01-01' + i * interval '1 minute', i "
+            "FROM generate_series(1, 5000) i"
+        )
+        conn.execute("DELETE FROM readings WHERE id > 4990")  # the sequence is ahead of the highest id
         entry = plan_entry(null_time="refuse")
         if mode == "online":
-            convert_online(lambda: psycopg.connect(local_server.conninfo(name), autocommit=True), conn, "public",
-                           entry, has_compression=False, own_xids=set(), batch_rows=1_000)
+            convert_online(
+                lambda: psycopg.connect(local_server.conninfo(name), autocommit=True),
+                conn,
+                "public",
+                entry,
+                has_compression=False,
+                own_xids=set(),
+                batch_rows=1_000,
+            )
         else:
             with conn.transaction():
                 convert_table(conn, "public", entry, has_compression=False, batch_rows=1_000)
         assert is_hypertable(conn, "public", "readings")
-        assert conn.execute("SELECT attidentity FROM pg_attribute WHERE attrelid = 'readings'::regclass "
-                            "AND attname = 'id'").fetchone()[0] == "a"
+        assert (
+            conn.execute(
+                "SELECT attidentity FROM pg_attribute WHERE attrelid = 'readings'::regclass AND attname = 'id'"
+            ).fetchone()[0]
+            == "a"
+        )
         assert conn.execute("INSERT INTO readings (ts, v) VALUES (now(), 0) RETURNING id").fetchone()[0] == 5001
         assert conn.execute("SELECT count(*), max(id) FROM readings WHERE id <= 5000").fetchone() == (4990, 4990)
         if mode == "online":
@@ -450,6 +557,8 @@ def test_an_offline_conversion_after_an_online_attempt_died_drops_what_it_left(s
         result = convert_table(conn, "public", plan_entry(online=False), has_compression=False)
     assert is_hypertable(conn, "public", "readings") and result.rows == ROWS
     assert conversion_state(conn, "public", "readings") is None
-    assert conn.execute("SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes'), "
-                        "(SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'tsmigrate%')").fetchone() == (None, None, 0)
+    assert conn.execute(
+        "SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes'), "
+        "(SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'tsmigrate%')"
+    ).fetchone() == (None, None, 0)
     assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == ROWS

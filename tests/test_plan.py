@@ -6,7 +6,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tsmigrate.plan import PlanError, load_plan, parse_interval, parse_plan
 
@@ -21,8 +22,13 @@ def minimal(**table) -> dict:
 def test_ms5_plan_matches_the_schema_facts():
     plan = load_plan(PROJECT / "migrations")
     by_table = {h.table: h for h in plan.hypertables}
-    assert set(by_table) == {"metric_hist", "oee_calculations", "energy_consumption",
-                             "production_kpis", "production_context_history"}
+    assert set(by_table) == {
+        "metric_hist",
+        "oee_calculations",
+        "energy_consumption",
+        "production_kpis",
+        "production_context_history",
+    }
     mh = by_table["metric_hist"]
     assert (mh.time_column, str(mh.chunk_interval), mh.compress_segment_by) == ("ts", "1 hour", ("metric_def_id",))
     assert (str(mh.compress_after), str(mh.drop_after)) == ("7 days", "90 days")
@@ -40,24 +46,39 @@ def test_no_plan_file_means_none(tmp_path):
     assert load_plan(tmp_path) is None
 
 
-@pytest.mark.parametrize("data, key, words", [
-    (minimal(chunk_interval="soon"), "hypertables.metric_hist.chunk_interval", "not a positive interval"),
-    (minimal(chunk_interval="0 days"), "hypertables.metric_hist.chunk_interval", "not a positive interval"),
-    ({"hypertables": {"metric_hist": {"chunk_interval": "1 day"}}}, "hypertables.metric_hist.time_column", "missing"),
-    (minimal(time_column="ts; drop table x"), "hypertables.metric_hist.time_column", "not a plain SQL identifier"),
-    (minimal(compress_segment_by=["ts"]), "hypertables.metric_hist.compress_segment_by", "cannot be a segment-by"),
-    (minimal(compress_order_by=["ts sideways"]), "hypertables.metric_hist.compress_order_by", "column [ASC|DESC]"),
-    (minimal(compress_after="30 days", drop_after="7 days"), "hypertables.metric_hist.drop_after", "must be longer"),
-    (minimal(null_time="guess"), "hypertables.metric_hist.null_time", "unknown rule"),
-    (minimal(null_time="from_column:"), "hypertables.metric_hist.null_time", "needs an argument"),
-    (minimal(null_time="constant:yesterday"), "hypertables.metric_hist.null_time", "needs a timestamp with its UTC offset"),
-    (minimal(null_time="constant:2020-01-01 00:00"), "hypertables.metric_hist.null_time", "with its UTC offset"),
-    (minimal(colour="red"), "hypertables.metric_hist.colour", "unknown key"),
-    ({"benchmarks": {"min_compression_percent": 170}}, "benchmarks.min_compression_percent", "cannot exceed 100"),
-    ({"benchmarks": {"max_dashboard_query_ms": "fast"}}, "benchmarks.max_dashboard_query_ms", "expected a number"),
-    ({"plan": {"allow_apache_edition": "yes"}}, "plan.allow_apache_edition", "true or false"),
-    ({"hypertable": {}}, "hypertable", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "data, key, words",
+    [
+        (minimal(chunk_interval="soon"), "hypertables.metric_hist.chunk_interval", "not a positive interval"),
+        (minimal(chunk_interval="0 days"), "hypertables.metric_hist.chunk_interval", "not a positive interval"),
+        (
+            {"hypertables": {"metric_hist": {"chunk_interval": "1 day"}}},
+            "hypertables.metric_hist.time_column",
+            "missing",
+        ),
+        (minimal(time_column="ts; drop table x"), "hypertables.metric_hist.time_column", "not a plain SQL identifier"),
+        (minimal(compress_segment_by=["ts"]), "hypertables.metric_hist.compress_segment_by", "cannot be a segment-by"),
+        (minimal(compress_order_by=["ts sideways"]), "hypertables.metric_hist.compress_order_by", "column [ASC|DESC]"),
+        (
+            minimal(compress_after="30 days", drop_after="7 days"),
+            "hypertables.metric_hist.drop_after",
+            "must be longer",
+        ),
+        (minimal(null_time="guess"), "hypertables.metric_hist.null_time", "unknown rule"),
+        (minimal(null_time="from_column:"), "hypertables.metric_hist.null_time", "needs an argument"),
+        (
+            minimal(null_time="constant:yesterday"),
+            "hypertables.metric_hist.null_time",
+            "needs a timestamp with its UTC offset",
+        ),
+        (minimal(null_time="constant:2020-01-01 00:00"), "hypertables.metric_hist.null_time", "with its UTC offset"),
+        (minimal(colour="red"), "hypertables.metric_hist.colour", "unknown key"),
+        ({"benchmarks": {"min_compression_percent": 170}}, "benchmarks.min_compression_percent", "cannot exceed 100"),
+        ({"benchmarks": {"max_dashboard_query_ms": "fast"}}, "benchmarks.max_dashboard_query_ms", "expected a number"),
+        ({"plan": {"allow_apache_edition": "yes"}}, "plan.allow_apache_edition", "true or false"),
+        ({"hypertable": {}}, "hypertable", "unknown key"),
+    ],
+)
 def test_invalid_plans_name_key_and_problem(tmp_path, data, key, words):
     with pytest.raises(PlanError) as raised:
         parse_plan(data, tmp_path / "plan.toml")
@@ -99,8 +120,11 @@ def test_arbitrary_interval_text_is_accepted_or_refused_cleanly(text):
 identifiers = st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True)
 
 
-@given(st.dictionaries(identifiers, st.tuples(identifiers, st.sampled_from(["1 hour", "1 day", "7 days"])),
-                       min_size=1, max_size=5))
+@given(
+    st.dictionaries(
+        identifiers, st.tuples(identifiers, st.sampled_from(["1 hour", "1 day", "7 days"])), min_size=1, max_size=5
+    )
+)
 def test_generated_plans_round_trip_through_toml(tables):
     lines = []
     for table, (column, interval) in tables.items():
@@ -109,9 +133,13 @@ def test_generated_plans_round_trip_through_toml(tables):
     assert {h.table: (h.time_column, str(h.chunk_interval)) for h in plan.hypertables} == tables
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                    max_leaves=10))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=10,
+    )
+)
 def test_arbitrary_hypertable_specs_never_crash(spec):
     try:
         parse_plan({"hypertables": {"metric_hist": spec}})
@@ -128,36 +156,54 @@ def test_compression_order_items_are_parsed_once_with_postgresqls_defaults():
     assert OrderItem.parse("ts DESC NULLS LAST").as_sql() == '"ts" DESC NULLS LAST'
     assert OrderItem.parse("User").as_sql() == '"User" ASC NULLS LAST'
     assert OrderItem.parse("ts; DROP TABLE x") is None and OrderItem.parse("ts DESC, id") is None
-    plan = parse_plan({"hypertables": {"m": {"time_column": "ts", "chunk_interval": "1 day",
-                                              "compress_order_by": ["ts DESC", "id NULLS FIRST"]}}})
+    plan = parse_plan(
+        {
+            "hypertables": {
+                "m": {
+                    "time_column": "ts",
+                    "chunk_interval": "1 day",
+                    "compress_order_by": ["ts DESC", "id NULLS FIRST"],
+                }
+            }
+        }
+    )
     assert plan.hypertables[0].order_items == (OrderItem("ts", False, True), OrderItem("id", True, True))
 
 
 def test_every_problem_of_a_plan_is_told_at_once_with_its_line(tmp_path):
     (tmp_path / "plan.toml").write_text(
-        '[plan]\n'
-        'colour = "blue"\n'                            # line 2: unknown key
-        '\n'
-        '[hypertables.metric_hist]\n'
+        "[plan]\n"
+        'colour = "blue"\n'  # line 2: unknown key
+        "\n"
+        "[hypertables.metric_hist]\n"
         'time_column = "ts"\n'
-        'chunk_interval = "often"\n'                   # line 6: not an interval
+        'chunk_interval = "often"\n'  # line 6: not an interval
         'compress_after = "7 days"\n'
-        'drop_after = "1 day"\n'                       # line 8: shorter than compress_after
-        '\n'
-        '[hypertables.oee_calculations]\n'            # line 10: time_column missing
+        'drop_after = "1 day"\n'  # line 8: shorter than compress_after
+        "\n"
+        "[hypertables.oee_calculations]\n"  # line 10: time_column missing
         'chunk_interval = "1 day"\n'
-        'shade = 3\n'                                  # line 12: unknown key
-        '\n'
-        '[benchmarks]\n'
-        'min_compression_percent = 120\n')            # line 15: over 100
+        "shade = 3\n"  # line 12: unknown key
+        "\n"
+        "[benchmarks]\n"
+        "min_compression_percent = 120\n"
+    )  # line 15: over 100
     with pytest.raises(PlanError) as raised:
         load_plan(tmp_path)
     told = {(p.key, p.line) for p in raised.value.problems}
-    assert told == {("plan.colour", 2), ("hypertables.metric_hist.chunk_interval", 6),
-                    ("hypertables.metric_hist.drop_after", 8), ("hypertables.oee_calculations.time_column", 10),
-                    ("hypertables.oee_calculations.shade", 12), ("benchmarks.min_compression_percent", 15)}, told
+    assert told == {
+        ("plan.colour", 2),
+        ("hypertables.metric_hist.chunk_interval", 6),
+        ("hypertables.metric_hist.drop_after", 8),
+        ("hypertables.oee_calculations.time_column", 10),
+        ("hypertables.oee_calculations.shade", 12),
+        ("benchmarks.min_compression_percent", 15),
+    }, told
     text = str(raised.value)
-    assert text.startswith("6 problems:") and f"{tmp_path / 'plan.toml'}:6: [hypertables.metric_hist.chunk_interval]" in text
+    assert (
+        text.startswith("6 problems:")
+        and f"{tmp_path / 'plan.toml'}:6: [hypertables.metric_hist.chunk_interval]" in text
+    )
     assert all(p.path == str(tmp_path / "plan.toml") and p.problem for p in raised.value.problems)
 
 

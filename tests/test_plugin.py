@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-
 PROBE = """
 import json
 from tsmigrate.plugin import options_of
@@ -36,12 +35,32 @@ def test_defaults(pytester):
 
 
 def test_command_line(pytester):
-    o = options_from(pytester, "--dsn", "host=db dbname=x", "--server", "local", "--demo-scale", "tiny",
-                     "--no-restore", "--drop-failed", "--no-rehearse", "--ready-timeout", "5",
-                     "--migrations", "elsewhere")
-    assert o == {"dsn": "host=db dbname=x", "server": "local", "demo_scale": "tiny",
-                 "migrations": str(pytester.path / "elsewhere"), "restore": False, "keep_failed": False,
-                 "rehearse": False, "ready_timeout": 5.0}
+    o = options_from(
+        pytester,
+        "--dsn",
+        "host=db dbname=x",
+        "--server",
+        "local",
+        "--demo-scale",
+        "tiny",
+        "--no-restore",
+        "--drop-failed",
+        "--no-rehearse",
+        "--ready-timeout",
+        "5",
+        "--migrations",
+        "elsewhere",
+    )
+    assert o == {
+        "dsn": "host=db dbname=x",
+        "server": "local",
+        "demo_scale": "tiny",
+        "migrations": str(pytester.path / "elsewhere"),
+        "restore": False,
+        "keep_failed": False,
+        "rehearse": False,
+        "ready_timeout": 5.0,
+    }
 
 
 def test_ini_file(pytester):
@@ -57,9 +76,16 @@ def test_ini_file(pytester):
         migrations = elsewhere
     """)
     o = options_from(pytester)
-    assert o == {"dsn": "host=db dbname=x", "server": "local", "demo_scale": "tiny",
-                 "migrations": str(pytester.path / "elsewhere"), "restore": False, "keep_failed": False,
-                 "rehearse": False, "ready_timeout": 5.0}
+    assert o == {
+        "dsn": "host=db dbname=x",
+        "server": "local",
+        "demo_scale": "tiny",
+        "migrations": str(pytester.path / "elsewhere"),
+        "restore": False,
+        "keep_failed": False,
+        "rehearse": False,
+        "ready_timeout": 5.0,
+    }
 
 
 def test_command_line_wins_over_ini(pytester):

@@ -24,11 +24,16 @@ ROLE = "hardened_migrator"
 # A catalog PUBLIC may not read (as some hardening guides leave them), what reads it, and what PF041 says.
 HARDENED = {
     # what the verdict depends on, read by a session fixture before every check: all of them stop on one error
-    "pg_extension": ("fixture", "its fixture verdict_inputs raised InsufficientPrivilege: permission denied for "
-                                "table pg_extension"),
+    "pg_extension": (
+        "fixture",
+        "its fixture verdict_inputs raised InsufficientPrivilege: permission denied for table pg_extension",
+    ),
     # the write sample of one check, whose frame holds the run's options (shown by --showlocals)
-    "pg_stat_user_tables": ("check", "test_maintenance_window_nobody_else_writing could not run: the check raised "
-                                     "InsufficientPrivilege: permission denied for view pg_stat_user_tables"),
+    "pg_stat_user_tables": (
+        "check",
+        "test_maintenance_window_nobody_else_writing could not run: the check raised "
+        "InsufficientPrivilege: permission denied for view pg_stat_user_tables",
+    ),
 }
 
 
@@ -40,8 +45,11 @@ def hardened_catalog(request, local_server, legacy_db):
     catalog = request.param
     with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ROLE)))
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE pg_read_all_settings").format(
-            sql.Identifier(ROLE), sql.Literal(SECRET)))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE pg_read_all_settings").format(
+                sql.Identifier(ROLE), sql.Literal(SECRET)
+            )
+        )
     with legacy_db.connect() as conn:
         conn.execute(sql.SQL("REVOKE SELECT ON pg_catalog.{} FROM PUBLIC").format(sql.Identifier(catalog)))
     yield f"postgresql://{ROLE}:{SECRET}@{local_server.host}:{local_server.port}/{legacy_db.dbname}", catalog
@@ -61,12 +69,13 @@ def written_by(result, tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.finding("PF041", BLOCKING)
-def test_a_check_that_raises_is_a_blocking_finding_with_a_verdict_and_no_password(hardened_catalog, run_suite,
-                                                                                  tmp_path):
+def test_a_check_that_raises_is_a_blocking_finding_with_a_verdict_and_no_password(
+    hardened_catalog, run_suite, tmp_path
+):
     dsn, catalog = hardened_catalog
     raised_by, says = HARDENED[catalog]
     with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(sql.SQL("SELECT FROM pg_catalog.{}").format(sql.Identifier(catalog)))   # the condition is real
+        conn.execute(sql.SQL("SELECT FROM pg_catalog.{}").format(sql.Identifier(catalog)))  # the condition is real
 
     result = run_suite("suites/preflight", "--dsn", dsn, "--tb=long", "--showlocals")
     out = result.stdout
@@ -74,13 +83,13 @@ def test_a_check_that_raises_is_a_blocking_finding_with_a_verdict_and_no_passwor
     lines = out.rstrip().splitlines()
     verdict = [i for i, line in enumerate(lines) if line.startswith("=") and " NO-GO: " in line]
     assert verdict, out[-5000:]
-    after_verdict = "\n".join(lines[verdict[-1]:])
+    after_verdict = "\n".join(lines[verdict[-1] :])
     assert "BLOCKING PF041" in after_verdict and says in after_verdict, after_verdict
 
     record = json.loads((tmp_path / "reports" / "latest.json").read_text())
     assert (record["verdict"], record["exit_code"]) == ("NO-GO", 1)
     could_not_run = [f for f in record["findings"] if f["code"] == "PF041" and says in f["message"]]
-    assert len(could_not_run) == 1, record["findings"]   # one error, however many checks it stopped: one finding
+    assert len(could_not_run) == 1, record["findings"]  # one error, however many checks it stopped: one finding
     found = could_not_run[0]
     assert found["severity"] == BLOCKING and found["hint"]
     assert found["location"].startswith("suites/preflight/test_") and found["line"] > 0
@@ -93,14 +102,19 @@ def test_a_check_that_raises_is_a_blocking_finding_with_a_verdict_and_no_passwor
     assert "The error as raised (passwords hidden)" in out and "psycopg/" in out
 
     texts = written_by(result, tmp_path)
-    assert len(texts) >= 7   # stdout, stderr, html, latest.html, junit xml, json, latest.json
+    assert len(texts) >= 7  # stdout, stderr, html, latest.html, junit xml, json, latest.json
     for text in texts:
         assert SECRET not in text
 
 
 def test_a_preflight_that_cannot_reach_its_target_still_ends_with_a_verdict(run_suite, tmp_path):
-    result = run_suite("suites/preflight", "--dsn", f"host=127.0.0.1 port=1 dbname=nowhere user=nobody password={SECRET}",
-                       "--tb=long", "--showlocals")
+    result = run_suite(
+        "suites/preflight",
+        "--dsn",
+        f"host=127.0.0.1 port=1 dbname=nowhere user=nobody password={SECRET}",
+        "--tb=long",
+        "--showlocals",
+    )
     assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-2000:]
     lines = result.stdout.splitlines()
     verdict = [i for i, line in enumerate(lines) if line.startswith("=") and " NO-GO: " in line]
@@ -124,11 +138,19 @@ def pytest_collection_finish(session):
 def test_an_internal_error_shows_no_password_and_ends_with_a_verdict(run_suite, tmp_path):
     (tmp_path / "broken_hook.py").write_text(BROKEN_HOOK)
     dsn = f"postgresql://{ROLE}:{SECRET}@127.0.0.1:1/nowhere"
-    result = run_suite("suites/preflight", "--dsn", dsn, "-p", "broken_hook", "--fulltrace", "--showlocals",
-                       env={"PYTHONPATH": str(tmp_path)})
+    result = run_suite(
+        "suites/preflight",
+        "--dsn",
+        dsn,
+        "-p",
+        "broken_hook",
+        "--fulltrace",
+        "--showlocals",
+        env={"PYTHONPATH": str(tmp_path)},
+    )
     assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
     assert "INTERNALERROR" in result.stdout and "a hook failed while it held postgresql://" in result.stdout
-    assert "dsn        = 'postgresql://hardened_migrator:***@" in result.stdout   # the locals, shown and hidden
+    assert "dsn        = 'postgresql://hardened_migrator:***@" in result.stdout  # the locals, shown and hidden
     assert "NO-GO: 127.0.0.1:1/nowhere as hardened_migrator" in result.stdout
     for text in written_by(result, tmp_path):
         assert SECRET not in text
@@ -136,12 +158,23 @@ def test_an_internal_error_shows_no_password_and_ends_with_a_verdict(run_suite, 
 
 def test_no_object_that_holds_a_dsn_shows_its_password_in_its_repr(tmp_path):
     dsn = f"postgresql://{ROLE}:{SECRET}@db.example:5432/factory_telemetry"
-    options = RunOptions(dsn=dsn, demo=False, server="auto", demo_scale="demo", migrations=tmp_path,
-                         reports=tmp_path, backups=tmp_path, ready_timeout=60, restore=True, keep_failed=True,
-                         rehearse=True, resolve_interrupted=False)
+    options = RunOptions(
+        dsn=dsn,
+        demo=False,
+        server="auto",
+        demo_scale="demo",
+        migrations=tmp_path,
+        reports=tmp_path,
+        backups=tmp_path,
+        ready_timeout=60,
+        restore=True,
+        keep_failed=True,
+        rehearse=True,
+        resolve_interrupted=False,
+    )
     server = ServerInfo("local", "127.0.0.1", 5432, "postgres", SECRET, "15")
     target = Target(f"host=db.example user={ROLE} password={SECRET} dbname=factory_telemetry", "--dsn")
-    cluster = LocalCluster()              # not started: what it holds once started is its ServerInfo
+    cluster = LocalCluster()  # not started: what it holds once started is its ServerInfo
     cluster.info = server
     external = ExternalServer(dsn, source="TSMIGRATE_TEST_DSN")
     for thing in (options, server, target, cluster, external):

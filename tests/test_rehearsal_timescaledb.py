@@ -34,7 +34,7 @@ def migrated(community_server, aged_legacy_db, run_suite) -> Target:
     assert result.returncode == 0, result.stdout[-3000:]
     with aged_legacy_db.connect() as conn:
         chunks = conn.execute(f"SELECT c::text FROM show_chunks('{SCHEMA}.metric_hist') c").fetchall()
-        for (chunk,) in chunks:   # the policy job may be compressing the same chunks right now
+        for (chunk,) in chunks:  # the policy job may be compressing the same chunks right now
             try:
                 conn.execute("SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (chunk,))
             except psycopg.errors.DuplicateObject:
@@ -59,7 +59,9 @@ def test_the_copy_of_a_timescaledb_database_is_timescaledb(migrated, tmp_path):
         jobs = conn.execute("SELECT count(*) FROM timescaledb_information.jobs WHERE job_id >= 1000").fetchone()[0]
     assert hypertables == 5 and compressed == chunks > 3 and jobs > 0
     # The rehearsal's step checks the copy from inside: what it holds is what the run will meet.
-    migrations = with_file(tmp_path, f"""DO $$
+    migrations = with_file(
+        tmp_path,
+        f"""DO $$
 BEGIN
   IF (SELECT count(*) FROM timescaledb_information.hypertables) <> {hypertables} THEN
     RAISE EXCEPTION 'the copy has % hypertables', (SELECT count(*) FROM timescaledb_information.hypertables);
@@ -76,7 +78,8 @@ BEGIN
     RAISE EXCEPTION 'the copy holds no row of the newest chunks';
   END IF;
 END $$;
-""")
+""",
+    )
     with migrated.connect() as conn:
         pending = pending_files(conn, migrations)
     assert [f.label for f in pending] == ["011_after_phase_3.sql"]
@@ -98,11 +101,21 @@ def test_a_statement_timescaledb_refuses_on_a_hypertable_fails_the_rehearsal(mig
 def test_a_copy_that_cannot_be_made_faithful_is_a_no_go_naming_why(migrated, community_server, tmp_path):
     role = f"tsm_rehearse_{uuid.uuid4().hex[:8]}"
     with migrated.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(community_server.password)))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(
-            conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
-                         ).fetchone()[0]), sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(community_server.password)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(
+                    conn.execute(
+                        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+                    ).fetchone()[0]
+                ),
+                sql.Identifier(role),
+            )
+        )
     try:
         as_role = Target(make_conninfo(migrated.conninfo, user=role, password=community_server.password), "test")
         migrations = with_file(tmp_path, "SELECT 1;\n")

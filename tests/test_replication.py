@@ -22,8 +22,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 MIGRATIONS = PROJECT / "migrations"
 PLAN = load_plan(MIGRATIONS)
 SCHEMA = PLAN.schema
-PLANNED = PLAN.hypertables[0].table            # metric_hist
-NOT_PLANNED = "equipment_config"                      # a plain table of MS5.0 that stays plain
+PLANNED = PLAN.hypertables[0].table  # metric_hist
+NOT_PLANNED = "equipment_config"  # a plain table of MS5.0 that stays plain
 
 
 def preflight(target: Target) -> list[Finding]:
@@ -51,33 +51,46 @@ def slot(target: Target, name: str, plugin: str):
 def test_nothing_published_and_no_slot_no_finding(logical_legacy_db):
     with logical_legacy_db.connect() as conn:
         assert conn.execute("SHOW wal_level").fetchone()[0] == "logical"
-        conn.execute(sql.SQL("CREATE PUBLICATION other_tables FOR TABLE {}").format(
-            sql.Identifier(SCHEMA, NOT_PLANNED)))
+        conn.execute(
+            sql.SQL("CREATE PUBLICATION other_tables FOR TABLE {}").format(sql.Identifier(SCHEMA, NOT_PLANNED))
+        )
     assert preflight(logical_legacy_db) == [], "a publication of a table that stays plain changes nothing"
 
 
-@pytest.mark.parametrize("how, statement", [
-    pytest.param("by name", "CREATE PUBLICATION plant_feed FOR TABLE {planned}, {other}",
-                 marks=pytest.mark.finding("PF070", BLOCKING)),
-    pytest.param("FOR TABLES IN SCHEMA", "CREATE PUBLICATION plant_feed FOR TABLES IN SCHEMA {schema}"),
-    pytest.param("FOR ALL TABLES", "CREATE PUBLICATION plant_feed FOR ALL TABLES"),
-])
+@pytest.mark.parametrize(
+    "how, statement",
+    [
+        pytest.param(
+            "by name",
+            "CREATE PUBLICATION plant_feed FOR TABLE {planned}, {other}",
+            marks=pytest.mark.finding("PF070", BLOCKING),
+        ),
+        pytest.param("FOR TABLES IN SCHEMA", "CREATE PUBLICATION plant_feed FOR TABLES IN SCHEMA {schema}"),
+        pytest.param("FOR ALL TABLES", "CREATE PUBLICATION plant_feed FOR ALL TABLES"),
+    ],
+)
 def test_pf070_a_table_to_convert_in_a_publication(how, statement, logical_legacy_db):
     with logical_legacy_db.connect() as conn:
-        conn.execute(sql.SQL(statement).format(planned=sql.Identifier(SCHEMA, PLANNED),
-                                               other=sql.Identifier(SCHEMA, NOT_PLANNED),
-                                               schema=sql.Identifier(SCHEMA)))
+        conn.execute(
+            sql.SQL(statement).format(
+                planned=sql.Identifier(SCHEMA, PLANNED),
+                other=sql.Identifier(SCHEMA, NOT_PLANNED),
+                schema=sql.Identifier(SCHEMA),
+            )
+        )
     found = preflight(logical_legacy_db)
     planned = sorted(f"{SCHEMA}.{h.table}" for h in PLAN.hypertables)
     published = [f"{SCHEMA}.{PLANNED}"] if how == "by name" else planned
     assert sorted(of(found, "PF070")) == [(BLOCKING, t) for t in published]
     first = next(f for f in found if f.table == f"{SCHEMA}.{PLANNED}")
     assert f"publication plant_feed ({how})" in first.message
-    fix = {"by name": f"ALTER PUBLICATION plant_feed DROP TABLE {SCHEMA}.{PLANNED}",
-           "FOR TABLES IN SCHEMA": f"ALTER PUBLICATION plant_feed DROP TABLES IN SCHEMA {SCHEMA}",
-           "FOR ALL TABLES": "DROP PUBLICATION plant_feed; CREATE PUBLICATION plant_feed FOR TABLE"}[how]
+    fix = {
+        "by name": f"ALTER PUBLICATION plant_feed DROP TABLE {SCHEMA}.{PLANNED}",
+        "FOR TABLES IN SCHEMA": f"ALTER PUBLICATION plant_feed DROP TABLES IN SCHEMA {SCHEMA}",
+        "FOR ALL TABLES": "DROP PUBLICATION plant_feed; CREATE PUBLICATION plant_feed FOR TABLE",
+    }[how]
     assert fix in first.message
-    if how != "by name":   # the other tables it publishes stay published: they are named
+    if how != "by name":  # the other tables it publishes stay published: they are named
         assert f"{SCHEMA}.{NOT_PLANNED}" in first.message.split("Fix:")[1]
     assert of(found, "PF071") == [], "no slot"
 
@@ -104,8 +117,9 @@ def test_pf071_a_pgoutput_slot_beside_a_publication_of_a_table_to_convert(logica
 @pytest.mark.finding("PF071", ADVISORY)
 def test_pf071_a_pgoutput_slot_whose_publications_hold_no_table_to_convert(logical_legacy_db):
     with logical_legacy_db.connect() as conn:
-        conn.execute(sql.SQL("CREATE PUBLICATION other_tables FOR TABLE {}").format(
-            sql.Identifier(SCHEMA, NOT_PLANNED)))
+        conn.execute(
+            sql.SQL("CREATE PUBLICATION other_tables FOR TABLE {}").format(sql.Identifier(SCHEMA, NOT_PLANNED))
+        )
     with slot(logical_legacy_db, "plant_sub", "pgoutput"):
         found = preflight(logical_legacy_db)
     assert of(found, "PF071") == [(ADVISORY, None)]

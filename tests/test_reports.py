@@ -31,11 +31,15 @@ from tsmigrate.target import password_of
 
 PROJECT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-BANNER = re.compile(r'<section class="tsm-banner [^"]*" id="tsm-banner" data-verdict="([^"]*)" '
-                    r'data-exit-code="([^"]*)">(.*?)</section>', re.DOTALL)
+BANNER = re.compile(
+    r'<section class="tsm-banner [^"]*" id="tsm-banner" data-verdict="([^"]*)" '
+    r'data-exit-code="([^"]*)">(.*?)</section>',
+    re.DOTALL,
+)
 
 
 # -- reading the files a run left ----------------------------------------------------------------
+
 
 class RunReports:
     """The reports directory of one run, and its command's result."""
@@ -70,8 +74,14 @@ class RunReports:
     def extras(self, nodeid_part: str) -> str:
         """The HTML extras of the tests whose id contains nodeid_part, joined."""
         tests = self.test_data()["tests"]
-        found = [e["content"] for nodeid, runs in tests.items() if nodeid_part in nodeid
-                 for run in runs for e in run["extras"] if e["format_type"] == "html"]
+        found = [
+            e["content"]
+            for nodeid, runs in tests.items()
+            if nodeid_part in nodeid
+            for run in runs
+            for e in run["extras"]
+            if e["format_type"] == "html"
+        ]
         return "\n".join(found)
 
     def every_file_text(self) -> str:
@@ -102,7 +112,7 @@ EXAMPLE_CONFTEST = """\
 pytest_plugins = ("tsmigrate.plugin", "fixtures.target", "fixtures.plan", "fixtures.gate", "fixtures.reporting")
 """
 
-NO_GO_CHECKS = '''
+NO_GO_CHECKS = """
 import pytest
 from tsmigrate.findings import Finding
 
@@ -124,9 +134,9 @@ def test_room_for_the_backup(target):
 
 def test_server(gate):
     gate([])
-'''
+"""
 
-GO_CHECKS = '''
+GO_CHECKS = """
 import pytest
 from tsmigrate.findings import Finding
 
@@ -135,14 +145,14 @@ pytestmark = pytest.mark.preflight
 def test_lint(gate):
     gate([Finding("TS102", "advisory", "ALTER TABLE ... TYPE rewrites factory_telemetry.users",
                   "migrations/012_users.sql", 4, "factory_telemetry.users", "Expect an ACCESS EXCLUSIVE lock.")])
-'''
+"""
 
-REFUSED_STEP = '''
+REFUSED_STEP = """
 import pytest
 
 def test_first_step(target):
     pytest.exit("the run is refused, nothing was changed: another migration run holds the lock", returncode=2)
-'''
+"""
 
 
 @pytest.fixture
@@ -156,11 +166,31 @@ def run_example(tmp_path: Path, local_server):
         (project / "conftest.py").write_text(EXAMPLE_CONFTEST)
         (project / "suites" / suite / "test_checks.py").write_text(textwrap.dedent(source))
         reports = tmp_path / "reports"
-        command = [sys.executable, "-m", "pytest", f"suites/{suite}", "--dsn", local_server.conninfo(),
-                   "--migrations", str(PROJECT / "migrations"), "--reports", str(reports),
-                   "--backups", str(tmp_path / "backups"), "-p", "no:cacheprovider", *args]
-        result = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})})
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"suites/{suite}",
+            "--dsn",
+            local_server.conninfo(),
+            "--migrations",
+            str(PROJECT / "migrations"),
+            "--reports",
+            str(reports),
+            "--backups",
+            str(tmp_path / "backups"),
+            "-p",
+            "no:cacheprovider",
+            *args,
+        ]
+        result = subprocess.run(
+            command,
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})},
+        )
         return RunReports(result, reports)
 
     return run
@@ -175,15 +205,21 @@ def test_no_go_report_lists_every_blocking_finding_and_failed_check(run_example,
     verdict, _, banner = run.banner()
     assert verdict == "NO-GO"
     assert "3 blocking findings and 1 failed check" in banner and "Nothing was changed" in banner
-    for code, where in (("TS001", "migrations/011_sensor_log.sql:2"), ("TS003", "migrations/011_sensor_log.sql:7"),
-                        ("PF030", "factory_telemetry.production_kpis")):
+    for code, where in (
+        ("TS001", "migrations/011_sensor_log.sql:2"),
+        ("TS003", "migrations/011_sensor_log.sql:7"),
+        ("PF030", "factory_telemetry.production_kpis"),
+    ):
         assert re.search(rf"<b>{code}</b> {re.escape(where)}", banner), f"{code} at {where} missing from the banner"
     assert "Fix: Add ts to the key." in banner and "TS101" not in banner, "advisories stay out of the banner"
     assert "test_room_for_the_backup" in banner, "a failed check without findings is named"
 
     blocking = [f for f in run.record["findings"] if f["severity"] == "blocking"]
     assert [(f["code"], f["location"]) for f in blocking] == [
-        ("PF030", ""), ("TS001", "migrations/011_sensor_log.sql:2"), ("TS003", "migrations/011_sensor_log.sql:7")]
+        ("PF030", ""),
+        ("TS001", "migrations/011_sensor_log.sql:2"),
+        ("TS003", "migrations/011_sensor_log.sql:7"),
+    ]
     assert run.record["tests"]["failed"] == 3 and run.record["steps"] == [] and run.record["backup"] is None
     assert any("pre-flight again" in s for s in run.record["next_steps"])
 
@@ -220,6 +256,7 @@ def test_a_refused_run_is_not_reported_as_success(run_example):
 
 # -- the real suites on a legacy MS5.0 database ---------------------------------------------------
 
+
 def real_run(run_suite, tmp_path: Path, *args: str) -> RunReports:
     result = run_suite(*args, "-o", "log_cli=false")
     return RunReports(result, tmp_path / "reports")
@@ -245,8 +282,9 @@ def test_successful_migration_report(legacy_db, run_suite, tmp_path):
     assert hashlib.sha256((backup / "manifest.json").read_bytes()).hexdigest() == record["backup"]["manifest_sha256"]
     assert str(backup) in banner
     manifest = json.loads((backup / "manifest.json").read_text())
-    assert {k: v["rows"] for k, v in record["fingerprints"]["before"].items()} == \
-           {k: v["rows"] for k, v in manifest["fingerprints"].items()}
+    assert {k: v["rows"] for k, v in record["fingerprints"]["before"].items()} == {
+        k: v["rows"] for k, v in manifest["fingerprints"].items()
+    }
 
     before, after = record["fingerprints"]["before"], record["fingerprints"]["after"]
     assert after and all(after[name] == before[name] for name in after), "the post-flight's fingerprints match"
@@ -255,7 +293,10 @@ def test_successful_migration_report(legacy_db, run_suite, tmp_path):
     assert 'id="tsm-benchmarks"' in run.html and "times better than the limit" in run.html
 
     environment = record["environment"]
-    assert "apache edition" in environment["TimescaleDB after the run"] or "community edition" in environment["TimescaleDB after the run"]
+    assert (
+        "apache edition" in environment["TimescaleDB after the run"]
+        or "community edition" in environment["TimescaleDB after the run"]
+    )
     assert "10 files" in environment["Migrations"] and "5 tables to convert" in environment["Plan"]
 
     # Steps table, duration chart, and per-step extras: statements of a file, result of a conversion.
@@ -269,8 +310,16 @@ def test_restored_run_report(legacy_db, run_suite, tmp_path):
     shutil.copytree(PROJECT / "migrations", migrations)
     fifth = migrations / "005_andon_escalation.sql"
     fifth.write_text(fifth.read_text() + "\n\nSELECT 1 / 0;  -- injected by the test\n")
-    run = real_run(run_suite, tmp_path, "suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
-                   "--no-rehearse")
+    run = real_run(
+        run_suite,
+        tmp_path,
+        "suites/execute",
+        "--dsn",
+        legacy_db.conninfo,
+        "--migrations",
+        str(migrations),
+        "--no-rehearse",
+    )
     assert run.result.returncode == 1, run.output[-3000:]
     check_common(run, secrets=(password_of(legacy_db.conninfo),))
 
@@ -290,9 +339,18 @@ def test_real_preflight_no_go_report(legacy_db, run_suite, tmp_path):
     (migrations / "011_sensor_log.sql").write_text(
         "CREATE TABLE IF NOT EXISTS factory_telemetry.sensor_log (\n"
         "    id bigserial PRIMARY KEY,\n    ts timestamptz NOT NULL,\n    value double precision\n);\n"
-        "SELECT create_hypertable('factory_telemetry.sensor_log', 'ts');\n")
-    run = real_run(run_suite, tmp_path, "suites/preflight", "--dsn", legacy_db.conninfo,
-                   "--migrations", str(migrations), "--no-rehearse")
+        "SELECT create_hypertable('factory_telemetry.sensor_log', 'ts');\n"
+    )
+    run = real_run(
+        run_suite,
+        tmp_path,
+        "suites/preflight",
+        "--dsn",
+        legacy_db.conninfo,
+        "--migrations",
+        str(migrations),
+        "--no-rehearse",
+    )
     assert run.result.returncode == 1, run.output[-3000:]
     check_common(run, secrets=(password_of(legacy_db.conninfo),))
     verdict, _, banner = run.banner()
@@ -306,20 +364,40 @@ def test_real_preflight_no_go_report(legacy_db, run_suite, tmp_path):
 
 # -- in a browser ---------------------------------------------------------------------------------
 
+
 def chromium(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     profile = tmp_path / "chromium-profile"  # a new profile: nothing from an earlier session
-    return subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           "--no-first-run", f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (`make browser`)")
 def test_report_renders_in_a_browser(run_example, tmp_path):
     run = run_example("preflight", NO_GO_CHECKS)
     png = tmp_path / "report.png"
-    browser = chromium("--window-size=1280,1600", "--hide-scrollbars", f"--screenshot={png}", "--dump-dom",
-                       (run.reports / "latest.html").as_uri(), tmp_path=tmp_path)
+    browser = chromium(
+        "--window-size=1280,1600",
+        "--hide-scrollbars",
+        f"--screenshot={png}",
+        "--dump-dom",
+        (run.reports / "latest.html").as_uri(),
+        tmp_path=tmp_path,
+    )
     assert browser.returncode == 0, browser.stderr[-2000:]
     dom = browser.stdout
     assert 'id="tsm-banner" data-verdict="NO-GO"' in dom
@@ -332,9 +410,12 @@ def test_report_renders_in_a_browser(run_example, tmp_path):
 
 # -- pieces of the reports --------------------------------------------------------------------------
 
+
 def test_redaction_keeps_json_valid_and_drops_the_password():
-    record = {"message": 'cannot connect to "postgresql://ms5:s3cr&t\\"x@db/ms5" password=s3cr&t"x',
-              "nested": ["host=db password=s3cr&t\"x dbname=ms5"]}
+    record = {
+        "message": 'cannot connect to "postgresql://ms5:s3cr&t\\"x@db/ms5" password=s3cr&t"x',
+        "nested": ['host=db password=s3cr&t"x dbname=ms5'],
+    }
     text = json.dumps(redact_record(record, ('s3cr&t"x',)))
     assert "s3cr" not in text and json.loads(text)["nested"][0].startswith("host=db password=***")
     page = html.escape(json.dumps({"log": 'PGPASSWORD s3cr&t"x'}))
@@ -342,8 +423,10 @@ def test_redaction_keeps_json_valid_and_drops_the_password():
 
 
 def test_duration_chart_is_svg_with_one_bar_per_step():
-    svg = bar_chart_svg("Duration of each step", [Bar("001_telemetry.sql", 0.02, "#2e8b57", "20 ms"),
-                                                  Bar("convert <metric_hist>", 3.5, "#c62828", "3.5 s")])
+    svg = bar_chart_svg(
+        "Duration of each step",
+        [Bar("001_telemetry.sql", 0.02, "#2e8b57", "20 ms"), Bar("convert <metric_hist>", 3.5, "#c62828", "3.5 s")],
+    )
     root = ET.fromstring(svg)
     rects = list(root.iter("{http://www.w3.org/2000/svg}rect"))
     assert len(rects) == 2 and float(rects[1].get("width")) > float(rects[0].get("width"))
@@ -352,25 +435,43 @@ def test_duration_chart_is_svg_with_one_bar_per_step():
 
 
 def test_the_terminal_and_the_banner_word_the_verdict_alike():
-    summary = RunSummary(target="ms5@db:5432/factory_telemetry", kind="preflight", findings=[
-        Finding("TS001", "blocking", "PRIMARY KEY (id) lacks ts", "migrations/011_sensor_log.sql", 2,
-                "factory_telemetry.sensor_log", "Add ts to the key."),
-        Finding("PF030", "blocking", "created_at holds 3 NULL values", table="factory_telemetry.production_kpis"),
-        Finding("TS101", "advisory", "CREATE TABLE without IF NOT EXISTS", "migrations/011_sensor_log.sql", 1)],
+    summary = RunSummary(
+        target="ms5@db:5432/factory_telemetry",
+        kind="preflight",
+        findings=[
+            Finding(
+                "TS001",
+                "blocking",
+                "PRIMARY KEY (id) lacks ts",
+                "migrations/011_sensor_log.sql",
+                2,
+                "factory_telemetry.sensor_log",
+                "Add ts to the key.",
+            ),
+            Finding("PF030", "blocking", "created_at holds 3 NULL values", table="factory_telemetry.production_kpis"),
+            Finding("TS101", "advisory", "CREATE TABLE without IF NOT EXISTS", "migrations/011_sensor_log.sql", 1),
+        ],
         preflight_failures=["suites/preflight/test_x.py::test_lint", "suites/preflight/test_x.py::test_room"],
         failed_tests=["suites/preflight/test_x.py::test_lint", "suites/preflight/test_x.py::test_room"],
-        judged_checks={"suites/preflight/test_x.py::test_lint"})
+        judged_checks={"suites/preflight/test_x.py::test_lint"},
+    )
     lines = terminal_lines(summary)
     banner = banner_html(summary)
     assert lines[0] == "NO-GO: ms5@db:5432/factory_telemetry" and 'data-verdict="NO-GO"' in banner
     assert headline(summary) == "Do not migrate yet: 2 blocking findings and 1 failed check. Nothing was changed."
     # Each blocking finding: the same place and the same words (the table named when the message does not).
-    assert "  BLOCKING TS001 migrations/011_sensor_log.sql:2: PRIMARY KEY (id) lacks ts (table " \
-           "factory_telemetry.sensor_log)" in lines
-    assert ("<b>TS001</b> migrations/011_sensor_log.sql:2: <span class=\"tsm-msg\">PRIMARY KEY (id) lacks ts "
-            "(table factory_telemetry.sensor_log)</span>") in banner
-    assert "  BLOCKING PF030 factory_telemetry.production_kpis: created_at holds 3 NULL values (table " \
-           "factory_telemetry.production_kpis)" in lines
+    assert (
+        "  BLOCKING TS001 migrations/011_sensor_log.sql:2: PRIMARY KEY (id) lacks ts (table "
+        "factory_telemetry.sensor_log)" in lines
+    )
+    assert (
+        '<b>TS001</b> migrations/011_sensor_log.sql:2: <span class="tsm-msg">PRIMARY KEY (id) lacks ts '
+        "(table factory_telemetry.sensor_log)</span>"
+    ) in banner
+    assert (
+        "  BLOCKING PF030 factory_telemetry.production_kpis: created_at holds 3 NULL values (table "
+        "factory_telemetry.production_kpis)" in lines
+    )
     assert "<b>PF030</b> factory_telemetry.production_kpis: " in banner
     # The failed check no finding explains, in both; the judged one and the advisory in neither.
     assert [line for line in lines if "FAILED" in line] == ["  FAILED suites/preflight/test_x.py::test_room"]
@@ -387,17 +488,30 @@ def test_readme_explains_every_field_of_the_record():
 
 def test_after_a_restore_the_verdict_line_says_what_the_database_now_is():
     """Not 'N steps applied' about steps the restore took away: the backup it is back to, and what went with it."""
-    summary = RunSummary(target="ms5@db:5432/factory_telemetry", kind="execute", steps=[
-        {"step": "001", "label": "001_telemetry.sql", "status": "applied", "seconds": 1.0, "details": {}},
-        {"step": "002", "label": "002_plc.sql", "status": "already applied", "seconds": 0.0, "details": {}},
-        {"step": "005", "label": "005_andon.sql", "status": "failed", "seconds": 0.2, "details": {}}],
-        backup={"path": "backups/factory_telemetry-20261203T171500Z", "manifest_sha256": "0" * 64,
-                "taken_at": "2026-12-03T17:15:00+00:00"},
-        execute_failed="005_andon.sql", restore="RESTORED: factory_telemetry is identical to the backup",
-        restored_identical=True, restore_complete=True, failed_tests=["suites/execute/test_steps.py::test_step[005]"])
+    summary = RunSummary(
+        target="ms5@db:5432/factory_telemetry",
+        kind="execute",
+        steps=[
+            {"step": "001", "label": "001_telemetry.sql", "status": "applied", "seconds": 1.0, "details": {}},
+            {"step": "002", "label": "002_plc.sql", "status": "already applied", "seconds": 0.0, "details": {}},
+            {"step": "005", "label": "005_andon.sql", "status": "failed", "seconds": 0.2, "details": {}},
+        ],
+        backup={
+            "path": "backups/factory_telemetry-20261203T171500Z",
+            "manifest_sha256": "0" * 64,
+            "taken_at": "2026-12-03T17:15:00+00:00",
+        },
+        execute_failed="005_andon.sql",
+        restore="RESTORED: factory_telemetry is identical to the backup",
+        restored_identical=True,
+        restore_complete=True,
+        failed_tests=["suites/execute/test_steps.py::test_step[005]"],
+    )
     lines = terminal_lines(summary)
-    assert lines[0] == ("RESTORED: ms5@db:5432/factory_telemetry: back to the backup taken 2026-12-03T17:15:00+00:00; "
-                        "rolled back with it: 001_telemetry.sql"), lines
+    assert lines[0] == (
+        "RESTORED: ms5@db:5432/factory_telemetry: back to the backup taken 2026-12-03T17:15:00+00:00; "
+        "rolled back with it: 001_telemetry.sql"
+    ), lines
     assert not any("steps applied" in line for line in lines)
-    summary.restore_complete = None   # not restored (--no-restore): the steps do stand
+    summary.restore_complete = None  # not restored (--no-restore): the steps do stand
     assert terminal_lines(summary)[0].endswith("1 steps applied, 1 already applied")

@@ -45,12 +45,15 @@ def null_blocks(target: Target) -> dict[str, set[str]]:
                              WHERE attrelid = format('%I.%I', cc.schema_name, cc.table_name)::regclass
                                AND atttypid = '_timescaledb_internal.compressed_data'::regtype AND NOT attisdropped)
                  FROM _timescaledb_catalog.chunk c JOIN _timescaledb_catalog.chunk cc ON cc.id = c.compressed_chunk_id
-                 JOIN _timescaledb_catalog.hypertable h ON h.id = c.hypertable_id""").fetchall()
+                 JOIN _timescaledb_catalog.hypertable h ON h.id = c.hypertable_id"""
+        ).fetchall()
         for hypertable, chunk, compressed, columns in pairs:
             for column in columns:
-                if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {compressed}, "
-                                f"_timescaledb_functions.compressed_data_info({column}) i "
-                                "WHERE i.algorithm = 'NULL')").fetchone()[0]:
+                if conn.execute(
+                    f"SELECT EXISTS (SELECT 1 FROM {compressed}, "
+                    f"_timescaledb_functions.compressed_data_info({column}) i "
+                    "WHERE i.algorithm = 'NULL')"
+                ).fetchone()[0]:
                     found.setdefault(hypertable, set()).add(chunk)
     return found
 
@@ -61,16 +64,20 @@ def test_pf036_compressed_chunks_with_all_null_batches_under_a_version_that_cann
     assert expected, "MS5.0's compressed chunks hold all-NULL batches (columns it leaves NULL)"
     with read_only(compressed_db.conninfo) as conn:
         real = server_timescaledb(conn)
-        assert restorable.restorable_backups(conn, PLAN, real) == [], \
+        assert restorable.restorable_backups(conn, PLAN, real) == [], (
             f"TimescaleDB {real.installed_version} restores them: nothing to say"
+        )
         affected = replace(real, installed_version="2.19.3", available_version="2.19.3")
         found = restorable.restorable_backups(conn, PLAN, affected)
     assert sorted(of(found)) == sorted((BLOCKING, "", hypertable) for hypertable in expected)
     for f in found:
         chunks = expected[f.table]
         assert f"{f.table} has {len(chunks)} compressed chunk(s) with all-NULL batches" in f.message
-        named = [chunk for chunk in chunks if f"{chunk}," in f.message or f"{chunk} " in f.message
-                 or f"{chunk})" in f.message]
+        named = [
+            chunk
+            for chunk in chunks
+            if f"{chunk}," in f.message or f"{chunk} " in f.message or f"{chunk})" in f.message
+        ]
         assert len(named) == min(len(chunks), restorable.LISTED)
         if len(chunks) > restorable.LISTED:
             assert f"and {len(chunks) - restorable.LISTED} more" in f.message
@@ -93,17 +100,28 @@ def test_pf036_compression_planned_under_a_version_that_cannot_restore_its_batch
     code, severity = marked_finding
     with read_only(local_server.conninfo()) as conn:
         real = server_timescaledb(conn)
-        assert restorable.restorable_backups(conn, PLAN, real) == [], \
+        assert restorable.restorable_backups(conn, PLAN, real) == [], (
             f"TimescaleDB {real.available_version} ({real.edition}) cannot have the problem"
-        found = restorable.restorable_backups(conn, PLAN, replace(real, installed_version=None,
-                                                                  available_version="2.19.3", license="timescale"))
+        )
+        found = restorable.restorable_backups(
+            conn, PLAN, replace(real, installed_version=None, available_version="2.19.3", license="timescale")
+        )
     assert of(found) == [(severity, str(PLAN.path), None)]
     assert "TimescaleDB 2.19.3" in found[0].message and "compression is planned" in found[0].message
 
 
-@pytest.mark.parametrize("version, affected", [("2.18.2", False), ("2.19.0", True), ("2.19.3", True),
-                                               ("2.20.0", True), ("2.20.1", False), ("2.21.0", False),
-                                               ("2.28.3", False)])
+@pytest.mark.parametrize(
+    "version, affected",
+    [
+        ("2.18.2", False),
+        ("2.19.0", True),
+        ("2.19.3", True),
+        ("2.20.0", True),
+        ("2.20.1", False),
+        ("2.21.0", False),
+        ("2.28.3", False),
+    ],
+)
 def test_the_versions_that_cannot_restore_null_compressed_batches(version, affected):
     """2.19.0 brought NULL compression; 2.20.1 and 2.21.0 shipped the fix (upstream CHANGELOG)."""
     assert restorable.cannot_restore_null_blocks(version) is affected

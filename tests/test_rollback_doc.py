@@ -17,13 +17,13 @@ import pytest
 from fixtures.servers import server_fixture
 from tsmigrate import backupctl
 from tsmigrate.backup import Backup, take_backup
-from tsmigrate.plan import parse_plan
 from tsmigrate.convert import convert_table
 from tsmigrate.db import is_hypertable
+from tsmigrate.encryption import new_key
 from tsmigrate.fence import Fence
 from tsmigrate.fingerprint import compare, fingerprint_database
 from tsmigrate.janitor import ScratchDatabase
-from tsmigrate.sealing import new_key
+from tsmigrate.plan import parse_plan
 from tsmigrate.servers.local import pg_bindir
 from tsmigrate.target import Target
 
@@ -93,8 +93,13 @@ def plant(rollback_server):
                 GRANT CONNECT ON DATABASE {name} TO {APP_ROLE};
                 ALTER DATABASE {name} SET work_mem = '12MB';""")
         with target.connect(autocommit=False) as conn:
-            plan = parse_plan({"hypertables": {"metric_hist": {"time_column": "ts", "chunk_interval": "1 day",
-                                                               "keep_unique": ["id"]}}}).hypertables[0]
+            plan = parse_plan(
+                {
+                    "hypertables": {
+                        "metric_hist": {"time_column": "ts", "chunk_interval": "1 day", "keep_unique": ["id"]}
+                    }
+                }
+            ).hypertables[0]
             convert_table(conn, "factory_telemetry", plan, has_compression=False)
             conn.commit()
         yield target
@@ -116,23 +121,29 @@ def damage(server, target: Target) -> None:
 
 def follow_the_doc(server, backup: Path, key: Path | None, workdir: Path) -> subprocess.CompletedProcess:
     settings, steps = documented_steps(encrypted=key is not None)
-    ours = {"BACKUP": str(backup), "DB": DB, "PY": sys.executable,
-            "KEY": str(key or "/nonexistent/key"), "PGHOST": server.host, "PGPORT": str(server.port),
-            "PGUSER": server.user}
+    ours = {
+        "BACKUP": str(backup),
+        "DB": DB,
+        "PY": sys.executable,
+        "KEY": str(key or "/nonexistent/key"),
+        "PGHOST": server.host,
+        "PGPORT": str(server.port),
+        "PGUSER": server.user,
+    }
     assert settings_names(settings) == set(ours), "the settings block and this test must name the same values"
     lines = [f"{name}={shlex.quote(value)}" for name, value in ours.items() if not name.startswith("PG")]
     lines.append("export " + " ".join(f"{n}={shlex.quote(v)}" for n, v in ours.items() if n.startswith("PG")))
     script = "set -euo pipefail\n" + "\n".join(lines) + "\n" + "\n".join(steps)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(PGPASSWORD=server.password, PATH=f"{pg_bindir()}:{env.get('PATH', '')}",
-               PYTHONPATH=str(PROJECT))
+    env.update(PGPASSWORD=server.password, PATH=f"{pg_bindir()}:{env.get('PATH', '')}", PYTHONPATH=str(PROJECT))
     return subprocess.run(["bash", "-c", script], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _databases(server) -> list[str]:
     with psycopg.connect(server.conninfo(), autocommit=True) as admin:
-        return [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
-                                            (DB + "%",))]
+        return [
+            r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", (DB + "%",))
+        ]
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
@@ -143,8 +154,10 @@ def test_the_documented_manual_rollback_brings_the_backup_back(encrypted, rollba
         key = new_key(tmp_path / "keys" / "backup.key")
     # As in a real run, the backup is taken inside the fence: its roles.sql must still give the role LOGIN back.
     with plant.connect() as conn, Fence(conn, [APP_ROLE]) as fence:
-        assert fence.fenced and not conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
-                                                 (APP_ROLE,)).fetchone()[0]
+        assert (
+            fence.fenced
+            and not conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()[0]
+        )
         backup = take_backup(plant, tmp_path / "backups", key=key)
     assert backup.encrypted == encrypted
     damage(rollback_server, plant)
@@ -157,24 +170,33 @@ def test_the_documented_manual_rollback_brings_the_backup_back(encrypted, rollba
     with plant.connect() as conn:
         assert compare(Backup.load(backup.path).fingerprints, fingerprint_database(conn)) == []
         assert is_hypertable(conn, "factory_telemetry", "metric_hist")
-        chunks = conn.execute("SELECT count(*) FROM timescaledb_information.chunks "
-                              "WHERE hypertable_name = 'metric_hist'").fetchone()[0]
+        chunks = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'metric_hist'"
+        ).fetchone()[0]
         assert chunks >= 20
         assert conn.execute("SELECT count(*) FROM factory_telemetry.latest").fetchone()[0] == 6
-        assert conn.execute("SELECT has_table_privilege(%s, 'factory_telemetry.metric_hist', 'INSERT')",
-                            (APP_ROLE,)).fetchone()[0]
-        assert conn.execute("SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
-                            (APP_ROLE,)).fetchone() == (True, None), "as before the fence: LOGIN, no fence record"
-        assert conn.execute("SELECT has_database_privilege(%s, current_database(), 'CONNECT')",
-                            (APP_ROLE,)).fetchone()[0]
-        settings = conn.execute("SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
-                                "WHERE d.datname = current_database() AND s.setrole = 0").fetchone()[0]
+        assert conn.execute(
+            "SELECT has_table_privilege(%s, 'factory_telemetry.metric_hist', 'INSERT')", (APP_ROLE,)
+        ).fetchone()[0]
+        assert conn.execute(
+            "SELECT rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (APP_ROLE,)
+        ).fetchone() == (True, None), "as before the fence: LOGIN, no fence record"
+        assert conn.execute("SELECT has_database_privilege(%s, current_database(), 'CONNECT')", (APP_ROLE,)).fetchone()[
+            0
+        ]
+        settings = conn.execute(
+            "SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+            "WHERE d.datname = current_database() AND s.setrole = 0"
+        ).fetchone()[0]
         assert "work_mem=12MB" in settings
         restoring = conn.execute("SELECT current_setting('timescaledb.restoring')").fetchone()[0]
         assert restoring == "off", "timescaledb_post_restore() ran"
     assert _databases(rollback_server) == [DB, f"{DB}_failed_manual"]
     with psycopg.connect(rollback_server.conninfo(f"{DB}_failed_manual")) as failed:
-        assert failed.execute("SELECT count(*) FROM factory_telemetry.metric_hist WHERE metric_def_id = 3").fetchone()[0] == 0
+        assert (
+            failed.execute("SELECT count(*) FROM factory_telemetry.metric_hist WHERE metric_def_id = 3").fetchone()[0]
+            == 0
+        )
     leftovers = sorted(p.name for p in backup.path.parent.iterdir())
     assert leftovers == [backup.path.name], "no decrypted copy is left behind"
     if encrypted:

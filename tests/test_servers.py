@@ -40,8 +40,12 @@ def test_local_cluster_loads_timescaledb(local_server):
         assert ts.edition == installed.edition
         conn.execute("CREATE TABLE readings (ts timestamptz NOT NULL, value double precision)")
         conn.execute("SELECT create_hypertable('readings', 'ts', chunk_time_interval => interval '1 hour')")
-        conn.execute("INSERT INTO readings SELECT t, 1 FROM generate_series(now() - interval '5 hours', now(), interval '10 minutes') t")
-        chunks = conn.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'").fetchone()[0]
+        conn.execute(
+            "INSERT INTO readings SELECT t, 1 FROM generate_series(now() - interval '5 hours', now(), interval '10 minutes') t"
+        )
+        chunks = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
+        ).fetchone()[0]
         assert chunks >= 5
 
 
@@ -106,20 +110,28 @@ def test_cluster_is_removed_after_a_test_that_failed(tmp_path):
     """Run a failing test that uses the server fixture, in a separate pytest; its cluster must be gone."""
     record = tmp_path / "cluster-dir.txt"
     test_file = tmp_path / "test_fails.py"
-    test_file.write_text(textwrap.dedent(f"""
+    test_file.write_text(
+        textwrap.dedent(f"""
         import psycopg
         def test_uses_server_then_fails(local_server):
             with psycopg.connect(local_server.conninfo()) as conn:
                 data_dir = conn.execute("SHOW data_directory").fetchone()[0]
             open({str(record)!r}, "w").write(data_dir)
             assert False, "this test fails on purpose"
-    """))
+    """)
+    )
     (tmp_path / "conftest.py").write_text(
         "pytest_plugins = ('tsmigrate.plugin', 'fixtures.servers')\n"
-        "from fixtures.servers import server_fixture\nlocal_server = server_fixture(kind='local')\n")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT)})
+        "from fixtures.servers import server_fixture\nlocal_server = server_fixture(kind='local')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "this test fails on purpose" in result.stdout
     data_dir = Path(record.read_text())
@@ -129,11 +141,10 @@ def test_cluster_is_removed_after_a_test_that_failed(tmp_path):
 
 @pytest.mark.needs_local_cluster
 def test_cluster_is_removed_when_the_block_raises():
-    with pytest.raises(RuntimeError):
-        with LocalCluster() as info:
-            with psycopg.connect(info.conninfo()) as conn:
-                base = Path(conn.execute("SHOW data_directory").fetchone()[0]).parent
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), LocalCluster() as info:
+        with psycopg.connect(info.conninfo()) as conn:
+            base = Path(conn.execute("SHOW data_directory").fetchone()[0]).parent
+        raise RuntimeError("boom")
     assert not base.exists()
 
 
@@ -144,13 +155,16 @@ def test_unknown_server_kind_is_refused():
 
 @pytest.mark.skipif(not docker_available(), reason="no Docker engine answers on this machine")
 def test_docker_server_runs_pinned_timescaledb():
-    with throwaway_server("docker") as info:
-        with psycopg.connect(info.conninfo(), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            assert conn.execute("SELECT extversion FROM pg_extension WHERE extname='timescaledb'").fetchone()[0] == "2.19.3"
+    with throwaway_server("docker") as info, psycopg.connect(info.conninfo(), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        assert (
+            conn.execute("SELECT extversion FROM pg_extension WHERE extname='timescaledb'").fetchone()[0]
+            == "2.19.3"
+        )
 
 
 # -- an external server for the tests (CI's service container) ------------------------------------------------
+
 
 def uri_of(info) -> str:
     return f"postgresql://{info.user}:{info.password}@{info.host}:{info.port}/postgres"
@@ -159,20 +173,28 @@ def uri_of(info) -> str:
 def test_an_external_server_is_used_as_it_is_and_left_running(local_server):
     server = ExternalServer(uri_of(local_server), source=TEST_DSN_ENV)
     with server as info:
-        assert (info.kind, info.host, info.port, info.user) == ("external", local_server.host, local_server.port,
-                                                                local_server.user)
+        assert (info.kind, info.host, info.port, info.user) == (
+            "external",
+            local_server.host,
+            local_server.port,
+            local_server.user,
+        )
         assert info.version == local_server.version
         assert local_server.password not in repr(info) and local_server.password not in info.describe()
         with psycopg.connect(info.conninfo(), autocommit=True) as conn:
             assert conn.execute("SELECT inet_server_port()").fetchone()[0] == local_server.port
-    with psycopg.connect(local_server.conninfo(), autocommit=True) as conn:   # not ours: still running
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as conn:  # not ours: still running
         assert conn.execute("SELECT 1").fetchone()[0] == 1
 
 
-@pytest.mark.parametrize("dsn, says", [
-    ("postgresql://postgres:hunter2-pw@127.0.0.1:1/postgres", "is not reachable"),
-    ("host=127.0.0.1 password=hunter2-pw bogus_key=1", "is not a valid DSN"),
-], ids=["unreachable", "invalid"])
+@pytest.mark.parametrize(
+    "dsn, says",
+    [
+        ("postgresql://postgres:hunter2-pw@127.0.0.1:1/postgres", "is not reachable"),
+        ("host=127.0.0.1 password=hunter2-pw bogus_key=1", "is not a valid DSN"),
+    ],
+    ids=["unreachable", "invalid"],
+)
 def test_an_external_server_that_cannot_be_used_is_a_clear_error_without_its_password(dsn, says):
     with pytest.raises(ServerStartError) as raised:
         ExternalServer(dsn, source=TEST_DSN_ENV, ready_timeout=1).start()
@@ -197,13 +219,16 @@ def test_an_external_server_needs_a_superuser(local_server):
 def test_with_the_variable_set_the_tests_run_on_that_server_and_say_so(local_server, tmp_path):
     """A pytest run wired like tests/conftest.py, given this session's server as the external one."""
     record = tmp_path / "port.txt"
-    (tmp_path / "conftest.py").write_text(textwrap.dedent("""
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent("""
         pytest_plugins = ("tsmigrate.plugin", "fixtures.servers")
         from testbed.apache import apache_server  # noqa: F401
         from fixtures.servers import TEST_DSN_ENV, server_fixture
         local_server = server_fixture(kind="local", external_env=TEST_DSN_ENV)
-    """))
-    (tmp_path / "test_external.py").write_text(textwrap.dedent(f"""
+    """)
+    )
+    (tmp_path / "test_external.py").write_text(
+        textwrap.dedent(f"""
         import psycopg
         import pytest
 
@@ -217,11 +242,20 @@ def test_with_the_variable_set_the_tests_run_on_that_server_and_say_so(local_ser
         @pytest.mark.needs_local_cluster
         def test_with_a_cluster_of_its_own():
             raise AssertionError("must not run beside an external server")
-    """))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "test_external.py"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT), str(PROJECT / "tests")]),
-                                 TEST_DSN_ENV: uri_of(local_server)})
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "test_external.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(PROJECT), str(PROJECT / "tests")]),
+            TEST_DSN_ENV: uri_of(local_server),
+        },
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert int(record.read_text()) == local_server.port, "the test ran on a server of its own, not the external one"
@@ -229,18 +263,24 @@ def test_with_the_variable_set_the_tests_run_on_that_server_and_say_so(local_ser
     assert local_server.password not in output
     edition = timescale_of(local_server).edition
     served = f"external server {local_server.host}:{local_server.port}"
-    assert re.search(rf"^local_server: {served}, PostgreSQL .*, {edition} edition .*: 1 passed$", result.stdout,
-                     re.MULTILINE), result.stdout
+    assert re.search(
+        rf"^local_server: {served}, PostgreSQL .*, {edition} edition .*: 1 passed$", result.stdout, re.MULTILINE
+    ), result.stdout
     if edition == APACHE:
-        assert re.search(rf"^apache_server: the server of local_server, {served}, .*apache edition .*: 1 passed$",
-                         result.stdout, re.MULTILINE), result.stdout
+        assert re.search(
+            rf"^apache_server: the server of local_server, {served}, .*apache edition .*: 1 passed$",
+            result.stdout,
+            re.MULTILINE,
+        ), result.stdout
     elif not docker_available():
         assert "no Docker engine answers to start one with timescaledb.license = apache" in output
 
 
 def test_the_apache_edition_server_refuses_what_that_edition_lacks(apache_server, local_server):
-    with ScratchDatabase(apache_server.conninfo(), "apache_probe") as name, \
-            psycopg.connect(apache_server.conninfo(name), autocommit=True) as conn:
+    with (
+        ScratchDatabase(apache_server.conninfo(), "apache_probe") as name,
+        psycopg.connect(apache_server.conninfo(name), autocommit=True) as conn,
+    ):
         conn.execute("CREATE EXTENSION timescaledb")
         assert server_timescaledb(conn).edition == APACHE
         conn.execute("CREATE TABLE readings (ts timestamptz NOT NULL, value double precision)")

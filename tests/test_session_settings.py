@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-
 from testbed.legacy import fingerprints, fingerprints_as_before
+
 from tsmigrate import session
 from tsmigrate.fingerprint import compare
 from tsmigrate.target import Target
@@ -26,16 +26,29 @@ def timed_out_migrator(local_server, legacy_db):
     role = "timed_out_migrator"
     with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(local_server.password)))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(local_server.password)
+            )
+        )
         for setting, value in SITE_TIMEOUTS.items():
-            for statement in ("ALTER ROLE {role} SET {setting} = {value}",
-                              "ALTER DATABASE {db} SET {setting} = {value}"):
-                admin.execute(sql.SQL(statement).format(
-                    role=sql.Identifier(role), db=sql.Identifier(legacy_db.dbname),
-                    setting=sql.Identifier(setting), value=sql.Literal(value)))
-        admin.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET statement_timeout = '40ms'").format(
-            sql.Identifier(role), sql.Identifier(legacy_db.dbname)))
+            for statement in (
+                "ALTER ROLE {role} SET {setting} = {value}",
+                "ALTER DATABASE {db} SET {setting} = {value}",
+            ):
+                admin.execute(
+                    sql.SQL(statement).format(
+                        role=sql.Identifier(role),
+                        db=sql.Identifier(legacy_db.dbname),
+                        setting=sql.Identifier(setting),
+                        value=sql.Literal(value),
+                    )
+                )
+        admin.execute(
+            sql.SQL("ALTER ROLE {} IN DATABASE {} SET statement_timeout = '40ms'").format(
+                sql.Identifier(role), sql.Identifier(legacy_db.dbname)
+            )
+        )
     yield Target(make_conninfo(legacy_db.conninfo, user=role), f"test database {legacy_db.dbname} as {role}")
     # What the run created is owned by the role (in the database, and databases a failed run kept): hand it over.
     with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
@@ -52,7 +65,7 @@ def timed_out_migrator(local_server, legacy_db):
 def test_the_sites_timeouts_are_what_a_plain_session_gets(timed_out_migrator):
     """The condition is real: a session that does not set its own gets the site's timeouts."""
     with psycopg.connect(timed_out_migrator.conninfo, autocommit=True) as conn:
-        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "40ms"   # role in database wins
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "40ms"  # role in database wins
         assert conn.execute("SHOW lock_timeout").fetchone()[0] == "10ms"
         with pytest.raises(psycopg.errors.QueryCanceled):
             conn.execute("SELECT pg_sleep(0.2)")
@@ -60,8 +73,11 @@ def test_the_sites_timeouts_are_what_a_plain_session_gets(timed_out_migrator):
 
 def test_every_connection_of_the_run_sets_its_own_timeouts(timed_out_migrator):
     with timed_out_migrator.connect() as conn:
-        assert [conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(s))).fetchone()[0]
-                for s in SITE_TIMEOUTS] == ["0", "0", "0"]
+        assert [conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(s))).fetchone()[0] for s in SITE_TIMEOUTS] == [
+            "0",
+            "0",
+            "0",
+        ]
         conn.execute("SELECT pg_sleep(0.2)")
     # A connection that passes its own options keeps them, beside the run's.
     with timed_out_migrator.connect(options="-c default_transaction_read_only=on") as conn:
@@ -70,8 +86,10 @@ def test_every_connection_of_the_run_sets_its_own_timeouts(timed_out_migrator):
     # So does a DSN that carries options of its own (libpq would otherwise take the run's instead of them).
     with_options = Target(make_conninfo(timed_out_migrator.conninfo, options="-c work_mem=7MB"), "a DSN with options")
     with with_options.connect() as conn:
-        assert conn.execute("SELECT current_setting('work_mem'), current_setting('lock_timeout')").fetchone() \
-            == ("7MB", "0")
+        assert conn.execute("SELECT current_setting('work_mem'), current_setting('lock_timeout')").fetchone() == (
+            "7MB",
+            "0",
+        )
     assert "work_mem=7MB" in with_options.for_client_programs()[0]
     # The client programs get them through PGOPTIONS.
     _, env = timed_out_migrator.for_client_programs()
@@ -83,13 +101,16 @@ def test_the_overrides_are_read_from_the_catalog(timed_out_migrator):
         overrides = session.overridden_settings(conn)
     found = {(o.setting, o.value, o.set_by) for o in overrides}
     db, role = timed_out_migrator.dbname, "timed_out_migrator"
-    assert found == {("statement_timeout", "40ms", f"role {role} in database {db}"),
-                     *((s, v, f"role {role}") for s, v in SITE_TIMEOUTS.items()),
-                     *((s, v, f"database {db}") for s, v in SITE_TIMEOUTS.items())}
+    assert found == {
+        ("statement_timeout", "40ms", f"role {role} in database {db}"),
+        *((s, v, f"role {role}") for s, v in SITE_TIMEOUTS.items()),
+        *((s, v, f"database {db}") for s, v in SITE_TIMEOUTS.items()),
+    }
 
 
-def test_a_full_run_ends_success_whatever_timeouts_the_role_and_database_set(timed_out_migrator, legacy_db, run_suite,
-                                                                             tmp_path):
+def test_a_full_run_ends_success_whatever_timeouts_the_role_and_database_set(
+    timed_out_migrator, legacy_db, run_suite, tmp_path
+):
     before = fingerprints(legacy_db)
     result = run_suite("suites", "--dsn", timed_out_migrator.conninfo)
     record = json.loads((tmp_path / "reports" / "latest.json").read_text())

@@ -1,4 +1,4 @@
-"""`python -m tsmigrate.soak` end to end at a small size: a full run while a login role of the application
+"""`python -m tsmigrate_tools.soak` end to end at a small size: a full run while a login role of the application
 inserts every 100 ms, fenced and succeeding, or unfenced with a failure that restores. What is asserted is what
 the soak read from the database at the end of each run: every row the application committed is there."""
 
@@ -15,12 +15,20 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 # A run that succeeds may miss a performance target on a busy machine (BELOW TARGET): its data is whole all the same.
-@pytest.mark.parametrize("args, expected", [((), "SUCCESS or BELOW TARGET"), (("--fence", "off", "--fail"), "RESTORED")],
-                         ids=["fenced-success", "unfenced-failure"])
+@pytest.mark.parametrize(
+    "args, expected",
+    [((), "SUCCESS or BELOW TARGET"), (("--fence", "off", "--fail"), "RESTORED")],
+    ids=["fenced-success", "unfenced-failure"],
+)
 def test_a_soak_run_ends_as_expected_with_every_committed_row_there(tmp_path, args, expected):
     out = tmp_path / "soak.json"
-    result = subprocess.run([sys.executable, "-m", "tsmigrate.soak", "--rows", "20000", "--json", str(out), *args],
-                            cwd=PROJECT, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "tsmigrate_tools.soak", "--rows", "20000", "--json", str(out), *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [run] = json.loads(out.read_text())
     assert (run["expected"], run["ok"]) == (expected, True) and run["verdict"] in expected.split(" or "), run

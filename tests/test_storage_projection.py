@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from testbed.legacy import clone_for, frozen_template, migrations_with_benchmarks
+
 from tsmigrate.bench.storage import GB, Growth, month_bytes, project
 from tsmigrate.findings import ADVISORY
 from tsmigrate.janitor import drop_database
@@ -29,7 +29,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 # projects 0.87x what the post-flight then finds, on both editions (community: 78% measured; the pre-flight's own
 # figure, with the plan's 70% assumed, came to 0.99x). Stated bound: 1.25x either way.
 FACTOR = 1.25
-
 
 
 def edit_plan_entry(plan_file: Path, table: str, **values: str) -> None:
@@ -57,7 +56,7 @@ def projection_of(target, migrations: Path):
 def test_pf075_a_storage_target_the_live_tables_will_not_meet(marked_finding, legacy_db, tmp_path):
     code, severity = marked_finding
     _, projected = projection_of(legacy_db, PROJECT / "migrations")
-    target_gb = projected.bytes_per_month / GB / 3       # a third of what the live tables will take
+    target_gb = projected.bytes_per_month / GB / 3  # a third of what the live tables will take
     migrations = migrations_with_benchmarks(tmp_path, max_storage_gb_per_month=f"{target_gb:.9f}")
     plan, projection = projection_of(legacy_db, migrations)
     found = storage.storage_target(projection, plan)
@@ -69,8 +68,11 @@ def test_pf075_a_storage_target_the_live_tables_will_not_meet(marked_finding, le
     # It points at the table's setting in plan.toml ...
     line = (migrations / "plan.toml").read_text().splitlines()[f.line - 1]
     assert f.path == str(migrations / "plan.toml") and re.match(r"(compress_after|drop_after) = ", line), line
-    section = max(i for i, text in enumerate((migrations / "plan.toml").read_text().splitlines()[:f.line])
-                  if text.startswith("["))
+    section = max(
+        i
+        for i, text in enumerate((migrations / "plan.toml").read_text().splitlines()[: f.line])
+        if text.startswith("[")
+    )
     assert (migrations / "plan.toml").read_text().splitlines()[section] == f"[hypertables.{table}]"
     # ... with the figures: the total against the target, and each table's rows per day and bytes per row.
     assert f"projected at {projection.bytes_per_month / GB:.2f} GB/month" in f.message
@@ -93,7 +95,9 @@ def test_pf075_a_storage_target_the_live_tables_will_not_meet(marked_finding, le
 
 def test_a_generous_storage_target_gives_no_finding(legacy_db, tmp_path):
     _, projected = projection_of(legacy_db, PROJECT / "migrations")
-    migrations = migrations_with_benchmarks(tmp_path, max_storage_gb_per_month=f"{projected.bytes_per_month / GB * 3:.9f}")
+    migrations = migrations_with_benchmarks(
+        tmp_path, max_storage_gb_per_month=f"{projected.bytes_per_month / GB * 3:.9f}"
+    )
     plan, projection = projection_of(legacy_db, migrations)
     assert projection.bytes_per_month == pytest.approx(projected.bytes_per_month, rel=0.01)
     assert storage.storage_target(projection, plan) == []
@@ -108,17 +112,23 @@ def test_the_projection_counts_retention_and_compression_as_planned(legacy_db):
     assert month_bytes(per_day, h, None) == pytest.approx(per_day * 30)
     assert month_bytes(per_day, h, 70) == pytest.approx(per_day * (7 + 23 * 0.3))
     week = load_plan(PROJECT / "migrations").hypertable("metric_hist")
-    week = replace(week, compress_after=parse_interval("2 days", "plan.toml", "x"),
-                   drop_after=parse_interval("10 days", "plan.toml", "x"))
+    week = replace(
+        week,
+        compress_after=parse_interval("2 days", "plan.toml", "x"),
+        drop_after=parse_interval("10 days", "plan.toml", "x"),
+    )
     assert month_bytes(per_day, week, None) == pytest.approx(per_day * 10)
     assert month_bytes(per_day, week, 70) == pytest.approx(per_day * (2 + 8 * 0.3))
 
 
 def test_the_preflight_run_reports_the_projection_and_pf075_without_blocking(legacy_db, run_suite, tmp_path):
     _, projected = projection_of(legacy_db, PROJECT / "migrations")
-    migrations = migrations_with_benchmarks(tmp_path, max_storage_gb_per_month=f"{projected.bytes_per_month / GB / 3:.9f}")
-    result = run_suite("suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations),
-                       "--no-rehearse")
+    migrations = migrations_with_benchmarks(
+        tmp_path, max_storage_gb_per_month=f"{projected.bytes_per_month / GB / 3:.9f}"
+    )
+    result = run_suite(
+        "suites/preflight", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse"
+    )
     record = json.loads((tmp_path / "reports" / "latest.json").read_text())
     assert result.returncode == 0 and record["verdict"] == "GO", result.stdout[-3000:]
     pf075 = [f for f in record["findings"] if f["code"] == "PF075"]
@@ -146,8 +156,9 @@ def compared_db(request, local_server, compared_template):
     yield from clone_for(request, local_server, compared_template, prefix="ms5_storage")
 
 
-def test_the_projection_before_the_window_is_within_a_factor_of_what_the_postflight_measures(compared_db, run_suite,
-                                                                                            tmp_path):
+def test_the_projection_before_the_window_is_within_a_factor_of_what_the_postflight_measures(
+    compared_db, run_suite, tmp_path
+):
     plan, before = projection_of(compared_db, PROJECT / "migrations")
     result = run_suite("suites/execute", "suites/postflight", "--dsn", compared_db.conninfo, "--no-rehearse")
     record = json.loads((tmp_path / "reports" / "latest.json").read_text())
@@ -159,9 +170,11 @@ def test_the_projection_before_the_window_is_within_a_factor_of_what_the_postfli
     grown = [(t.hypertable, t.growth) for t in before.tables]
     same_compression = project(grown, percent).bytes_per_month
     ratio = same_compression / after
-    print(f"projected before the window {same_compression / GB:.4f} GB/month, measured after {after / GB:.4f} "
-          f"GB/month ({percent and round(percent)}% compression): ratio {ratio:.2f}; the pre-flight's own figure, "
-          f"with {before.compression_percent}% compression: {before.bytes_per_month / GB:.4f} GB/month")
+    print(
+        f"projected before the window {same_compression / GB:.4f} GB/month, measured after {after / GB:.4f} "
+        f"GB/month ({percent and round(percent)}% compression): ratio {ratio:.2f}; the pre-flight's own figure, "
+        f"with {before.compression_percent}% compression: {before.bytes_per_month / GB:.4f} GB/month"
+    )
     assert 1 / FACTOR <= ratio <= FACTOR, (ratio, measured["extra"]["per_table"], measured["details"])
     if percent is not None and percent >= plan.benchmarks.min_compression_percent:
         # The pre-flight assumes the least compression the post-flight accepts: when that benchmark passes, the
@@ -171,11 +184,14 @@ def test_the_projection_before_the_window_is_within_a_factor_of_what_the_postfli
 
 # -- the advice, on figures of a site ten times MS5.0's demo (no database) ------------------------------------
 
+
 @pytest.mark.parametrize("percent", [90, 70, None], ids=["90%", "70%", "uncompressed"])
 def test_the_advice_meets_the_target_with_settings_the_plan_accepts(percent):
     plan = load_plan(PROJECT / "migrations")
-    growth = {h.table: Growth(f"factory_telemetry.{h.table}", 110e6 if h.table == "metric_hist" else 1e6, 1e6, "")
-              for h in plan.hypertables}
+    growth = {
+        h.table: Growth(f"factory_telemetry.{h.table}", 110e6 if h.table == "metric_hist" else 1e6, 1e6, "")
+        for h in plan.hypertables
+    }
     projection = project([(h, growth[h.table]) for h in plan.hypertables], percent)
     assert projection.bytes_per_month > GB
     changes, after = projection.changes_to_meet(1.0)
@@ -186,7 +202,10 @@ def test_the_advice_meets_the_target_with_settings_the_plan_accepts(percent):
         h = next(t.hypertable for t in after.tables if t.hypertable.table == table)
         assert not (h.compress_after and h.drop_after) or h.drop_after.seconds > h.compress_after.seconds, (table, h)
     advice = projection.advice(1.0)
-    assert advice.startswith("Set in [hypertables.metric_hist] ") and f"{after.bytes_per_month / GB:.3g} GB/month" in advice
+    assert (
+        advice.startswith("Set in [hypertables.metric_hist] ")
+        and f"{after.bytes_per_month / GB:.3g} GB/month" in advice
+    )
     assert ("drop_after" in changes["metric_hist"]) == (percent is None or percent == 70)
     # A target no setting reaches says so, and what is left to change.
     assert projection.advice(0.001).startswith("No compress_after or drop_after of the planned tables brings it under")

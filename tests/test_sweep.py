@@ -14,25 +14,33 @@ from pathlib import Path
 
 import pytest
 
-from tsmigrate.sweep.killed_run import what_it_was_doing
-from tsmigrate.sweep.leftovers import leftovers
-from tsmigrate.sweep.runs import RunFiles, kill_group
+from tsmigrate_tools.sweep.killed_run import what_it_was_doing
+from tsmigrate_tools.sweep.leftovers import leftovers
+from tsmigrate_tools.sweep.runs import RunFiles, kill_group
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
 def run_sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tsmigrate.sweep", *args], cwd=PROJECT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tsmigrate_tools.sweep", *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--points", "0"], "--points must be at least 1, got 0"),
-    (["--points", "-2"], "--points must be at least 1, got -2"),
-    (["--points", "many"], "invalid int value"),
-    (["--scale", "huge"], "invalid choice"),
-    (["--server", "docker"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--points", "0"], "--points must be at least 1, got 0"),
+        (["--points", "-2"], "--points must be at least 1, got -2"),
+        (["--points", "many"], "invalid int value"),
+        (["--scale", "huge"], "invalid choice"),
+        (["--server", "docker"], "invalid choice"),
+    ],
+)
 def test_usage_errors_exit_2_with_a_message_and_no_traceback(args, message):
     result = run_sweep(*args, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -52,11 +60,15 @@ def test_what_a_killed_run_was_doing_is_read_from_its_output_log_and_ledger(tmp_
         "PASSED                                                                   [ 18%]\n"
         "suites/execute/test_steps.py::test_step[001_telemetry.sql] PASSED [ 22%]\n"
         "suites/execute/test_steps.py::test_step[convert factory_telemetry.metric_hist] \n"
-        "-------------------------------- live log call ---------------------------------\n")
-    files.log.write_text("1000.000 backup: verified\n1010.250 factory_telemetry.metric_hist: creating hypertable on ts\n")
+        "-------------------------------- live log call ---------------------------------\n"
+    )
+    files.log.write_text(
+        "1000.000 backup: verified\n1010.250 factory_telemetry.metric_hist: creating hypertable on ts\n"
+    )
     assert what(files, ["convert:metric_hist"], killed_at=1012.0) == (
         'during execute: convert metric_hist; log 1.8 s before "factory_telemetry.metric_hist: creating hypertable '
-        'on ts"; ledger: convert:metric_hist started')
+        'on ts"; ledger: convert:metric_hist started'
+    )
 
     files.stdout.write_text("suites/postflight/test_integrity.py::test_foreign_keys_hold PASSED [ 60%]\n")
     files.log.write_text("")
@@ -67,7 +79,8 @@ def test_what_a_killed_run_was_doing_is_read_from_its_output_log_and_ledger(tmp_
         "suites/postflight/test_policies_scheduled.py::test_policies_scheduled_once_every_check_passed SKIPPED [100%]\n"
         "\n=============================== warnings summary ===============================\n"
         "suites/preflight/test_migration_files.py::test_tables_to_convert_are_ready\n"
-        "  /work/main/suites/preflight/test_migration_files.py:21: AdvisoryWarning: ...\n")
+        "  /work/main/suites/preflight/test_migration_files.py:21: AdvisoryWarning: ...\n"
+    )
     assert what(files, []) == "after the last test: writing the summary and reports"
 
 
@@ -88,8 +101,15 @@ def test_leftovers_are_found_by_process_group_and_by_a_client_naming_the_databas
     # A "run" whose child outlives it: the leader is killed, its child stays in the group.
     run = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
     # A client program (argv[0] pg_dump) that names a scratch copy of the run's database, outside the group.
-    client = subprocess.Popen(["bash", "-c", 'exec -a pg_dump "$0" -c "import time; time.sleep(60)" '
-                               '"dbname=ms5_sweep_07_rehearsal_20261201 password=s3cret"', sys.executable])
+    client = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            'exec -a pg_dump "$0" -c "import time; time.sleep(60)" '
+            '"dbname=ms5_sweep_07_rehearsal_20261201 password=s3cret"',
+            sys.executable,
+        ]
+    )
     try:
         assert _wait_for(lambda: any(p.pid == client.pid for p in leftovers("ms5_sweep_07", -1, "")))
         os.kill(run.pid, signal.SIGKILL)
@@ -145,8 +165,8 @@ def test_a_sweep_with_the_application_writing_and_online_conversions_loses_no_co
 def test_a_committed_row_that_is_gone_is_named_and_the_writers_rows_are_cleared(legacy_db):
     """What a sweep point judges the application by: the ids it saw committed that are missing; and after that
     no row of the writer's stays to upset the fingerprints."""
-    from tsmigrate.sweep.points import WRITER_MARKER, writer_rows_lost
-    from tsmigrate.appsim import TelemetryWriter
+    from tsmigrate_tools.appsim import TelemetryWriter
+    from tsmigrate_tools.sweep.points import WRITER_MARKER, writer_rows_lost
 
     writer = TelemetryWriter(legacy_db.conninfo, marker=WRITER_MARKER, interval=0.02)
     writer.start()
@@ -160,5 +180,9 @@ def test_a_committed_row_that_is_gone_is_named_and_the_writers_rows_are_cleared(
         conn.execute("DELETE FROM factory_telemetry.metric_hist WHERE id = %s", (gone,))
     assert writer_rows_lost(legacy_db.conninfo, writer) == [gone]
     with legacy_db.connect() as conn:
-        assert conn.execute("SELECT count(*) FROM factory_telemetry.metric_hist WHERE value_text = %s",
-                            (WRITER_MARKER,)).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM factory_telemetry.metric_hist WHERE value_text = %s", (WRITER_MARKER,)
+            ).fetchone()[0]
+            == 0
+        )

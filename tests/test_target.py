@@ -6,8 +6,17 @@ import pytest
 
 from tsmigrate.target import Target, TargetError, redact, resolve_target
 
-PG_VARS = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGPASSFILE",
-           "PGSERVICE", "PGSERVICEFILE")
+PG_VARS = (
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+)
 
 
 @pytest.fixture
@@ -62,8 +71,10 @@ def test_libpq_environment_is_a_target(clean_env, local_server):
 
 def test_service_file_is_a_target(clean_env, local_server, tmp_path):
     service_file = tmp_path / "pg_service.conf"
-    service_file.write_text(f"[ms5]\nhost={local_server.host}\nport={local_server.port}\nuser={local_server.user}\n"
-                            f"password={local_server.password}\ndbname=postgres\n")
+    service_file.write_text(
+        f"[ms5]\nhost={local_server.host}\nport={local_server.port}\nuser={local_server.user}\n"
+        f"password={local_server.password}\ndbname=postgres\n"
+    )
     clean_env.setenv("PGSERVICEFILE", str(service_file))
     clean_env.setenv("PGSERVICE", "ms5")
     target = resolve_target(None)
@@ -80,13 +91,16 @@ def test_connection_failure_names_target_without_password(clean_env):
     assert "127.0.0.1:1/d" in str(raised.value)
 
 
-@pytest.mark.parametrize("text, secret", [
-    ("postgresql://ms5:p%40ss@db:5432/factory_telemetry", "p%40ss"),
-    ("postgres://ms5:plain@db/factory_telemetry", "plain"),
-    ("host=db password=abc123 dbname=x", "abc123"),
-    ("host=db password='with space' dbname=x", "with space"),
-    ("host=db PASSWORD = spaced dbname=x", "spaced"),
-])
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        ("postgresql://ms5:p%40ss@db:5432/factory_telemetry", "p%40ss"),
+        ("postgres://ms5:plain@db/factory_telemetry", "plain"),
+        ("host=db password=abc123 dbname=x", "abc123"),
+        ("host=db password='with space' dbname=x", "with space"),
+        ("host=db PASSWORD = spaced dbname=x", "spaced"),
+    ],
+)
 def test_redact_hides_passwords_in_every_form(text, secret):
     assert secret not in redact(text)
     assert "***" in redact(text)

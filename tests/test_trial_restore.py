@@ -32,11 +32,15 @@ def series_db(apache_server):
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             conn.execute("CREATE TABLE lines (line_id int PRIMARY KEY, name text NOT NULL)")
             conn.execute("INSERT INTO lines VALUES (1, 'press'), (2, 'paint')")
-            conn.execute("CREATE TABLE series (ts timestamptz NOT NULL, line_id int NOT NULL REFERENCES lines, "
-                         "v double precision, note text)")
+            conn.execute(
+                "CREATE TABLE series (ts timestamptz NOT NULL, line_id int NOT NULL REFERENCES lines, "
+                "v double precision, note text)"
+            )
             conn.execute("SELECT create_hypertable('series', by_range('ts', INTERVAL '1 hour'))")
-            conn.execute("INSERT INTO series SELECT now() - i * interval '5 minutes', 1 + i % 2, i, NULL "
-                         "FROM generate_series(1, 576) i")
+            conn.execute(
+                "INSERT INTO series SELECT now() - i * interval '5 minutes', 1 + i % 2, i, NULL "
+                "FROM generate_series(1, 576) i"
+            )
         yield target
 
 
@@ -45,8 +49,9 @@ def test_a_backup_is_verified_by_restoring_a_chunk_of_each_hypertable(series_db,
     trial = backup.manifest[MANIFEST_KEY]
     chunks = [TrialChunk.from_dict(c) for c in trial["chunks"]]
     with series_db.connect() as conn:
-        made_last = conn.execute("SELECT schema_name, table_name FROM _timescaledb_catalog.chunk "
-                                 "ORDER BY id DESC LIMIT 1").fetchone()
+        made_last = conn.execute(
+            "SELECT schema_name, table_name FROM _timescaledb_catalog.chunk ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         rows = conn.execute(f"SELECT count(*) FROM {made_last[0]}.{made_last[1]}").fetchone()[0]
     assert [(c.hypertable, c.chunk, c.compressed) for c in chunks] == [("public.series", made_last, None)]
     assert chunks[0].fingerprint.rows == rows > 0
@@ -58,8 +63,10 @@ def test_a_backup_whose_chunks_cannot_be_restored_is_not_verified(series_db, tmp
     with series_db.connect() as conn:
         conn.execute("CREATE TABLE shifts (shift text PRIMARY KEY)")
         conn.execute("INSERT INTO shifts VALUES ('early'), ('late')")
-        conn.execute("CREATE FUNCTION known_shift(text) RETURNS boolean LANGUAGE sql STABLE "
-                     "AS 'SELECT $1 IS NULL OR EXISTS (SELECT 1 FROM public.shifts WHERE shift = $1)'")
+        conn.execute(
+            "CREATE FUNCTION known_shift(text) RETURNS boolean LANGUAGE sql STABLE "
+            "AS 'SELECT $1 IS NULL OR EXISTS (SELECT 1 FROM public.shifts WHERE shift = $1)'"
+        )
         conn.execute("ALTER TABLE series ADD COLUMN shift text CHECK (public.known_shift(shift))")
         conn.execute("UPDATE series SET shift = 'early'")
     # The same dump restored whole fails too: the chunks' rows load before the rows of shifts.
@@ -70,8 +77,18 @@ def test_a_backup_whose_chunks_cannot_be_restored_is_not_verified(series_db, tmp
         with series_db.with_dbname(whole).connect() as conn:
             conn.execute("CREATE EXTENSION timescaledb")
             conn.execute("SELECT timescaledb_pre_restore()")
-        restored = subprocess.run([tool("pg_restore"), "--exit-on-error", "-d", series_db.with_dbname(whole)
-                                  .for_client_programs()[0], str(dump)], env=env, capture_output=True, text=True)
+        restored = subprocess.run(
+            [
+                tool("pg_restore"),
+                "--exit-on-error",
+                "-d",
+                series_db.with_dbname(whole).for_client_programs()[0],
+                str(dump),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
     assert restored.returncode != 0 and "violates check constraint" in restored.stderr, restored.stderr
 
     with pytest.raises(BackupError) as failed:
@@ -101,18 +118,28 @@ def test_backupctl_verify_repeats_the_trial_restore_by_hand(series_db, tmp_path,
 
 # -- compressed chunks (community edition) -------------------------------------------------------------------
 
+
 def test_the_trial_restores_and_reads_back_the_newest_compressed_chunk_of_each_hypertable(compressed_db, tmp_path):
     backup = take_backup(compressed_db, tmp_path / "backups")
     chunks = [TrialChunk.from_dict(c) for c in backup.manifest[MANIFEST_KEY]["chunks"]]
     with compressed_db.connect() as conn:
-        compressed = {r[0] for r in conn.execute("SELECT DISTINCT format('%I.%I', hypertable_schema, hypertable_name) "
-                                                 "FROM timescaledb_information.chunks WHERE is_compressed")}
-        newest = {r[0]: r[1] for r in conn.execute(
-            """SELECT DISTINCT ON (h.schema_name, h.table_name) format('%I.%I', h.schema_name, h.table_name),
+        compressed = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT format('%I.%I', hypertable_schema, hypertable_name) "
+                "FROM timescaledb_information.chunks WHERE is_compressed"
+            )
+        }
+        newest = {
+            r[0]: r[1]
+            for r in conn.execute(
+                """SELECT DISTINCT ON (h.schema_name, h.table_name) format('%I.%I', h.schema_name, h.table_name),
                       cc.table_name
                  FROM _timescaledb_catalog.chunk c JOIN _timescaledb_catalog.chunk cc ON cc.id = c.compressed_chunk_id
                  JOIN _timescaledb_catalog.hypertable h ON h.id = c.hypertable_id
-                ORDER BY h.schema_name, h.table_name, cc.id DESC""")}
+                ORDER BY h.schema_name, h.table_name, cc.id DESC"""
+            )
+        }
     assert compressed, "the fixture compresses chunks"
     tried = {c.hypertable: c.compressed[1] for c in chunks if c.compressed}
     assert tried == newest and set(tried) == compressed

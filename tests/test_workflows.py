@@ -26,15 +26,21 @@ def installed(name: str) -> str:
     beside = Path(sys.executable).parent / name
     found = str(beside) if beside.exists() else shutil.which(name)
     if not found:
-        pytest.fail(f"{name} is not installed: `make setup` installs the test dependencies "
-                    "(pip install -e '.[test]')", pytrace=False)
+        pytest.fail(
+            f"{name} is not installed: `make setup` installs the test dependencies (pip install -e '.[test]')",
+            pytrace=False,
+        )
     return found
 
 
 def actionlint(*files: Path) -> subprocess.CompletedProcess:
     # shellcheck named explicitly, so that the run: scripts are checked wherever the tests run.
-    return subprocess.run([installed("actionlint"), "-no-color", f"-shellcheck={installed('shellcheck')}", *map(str, files)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [installed("actionlint"), "-no-color", f"-shellcheck={installed('shellcheck')}", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def workflow(name: str) -> dict:
@@ -55,7 +61,8 @@ def test_the_workflow_files_pass_actionlint():
 
 def test_actionlint_fails_a_broken_workflow_and_says_where(tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text(textwrap.dedent("""\
+    broken.write_text(
+        textwrap.dedent("""\
         name: broken
         on: pull_request
         jobs:
@@ -66,11 +73,14 @@ def test_actionlint_fails_a_broken_workflow_and_says_where(tmp_path):
               - run: |
                   files=$(ls reports)
                   rm $files
-    """))
+    """)
+    )
     result = actionlint(broken)
     assert result.returncode == 1, result.stdout + result.stderr
-    found = {(int(line), rule) for line, rule in re.findall(r"broken\.yml:(\d+):\d+: .*\[([\w-]+)\]$", result.stdout,
-                                                            re.MULTILINE)}
+    found = {
+        (int(line), rule)
+        for line, rule in re.findall(r"broken\.yml:(\d+):\d+: .*\[([\w-]+)\]$", result.stdout, re.MULTILINE)
+    }
     assert {(4, "syntax-check"), (5, "syntax-check"), (7, "expression"), (10, "shellcheck")} <= found, result.stdout
 
 
@@ -78,8 +88,9 @@ def test_actionlint_fails_a_broken_workflow_and_says_where(tmp_path):
 def test_each_workflow_runs_the_image_and_client_programs_the_code_pins(name):
     job = only_job(workflow(name))
     images = [service["image"] for service in job.get("services", {}).values()]
-    assert images == [TIMESCALEDB_IMAGE], (f"{name} runs {images}; the code pins {TIMESCALEDB_IMAGE} "
-                                           "(tsmigrate/servers/docker.py): change both together")
+    assert images == [TIMESCALEDB_IMAGE], (
+        f"{name} runs {images}; the code pins {TIMESCALEDB_IMAGE} (tsmigrate/servers/docker.py): change both together"
+    )
     scripts = "\n".join(step.get("run", "") for step in job["steps"])
     assert f"postgresql-client-{PG_MAJOR}" in scripts.split(), f"{name} must install the server's client programs"
     assert job["env"]["TSMIGRATE_PG_BINDIR"] == f"/usr/lib/postgresql/{PG_MAJOR}/bin"
@@ -96,7 +107,7 @@ def test_the_tests_workflow_gives_the_tests_its_service_container():
 
 def test_the_gate_runs_on_migration_changes_and_stops_at_a_no_go():
     flow = workflow("migration-gate.yml")
-    triggers = flow[True]   # YAML 1.1 reads the key `on` as true
+    triggers = flow[True]  # YAML 1.1 reads the key `on` as true
     assert triggers["pull_request"]["paths"] == ["migrations/**"]
     runs = [step.get("run", "") for step in only_job(flow)["steps"]]
     preflight = runs.index('python -m pytest suites/preflight --dsn "$MS5_DSN" --server-free-disk "$RUNNER_FREE_GIB"')

@@ -14,12 +14,21 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from .own import OWN_SCHEMA
+from .tool_objects import OWN_SCHEMA
 
 # TimescaleDB's own schemas change under its background jobs; they are not the application's writes.
-_NOT_APPLICATION = ("pg_catalog", "information_schema", OWN_SCHEMA, "timescaledb_information",
-                    "timescaledb_experimental", "_timescaledb_catalog", "_timescaledb_config",
-                    "_timescaledb_cache", "_timescaledb_functions", "_timescaledb_internal")
+_NOT_APPLICATION = (
+    "pg_catalog",
+    "information_schema",
+    OWN_SCHEMA,
+    "timescaledb_information",
+    "timescaledb_experimental",
+    "_timescaledb_catalog",
+    "_timescaledb_config",
+    "_timescaledb_cache",
+    "_timescaledb_functions",
+    "_timescaledb_internal",
+)
 
 
 @dataclass(frozen=True)
@@ -32,15 +41,17 @@ class Session:
     last_query: str
 
     def __str__(self) -> str:
-        return (f"pid {self.pid} role {self.role} application '{self.application}' from {self.client} "
-                f"({self.state}; last ran: {self.last_query})")
+        return (
+            f"pid {self.pid} role {self.role} application '{self.application}' from {self.client} "
+            f"({self.state}; last ran: {self.last_query})"
+        )
 
 
 @dataclass
 class WriteSample:
     seconds: float
-    rows_changed: dict[str, int] = field(default_factory=dict)      # table -> inserts+updates+deletes
-    sequences_moved: dict[str, int] = field(default_factory=dict)   # sequence -> values taken
+    rows_changed: dict[str, int] = field(default_factory=dict)  # table -> inserts+updates+deletes
+    sequences_moved: dict[str, int] = field(default_factory=dict)  # sequence -> values taken
 
     @property
     def writing(self) -> bool:
@@ -49,7 +60,11 @@ class WriteSample:
     def describe(self) -> str:
         parts = [f"{t} {n} rows" for t, n in sorted(self.rows_changed.items(), key=lambda kv: -kv[1])]
         parts += [f"sequence {s} +{n}" for s, n in sorted(self.sequences_moved.items(), key=lambda kv: -kv[1])]
-        return f"in {self.seconds:.1f} s: " + ", ".join(parts[:8]) + (f" and {len(parts) - 8} more" if len(parts) > 8 else "")
+        return (
+            f"in {self.seconds:.1f} s: "
+            + ", ".join(parts[:8])
+            + (f" and {len(parts) - 8} more" if len(parts) > 8 else "")
+        )
 
 
 def other_sessions(conn: psycopg.Connection) -> list[Session]:
@@ -67,14 +82,24 @@ def other_sessions(conn: psycopg.Connection) -> list[Session]:
 
 def _counters(conn: psycopg.Connection) -> tuple[dict[str, int], dict[str, int]]:
     conn.execute("SELECT pg_stat_clear_snapshot()")
-    tables = dict(conn.execute("""
+    tables = dict(
+        conn.execute(
+            """
         SELECT schemaname || '.' || relname, n_tup_ins + n_tup_upd + n_tup_del
-          FROM pg_stat_user_tables WHERE schemaname <> ALL(%s)""", (list(_NOT_APPLICATION),)).fetchall())
+          FROM pg_stat_user_tables WHERE schemaname <> ALL(%s)""",
+            (list(_NOT_APPLICATION),),
+        ).fetchall()
+    )
     # pg_sequences shows last_value only where the role may read the sequence (NULL elsewhere: never "moved");
     # a has_sequence_privilege() by name would fail on a schema the role may not use.
-    sequences = dict(conn.execute("""
+    sequences = dict(
+        conn.execute(
+            """
         SELECT schemaname || '.' || sequencename, coalesce(last_value, 0)
-          FROM pg_sequences WHERE schemaname <> ALL(%s)""", (list(_NOT_APPLICATION),)).fetchall())
+          FROM pg_sequences WHERE schemaname <> ALL(%s)""",
+            (list(_NOT_APPLICATION),),
+        ).fetchall()
+    )
     return tables, sequences
 
 
@@ -85,7 +110,10 @@ def sample_writes(conn: psycopg.Connection, seconds: float = 2.0) -> WriteSample
     time.sleep(seconds)
     tables_after, sequences_after = _counters(conn)
     sample = WriteSample(time.monotonic() - started)
-    sample.rows_changed = {t: n - tables_before.get(t, 0) for t, n in tables_after.items() if n > tables_before.get(t, 0)}
-    sample.sequences_moved = {s: v - sequences_before.get(s, 0) for s, v in sequences_after.items()
-                              if v > sequences_before.get(s, 0)}
+    sample.rows_changed = {
+        t: n - tables_before.get(t, 0) for t, n in tables_after.items() if n > tables_before.get(t, 0)
+    }
+    sample.sequences_moved = {
+        s: v - sequences_before.get(s, 0) for s, v in sequences_after.items() if v > sequences_before.get(s, 0)
+    }
     return sample

@@ -23,9 +23,9 @@ from pathlib import Path
 from . import trial
 from .backup import MANIFEST, Backup, verify_backup
 from .dumps import database_properties
+from .encryption import decrypt_into, load_key, new_key, plain_manifest
 from .errors import BackupError
 from .fingerprint import compare, fingerprint_database
-from .sealing import decrypt_into, load_key, new_key, plain_manifest
 from .target import TargetError, resolve_target
 
 
@@ -39,10 +39,12 @@ def _backup(path: str, key_file: str | None) -> Backup:
 
 def cmd_new_key(args) -> str:
     key = new_key(Path(args.file))
-    return (f"key file {key.path} written (owner-only); public key {key.recipient}.\n"
-            f"Name it in plan.toml:  [backup] key_file = \"{key.path.resolve()}\"\n"
-            "Keep a copy away from the backups (a password manager, a safe): without it no encrypted backup "
-            "can be restored.")
+    return (
+        f"key file {key.path} written (owner-only); public key {key.recipient}.\n"
+        f'Name it in plan.toml:  [backup] key_file = "{key.path.resolve()}"\n'
+        "Keep a copy away from the backups (a password manager, a safe): without it no encrypted backup "
+        "can be restored."
+    )
 
 
 def cmd_verify(args) -> str:
@@ -52,8 +54,10 @@ def cmd_verify(args) -> str:
         raise Refused(f"{backup.path} is not usable: " + "; ".join(problems))
     files = backup.manifest.get("files", {})
     how = f"encrypted for {backup.manifest['encryption']['recipient']}; " if backup.encrypted else ""
-    said = (f"{backup.path}: {how}{len(files)} files as recorded in {MANIFEST}, pg_restore reads the dump "
-            f"(database {backup.manifest.get('database')}, TimescaleDB {backup.manifest.get('timescaledb_version') or 'none'})")
+    said = (
+        f"{backup.path}: {how}{len(files)} files as recorded in {MANIFEST}, pg_restore reads the dump "
+        f"(database {backup.manifest.get('database')}, TimescaleDB {backup.manifest.get('timescaledb_version') or 'none'})"
+    )
     if not args.trial_restore:
         return said
     if trial.MANIFEST_KEY not in backup.manifest:
@@ -63,9 +67,11 @@ def cmd_verify(args) -> str:
     if problems:
         raise Refused(f"{backup.path} does not restore: " + "; ".join(problems))
     chunks = [trial.TrialChunk.from_dict(c) for c in backup.manifest[trial.MANIFEST_KEY]["chunks"]]
-    return (f"{said}; its trial restore on {target.describe()} loaded the schema, TimescaleDB's catalog and "
-            f"{len(chunks)} chunks ({', '.join(c.describe() for c in chunks) or 'no hypertable'}), which read back "
-            "as backed up")
+    return (
+        f"{said}; its trial restore on {target.describe()} loaded the schema, TimescaleDB's catalog and "
+        f"{len(chunks)} chunks ({', '.join(c.describe() for c in chunks) or 'no hypertable'}), which read back "
+        "as backed up"
+    )
 
 
 def cmd_decrypt(args) -> str:
@@ -89,14 +95,19 @@ def cmd_decrypt(args) -> str:
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    return (f"decrypted into {dest} and verified ({len(backup.manifest['encryption']['files'])} files). It is plaintext: "
-            f"remove it (rm -r {dest}) once the restore is done")
+    return (
+        f"decrypted into {dest} and verified ({len(backup.manifest['encryption']['files'])} files). It is plaintext: "
+        f"remove it (rm -r {dest}) once the restore is done"
+    )
 
 
 def cmd_database_sql(args) -> str:
     backup = Backup.load(Path(args.backup))
     statements = database_properties(backup.manifest, args.dbname)
-    return "\n".join(s.as_string(None) + ";" for s in statements) or "-- the backup recorded no database settings or grants"
+    return (
+        "\n".join(s.as_string(None) + ";" for s in statements)
+        or "-- the backup recorded no database settings or grants"
+    )
 
 
 def cmd_compare(args) -> str:
@@ -111,8 +122,10 @@ def cmd_compare(args) -> str:
     if differences:
         raise Refused(f"{target.describe()} differs from the backup {backup.path}: " + "; ".join(map(str, differences)))
     rows = sum(f.rows for f in expected.values())
-    return (f"{target.describe()} is identical to the backup {backup.path.name}: {len(expected)} tables, {rows} rows, "
-            "every fingerprint matches")
+    return (
+        f"{target.describe()} is identical to the backup {backup.path.name}: {len(expected)} tables, {rows} rows, "
+        "every fingerprint matches"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("verify", help="the files are as the manifest recorded and pg_restore reads the dump")
     p.add_argument("backup")
     p.add_argument("--key-file", help="the key file of an encrypted backup")
-    p.add_argument("--trial-restore", action="store_true",
-                   help="also restore the schema and a chunk of each hypertable into a scratch database, dropped after")
+    p.add_argument(
+        "--trial-restore",
+        action="store_true",
+        help="also restore the schema and a chunk of each hypertable into a scratch database, dropped after",
+    )
     p.add_argument("--dsn", help="the server of the trial restore (else libpq's PG* variables)")
     p.set_defaults(run=cmd_verify)
     p = sub.add_parser("decrypt", help="a decrypted copy of an encrypted backup, itself a verified backup directory")

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 from .backup import DUMP_DIR, MANIFEST, NAME_PATTERN, Backup, BackupError
 from .dumps import tool
+from .encryption import SUFFIX, BackupKey
 from .fingerprint import TableFingerprint
-from .own import OWN_SCHEMA, is_own_trigger
-from .sealing import SUFFIX, BackupKey
+from .tool_objects import OWN_SCHEMA, is_own_trigger
 
 
 class NoBaseline(LookupError):
@@ -37,12 +37,16 @@ class BaselineError(RuntimeError):
 
 
 # A line of ``pg_restore -l``: "289; 1255 17533 FUNCTION factory_telemetry f(text, integer) postgres".
-_TOC_LINE = re.compile(r"^\d+; \d+ \d+ (?P<kind>MATERIALIZED VIEW DATA|MATERIALIZED VIEW|VIEW|FUNCTION|PROCEDURE|TRIGGER)"
-                       r" (?P<schema>\S+) (?P<tag>.+) (?P<owner>\S+)$")
+_TOC_LINE = re.compile(
+    r"^\d+; \d+ \d+ (?P<kind>MATERIALIZED VIEW DATA|MATERIALIZED VIEW|VIEW|FUNCTION|PROCEDURE|TRIGGER)"
+    r" (?P<schema>\S+) (?P<tag>.+) (?P<owner>\S+)$"
+)
 _TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ EXTENSION - (?P<name>\S+)")
 # A grant as pg_dump writes it: "GRANT SELECT,INSERT ON TABLE factory_telemetry.metric_hist TO ms5_user_production;"
-_GRANT = re.compile(r"^GRANT (?P<privileges>[A-Z ,]+) ON (?P<kind>TABLE|SEQUENCE|SCHEMA|FUNCTION|PROCEDURE) "
-                    r"(?P<object>.+) TO (?P<grantee>\"(?:[^\"]|\"\")+\"|\S+?)( WITH GRANT OPTION)?;$")
+_GRANT = re.compile(
+    r"^GRANT (?P<privileges>[A-Z ,]+) ON (?P<kind>TABLE|SEQUENCE|SCHEMA|FUNCTION|PROCEDURE) "
+    r"(?P<object>.+) TO (?P<grantee>\"(?:[^\"]|\"\")+\"|\S+?)( WITH GRANT OPTION)?;$"
+)
 _ALL_PRIVILEGES = {
     "TABLE": ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"),
     "SEQUENCE": ("USAGE", "SELECT", "UPDATE"),
@@ -60,7 +64,7 @@ def unquote(name: str) -> str:
 
 
 def _own(kind: str, schema: str, tag: str) -> bool:
-    """This tool's own objects (see own.py): a later run drops or replaces them, so none is "missing"."""
+    """This tool's own objects (see tool_objects.py): a later run drops or replaces them, so none is "missing"."""
     if schema == OWN_SCHEMA:
         return True
     table, _, trigger = tag.partition(" ")
@@ -71,9 +75,9 @@ def _own(kind: str, schema: str, tag: str) -> bool:
 class DumpObject:
     """A view, materialized view, function, procedure, trigger or extension the dump lists."""
 
-    kind: str      # VIEW, MATERIALIZED VIEW, FUNCTION, PROCEDURE, TRIGGER, EXTENSION
-    schema: str    # '-' for an extension
-    tag: str       # name; "name(argument types)" for a function; "table trigger" for a trigger
+    kind: str  # VIEW, MATERIALIZED VIEW, FUNCTION, PROCEDURE, TRIGGER, EXTENSION
+    schema: str  # '-' for an extension
+    tag: str  # name; "name(argument types)" for a function; "table trigger" for a trigger
 
     def describe(self) -> str:
         if self.kind == "EXTENSION":
@@ -86,8 +90,8 @@ class DumpObject:
 
 @dataclass(frozen=True)
 class Grant:
-    kind: str                      # TABLE (also views), SEQUENCE, SCHEMA, FUNCTION, PROCEDURE
-    object: str                    # as pg_dump wrote it: schema.name, quoted where needed
+    kind: str  # TABLE (also views), SEQUENCE, SCHEMA, FUNCTION, PROCEDURE
+    object: str  # as pg_dump wrote it: schema.name, quoted where needed
     privileges: tuple[str, ...]
     grantee: str
 
@@ -95,7 +99,7 @@ class Grant:
 @dataclass
 class Baseline:
     backup: Backup
-    source: str                    # how it was found, in words
+    source: str  # how it was found, in words
     _toc: list[DumpObject] | None = field(default=None, repr=False)
     _grants: list[Grant] | None = field(default=None, repr=False)
     _opened: Path | None = field(default=None, repr=False)
@@ -140,10 +144,11 @@ class Baseline:
 
     def _pg_restore(self, *args: str) -> str:
         if not self.has_dump:
-            raise BaselineError(f"the baseline {self.backup.path} has no dump ({DUMP_DIR}/toc.dat); "
-                                "give a complete backup directory with --baseline")
-        result = subprocess.run([tool("pg_restore"), *args, str(self.dump_dir())],
-                                capture_output=True, text=True)
+            raise BaselineError(
+                f"the baseline {self.backup.path} has no dump ({DUMP_DIR}/toc.dat); "
+                "give a complete backup directory with --baseline"
+            )
+        result = subprocess.run([tool("pg_restore"), *args, str(self.dump_dir())], capture_output=True, text=True)
         if result.returncode != 0:
             raise BaselineError(f"pg_restore cannot read the dump in {self.backup.path}: {result.stderr.strip()[:300]}")
         return result.stdout
@@ -155,8 +160,11 @@ class Baseline:
             for line in self._pg_restore("-l").splitlines():
                 if m := _TOC_EXTENSION.match(line):
                     found.append(DumpObject("EXTENSION", "-", m["name"]))
-                elif (m := _TOC_LINE.match(line)) and m["kind"] != "MATERIALIZED VIEW DATA" \
-                        and not _own(m["kind"], m["schema"], m["tag"]):
+                elif (
+                    (m := _TOC_LINE.match(line))
+                    and m["kind"] != "MATERIALIZED VIEW DATA"
+                    and not _own(m["kind"], m["schema"], m["tag"])
+                ):
                     found.append(DumpObject(m["kind"], m["schema"], m["tag"]))
             self._toc = found
         return self._toc
@@ -167,7 +175,7 @@ class Baseline:
             grants = []
             for line in self._pg_restore("--schema-only", "-f", "-").splitlines():
                 m = _GRANT.match(line)
-                if not m or "(" in m["privileges"]:   # column privileges: not followed here
+                if not m or "(" in m["privileges"]:  # column privileges: not followed here
                     continue
                 privileges = tuple(p.strip() for p in m["privileges"].split(","))
                 if privileges == ("ALL",):
@@ -192,7 +200,7 @@ class Baseline:
                 if line.startswith("SET client_encoding") and "'" in line:
                     encoding = line.split("'")[1]
                 elif line.startswith("COPY ") and line.rstrip().endswith("FROM stdin;"):
-                    inside = line[line.index("(") + 1:line.rindex(")")]
+                    inside = line[line.index("(") + 1 : line.rindex(")")]
                     columns = [unquote(c.strip()) for c in re.findall(r'"(?:[^"]|"")*"|[^,]+', inside)]
                     break
             if columns is None:
@@ -215,9 +223,9 @@ class Baseline:
 
 @dataclass
 class TableData:
-    columns: tuple[str, ...]       # the COPY column list of the dump
-    encoding: str                  # the dump's client_encoding
-    rows: Iterator[bytes]          # one line per row, COPY text format
+    columns: tuple[str, ...]  # the COPY column list of the dump
+    encoding: str  # the dump's client_encoding
+    rows: Iterator[bytes]  # one line per row, COPY text format
 
 
 def backups_of(backups_dir: Path, dbname: str) -> list[Path]:
@@ -234,8 +242,10 @@ def load_explicit(path: Path, key: BackupKey | None = None) -> Baseline:
     """The backup named by --baseline; BaselineError says what is wrong with it."""
     path = Path(path)
     if not path.is_dir():
-        raise BaselineError(f"--baseline {path}: no such directory; give one backup directory "
-                            "(backups/<db>-<UTC time>) taken before the migration")
+        raise BaselineError(
+            f"--baseline {path}: no such directory; give one backup directory "
+            "(backups/<db>-<UTC time>) taken before the migration"
+        )
     if not (path / MANIFEST).is_file():
         inside = sorted(p.name for p in path.iterdir() if (p / MANIFEST).is_file())
         hint = f" It holds backups: {', '.join(inside[-3:])}; name one of them." if inside else ""
@@ -245,13 +255,15 @@ def load_explicit(path: Path, key: BackupKey | None = None) -> Baseline:
     except BackupError as exc:
         raise BaselineError(f"--baseline: {exc}") from None
     if "fingerprints" not in backup.manifest:
-        raise BaselineError(f"--baseline {path}: its {MANIFEST} records no table fingerprints; "
-                            "it was not written by tsmigrate's backup")
+        raise BaselineError(
+            f"--baseline {path}: its {MANIFEST} records no table fingerprints; it was not written by tsmigrate's backup"
+        )
     return Baseline(backup, "given with --baseline")
 
 
-def resolve_baseline(*, explicit: Path | None, in_run: Backup | None, backups_dir: Path, dbname: str,
-                     key: BackupKey | None = None) -> Baseline:
+def resolve_baseline(
+    *, explicit: Path | None, in_run: Backup | None, backups_dir: Path, dbname: str, key: BackupKey | None = None
+) -> Baseline:
     """The baseline to compare with. Raises NoBaseline (with how to give one) or BaselineError.
     ``key`` opens an encrypted backup (the plan's key file)."""
     if explicit is not None:
@@ -261,6 +273,8 @@ def resolve_baseline(*, explicit: Path | None, in_run: Backup | None, backups_di
     candidates = backups_of(backups_dir, dbname)
     if candidates:
         return Baseline(Backup.load(candidates[0], key), f"the newest backup of {dbname} in {backups_dir}")
-    raise NoBaseline(f"no baseline to compare with: no backup of {dbname} in {backups_dir} and no --baseline given. "
-                     f"Give the backup taken before the migration with --baseline DIR (a {dbname}-<UTC time> "
-                     "directory of the execute run), or point --backups at the directory that holds it.")
+    raise NoBaseline(
+        f"no baseline to compare with: no backup of {dbname} in {backups_dir} and no --baseline given. "
+        f"Give the backup taken before the migration with --baseline DIR (a {dbname}-<UTC time> "
+        "directory of the execute run), or point --backups at the directory that holds it."
+    )

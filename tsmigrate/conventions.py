@@ -20,30 +20,30 @@ VERSIONED, REPEATABLE, IGNORED = "versioned", "repeatable", "ignored"
 class Named:
     """What a convention reads from one file."""
 
-    kind: str                        # VERSIONED, REPEATABLE or IGNORED
-    version: str | None              # as written; None for a repeatable file
-    name: str                        # name or description, as written
-    why_ignored: str = ""            # for an IGNORED file: what it is
+    kind: str  # VERSIONED, REPEATABLE or IGNORED
+    version: str | None  # as written; None for a repeatable file
+    name: str  # name or description, as written
+    why_ignored: str = ""  # for an IGNORED file: what it is
 
 
 @dataclass(frozen=True)
 class Section:
     """The part of a file that runs."""
 
-    body: str                        # the SQL, as written
-    first_line: int = 1              # the file line ``body`` starts on
-    no_transaction: bool = False     # the convention's own marker asked for no transaction
-    problem: str | None = None       # why the file cannot run as it is (with ``problem_line``)
+    body: str  # the SQL, as written
+    first_line: int = 1  # the file line ``body`` starts on
+    no_transaction: bool = False  # the convention's own marker asked for no transaction
+    problem: str | None = None  # why the file cannot run as it is (with ``problem_line``)
     problem_line: int | None = None
 
 
 @dataclass(frozen=True)
 class Convention:
     name: str
-    shape: str                                        # the names it takes, for messages
-    read_name: Callable[[str, str], Named | None]     # (file name, text) -> Named, or None: not this convention
-    version_key: Callable[[str], tuple[int, ...]]     # version as written -> what orders it
-    section: Callable[[str], Section]                 # text -> what runs
+    shape: str  # the names it takes, for messages
+    read_name: Callable[[str, str], Named | None]  # (file name, text) -> Named, or None: not this convention
+    version_key: Callable[[str], tuple[int, ...]]  # version as written -> what orders it
+    section: Callable[[str], Section]  # text -> what runs
 
     def __str__(self) -> str:
         return self.name
@@ -118,15 +118,22 @@ def dbmate_section(text: str) -> Section:
     no_transaction = options.get("transaction", "").strip().lower() == "false"
     if down is not None and down.start() < up.start():
         down_line = text.count("\n", 0, down.start()) + 1
-        return Section("", problem=f"'-- migrate:down' (line {down_line}) comes before '-- migrate:up' (line "
-                                   f"{up_line}); dbmate needs the up section first: move the down section below it",
-                       problem_line=down_line)
-    for number, line in enumerate(text[:up.start()].split("\n"), start=1):
+        return Section(
+            "",
+            problem=f"'-- migrate:down' (line {down_line}) comes before '-- migrate:up' (line "
+            f"{up_line}); dbmate needs the up section first: move the down section below it",
+            problem_line=down_line,
+        )
+    for number, line in enumerate(text[: up.start()].split("\n"), start=1):
         if line.strip() and not line.lstrip().startswith("--"):
-            return Section("", problem=f"line {number} holds SQL before '-- migrate:up', which dbmate refuses "
-                                       "(and would never run): move it into the up section", problem_line=number)
+            return Section(
+                "",
+                problem=f"line {number} holds SQL before '-- migrate:up', which dbmate refuses "
+                "(and would never run): move it into the up section",
+                problem_line=number,
+            )
     # The body starts with the marker line itself (a comment), as dbmate's own up block does.
-    return Section(text[up.start():down.start() if down else len(text)], up_line, no_transaction)
+    return Section(text[up.start() : down.start() if down else len(text)], up_line, no_transaction)
 
 
 # -- plain: tsmigrate's own <version>_<name>.sql -----------------------------------------------------
@@ -138,14 +145,16 @@ def plain_name(file_name: str, text: str) -> Named | None:
     return Named(VERSIONED, match["version"], match["name"]) if match else None
 
 
-FLYWAY = Convention("Flyway", "V<version>__<description>.sql, R__<description>.sql",
-                    flyway_name, flyway_version, whole_file)
-GOLANG_MIGRATE = Convention("golang-migrate", "<version>_<name>.up.sql with its .down.sql",
-                            golang_migrate_name, integer_version, whole_file)
-DBMATE = Convention("dbmate", "<version>_<name>.sql with a '-- migrate:up' line",
-                    dbmate_name, integer_version, dbmate_section)
-PLAIN = Convention("plain", "<version>_<name>.sql, e.g. 011_add_index.sql",
-                   plain_name, integer_version, whole_file)
+FLYWAY = Convention(
+    "Flyway", "V<version>__<description>.sql, R__<description>.sql", flyway_name, flyway_version, whole_file
+)
+GOLANG_MIGRATE = Convention(
+    "golang-migrate", "<version>_<name>.up.sql with its .down.sql", golang_migrate_name, integer_version, whole_file
+)
+DBMATE = Convention(
+    "dbmate", "<version>_<name>.sql with a '-- migrate:up' line", dbmate_name, integer_version, dbmate_section
+)
+PLAIN = Convention("plain", "<version>_<name>.sql, e.g. 011_add_index.sql", plain_name, integer_version, whole_file)
 
 # The first that reads a file's name claims it: a golang-migrate or dbmate name is also a plain one.
 CONVENTIONS: tuple[Convention, ...] = (FLYWAY, GOLANG_MIGRATE, DBMATE, PLAIN)
@@ -167,6 +176,8 @@ def recognise(file_name: str, text: str) -> tuple[Convention, Named] | None:
 def unrecognised(file_name: str) -> str:
     """Why a file no convention claims is a problem, naming the conventions understood."""
     if FLYWAY_CALLBACK.match(file_name):
-        return (f"a Flyway callback, which tsmigrate does not run: put what it does in a versioned or repeatable "
-                f"file. Conventions understood: {UNDERSTOOD}")
+        return (
+            f"a Flyway callback, which tsmigrate does not run: put what it does in a versioned or repeatable "
+            f"file. Conventions understood: {UNDERSTOOD}"
+        )
     return f"the name follows no convention, so the file would never run. Conventions understood: {UNDERSTOOD}"

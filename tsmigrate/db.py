@@ -10,9 +10,41 @@ import psycopg
 from psycopg import sql
 
 _PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
-_RESERVED = {"all", "analyse", "analyze", "and", "any", "array", "as", "check", "column", "constraint", "default",
-             "desc", "do", "end", "for", "from", "group", "in", "limit", "not", "null", "offset", "on", "or",
-             "order", "select", "table", "to", "user", "using", "when", "where", "with"}
+_RESERVED = {
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "check",
+    "column",
+    "constraint",
+    "default",
+    "desc",
+    "do",
+    "end",
+    "for",
+    "from",
+    "group",
+    "in",
+    "limit",
+    "not",
+    "null",
+    "offset",
+    "on",
+    "or",
+    "order",
+    "select",
+    "table",
+    "to",
+    "user",
+    "using",
+    "when",
+    "where",
+    "with",
+}
 
 
 def one(conn: psycopg.Connection, query, params=()) -> Any:
@@ -40,18 +72,29 @@ def is_hypertable(conn: psycopg.Connection, schema: str, table: str) -> bool:
     """Whether schema.table is a hypertable; False where TimescaleDB is not created (its views do not exist)."""
     if timescaledb_version(conn) is None:
         return False
-    return one(conn, "SELECT 1 FROM timescaledb_information.hypertables "
-                     "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, table)) is not None
+    return (
+        one(
+            conn,
+            "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_schema = %s AND hypertable_name = %s",
+            (schema, table),
+        )
+        is not None
+    )
 
 
 def insertable_columns(conn: psycopg.Connection, schema: str, table: str) -> list[str]:
     """The table's columns an INSERT may name (not dropped, not generated), in their order. By name through the
     catalog: to_regclass would need USAGE on the schema."""
-    return [r[0] for r in conn.execute(
-        """SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    return [
+        r[0]
+        for r in conn.execute(
+            """SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
-              AND a.attgenerated = '' ORDER BY a.attnum""", (schema, table)).fetchall()]
+              AND a.attgenerated = '' ORDER BY a.attnum""",
+            (schema, table),
+        ).fetchall()
+    ]
 
 
 def row(conn: psycopg.Connection, query, params=()) -> tuple[Any, ...]:

@@ -14,8 +14,8 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import psycopg
 from psycopg import sql
@@ -61,11 +61,18 @@ def die_with_parent() -> None:
         pass  # not Linux: the run's own handlers still end the child on Ctrl-C and SIGTERM
 
 
-CHUNK_SCHEMA = "_timescaledb_internal"   # where TimescaleDB keeps the chunks (and compressed chunks) of hypertables
+CHUNK_SCHEMA = "_timescaledb_internal"  # where TimescaleDB keeps the chunks (and compressed chunks) of hypertables
 
 
-def run_with_progress(args: list[str], env: dict, what: str, total: int, counter: re.Pattern,
-                       started_process: Callable[[subprocess.Popen], None] | None = None, chunks: int = 0) -> None:
+def run_with_progress(
+    args: list[str],
+    env: dict,
+    what: str,
+    total: int,
+    counter: re.Pattern,
+    started_process: Callable[[subprocess.Popen], None] | None = None,
+    chunks: int = 0,
+) -> None:
     """Run a pg_dump/pg_restore (-v) and log progress every few seconds from its verbose output: ``total`` tables
     and ``chunks`` chunks (a hypertable's rows are in its chunks: they are counted as its parts, not as tables).
 
@@ -73,8 +80,15 @@ def run_with_progress(args: list[str], env: dict, what: str, total: int, counter
     """
     started = last = time.monotonic()
     done, chunks_done, tail = 0, 0, []
-    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            umask=0o077, preexec_fn=die_with_parent)
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        umask=0o077,
+        preexec_fn=die_with_parent,
+    )
     if started_process is not None:
         started_process(proc)
 
@@ -102,30 +116,43 @@ def run_with_progress(args: list[str], env: dict, what: str, total: int, counter
         proc.wait()
         raise
     if proc.returncode != 0:
-        raise BackupError(f"{what} failed (exit {proc.returncode}):\n  " +
-                          "\n  ".join(redact(l, (env.get("PGPASSWORD", ""),)) for l in tail if l))
+        raise BackupError(
+            f"{what} failed (exit {proc.returncode}):\n  "
+            + "\n  ".join(redact(l, (env.get("PGPASSWORD", ""),)) for l in tail if l)
+        )
     log.info("%s: %s in %.1f s", what, told(), time.monotonic() - started)
 
 
 def chunk_count(conn: psycopg.Connection) -> int:
     """Chunks (and compressed chunks) a dump of this database holds: tables in TimescaleDB's chunk schema."""
-    return one(conn, """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                         WHERE n.nspname = %s AND c.relkind = 'r'""", (CHUNK_SCHEMA,))
+    return one(
+        conn,
+        """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = %s AND c.relkind = 'r'""",
+        (CHUNK_SCHEMA,),
+    )
 
 
 # -- taking a backup ------------------------------------------------------------------------------
+
 
 def database_properties(manifest: dict, dbname: str) -> list[sql.Composed]:
     """The database's own settings and grants the backup recorded (a dump without --create has neither)."""
     statements = []
     for setting in manifest.get("settings") or []:
         name, _, value = setting.partition("=")
-        statements.append(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-            sql.Identifier(dbname), sql.Identifier(name), sql.Literal(value)))
+        statements.append(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(dbname), sql.Identifier(name), sql.Literal(value)
+            )
+        )
     for grant in manifest.get("grants") or []:
         grantee, privilege = grant.rsplit(" ", 1)
-        statements.append(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
-            sql.SQL(privilege), sql.Identifier(dbname), sql.SQL(grantee)))
+        statements.append(
+            sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                sql.SQL(privilege), sql.Identifier(dbname), sql.SQL(grantee)
+            )
+        )
     return statements
 
 
@@ -160,10 +187,19 @@ def _without_timescaledb_catalog_data(dump_dir: Path, list_file: Path, based_on:
     """A pg_restore list (-L) of the dump (of the entries ``based_on`` lists, else all) without the data of
     TimescaleDB's schemas (empty but for the install's uuid: timescaledb_catalog_rows said so), which a role that
     is not a superuser may not load."""
-    listing = based_on.read_text() if based_on else subprocess.run(
-        [tool("pg_restore"), "-l", str(dump_dir)], capture_output=True, text=True, check=True).stdout
-    kept = [(";" + line) if re.search(r" (TABLE DATA|SEQUENCE SET) (" + "|".join(TIMESCALEDB_SCHEMAS) + r") ", line) else line
-            for line in listing.splitlines()]
+    listing = (
+        based_on.read_text()
+        if based_on
+        else subprocess.run(
+            [tool("pg_restore"), "-l", str(dump_dir)], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    kept = [
+        (";" + line)
+        if re.search(r" (TABLE DATA|SEQUENCE SET) (" + "|".join(TIMESCALEDB_SCHEMAS) + r") ", line)
+        else line
+        for line in listing.splitlines()
+    ]
     list_file.write_text("\n".join(kept) + "\n")
     return list_file
 
@@ -172,12 +208,28 @@ def copy_database(admin_target: Target, name: str, manifest: dict, *, keep: bool
     """The empty database a dump is restored into, made as the backed-up one was (owner, encoding, locale); dropped
     when the block fails and, unless ``keep``, when it ends. A role that may not create it for the owner creates it
     as itself (NewDatabase.owner says who owns it)."""
-    return NewDatabase(admin_target.connect, name, owner=manifest["owner"], encoding=manifest["encoding"],
-                       collate=manifest["collate"], ctype=manifest["ctype"], keep=keep)
+    return NewDatabase(
+        admin_target.connect,
+        name,
+        owner=manifest["owner"],
+        encoding=manifest["encoding"],
+        collate=manifest["collate"],
+        ctype=manifest["ctype"],
+        keep=keep,
+    )
 
 
-def load_dump(manifest: dict, new_target: Target, dump_dir: Path, *, jobs: int = 1, list_file: Path | None = None,
-              what: str = "restore (pg_restore)", tables: int | None = None, chunks: int | None = None) -> None:
+def load_dump(
+    manifest: dict,
+    new_target: Target,
+    dump_dir: Path,
+    *,
+    jobs: int = 1,
+    list_file: Path | None = None,
+    what: str = "restore (pg_restore)",
+    tables: int | None = None,
+    chunks: int | None = None,
+) -> None:
     """pg_restore the dump (the entries ``list_file`` names, else all) into the new, empty database, then give the
     database the settings and grants the backup recorded. ``tables``, ``chunks``: how many of each it loads, for
     the progress lines (default: all the backup holds).
@@ -198,7 +250,8 @@ def load_dump(manifest: dict, new_target: Target, dump_dir: Path, *, jobs: int =
                     raise BackupError(
                         f"the backup of {manifest.get('database')} holds TimescaleDB catalog rows ({', '.join(filled)}: "
                         "hypertables, chunks or jobs) that only a superuser may restore; restore it as a superuser "
-                        "(README: Backups and restore)")
+                        "(README: Backups and restore)"
+                    )
                 conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
                 if superuser:
                     conn.execute("SELECT timescaledb_pre_restore()")
@@ -207,11 +260,25 @@ def load_dump(manifest: dict, new_target: Target, dump_dir: Path, *, jobs: int =
         conninfo, env = new_target.for_client_programs()
         # TimescaleDB's catalog tables reference each other: their data must load in dump order.
         parallel = 1 if ts_version else max(1, jobs)
-        args = [tool("pg_restore"), "-j", str(parallel), "-v", "--exit-on-error", "-d", conninfo,
-                *(["-L", str(list_file)] if list_file else []), str(dump_dir)]
-        run_with_progress(args, env, what, tables if tables is not None else len(manifest["fingerprints"]),
-                           re.compile(r"processing data for table"),
-                           chunks=chunks if chunks is not None else manifest.get("chunks", 0))
+        args = [
+            tool("pg_restore"),
+            "-j",
+            str(parallel),
+            "-v",
+            "--exit-on-error",
+            "-d",
+            conninfo,
+            *(["-L", str(list_file)] if list_file else []),
+            str(dump_dir),
+        ]
+        run_with_progress(
+            args,
+            env,
+            what,
+            tables if tables is not None else len(manifest["fingerprints"]),
+            re.compile(r"processing data for table"),
+            chunks=chunks if chunks is not None else manifest.get("chunks", 0),
+        )
     with new_target.connect() as conn:
         if ts_version and superuser:
             conn.execute("SELECT timescaledb_post_restore()")

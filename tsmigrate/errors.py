@@ -11,4 +11,4 @@ def first_line(exc: BaseException) -> str:
 class BackupError(RuntimeError):
     """A backup could not be taken, verified, decrypted or restored. Says what and what to do.
 
-    Lives here so that backup.py and sealing.py (its encryption at rest) share it without importing each other."""
+    Lives here so that backup.py and encryption.py (its encryption at rest) share it without importing each other."""

@@ -35,19 +35,19 @@ class FencedRole:
     role: str
     database: str
     run_pid: int
-    run_backend_start: str        # with the pid: identifies the run's session, even after pid reuse
+    run_backend_start: str  # with the pid: identifies the run's session, even after pid reuse
     fenced_at: str
-    comment: str | None           # the role's own comment, put back when the fence is lifted
+    comment: str | None  # the role's own comment, put back when the fence is lifted
 
     def record(self) -> str:
         return MARK + json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def parse(cls, role: str, comment: str | None) -> "FencedRole | None":
+    def parse(cls, role: str, comment: str | None) -> FencedRole | None:
         if not comment or not comment.startswith(MARK):
             return None
         try:
-            return cls(**{**json.loads(comment[len(MARK):]), "role": role})
+            return cls(**{**json.loads(comment[len(MARK) :]), "role": role})
         except (ValueError, TypeError):
             return None
 
@@ -57,14 +57,17 @@ def roles_to_fence(conn: psycopg.Connection, application_roles: tuple[str, ...] 
     log in, and their login members. Never a superuser, never the connected role."""
     if not application_roles:
         return []
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         WITH RECURSIVE granted(oid) AS (
             SELECT oid FROM pg_roles WHERE rolname = ANY(%s)
              UNION
             SELECT m.member FROM pg_auth_members m JOIN granted g ON m.roleid = g.oid)
         SELECT r.rolname FROM pg_roles r JOIN granted g ON g.oid = r.oid
          WHERE r.rolcanlogin AND NOT r.rolsuper AND r.rolname <> current_user
-         ORDER BY 1""", (list(application_roles),)).fetchall()
+         ORDER BY 1""",
+        (list(application_roles),),
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -76,16 +79,21 @@ def can_fence(conn: psycopg.Connection) -> bool:
 
 def fences(conn: psycopg.Connection, database: str | None = None) -> list[FencedRole]:
     """Every fence record on the cluster (of one database, if given)."""
-    rows = conn.execute("SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles "
-                        "WHERE shobj_description(oid, 'pg_authid') LIKE %s ORDER BY 1", (MARK + "%",)).fetchall()
+    rows = conn.execute(
+        "SELECT rolname, shobj_description(oid, 'pg_authid') FROM pg_roles "
+        "WHERE shobj_description(oid, 'pg_authid') LIKE %s ORDER BY 1",
+        (MARK + "%",),
+    ).fetchall()
     found = [f for f in (FencedRole.parse(role, comment) for role, comment in rows) if f is not None]
     return [f for f in found if database is None or f.database == database]
 
 
 def is_stale(conn: psycopg.Connection, fence: FencedRole) -> bool:
     """Whether the run that raised this fence is gone (its session no longer exists)."""
-    alive = conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND backend_start::text = %s",
-                         (fence.run_pid, fence.run_backend_start)).fetchone()
+    alive = conn.execute(
+        "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND backend_start::text = %s",
+        (fence.run_pid, fence.run_backend_start),
+    ).fetchone()
     return alive is None
 
 
@@ -93,16 +101,20 @@ def _set_role(conn: psycopg.Connection, role: str, login: bool, comment: str | N
     ident = sql.Identifier(role)
     with conn.transaction():
         conn.execute(sql.SQL("ALTER ROLE {} {}").format(ident, sql.SQL("LOGIN" if login else "NOLOGIN")))
-        conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
-            ident, sql.Literal(comment) if comment is not None else sql.SQL("NULL")))
+        conn.execute(
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                ident, sql.Literal(comment) if comment is not None else sql.SQL("NULL")
+            )
+        )
 
 
 def lift(conn: psycopg.Connection, fenced: list[FencedRole]) -> list[str]:
     """Give the roles LOGIN and their comments back. Returns the roles lifted."""
     lifted = []
     for f in fenced:
-        current = conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
-                               (f.role,)).fetchone()
+        current = conn.execute(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (f.role,)
+        ).fetchone()
         if current is None or FencedRole.parse(f.role, current[0]) is None:
             continue  # dropped meanwhile, or already lifted
         _set_role(conn, f.role, True, f.comment)
@@ -120,9 +132,11 @@ def lift_stale(conn: psycopg.Connection, database: str) -> list[FencedRole]:
 
 
 def sessions_of(conn: psycopg.Connection, roles: list[str]) -> list[tuple[int, str, str]]:
-    return conn.execute("""SELECT pid, usename, application_name FROM pg_stat_activity
+    return conn.execute(
+        """SELECT pid, usename, application_name FROM pg_stat_activity
                             WHERE datname = current_database() AND usename = ANY(%s) AND pid <> pg_backend_pid()""",
-                        (roles,)).fetchall()
+        (roles,),
+    ).fetchall()
 
 
 class Fence:
@@ -132,8 +146,13 @@ class Fence:
     ``raise_`` and ``lift_`` may also be called on their own; lifting twice is harmless.
     """
 
-    def __init__(self, conn: psycopg.Connection, application_roles: tuple[str, ...] | list[str], *,
-                 end_sessions_within: float = 10.0):
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        application_roles: tuple[str, ...] | list[str],
+        *,
+        end_sessions_within: float = 10.0,
+    ):
         self.conn = conn
         self.application_roles = tuple(application_roles)
         self.end_sessions_within = end_sessions_within
@@ -145,16 +164,20 @@ class Fence:
         roles = roles_to_fence(self.conn, self.application_roles)
         if roles and not can_fence(self.conn):
             user = self.conn.execute("SELECT current_user").fetchone()[0]
-            raise FenceError(f"role {user} may not fence the application (ALTER ROLE needs CREATEROLE): "
-                             f"grant it CREATEROLE, or set fence_application = false in plan.toml and stop "
-                             f"{', '.join(roles)} yourself")
+            raise FenceError(
+                f"role {user} may not fence the application (ALTER ROLE needs CREATEROLE): "
+                f"grant it CREATEROLE, or set fence_application = false in plan.toml and stop "
+                f"{', '.join(roles)} yourself"
+            )
         database, pid, started = self.conn.execute(
             "SELECT current_database(), pg_backend_pid(), backend_start::text FROM pg_stat_activity "
-            "WHERE pid = pg_backend_pid()").fetchone()
+            "WHERE pid = pg_backend_pid()"
+        ).fetchone()
         now = self.conn.execute("SELECT now()::text").fetchone()[0]
         for role in roles:
-            comment = self.conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
-                                        (role,)).fetchone()[0]
+            comment = self.conn.execute(
+                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+            ).fetchone()[0]
             record = FencedRole(role, database, pid, started, now, comment)
             _set_role(self.conn, role, False, record.record())
             self.fenced.append(record)
@@ -173,9 +196,11 @@ class Fence:
             if time.monotonic() > deadline:
                 names = ", ".join(f"pid {pid} ({user}, '{app}')" for pid, user, app in left)
                 raise FenceError(f"sessions of the fenced roles stay connected after pg_terminate_backend: {names}")
-            self.conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = current_database() AND usename = ANY(%s) AND pid <> pg_backend_pid()",
-                              (roles,))
+            self.conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND usename = ANY(%s) AND pid <> pg_backend_pid()",
+                (roles,),
+            )
             time.sleep(0.1)
 
     def lift_(self, conn: psycopg.Connection | None = None) -> list[str]:
@@ -184,7 +209,7 @@ class Fence:
         self.fenced = []
         return lifted
 
-    def __enter__(self) -> "Fence":
+    def __enter__(self) -> Fence:
         self.raise_()
         return self
 

@@ -33,7 +33,7 @@ class Finding:
         return self.severity == BLOCKING
 
     def location(self) -> str:
-        """"path:line", or whichever of the two is known ("" when neither is)."""
+        """ "path:line", or whichever of the two is known ("" when neither is)."""
         if self.path is not None and self.line is not None:
             return f"{self.path}:{self.line}"
         if self.path is not None:

@@ -43,8 +43,11 @@ _MAY_END = """(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
 
 
 def terminate_sessions(admin: psycopg.Connection, dbname: str) -> None:
-    admin.execute(f"SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
-                  f"WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND ({_MAY_END})", (dbname,))
+    admin.execute(
+        f"SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a "
+        f"WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND ({_MAY_END})",
+        (dbname,),
+    )
 
 
 def while_alone(admin: psycopg.Connection, dbname: str, statement: sql.Composable, attempts: int = 20) -> None:
@@ -56,8 +59,10 @@ def while_alone(admin: psycopg.Connection, dbname: str, statement: sql.Composabl
             return
         except psycopg.errors.ObjectInUse:
             if attempt == attempts - 1:
-                raise DatabaseInUse(f"database {dbname} stays in use by other sessions; stop the application "
-                                    "(and its connection pool) and try again") from None
+                raise DatabaseInUse(
+                    f"database {dbname} stays in use by other sessions; stop the application "
+                    "(and its connection pool) and try again"
+                ) from None
             time.sleep(0.1 * (attempt + 1))
 
 
@@ -75,8 +80,16 @@ def thaw(admin: psycopg.Connection, dbname: str) -> None:
     admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(dbname)))
 
 
-def _create(admin: psycopg.Connection, dbname: str, *, owner: str | None = None, template: str | None = None,
-            encoding: str | None = None, collate: str | None = None, ctype: str | None = None) -> None:
+def _create(
+    admin: psycopg.Connection,
+    dbname: str,
+    *,
+    owner: str | None = None,
+    template: str | None = None,
+    encoding: str | None = None,
+    collate: str | None = None,
+    ctype: str | None = None,
+) -> None:
     """CREATE DATABASE, ending the template's sessions first where it has one (a live database copied as a template
     must be free of them: TimescaleDB's scheduler visits it)."""
     options = [sql.SQL("OWNER {}").format(sql.Identifier(owner))] if owner else []
@@ -100,23 +113,29 @@ def create_database(admin: psycopg.Connection, dbname: str, *, template: str | N
 
 def drop_database_and_copies(admin: psycopg.Connection, dbname: str) -> None:
     """Drop ``dbname`` and the copies a restore or rehearsal leaves beside it (``dbname_*``)."""
-    names = [r[0] for r in admin.execute(
-        "SELECT datname FROM pg_database WHERE datname = %s OR starts_with(datname, %s)",
-        (dbname, dbname + "_")).fetchall()]
+    names = [
+        r[0]
+        for r in admin.execute(
+            "SELECT datname FROM pg_database WHERE datname = %s OR starts_with(datname, %s)", (dbname, dbname + "_")
+        ).fetchall()
+    ]
     for name in names:
         drop_database(admin, name)
 
 
 def may_create_owned_by(admin: psycopg.Connection, owner: str) -> bool:
     """Whether the connected role may create a database owned by ``owner`` (a superuser, or a member of it)."""
-    row = admin.execute("SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = %s",
-                        (owner,)).fetchone()
+    row = admin.execute(
+        "SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = %s", (owner,)
+    ).fetchone()
     return bool(row and row[0])
 
 
 def hand_over(database: str, owner: str) -> str:
     """The statement that gives ``database`` to ``owner`` (for a person who may: a superuser, or a member)."""
-    return f"ALTER DATABASE {sql.Identifier(database).as_string(None)} OWNER TO {sql.Identifier(owner).as_string(None)};"
+    return (
+        f"ALTER DATABASE {sql.Identifier(database).as_string(None)} OWNER TO {sql.Identifier(owner).as_string(None)};"
+    )
 
 
 class NewDatabase:
@@ -128,18 +147,29 @@ class NewDatabase:
     drop itself fails (the server went away), the original error goes on, with a note naming what is left.
     """
 
-    def __init__(self, connect_admin: Callable[[], psycopg.Connection], name: str, *, owner: str | None = None,
-                 template: str | None = "template0", encoding: str | None = None, collate: str | None = None,
-                 ctype: str | None = None, keep: bool = False):
+    def __init__(
+        self,
+        connect_admin: Callable[[], psycopg.Connection],
+        name: str,
+        *,
+        owner: str | None = None,
+        template: str | None = "template0",
+        encoding: str | None = None,
+        collate: str | None = None,
+        ctype: str | None = None,
+        keep: bool = False,
+    ):
         self.connect_admin, self.name, self.keep = connect_admin, name, keep
-        self.owner: str | None = None   # who owns it once made: ``owner``, or the connected role when it may not
+        self.owner: str | None = None  # who owns it once made: ``owner``, or the connected role when it may not
         self.options = dict(owner=owner, template=template, encoding=encoding, collate=collate, ctype=ctype)
 
     def __enter__(self) -> str:
         with self.connect_admin() as admin:
             if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.name,)).fetchone():
-                raise DatabaseExists(f"database {self.name} exists already; it is not this run's, so it is left as it "
-                                    "is: drop or rename it, then run again")
+                raise DatabaseExists(
+                    f"database {self.name} exists already; it is not this run's, so it is left as it "
+                    "is: drop or rename it, then run again"
+                )
             wanted = self.options["owner"]
             if wanted and not may_create_owned_by(admin, wanted):
                 # CREATE DATABASE ... OWNER needs membership in that role: without it, the database is the
@@ -155,9 +185,11 @@ class NewDatabase:
         try:
             with self.connect_admin() as admin:
                 drop_database(admin, self.name)
-        except Exception as drop_error:   # the server went away, or the admin connection (TargetError) failed
-            left = (f"database {self.name} was left behind ({drop_error}); drop it once the server is back: "
-                    f"DROP DATABASE {sql.Identifier(self.name).as_string(None)}")
+        except Exception as drop_error:  # the server went away, or the admin connection (TargetError) failed
+            left = (
+                f"database {self.name} was left behind ({drop_error}); drop it once the server is back: "
+                f"DROP DATABASE {sql.Identifier(self.name).as_string(None)}"
+            )
             if exc is None:
                 raise DatabaseLeftBehind(left) from drop_error
             log.error(left)

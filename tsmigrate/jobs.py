@@ -15,11 +15,12 @@ import psycopg
 from .causes import classify
 from .db import one, timescaledb_version
 
+
 class JobClearedWarning(UserWarning):
     """A background job failed in the window judged, and a later run of it succeeded: told, not failed on."""
 
 
-FAILED_TO_START = "failed to start"     # TimescaleDB's words when the server gave the scheduler no worker
+FAILED_TO_START = "failed to start"  # TimescaleDB's words when the server gave the scheduler no worker
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class JobFailure:
     started: datetime | None
     message: str
     sqlstate: str | None
-    cleared_at: datetime | None      # a later run of the same job that succeeded, when there was one
-    cause: str                       # why, in words, with the setting or statement that fixes it
+    cleared_at: datetime | None  # a later run of the same job that succeeded, when there was one
+    cause: str  # why, in words, with the setting or statement that fixes it
 
     @property
     def cleared(self) -> bool:
@@ -50,30 +51,39 @@ def worker_slots_cause(conn: psycopg.Connection) -> str:
     processes = int(one(conn, "SELECT current_setting('max_worker_processes')"))
     timescale = one(conn, "SELECT current_setting('timescaledb.max_background_workers', true)")
     parallel = int(one(conn, "SELECT current_setting('max_parallel_workers')"))
-    in_use = one(conn, """SELECT count(*) FROM pg_stat_activity
+    in_use = one(
+        conn,
+        """SELECT count(*) FROM pg_stat_activity
                            WHERE backend_type NOT IN ('client backend', 'autovacuum launcher', 'autovacuum worker',
                                                       'checkpointer', 'background writer', 'walwriter', 'archiver',
-                                                      'startup', 'walreceiver', 'walsender', 'logger')""")
+                                                      'startup', 'walreceiver', 'walsender', 'logger')""",
+    )
     wanted = max(processes + 4, int(timescale or 0) + parallel + 1)
-    return (f"Cause: no background worker slot was free when TimescaleDB's scheduler tried to start it "
-            f"(max_worker_processes = {processes}, {in_use} background workers running now, "
-            f"timescaledb.max_background_workers = {timescale or 'not set'}, max_parallel_workers = {parallel}; the "
-            f"server log says 'no available background worker slots' or 'failed to start a background worker'). "
-            f"Fix: ALTER SYSTEM SET max_worker_processes = {wanted}; and raise timescaledb.max_background_workers "
-            f"to at least the TimescaleDB databases plus the jobs that run at once, then restart the server.")
+    return (
+        f"Cause: no background worker slot was free when TimescaleDB's scheduler tried to start it "
+        f"(max_worker_processes = {processes}, {in_use} background workers running now, "
+        f"timescaledb.max_background_workers = {timescale or 'not set'}, max_parallel_workers = {parallel}; the "
+        f"server log says 'no available background worker slots' or 'failed to start a background worker'). "
+        f"Fix: ALTER SYSTEM SET max_worker_processes = {wanted}; and raise timescaledb.max_background_workers "
+        f"to at least the TimescaleDB databases plus the jobs that run at once, then restart the server."
+    )
 
 
 def _cause(conn: psycopg.Connection, job_id: int, message: str, sqlstate: str | None = None) -> str:
     if FAILED_TO_START in message:
         return worker_slots_cause(conn)
-    resource = classify(f"{message} {sqlstate or ''}")   # a resource (disk, locks, memory): its fix, not the job's
+    resource = classify(f"{message} {sqlstate or ''}")  # a resource (disk, locks, memory): its fix, not the job's
     if resource is not None:
         return f"Cause: {resource.kind}: {resource.what}. Fix: {resource.fix} Then CALL run_job({job_id})."
     if "crash" in message:
-        return (f"Cause: the job's worker ended without a result (see the server log at that time). Fix: the cause "
-                f"the log names, then CALL run_job({job_id}).")
-    return (f"Fix: the cause in the message (SELECT * FROM timescaledb_information.job_history WHERE job_id = "
-            f"{job_id}), then CALL run_job({job_id}).")
+        return (
+            f"Cause: the job's worker ended without a result (see the server log at that time). Fix: the cause "
+            f"the log names, then CALL run_job({job_id})."
+        )
+    return (
+        f"Fix: the cause in the message (SELECT * FROM timescaledb_information.job_history WHERE job_id = "
+        f"{job_id}), then CALL run_job({job_id})."
+    )
 
 
 def _history_query(conn: psycopg.Connection) -> str | None:
@@ -112,18 +122,22 @@ def job_failures(conn: psycopg.Connection, since: datetime) -> tuple[int, list[J
     query = _history_query(conn)
     if query is not None:
         for job_id, proc, started, message, sqlstate, later_success, last_success in conn.execute(
-                query, {"since": since}).fetchall():
+            query, {"since": since}
+        ).fetchall():
             cleared = later_success or (last_success if last_success and started and last_success > started else None)
-            failures.append(JobFailure(job_id, proc, started, message, sqlstate, cleared,
-                                       _cause(conn, job_id, message, sqlstate)))
+            failures.append(
+                JobFailure(job_id, proc, started, message, sqlstate, cleared, _cause(conn, job_id, message, sqlstate))
+            )
     # Each job's latest state, also for a failure older than ``since`` that no run has cleared.
     seen = {f.job_id for f in failures if not f.cleared}
     for job_id, proc, started in conn.execute(
-            """SELECT s.job_id, j.proc_name,
+        """SELECT s.job_id, j.proc_name,
                       CASE WHEN isfinite(s.last_run_started_at) THEN s.last_run_started_at END
                  FROM timescaledb_information.job_stats s JOIN timescaledb_information.jobs j ON j.job_id = s.job_id
-                WHERE s.last_run_status = 'Failed' ORDER BY s.job_id""").fetchall():
+                WHERE s.last_run_status = 'Failed' ORDER BY s.job_id"""
+    ).fetchall():
         if job_id not in seen:
-            failures.append(JobFailure(job_id, proc, started, "its latest run failed", None, None,
-                                       _cause(conn, job_id, "")))
+            failures.append(
+                JobFailure(job_id, proc, started, "its latest run failed", None, None, _cause(conn, job_id, ""))
+            )
     return jobs, failures

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import psycopg
 
-from .own import OWN_SCHEMA
+from .tool_objects import OWN_SCHEMA
 
 # One lock key for every run against a database: "tsmigrate" as a bigint.
 LOCK_KEY = int.from_bytes(b"tsmigrat", "big") & 0x7FFFFFFFFFFFFFFF
@@ -79,7 +79,9 @@ def lock_holder(conn: psycopg.Connection) -> str | None:
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
               AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
-            LIMIT 1""", (LOCK_KEY,)).fetchone()
+            LIMIT 1""",
+        (LOCK_KEY,),
+    ).fetchone()
     if row is None:
         return None
     pid, user, app, addr, since = row
@@ -100,8 +102,10 @@ def acquire_lock(conn: psycopg.Connection, wait: float = 0.0) -> None:
     else:
         return
     holder = lock_holder(conn) or "a session that ended just now"
-    raise LockHeld(f"another migration run holds the lock on this database ({holder}). "
-                   "Wait for it to finish; if it is stuck, end that backend with pg_terminate_backend(pid).")
+    raise LockHeld(
+        f"another migration run holds the lock on this database ({holder}). "
+        "Wait for it to finish; if it is stuck, end that backend with pg_terminate_backend(pid)."
+    )
 
 
 def release_lock(conn: psycopg.Connection) -> None:
@@ -123,7 +127,8 @@ def entries(conn: psycopg.Connection) -> list[LedgerEntry]:
         return []
     rows = conn.execute(
         f"""SELECT attempt, step, kind, name, sha256, transactional, outcome, started_at, finished_at, applied_by
-              FROM {OWN_SCHEMA}.ledger ORDER BY attempt""").fetchall()
+              FROM {OWN_SCHEMA}.ledger ORDER BY attempt"""
+    ).fetchall()
     return [LedgerEntry(*r) for r in rows]
 
 
@@ -152,20 +157,24 @@ def resolve_interrupted(conn: psycopg.Connection, *, force: bool = False) -> lis
         raise LedgerError(
             f"step {e.step} ({e.name}) was interrupted on {e.started_at:%Y-%m-%d %H:%M:%S} by {e.applied_by} and is not "
             "transactional, so part of it may have run. Inspect the database, then run again with "
-            "--resolve-interrupted to mark it and go on.")
+            "--resolve-interrupted to mark it and go on."
+        )
     for e in stale:
-        conn.execute(f"UPDATE {OWN_SCHEMA}.ledger SET outcome = 'interrupted', finished_at = clock_timestamp() "
-                     "WHERE attempt = %s", (e.attempt,))
+        conn.execute(
+            f"UPDATE {OWN_SCHEMA}.ledger SET outcome = 'interrupted', finished_at = clock_timestamp() "
+            "WHERE attempt = %s",
+            (e.attempt,),
+        )
     return stale
 
 
-def record_start(conn: psycopg.Connection, step: str, kind: str, name: str, sha256: str,
-                 transactional: bool) -> int:
+def record_start(conn: psycopg.Connection, step: str, kind: str, name: str, sha256: str, transactional: bool) -> int:
     """Commit a 'started' row (``conn`` in autocommit) and return its attempt number."""
     return conn.execute(
         f"""INSERT INTO {OWN_SCHEMA}.ledger (step, kind, name, sha256, transactional, outcome, applied_by)
             VALUES (%s, %s, %s, %s, %s, 'started', %s) RETURNING attempt""",
-        (step, kind, name, sha256, transactional, who())).fetchone()[0]
+        (step, kind, name, sha256, transactional, who()),
+    ).fetchone()[0]
 
 
 def record_finish(conn: psycopg.Connection, attempt: int, outcome: str, details: dict | None = None) -> None:
@@ -176,4 +185,6 @@ def record_finish(conn: psycopg.Connection, attempt: int, outcome: str, details:
                SET outcome = %s, finished_at = clock_timestamp(),
                    duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint,
                    details = %s
-             WHERE attempt = %s""", (outcome, Jsonb(details or {}), attempt))
+             WHERE attempt = %s""",
+        (outcome, Jsonb(details or {}), attempt),
+    )

@@ -35,15 +35,15 @@ DATED_VERSION_DIGITS = 8
 
 @dataclass(frozen=True)
 class MigrationFile:
-    version: str | None                # as written in the name; None for a repeatable file
+    version: str | None  # as written in the name; None for a repeatable file
     name: str
     path: Path
-    body: str = field(repr=False)      # the SQL that runs, as written (a dbmate file: its up section)
-    first_line: int = 1                # the file line ``body`` starts on
+    body: str = field(repr=False)  # the SQL that runs, as written (a dbmate file: its up section)
+    first_line: int = 1  # the file line ``body`` starts on
     convention: str = "plain"
-    kind: str = VERSIONED              # VERSIONED or REPEATABLE
+    kind: str = VERSIONED  # VERSIONED or REPEATABLE
     version_key: tuple[int, ...] = ()  # what orders versioned files (Flyway: 1.1 < 1.2 < 1.10 < 2)
-    no_transaction: bool = False       # the convention's own marker said so (dbmate transaction:false)
+    no_transaction: bool = False  # the convention's own marker said so (dbmate transaction:false)
 
     def __post_init__(self) -> None:
         if self.kind == VERSIONED and not self.version_key:
@@ -90,7 +90,7 @@ class NamingProblem:
     path: Path
     problem: str
     line: int | None = None
-    blocking: bool = True              # False: a note (a file that never runs forward: undo, down)
+    blocking: bool = True  # False: a note (a file that never runs forward: undo, down)
 
 
 @dataclass(frozen=True)
@@ -127,18 +127,32 @@ def discover(directory: Path) -> tuple[list[MigrationFile], list[NamingProblem]]
         if c.convention is not convention:
             problems.append(NamingProblem(c.path, _mixed(c, convention, candidates)))
         elif c.named.kind == IGNORED:
-            problems.append(NamingProblem(c.path, f"{c.named.why_ignored}: tsmigrate runs forward only, so this "
-                                                  "file is not run (a failed run is undone by restoring its backup)",
-                                          blocking=False))
+            problems.append(
+                NamingProblem(
+                    c.path,
+                    f"{c.named.why_ignored}: tsmigrate runs forward only, so this "
+                    "file is not run (a failed run is undone by restoring its backup)",
+                    blocking=False,
+                )
+            )
         else:
             section = convention.section(c.text)
             if section.problem:
                 problems.append(NamingProblem(c.path, section.problem, section.problem_line))
                 continue
-            files.append(MigrationFile(
-                c.named.version, c.named.name, c.path, section.body, section.first_line, convention.name,
-                c.named.kind, convention.version_key(c.named.version) if c.named.kind == VERSIONED else (),
-                section.no_transaction))
+            files.append(
+                MigrationFile(
+                    c.named.version,
+                    c.named.name,
+                    c.path,
+                    section.body,
+                    section.first_line,
+                    convention.name,
+                    c.named.kind,
+                    convention.version_key(c.named.version) if c.named.kind == VERSIONED else (),
+                    section.no_transaction,
+                )
+            )
     files.sort(key=lambda f: f.sort_key)
     duplicates = _duplicates(files)
     problems += duplicates
@@ -157,9 +171,11 @@ def _mixed(candidate: _Candidate, convention: Convention, candidates: list[_Cand
     why = ""
     if convention is conventions.DBMATE and candidate.convention is conventions.PLAIN:
         why = " (it has no '-- migrate:up' line, so dbmate would refuse it)"
-    return (f"the directory mixes naming conventions (files: {mix}): it follows {convention.name}, and this file "
-            f"follows {candidate.convention.name}{why}, so it would never run. Name every file after one "
-            f"convention. Conventions understood: {conventions.UNDERSTOOD}")
+    return (
+        f"the directory mixes naming conventions (files: {mix}): it follows {convention.name}, and this file "
+        f"follows {candidate.convention.name}{why}, so it would never run. Name every file after one "
+        f"convention. Conventions understood: {conventions.UNDERSTOOD}"
+    )
 
 
 def _duplicates(files: list[MigrationFile]) -> list[NamingProblem]:
@@ -172,11 +188,17 @@ def _duplicates(files: list[MigrationFile]) -> list[NamingProblem]:
         if other is f:
             continue
         if f.repeatable:
-            problems.append(NamingProblem(f.path, f"the same description as {other.path.name}; give each "
-                                                  "repeatable file its own description"))
+            problems.append(
+                NamingProblem(
+                    f.path, f"the same description as {other.path.name}; give each repeatable file its own description"
+                )
+            )
         else:
-            problems.append(NamingProblem(f.path, f"version {f.version} is also used by {other.path.name}; give "
-                                                  "each file its own version"))
+            problems.append(
+                NamingProblem(
+                    f.path, f"version {f.version} is also used by {other.path.name}; give each file its own version"
+                )
+            )
     return problems
 
 
@@ -228,8 +250,11 @@ def split_statements(sql_text: str) -> list[Statement]:
         text = chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk
         # stmt_location points after the previous ';', so skip leading blanks and comments for the line.
         stripped = _strip_leading_comments(text)
-        first = start + (len(text) - len(stripped) if not PARSER_OFFSETS_ARE_BYTES else
-                         len(text.encode("utf-8")) - len(stripped.encode("utf-8")))
+        first = start + (
+            len(text) - len(stripped)
+            if not PARSER_OFFSETS_ARE_BYTES
+            else len(text.encode("utf-8")) - len(stripped.encode("utf-8"))
+        )
         if stripped.strip():
             statements.append(Statement(stripped.rstrip().rstrip(";"), line_at(text_units, first)))
     return statements
@@ -240,10 +265,10 @@ def _strip_leading_comments(text: str) -> str:
         s = text.lstrip()
         if s.startswith("--"):
             newline = s.find("\n")
-            text = "" if newline < 0 else s[newline + 1:]
+            text = "" if newline < 0 else s[newline + 1 :]
         elif s.startswith("/*"):
             close = s.find("*/")
-            text = "" if close < 0 else s[close + 2:]
+            text = "" if close < 0 else s[close + 2 :]
         else:
             return s
 
@@ -251,8 +276,16 @@ def _strip_leading_comments(text: str) -> str:
 class MigrationError(RuntimeError):
     """A statement of a migration failed. Carries file, line, excerpt and the server's words."""
 
-    def __init__(self, file: MigrationFile | str, line: int | None, excerpt: str, sqlstate: str | None,
-                 message: str, detail: str | None = None, hint: str | None = None):
+    def __init__(
+        self,
+        file: MigrationFile | str,
+        line: int | None,
+        excerpt: str,
+        sqlstate: str | None,
+        message: str,
+        detail: str | None = None,
+        hint: str | None = None,
+    ):
         self.file = file.label if isinstance(file, MigrationFile) else file
         self.line, self.excerpt, self.sqlstate = line, excerpt, sqlstate
         self.server_message, self.detail, self.hint = message, detail, hint
@@ -263,8 +296,7 @@ class MigrationError(RuntimeError):
         return f"{self.file}:{self.line}" if self.line else self.file
 
     def render(self) -> str:
-        lines = [f"{self.location}: {self.server_message}",
-                 f"  statement: {self.excerpt}"]
+        lines = [f"{self.location}: {self.server_message}", f"  statement: {self.excerpt}"]
         if self.sqlstate:
             lines.append(f"  SQLSTATE {self.sqlstate}")
         if self.detail:
@@ -274,8 +306,15 @@ class MigrationError(RuntimeError):
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "line": self.line, "statement": self.excerpt, "sqlstate": self.sqlstate,
-                "message": self.server_message, "detail": self.detail, "hint": self.hint}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "statement": self.excerpt,
+            "sqlstate": self.sqlstate,
+            "message": self.server_message,
+            "detail": self.detail,
+            "hint": self.hint,
+        }
 
 
 @dataclass
@@ -295,9 +334,14 @@ class StepResult:
     notices: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "seconds": round(self.seconds, 3), "notices": self.notices,
-                "statements": [{"line": s.line, "statement": s.excerpt, "seconds": round(s.seconds, 4)}
-                               for s in self.statements]}
+        return {
+            "label": self.label,
+            "seconds": round(self.seconds, 3),
+            "notices": self.notices,
+            "statements": [
+                {"line": s.line, "statement": s.excerpt, "seconds": round(s.seconds, 4)} for s in self.statements
+            ],
+        }
 
 
 def error_line(statement: Statement, exc: psycopg.Error) -> int:
@@ -327,9 +371,15 @@ def execute_file(conn: psycopg.Connection, migration: MigrationFile, *, label: s
                 conn.execute(statement.sql)
             except psycopg.Error as exc:
                 diag = exc.diag
-                raise MigrationError(migration, error_line(statement, exc), statement.excerpt, diag.sqlstate,
-                                     diag.message_primary or str(exc).strip(), diag.message_detail,
-                                     diag.message_hint) from None
+                raise MigrationError(
+                    migration,
+                    error_line(statement, exc),
+                    statement.excerpt,
+                    diag.sqlstate,
+                    diag.message_primary or str(exc).strip(),
+                    diag.message_detail,
+                    diag.message_hint,
+                ) from None
             result.statements.append(StatementTiming(statement.line, statement.excerpt, time.monotonic() - t0))
     finally:
         conn.remove_notice_handler(handler)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from psycopg import sql
 
+from .encryption import BackupKey, load_key
 from .errors import BackupError
-from .sealing import BackupKey, load_key
 
 PLAN_FILE_NAME = "plan.toml"
 # The post-flight's dashboard queries, unless [benchmarks] dashboard_queries names another file. In a folder of
@@ -30,12 +31,17 @@ _INTERVAL = re.compile(
     re.IGNORECASE,
 )
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-_ORDER_BY = re.compile(
-    r"^\s*([A-Za-z_][A-Za-z0-9_$]*)(\s+(ASC|DESC))?(\s+NULLS\s+(FIRST|LAST))?\s*$", re.IGNORECASE
-)
+_ORDER_BY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_$]*)(\s+(ASC|DESC))?(\s+NULLS\s+(FIRST|LAST))?\s*$", re.IGNORECASE)
 _SECONDS_PER_UNIT = {
-    "microsecond": 1e-6, "millisecond": 1e-3, "second": 1, "minute": 60, "hour": 3600,
-    "day": 86400, "week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400,
+    "microsecond": 1e-6,
+    "millisecond": 1e-3,
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 7 * 86400,
+    "month": 30 * 86400,
+    "year": 365 * 86400,
 }
 
 NULL_TIME_RULES = ("refuse", "from_column", "previous_by", "constant")
@@ -63,7 +69,7 @@ class PlanError(ValueError):
         self._hold((PlanProblem(str(path), key, problem),))
 
     @classmethod
-    def of(cls, problems: list[PlanProblem] | tuple[PlanProblem, ...]) -> "PlanError":
+    def of(cls, problems: list[PlanProblem] | tuple[PlanProblem, ...]) -> PlanError:
         error = cls.__new__(cls)
         error._hold(tuple(problems))
         return error
@@ -71,8 +77,11 @@ class PlanError(ValueError):
     def _hold(self, problems: tuple[PlanProblem, ...]) -> None:
         self.problems = problems
         self.path, self.key, self.problem = problems[0].path, problems[0].key, problems[0].problem
-        text = str(problems[0]) if len(problems) == 1 else (
-            f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+        text = (
+            str(problems[0])
+            if len(problems) == 1
+            else (f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+        )
         ValueError.__init__(self, text)
 
 
@@ -111,12 +120,13 @@ class Interval:
 @dataclass(frozen=True)
 class OrderItem:
     """One compress_order_by item, PostgreSQL's defaults filled in (NULLS FIRST exactly when DESC)."""
+
     column: str
     ascending: bool
     nulls_first: bool
 
     @classmethod
-    def parse(cls, text: str) -> "OrderItem | None":
+    def parse(cls, text: str) -> OrderItem | None:
         m = _ORDER_BY.match(text)
         if not m:
             return None
@@ -124,8 +134,10 @@ class OrderItem:
         return cls(m.group(1), ascending, m.group(5).upper() == "FIRST" if m.group(5) else not ascending)
 
     def as_sql(self) -> str:
-        return (f"{sql.Identifier(self.column).as_string(None)} {'ASC' if self.ascending else 'DESC'} "
-                f"NULLS {'FIRST' if self.nulls_first else 'LAST'}")
+        return (
+            f"{sql.Identifier(self.column).as_string(None)} {'ASC' if self.ascending else 'DESC'} "
+            f"NULLS {'FIRST' if self.nulls_first else 'LAST'}"
+        )
 
 
 @dataclass(frozen=True)
@@ -187,7 +199,7 @@ class BenchmarkThresholds:
 class BackupPolicy:
     keep_days: int = 7
     keep_count: int = 10
-    # An age key file: backups are encrypted at rest with it (never the key itself in the plan). See sealing.py.
+    # An age key file: backups are encrypted at rest with it (never the key itself in the plan). See encryption.py.
     key_file: Path | None = None
 
     def key(self) -> BackupKey | None:
@@ -226,17 +238,19 @@ class Plan:
 
 def parse_interval(value: Any, path: Path | str, key: str) -> Interval:
     if not isinstance(value, str):
-        raise PlanError(path, key, f"expected an interval such as \"7 days\", got {value!r}")
+        raise PlanError(path, key, f'expected an interval such as "7 days", got {value!r}')
     match = _INTERVAL.match(value)
     if not match or int(match.group(1)) <= 0:
-        raise PlanError(path, key, f"{value!r} is not a positive interval; write it like \"1 hour\" or \"90 days\"")
+        raise PlanError(path, key, f'{value!r} is not a positive interval; write it like "1 hour" or "90 days"')
     unit = match.group(2).lower().rstrip("s")
     return Interval(value.strip(), int(match.group(1)) * _SECONDS_PER_UNIT[unit])
 
 
 def _identifier(value: Any, path: Path | str, key: str) -> str:
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        raise PlanError(path, key, f"{value!r} is not a plain SQL identifier (letters, digits, _; not starting with a digit)")
+        raise PlanError(
+            path, key, f"{value!r} is not a plain SQL identifier (letters, digits, _; not starting with a digit)"
+        )
     return value
 
 
@@ -251,10 +265,10 @@ def _identifiers(value: Any, path: Path | str, key: str) -> tuple[str, ...]:
 def _order_by(value: Any, path: Path | str, key: str) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list):
-        raise PlanError(path, key, f"expected \"column [ASC|DESC]\" or a list of them, got {value!r}")
+        raise PlanError(path, key, f'expected "column [ASC|DESC]" or a list of them, got {value!r}')
     for item in items:
         if not isinstance(item, str) or OrderItem.parse(item) is None:
-            raise PlanError(path, key, f"{item!r} is not \"column [ASC|DESC] [NULLS FIRST|LAST]\"")
+            raise PlanError(path, key, f'{item!r} is not "column [ASC|DESC] [NULLS FIRST|LAST]"')
     return tuple(" ".join(i.split()) for i in items)
 
 
@@ -264,13 +278,21 @@ def _null_time(value: Any, path: Path | str, key: str) -> NullTimeRule:
     kind, _, argument = value.partition(":")
     kind = kind.strip()
     if kind not in NULL_TIME_RULES:
-        raise PlanError(path, key, f"unknown rule {kind!r}; use refuse, from_column:<column>, previous_by:<column> or constant:<timestamp>")
+        raise PlanError(
+            path,
+            key,
+            f"unknown rule {kind!r}; use refuse, from_column:<column>, previous_by:<column> or constant:<timestamp>",
+        )
     if kind == "refuse":
         if argument:
             raise PlanError(path, key, "'refuse' takes no argument")
         return NullTimeRule("refuse")
     if not argument.strip():
-        raise PlanError(path, key, f"'{kind}' needs an argument, e.g. {kind}:{'2020-01-01 00:00+00' if kind == 'constant' else 'id'}")
+        raise PlanError(
+            path,
+            key,
+            f"'{kind}' needs an argument, e.g. {kind}:{'2020-01-01 00:00+00' if kind == 'constant' else 'id'}",
+        )
     if kind in ("from_column", "previous_by"):
         return NullTimeRule(kind, _identifier(argument.strip(), path, key))
     # The filled value must not depend on the session's time zone: an ISO 8601 timestamp with its offset.
@@ -279,8 +301,12 @@ def _null_time(value: Any, path: Path | str, key: str) -> NullTimeRule:
     except ValueError:
         stamp = None
     if stamp is None or stamp.tzinfo is None:
-        raise PlanError(path, key, f"'constant' needs a timestamp with its UTC offset, e.g. constant:2020-01-01 "
-                                   f"00:00+00, got {argument.strip()!r}")
+        raise PlanError(
+            path,
+            key,
+            f"'constant' needs a timestamp with its UTC offset, e.g. constant:2020-01-01 "
+            f"00:00+00, got {argument.strip()!r}",
+        )
     return NullTimeRule(kind, argument.strip())
 
 
@@ -293,8 +319,14 @@ def _number(value: Any, path: Path | str, key: str, *, minimum: float = 0.0) -> 
 def _known_keys(section: dict, allowed: set[str], path: Path | str, where: str) -> None:
     unknown = sorted(set(section) - allowed)
     if unknown:
-        problems = [PlanProblem(str(path), f"{where}.{key}" if where else key,
-                                f"unknown key; allowed keys here: {', '.join(sorted(allowed))}") for key in unknown]
+        problems = [
+            PlanProblem(
+                str(path),
+                f"{where}.{key}" if where else key,
+                f"unknown key; allowed keys here: {', '.join(sorted(allowed))}",
+            )
+            for key in unknown
+        ]
         raise PlanError.of(problems)
 
 
@@ -313,16 +345,39 @@ def _hypertable(table: str, spec: Any, path: Path | str, problems: _Problems) ->
     if not isinstance(spec, dict):
         check(lambda: _fail(path, where, "expected a table of settings ([hypertables.<table>])"))
         return None
-    check(lambda: _known_keys(spec, {"time_column", "chunk_interval", "compress_segment_by", "compress_order_by",
-                                     "compress_after", "drop_after", "null_time", "keep_unique", "online"}, path, where))
+    check(
+        lambda: _known_keys(
+            spec,
+            {
+                "time_column",
+                "chunk_interval",
+                "compress_segment_by",
+                "compress_order_by",
+                "compress_after",
+                "drop_after",
+                "null_time",
+                "keep_unique",
+                "online",
+            },
+            path,
+            where,
+        )
+    )
     for required in ("time_column", "chunk_interval"):
         if required not in spec:
-            check(lambda: _fail(path, f"{where}.{required}",
-                                "missing; every hypertable needs time_column and chunk_interval"))
-    time_column = check(lambda: _identifier(spec["time_column"], path, f"{where}.time_column")) \
-        if "time_column" in spec else None
-    chunk_interval = check(lambda: parse_interval(spec["chunk_interval"], path, f"{where}.chunk_interval")) \
-        if "chunk_interval" in spec else None
+            check(
+                lambda: _fail(
+                    path, f"{where}.{required}", "missing; every hypertable needs time_column and chunk_interval"
+                )
+            )
+    time_column = (
+        check(lambda: _identifier(spec["time_column"], path, f"{where}.time_column")) if "time_column" in spec else None
+    )
+    chunk_interval = (
+        check(lambda: parse_interval(spec["chunk_interval"], path, f"{where}.chunk_interval"))
+        if "chunk_interval" in spec
+        else None
+    )
 
     def interval(key: str) -> Interval | None:
         return check(lambda: parse_interval(spec[key], path, f"{where}.{key}")) if key in spec else None
@@ -331,24 +386,35 @@ def _hypertable(table: str, spec: Any, path: Path | str, problems: _Problems) ->
         table=table,
         time_column=time_column or "",
         chunk_interval=chunk_interval or Interval("1 day", 86400),
-        compress_segment_by=check(lambda: _identifiers(spec.get("compress_segment_by", []), path,
-                                                       f"{where}.compress_segment_by"), ()),
-        compress_order_by=check(lambda: _order_by(spec.get("compress_order_by", []), path,
-                                                  f"{where}.compress_order_by"), ()),
+        compress_segment_by=check(
+            lambda: _identifiers(spec.get("compress_segment_by", []), path, f"{where}.compress_segment_by"), ()
+        ),
+        compress_order_by=check(
+            lambda: _order_by(spec.get("compress_order_by", []), path, f"{where}.compress_order_by"), ()
+        ),
         compress_after=interval("compress_after"),
         drop_after=interval("drop_after"),
-        null_time=check(lambda: _null_time(spec.get("null_time", "refuse"), path, f"{where}.null_time"),
-                        NullTimeRule("refuse")),
+        null_time=check(
+            lambda: _null_time(spec.get("null_time", "refuse"), path, f"{where}.null_time"), NullTimeRule("refuse")
+        ),
         keep_unique=check(lambda: _identifiers(spec.get("keep_unique", []), path, f"{where}.keep_unique"), ()),
         online=check(lambda: _boolean(spec, "online", None, path, f"{where}.online")),
     )
     if time_column and time_column in plan.compress_segment_by:
-        check(lambda: _fail(path, f"{where}.compress_segment_by",
-                            f"the time column {time_column!r} cannot be a segment-by column"))
+        check(
+            lambda: _fail(
+                path, f"{where}.compress_segment_by", f"the time column {time_column!r} cannot be a segment-by column"
+            )
+        )
     if plan.compress_after and plan.drop_after and plan.drop_after.seconds <= plan.compress_after.seconds:
-        check(lambda: _fail(path, f"{where}.drop_after",
-                            f"drop_after ({plan.drop_after}) must be longer than compress_after ({plan.compress_after}), "
-                            "or data is dropped before it is compressed"))
+        check(
+            lambda: _fail(
+                path,
+                f"{where}.drop_after",
+                f"drop_after ({plan.drop_after}) must be longer than compress_after ({plan.compress_after}), "
+                "or data is dropped before it is compressed",
+            )
+        )
     if plan.null_time.kind == "from_column" and plan.null_time.argument == time_column:
         check(lambda: _fail(path, f"{where}.null_time", "from_column must name another column than the time column"))
     return plan
@@ -366,8 +432,12 @@ def _key_file(value: Any, path: Path | str | None, where) -> Path | None:
     if not isinstance(value, str) or not value.strip():
         raise PlanError(where, "backup.key_file", f"expected the path of a key file, got {value!r}")
     if value.strip().startswith("AGE-SECRET-KEY-"):
-        raise PlanError(where, "backup.key_file", "this is a key, not the path of a key file: never put the key in "
-                        "the plan; write it to a file only its owner reads and name that file here")
+        raise PlanError(
+            where,
+            "backup.key_file",
+            "this is a key, not the path of a key file: never put the key in "
+            "the plan; write it to a file only its owner reads and name that file here",
+        )
     key_path = Path(value.strip()).expanduser()
     if not key_path.is_absolute():
         key_path = (Path(path).parent if path else Path.cwd()) / key_path
@@ -390,8 +460,11 @@ def _dashboard_queries(value: Any, path: Path | str | None, where) -> Path | Non
     file = Path(value.strip()).expanduser()
     file = file if file.is_absolute() else base / file
     if not file.is_file():
-        raise PlanError(where, "benchmarks.dashboard_queries", f"{file} does not exist: write the dashboard queries "
-                        "there (README: Post-flight checks) or remove the key")
+        raise PlanError(
+            where,
+            "benchmarks.dashboard_queries",
+            f"{file} does not exist: write the dashboard queries there (README: Post-flight checks) or remove the key",
+        )
     return file
 
 
@@ -410,25 +483,52 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
     check = problems.check
     check(lambda: _known_keys(data, {"plan", "hypertables", "benchmarks", "backup"}, where, ""))
     general = check(lambda: _section(data, "plan", where), {})
-    check(lambda: _known_keys(general, {"schema", "application_roles", "allow_apache_edition", "fence_application",
-                                        "online_above_rows"}, where, "plan"))
-    allow, fence = (check(lambda key=key: _boolean(general, key, True, where, f"plan.{key}"), True)
-                    for key in ("allow_apache_edition", "fence_application"))
+    check(
+        lambda: _known_keys(
+            general,
+            {"schema", "application_roles", "allow_apache_edition", "fence_application", "online_above_rows"},
+            where,
+            "plan",
+        )
+    )
+    allow, fence = (
+        check(lambda key=key: _boolean(general, key, True, where, f"plan.{key}"), True)
+        for key in ("allow_apache_edition", "fence_application")
+    )
 
     tables = check(lambda: _section(data, "hypertables", where), {})
     hypertables = tuple(h for h in (_hypertable(name, spec, where, problems) for name, spec in tables.items()) if h)
 
     bench = check(lambda: _section(data, "benchmarks", where), {})
-    check(lambda: _known_keys(bench, {"min_insert_rows_per_second", "max_dashboard_query_ms",
-                                      "min_compression_percent", "max_storage_gb_per_month", "dashboard_queries"},
-                              where, "benchmarks"))
+    check(
+        lambda: _known_keys(
+            bench,
+            {
+                "min_insert_rows_per_second",
+                "max_dashboard_query_ms",
+                "min_compression_percent",
+                "max_storage_gb_per_month",
+                "dashboard_queries",
+            },
+            where,
+            "benchmarks",
+        )
+    )
     defaults = BenchmarkThresholds()
-    thresholds = BenchmarkThresholds(**{
-        key: check(lambda key=key: _number(bench.get(key, getattr(defaults, key)), where, f"benchmarks.{key}"),
-                   getattr(defaults, key))
-        for key in ("min_insert_rows_per_second", "max_dashboard_query_ms",
-                    "min_compression_percent", "max_storage_gb_per_month")
-    })
+    thresholds = BenchmarkThresholds(
+        **{
+            key: check(
+                lambda key=key: _number(bench.get(key, getattr(defaults, key)), where, f"benchmarks.{key}"),
+                getattr(defaults, key),
+            )
+            for key in (
+                "min_insert_rows_per_second",
+                "max_dashboard_query_ms",
+                "min_compression_percent",
+                "max_storage_gb_per_month",
+            )
+        }
+    )
     if thresholds.min_compression_percent > 100:
         check(lambda: _fail(where, "benchmarks.min_compression_percent", "a percentage cannot exceed 100"))
 
@@ -441,14 +541,19 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
     )
     plan = Plan(
         path=Path(path) if path else None,
-        schema=check(lambda: _identifier(general.get("schema", "factory_telemetry"), where, "plan.schema"),
-                     "factory_telemetry"),
-        application_roles=check(lambda: _identifiers(general.get("application_roles", []), where,
-                                                     "plan.application_roles"), ()),
+        schema=check(
+            lambda: _identifier(general.get("schema", "factory_telemetry"), where, "plan.schema"), "factory_telemetry"
+        ),
+        application_roles=check(
+            lambda: _identifiers(general.get("application_roles", []), where, "plan.application_roles"), ()
+        ),
         allow_apache_edition=allow,
         fence_application=fence,
-        online_above_rows=int(check(lambda: _number(general.get("online_above_rows", 1_000_000), where,
-                                                    "plan.online_above_rows"), 1_000_000)),
+        online_above_rows=int(
+            check(
+                lambda: _number(general.get("online_above_rows", 1_000_000), where, "plan.online_above_rows"), 1_000_000
+            )
+        ),
         hypertables=hypertables,
         benchmarks=thresholds,
         backup=policy,
@@ -465,11 +570,11 @@ def _line_of(text: str, key: str) -> int | None:
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.split("#", 1)[0].strip()
         if stripped.startswith("[") and stripped.endswith("]"):
-            section = ".".join(part.strip().strip('"\'') for part in stripped.strip("[]").split("."))
+            section = ".".join(part.strip().strip("\"'") for part in stripped.strip("[]").split("."))
             if key == section or key.startswith(section + "."):
                 header = number
             continue
-        name = stripped.split("=", 1)[0].strip().strip('"\'') if "=" in stripped else None
+        name = stripped.split("=", 1)[0].strip().strip("\"'") if "=" in stripped else None
         if name and (f"{section}.{name}" if section else name) == key:
             return number
     return header
@@ -491,5 +596,6 @@ def load_plan(migrations_dir: Path) -> Plan | None:
     try:
         return parse_plan(data, path)
     except PlanError as exc:
-        raise PlanError.of([PlanProblem(p.path, p.key, p.problem, p.line or _line_of(text, p.key))
-                            for p in exc.problems]) from None
+        raise PlanError.of(
+            [PlanProblem(p.path, p.key, p.problem, p.line or _line_of(text, p.key)) for p in exc.problems]
+        ) from None

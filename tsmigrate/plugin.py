@@ -8,14 +8,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from .options import RunOptions
 from .plan import Plan, PlanError, load_plan
 from .preflight.checks import finding
-from .options import RunOptions
 from .report.words import terminal_lines
 from .run import plan_steps
 from .servers import SERVER_KINDS
@@ -28,7 +28,7 @@ SUMMARY_KEY = pytest.StashKey[RunSummary]()
 PHASE_REPORTS_KEY = pytest.StashKey[dict]()
 REPORT_FILES_KEY = pytest.StashKey[dict]()
 PLAN_KEY = pytest.StashKey["Plan | PlanError | None"]()
-SECRETS_KEY = pytest.StashKey[set]()      # passwords learnt during the run (a demo server's)
+SECRETS_KEY = pytest.StashKey[set]()  # passwords learnt during the run (a demo server's)
 SUITES = ("preflight", "execute", "postflight")
 
 
@@ -47,21 +47,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
     option("dsn", "target database DSN; else libpq's PGHOST/PGDATABASE/PGSERVICE... variables")
     option("demo", "work on a throwaway TimescaleDB server seeded like a real MS5.0 site", type="bool", default=False)
-    option("server", f"where throwaway servers come from: {', '.join(SERVER_KINDS)}", choices=SERVER_KINDS, default="auto")
-    option("demo-scale", "size of the demo's legacy data: tiny, demo or site", choices=("tiny", "demo", "site"), default="demo")
+    option(
+        "server", f"where throwaway servers come from: {', '.join(SERVER_KINDS)}", choices=SERVER_KINDS, default="auto"
+    )
+    option(
+        "demo-scale",
+        "size of the demo's legacy data: tiny, demo or site",
+        choices=("tiny", "demo", "site"),
+        default="demo",
+    )
     option("migrations", "directory of migration files and their plan.toml", default="migrations")
     option("reports", "directory for HTML, JSON and JUnit reports", default="reports")
     option("backups", "directory for backups taken before a run changes anything", default="backups")
     option("ready-timeout", "seconds a throwaway server may take to start", default="60")
     option("write-sample", "pre-flight: seconds to watch the target for rows written by others", default="2")
-    option("server-free-disk", "pre-flight: GiB free in the server's data directory, as measured on the server "
-                               "(df), for when the tool cannot measure it from here")
-    option("no-restore", "leave the database as a failed step left it (no automatic restore)", type="bool", default=False)
-    option("drop-failed", "after a proven restore, drop the failed database instead of keeping it renamed", type="bool", default=False)
+    option(
+        "server-free-disk",
+        "pre-flight: GiB free in the server's data directory, as measured on the server "
+        "(df), for when the tool cannot measure it from here",
+    )
+    option(
+        "no-restore", "leave the database as a failed step left it (no automatic restore)", type="bool", default=False
+    )
+    option(
+        "drop-failed",
+        "after a proven restore, drop the failed database instead of keeping it renamed",
+        type="bool",
+        default=False,
+    )
     option("no-rehearse", "skip the pre-flight rehearsal on a scratch copy of the target", type="bool", default=False)
-    option("resolve-interrupted", "mark steps a killed run left half done as interrupted and go on", type="bool", default=False)
-    option("baseline", "post-flight baseline: a backup directory taken before the migration "
-                       "(default: the execute run's backup, else the newest one under --backups)")
+    option(
+        "resolve-interrupted",
+        "mark steps a killed run left half done as interrupted and go on",
+        type="bool",
+        default=False,
+    )
+    option(
+        "baseline",
+        "post-flight baseline: a backup directory taken before the migration "
+        "(default: the execute run's backup, else the newest one under --backups)",
+    )
 
 
 def _value(config: pytest.Config, dest: str):
@@ -139,8 +164,11 @@ def remember_secrets(config: pytest.Config, secrets) -> None:
 
 def secrets_of(config: pytest.Config) -> tuple[str, ...]:
     """Passwords this run could know: in the DSN, in PGPASSWORD, and those remembered since."""
-    found = [os.environ.get("PGPASSWORD"), password_of(options_of(config).dsn or ""),
-             *sorted(config.stash.get(SECRETS_KEY, set()))]
+    found = [
+        os.environ.get("PGPASSWORD"),
+        password_of(options_of(config).dsn or ""),
+        *sorted(config.stash.get(SECRETS_KEY, set())),
+    ]
     return tuple(dict.fromkeys(s for s in found if s))
 
 
@@ -178,9 +206,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SUMMARY_KEY] = RunSummary(kind=run_kind(config))
     if config.stash[SUMMARY_KEY].kind:
         _name_reports(config)
-    for marker in ("preflight: a pre-flight check (its failure means NO-GO)",
-                   "execute: a migration step",
-                   "postflight: a post-flight check"):
+    for marker in (
+        "preflight: a pre-flight check (its failure means NO-GO)",
+        "execute: a migration step",
+        "postflight: a post-flight check",
+    ):
         config.addinivalue_line("markers", marker)
 
 
@@ -213,9 +243,12 @@ def _name_reports(config: pytest.Config) -> None:
     """Every suite run leaves an HTML report (self-contained) and JUnit XML, named by time."""
     options = options_of(config)
     options.reports.mkdir(parents=True, exist_ok=True)
-    stem = f"{config.stash[SUMMARY_KEY].kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
-    files = {"html": options.reports / f"{stem}.html", "junit": options.reports / f"{stem}.xml",
-             "json": options.reports / f"{stem}.json"}
+    stem = f"{config.stash[SUMMARY_KEY].kind}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    files = {
+        "html": options.reports / f"{stem}.html",
+        "junit": options.reports / f"{stem}.xml",
+        "json": options.reports / f"{stem}.json",
+    }
     if getattr(config.option, "htmlpath", None) is None:
         config.option.htmlpath = str(files["html"])
         config.option.self_contained_html = True
@@ -271,11 +304,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         except PlanError as exc:
             # Every problem at once, also as findings of the run's record (file, line, key).
             summary_of(config).findings.extend(
-                finding("PF081", f"[{p.key}] {p.problem}", path=p.path, line=p.line) for p in exc.problems)
+                finding("PF081", f"[{p.key}] {p.problem}", path=p.path, line=p.line) for p in exc.problems
+            )
             raise pytest.UsageError(f"invalid migration plan: {exc}") from None
     else:
-        raise pytest.UsageError(f"migrations directory {options.migrations} does not exist; "
-                                "point --migrations at the directory that holds the migration files")
+        raise pytest.UsageError(
+            f"migrations directory {options.migrations} does not exist; "
+            "point --migrations at the directory that holds the migration files"
+        )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -298,7 +334,7 @@ def _print_verdict(config: pytest.Config) -> None:
         return
     lines = terminal_lines(summary)
     good = summary.verdict() in GOOD_VERDICTS
-    below = summary.verdict() == "BELOW TARGET"    # the data is safe; a performance target was missed
+    below = summary.verdict() == "BELOW TARGET"  # the data is safe; a performance target was missed
     reporter.write_sep("=", lines[0], green=good, yellow=below, red=not good and not below, bold=True)
     for line in lines[1:]:
         reporter.write_line(line, yellow=below, red=not good and not below)
@@ -316,8 +352,9 @@ class FailureText:
     def __init__(self, text: str, crash=None, message: str | None = None):
         self.text = text
         # pytest's ReprFileLocation (path, line, message) of the original failure, with the message replaced
-        self.reprcrash = dataclasses.replace(crash, message=message) if crash is not None and message is not None \
-            else crash
+        self.reprcrash = (
+            dataclasses.replace(crash, message=message) if crash is not None and message is not None else crash
+        )
 
     def toterminal(self, out) -> None:
         for line in self.text.splitlines():

@@ -13,18 +13,18 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
 
-from .dumps import TIMESCALEDB_SCHEMAS, die_with_parent, tool
 from .causes import Cause, classify
-from .db import one
-from .janitor import NewDatabase, drop_database
-from .plan import Plan
 from .convert import ConversionError, convert_table
+from .db import one
+from .dumps import TIMESCALEDB_SCHEMAS, die_with_parent, tool
+from .janitor import NewDatabase, drop_database
 from .migrations import MigrationError, MigrationFile, apply_file
+from .plan import Plan
 from .target import Target, redact
 from .timescale import server_timescaledb
 
@@ -48,7 +48,7 @@ SAMPLED_CHUNKS = 3
 @dataclass
 class RehearsalResult:
     scratch: str
-    sampled: dict[str, int] = field(default_factory=dict)   # table -> rows copied, for sampled tables
+    sampled: dict[str, int] = field(default_factory=dict)  # table -> rows copied, for sampled tables
     steps: list[tuple[str, float]] = field(default_factory=list)  # (label, seconds) of the steps that ran
     error: MigrationError | ConversionError | None = None
     failed_step: str | None = None
@@ -56,7 +56,7 @@ class RehearsalResult:
     # A server resource the rehearsal ran out of (disk, locks, ...): the run needs at least as much, so it counts
     # against the GO wherever it struck, the sample copy included.
     cause: Cause | None = None
-    cause_error: str | None = None   # the server's words for it
+    cause_error: str | None = None  # the server's words for it
 
     @property
     def ok(self) -> bool:
@@ -64,27 +64,36 @@ class RehearsalResult:
 
 
 def _large_tables(conn: psycopg.Connection, limit_bytes: int) -> list[tuple[str, str]]:
-    return [(r[0], r[1]) for r in conn.execute(
-        """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    return [
+        (r[0], r[1])
+        for r in conn.execute(
+            """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'p') AND pg_total_relation_size(c.oid) > %s
               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-              AND n.nspname NOT LIKE '\\_timescaledb%%'""", (limit_bytes,)).fetchall()]
+              AND n.nspname NOT LIKE '\\_timescaledb%%'""",
+            (limit_bytes,),
+        ).fetchall()
+    ]
 
 
-def _copy_sample(source: psycopg.Connection, scratch: psycopg.Connection, schema: str, table: str,
-                 time_column: str | None, rows: int) -> int:
+def _copy_sample(
+    source: psycopg.Connection, scratch: psycopg.Connection, schema: str, table: str, time_column: str | None, rows: int
+) -> int:
     ident = sql.Identifier(schema, table)
     if time_column:
         col = sql.Identifier(time_column)
-        select = sql.SQL("(SELECT * FROM {t} WHERE {c} IS NULL) UNION ALL "
-                         "(SELECT * FROM (SELECT * FROM {t} WHERE {c} IS NOT NULL ORDER BY {c} DESC LIMIT {n}) s)").format(
-            t=ident, c=col, n=sql.Literal(rows))
+        select = sql.SQL(
+            "(SELECT * FROM {t} WHERE {c} IS NULL) UNION ALL "
+            "(SELECT * FROM (SELECT * FROM {t} WHERE {c} IS NOT NULL ORDER BY {c} DESC LIMIT {n}) s)"
+        ).format(t=ident, c=col, n=sql.Literal(rows))
     else:
         select = sql.SQL("SELECT * FROM {} LIMIT {}").format(ident, sql.Literal(rows))
     copied = 0
     with scratch.transaction():
-        with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(select)) as out, \
-                scratch.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(ident)) as into:
+        with (
+            source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(select)) as out,
+            scratch.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(ident)) as into,
+        ):
             for block in out:
                 into.write(block)
         copied = scratch.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
@@ -96,7 +105,7 @@ SCRATCH_INFIX = "_rehearsal_"
 
 def _scratch_prefix(dbname: str) -> str:
     # A database name has at most 63 bytes: the target's name is cut, never the stamp that tells copies apart.
-    return dbname.encode()[:63 - len(SCRATCH_INFIX) - 14].decode(errors="ignore") + SCRATCH_INFIX
+    return dbname.encode()[: 63 - len(SCRATCH_INFIX) - 14].decode(errors="ignore") + SCRATCH_INFIX
 
 
 def scratch_name(dbname: str, stamp: datetime) -> str:
@@ -121,11 +130,13 @@ def drop_stale_scratch_copies(admin: psycopg.Connection, dbname: str) -> list[st
     """
     prefix = _scratch_prefix(dbname)
     stale = []
-    for name, in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)).fetchall():
-        if not re.fullmatch(r"[0-9]{14}", name[len(prefix):]):
-            continue   # not a name this module made
+    for (name,) in admin.execute(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
+    ).fetchall():
+        if not re.fullmatch(r"[0-9]{14}", name[len(prefix) :]):
+            continue  # not a name this module made
         if admin.execute(sql.SQL("SELECT {}").format(_IN_USE_LOCK.format(sql.Literal(name)))).fetchone()[0]:
-            stale.append(name)   # the lock is now ours: released when this session ends
+            stale.append(name)  # the lock is now ours: released when this session ends
     for name in stale:
         log.warning("rehearsal: dropping %s, a scratch copy a killed pre-flight left", name)
         drop_database(admin, name)
@@ -137,14 +148,22 @@ def _hypertables(conn: psycopg.Connection) -> tuple[str | None, list[tuple[str, 
     version = one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
     if version is None:
         return None, []
-    return version, [tuple(r) for r in conn.execute(
-        "SELECT hypertable_schema, hypertable_name FROM timescaledb_information.hypertables").fetchall()]
+    return version, [
+        tuple(r)
+        for r in conn.execute(
+            "SELECT hypertable_schema, hypertable_name FROM timescaledb_information.hypertables"
+        ).fetchall()
+    ]
 
 
 def _chunks_left_empty(conn: psycopg.Connection) -> list[str]:
     """The chunk tables whose rows the copy leaves out: all but the newest SAMPLED_CHUNKS of each hypertable, with
     the compressed chunks that hold their rows."""
-    return sorted({r[0] for r in conn.execute("""
+    return sorted(
+        {
+            r[0]
+            for r in conn.execute(
+                """
         WITH ranked AS (
             SELECT c.schema_name, c.table_name, c.compressed_chunk_id,
                    row_number() OVER (PARTITION BY c.hypertable_id ORDER BY max(ds.range_end) DESC) AS newest
@@ -159,11 +178,20 @@ def _chunks_left_empty(conn: psycopg.Connection) -> list[str]:
         UNION ALL
         SELECT format('%%I.%%I', z.schema_name, z.table_name) FROM ranked r
           JOIN _timescaledb_catalog.chunk z ON z.id = r.compressed_chunk_id WHERE r.newest > %s""",
-        (SAMPLED_CHUNKS, SAMPLED_CHUNKS)).fetchall()})
+                (SAMPLED_CHUNKS, SAMPLED_CHUNKS),
+            ).fetchall()
+        }
+    )
 
 
-def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], plan: Plan | None,
-                 sample_rows: int, result: RehearsalResult) -> None:
+def _copy_target(
+    target: Target,
+    scratch: str,
+    large: list[tuple[str, str]],
+    plan: Plan | None,
+    sample_rows: int,
+    result: RehearsalResult,
+) -> None:
     """pg_dump | pg_restore into the (empty) scratch database, large tables as samples. A database that is
     TimescaleDB already is copied as TimescaleDB documents it (same extension version, timescaledb_pre_restore() and
     post_restore()): hypertables, chunks, compression state and settings, policies (paused in the copy); the rows
@@ -173,7 +201,8 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
     scratch_target = target.with_dbname(scratch)
     scratch_conninfo, _ = scratch_target.for_client_programs()
     dump = [tool("pg_dump"), "-Fc", "-d", conninfo] + [
-        f"--exclude-table-data={sql.Identifier(s, t).as_string(None)}" for s, t in large]
+        f"--exclude-table-data={sql.Identifier(s, t).as_string(None)}" for s, t in large
+    ]
     with target.connect() as conn:
         superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
         ts_version, hypertables = _hypertables(conn)
@@ -184,7 +213,8 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
         raise RehearsalNotFaithful(
             f"the target holds {len(hypertables)} hypertables, and only a superuser may load TimescaleDB's catalog into "
             "a copy (timescaledb_pre_restore()): a copy made by this role would hold plain tables, so the rehearsal "
-            "would prove nothing. Run the pre-flight as a superuser, or (knowing what it does not test) --no-rehearse")
+            "would prove nothing. Run the pre-flight as a superuser, or (knowing what it does not test) --no-rehearse"
+        )
     if not superuser:
         # TimescaleDB's catalog is the extension's: only a superuser may load it (the copy's CREATE EXTENSION fills
         # it); a role that is not one rehearses a database without hypertables yet (the pre-flight's PF052).
@@ -196,15 +226,20 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
             conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
             conn.execute("SELECT timescaledb_pre_restore()")
     restore = [tool("pg_restore"), "--no-owner", "-d", scratch_conninfo]
-    log.info("rehearsal: copying %s into scratch database %s (%d large tables sampled%s)",
-             target.describe(), scratch, len(large),
-             f"; TimescaleDB {ts_version}: {len(hypertables)} hypertables, {len(left_out)} chunk tables without their rows"
-             if faithful else "")
-    dumper = subprocess.Popen(dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                              preexec_fn=die_with_parent)
+    log.info(
+        "rehearsal: copying %s into scratch database %s (%d large tables sampled%s)",
+        target.describe(),
+        scratch,
+        len(large),
+        f"; TimescaleDB {ts_version}: {len(hypertables)} hypertables, {len(left_out)} chunk tables without their rows"
+        if faithful
+        else "",
+    )
+    dumper = subprocess.Popen(dump, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=die_with_parent)
     try:
-        restorer = subprocess.run(restore, stdin=dumper.stdout, capture_output=True, text=True, env=env,
-                                  preexec_fn=die_with_parent)
+        restorer = subprocess.run(
+            restore, stdin=dumper.stdout, capture_output=True, text=True, env=env, preexec_fn=die_with_parent
+        )
     except BaseException:
         dumper.kill()
         dumper.wait()
@@ -212,7 +247,7 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
     dumper.stdout.close()
     dump_err = dumper.stderr.read().decode(errors="replace")
     if dumper.wait() != 0:
-        cause = classify(dump_err + "\n" + restorer.stderr)   # pg_restore's side may be what broke the pipe
+        cause = classify(dump_err + "\n" + restorer.stderr)  # pg_restore's side may be what broke the pipe
         if cause is not None:
             result.cause, result.cause_error = cause, redact((restorer.stderr or dump_err).strip()[:300])
             result.failed_step = "copying the target"
@@ -226,20 +261,26 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
     if restorer.returncode != 0:
         cause = classify(restorer.stderr)
         if cause is not None:
-            result.cause, result.cause_error = cause, f"pg_restore into the scratch copy: {redact(restorer.stderr.strip()[:300])}"
+            result.cause, result.cause_error = (
+                cause,
+                f"pg_restore into the scratch copy: {redact(restorer.stderr.strip()[:300])}",
+            )
             result.failed_step = "copying the target"
             return
         if faithful:
-            raise RehearsalNotFaithful(f"the scratch copy of a TimescaleDB database is not as the target is: "
-                                       f"pg_restore reported {redact(restorer.stderr.strip()[:500])}")
+            raise RehearsalNotFaithful(
+                f"the scratch copy of a TimescaleDB database is not as the target is: "
+                f"pg_restore reported {redact(restorer.stderr.strip()[:500])}"
+            )
         # pg_restore reports errors it went past (e.g. an extension comment); the steps will tell.
         log.warning("rehearsal: pg_restore reported: %s", redact(restorer.stderr.strip()[:500]))
     times = {h.table: h.time_column for h in plan.hypertables} if plan else {}
     with target.connect() as source, scratch_target.connect() as copy:
         for schema, table in large:
             try:
-                result.sampled[f"{schema}.{table}"] = _copy_sample(source, copy, schema, table,
-                                                                   times.get(table), sample_rows)
+                result.sampled[f"{schema}.{table}"] = _copy_sample(
+                    source, copy, schema, table, times.get(table), sample_rows
+                )
             except psycopg.Error as exc:
                 cause = classify(exc)
                 if cause is not None:
@@ -250,8 +291,9 @@ def _copy_target(target: Target, scratch: str, large: list[tuple[str, str]], pla
     result.copy_seconds = time.monotonic() - started
 
 
-def _apply_steps(conn: psycopg.Connection, pending: list[MigrationFile], plan: Plan | None,
-                 result: RehearsalResult) -> None:
+def _apply_steps(
+    conn: psycopg.Connection, pending: list[MigrationFile], plan: Plan | None, result: RehearsalResult
+) -> None:
     """The pending files, then the plan's conversions, until the first failure (recorded in ``result``)."""
     for f in pending:
         t0 = time.monotonic()
@@ -271,26 +313,39 @@ def _apply_steps(conn: psycopg.Connection, pending: list[MigrationFile], plan: P
             with conn.transaction():
                 convert_table(conn, plan.schema, h, has_compression=has_compression)
         except (ConversionError, psycopg.Error) as exc:
-            result.error = exc if isinstance(exc, ConversionError) else ConversionError(
-                f"converting {plan.schema}.{h.table}: {exc}")
+            result.error = (
+                exc
+                if isinstance(exc, ConversionError)
+                else ConversionError(f"converting {plan.schema}.{h.table}: {exc}")
+            )
             result.failed_step = f"convert {plan.schema}.{h.table}"
             return
         result.steps.append((f"convert {plan.schema}.{h.table}", time.monotonic() - t0))
 
 
-def rehearse(target: Target, pending: list[MigrationFile], plan: Plan | None, *,
-             full_copy_bytes: int = 256 << 20, sample_rows: int = 100_000) -> RehearsalResult:
+def rehearse(
+    target: Target,
+    pending: list[MigrationFile],
+    plan: Plan | None,
+    *,
+    full_copy_bytes: int = 256 << 20,
+    sample_rows: int = 100_000,
+) -> RehearsalResult:
     """Copy, apply the pending files and the plan's conversions, report; the copy is dropped whatever happens."""
     with target.connect() as conn:
         if not conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
-            raise RehearsalUnavailable("the connected role may not create databases, so no scratch copy can be made; "
-                                       "grant CREATEDB for the rehearsal, or run it with --no-rehearse")
+            raise RehearsalUnavailable(
+                "the connected role may not create databases, so no scratch copy can be made; "
+                "grant CREATEDB for the rehearsal, or run it with --no-rehearse"
+            )
         large = _large_tables(conn, full_copy_bytes)
-        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").fetchone()[0]
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        ).fetchone()[0]
     admin_target = target.with_dbname("postgres")
     source_db = target.dbname or "db"
-    result = RehearsalResult(scratch_name(source_db, datetime.now(timezone.utc)))
-    with admin_target.connect() as admin:   # open until the copy is dropped: it holds the copy's in-use lock
+    result = RehearsalResult(scratch_name(source_db, datetime.now(UTC)))
+    with admin_target.connect() as admin:  # open until the copy is dropped: it holds the copy's in-use lock
         drop_stale_scratch_copies(admin, source_db)
         claim_scratch_name(admin, result.scratch)
         with NewDatabase(admin_target.connect, result.scratch, owner=owner):

@@ -23,20 +23,20 @@ import psycopg
 
 from . import fence, ledger
 from .backup import Backup, BackupError, pin_backup, prune_backups, take_backup
-from .carry import CarryReport, RunsOwnRowChanges, carry_over
-from .restore import RestoreOutcome, restore_backup
-from .plan import HypertablePlan, Plan
+from .causes import Cause, classify, tail
 from .convert import ConversionError, ConversionResult, convert, plan_sha256
 from .convert.online import online_tables
 from .convert.policies import retention_drops
+from .errors import first_line
 from .fence import Fence, FenceError
 from .janitor import DatabaseStateError
+from .late_writes import CarryReport, RunsOwnRowChanges, carry_over
 from .migrations import MigrationError, MigrationFile, StepResult, apply_file, discover
+from .plan import HypertablePlan, Plan
+from .restore import RestoreOutcome, restore_backup
+from .serverfiles import ServerFiles, locate
 from .target import Target, TargetError
 from .timescale import server_timescaledb
-from .errors import first_line
-from .causes import Cause, classify, tail
-from .serverfiles import ServerFiles, locate
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ class RunRefused(RuntimeError):
 class Step:
     """A migration file or the conversion of one planned table."""
 
-    id: str                       # ledger key: the file's version (a repeatable file: its name), or convert:<table>
-    label: str                    # what a person reads: the file name or "convert metric_hist"
+    id: str  # ledger key: the file's version (a repeatable file: its name), or convert:<table>
+    label: str  # what a person reads: the file name or "convert metric_hist"
     migration: MigrationFile | None = None
     hypertable: HypertablePlan | None = None
 
@@ -77,7 +77,9 @@ def plan_steps(migrations_dir: Path, plan: Plan | None) -> list[Step]:
     files, _ = discover(migrations_dir)
     steps = [Step(f.step_id, f.label, migration=f) for f in files]
     if plan is not None:
-        steps += [Step(f"convert:{h.table}", f"convert {plan.schema}.{h.table}", hypertable=h) for h in plan.hypertables]
+        steps += [
+            Step(f"convert:{h.table}", f"convert {plan.schema}.{h.table}", hypertable=h) for h in plan.hypertables
+        ]
     return steps
 
 
@@ -85,13 +87,18 @@ def plan_steps(migrations_dir: Path, plan: Plan | None) -> list[Step]:
 class StepOutcome:
     step: str
     label: str
-    status: str                   # applied, already applied, failed, skipped
+    status: str  # applied, already applied, failed, skipped
     seconds: float = 0.0
     details: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"step": self.step, "label": self.label, "status": self.status,
-                "seconds": round(self.seconds, 3), "details": self.details}
+        return {
+            "step": self.step,
+            "label": self.label,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "details": self.details,
+        }
 
 
 # A run that dies is noticed by the server within two seconds: its transaction, locks and lock-holding
@@ -108,8 +115,16 @@ class StepFailed(RuntimeError):
 
 
 class MigrationRun:
-    def __init__(self, target: Target, migrations_dir: Path, plan: Plan | None, backups_dir: Path, *,
-                 resolve_interrupted: bool = False, lock_wait: float = 5.0):
+    def __init__(
+        self,
+        target: Target,
+        migrations_dir: Path,
+        plan: Plan | None,
+        backups_dir: Path,
+        *,
+        resolve_interrupted: bool = False,
+        lock_wait: float = 5.0,
+    ):
         self.target = target
         self.plan = plan
         self.schema = plan.schema if plan else "public"
@@ -120,32 +135,32 @@ class MigrationRun:
         self.control: psycopg.Connection | None = None
         self.work: psycopg.Connection | None = None
         self.backup: Backup | None = None
-        self.backup_pinned: str | None = None     # why the backup is kept from pruning
+        self.backup_pinned: str | None = None  # why the backup is kept from pruning
         self.outcomes: list[StepOutcome] = []
         # Migration files this run applied, or began outside a transaction: what they did to rows is the run's own.
         self.files_run: list[MigrationFile] = []
         self.failed: StepOutcome | None = None
-        self.stopped: str | None = None           # why the run stopped before any change
+        self.stopped: str | None = None  # why the run stopped before any change
         self.restore_outcome: RestoreOutcome | None = None
         self.interrupted: list[ledger.LedgerEntry] = []
         self.restore_error: str | None = None
         self.fence: Fence | None = None
-        self.fence_left: list[str] = []            # roles still fenced after the run (could not be lifted)
-        self.stale_fences: list = []               # fences of a dead run lifted at open
-        self.own_xids: set[int] = set()            # transactions of this run's steps (not the application's rows)
+        self.fence_left: list[str] = []  # roles still fenced after the run (could not be lifted)
+        self.stale_fences: list = []  # fences of a dead run lifted at open
+        self.own_xids: set[int] = set()  # transactions of this run's steps (not the application's rows)
         self.closed = False
         self._conversion_rate: float | None = None  # rows/s of the last large conversion, for estimates
-        self.server_files = ServerFiles(None)      # where the server's data directory, WAL and log are (at open)
-        self._log_start = 0                        # the server log's size at open: later lines are this run's
-        self._settings: dict[str, str] = {}        # settings a cause's fix names (max_locks_per_transaction)
-        self.cause: Cause | None = None            # what the failure ran out of (disk, locks, ...), when known
-        self.restore_cause: Cause | None = None    # ... and the restore's
+        self.server_files = ServerFiles(None)  # where the server's data directory, WAL and log are (at open)
+        self._log_start = 0  # the server log's size at open: later lines are this run's
+        self._settings: dict[str, str] = {}  # settings a cause's fix names (max_locks_per_transaction)
+        self.cause: Cause | None = None  # what the failure ran out of (disk, locks, ...), when known
+        self.restore_cause: Cause | None = None  # ... and the restore's
 
     # -- opening: nothing changes here except the ledger's own bookkeeping ---------------------------
     def _connect(self, **kwargs) -> psycopg.Connection:
         return self.target.connect(options=RUN_SESSION_OPTIONS, **kwargs)
 
-    def __enter__(self) -> "MigrationRun":
+    def __enter__(self) -> MigrationRun:
         self.open()
         return self
 
@@ -163,13 +178,18 @@ class MigrationRun:
             self.control.close()
             raise RunRefused(str(exc)) from None
         applied = ledger.applied(self.control)
-        changed = [s for s in self.steps if s.migration and not s.reruns_when_changed and s.id in applied
-                   and applied[s.id].sha256 != s.sha256]
+        changed = [
+            s
+            for s in self.steps
+            if s.migration and not s.reruns_when_changed and s.id in applied and applied[s.id].sha256 != s.sha256
+        ]
         if changed:
             names = ", ".join(f"{s.label} (applied {applied[s.id].finished_at:%Y-%m-%d})" for s in changed)
             self.close()
-            raise RunRefused(f"applied migrations changed since they ran: {names}. An applied file must not be "
-                             "edited: restore its original content and put the change in a new file.")
+            raise RunRefused(
+                f"applied migrations changed since they ran: {names}. An applied file must not be "
+                "edited: restore its original content and put the change in a new file."
+            )
         if ledger.ledger_exists(self.control):
             try:
                 self.interrupted = ledger.resolve_interrupted(self.control, force=self.resolve_interrupted)
@@ -177,12 +197,21 @@ class MigrationRun:
                 self.close()
                 raise RunRefused(str(exc)) from None
             for e in self.interrupted:
-                log.warning("step %s (%s) was interrupted by %s at %s; PostgreSQL rolled it back, it runs again",
-                            e.step, e.name, e.applied_by, e.started_at)
+                log.warning(
+                    "step %s (%s) was interrupted by %s at %s; PostgreSQL rolled it back, it runs again",
+                    e.step,
+                    e.name,
+                    e.applied_by,
+                    e.started_at,
+                )
         self.stale_fences = fence.lift_stale(self.control, self.target.dbname)
         for f in self.stale_fences:
-            log.warning("role %s was left fenced (NOLOGIN) by a run that died (backend pid %s, %s): lifted",
-                        f.role, f.run_pid, f.fenced_at)
+            log.warning(
+                "role %s was left fenced (NOLOGIN) by a run that died (backend pid %s, %s): lifted",
+                f.role,
+                f.run_pid,
+                f.fenced_at,
+            )
         self._know_the_server()
         self.work = self._connect()
 
@@ -190,10 +219,13 @@ class MigrationRun:
         """Where the server's files and log are, read now: once the server has stopped, nothing can be asked."""
         try:
             self.server_files = locate(self.control)
-            self._settings = dict(self.control.execute(
-                "SELECT name, setting FROM pg_settings WHERE name IN ('max_locks_per_transaction', "
-                "'max_worker_processes', 'max_connections')").fetchall())
-        except Exception as exc:   # best effort: a cause is then named without its directory
+            self._settings = dict(
+                self.control.execute(
+                    "SELECT name, setting FROM pg_settings WHERE name IN ('max_locks_per_transaction', "
+                    "'max_worker_processes', 'max_connections')"
+                ).fetchall()
+            )
+        except Exception as exc:  # best effort: a cause is then named without its directory
             log.info("could not tell where the server keeps its files (%s)", first_line(exc))
         log_file = self.server_files.log_file
         try:
@@ -215,9 +247,13 @@ class MigrationRun:
     def classify(self, exc: BaseException | str) -> Cause | None:
         """The resource a failure ran out of (tsmigrate.causes), with the server's directories and log."""
         lost = isinstance(exc, psycopg.OperationalError) or "connect" in str(exc).lower()
-        return classify(exc, data_directory=self.server_files.data_directory,
-                        wal_directory=self.server_files.wal_directory, settings=self._settings,
-                        server_log=self._server_log_since_open() if lost else None)
+        return classify(
+            exc,
+            data_directory=self.server_files.data_directory,
+            wal_directory=self.server_files.wal_directory,
+            settings=self._settings,
+            server_log=self._server_log_since_open() if lost else None,
+        )
 
     def applied_entry(self, step: Step) -> ledger.LedgerEntry | None:
         try:
@@ -239,21 +275,31 @@ class MigrationRun:
         try:
             online = online_tables(self.work, self.plan) if self.plan else []
             if online and self.plan.fence_application and self.fence is None:
-                log.info("the application is not fenced: %s convert online (its writes wait for the swap's lock, "
-                         "milliseconds; a restore carries over what it writes after the backup)", ", ".join(online))
+                log.info(
+                    "the application is not fenced: %s convert online (its writes wait for the swap's lock, "
+                    "milliseconds; a restore carries over what it writes after the backup)",
+                    ", ".join(online),
+                )
             if self.plan and self.plan.fence_application and self.fence is None and not online:
                 self.fence = Fence(self.control, self.plan.application_roles)
                 self.fence.raise_()
             self.backup = take_backup(self.target, self.backups_dir, key=self.plan.backup.key() if self.plan else None)
         except (BackupError, FenceError, TargetError, psycopg.Error) as exc:
-            self.stopped = f"the backup could not be taken, nothing was changed: {first_line(exc)}" \
-                if not isinstance(exc, FenceError) else f"the application could not be fenced, nothing was changed: {exc}"
+            self.stopped = (
+                f"the backup could not be taken, nothing was changed: {first_line(exc)}"
+                if not isinstance(exc, FenceError)
+                else f"the application could not be fenced, nothing was changed: {exc}"
+            )
             raise RunStopped(self.stopped) from None
         if self.plan:
             self._pin_if_retention_drops()
-            removed = prune_backups(self.backups_dir, self.backup.manifest["database"],
-                                    keep_days=self.plan.backup.keep_days, keep_count=self.plan.backup.keep_count,
-                                    keep=self.backup.path)
+            removed = prune_backups(
+                self.backups_dir,
+                self.backup.manifest["database"],
+                keep_days=self.plan.backup.keep_days,
+                keep_count=self.plan.backup.keep_count,
+                keep=self.backup.path,
+            )
             for p in removed:
                 log.info("removed old backup %s", p)
         return self.backup
@@ -264,19 +310,27 @@ class MigrationRun:
             return
         drops = []
         for h in self.plan.hypertables:
-            exists = self.work.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))",
-                                       (self.schema, h.table)).fetchone()[0]
-            if h.drop_after is None or exists is None:   # a table a migration file creates holds no history yet
+            exists = self.work.execute(
+                "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))", (self.schema, h.table)
+            ).fetchone()[0]
+            if h.drop_after is None or exists is None:  # a table a migration file creates holds no history yet
                 continue
             count, oldest, newest = retention_drops(self.work, self.schema, h)
             if count:
-                drops.append(f"{self.schema}.{h.table}: {count} rows with {h.time_column} from {oldest} to {newest} "
-                             f"(older than drop_after {h.drop_after})")
+                drops.append(
+                    f"{self.schema}.{h.table}: {count} rows with {h.time_column} from {oldest} to {newest} "
+                    f"(older than drop_after {h.drop_after})"
+                )
         if drops:
-            self.backup_pinned = ("The retention policies' first run drops rows that only this backup keeps: "
-                                  + "; ".join(drops))
-            log.warning("%s. Backup %s is kept until you remove it (%s).", self.backup_pinned, self.backup.path,
-                        pin_backup(self.backup, self.backup_pinned))
+            self.backup_pinned = (
+                "The retention policies' first run drops rows that only this backup keeps: " + "; ".join(drops)
+            )
+            log.warning(
+                "%s. Backup %s is kept until you remove it (%s).",
+                self.backup_pinned,
+                self.backup.path,
+                pin_backup(self.backup, self.backup_pinned),
+            )
 
     # -- steps ---------------------------------------------------------------------------------------
     def apply(self, step: Step) -> StepOutcome:
@@ -290,8 +344,12 @@ class MigrationRun:
             self.mark_failed(step.id, step.label, {"message": str(exc)})
             raise
         if step.done(entry):
-            outcome = StepOutcome(step.id, step.label, "already applied",
-                                  details={"applied_at": f"{entry.finished_at:%Y-%m-%d %H:%M:%S %Z}", "by": entry.applied_by})
+            outcome = StepOutcome(
+                step.id,
+                step.label,
+                "already applied",
+                details={"applied_at": f"{entry.finished_at:%Y-%m-%d %H:%M:%S %Z}", "by": entry.applied_by},
+            )
             self.outcomes.append(outcome)
             return outcome
         self.ensure_backup()
@@ -311,15 +369,22 @@ class MigrationRun:
             attempt = ledger.record_start(self.control, step.id, step.kind, step.label, step.sha256, transactional)
             if step.migration:
                 if not step.migration.transactional:
-                    self.files_run.append(step.migration)   # part of it may stand even if it fails
+                    self.files_run.append(step.migration)  # part of it may stand even if it fails
                 apply_file(self.work, step.migration, on_success=finish)
                 if step.migration.transactional:
                     self.files_run.append(step.migration)
             else:
-                conversion = convert(self._connect, self.work, self.schema, step.hypertable,
-                                     has_compression=self._has_compression(), own_xids=self.own_xids,
-                                     online_above_rows=self.plan.online_above_rows, on_converted=finish,
-                                     rows_per_second=self._conversion_rate)
+                conversion = convert(
+                    self._connect,
+                    self.work,
+                    self.schema,
+                    step.hypertable,
+                    has_compression=self._has_compression(),
+                    own_xids=self.own_xids,
+                    online_above_rows=self.plan.online_above_rows,
+                    on_converted=finish,
+                    rows_per_second=self._conversion_rate,
+                )
                 if conversion.online is None and conversion.rows > 10_000:
                     self._conversion_rate = conversion.rows_per_second
                 details.update(conversion.to_dict())
@@ -327,8 +392,9 @@ class MigrationRun:
             error = self._failure(step, exc, started)
             self._record_failure(attempt, error)
             if isinstance(exc, Exception):
-                raise StepFailed(str(exc) if isinstance(exc, (MigrationError, ConversionError)) else error["message"]) \
-                    from None
+                raise StepFailed(
+                    str(exc) if isinstance(exc, (MigrationError, ConversionError)) else error["message"]
+                ) from None
             raise
         outcome = StepOutcome(step.id, step.label, "applied", time.monotonic() - started, details)
         self.outcomes.append(outcome)
@@ -338,13 +404,18 @@ class MigrationRun:
         if isinstance(exc, MigrationError):
             error = exc.to_dict()
         elif isinstance(exc, psycopg.OperationalError) and (self.work is None or self.work.closed or self.work.broken):
-            error = {"message": f"{step.label}: the connection to the server was lost ({first_line(exc)}); "
-                                "PostgreSQL rolls back the step's open transaction"}
+            error = {
+                "message": f"{step.label}: the connection to the server was lost ({first_line(exc)}); "
+                "PostgreSQL rolls back the step's open transaction"
+            }
         elif isinstance(exc, KeyboardInterrupt):
             error = {"message": f"{step.label}: interrupted (Ctrl-C or SIGTERM); its transaction was rolled back"}
         else:
-            error = {"message": str(exc) if isinstance(exc, (ConversionError, StepFailed)) else
-                     f"{step.label}: {first_line(exc)}"}
+            error = {
+                "message": str(exc)
+                if isinstance(exc, (ConversionError, StepFailed))
+                else f"{step.label}: {first_line(exc)}"
+            }
         cause = self.classify(exc) if isinstance(exc, Exception) else None
         if cause is not None:
             error["cause"] = cause.to_dict()
@@ -358,14 +429,19 @@ class MigrationRun:
         """Best effort: the connections may be gone (that may be the failure). The ledger's 'started' row then
         stays, and the crash rule handles it at the next run."""
         try:
-            if self.work is not None and not self.work.closed and \
-                    self.work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            if (
+                self.work is not None
+                and not self.work.closed
+                and self.work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            ):
                 self.work.rollback()
             if attempt is not None:
                 ledger.record_finish(self.control, attempt, "failed", error)
         except (psycopg.Error, KeyboardInterrupt) as exc:
-            log.warning("could not record the failure in the ledger (%s); the crash rule applies at the next run",
-                        first_line(exc))
+            log.warning(
+                "could not record the failure in the ledger (%s); the crash rule applies at the next run",
+                first_line(exc),
+            )
 
     def mark_failed(self, step_id: str, label: str, error: dict, seconds: float = 0.0) -> None:
         """The run's one failure (the first wins): later steps do not run, and close() restores."""
@@ -381,8 +457,9 @@ class MigrationRun:
         return [o.label for o in self.outcomes if o.status == "applied"]
 
     # -- closing -------------------------------------------------------------------------------------
-    def close(self, *, restore: bool = True, keep_failed: bool = True, interrupted: str | None = None
-              ) -> RestoreOutcome | None:
+    def close(
+        self, *, restore: bool = True, keep_failed: bool = True, interrupted: str | None = None
+    ) -> RestoreOutcome | None:
         """Release everything; after a failure, restore the backup once and prove it (unless told not to);
         lift the fence whatever happened. Calling it again does nothing."""
         if self.closed:
@@ -417,8 +494,9 @@ class MigrationRun:
             return carry_over(failed, restored, snapshot, self.own_xids, tables, runs_own)
 
         try:
-            self.restore_outcome = restore_backup(self.target, self.backup, keep_failed=keep_failed,
-                                                  carry=carry if snapshot else None)
+            self.restore_outcome = restore_backup(
+                self.target, self.backup, keep_failed=keep_failed, carry=carry if snapshot else None
+            )
         except (BackupError, DatabaseStateError, TargetError, psycopg.Error, KeyboardInterrupt) as exc:
             # The database stays as the failure left it (a restore never swaps in an unproven copy).
             self.restore_error = first_line(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
@@ -434,7 +512,7 @@ class MigrationRun:
         if self.fence is None or not self.fence.fenced:
             return
         roles = [f.role for f in self.fence.fenced]
-        for dbname in (self.target.dbname, "postgres"):   # mid-restore the target's name may be gone
+        for dbname in (self.target.dbname, "postgres"):  # mid-restore the target's name may be gone
             try:
                 with self.target.with_dbname(dbname).connect() as conn:
                     self.fence.lift_(conn)
@@ -442,14 +520,22 @@ class MigrationRun:
             except (TargetError, psycopg.Error) as exc:
                 reason = first_line(exc)
         self.fence_left = roles
-        log.error("the fence could not be lifted (%s): %s cannot log in. The next run or pre-flight lifts it, "
-                  "or run ALTER ROLE ... LOGIN yourself", reason, ", ".join(roles))
+        log.error(
+            "the fence could not be lifted (%s): %s cannot log in. The next run or pre-flight lifts it, "
+            "or run ALTER ROLE ... LOGIN yourself",
+            reason,
+            ", ".join(roles),
+        )
 
     def state(self) -> str:
         """Where the database stands after the run, and what to do next, in words (for the last line)."""
         target = self.target.describe()
-        fence_note = (f" Roles {', '.join(self.fence_left)} are still fenced (NOLOGIN): the next run or pre-flight "
-                      "lifts that, or ALTER ROLE <role> LOGIN." if self.fence_left else "")
+        fence_note = (
+            f" Roles {', '.join(self.fence_left)} are still fenced (NOLOGIN): the next run or pre-flight "
+            "lifts that, or ALTER ROLE <role> LOGIN."
+            if self.fence_left
+            else ""
+        )
         if self.stopped:
             return f"STOPPED: {self.stopped}.{fence_note}"
         if not self.failed:
@@ -458,12 +544,16 @@ class MigrationRun:
         if self.restore_outcome is not None:
             return self.restore_outcome.summary() + "." + cause_note + fence_note
         done = ", ".join(self.applied_here) or "none"
-        where = (f"The database {target} is as the failure left it: applied by this run: {done}; "
-                 f"{self.failed.label} did not complete (a transactional step is rolled back by PostgreSQL).")
+        where = (
+            f"The database {target} is as the failure left it: applied by this run: {done}; "
+            f"{self.failed.label} did not complete (a transactional step is rolled back by PostgreSQL)."
+        )
         if self.backup is None:
             return f"NOT RESTORED: no backup was taken before the failure.{cause_note} {where}{fence_note}"
-        how = (f" Next: fix the cause, then run `pytest suites` again: it continues from the ledger. Or go back to "
-               f"before the run: restore {self.backup.path} (README: Backups and restore).")
+        how = (
+            f" Next: fix the cause, then run `pytest suites` again: it continues from the ledger. Or go back to "
+            f"before the run: restore {self.backup.path} (README: Backups and restore)."
+        )
         if self.restore_error is not None:
             return f"RESTORE FAILED: {self.restore_error}.{cause_note} {where}{how}{fence_note}"
         return f"NOT RESTORED (--no-restore):{cause_note} {where}{how}{fence_note}"

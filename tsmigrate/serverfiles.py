@@ -32,18 +32,18 @@ class Room:
     path: str
     free: int
     total: int
-    device: str        # tells filesystems apart (st_dev here, the df source in a container)
-    where: str         # "this machine" or "container <name>"
+    device: str  # tells filesystems apart (st_dev here, the df source in a container)
+    where: str  # "this machine" or "container <name>"
 
 
 @dataclass(frozen=True)
 class ServerFiles:
-    data_directory: str | None           # the server's setting; None when the role may not read it
-    wal_directory: str | None = None      # pg_wal, resolved when it is a link to another place
-    log_file: str | None = None           # the server's log, when readable from here
-    data_room: Room | None = None         # measured room in the data directory's filesystem
-    wal_room: Room | None = None          # ... and in the WAL directory's, when that is another filesystem
-    why_not: str = ""                     # why the room could not be measured
+    data_directory: str | None  # the server's setting; None when the role may not read it
+    wal_directory: str | None = None  # pg_wal, resolved when it is a link to another place
+    log_file: str | None = None  # the server's log, when readable from here
+    data_room: Room | None = None  # measured room in the data directory's filesystem
+    wal_room: Room | None = None  # ... and in the WAL directory's, when that is another filesystem
+    why_not: str = ""  # why the room could not be measured
 
     @property
     def measured(self) -> bool:
@@ -59,8 +59,11 @@ def locate(conn: psycopg.Connection) -> ServerFiles:
     """Where the server's files are and how much room they have, as far as can be seen from here."""
     data_directory = _setting(conn, "data_directory")
     if data_directory is None:
-        return ServerFiles(None, why_not=f"role {one(conn, 'SELECT current_user')} may not read the server's "
-                                         "data_directory setting (superuser or pg_read_all_settings)")
+        return ServerFiles(
+            None,
+            why_not=f"role {one(conn, 'SELECT current_user')} may not read the server's "
+            "data_directory setting (superuser or pg_read_all_settings)",
+        )
     here = _on_this_machine(conn, Path(data_directory))
     if here is True:
         return _local_files(conn, Path(data_directory))
@@ -98,13 +101,16 @@ def _on_this_machine(conn: psycopg.Connection, data_directory: Path) -> bool | s
             return True
         return f"{data_directory} on this machine belongs to another server (another port in postmaster.pid)"
     except OSError:
-        return (f"the files of {data_directory} cannot be read by user {_user()} to tell that they are this server's "
-                "(run the pre-flight as root or as the server's own user)")
+        return (
+            f"the files of {data_directory} cannot be read by user {_user()} to tell that they are this server's "
+            "(run the pre-flight as root or as the server's own user)"
+        )
 
 
 def _user() -> str:
     try:
         import pwd
+
         return pwd.getpwuid(os.geteuid()).pw_name
     except (ImportError, KeyError):
         return str(os.geteuid())
@@ -148,6 +154,7 @@ def _log_file(conn: psycopg.Connection, data_directory: Path) -> str | None:
 
 # -- a server in a Docker container of the local engine ----------------------------------------------------
 
+
 def _in_docker_container(conn: psycopg.Connection, data_directory: str) -> ServerFiles | None:
     """The room in the data directory of the container that publishes the server's port here, measured with df
     inside it; None when no such container is found (or no engine answers)."""
@@ -156,8 +163,9 @@ def _in_docker_container(conn: psycopg.Connection, data_directory: str) -> Serve
         return None
     try:
         import docker
+
         client = docker.from_env(timeout=5)
-    except Exception:   # no SDK, no socket, no permission: no container can be seen from here
+    except Exception:  # no SDK, no socket, no permission: no container can be seen from here
         return None
     try:
         port = str(conn.info.port)
@@ -175,7 +183,7 @@ def _in_docker_container(conn: psycopg.Connection, data_directory: str) -> Serve
                 wal_room = None
             return ServerFiles(data_directory, wal_directory, None, data_room, wal_room)
         return None
-    except Exception as exc:   # the engine went away mid-way: not measured
+    except Exception as exc:  # the engine went away mid-way: not measured
         log.info("could not measure the room in a container: %s", exc)
         return None
     finally:

@@ -39,14 +39,19 @@ class Override:
     """A setting of the site's (role, database, or the pair) that the run's sessions set otherwise."""
 
     setting: str
-    value: str        # what the site set
-    set_by: str       # "role migrator", "database factory_telemetry", "role migrator in database factory_telemetry"
-    statement: str    # how the site set it, as SQL a DBA recognises
-    run_value: str    # what the run's sessions use instead
+    value: str  # what the site set
+    set_by: str  # "role migrator", "database factory_telemetry", "role migrator in database factory_telemetry"
+    statement: str  # how the site set it, as SQL a DBA recognises
+    run_value: str  # what the run's sessions use instead
 
     def to_dict(self) -> dict[str, str]:
-        return {"setting": self.setting, "value": self.value, "set_by": self.set_by, "statement": self.statement,
-                "run_value": self.run_value}
+        return {
+            "setting": self.setting,
+            "value": self.value,
+            "set_by": self.set_by,
+            "statement": self.statement,
+            "run_value": self.run_value,
+        }
 
     def __str__(self) -> str:
         return f"{self.setting} = {self.value} ({self.set_by}): the run sets {self.run_value}"
@@ -80,6 +85,7 @@ def overridden_settings(conn: psycopg.Connection) -> list[Override]:
                 set_by, statement = f"role {role}", f"ALTER ROLE {who}"
             else:
                 set_by, statement = f"database {database}", f"ALTER DATABASE {where}"
-            found.append(Override(name, value, set_by, f"{statement} SET {name} = '{value}'",
-                                  RUN_SESSION_SETTINGS[name]))
+            found.append(
+                Override(name, value, set_by, f"{statement} SET {name} = '{value}'", RUN_SESSION_SETTINGS[name])
+            )
     return found

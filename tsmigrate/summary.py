@@ -19,7 +19,7 @@ EXIT_MEANINGS = {
     5: "no checks were collected: nothing was verified",
     BELOW_TARGET_EXIT: "every check of the data and structure passed, but a benchmark missed its target from the plan",
 }
-STOP_EXITS = (2, 3, 4, 5)   # the statuses of a run cut short
+STOP_EXITS = (2, 3, 4, 5)  # the statuses of a run cut short
 
 
 VERDICTS = ("GO", "NO-GO", "SUCCESS", "RESTORED", "FAILED", "STOPPED", "PASSED", "BELOW TARGET")
@@ -29,25 +29,25 @@ GOOD_VERDICTS = ("GO", "SUCCESS", "PASSED")  # the only verdicts of a run that e
 @dataclass
 class RunSummary:
     target: str = ""
-    kind: str = ""                                   # preflight, execute, postflight or full
+    kind: str = ""  # preflight, execute, postflight or full
     findings: list[Finding] = field(default_factory=list)
-    preflight_failures: list[str] = field(default_factory=list)   # test ids of failed pre-flight checks
-    failed_tests: list[str] = field(default_factory=list)         # every failed test id, any suite
-    judged_checks: set[str] = field(default_factory=set)          # checks whose failure is told by findings
+    preflight_failures: list[str] = field(default_factory=list)  # test ids of failed pre-flight checks
+    failed_tests: list[str] = field(default_factory=list)  # every failed test id, any suite
+    judged_checks: set[str] = field(default_factory=set)  # checks whose failure is told by findings
     steps: list[dict] = field(default_factory=list)
     backup: dict | None = None
-    restore: str | None = None                        # the restore outcome, in words
-    restored_identical: bool | None = None            # the restored copy was proven identical to the backup
-    restore_complete: bool | None = None              # ... and no row committed after the backup was left behind
+    restore: str | None = None  # the restore outcome, in words
+    restored_identical: bool | None = None  # the restored copy was proven identical to the backup
+    restore_complete: bool | None = None  # ... and no row committed after the backup was left behind
     execute_failed: str | None = None
-    cause: dict | None = None                         # the resource the failure ran out of (tsmigrate.causes.Cause)
+    cause: dict | None = None  # the resource the failure ran out of (tsmigrate.causes.Cause)
     benchmarks: list[dict] = field(default_factory=list)
     # schema.table -> TableFingerprint.to_dict() after the run (post-flight); the "before" ones are in the backup manifest
     fingerprints_after: dict[str, dict] = field(default_factory=dict)
-    stopped: str | None = None                        # why the run ended early (refused, unreachable), in words
-    exit_code: int | None = None                      # pytest's exit status, once the session finished
+    stopped: str | None = None  # why the run ended early (refused, unreachable), in words
+    exit_code: int | None = None  # pytest's exit status, once the session finished
     policy_schedule: list[str] = field(default_factory=list)  # policy jobs scheduled by the post-flight, first runs
-    verdict_inputs: dict | None = None                # what a GO depended on (versions, hashes)
+    verdict_inputs: dict | None = None  # what a GO depended on (versions, hashes)
     # benchmarks that missed their target (test, name, problem, remedy): a failed check, but not of the data
     below_target: list[dict] = field(default_factory=list)
     # The role's and database's settings the run's sessions override (tsmigrate.session.Override.to_dict())

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -65,8 +65,13 @@ class Target:
         """Connection parameters as libpq will see them (DSN first, then environment)."""
         env = os.environ if env is None else env
         params = {k: str(v) for k, v in conninfo_to_dict(self.conninfo).items()}
-        for key, var in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
-                         ("dbname", "PGDATABASE"), ("service", "PGSERVICE")):
+        for key, var in (
+            ("host", "PGHOST"),
+            ("port", "PGPORT"),
+            ("user", "PGUSER"),
+            ("dbname", "PGDATABASE"),
+            ("service", "PGSERVICE"),
+        ):
             if key not in params and env.get(var):
                 params[key] = env[var]
         return params
@@ -86,7 +91,7 @@ class Target:
     def dbname(self) -> str | None:
         return self.params().get("dbname")
 
-    def with_dbname(self, dbname: str) -> "Target":
+    def with_dbname(self, dbname: str) -> Target:
         params = conninfo_to_dict(self.conninfo)
         params["dbname"] = dbname
         return Target(psycopg.conninfo.make_conninfo(**params), f"{self.source} (database {dbname})")
@@ -134,8 +139,10 @@ def resolve_target(dsn: str | None, env: Mapping[str, str] | None = None) -> Tar
         try:
             conninfo_to_dict(dsn)
         except psycopg.ProgrammingError as exc:
-            raise TargetError(f"the DSN given is not valid: {redact(str(exc), (password_of(dsn) or '',))}. "
-                              "Write it as 'postgresql://user@host:5432/dbname' or 'host=... dbname=...'.") from None
+            raise TargetError(
+                f"the DSN given is not valid: {redact(str(exc), (password_of(dsn) or '',))}. "
+                "Write it as 'postgresql://user@host:5432/dbname' or 'host=... dbname=...'."
+            ) from None
         return Target(dsn.strip(), "--dsn")
     named = [var for var in TARGET_ENV_VARS if env.get(var)]
     if named:

@@ -38,8 +38,10 @@ def installed_timescaledb(pg_config: str | None = None) -> InstalledTimescale | 
     pg_config = pg_config or shutil.which("pg_config")
     if not pg_config:
         return None
+
     def ask(flag: str) -> Path:
         return Path(subprocess.run([pg_config, flag], capture_output=True, text=True, check=True).stdout.strip())
+
     control = ask("--sharedir") / "extension" / "timescaledb.control"
     libdir = ask("--pkglibdir")
     if not control.exists() or not (libdir / "timescaledb.so").exists():
@@ -57,7 +59,7 @@ class ServerTimescale:
     available_version: str | None
     installed_version: str | None  # in the connected database
     preloaded: bool
-    license: str | None            # 'apache' or 'timescale' once loaded
+    license: str | None  # 'apache' or 'timescale' once loaded
 
     @property
     def edition(self) -> str | None:
@@ -78,7 +80,8 @@ def preload_libraries(conn: psycopg.Connection) -> str | None:
 
 def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
     available = conn.execute(
-        "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
     installed = timescaledb_version(conn)
     preload = preload_libraries(conn)
     license_row = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()
@@ -94,9 +97,13 @@ def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
     return ServerTimescale(
         available_version=available[0] if available else None,
         installed_version=installed,
-        preloaded=("timescaledb" in [p.strip() for p in preload.split(",")] if preload is not None else
-                   # Only the preloaded library defines this setting: a role that may not read the list sees it.
-                   conn.execute("SELECT current_setting('timescaledb.max_background_workers', true) IS NOT NULL")
-                   .fetchone()[0]),
+        preloaded=(
+            "timescaledb" in [p.strip() for p in preload.split(",")]
+            if preload is not None
+            # Only the preloaded library defines this setting: a role that may not read the list sees it.
+            else conn.execute(
+                "SELECT current_setting('timescaledb.max_background_workers', true) IS NOT NULL"
+            ).fetchone()[0]
+        ),
         license=license_row[0] or None if license_row else None,
     )

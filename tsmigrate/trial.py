@@ -19,16 +19,16 @@ import re
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from contextlib import AbstractContextManager
-from typing import Protocol
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 
-from .dumps import CHUNK_SCHEMA, copy_database, load_dump, tool
 from .db import display_name, timescaledb_version
+from .dumps import CHUNK_SCHEMA, copy_database, load_dump, tool
 from .errors import BackupError
 from .fingerprint import TableFingerprint, compare, fingerprint_table
 from .target import Target
@@ -41,28 +41,36 @@ class DumpedBackup(Protocol):
 
     def opened_dump(self) -> AbstractContextManager[Path]: ...
 
+
 log = logging.getLogger(__name__)
 
 MANIFEST_KEY = "trial"
-TIMESCALE_DATA = ("_timescaledb_catalog", "_timescaledb_config")   # extension tables pg_dump dumps the rows of
+TIMESCALE_DATA = ("_timescaledb_catalog", "_timescaledb_config")  # extension tables pg_dump dumps the rows of
 
 
 @dataclass(frozen=True)
 class TrialChunk:
-    hypertable: str                              # schema.table as a person writes it
-    chunk: tuple[str, str]                       # the chunk table (where an uncompressed chunk's rows are)
-    compressed: tuple[str, str] | None           # the table of its compressed rows, when it is compressed
-    fingerprint: TableFingerprint                # the chunk's rows, read in the backup's snapshot
+    hypertable: str  # schema.table as a person writes it
+    chunk: tuple[str, str]  # the chunk table (where an uncompressed chunk's rows are)
+    compressed: tuple[str, str] | None  # the table of its compressed rows, when it is compressed
+    fingerprint: TableFingerprint  # the chunk's rows, read in the backup's snapshot
 
     def to_dict(self) -> dict:
-        return {"hypertable": self.hypertable, "chunk": list(self.chunk),
-                "compressed": list(self.compressed) if self.compressed else None,
-                "fingerprint": self.fingerprint.to_dict()}
+        return {
+            "hypertable": self.hypertable,
+            "chunk": list(self.chunk),
+            "compressed": list(self.compressed) if self.compressed else None,
+            "fingerprint": self.fingerprint.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrialChunk":
-        return cls(d["hypertable"], tuple(d["chunk"]), tuple(d["compressed"]) if d["compressed"] else None,
-                   TableFingerprint.from_dict(d["fingerprint"]))
+    def from_dict(cls, d: dict) -> TrialChunk:
+        return cls(
+            d["hypertable"],
+            tuple(d["chunk"]),
+            tuple(d["compressed"]) if d["compressed"] else None,
+            TableFingerprint.from_dict(d["fingerprint"]),
+        )
 
     def describe(self) -> str:
         how = "compressed chunk" if self.compressed else "chunk"
@@ -90,9 +98,12 @@ def plan_trial(conn: psycopg.Connection) -> dict:
                       AND to_regclass(format('%I.%I', c.schema_name, c.table_name)) IS NOT NULL
                     ORDER BY c.id DESC LIMIT 1)) pick
              LEFT JOIN _timescaledb_catalog.chunk cc ON cc.id = pick.compressed_chunk_id
-            ORDER BY 1, 2, cc.id NULLS LAST""").fetchall()
-    chunks = [TrialChunk(display_name(hs, ht), (cs, ct), (zs, zt) if zs else None, fingerprint_table(conn, cs, ct))
-              for hs, ht, cs, ct, zs, zt in rows]
+            ORDER BY 1, 2, cc.id NULLS LAST"""
+    ).fetchall()
+    chunks = [
+        TrialChunk(display_name(hs, ht), (cs, ct), (zs, zt) if zs else None, fingerprint_table(conn, cs, ct))
+        for hs, ht, cs, ct, zs, zt in rows
+    ]
     tables = conn.execute(
         """WITH RECURSIVE seed AS (
                 SELECT format('%I.%I', hypertable_schema, hypertable_name)::regclass AS rel
@@ -108,7 +119,8 @@ def plan_trial(conn: psycopg.Connection) -> dict:
            SELECT n.nspname, c.relname FROM leaves l JOIN pg_class c ON c.oid = l.relid
              JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.oid NOT IN (SELECT rel FROM seed)
-            ORDER BY 1, 2""").fetchall()
+            ORDER BY 1, 2"""
+    ).fetchall()
     return {"chunks": [c.to_dict() for c in chunks], "tables": [list(t) for t in tables]}
 
 
@@ -162,7 +174,7 @@ def trial_restore(target: Target, backup: DumpedBackup) -> list[str]:
         return []
     chunks = [TrialChunk.from_dict(c) for c in trial["chunks"]]
     started = time.monotonic()
-    name = f"{m['database']}_trial_{datetime.now(timezone.utc):%Y%m%d%H%M%S}"[:63]
+    name = f"{m['database']}_trial_{datetime.now(UTC):%Y%m%d%H%M%S}"[:63]
     scratch = target.with_dbname(name)
     with backup.opened_dump() as dump_dir:
         listed = subprocess.run([tool("pg_restore"), "-l", str(dump_dir)], capture_output=True, text=True)
@@ -170,31 +182,53 @@ def trial_restore(target: Target, backup: DumpedBackup) -> list[str]:
             return [f"pg_restore cannot read the dump's table of contents: {listed.stderr.strip()[:300]}"]
         entries, loaded, chunk_rows = _entries(listed.stdout, chunks, trial["tables"])
         try:
-            with tempfile.TemporaryDirectory(prefix="tsmigrate-trial-") as tmp, \
-                    copy_database(target.with_dbname("postgres"), name, m, keep=False):
+            with (
+                tempfile.TemporaryDirectory(prefix="tsmigrate-trial-") as tmp,
+                copy_database(target.with_dbname("postgres"), name, m, keep=False),
+            ):
                 list_file = Path(tmp) / "trial.list"
                 list_file.write_text(entries)
                 try:
-                    load_dump(m, scratch, dump_dir, list_file=list_file, what="trial restore (pg_restore)",
-                              tables=loaded, chunks=chunk_rows)
+                    load_dump(
+                        m,
+                        scratch,
+                        dump_dir,
+                        list_file=list_file,
+                        what="trial restore (pg_restore)",
+                        tables=loaded,
+                        chunks=chunk_rows,
+                    )
                 except BackupError as exc:
-                    return [f"the trial restore into scratch database {name} failed: {_failure(exc, chunks)}. A "
-                            "restore from this backup would stop there too: fix that cause, then take the backup again"]
+                    return [
+                        f"the trial restore into scratch database {name} failed: {_failure(exc, chunks)}. A "
+                        "restore from this backup would stop there too: fix that cause, then take the backup again"
+                    ]
                 with scratch.connect() as conn:
-                    read = {c.fingerprint.name: fingerprint_table(conn, *c.chunk, columns=c.fingerprint.columns,
-                                                                  algorithm=c.fingerprint.algorithm) for c in chunks}
+                    read = {
+                        c.fingerprint.name: fingerprint_table(
+                            conn, *c.chunk, columns=c.fingerprint.columns, algorithm=c.fingerprint.algorithm
+                        )
+                        for c in chunks
+                    }
         except psycopg.errors.InsufficientPrivilege as exc:
-            return [f"the trial restore could not make its scratch database {name}: {str(exc).strip()}; the run's role "
-                    f"needs what a restore needs: CREATEDB and membership in the database's owner {m['owner']}"]
+            return [
+                f"the trial restore could not make its scratch database {name}: {str(exc).strip()}; the run's role "
+                f"needs what a restore needs: CREATEDB and membership in the database's owner {m['owner']}"
+            ]
         except psycopg.Error as exc:
-            return [f"the trial restore in scratch database {name} failed: "
-                    f"{str(exc).strip()}"]
+            return [f"the trial restore in scratch database {name} failed: {str(exc).strip()}"]
     differences = compare({c.fingerprint.name: c.fingerprint for c in chunks}, read)
     if differences:
         by_name = {c.fingerprint.name: c for c in chunks}
-        return [f"the trial restore loaded {by_name[d.table].describe()} but it does not read back as backed up: "
-                f"{d}" for d in differences]
-    log.info("backup: trial restore into a scratch database: the schema, TimescaleDB's catalog and %d chunk(s) (%s) "
-             "restored and read back as backed up, in %.1f s", len(chunks),
-             ", ".join(c.describe() for c in chunks) or "no hypertable", time.monotonic() - started)
+        return [
+            f"the trial restore loaded {by_name[d.table].describe()} but it does not read back as backed up: {d}"
+            for d in differences
+        ]
+    log.info(
+        "backup: trial restore into a scratch database: the schema, TimescaleDB's catalog and %d chunk(s) (%s) "
+        "restored and read back as backed up, in %.1f s",
+        len(chunks),
+        ", ".join(c.describe() for c in chunks) or "no hypertable",
+        time.monotonic() - started,
+    )
     return []

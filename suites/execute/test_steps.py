@@ -40,5 +40,6 @@ def test_step(step, migration_run, target):
     assert entry is not None and entry.sha256 == step.sha256, f"{step.label}: the ledger does not record it as applied"
     if step.hypertable is not None:
         with target.connect() as conn:
-            assert is_hypertable(conn, migration_run.schema, step.hypertable.table), \
+            assert is_hypertable(conn, migration_run.schema, step.hypertable.table), (
                 f"{step.label}: {step.hypertable.table} is not a hypertable after its conversion"
+            )

@@ -24,8 +24,8 @@ from tsmigrate.bench import BenchSkipped
 
 pytestmark = [pytest.mark.order(3), pytest.mark.postflight]
 
-INGEST_ROWS = 20_000        # per method; enough for a steady rate, a few seconds at most
-QUERY_RUNS = 20             # per dashboard query, after one warm-up run
+INGEST_ROWS = 20_000  # per method; enough for a steady rate, a few seconds at most
+QUERY_RUNS = 20  # per dashboard query, after one warm-up run
 
 
 @pytest.fixture
@@ -39,8 +39,10 @@ def thresholds(plan):
 def compression(plan, target_conn, timescale_server):
     """The compression ratio of old chunks (community edition; skips under apache with the reason)."""
     if not timescale_server.has_compression:
-        pytest.skip(f"TimescaleDB on this server is the {timescale_server.edition} edition, without native "
-                    "compression: no compression ratio can be measured (the community edition has it)")
+        pytest.skip(
+            f"TimescaleDB on this server is the {timescale_server.edition} edition, without native "
+            "compression: no compression ratio can be measured (the community edition has it)"
+        )
     return measure("the compression ratio", bench.measure_compression, target_conn, plan.schema, plan.hypertables)
 
 
@@ -61,25 +63,34 @@ def measure(what: str, how, *args, **kwargs):
         pytest.skip(str(exc))
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        pytest.fail(f"{what} could not be measured: {first} (SQLSTATE {exc.sqlstate}); the database refused what an "
-                    "application does, fix that first (the other post-flight checks say more)", pytrace=False)
+        pytest.fail(
+            f"{what} could not be measured: {first} (SQLSTATE {exc.sqlstate}); the database refused what an "
+            "application does, fix that first (the other post-flight checks say more)",
+            pytrace=False,
+        )
 
 
-def test_storage_per_month_projected(target_conn, plan, thresholds, request, record_figure, performance_gate,
-                                     timescale_server):
+def test_storage_per_month_projected(
+    target_conn, plan, thresholds, request, record_figure, performance_gate, timescale_server
+):
     try:
         measured = request.getfixturevalue("compression")
         percent, source = measured.percent, f"measured on {measured.chunks} chunks"
     except pytest.skip.Exception as skipped:
         percent, source = bench.planned_compression(timescale_server, thresholds, unmeasured=str(skipped))
-    result = measure("the storage per month", bench.project_storage, target_conn, plan.schema, plan.hypertables,
-                     percent, source)
+    result = measure(
+        "the storage per month", bench.project_storage, target_conn, plan.schema, plan.hypertables, percent, source
+    )
     figure = record_figure(result.figure(thresholds.max_storage_gb_per_month))
     if not figure.passed and not timescale_server.has_compression and plan.allow_apache_edition:
         # The limit assumes compressed history; the plan accepts an edition without it.
-        warnings.warn(UserWarning(f"{figure.sentence()} -- the limit assumes compression, which this server's "
-                                  f"{timescale_server.edition} edition lacks; plan.toml allows that edition, so this "
-                                  "is an advisory: run the community edition to meet it"))
+        warnings.warn(
+            UserWarning(
+                f"{figure.sentence()} -- the limit assumes compression, which this server's "
+                f"{timescale_server.edition} edition lacks; plan.toml allows that edition, so this "
+                "is an advisory: run the community edition to meet it"
+            )
+        )
         return
     performance_gate(figure, remedy=result.advice(thresholds.max_storage_gb_per_month))
 
@@ -90,21 +101,41 @@ def test_compression_ratio_of_historical_data(compression, thresholds, record_fi
 
 
 def test_ingest_through_copy(target_conn, plan, ingest_table, thresholds, record_figure, performance_gate):
-    result = measure(f"ingest through COPY into {ingest_table.table}", bench.ingest_copy, target_conn, plan.schema,
-                     ingest_table.table, ingest_table.time_column, INGEST_ROWS)
+    result = measure(
+        f"ingest through COPY into {ingest_table.table}",
+        bench.ingest_copy,
+        target_conn,
+        plan.schema,
+        ingest_table.table,
+        ingest_table.time_column,
+        INGEST_ROWS,
+    )
     performance_gate(record_figure(result.figure(thresholds.min_insert_rows_per_second)), remedy=result.remedy())
 
 
 def test_ingest_through_batched_inserts(target_conn, plan, ingest_table, thresholds, record_figure, performance_gate):
-    result = measure(f"ingest through batched INSERTs into {ingest_table.table}", bench.ingest_batched, target_conn,
-                     plan.schema, ingest_table.table, ingest_table.time_column, INGEST_ROWS)
+    result = measure(
+        f"ingest through batched INSERTs into {ingest_table.table}",
+        bench.ingest_batched,
+        target_conn,
+        plan.schema,
+        ingest_table.table,
+        ingest_table.time_column,
+        INGEST_ROWS,
+    )
     performance_gate(record_figure(result.figure(thresholds.min_insert_rows_per_second)), remedy=result.remedy())
 
 
 def test_dashboard_query(target_conn, plan, dashboard_query, thresholds, record_figure, performance_gate):
     """One per query of the plan's dashboard queries file (fixtures/benchmarks.py)."""
-    result = measure(f"the dashboard query '{dashboard_query.title}'", bench.run_dashboard_query, target_conn,
-                     plan.schema, dashboard_query, repeats=QUERY_RUNS)
+    result = measure(
+        f"the dashboard query '{dashboard_query.title}'",
+        bench.run_dashboard_query,
+        target_conn,
+        plan.schema,
+        dashboard_query,
+        repeats=QUERY_RUNS,
+    )
     figure = record_figure(result.figure(thresholds.max_dashboard_query_ms))
     print(result.plan)
     if problem := result.exclusion_failure():

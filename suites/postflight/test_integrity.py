@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tsmigrate.integrity import content, objects, structure
 from tsmigrate.convert.online import legacy_tables, verify
+from tsmigrate.integrity import content, objects, structure
 from tsmigrate.plugin import summary_of
 
 pytestmark = [pytest.mark.order(3), pytest.mark.postflight]
@@ -26,17 +26,21 @@ def table_differences(request, baseline, target_conn):
 
 def test_every_table_keeps_its_rows(table_differences, baseline, expect_none):
     for grown in (d for d in table_differences if d.kind == "grown"):
-        print(grown.message)   # the application's rows written meanwhile: nothing of the backup is lost
-    expect_none([d.message for d in table_differences if d.kind in ("missing", "columns", "rows")],
-                f"compared with the {baseline.describe()} (find where the rows went: the migration files, the "
-                "application writing meanwhile; or restore the backup):")
+        print(grown.message)  # the application's rows written meanwhile: nothing of the backup is lost
+    expect_none(
+        [d.message for d in table_differences if d.kind in ("missing", "columns", "rows")],
+        f"compared with the {baseline.describe()} (find where the rows went: the migration files, the "
+        "application writing meanwhile; or restore the backup):",
+    )
 
 
 def test_every_table_keeps_its_content(table_differences, baseline, expect_none):
     """Tables whose row count is the same but whose rows changed (count differences: the test above)."""
-    expect_none([d.message for d in table_differences if d.kind == "content"],
-                f"compared with the {baseline.describe()} (a migration changed values it should have kept: "
-                "find it, or restore the backup):")
+    expect_none(
+        [d.message for d in table_differences if d.kind == "content"],
+        f"compared with the {baseline.describe()} (a migration changed values it should have kept: "
+        "find it, or restore the backup):",
+    )
 
 
 def test_no_view_function_or_trigger_missing(readonly_conn, baseline, expect_none):
@@ -68,7 +72,9 @@ def test_every_view_answers(readonly_conn, expect_none):
 
 def test_every_function_compiles(target, expect_none):
     # A connection of its own, closed afterwards: a function called may leave session state.
-    with target.connect(options="-c default_transaction_read_only=on", application_name="tsmigrate post-flight") as conn:
+    with target.connect(
+        options="-c default_transaction_read_only=on", application_name="tsmigrate post-flight"
+    ) as conn:
         count, problems = objects.broken_functions(conn)
     expect_none(problems, f"{len(problems)} of {count} functions do not fit the schema:")
 
@@ -77,7 +83,7 @@ def test_extension_versions_as_expected(readonly_conn, request, expect_none):
     try:
         baseline = request.getfixturevalue("baseline")
     except pytest.skip.Exception:
-        baseline = None     # without a baseline: versions only, not the extensions it had
+        baseline = None  # without a baseline: versions only, not the extensions it had
     expect_none(objects.extension_problems(readonly_conn, baseline))
 
 
@@ -93,6 +99,8 @@ def test_online_conversions_match_their_legacy_tables(readonly_conn, expect_none
         compared, differing = verify(readonly_conn, schema, table)
         print(f"{schema}.{table}: {compared} rows compared with {schema}.{legacy}, {len(differing)} differ")
         if differing:
-            problems.append(f"{schema}.{table} differs from its legacy table {schema}.{legacy} for keys "
-                            f"{', '.join(differing)}: undo with `python -m tsmigrate.online swap-back {table}`")
+            problems.append(
+                f"{schema}.{table} differs from its legacy table {schema}.{legacy} for keys "
+                f"{', '.join(differing)}: undo with `python -m tsmigrate.online swap-back {table}`"
+            )
     expect_none(problems)

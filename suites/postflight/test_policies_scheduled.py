@@ -20,13 +20,17 @@ def test_policies_scheduled_once_every_check_of_the_data_passed(request, target,
     if not waiting:
         pytest.skip("no policy job waits for the post-flight")
     if summary.data_failures:
-        pytest.fail(f"policy jobs {', '.join(map(str, waiting))} stay paused: {len(summary.data_failures)} check(s) "
-                    "of the data and structure failed. Fix them and run `pytest suites/postflight` again: it "
-                    "schedules them once every such check passes.", pytrace=False)
+        pytest.fail(
+            f"policy jobs {', '.join(map(str, waiting))} stay paused: {len(summary.data_failures)} check(s) "
+            "of the data and structure failed. Fix them and run `pytest suites/postflight` again: it "
+            "schedules them once every such check passes.",
+            pytrace=False,
+        )
     with target.connect() as conn:
         summary.policy_schedule = schedule_paused_jobs(conn)
-        still_paused = conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE job_id = ANY(%s) "
-                                    "AND NOT scheduled", (waiting,)).fetchall()
+        still_paused = conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs WHERE job_id = ANY(%s) AND NOT scheduled", (waiting,)
+        ).fetchall()
     if summary.below_target:
         print(f"{len(summary.below_target)} benchmark(s) below target do not hold the policy jobs: scheduled")
     print("\n".join(summary.policy_schedule))

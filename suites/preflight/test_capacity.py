@@ -15,5 +15,8 @@ def test_lock_table_holds_the_conversions_and_the_converted_database(readonly_co
 
 
 def test_background_workers_serve_every_timescaledb_database_and_job(readonly_conn, plan, target, run_options, gate):
-    gate(capacity.background_workers(readonly_conn, plan, target, rehearse=run_options.rehearse,
-                                     keep_failed=run_options.keep_failed))
+    gate(
+        capacity.background_workers(
+            readonly_conn, plan, target, rehearse=run_options.rehearse, keep_failed=run_options.keep_failed
+        )
+    )

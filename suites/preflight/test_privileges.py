@@ -26,8 +26,12 @@ def test_role_owns_what_the_steps_alter(readonly_conn, migrations_dir, plan, gat
 
 
 def test_role_may_make_and_swap_the_databases_of_rehearsal_and_restore(readonly_conn, migrations_dir, plan, gate):
-    gate(privileges.databases(readonly_conn, privileges.has_pending_steps(
-        readonly_conn, privileges.files_to_check(readonly_conn, migrations_dir), plan)))
+    gate(
+        privileges.databases(
+            readonly_conn,
+            privileges.has_pending_steps(readonly_conn, privileges.files_to_check(readonly_conn, migrations_dir), plan),
+        )
+    )
 
 
 def test_role_may_end_the_application_sessions_the_fence_ends(readonly_conn, plan, gate):

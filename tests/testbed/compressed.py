@@ -29,22 +29,46 @@ def compressed_template(community_server: ServerInfo, aged_template: str) -> str
     plan = load_plan(PROJECT / "migrations")
     with psycopg.connect(community_server.conninfo(), autocommit=True) as admin:
         drop_database(admin, COMPRESSED_TEMPLATE)
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(COMPRESSED_TEMPLATE), sql.Identifier(aged_template)))
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(COMPRESSED_TEMPLATE), sql.Identifier(aged_template)
+            )
+        )
         thaw(admin, COMPRESSED_TEMPLATE)
     conninfo = community_server.conninfo(COMPRESSED_TEMPLATE)
     with tempfile.TemporaryDirectory(prefix="tsmigrate-compressed-") as tmp:
-        run = subprocess.run([sys.executable, "-m", "pytest", "suites/execute", "--dsn", conninfo,
-                              f"--reports={tmp}/reports", f"--backups={tmp}/backups", "--write-sample=0.3",
-                              "-p", "no:cacheprovider"], cwd=PROJECT, capture_output=True, text=True, timeout=900,
-                             env=dict(os.environ))
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "suites/execute",
+                "--dsn",
+                conninfo,
+                f"--reports={tmp}/reports",
+                f"--backups={tmp}/backups",
+                "--write-sample=0.3",
+                "-p",
+                "no:cacheprovider",
+            ],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=dict(os.environ),
+        )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for h in plan.hypertables:
-            conn.execute("SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks(%s::regclass, "
-                         "older_than => %s::interval) c", (f"{plan.schema}.{h.table}", h.compress_after.text))
-        conn.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
-                     "WHERE hypertable_name IS NOT NULL")
+            conn.execute(
+                "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks(%s::regclass, "
+                "older_than => %s::interval) c",
+                (f"{plan.schema}.{h.table}", h.compress_after.text),
+            )
+        conn.execute(
+            "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+            "WHERE hypertable_name IS NOT NULL"
+        )
     yield frozen_template(community_server, COMPRESSED_TEMPLATE)
     with psycopg.connect(community_server.conninfo(), autocommit=True) as admin:
         drop_database(admin, COMPRESSED_TEMPLATE)

@@ -44,9 +44,9 @@ END $$"""
 
 @dataclass
 class Site:
-    target: Target          # as the superuser
-    owner: str              # the role that owns MS5.0's objects (ms5_owner)
-    migrator: str           # the run's login role
+    target: Target  # as the superuser
+    owner: str  # the role that owns MS5.0's objects (ms5_owner)
+    migrator: str  # the run's login role
     password: str
 
     @property
@@ -75,23 +75,30 @@ def least_privilege_site(legacy_db, local_server) -> Site:
         # LOGIN (docs/security.md): TimescaleDB runs the policies' jobs as the tables' owner, only for a role that may
         # log in; it has no password, so nobody logs in as it from outside.
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
-        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(legacy_db.dbname),
-                                                                     sql.Identifier(owner)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(legacy_db.dbname), sql.Identifier(owner))
+        )
         conn.execute(sql.SQL("ALTER SCHEMA factory_telemetry OWNER TO {}").format(sql.Identifier(owner)))
         conn.execute(sql.SQL(HAND_OVER.replace("%(owner)s", "{}")).format(*[sql.Literal(owner)] * 3))
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")     # by a superuser, before the window
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB IN ROLE {}, pg_signal_backend, pg_monitor")
-                     .format(sql.Identifier(migrator), sql.Identifier(owner)))
-        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(migrator),
-                                                                 sql.Literal(local_server.password)))
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")  # by a superuser, before the window
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB IN ROLE {}, pg_signal_backend, pg_monitor").format(
+                sql.Identifier(migrator), sql.Identifier(owner)
+            )
+        )
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(migrator), sql.Literal(local_server.password))
+        )
     yield Site(legacy_db, owner, migrator, local_server.password)
     admin_conninfo = local_server.conninfo()
     with psycopg.connect(admin_conninfo, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
-                      ([owner, migrator],))
-        for name, in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
-                                   (legacy_db.dbname + "_",)).fetchall():
-            drop_database(admin, name)   # a restore's kept copy: owned by these roles
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)", ([owner, migrator],)
+        )
+        for (name,) in admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (legacy_db.dbname + "_",)
+        ).fetchall():
+            drop_database(admin, name)  # a restore's kept copy: owned by these roles
     with legacy_db.connect() as conn:
         conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(_names(owner, migrator)))
         conn.execute(sql.SQL("DROP OWNED BY {}").format(_names(owner, migrator)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.legacy import clone_for, legacy_template_on
 from fixtures.servers import start_server
+from testbed.legacy import clone_for, legacy_template_on
 from tsmigrate.plugin import options_of
 from tsmigrate.servers import ServerInfo
 from tsmigrate.servers.local import LocalCluster

@@ -13,14 +13,48 @@ measured inside a transaction that is rolled back. The reports draw the figures 
 """
 
 from .dashboard import QueryResult, percentile, run_dashboard_query
-from .dashboard_queries import (DashboardQuery, DashboardQueryError, Window, load_dashboard_queries,
-                                parse_dashboard_queries)
+from .dashboard_queries import (
+    DashboardQuery,
+    DashboardQueryError,
+    Window,
+    load_dashboard_queries,
+    parse_dashboard_queries,
+)
 from .figures import BenchSkipped, Figure, fmt, fmt_margin
 from .ingest import IngestResult, ingest_batched, ingest_copy
-from .storage import (CompressionResult, Growth, StorageResult, measure_compression, month_bytes, planned_compression,
-                      project, project_storage)
+from .storage import (
+    CompressionResult,
+    Growth,
+    StorageResult,
+    measure_compression,
+    month_bytes,
+    planned_compression,
+    project,
+    project_storage,
+)
 
-__all__ = ["BenchSkipped", "CompressionResult", "DashboardQuery", "DashboardQueryError", "Figure", "Growth",
-           "IngestResult", "QueryResult", "StorageResult", "Window", "fmt", "fmt_margin", "ingest_batched",
-           "ingest_copy", "load_dashboard_queries", "measure_compression", "month_bytes", "parse_dashboard_queries",
-           "percentile", "planned_compression", "project", "project_storage", "run_dashboard_query"]
+__all__ = [
+    "BenchSkipped",
+    "CompressionResult",
+    "DashboardQuery",
+    "DashboardQueryError",
+    "Figure",
+    "Growth",
+    "IngestResult",
+    "QueryResult",
+    "StorageResult",
+    "Window",
+    "fmt",
+    "fmt_margin",
+    "ingest_batched",
+    "ingest_copy",
+    "load_dashboard_queries",
+    "measure_compression",
+    "month_bytes",
+    "parse_dashboard_queries",
+    "percentile",
+    "planned_compression",
+    "project",
+    "project_storage",
+    "run_dashboard_query",
+]

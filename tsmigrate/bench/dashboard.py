@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable
 
 import psycopg
 from psycopg import sql
@@ -29,11 +29,11 @@ class QueryResult:
     query: DashboardQuery
     samples_ms: tuple[float, ...]
     rows: int
-    plan: str                         # EXPLAIN (ANALYZE, BUFFERS) text
-    window: tuple | None              # (lo, hi)
-    chunks_total: int | None          # chunks of the window's hypertable (None: no window, or not a hypertable)
-    chunks_in_window: int | None      # chunks whose range overlaps the window
-    chunks_scanned: int | None        # chunks the executed plan touched
+    plan: str  # EXPLAIN (ANALYZE, BUFFERS) text
+    window: tuple | None  # (lo, hi)
+    chunks_total: int | None  # chunks of the window's hypertable (None: no window, or not a hypertable)
+    chunks_in_window: int | None  # chunks whose range overlaps the window
+    chunks_scanned: int | None  # chunks the executed plan touched
 
     @property
     def p50(self) -> float:
@@ -48,35 +48,55 @@ class QueryResult:
             return "no time window"
         if self.chunks_total is None:
             return "plain tables, no chunks"
-        return (f"scanned {self.chunks_scanned} of {self.chunks_total} chunks "
-                f"({self.chunks_in_window} overlap the window)")
+        return (
+            f"scanned {self.chunks_scanned} of {self.chunks_total} chunks ({self.chunks_in_window} overlap the window)"
+        )
 
     def exclusion_failure(self) -> str | None:
         """What is wrong when the plan touched chunks outside the query's time window (None when it did not)."""
         if self.chunks_total is None or self.window is None or self.chunks_scanned <= self.chunks_in_window:
             return None
         window = self.query.window
-        return (f"{self.query.title}: the plan touched {self.chunks_scanned} chunks of {window.relation} but only "
-                f"{self.chunks_in_window} overlap its time window: chunk exclusion does not work for this query "
-                f"(is the condition on {window.column} a plain comparison with constants?) ({self.query.source})"
-                f"\n{self.plan}")
+        return (
+            f"{self.query.title}: the plan touched {self.chunks_scanned} chunks of {window.relation} but only "
+            f"{self.chunks_in_window} overlap its time window: chunk exclusion does not work for this query "
+            f"(is the condition on {window.column} a plain comparison with constants?) ({self.query.source})"
+            f"\n{self.plan}"
+        )
 
     def remedy(self) -> str:
         if self.exclusion_failure():
-            return (f"write the condition on {self.query.window.column} in {self.query.source} as a plain comparison "
-                    "with constants or parameters, so that TimescaleDB leaves out the chunks outside the window.")
-        return (f"read its EXPLAIN ANALYZE plan in the report: an index on what '{self.query.title}' filters or joins "
-                "by, or a continuous aggregate for what it sums, brings it down; or raise max_dashboard_query_ms in "
-                "[benchmarks] of plan.toml if the target was set too tight.")
+            return (
+                f"write the condition on {self.query.window.column} in {self.query.source} as a plain comparison "
+                "with constants or parameters, so that TimescaleDB leaves out the chunks outside the window."
+            )
+        return (
+            f"read its EXPLAIN ANALYZE plan in the report: an index on what '{self.query.title}' filters or joins "
+            "by, or a continuous aggregate for what it sums, brings it down; or raise max_dashboard_query_ms in "
+            "[benchmarks] of plan.toml if the target was set too tight."
+        )
 
     def figure(self, limit_ms: float) -> Figure:
         what = f"the last {self.query.window}" if self.query.window else "the whole query"
-        return Figure(f"{self.query.title}, p95", self.p95, "ms", limit_ms, "lower",
-                      f"{what}: p50 {self.p50:.2f} ms over {len(self.samples_ms)} runs, "
-                      f"{self.rows} row{'s' if self.rows != 1 else ''}; {self.exclusion()}",
-                      {"p50_ms": self.p50, "p95_ms": self.p95, "runs": len(self.samples_ms), "rows": self.rows,
-                       "chunks_total": self.chunks_total, "chunks_in_window": self.chunks_in_window,
-                       "chunks_scanned": self.chunks_scanned, "plan": self.plan})
+        return Figure(
+            f"{self.query.title}, p95",
+            self.p95,
+            "ms",
+            limit_ms,
+            "lower",
+            f"{what}: p50 {self.p50:.2f} ms over {len(self.samples_ms)} runs, "
+            f"{self.rows} row{'s' if self.rows != 1 else ''}; {self.exclusion()}",
+            {
+                "p50_ms": self.p50,
+                "p95_ms": self.p95,
+                "runs": len(self.samples_ms),
+                "rows": self.rows,
+                "chunks_total": self.chunks_total,
+                "chunks_in_window": self.chunks_in_window,
+                "chunks_scanned": self.chunks_scanned,
+                "plan": self.plan,
+            },
+        )
 
 
 def percentile(samples: Iterable[float], p: float) -> float:
@@ -97,14 +117,19 @@ def _plan_relations(node: dict) -> set[str]:
 
 def _window_relation(conn: psycopg.Connection, query: DashboardQuery) -> tuple[str, str]:
     """(schema, table) of the query's window, as the search_path finds it; skips when there is none."""
-    found = conn.execute("""SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                             WHERE c.oid = to_regclass(%s)""", (query.window.relation,)).fetchone()
+    found = conn.execute(
+        """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                             WHERE c.oid = to_regclass(%s)""",
+        (query.window.relation,),
+    ).fetchone()
     if found is None:
         raise BenchSkipped(f"{query.title}: {query.window.relation} does not exist in this database ({query.source})")
     return found
 
 
-def run_dashboard_query(conn: psycopg.Connection, schema: str, query: DashboardQuery, *, repeats: int = 20) -> QueryResult:
+def run_dashboard_query(
+    conn: psycopg.Connection, schema: str, query: DashboardQuery, *, repeats: int = 20
+) -> QueryResult:
     """Time a dashboard query (client wall clock, after one warm-up run) and explain it.
 
     A table the query reads that does not exist here skips it (BenchSkipped, with the server's words).
@@ -115,34 +140,45 @@ def run_dashboard_query(conn: psycopg.Connection, schema: str, query: DashboardQ
     samples = []
     with conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
-        conn.execute("SELECT set_config('search_path', format('%%I, ', %s::text) || current_setting('search_path'), "
-                     "true)", (schema,))
+        conn.execute(
+            "SELECT set_config('search_path', format('%%I, ', %s::text) || current_setting('search_path'), true)",
+            (schema,),
+        )
         if query.window:
             rel_schema, rel_name = _window_relation(conn, query)
-            hi = conn.execute(sql.SQL("SELECT max({}) FROM {}").format(
-                sql.Identifier(query.window.column), sql.Identifier(rel_schema, rel_name))).fetchone()[0]
+            hi = conn.execute(
+                sql.SQL("SELECT max({}) FROM {}").format(
+                    sql.Identifier(query.window.column), sql.Identifier(rel_schema, rel_name)
+                )
+            ).fetchone()[0]
             if hi is None:
                 raise BenchSkipped(f"{query.title}: {display_name(rel_schema, rel_name)} is empty")
             window = (hi - timedelta(seconds=query.window.interval.seconds), hi)
             params = {"lo": window[0], "hi": window[1]}
             if server_timescaledb(conn).installed_version:
-                chunk_rows = conn.execute("""SELECT chunk_name, range_start, range_end FROM timescaledb_information.chunks
+                chunk_rows = conn.execute(
+                    """SELECT chunk_name, range_start, range_end FROM timescaledb_information.chunks
                                               WHERE hypertable_schema = %s AND hypertable_name = %s""",
-                                          (rel_schema, rel_name)).fetchall()
+                    (rel_schema, rel_name),
+                ).fetchall()
         with conn.cursor() as cur:
             try:
-                cur.execute(statement, params).fetchall()          # warm-up: plans and caches
+                cur.execute(statement, params).fetchall()  # warm-up: plans and caches
             except psycopg.errors.UndefinedTable as exc:
-                raise BenchSkipped(f"{query.title}: {str(exc).splitlines()[0]} in this database ({query.source})") \
-                    from None
+                raise BenchSkipped(
+                    f"{query.title}: {str(exc).splitlines()[0]} in this database ({query.source})"
+                ) from None
             for _ in range(repeats):
                 started = time.perf_counter()
                 rows = len(cur.execute(statement, params).fetchall())
                 samples.append((time.perf_counter() - started) * 1000)
-        with psycopg.ClientCursor(conn) as cur:                 # literal values: the plan shows them
-            explain_json = cur.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), params).fetchone()[0]
-            plan_text = "\n".join(r[0] for r in cur.execute(
-                sql.SQL("EXPLAIN (ANALYZE, BUFFERS) {}").format(statement), params).fetchall())
+        with psycopg.ClientCursor(conn) as cur:  # literal values: the plan shows them
+            explain_json = cur.execute(
+                sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), params
+            ).fetchone()[0]
+            plan_text = "\n".join(
+                r[0] for r in cur.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) {}").format(statement), params).fetchall()
+            )
     if isinstance(explain_json, str):
         explain_json = json.loads(explain_json)
     chunks_total = chunks_in_window = chunks_scanned = None

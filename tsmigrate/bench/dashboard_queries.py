@@ -29,7 +29,9 @@ from ..plan import Interval, PlanError, parse_interval
 _NAME = re.compile(r"^--\s*name:(.*)$")
 _HEADER = re.compile(r"^--\s*([A-Za-z_]+):\s*(.*?)\s*$")
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_$]*"
-_WINDOW = re.compile(rf"^(?P<interval>.+?)\s+of\s+(?P<relation>(?:{_IDENTIFIER}\.)?{_IDENTIFIER})\.(?P<column>{_IDENTIFIER})$")
+_WINDOW = re.compile(
+    rf"^(?P<interval>.+?)\s+of\s+(?P<relation>(?:{_IDENTIFIER}\.)?{_IDENTIFIER})\.(?P<column>{_IDENTIFIER})$"
+)
 _PARAMETER = re.compile(r"%\((\w*)\)s|%%|%")
 HEADER_KEYS = ("window",)
 WINDOW_BOUNDS = ("lo", "hi")
@@ -48,7 +50,7 @@ class Window:
     """The newest ``interval`` of a table's time column: the query's %(lo)s and %(hi)s."""
 
     interval: Interval
-    relation: str                 # "table", or "schema.table"
+    relation: str  # "table", or "schema.table"
     column: str
 
     def __str__(self) -> str:
@@ -57,10 +59,10 @@ class Window:
 
 @dataclass(frozen=True)
 class DashboardQuery:
-    title: str                    # the figure's name: "latest values per equipment"
-    sql: str                      # one SELECT, with %(lo)s and %(hi)s when it has a window
+    title: str  # the figure's name: "latest values per equipment"
+    sql: str  # one SELECT, with %(lo)s and %(hi)s when it has a window
     window: Window | None = None
-    source: str = ""              # file:line of its '-- name:' line
+    source: str = ""  # file:line of its '-- name:' line
 
     @property
     def key(self) -> str:
@@ -89,18 +91,25 @@ def parse_dashboard_queries(text: str, path: Path | str = "<dashboard queries>")
         elif blocks:
             blocks[-1][2].append((number, line))
         elif line.strip() and not line.strip().startswith("--"):
-            raise DashboardQueryError(path, number, "SQL before the first '-- name:' line: start each query with "
-                                                    "'-- name: <what the dashboard shows>'")
+            raise DashboardQueryError(
+                path,
+                number,
+                "SQL before the first '-- name:' line: start each query with '-- name: <what the dashboard shows>'",
+            )
     if not blocks:
-        raise DashboardQueryError(path, 1, "no query in this file: each starts with '-- name: <what the dashboard "
-                                           "shows>' followed by its SQL")
+        raise DashboardQueryError(
+            path, 1, "no query in this file: each starts with '-- name: <what the dashboard shows>' followed by its SQL"
+        )
     queries: list[DashboardQuery] = []
     seen: dict[str, int] = {}
     for number, title, lines in blocks:
         query = _query(path, number, title, lines)
         if query.key in seen:
-            raise DashboardQueryError(path, number, f"the name {title!r} is taken by the query at line "
-                                                    f"{seen[query.key]}: give each query its own name")
+            raise DashboardQueryError(
+                path,
+                number,
+                f"the name {title!r} is taken by the query at line {seen[query.key]}: give each query its own name",
+            )
         seen[query.key] = number
         queries.append(query)
     return tuple(queries)
@@ -113,8 +122,12 @@ def _query(path: Path | str, number: int, title: str, lines: list[tuple[int, str
     while lines and (header := _HEADER.match(lines[0][1].strip())):
         at, (key, value) = lines[0][0], header.groups()
         if key.lower() not in HEADER_KEYS:
-            raise DashboardQueryError(path, at, f"unknown key {key!r} under the query's name; the lines right under "
-                                                f"'-- name:' are 'key: value' with key one of: {', '.join(HEADER_KEYS)}")
+            raise DashboardQueryError(
+                path,
+                at,
+                f"unknown key {key!r} under the query's name; the lines right under "
+                f"'-- name:' are 'key: value' with key one of: {', '.join(HEADER_KEYS)}",
+            )
         window = _window(path, at, value)
         lines = lines[1:]
     while lines and not lines[-1][1].strip():
@@ -125,12 +138,20 @@ def _query(path: Path | str, number: int, title: str, lines: list[tuple[int, str
     text = "\n".join(line for _, line in lines).rstrip().rstrip(";").rstrip()
     used = _parameters(path, lines)
     if window and set(WINDOW_BOUNDS) - used:
-        raise DashboardQueryError(path, number, f"the query {title!r} has a window but its SQL does not use "
-                                                "%(lo)s and %(hi)s: compare the time column with both "
-                                                f"({window.column} > %(lo)s AND {window.column} <= %(hi)s)")
+        raise DashboardQueryError(
+            path,
+            number,
+            f"the query {title!r} has a window but its SQL does not use "
+            "%(lo)s and %(hi)s: compare the time column with both "
+            f"({window.column} > %(lo)s AND {window.column} <= %(hi)s)",
+        )
     if not window and used:
-        raise DashboardQueryError(path, number, f"the query {title!r} uses %(lo)s/%(hi)s but has no window: add "
-                                                "'-- window: <interval> of <table>.<time column>' under its name")
+        raise DashboardQueryError(
+            path,
+            number,
+            f"the query {title!r} uses %(lo)s/%(hi)s but has no window: add "
+            "'-- window: <interval> of <table>.<time column>' under its name",
+        )
     _one_select(path, first, text)
     return DashboardQuery(title, text, window, f"{path}:{number}")
 
@@ -138,8 +159,9 @@ def _query(path: Path | str, number: int, title: str, lines: list[tuple[int, str
 def _window(path: Path | str, at: int, value: str) -> Window:
     match = _WINDOW.match(value)
     if not match:
-        raise DashboardQueryError(path, at, f"window {value!r} is not '<interval> of [schema.]table.column', "
-                                            "e.g. '1 hour of metric_hist.ts'")
+        raise DashboardQueryError(
+            path, at, f"window {value!r} is not '<interval> of [schema.]table.column', e.g. '1 hour of metric_hist.ts'"
+        )
     try:
         interval = parse_interval(match.group("interval"), path, "window")
     except PlanError as exc:
@@ -155,11 +177,15 @@ def _parameters(path: Path | str, lines: list[tuple[int, str]]) -> set[str]:
             if match.group(0) == "%%":
                 continue
             if match.group(0) == "%":
-                raise DashboardQueryError(path, at, "a literal % is written %% (the query is sent with the "
-                                                    "parameters %(lo)s and %(hi)s)")
+                raise DashboardQueryError(
+                    path, at, "a literal % is written %% (the query is sent with the parameters %(lo)s and %(hi)s)"
+                )
             if match.group(1) not in WINDOW_BOUNDS:
-                raise DashboardQueryError(path, at, f"unknown parameter %({match.group(1)})s: the only ones are "
-                                                    "%(lo)s and %(hi)s, the window's bounds")
+                raise DashboardQueryError(
+                    path,
+                    at,
+                    f"unknown parameter %({match.group(1)})s: the only ones are %(lo)s and %(hi)s, the window's bounds",
+                )
             used.add(match.group(1))
     return used
 
@@ -173,8 +199,16 @@ def _one_select(path: Path | str, first: int, text: str) -> None:
         index = exc.args[1] if len(exc.args) > 1 else 0
         raise DashboardQueryError(path, first + plain[:index].count("\n"), f"not valid SQL: {exc.args[0]}") from None
     if len(statements) != 1:
-        raise DashboardQueryError(path, first, f"{len(statements)} statements under one name: write one SELECT per "
-                                               "query, each under its own '-- name:' line")
+        raise DashboardQueryError(
+            path,
+            first,
+            f"{len(statements)} statements under one name: write one SELECT per "
+            "query, each under its own '-- name:' line",
+        )
     if not isinstance(statements[0].stmt, ast.SelectStmt):
-        raise DashboardQueryError(path, first, f"a {type(statements[0].stmt).__name__}, not a SELECT: the benchmark "
-                                               "only reads, in a read-only transaction")
+        raise DashboardQueryError(
+            path,
+            first,
+            f"a {type(statements[0].stmt).__name__}, not a SELECT: the benchmark "
+            "only reads, in a read-only transaction",
+        )

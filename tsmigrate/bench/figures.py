@@ -20,9 +20,9 @@ class Figure:
     value: float
     unit: str
     limit: float
-    better: str                    # "higher" (value must reach the limit) or "lower" (must stay under it)
+    better: str  # "higher" (value must reach the limit) or "lower" (must stay under it)
     details: str = ""
-    extra: dict = field(default_factory=dict, compare=False)   # more figures (p50, plan, sizes...)
+    extra: dict = field(default_factory=dict, compare=False)  # more figures (p50, plan, sizes...)
 
     @property
     def ratio(self) -> float:
@@ -43,9 +43,11 @@ class Figure:
     def sentence(self) -> str:
         bound = "at least" if self.better == "higher" else "under"
         verdict = "PASS" if self.passed else "FAIL"
-        return (f"{self.name}: {fmt(self.value)} {self.unit}, limit {bound} {fmt(self.limit)} {self.unit} "
-                f"(ratio {self.ratio:.3g}, {fmt_margin(self.margin)} {'better' if self.passed else 'worse'} than the limit): "
-                f"{verdict}" + (f"; {self.details}" if self.details else ""))
+        return (
+            f"{self.name}: {fmt(self.value)} {self.unit}, limit {bound} {fmt(self.limit)} {self.unit} "
+            f"(ratio {self.ratio:.3g}, {fmt_margin(self.margin)} {'better' if self.passed else 'worse'} than the limit): "
+            f"{verdict}" + (f"; {self.details}" if self.details else "")
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready: an infinite ratio or margin (a limit of 0, a value of 0) becomes None."""
@@ -85,7 +87,7 @@ def as_dict(figure) -> dict:
     higher = d.get("better", "higher") == "higher"
     d["value"] = value
     d.setdefault("unit", "")
-    if d.get("limit") is None:      # a figure without a limit: shown at the limit line, as it came
+    if d.get("limit") is None:  # a figure without a limit: shown at the limit line, as it came
         d.update(limit=math.nan, ratio=math.nan, margin=1.0)
         d.setdefault("passed", True)
         return d

@@ -28,14 +28,30 @@ __all__ = ["ConversionError", "ConversionResult", "convert", "convert_online", "
 OnConverted = Callable[[psycopg.Connection, ConversionResult | None], None]
 
 
-def convert(connect: Callable[[], psycopg.Connection], conn: psycopg.Connection, schema: str, h: HypertablePlan, *,
-            has_compression: bool, own_xids: set[int], online_above_rows: int, on_converted: OnConverted,
-            rows_per_second: float | None = None) -> ConversionResult:
+def convert(
+    connect: Callable[[], psycopg.Connection],
+    conn: psycopg.Connection,
+    schema: str,
+    h: HypertablePlan,
+    *,
+    has_compression: bool,
+    own_xids: set[int],
+    online_above_rows: int,
+    on_converted: OnConverted,
+    rows_per_second: float | None = None,
+) -> ConversionResult:
     """Convert one planned table, online or offline as the plan and its size say (online.state.chooses_online).
     ``conn`` is an autocommit connection; ``connect`` opens more for the online copy."""
     if chooses_online(conn, schema, h, online_above_rows):
-        return convert_online(connect, conn, schema, h, has_compression=has_compression, own_xids=own_xids,
-                              on_swapped=lambda c: on_converted(c, None))
+        return convert_online(
+            connect,
+            conn,
+            schema,
+            h,
+            has_compression=has_compression,
+            own_xids=own_xids,
+            on_swapped=lambda c: on_converted(c, None),
+        )
     with conn.transaction():
         result = convert_table(conn, schema, h, has_compression=has_compression, rows_per_second=rows_per_second)
         on_converted(conn, result)

@@ -14,32 +14,37 @@ from .result import ConversionError
 
 
 def time_dimension(conn: psycopg.Connection, schema: str, table: str) -> tuple[str, object] | None:
-    row = conn.execute("""SELECT column_name, time_interval FROM timescaledb_information.dimensions
+    row = conn.execute(
+        """SELECT column_name, time_interval FROM timescaledb_information.dimensions
                            WHERE hypertable_schema = %s AND hypertable_name = %s AND dimension_number = 1""",
-                       (schema, table)).fetchone()
+        (schema, table),
+    ).fetchone()
     return (row[0], row[1]) if row else None
 
 
 def primary_key_columns(conn: psycopg.Connection, regclass: str) -> list[str]:
-    rows = conn.execute("""SELECT a.attname FROM pg_constraint c
+    rows = conn.execute(
+        """SELECT a.attname FROM pg_constraint c
                              JOIN LATERAL unnest(c.conkey) WITH ORDINALITY k(attnum, n) ON true
                              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
                             WHERE c.conrelid = %s::regclass AND c.contype = 'p' ORDER BY k.n""",
-                        (regclass,)).fetchall()
+        (regclass,),
+    ).fetchall()
     return [r[0] for r in rows]
 
 
 @dataclass(frozen=True)
 class UniqueKey:
     name: str
-    kind: str            # 'p' primary key, 'u' unique constraint, 'i' unique index without constraint
+    kind: str  # 'p' primary key, 'u' unique constraint, 'i' unique index without constraint
     columns: tuple[str, ...]
     oid: int
 
 
 def keys_without_time(conn: psycopg.Connection, regclass: str, time_column: str) -> list[UniqueKey]:
     """Primary keys, unique constraints and unique indexes of the table that leave out the time column."""
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT coalesce(c.conname, i.relname), coalesce(c.contype::text, 'i'),
                array(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
                        JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n),
@@ -49,46 +54,63 @@ def keys_without_time(conn: psycopg.Connection, regclass: str, time_column: str)
           JOIN pg_class i ON i.oid = x.indexrelid
           LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.contype IN ('p', 'u')
          WHERE x.indrelid = %s::regclass AND x.indisunique
-        """, (regclass,)).fetchall()
+        """,
+        (regclass,),
+    ).fetchall()
     keys = []
     for name, kind, columns, oid, has_expressions in rows:
         if time_column in columns:
             continue
         if has_expressions:
-            raise ConversionError(f"unique index {name} on {regclass} uses expressions or a WHERE clause and "
-                                  f"leaves out {time_column}; rewrite it to include {time_column} before converting")
+            raise ConversionError(
+                f"unique index {name} on {regclass} uses expressions or a WHERE clause and "
+                f"leaves out {time_column}; rewrite it to include {time_column} before converting"
+            )
         keys.append(UniqueKey(name, kind, tuple(columns), oid))
     return keys
 
 
 def referencing_foreign_keys(conn: psycopg.Connection, regclass: str) -> list[str]:
-    rows = conn.execute("""SELECT conrelid::regclass::text || ' (' || conname || ')' FROM pg_constraint
+    rows = conn.execute(
+        """SELECT conrelid::regclass::text || ' (' || conname || ')' FROM pg_constraint
                             WHERE contype = 'f' AND confrelid = %s::regclass AND conrelid <> confrelid""",
-                        (regclass,)).fetchall()
+        (regclass,),
+    ).fetchall()
     return [r[0] for r in rows]
 
 
 def keys_rebuilt(conn: psycopg.Connection, regclass: str, time_column: str) -> list[str]:
     """The keys the conversion rebuilds with the time column, in words: ``name (id) -> (id, ts)``."""
-    return [f"{k.name} ({', '.join(k.columns)}) -> ({', '.join((*k.columns, time_column))})"
-            for k in keys_without_time(conn, regclass, time_column)]
+    return [
+        f"{k.name} ({', '.join(k.columns)}) -> ({', '.join((*k.columns, time_column))})"
+        for k in keys_without_time(conn, regclass, time_column)
+    ]
 
 
 def hypertable_chunks(conn: psycopg.Connection, schema: str, table: str) -> int:
     """How many chunks the hypertable has."""
-    return one(conn, "SELECT count(*) FROM timescaledb_information.chunks "
-                     "WHERE hypertable_schema = %s AND hypertable_name = %s", (schema, table))
+    return one(
+        conn,
+        "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_schema = %s AND hypertable_name = %s",
+        (schema, table),
+    )
 
 
-def refuse_what_timescaledb_cannot_keep(conn: psycopg.Connection, schema: str, h: HypertablePlan,
-                                        has_compression: bool) -> None:
+def refuse_what_timescaledb_cannot_keep(
+    conn: psycopg.Connection, schema: str, h: HypertablePlan, has_compression: bool
+) -> None:
     """Before anything changes: what the planned hypertable could not have, found only half-way otherwise."""
     regclass = regclass_of(schema, h.table)
-    if has_compression and h.wants_compression and one(
-            conn, "SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(%s)", (regclass,)):
-        raise ConversionError(f"{schema}.{h.table} has row-level security, and TimescaleDB cannot compress a table "
-                              "with row security: disable it (ALTER TABLE ... DISABLE ROW LEVEL SECURITY) or leave "
-                              f"compression out of [hypertables.{h.table}] in plan.toml")
+    if (
+        has_compression
+        and h.wants_compression
+        and one(conn, "SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(%s)", (regclass,))
+    ):
+        raise ConversionError(
+            f"{schema}.{h.table} has row-level security, and TimescaleDB cannot compress a table "
+            "with row security: disable it (ALTER TABLE ... DISABLE ROW LEVEL SECURITY) or leave "
+            f"compression out of [hypertables.{h.table}] in plan.toml"
+        )
 
 
 # A lock (pg_locks l) on one of the tables of the query's parameter ``tables`` (regclass texts) or on a child of
@@ -101,13 +123,15 @@ _ON_TABLES_OR_CHUNKS = """(l.relation IN (SELECT to_regclass(t) FROM unnest(%(ta
 def lock_holders(conn: psycopg.Connection, schema: str, *tables: str) -> str:
     """Who holds a lock on the tables or their children (a hypertable's chunks), in words (pid, role, application,
     mode, relation, state, statement)."""
-    rows = conn.execute(f"""
+    rows = conn.execute(
+        f"""
         SELECT format('pid %%s (role %%s, application ''%%s'', %%s on %%s, %%s: %%s)', a.pid, a.usename,
                       a.application_name, l.mode, l.relation::regclass, a.state,
                       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
          WHERE {_ON_TABLES_OR_CHUNKS} AND l.granted AND l.pid <> pg_backend_pid()""",
-                        {"tables": [regclass_of(schema, t) for t in tables]}).fetchall()
+        {"tables": [regclass_of(schema, t) for t in tables]},
+    ).fetchall()
     return "; ".join(r[0] for r in rows) or "a session that let go meanwhile"
 
 
@@ -122,15 +146,20 @@ def yield_autovacuum(conn: psycopg.Connection, relations: list[str]) -> list[int
     far. Called just before the lock is asked for, so the request is queued before a relaunched worker's. An
     anti-wraparound one is left alone. Returns the pids cancelled (none where the role may not)."""
     # Chunks too: autovacuum analyzes them after the copy, and a trigger or rename on the hypertable locks them.
-    pids = [r[0] for r in conn.execute(
-        f"""SELECT DISTINCT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE {YIELDING_AUTOVACUUM} AND {_ON_TABLES_OR_CHUNKS}""", {"tables": relations}).fetchall()]
+    pids = [
+        r[0]
+        for r in conn.execute(
+            f"""SELECT DISTINCT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE {YIELDING_AUTOVACUUM} AND {_ON_TABLES_OR_CHUNKS}""",
+            {"tables": relations},
+        ).fetchall()
+    ]
     cancelled = []
     for pid in pids:
         try:
-            with conn.transaction():   # a savepoint inside the caller's transaction: a refusal must not end it
+            with conn.transaction():  # a savepoint inside the caller's transaction: a refusal must not end it
                 if one(conn, "SELECT pg_cancel_backend(%s)", (pid,)):
                     cancelled.append(pid)
         except psycopg.errors.InsufficientPrivilege:
-            pass   # only a superuser may: then it goes on, and a long wait names it
+            pass  # only a superuser may: then it goes on, and a long wait names it
     return cancelled

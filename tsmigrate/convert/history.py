@@ -17,8 +17,9 @@ from ..db import one, regclass, row
 
 
 def span_seconds(first: date | datetime, last: date | datetime) -> float:
-    def as_time(v: date | datetime) -> datetime:   # a date is its midnight
+    def as_time(v: date | datetime) -> datetime:  # a date is its midnight
         return v if isinstance(v, datetime) else datetime(v.year, v.month, v.day)
+
     a, b = as_time(first), as_time(last)
     if (a.tzinfo is None) != (b.tzinfo is None):
         a, b = a.replace(tzinfo=None), b.replace(tzinfo=None)
@@ -37,25 +38,40 @@ def time_range(conn: psycopg.Connection, schema: str, table: str, column: str) -
     """(first, last, how it was read) of ``column``: from an index on it (min and max read at the index's two
     ends, not a scan), else from the bounds of its histogram in pg_stats (as of the table's last ANALYZE), else
     (None, None, why not)."""
-    index = one(conn, """
+    index = one(
+        conn,
+        """
         SELECT i.relname FROM pg_index x
           JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
           JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
          WHERE x.indrelid = %s::regclass AND a.attname = %s AND am.amname = 'btree' AND x.indpred IS NULL
-           AND x.indisvalid ORDER BY i.relname LIMIT 1""", (regclass(schema, table), column))
+           AND x.indisvalid ORDER BY i.relname LIMIT 1""",
+        (regclass(schema, table), column),
+    )
     if index is not None:
-        first, last = row(conn, sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(
-            c=sql.Identifier(column), t=sql.Identifier(schema, table)))
+        first, last = row(
+            conn,
+            sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(
+                c=sql.Identifier(column), t=sql.Identifier(schema, table)
+            ),
+        )
         if first is None:
             return None, None, f"no rows with a {column} (read from index {index})"
         return first, last, f"min and max read from index {index}"
-    column_type = one(conn, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                            "WHERE attrelid = %s::regclass AND attname = %s", (regclass(schema, table), column))
-    bounds = conn.execute(sql.SQL("""
+    column_type = one(
+        conn,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
+        (regclass(schema, table), column),
+    )
+    bounds = conn.execute(
+        sql.SQL("""
         SELECT b[1], b[array_upper(b, 1)] FROM (
                SELECT histogram_bounds::text::{}[] AS b FROM pg_stats
-                WHERE schemaname = %s AND tablename = %s AND attname = %s AND histogram_bounds IS NOT NULL) s"""
-                               ).format(sql.SQL(column_type)), (schema, table, column)).fetchone()
+                WHERE schemaname = %s AND tablename = %s AND attname = %s AND histogram_bounds IS NOT NULL) s""").format(
+            sql.SQL(column_type)
+        ),
+        (schema, table, column),
+    ).fetchone()
     if bounds is not None and bounds[0] is not None:
         return bounds[0], bounds[1], "histogram bounds in pg_stats (as of the table's last ANALYZE)"
     return None, None, f"no index on {column} and no statistics of it (the table was never analyzed)"

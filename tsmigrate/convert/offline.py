@@ -45,8 +45,9 @@ from .result import ConversionError, ConversionResult
 log = logging.getLogger("tsmigrate.conversion")
 
 
-def lock_for_conversion(conn: psycopg.Connection, schema: str, table: str, *, attempts: int = 5,
-                        timeout_s: int = 5) -> None:
+def lock_for_conversion(
+    conn: psycopg.Connection, schema: str, table: str, *, attempts: int = 5, timeout_s: int = 5
+) -> None:
     """ACCESS EXCLUSIVE on the table before anything is counted or copied: rows written meanwhile would be
     lost or miscounted. Each attempt waits ``timeout_s``; then the message names who holds it."""
     ident = sql.Identifier(schema, table)
@@ -56,8 +57,9 @@ def lock_for_conversion(conn: psycopg.Connection, schema: str, table: str, *, at
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{timeout_s}s")))
                 # PostgreSQL would cancel it too, after deadlock_timeout, unless that is set above timeout_s.
                 if vacuums := yield_autovacuum(conn, [regclass_of(schema, table)]):
-                    log.info("%s.%s: cancelled autovacuum (pid %s) on the table", schema, table,
-                             ", ".join(map(str, vacuums)))
+                    log.info(
+                        "%s.%s: cancelled autovacuum (pid %s) on the table", schema, table, ", ".join(map(str, vacuums))
+                    )
                 conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(ident))
             conn.execute("SET LOCAL lock_timeout = '60s'")
             return
@@ -67,29 +69,39 @@ def lock_for_conversion(conn: psycopg.Connection, schema: str, table: str, *, at
                 raise ConversionError(
                     f"{schema}.{table}: could not lock the table for its conversion ({attempts} tries of "
                     f"{timeout_s} s); held by {who}. Stop that session (pg_terminate_backend(pid)) or wait for it, "
-                    "then run again.") from None
+                    "then run again."
+                ) from None
             log.warning("%s.%s: waiting for a lock held by %s (try %d of %d)", schema, table, who, attempt, attempts)
 
 
-def convert_locked(conn: psycopg.Connection, schema: str, h: HypertablePlan, *,
-                   rows_per_second: float | None = None, batch_rows: int = 500_000) -> tuple[int, list[str]]:
+def convert_locked(
+    conn: psycopg.Connection,
+    schema: str,
+    h: HypertablePlan,
+    *,
+    rows_per_second: float | None = None,
+    batch_rows: int = 500_000,
+) -> tuple[int, list[str]]:
     """Within the caller's transaction, the table locked: make it a hypertable. Returns the rows it holds and the
     dependent views recreated."""
     names = Names(schema, h.table)
     what = f"{schema}.{h.table}"
-    discard_unfinished(conn, names)   # an online attempt that died before its swap (the plan may have changed)
+    discard_unfinished(conn, names)  # an online attempt that died before its swap (the plan may have changed)
     triggers = checked_application_triggers(conn, names)
     check_views_can_move(conn, names)
     legacy_to = aside(h.table, "_tsm_old")
     create_beside(conn, names, h, legacy_to)
     planned = planned_indexes(conn, names, h)
     columns = insertable_columns(conn, schema, h.table)
-    log.info("%s: creating hypertable on %s, chunk interval %s, copying the rows into chunks", what, h.time_column,
-             h.chunk_interval)
+    log.info(
+        "%s: creating hypertable on %s, chunk interval %s, copying the rows into chunks",
+        what,
+        h.time_column,
+        h.chunk_interval,
+    )
     # Block ranges from the first block to past the last: every row of the locked table is read exactly once,
     # so the rows copied are the table's count.
-    moved = copy(None, names, columns, workers=1, batch_rows=batch_rows, own_xids=set(), on_phase=no_hook,
-                 within=conn)
+    moved = copy(None, names, columns, workers=1, batch_rows=batch_rows, own_xids=set(), on_phase=no_hook, within=conn)
     expected = moved / rows_per_second / 2 if rows_per_second else None
     with heartbeat(log, f"{what}: building {len(planned)} indexes on the hypertable", expected_seconds=expected):
         create_indexes(conn, planned)
@@ -100,49 +112,71 @@ def convert_locked(conn: psycopg.Connection, schema: str, h: HypertablePlan, *,
         with conn.transaction():
             conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(legacy_to)))
     except psycopg.errors.DependentObjectsStillExist as exc:
-        raise ConversionError(f"{what}: other objects depend on the table and cannot move to the hypertable "
-                              f"({exc.diag.message_detail or exc}); drop them before converting, and create them "
-                              "again afterwards") from None
+        raise ConversionError(
+            f"{what}: other objects depend on the table and cannot move to the hypertable "
+            f"({exc.diag.message_detail or exc}); drop them before converting, and create them "
+            "again afterwards"
+        ) from None
     conn.execute(sql.SQL("ANALYZE {}").format(names.ident(h.table)))
     return moved, views
 
 
-def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, has_compression: bool,
-                  rows_per_second: float | None = None, batch_rows: int = 500_000) -> ConversionResult:
+def convert_table(
+    conn: psycopg.Connection,
+    schema: str,
+    h: HypertablePlan,
+    *,
+    has_compression: bool,
+    rows_per_second: float | None = None,
+    batch_rows: int = 500_000,
+) -> ConversionResult:
     """Convert one planned table (the caller owns the transaction)."""
     started = time.monotonic()
     result = ConversionResult(table=f"{schema}.{h.table}")
     regclass = regclass_of(schema, h.table)
     if one(conn, "SELECT to_regclass(%s)", (regclass,)) is None:
-        raise ConversionError(f"table {schema}.{h.table} named in plan.toml does not exist in the target database; "
-                              "fix the table name in the plan or run the migration that creates it")
+        raise ConversionError(
+            f"table {schema}.{h.table} named in plan.toml does not exist in the target database; "
+            "fix the table name in the plan or run the migration that creates it"
+        )
     if timescaledb_version(conn) is None:
-        raise ConversionError("the timescaledb extension is not created in the target database; a migration "
-                              "must run CREATE EXTENSION timescaledb before the conversion steps")
+        raise ConversionError(
+            "the timescaledb extension is not created in the target database; a migration "
+            "must run CREATE EXTENSION timescaledb before the conversion steps"
+        )
     if is_hypertable(conn, schema, h.table):
         column, interval = time_dimension(conn, schema, h.table) or (None, None)
         if column != h.time_column:
-            raise ConversionError(f"{schema}.{h.table} is already a hypertable on column {column}, but the plan says "
-                                  f"{h.time_column}; a hypertable cannot change its time column: fix the plan")
+            raise ConversionError(
+                f"{schema}.{h.table} is already a hypertable on column {column}, but the plan says "
+                f"{h.time_column}; a hypertable cannot change its time column: fix the plan"
+            )
         result.already_hypertable = True
-        log.info("%s is already a hypertable on %s (chunk interval %s); leaving it as it is", result.table, column,
-                 interval)
+        log.info(
+            "%s is already a hypertable on %s (chunk interval %s); leaving it as it is", result.table, column, interval
+        )
         apply_policies(conn, schema, h, has_compression, result)
         result.seconds = time.monotonic() - started
         return result
 
-    column_type = one(conn, """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+    column_type = one(
+        conn,
+        """SELECT format_type(atttypid, atttypmod) FROM pg_attribute
                                  WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped""",
-                       (regclass, h.time_column))
+        (regclass, h.time_column),
+    )
     if column_type is None:
         raise ConversionError(f"{schema}.{h.table} has no column {h.time_column} (the plan's time_column)")
     if column_type not in ("timestamp with time zone", "timestamp without time zone", "date"):
-        raise ConversionError(f"{schema}.{h.table}.{h.time_column} is {column_type}; a time column must be "
-                              "timestamptz, timestamp or date")
+        raise ConversionError(
+            f"{schema}.{h.table}.{h.time_column} is {column_type}; a time column must be timestamptz, timestamp or date"
+        )
     foreign = referencing_foreign_keys(conn, regclass)
     if foreign:
-        raise ConversionError(f"{schema}.{h.table} is referenced by foreign keys from {', '.join(foreign)}; "
-                              "TimescaleDB cannot keep them on a hypertable: drop them (or point them elsewhere) first")
+        raise ConversionError(
+            f"{schema}.{h.table} is referenced by foreign keys from {', '.join(foreign)}; "
+            "TimescaleDB cannot keep them on a hypertable: drop them (or point them elsewhere) first"
+        )
 
     refuse_what_timescaledb_cannot_keep(conn, schema, h, has_compression)
     lock_for_conversion(conn, schema, h.table)
@@ -151,12 +185,14 @@ def convert_table(conn: psycopg.Connection, schema: str, h: HypertablePlan, *, h
 
     result.keys_rebuilt = keys_rebuilt(conn, regclass, h.time_column)
     t0 = time.monotonic()
-    result.rows, result.views_recreated = convert_locked(conn, schema, h, rows_per_second=rows_per_second,
-                                                         batch_rows=batch_rows)
+    result.rows, result.views_recreated = convert_locked(
+        conn, schema, h, rows_per_second=rows_per_second, batch_rows=batch_rows
+    )
     elapsed = time.monotonic() - t0
     result.rows_per_second = result.rows / elapsed if elapsed > 0 else 0.0
-    log.info("%s: %d rows converted in %.1f s (%.0f rows/s)", result.table, result.rows, elapsed,
-             result.rows_per_second)
+    log.info(
+        "%s: %d rows converted in %.1f s (%.0f rows/s)", result.table, result.rows, elapsed, result.rows_per_second
+    )
     apply_policies(conn, schema, h, has_compression, result)
     result.chunks = hypertable_chunks(conn, schema, h.table)
     result.seconds = time.monotonic() - started

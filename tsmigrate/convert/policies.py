@@ -12,25 +12,34 @@ from psycopg import sql
 
 from ..db import one, row
 from ..db import regclass as regclass_of
-from ..own import OWN_SCHEMA
 from ..plan import HypertablePlan
 from ..timescale import APACHE_LACKS
+from ..tool_objects import OWN_SCHEMA
 from .result import ConversionResult
 
 log = logging.getLogger("tsmigrate.conversion")
 
 
-def compression_settings(conn: psycopg.Connection, schema: str, table: str
-                         ) -> tuple[bool, list[str], list[tuple[str, bool, bool]]]:
+def compression_settings(
+    conn: psycopg.Connection, schema: str, table: str
+) -> tuple[bool, list[str], list[tuple[str, bool, bool]]]:
     """Whether compression is enabled on the hypertable, its segment-by columns and its order-by items."""
-    enabled = one(conn, """SELECT compression_enabled FROM timescaledb_information.hypertables
-                             WHERE hypertable_schema = %s AND hypertable_name = %s""", (schema, table))
-    rows = conn.execute("""SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc, orderby_nullsfirst
+    enabled = one(
+        conn,
+        """SELECT compression_enabled FROM timescaledb_information.hypertables
+                             WHERE hypertable_schema = %s AND hypertable_name = %s""",
+        (schema, table),
+    )
+    rows = conn.execute(
+        """SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc, orderby_nullsfirst
                              FROM timescaledb_information.compression_settings
-                            WHERE hypertable_schema = %s AND hypertable_name = %s""", (schema, table)).fetchall()
+                            WHERE hypertable_schema = %s AND hypertable_name = %s""",
+        (schema, table),
+    ).fetchall()
     segment_by = [r[0] for r in sorted((r for r in rows if r[1] is not None), key=lambda r: r[1])]
-    order_by = [(r[0], bool(r[3]), bool(r[4]))
-                for r in sorted((r for r in rows if r[2] is not None), key=lambda r: r[2])]
+    order_by = [
+        (r[0], bool(r[3]), bool(r[4])) for r in sorted((r for r in rows if r[2] is not None), key=lambda r: r[2])
+    ]
     return bool(enabled), segment_by, order_by
 
 
@@ -50,13 +59,15 @@ def ensure_policy(conn: psycopg.Connection, schema: str, table: str, kind: str, 
     """
     proc, key, add, remove = POLICIES[kind]
     regclass = regclass_of(schema, table)
-    jobs = conn.execute("""SELECT job_id, config ->> %s,
+    jobs = conn.execute(
+        """SELECT job_id, config ->> %s,
                                   coalesce(jsonb_typeof(config -> %s) = 'string'
                                            AND (config ->> %s)::interval = %s::interval, false)
                              FROM timescaledb_information.jobs
                             WHERE proc_name = %s AND hypertable_schema = %s AND hypertable_name = %s
                             ORDER BY job_id""",
-                        (key, key, key, interval.text, proc, schema, table)).fetchall()
+        (key, key, key, interval.text, proc, schema, table),
+    ).fetchall()
     if len(jobs) == 1 and jobs[0][2]:
         pause_until_verified(conn, jobs[0][0])
         return f"policy job {jobs[0][0]} already as planned, paused until the post-flight passes"
@@ -64,10 +75,21 @@ def ensure_policy(conn: psycopg.Connection, schema: str, table: str, kind: str, 
     if jobs:
         conn.execute(sql.SQL("SELECT {}(%s::regclass)").format(sql.Identifier(remove)), (regclass,))
         replaced = f", replacing job {jobs[0][0]} ({key} {jobs[0][1] or 'not an interval'})"
-        log.info("%s.%s: %s policy job %s had %s %s, the plan says %s: replaced", schema, table, kind,
-                 jobs[0][0], key, jobs[0][1], interval)
-    job_id = one(conn, sql.SQL("SELECT {}(%s::regclass, {} => %s::interval)").format(
-        sql.Identifier(add), sql.Identifier(key)), (regclass, interval.text))
+        log.info(
+            "%s.%s: %s policy job %s had %s %s, the plan says %s: replaced",
+            schema,
+            table,
+            kind,
+            jobs[0][0],
+            key,
+            jobs[0][1],
+            interval,
+        )
+    job_id = one(
+        conn,
+        sql.SQL("SELECT {}(%s::regclass, {} => %s::interval)").format(sql.Identifier(add), sql.Identifier(key)),
+        (regclass, interval.text),
+    )
     pause_until_verified(conn, job_id)
     return f"policy job {job_id}{replaced}, paused until the post-flight passes"
 
@@ -101,12 +123,18 @@ def schedule_paused_jobs(conn: psycopg.Connection) -> list[str]:
     scheduled = []
     for job_id in paused_jobs(conn):
         with conn.transaction():
-            row = conn.execute("""SELECT proc_name, hypertable_schema, hypertable_name, schedule_interval
-                                    FROM timescaledb_information.jobs WHERE job_id = %s""", (job_id,)).fetchone()
+            row = conn.execute(
+                """SELECT proc_name, hypertable_schema, hypertable_name, schedule_interval
+                                    FROM timescaledb_information.jobs WHERE job_id = %s""",
+                (job_id,),
+            ).fetchone()
             if row is not None:
                 # A paused job has no next start (-infinity): it is given one, now, so the report can say when.
-                next_start = one(conn, "SELECT next_start::text FROM alter_job(%s, scheduled => true, "
-                                        "next_start => now())", (job_id,))
+                next_start = one(
+                    conn,
+                    "SELECT next_start::text FROM alter_job(%s, scheduled => true, next_start => now())",
+                    (job_id,),
+                )
                 proc, schema, table, every = row
                 scheduled.append(f"job {job_id} ({proc} on {schema}.{table}, every {every}): first run at {next_start}")
             conn.execute(f"DELETE FROM {OWN_SCHEMA}.paused_jobs WHERE job_id = %s", (job_id,))
@@ -118,13 +146,17 @@ def retention_drops(conn: psycopg.Connection, schema: str, h: HypertablePlan) ->
     if h.drop_after is None:
         return 0, None, None
     count, oldest, newest = row(
-        conn, sql.SQL("SELECT count(*), min({c}), max({c}) FROM {t} WHERE {c} < now() - {i}::interval").format(
-            t=sql.Identifier(schema, h.table), c=sql.Identifier(h.time_column), i=sql.Literal(h.drop_after.text)))
+        conn,
+        sql.SQL("SELECT count(*), min({c}), max({c}) FROM {t} WHERE {c} < now() - {i}::interval").format(
+            t=sql.Identifier(schema, h.table), c=sql.Identifier(h.time_column), i=sql.Literal(h.drop_after.text)
+        ),
+    )
     return count, oldest, newest
 
 
-def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has_compression: bool,
-                   result: ConversionResult) -> None:
+def apply_policies(
+    conn: psycopg.Connection, schema: str, h: HypertablePlan, has_compression: bool, result: ConversionResult
+) -> None:
     """Compression settings, compression policy and retention policy as planned (community edition).
 
     Idempotent: what is already as planned is left alone, what differs is changed (a re-run after a
@@ -136,32 +168,54 @@ def apply_policies(conn: psycopg.Connection, schema: str, h: HypertablePlan, has
         else:
             enabled, segment_by, order_by = compression_settings(conn, schema, h.table)
             planned_order = [(i.column, i.ascending, i.nulls_first) for i in h.order_items]
-            as_planned = (enabled and (not h.compress_segment_by or segment_by == list(h.compress_segment_by))
-                          and (not planned_order or order_by == planned_order))
+            as_planned = (
+                enabled
+                and (not h.compress_segment_by or segment_by == list(h.compress_segment_by))
+                and (not planned_order or order_by == planned_order)
+            )
             notes = []
             if not as_planned:
                 options: list[sql.Composable] = [sql.SQL("timescaledb.compress")]
                 if h.compress_segment_by:
-                    options.append(sql.SQL("timescaledb.compress_segmentby = {}").format(
-                        sql.Literal(", ".join(sql.Identifier(c).as_string(None) for c in h.compress_segment_by))))
+                    options.append(
+                        sql.SQL("timescaledb.compress_segmentby = {}").format(
+                            sql.Literal(", ".join(sql.Identifier(c).as_string(None) for c in h.compress_segment_by))
+                        )
+                    )
                 if h.compress_order_by:
-                    options.append(sql.SQL("timescaledb.compress_orderby = {}").format(
-                        sql.Literal(", ".join(i.as_sql() for i in h.order_items))))
-                conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(sql.Identifier(schema, h.table),
-                                                                       sql.SQL(", ").join(options)))
+                    options.append(
+                        sql.SQL("timescaledb.compress_orderby = {}").format(
+                            sql.Literal(", ".join(i.as_sql() for i in h.order_items))
+                        )
+                    )
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} SET ({})").format(
+                        sql.Identifier(schema, h.table), sql.SQL(", ").join(options)
+                    )
+                )
                 if enabled:
-                    compressed = one(conn, """SELECT count(*) FROM timescaledb_information.chunks
+                    compressed = one(
+                        conn,
+                        """SELECT count(*) FROM timescaledb_information.chunks
                                                 WHERE hypertable_schema = %s AND hypertable_name = %s
                                                   AND is_compressed""",
-                                      (schema, h.table))
-                    notes.append("settings changed" + (f" (the {compressed} chunks compressed before keep their old "
-                                                       "settings until decompressed)" if compressed else ""))
+                        (schema, h.table),
+                    )
+                    notes.append(
+                        "settings changed"
+                        + (
+                            f" (the {compressed} chunks compressed before keep their old settings until decompressed)"
+                            if compressed
+                            else ""
+                        )
+                    )
             else:
                 notes.append("settings already as planned")
             if h.compress_after:
                 notes.append(ensure_policy(conn, schema, h.table, "compression", h.compress_after))
-            result.compression = (f"enabled, compress after {h.compress_after}" if h.compress_after else "enabled") + \
-                (f" ({'; '.join(notes)})" if notes else "")
+            result.compression = (f"enabled, compress after {h.compress_after}" if h.compress_after else "enabled") + (
+                f" ({'; '.join(notes)})" if notes else ""
+            )
     if h.wants_retention:
         if not has_compression:  # retention policies come with the same (community) edition
             result.retention = f"skipped: this server's TimescaleDB is the apache edition (no {APACHE_LACKS})"

@@ -26,7 +26,7 @@ class ConversionResult:
     chunks: int = 0
     seconds: float = 0.0
     rows_per_second: float = 0.0
-    online: dict | None = None     # what the online path did (online.driver.OnlineReport), when taken
+    online: dict | None = None  # what the online path did (online.driver.OnlineReport), when taken
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -30,11 +30,16 @@ def _object_exists(conn: psycopg.Connection, obj) -> bool:
         query, params = "SELECT 1 FROM pg_extension WHERE extname = %s", (obj.tag,)
     elif obj.kind in ("FUNCTION", "PROCEDURE"):
         name, _, args = obj.tag.partition("(")
-        query, params = "SELECT to_regprocedure(format('%%I.%%I(%%s', %s::text, %s::text, %s::text))", (obj.schema, name, args)
+        query, params = (
+            "SELECT to_regprocedure(format('%%I.%%I(%%s', %s::text, %s::text, %s::text))",
+            (obj.schema, name, args),
+        )
     elif obj.kind == "TRIGGER":
         table, _, trigger = obj.tag.partition(" ")
-        query = ("SELECT 1 FROM pg_trigger WHERE tgname = %s "
-                 "AND tgrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))")
+        query = (
+            "SELECT 1 FROM pg_trigger WHERE tgname = %s "
+            "AND tgrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))"
+        )
         params = (trigger, obj.schema, table)
     else:
         query, params = "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))", (obj.schema, obj.tag)
@@ -49,10 +54,14 @@ def _restore_hint(obj, dump: str, dbname: str) -> str:
     if obj.kind in ("FUNCTION", "PROCEDURE"):
         selector = f"-P '{obj.tag}'"
     elif obj.kind == "TRIGGER":
-        selector = f"-T '{obj.tag}'"     # pg_restore names a trigger by its tag: "table trigger"
+        selector = f"-T '{obj.tag}'"  # pg_restore names a trigger by its tag: "table trigger"
     else:
         selector = f"-t {obj.tag}"
-    refresh = f"; then REFRESH MATERIALIZED VIEW {display_name(obj.schema, obj.tag)}" if obj.kind == "MATERIALIZED VIEW" else ""
+    refresh = (
+        f"; then REFRESH MATERIALIZED VIEW {display_name(obj.schema, obj.tag)}"
+        if obj.kind == "MATERIALIZED VIEW"
+        else ""
+    )
     return f"pg_restore --schema-only -n {obj.schema} {selector} -d {dbname} {dump}{refresh}"
 
 
@@ -62,11 +71,16 @@ def missing_objects(conn: psycopg.Connection, baseline: Baseline) -> list[str]:
     dump, first = str(path / "dump"), ""
     if baseline.backup.encrypted:
         dump = f"{path}.decrypted/dump"
-        first = (f"python -m tsmigrate.backupctl decrypt --key-file KEYFILE {path} {path}.decrypted (the backup is "
-                 "encrypted), then ")
-    return [f"{obj.describe()} existed before the migration (in {path.name}) and is gone: run again "
-            f"the migration file that defines it, or restore it as it was: {first}{_restore_hint(obj, dump, conn.info.dbname)}"
-            for obj in baseline.objects() if not _object_exists(conn, obj)]
+        first = (
+            f"python -m tsmigrate.backupctl decrypt --key-file KEYFILE {path} {path}.decrypted (the backup is "
+            "encrypted), then "
+        )
+    return [
+        f"{obj.describe()} existed before the migration (in {path.name}) and is gone: run again "
+        f"the migration file that defines it, or restore it as it was: {first}{_restore_hint(obj, dump, conn.info.dbname)}"
+        for obj in baseline.objects()
+        if not _object_exists(conn, obj)
+    ]
 
 
 def _with_rollback(conn: psycopg.Connection, statement: sql.Composable, *, timeout: str) -> psycopg.Error | None:
@@ -87,21 +101,30 @@ def _first_line(exc: psycopg.Error) -> str:
 
 def broken_views(conn: psycopg.Connection, *, timeout: str = "60s") -> tuple[int, list[str]]:
     """Query every view and materialized view; returns (how many were queried, problems)."""
-    views = conn.execute(sql.SQL("""
+    views = conn.execute(
+        sql.SQL("""
         SELECT n.nspname, c.relname, c.relkind = 'm'
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('v', 'm') AND NOT {not_user}
            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                            AND d.objid = c.oid AND d.deptype = 'e')
-         ORDER BY 1, 2""").format(not_user=NOT_USER_SCHEMA)).fetchall()
+         ORDER BY 1, 2""").format(not_user=NOT_USER_SCHEMA)
+    ).fetchall()
     problems = []
     for schema, name, materialized in views:
-        error = _with_rollback(conn, sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(schema, name)), timeout=timeout)
+        error = _with_rollback(
+            conn, sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(schema, name)), timeout=timeout
+        )
         if error is not None:
-            fix = (f"REFRESH MATERIALIZED VIEW {display_name(schema, name)}" if error.sqlstate == "55000"
-                   else "recreate it from the migration file that defines it")
-            problems.append(f"{'materialized view' if materialized else 'view'} {display_name(schema, name)} does not answer: "
-                            f"{_first_line(error)}; {fix}")
+            fix = (
+                f"REFRESH MATERIALIZED VIEW {display_name(schema, name)}"
+                if error.sqlstate == "55000"
+                else "recreate it from the migration file that defines it"
+            )
+            problems.append(
+                f"{'materialized view' if materialized else 'view'} {display_name(schema, name)} does not answer: "
+                f"{_first_line(error)}; {fix}"
+            )
     return len(views), problems
 
 
@@ -110,7 +133,8 @@ def broken_functions(conn: psycopg.Connection, *, timeout: str = "30s") -> tuple
 
     Give it a connection of its own and close it afterwards: a function may leave session state.
     """
-    functions = conn.execute(sql.SQL("""
+    functions = conn.execute(
+        sql.SQL("""
         SELECT p.oid, n.nspname, p.proname, p.oid::regprocedure::text, p.prokind, l.lanname,
                vn.nspname, v.proname,
                p.prorettype IN ('trigger'::regtype, 'event_trigger'::regtype)
@@ -125,7 +149,8 @@ def broken_functions(conn: psycopg.Connection, *, timeout: str = "30s") -> tuple
          WHERE NOT {not_user} AND p.prokind IN ('f', 'p')
            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
                            AND d.objid = p.oid AND d.deptype = 'e')
-         ORDER BY 4""").format(not_user=NOT_USER_SCHEMA)).fetchall()
+         ORDER BY 4""").format(not_user=NOT_USER_SCHEMA)
+    ).fetchall()
     problems = []
     for oid, schema, name, signature, kind, language, v_schema, v_name, not_callable, variadic, args in functions:
         if v_name is not None:
@@ -135,45 +160,62 @@ def broken_functions(conn: psycopg.Connection, *, timeout: str = "30s") -> tuple
                     conn.execute("SET LOCAL check_function_bodies = on")
                     conn.execute(check)
             except psycopg.Error as exc:
-                problems.append(f"function {signature} ({language}) does not compile: {_first_line(exc)}; "
-                                "recreate it from the migration file that defines it")
+                problems.append(
+                    f"function {signature} ({language}) does not compile: {_first_line(exc)}; "
+                    "recreate it from the migration file that defines it"
+                )
                 continue
         if not_callable or kind != "f":
-            continue   # triggers and pseudo-typed (polymorphic) arguments cannot be called with plain NULLs;
-                       # procedures (CALL) may commit: the validator only
+            continue  # triggers and pseudo-typed (polymorphic) arguments cannot be called with plain NULLs;
+            # procedures (CALL) may commit: the validator only
         values = [sql.SQL("NULL::{}").format(sql.Identifier(*a)) for a in args]
         if variadic and values:
             values[-1] = sql.SQL("VARIADIC {}").format(values[-1])
-        call = sql.SQL("SELECT 1 FROM {}({}) AS r LIMIT 1").format(sql.Identifier(schema, name), sql.SQL(", ").join(values))
+        call = sql.SQL("SELECT 1 FROM {}({}) AS r LIMIT 1").format(
+            sql.Identifier(schema, name), sql.SQL(", ").join(values)
+        )
         error = _with_rollback(conn, call, timeout=timeout)
         # Class 42 (a name that does not resolve, a type mismatch, a privilege) and 3F (schema) mean
         # the function no longer fits the schema. Other errors (read-only, NULL input, timeout)
         # come after its statements were planned, or say nothing about the schema.
         if error is not None and error.sqlstate and error.sqlstate[:2] in ("42", "3F"):
-            problems.append(f"function {signature} no longer fits the schema: {_first_line(error)}; "
-                            "fix the object it names or recreate the function")
+            problems.append(
+                f"function {signature} no longer fits the schema: {_first_line(error)}; "
+                "fix the object it names or recreate the function"
+            )
     return len(functions), problems
 
 
 def extension_problems(conn: psycopg.Connection, baseline: Baseline | None = None) -> list[str]:
     problems = []
-    rows = {name: (installed, default) for name, installed, default in conn.execute("""
+    rows = {
+        name: (installed, default)
+        for name, installed, default in conn.execute("""
         SELECT e.extname, e.extversion, a.default_version
-          FROM pg_extension e LEFT JOIN pg_available_extensions a ON a.name = e.extname""").fetchall()}
+          FROM pg_extension e LEFT JOIN pg_available_extensions a ON a.name = e.extname""").fetchall()
+    }
     if "timescaledb" not in rows:
-        problems.append("the timescaledb extension is not installed in this database: the migration that runs "
-                        "CREATE EXTENSION timescaledb (010) did not run; run the execute suite")
+        problems.append(
+            "the timescaledb extension is not installed in this database: the migration that runs "
+            "CREATE EXTENSION timescaledb (010) did not run; run the execute suite"
+        )
     for name, (installed, default) in sorted(rows.items()):
         if default is not None and installed != default:
-            problems.append(f"extension {name} is at version {installed} but the server's files are {default}: run "
-                            f"ALTER EXTENSION {display_name(name)} UPDATE "
-                            "(for timescaledb as the first command of a new session: psql -X)")
+            problems.append(
+                f"extension {name} is at version {installed} but the server's files are {default}: run "
+                f"ALTER EXTENSION {display_name(name)} UPDATE "
+                "(for timescaledb as the first command of a new session: psql -X)"
+            )
         elif default is None:
-            problems.append(f"extension {name} {installed} is installed but the server has no files for it: "
-                            "install its package for this PostgreSQL")
+            problems.append(
+                f"extension {name} {installed} is installed but the server has no files for it: "
+                "install its package for this PostgreSQL"
+            )
     if baseline is not None and baseline.has_dump:
         for obj in baseline.objects():
             if obj.kind == "EXTENSION" and obj.tag not in rows:
-                problems.append(f"extension {obj.tag} was installed before the migration and is gone: "
-                                f"CREATE EXTENSION {display_name(obj.tag)}")
+                problems.append(
+                    f"extension {obj.tag} was installed before the migration and is gone: "
+                    f"CREATE EXTENSION {display_name(obj.tag)}"
+                )
     return problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from importlib import resources
 
 import psycopg
@@ -66,15 +66,20 @@ def _read(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
-def build_legacy_database(admin_conninfo: str, scale: LegacyScale = SCALES["demo"], *,
-                          dbname: str = LEGACY_DBNAME, replace_existing: bool = False) -> None:
+def build_legacy_database(
+    admin_conninfo: str,
+    scale: LegacyScale = SCALES["demo"],
+    *,
+    dbname: str = LEGACY_DBNAME,
+    replace_existing: bool = False,
+) -> None:
     """Create ``dbname`` on the server of ``admin_conninfo`` and fill it like a production site.
 
     Refuses to touch an existing database unless ``replace_existing`` is given.
     """
     scale.validate()
     if scale.end_time is None:
-        scale = replace(scale, end_time=datetime.now(timezone.utc).replace(second=0, microsecond=0))
+        scale = replace(scale, end_time=datetime.now(UTC).replace(second=0, microsecond=0))
     with psycopg.connect(admin_conninfo, autocommit=True) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         if exists and not replace_existing:
@@ -86,13 +91,21 @@ def build_legacy_database(admin_conninfo: str, scale: LegacyScale = SCALES["demo
     with psycopg.connect(target) as conn:  # one transaction: a failed build leaves an empty database
         conn.execute(_read("schema.sql"))
         settings = {
-            "lines": scale.lines, "equipment_per_line": scale.equipment_per_line,
-            "metrics_per_equipment": scale.metrics_per_equipment, "days": scale.days,
-            "metric_interval_s": scale.metric_interval_s, "null_time_fraction": scale.null_time_fraction,
-            "random_seed": scale.random_seed, "end_time": scale.end_time.isoformat(),
+            "lines": scale.lines,
+            "equipment_per_line": scale.equipment_per_line,
+            "metrics_per_equipment": scale.metrics_per_equipment,
+            "days": scale.days,
+            "metric_interval_s": scale.metric_interval_s,
+            "null_time_fraction": scale.null_time_fraction,
+            "random_seed": scale.random_seed,
+            "end_time": scale.end_time.isoformat(),
         }
         for name, value in settings.items():
             conn.execute("SELECT set_config(%s, %s, true)", (f"ms5_seed.{name}", str(value)))
         conn.execute(_read("seed.sql"))
-    log.info("built legacy MS5.0 database %s (~%d metric_hist rows) in %.1f s",
-             dbname, scale.metric_hist_rows, time.monotonic() - started)
+    log.info(
+        "built legacy MS5.0 database %s (~%d metric_hist rows) in %.1f s",
+        dbname,
+        scale.metric_hist_rows,
+        time.monotonic() - started,
+    )

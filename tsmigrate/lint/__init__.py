@@ -10,18 +10,25 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from pglast import ast, parse_plpgsql
+from pglast.enums import ObjectType
+
 from ..findings import Finding
 from .context import FileContext, LiveHypertable, Volatility, remember
 from .rules import CHECKS
 from .source import parse
-from pglast import ast, parse_plpgsql
-from pglast.enums import ObjectType
-
 from .syntax import TableKey, converted_tables, func_name, range_key, table_key, walk
 
 
-def lint_sql(sql: str, path: str, *, hypertables: Mapping[str, str], transactional: bool = True,
-             volatility: Volatility | None = None, live: Sequence[LiveHypertable] = ()) -> list[Finding]:
+def lint_sql(
+    sql: str,
+    path: str,
+    *,
+    hypertables: Mapping[str, str],
+    transactional: bool = True,
+    volatility: Volatility | None = None,
+    live: Sequence[LiveHypertable] = (),
+) -> list[Finding]:
     """Findings for one migration file, in file order.
 
     `hypertables` maps each table that will become a hypertable ("name" or "schema.name")
@@ -31,22 +38,28 @@ def lint_sql(sql: str, path: str, *, hypertables: Mapping[str, str], transaction
     what TimescaleDB refuses on an existing hypertable apply to them).
     """
     parsed = parse(sql)
-    context = FileContext(path=path, lines=parsed.lines, transactional=transactional,
-                          volatility=volatility)
-    findings = [context.finding("TS009", f"psql meta-command {text!r} cannot run through the driver",
-                                offset=start)
-                for start, text in parsed.meta_commands]
+    context = FileContext(path=path, lines=parsed.lines, transactional=transactional, volatility=volatility)
+    findings = [
+        context.finding("TS009", f"psql meta-command {text!r} cannot run through the driver", offset=start)
+        for start, text in parsed.meta_commands
+    ]
     if parsed.error is not None:
         message, offset = parsed.error
-        findings.append(context.finding("TS000", f"SQL does not parse: {message}",
-                                        offset=offset if offset is not None else parsed.lines.last_offset))
+        findings.append(
+            context.finding(
+                "TS000",
+                f"SQL does not parse: {message}",
+                offset=offset if offset is not None else parsed.lines.last_offset,
+            )
+        )
         return _in_file_order(findings)
 
     context.live = [(table_key(h.name), h) for h in live]
     context.hypertables = [(table_key(h.name), h.time_column.lower()) for h in live]
     context.hypertables += [(table_key(name), column.lower()) for name, column in hypertables.items()]
-    context.hypertables += [(table_key(name), column.lower())
-                            for name, column in converted_tables(parsed.statements).items()]
+    context.hypertables += [
+        (table_key(name), column.lower()) for name, column in converted_tables(parsed.statements).items()
+    ]
     for raw in parsed.statements:
         context.statement_offset = parsed.lines.skip_noise(raw.stmt_location or 0)
         for check in CHECKS:
@@ -80,7 +93,7 @@ def rows_changed_in(sql: str, *, calls_count: bool = True) -> tuple[set[TableKey
     added: set[TableKey] = set()
     for raw in parsed.statements:
         if calls_count and isinstance(raw.stmt, ast.SelectStmt) and _calls_unknown_function(raw.stmt):
-            return None   # SELECT some_function(): it may delete rows, and nothing here says it does not
+            return None  # SELECT some_function(): it may delete rows, and nothing here says it does not
         for node in walk(raw.stmt):
             if isinstance(node, ast.CallStmt):
                 return None
@@ -99,8 +112,9 @@ def rows_changed_in(sql: str, *, calls_count: bool = True) -> tuple[set[TableKey
                 away.update(range_key(r) for r in node.relations or ())
             elif isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE:
                 away.update(table_key(".".join(part.sval for part in name)) for name in node.objects or ())
-            elif isinstance(node, ast.InsertStmt) or (isinstance(node, ast.CopyStmt) and node.is_from
-                                                        and node.relation is not None):
+            elif isinstance(node, ast.InsertStmt) or (
+                isinstance(node, ast.CopyStmt) and node.is_from and node.relation is not None
+            ):
                 added.add(range_key(node.relation))
     return away, added
 
@@ -115,7 +129,7 @@ def _do_block_changes(block: ast.DoStmt) -> tuple[set[TableKey], set[TableKey]] 
         tag += "_"
     try:
         tree = parse_plpgsql(f"CREATE FUNCTION tsm_do() RETURNS void LANGUAGE plpgsql AS ${tag}${body}${tag}$")
-    except Exception:   # pglast raises its own errors for a body PostgreSQL would refuse
+    except Exception:  # pglast raises its own errors for a body PostgreSQL would refuse
         return None
     away: set[TableKey] = set()
     added: set[TableKey] = set()
@@ -158,21 +172,49 @@ def _dynamic_ddl_only(expr: dict) -> bool:
     parsed = parse(f"SELECT {expr.get('query', '')}")
     if parsed.error is not None:
         return False
-    literals = [n.val.sval for raw in parsed.statements for n in walk(raw.stmt)
-                if isinstance(n, ast.A_Const) and isinstance(n.val, ast.String)]
+    literals = [
+        n.val.sval
+        for raw in parsed.statements
+        for n in walk(raw.stmt)
+        if isinstance(n, ast.A_Const) and isinstance(n.val, ast.String)
+    ]
     text = " ".join(literals)
     return bool(literals) and bool(_DDL_START.match(literals[0])) and not _ROW_WORDS.search(text)
 
 
 # Functions a migration file calls for their effect that change no row of the application's tables: TimescaleDB's
 # API and a few of PostgreSQL's own. Any other function called from a SELECT's target list may (see rows_changed_in).
-ROW_SAFE_FUNCTIONS = frozenset({
-    "create_hypertable", "by_range", "by_hash", "add_dimension", "set_chunk_time_interval", "set_integer_now_func",
-    "add_compression_policy", "remove_compression_policy", "add_retention_policy", "remove_retention_policy",
-    "add_columnstore_policy", "remove_columnstore_policy", "alter_job", "add_reorder_policy",
-    "remove_reorder_policy", "create_distributed_hypertable", "pg_sleep", "set_config", "current_setting", "setval",
-    "nextval", "now", "count", "version", "format", "pg_advisory_lock", "pg_advisory_unlock",
-})
+ROW_SAFE_FUNCTIONS = frozenset(
+    {
+        "create_hypertable",
+        "by_range",
+        "by_hash",
+        "add_dimension",
+        "set_chunk_time_interval",
+        "set_integer_now_func",
+        "add_compression_policy",
+        "remove_compression_policy",
+        "add_retention_policy",
+        "remove_retention_policy",
+        "add_columnstore_policy",
+        "remove_columnstore_policy",
+        "alter_job",
+        "add_reorder_policy",
+        "remove_reorder_policy",
+        "create_distributed_hypertable",
+        "pg_sleep",
+        "set_config",
+        "current_setting",
+        "setval",
+        "nextval",
+        "now",
+        "count",
+        "version",
+        "format",
+        "pg_advisory_lock",
+        "pg_advisory_unlock",
+    }
+)
 
 
 def _calls_unknown_function(select: ast.SelectStmt) -> bool:

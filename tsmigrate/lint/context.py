@@ -21,12 +21,13 @@ Volatility = Callable[[str], "str | None"]  # function name -> 'i', 's', 'v' or 
 class LiveHypertable:
     """A table the live database already holds as a hypertable (after Phase 3, say), as its catalog says."""
 
-    name: str                     # schema.table
+    name: str  # schema.table
     time_column: str
     compression_enabled: bool = False
     compressed_chunks: int = 0
     segment_by: tuple[str, ...] = ()
     order_by: tuple[str, ...] = ()
+
 
 # The TS codes of the registry (tsmigrate/codes.py): severity, title and hint of each rule.
 RULES: dict[str, Code] = {code: c for code, c in CODES.items() if code.startswith("TS")}
@@ -34,17 +35,49 @@ RULES: dict[str, Code] = {code: c for code, c in CODES.items() if code.startswit
 # Functions that are not immutable, by name, for when no live pg_proc is consulted.
 # 's' (stable) is fixed within one statement; 'v' (volatile) changes on every call.
 BUILTIN_VOLATILITY: dict[str, str] = {
-    **dict.fromkeys((
-        "now", "current_timestamp", "current_date", "current_time", "localtimestamp",
-        "localtime", "statement_timestamp", "transaction_timestamp", "current_setting",
-        "txid_current", "txid_current_if_assigned", "pg_current_xact_id", "to_regclass",
-        "current_schema", "current_schemas", "current_user", "session_user",
-    ), "s"),
-    **dict.fromkeys((
-        "clock_timestamp", "timeofday", "random", "random_normal", "setseed",
-        "gen_random_uuid", "uuidv4", "uuidv7", "uuid_generate_v1", "uuid_generate_v1mc",
-        "uuid_generate_v4", "nextval", "currval", "lastval", "setval", "pg_backend_pid",
-    ), "v"),
+    **dict.fromkeys(
+        (
+            "now",
+            "current_timestamp",
+            "current_date",
+            "current_time",
+            "localtimestamp",
+            "localtime",
+            "statement_timestamp",
+            "transaction_timestamp",
+            "current_setting",
+            "txid_current",
+            "txid_current_if_assigned",
+            "pg_current_xact_id",
+            "to_regclass",
+            "current_schema",
+            "current_schemas",
+            "current_user",
+            "session_user",
+        ),
+        "s",
+    ),
+    **dict.fromkeys(
+        (
+            "clock_timestamp",
+            "timeofday",
+            "random",
+            "random_normal",
+            "setseed",
+            "gen_random_uuid",
+            "uuidv4",
+            "uuidv7",
+            "uuid_generate_v1",
+            "uuid_generate_v1mc",
+            "uuid_generate_v4",
+            "nextval",
+            "currval",
+            "lastval",
+            "setval",
+            "pg_backend_pid",
+        ),
+        "v",
+    ),
 }
 
 
@@ -82,16 +115,25 @@ class FileContext:
             return "s" if len(call.args or ()) == 1 else None
         return BUILTIN_VOLATILITY.get(name)
 
-    def finding(self, code: str, message: str, *, table: str | None = None, node=None,
-                offset: int | None = None) -> Finding:
+    def finding(
+        self, code: str, message: str, *, table: str | None = None, node=None, offset: int | None = None
+    ) -> Finding:
         """A finding at `offset` (a str index), else at `node`, else at the current statement."""
         if offset is None:
             location = getattr(node, "location", None)
-            offset = (self.lines.index(location) if isinstance(location, int) and location >= 0
-                      else self.statement_offset)
+            offset = (
+                self.lines.index(location) if isinstance(location, int) and location >= 0 else self.statement_offset
+            )
         rule = RULES[code]
-        return Finding(code=code, severity=rule.severity, message=message, path=self.path,
-                       line=self.lines.line(offset), table=table, hint=rule.hint)
+        return Finding(
+            code=code,
+            severity=rule.severity,
+            message=message,
+            path=self.path,
+            line=self.lines.line(offset),
+            table=table,
+            hint=rule.hint,
+        )
 
 
 def remember(stmt: ast.Node, context: FileContext) -> None:
@@ -102,6 +144,7 @@ def remember(stmt: ast.Node, context: FileContext) -> None:
         context.created.append(range_key(stmt.into.rel))
         if not stmt.into.skipData:
             context.filled.append(range_key(stmt.into.rel))
-    elif isinstance(stmt, ast.InsertStmt) or (isinstance(stmt, ast.CopyStmt) and stmt.is_from
-                                                and stmt.relation is not None):
+    elif isinstance(stmt, ast.InsertStmt) or (
+        isinstance(stmt, ast.CopyStmt) and stmt.is_from and stmt.relation is not None
+    ):
         context.filled.append(range_key(stmt.relation))

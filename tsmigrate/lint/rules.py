@@ -11,13 +11,24 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType, TransactionStmt
 
 from ..findings import Finding
 from .context import FileContext
-from .syntax import (as_written, constraints, func_name, hypertable_calls, non_transactional, range_key,
-                     table_key, unique_keys, walk)
+from .syntax import (
+    as_written,
+    constraints,
+    func_name,
+    hypertable_calls,
+    non_transactional,
+    range_key,
+    table_key,
+    unique_keys,
+    walk,
+)
 
 SERIAL_TYPES = {"smallserial", "serial", "bigserial", "serial2", "serial4", "serial8"}
 TRANSACTION_CONTROL = {
-    TransactionStmtKind.TRANS_STMT_BEGIN: "BEGIN", TransactionStmtKind.TRANS_STMT_START: "START TRANSACTION",
-    TransactionStmtKind.TRANS_STMT_COMMIT: "COMMIT", TransactionStmtKind.TRANS_STMT_ROLLBACK: "ROLLBACK",
+    TransactionStmtKind.TRANS_STMT_BEGIN: "BEGIN",
+    TransactionStmtKind.TRANS_STMT_START: "START TRANSACTION",
+    TransactionStmtKind.TRANS_STMT_COMMIT: "COMMIT",
+    TransactionStmtKind.TRANS_STMT_ROLLBACK: "ROLLBACK",
     TransactionStmtKind.TRANS_STMT_PREPARE: "PREPARE TRANSACTION",
 }
 
@@ -27,9 +38,12 @@ def check_unique_without_time_column(stmt, context: FileContext) -> Iterator[Fin
         time_column = context.time_column(range_key(table))
         if time_column is not None and time_column not in (c.lower() for c in columns):
             yield context.finding(
-                "TS001", f"{kind} ({', '.join(columns)}) on {as_written(table)} does not include its "
+                "TS001",
+                f"{kind} ({', '.join(columns)}) on {as_written(table)} does not include its "
                 f"time column {time_column!r}; TimescaleDB refuses it on a hypertable",
-                table=as_written(table), node=node)
+                table=as_written(table),
+                node=node,
+            )
 
 
 def check_nullable_time_column(stmt, context: FileContext) -> Iterator[Finding]:
@@ -38,19 +52,28 @@ def check_nullable_time_column(stmt, context: FileContext) -> Iterator[Finding]:
     time_column = context.time_column(range_key(stmt.relation))
     if time_column is None:
         return
-    primary_keys = {column.lower() for _, column_name, constraint in constraints(stmt)
-                    if constraint.contype == ConstrType.CONSTR_PRIMARY
-                    for column in ([column_name] if column_name else [k.sval for k in constraint.keys or ()])}
+    primary_keys = {
+        column.lower()
+        for _, column_name, constraint in constraints(stmt)
+        if constraint.contype == ConstrType.CONSTR_PRIMARY
+        for column in ([column_name] if column_name else [k.sval for k in constraint.keys or ()])
+    }
     for column in stmt.tableElts or ():
         if not (isinstance(column, ast.ColumnDef) and column.colname.lower() == time_column):
             continue
-        not_null = column.is_not_null or time_column in primary_keys or any(
-            c.contype == ConstrType.CONSTR_NOTNULL for c in column.constraints or ())
+        not_null = (
+            column.is_not_null
+            or time_column in primary_keys
+            or any(c.contype == ConstrType.CONSTR_NOTNULL for c in column.constraints or ())
+        )
         if not not_null:
             yield context.finding(
-                "TS002", f"time column {column.colname!r} of {as_written(stmt.relation)} is nullable; "
+                "TS002",
+                f"time column {column.colname!r} of {as_written(stmt.relation)} is nullable; "
                 "create_hypertable makes it NOT NULL and fails on rows where it is NULL",
-                table=as_written(stmt.relation), node=column)
+                table=as_written(stmt.relation),
+                node=column,
+            )
 
 
 def check_index_functions(stmt, context: FileContext) -> Iterator[Finding]:
@@ -68,8 +91,12 @@ def check_index_functions(stmt, context: FileContext) -> Iterator[Finding]:
             else:
                 continue
             yield context.finding(
-                "TS003", f"{index} on {as_written(stmt.relation)} uses {name} ({kind}, not immutable) "
-                f"in its {where}; PostgreSQL refuses it", table=as_written(stmt.relation), node=node)
+                "TS003",
+                f"{index} on {as_written(stmt.relation)} uses {name} ({kind}, not immutable) "
+                f"in its {where}; PostgreSQL refuses it",
+                table=as_written(stmt.relation),
+                node=node,
+            )
 
 
 def check_non_transactional(stmt, context: FileContext) -> Iterator[Finding]:
@@ -78,8 +105,8 @@ def check_non_transactional(stmt, context: FileContext) -> Iterator[Finding]:
         relation = getattr(stmt, "relation", None)
         table = as_written(relation) if isinstance(relation, ast.RangeVar) else None
         yield context.finding(
-            "TS004", f"{statement} cannot run inside a transaction block, and this file runs in one",
-            table=table)
+            "TS004", f"{statement} cannot run inside a transaction block, and this file runs in one", table=table
+        )
 
 
 def check_create_hypertable_migrate_data(stmt, context: FileContext) -> Iterator[Finding]:
@@ -89,12 +116,20 @@ def check_create_hypertable_migrate_data(stmt, context: FileContext) -> Iterator
         table = table_key(call.table)
         if context.was_filled(table):
             yield context.finding(
-                "TS005", f"create_hypertable({call.table!r}) without migrate_data => true, but this file "
-                "has already put rows into it; the call will fail", table=call.table, node=call.node)
+                "TS005",
+                f"create_hypertable({call.table!r}) without migrate_data => true, but this file "
+                "has already put rows into it; the call will fail",
+                table=call.table,
+                node=call.node,
+            )
         elif not context.was_created(table):
             yield context.finding(
-                "TS006", f"create_hypertable({call.table!r}) without migrate_data => true on a table not "
-                "created in this file; it fails if the table holds rows", table=call.table, node=call.node)
+                "TS006",
+                f"create_hypertable({call.table!r}) without migrate_data => true on a table not "
+                "created in this file; it fails if the table holds rows",
+                table=call.table,
+                node=call.node,
+            )
 
 
 def check_foreign_key_into_hypertable(stmt, context: FileContext) -> Iterator[Finding]:
@@ -109,7 +144,9 @@ def check_foreign_key_into_hypertable(stmt, context: FileContext) -> Iterator[Fi
             "TS007" if from_hypertable else "TS008",
             f"foreign key from {as_written(table)} references {as_written(target)}, which becomes a hypertable"
             + ("; foreign keys between hypertables are not supported" if from_hypertable else ""),
-            table=as_written(table), node=constraint)
+            table=as_written(table),
+            node=constraint,
+        )
 
 
 def check_idempotent(stmt, context: FileContext) -> Iterator[Finding]:
@@ -142,8 +179,7 @@ def check_idempotent(stmt, context: FileContext) -> Iterator[Finding]:
         table = as_written(stmt.view)
         missing, what = "OR REPLACE", f"CREATE VIEW {table}"
     if missing is not None:
-        yield context.finding("TS101", f"{what} without {missing} fails when the migration is re-run",
-                              table=table)
+        yield context.finding("TS101", f"{what} without {missing} fails when the migration is re-run", table=table)
 
 
 def _dropped_names(stmt: ast.DropStmt) -> list[str]:
@@ -171,8 +207,9 @@ def check_table_rewrite(stmt, context: FileContext) -> Iterator[Finding]:
         elif cmd.subtype == AlterTableType.AT_AddColumn and (why := _volatile_default(cmd.def_, context)):
             reason = f"adding column {cmd.def_.colname!r} with {why}"
         if reason:
-            yield context.finding("TS102", f"{reason} rewrites all of {table} under an ACCESS EXCLUSIVE lock",
-                                  table=table)
+            yield context.finding(
+                "TS102", f"{reason} rewrites all of {table} under an ACCESS EXCLUSIVE lock", table=table
+            )
 
 
 def _volatile_default(column: ast.ColumnDef, context: FileContext) -> str | None:
@@ -200,8 +237,11 @@ def check_lock_heavy(stmt, context: FileContext) -> Iterator[Finding]:
         reason = None
         if cmd.subtype == AlterTableType.AT_SetNotNull:
             reason = f"SET NOT NULL on column {cmd.name!r} scans {table} under an ACCESS EXCLUSIVE lock"
-        elif (cmd.subtype == AlterTableType.AT_AddConstraint and not cmd.def_.skip_validation
-              and cmd.def_.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK)):
+        elif (
+            cmd.subtype == AlterTableType.AT_AddConstraint
+            and not cmd.def_.skip_validation
+            and cmd.def_.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK)
+        ):
             kind = "FOREIGN KEY" if cmd.def_.contype == ConstrType.CONSTR_FOREIGN else "CHECK"
             reason = f"adding a {kind} without NOT VALID scans {table} while holding a heavy lock"
         if reason:
@@ -210,8 +250,9 @@ def check_lock_heavy(stmt, context: FileContext) -> Iterator[Finding]:
 
 def check_transaction_control(stmt, context: FileContext) -> Iterator[Finding]:
     if context.transactional and isinstance(stmt, ast.TransactionStmt) and stmt.kind in TRANSACTION_CONTROL:
-        yield context.finding("TS104", f"{TRANSACTION_CONTROL[stmt.kind]} inside a file the runner "
-                                       "already runs in a transaction")
+        yield context.finding(
+            "TS104", f"{TRANSACTION_CONTROL[stmt.kind]} inside a file the runner already runs in a transaction"
+        )
 
 
 # -- what TimescaleDB refuses on a hypertable the live database holds already (tsmigrate's own source of these:
@@ -219,28 +260,68 @@ def check_transaction_control(stmt, context: FileContext) -> Iterator[Finding]:
 
 # ALTER TABLE commands TimescaleDB lets through on a hypertable with compression (columnstore) enabled; every
 # other one is refused ("operation not supported on hypertables that have columnstore enabled").
-ALLOWED_WITH_COMPRESSION = {getattr(AlterTableType, name) for name in (
-    "AT_AddIndex", "AT_AddConstraint", "AT_ReAddIndex", "AT_ResetRelOptions", "AT_ReplaceRelOptions",
-    "AT_SetRelOptions", "AT_ClusterOn", "AT_DropCluster", "AT_ChangeOwner", "AT_SetTableSpace", "AT_SetStatistics",
-    "AT_AddColumn", "AT_ColumnDefault", "AT_DropColumn", "AT_DropConstraint", "AT_ReplicaIdentity",
-    "AT_ReAddStatistics", "AT_SetCompression", "AT_DropNotNull", "AT_SetNotNull", "AT_SetAccessMethod",
-    "AT_SetLogged", "AT_SetUnLogged", "AT_EnableTrig", "AT_EnableAlwaysTrig", "AT_EnableReplicaTrig",
-    "AT_DisableTrig", "AT_EnableTrigAll", "AT_DisableTrigAll", "AT_EnableTrigUser", "AT_DisableTrigUser",
-    "AT_AlterColumnType") if hasattr(AlterTableType, name)}
+ALLOWED_WITH_COMPRESSION = {
+    getattr(AlterTableType, name)
+    for name in (
+        "AT_AddIndex",
+        "AT_AddConstraint",
+        "AT_ReAddIndex",
+        "AT_ResetRelOptions",
+        "AT_ReplaceRelOptions",
+        "AT_SetRelOptions",
+        "AT_ClusterOn",
+        "AT_DropCluster",
+        "AT_ChangeOwner",
+        "AT_SetTableSpace",
+        "AT_SetStatistics",
+        "AT_AddColumn",
+        "AT_ColumnDefault",
+        "AT_DropColumn",
+        "AT_DropConstraint",
+        "AT_ReplicaIdentity",
+        "AT_ReAddStatistics",
+        "AT_SetCompression",
+        "AT_DropNotNull",
+        "AT_SetNotNull",
+        "AT_SetAccessMethod",
+        "AT_SetLogged",
+        "AT_SetUnLogged",
+        "AT_EnableTrig",
+        "AT_EnableAlwaysTrig",
+        "AT_EnableReplicaTrig",
+        "AT_DisableTrig",
+        "AT_EnableTrigAll",
+        "AT_DisableTrigAll",
+        "AT_EnableTrigUser",
+        "AT_DisableTrigUser",
+        "AT_AlterColumnType",
+    )
+    if hasattr(AlterTableType, name)
+}
 
 
 def check_concurrent_index_on_hypertable(stmt, context: FileContext) -> Iterator[Finding]:
     if isinstance(stmt, ast.IndexStmt) and stmt.concurrent and context.live_hypertable(range_key(stmt.relation)):
         yield context.finding(
-            "TS010", f"CREATE INDEX CONCURRENTLY on {as_written(stmt.relation)}, which the database holds as a "
+            "TS010",
+            f"CREATE INDEX CONCURRENTLY on {as_written(stmt.relation)}, which the database holds as a "
             "hypertable; TimescaleDB refuses concurrent index builds on hypertables",
-            table=as_written(stmt.relation), node=stmt)
-    elif (isinstance(stmt, ast.ReindexStmt) and stmt.relation is not None
-          and any(getattr(p, "defname", "") == "concurrently" for p in stmt.params or ())
-          and context.live_hypertable(range_key(stmt.relation))):
+            table=as_written(stmt.relation),
+            node=stmt,
+        )
+    elif (
+        isinstance(stmt, ast.ReindexStmt)
+        and stmt.relation is not None
+        and any(getattr(p, "defname", "") == "concurrently" for p in stmt.params or ())
+        and context.live_hypertable(range_key(stmt.relation))
+    ):
         yield context.finding(
-            "TS010", f"REINDEX CONCURRENTLY of {as_written(stmt.relation)}, which the database holds as a hypertable; "
-            "TimescaleDB refuses it", table=as_written(stmt.relation), node=stmt)
+            "TS010",
+            f"REINDEX CONCURRENTLY of {as_written(stmt.relation)}, which the database holds as a hypertable; "
+            "TimescaleDB refuses it",
+            table=as_written(stmt.relation),
+            node=stmt,
+        )
 
 
 def check_only_on_hypertable(stmt, context: FileContext) -> Iterator[Finding]:
@@ -253,8 +334,12 @@ def check_only_on_hypertable(stmt, context: FileContext) -> Iterator[Finding]:
         if not relation.inh and context.live_hypertable(range_key(relation)):
             verb = "ALTER TABLE ONLY" if isinstance(stmt, ast.AlterTableStmt) else "TRUNCATE ONLY"
             yield context.finding(
-                "TS011", f"{verb} {as_written(relation)}: the database holds it as a hypertable, and TimescaleDB "
-                "refuses ONLY on hypertable operations", table=as_written(relation), node=relation)
+                "TS011",
+                f"{verb} {as_written(relation)}: the database holds it as a hypertable, and TimescaleDB "
+                "refuses ONLY on hypertable operations",
+                table=as_written(relation),
+                node=relation,
+            )
 
 
 def check_alter_compressed_hypertable(stmt, context: FileContext) -> Iterator[Finding]:
@@ -264,8 +349,11 @@ def check_alter_compressed_hypertable(stmt, context: FileContext) -> Iterator[Fi
     if live is None or not live.compression_enabled:
         return
     table = as_written(stmt.relation)
-    state = (f"compression enabled, {live.compressed_chunks} compressed chunks" if live.compressed_chunks
-             else "compression enabled")
+    state = (
+        f"compression enabled, {live.compressed_chunks} compressed chunks"
+        if live.compressed_chunks
+        else "compression enabled"
+    )
     for cmd in stmt.cmds:
         reason = None
         if cmd.subtype not in ALLOWED_WITH_COMPRESSION:
@@ -274,10 +362,15 @@ def check_alter_compressed_hypertable(stmt, context: FileContext) -> Iterator[Fi
             reason = f"changing the type of column {cmd.name!r} is not supported while it has compressed chunks"
         elif cmd.subtype == AlterTableType.AT_AddColumn and (why := _refused_new_column(cmd.def_)):
             reason = f"adding column {cmd.def_.colname!r} {why} is not supported with {state}"
-        elif cmd.subtype == AlterTableType.AT_DropColumn and cmd.name and \
-                cmd.name.lower() in {c.lower() for c in (*live.segment_by, *live.order_by)}:
-            reason = (f"dropping column {cmd.name!r}, a compression segment-by or order-by column, is not supported "
-                      f"with {state}")
+        elif (
+            cmd.subtype == AlterTableType.AT_DropColumn
+            and cmd.name
+            and cmd.name.lower() in {c.lower() for c in (*live.segment_by, *live.order_by)}
+        ):
+            reason = (
+                f"dropping column {cmd.name!r}, a compression segment-by or order-by column, is not supported "
+                f"with {state}"
+            )
         if reason:
             yield context.finding("TS012", f"ALTER TABLE {table}: {reason}", table=table)
 
@@ -285,14 +378,16 @@ def check_alter_compressed_hypertable(stmt, context: FileContext) -> Iterator[Fi
 def _refused_new_column(column: ast.ColumnDef) -> str | None:
     """Why TimescaleDB refuses to add this column to a hypertable with compression enabled, or None."""
     kinds = {c.contype for c in column.constraints or ()}
-    if ConstrType.CONSTR_IDENTITY in kinds or (column.typeName and column.typeName.names[-1].sval.lower()
-                                                 in SERIAL_TYPES):
+    if ConstrType.CONSTR_IDENTITY in kinds or (
+        column.typeName and column.typeName.names[-1].sval.lower() in SERIAL_TYPES
+    ):
         return "as an identity or serial column"
     if kinds - {ConstrType.CONSTR_NULL, ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_CHECK, ConstrType.CONSTR_DEFAULT}:
         return "with a constraint other than NOT NULL, CHECK or DEFAULT"
     default = next((c.raw_expr for c in column.constraints or () if c.contype == ConstrType.CONSTR_DEFAULT), None)
-    if default is not None and any(isinstance(n, (ast.FuncCall, ast.SQLValueFunction, ast.SubLink))
-                                   for n in walk(default)):
+    if default is not None and any(
+        isinstance(n, (ast.FuncCall, ast.SQLValueFunction, ast.SubLink)) for n in walk(default)
+    ):
         return "with a default that is not a constant"
     if (column.is_not_null or ConstrType.CONSTR_NOTNULL in kinds) and default is None:
         return "NOT NULL without a default"

@@ -12,7 +12,8 @@ from pglast.parser import ParseError, parse_sql
 
 # Whatever psql would not read as SQL text: comments, quoted text, and meta-commands.
 # A backslash at the start of a line inside quoted text or a comment is data, not a command.
-_LEXEME = re.compile(r"""
+_LEXEME = re.compile(
+    r"""
       (?P<meta>^[ \t]*\\[^\n]*)                   # psql meta-command, up to the end of its line
     | --[^\n]*                                    # line comment
     | (?P<block>/\*)                              # block comment; these nest
@@ -20,7 +21,9 @@ _LEXEME = re.compile(r"""
     | '(?:[^']|'')*'                              # plain string
     | "(?:[^"]|"")*"                              # quoted identifier
     | (?P<dollar>(?<![\w$])\$(?:[^\W\d]\w*)?\$)   # opening $tag$ of a dollar-quoted string
-""", re.VERBOSE | re.MULTILINE | re.DOTALL)
+""",
+    re.VERBOSE | re.MULTILINE | re.DOTALL,
+)
 _COMMENT_MARK = re.compile(r"/\*|\*/")
 _LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", re.DOTALL)
 
@@ -95,8 +98,9 @@ class ParsedFile:
 def parse(sql: str) -> ParsedFile:
     """Parse the file with psql meta-commands blanked out (same length, so lines still match)."""
     spans = _psql_meta_commands(sql)
-    meta = [(start + len(sql[start:end]) - len(sql[start:end].lstrip()), sql[start:end].strip())
-            for start, end in spans]
+    meta = [
+        (start + len(sql[start:end]) - len(sql[start:end].lstrip()), sql[start:end].strip()) for start, end in spans
+    ]
     for start, end in spans:
         sql = sql[:start] + " " * (end - start) + sql[end:]
     parsed = ParsedFile(lines=LineMap(sql), meta_commands=meta)

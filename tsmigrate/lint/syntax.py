@@ -22,8 +22,7 @@ _NAME_PART = re.compile(r'"((?:[^"]|"")*)"|([^."]+)')
 
 def table_key(name: str) -> TableKey:
     """("schema" or None, "table") from 'table', 'schema.table' or quoted forms, lower case."""
-    parts = [quoted.replace('""', '"') if quoted else bare.strip()
-             for quoted, bare in _NAME_PART.findall(name)]
+    parts = [quoted.replace('""', '"') if quoted else bare.strip() for quoted, bare in _NAME_PART.findall(name)]
     parts = [part.lower() for part in parts if part] or [""]
     return (parts[-2] if len(parts) > 1 else None, parts[-1])
 
@@ -46,6 +45,7 @@ def func_name(call: ast.FuncCall) -> str:
 
 
 # --- nodes and values -------------------------------------------------------------------------
+
 
 def walk(node) -> Iterator[ast.Node]:
     """The node and every node below it."""
@@ -76,6 +76,7 @@ def _is_true(node) -> bool:
 
 # --- create_hypertable calls ------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _HypertableCall:
     table: str | None  # as written in the call
@@ -99,8 +100,12 @@ def hypertable_calls(stmt: ast.Node) -> Iterator[_HypertableCall]:
         else:  # create_hypertable('t', 'time', ...): migrate_data is the 11th argument
             time_column = _string_value(dimension)
             migrate_data = named.get("migrate_data", _nth(positional, 10))
-        yield _HypertableCall(table=_string_value(named.get("relation", _nth(positional, 0))),
-                              time_column=time_column, migrate_data=_is_true(migrate_data), node=call)
+        yield _HypertableCall(
+            table=_string_value(named.get("relation", _nth(positional, 0))),
+            time_column=time_column,
+            migrate_data=_is_true(migrate_data),
+            node=call,
+        )
 
 
 def _split_arguments(call: ast.FuncCall) -> tuple[list, dict]:
@@ -118,12 +123,16 @@ def _nth(items: list, index: int):
 
 
 def converted_tables(statements: tuple[ast.RawStmt, ...]) -> dict[str, str]:
-    return {call.table: call.time_column
-            for raw in statements for call in hypertable_calls(raw.stmt)
-            if call.table and call.time_column}
+    return {
+        call.table: call.time_column
+        for raw in statements
+        for call in hypertable_calls(raw.stmt)
+        if call.table and call.time_column
+    }
 
 
 # --- what a statement adds or needs -----------------------------------------------------------
+
 
 def unique_keys(stmt: ast.Node) -> Iterator[tuple[ast.RangeVar, str, list[str], ast.Node | None]]:
     """(table, kind, key columns, node) for each PRIMARY KEY / UNIQUE the statement adds."""
@@ -143,8 +152,14 @@ def constraints(stmt: ast.Node) -> Iterator[tuple[ast.RangeVar, str | None, ast.
     if isinstance(stmt, ast.CreateStmt):
         elements, table = stmt.tableElts or (), stmt.relation
     elif isinstance(stmt, ast.AlterTableStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
-        elements, table = [cmd.def_ for cmd in stmt.cmds if cmd.subtype in (
-            AlterTableType.AT_AddConstraint, AlterTableType.AT_AddColumn)], stmt.relation
+        elements, table = (
+            [
+                cmd.def_
+                for cmd in stmt.cmds
+                if cmd.subtype in (AlterTableType.AT_AddConstraint, AlterTableType.AT_AddColumn)
+            ],
+            stmt.relation,
+        )
     else:
         return
     for element in elements:
@@ -165,16 +180,24 @@ def non_transactional(stmt: ast.Node) -> str | None:
         return "REINDEX CONCURRENTLY"
     if isinstance(stmt, ast.VacuumStmt) and stmt.is_vacuumcmd:
         return "VACUUM"
-    simple = {ast.AlterSystemStmt: "ALTER SYSTEM", ast.CreatedbStmt: "CREATE DATABASE",
-              ast.DropdbStmt: "DROP DATABASE", ast.CreateTableSpaceStmt: "CREATE TABLESPACE",
-              ast.DropTableSpaceStmt: "DROP TABLESPACE"}
+    simple = {
+        ast.AlterSystemStmt: "ALTER SYSTEM",
+        ast.CreatedbStmt: "CREATE DATABASE",
+        ast.DropdbStmt: "DROP DATABASE",
+        ast.CreateTableSpaceStmt: "CREATE TABLESPACE",
+        ast.DropTableSpaceStmt: "DROP TABLESPACE",
+    }
     if type(stmt) in simple:
         return simple[type(stmt)]
     if isinstance(stmt, ast.AlterTableStmt) and any(
-            isinstance(cmd.def_, ast.PartitionCmd) and cmd.def_.concurrent for cmd in stmt.cmds):
+        isinstance(cmd.def_, ast.PartitionCmd) and cmd.def_.concurrent for cmd in stmt.cmds
+    ):
         return "DETACH PARTITION CONCURRENTLY"
-    if (isinstance(stmt, ast.CreateTableAsStmt) and not stmt.into.skipData
-            and any(option.defname == "continuous" for option in stmt.into.options or ())):
+    if (
+        isinstance(stmt, ast.CreateTableAsStmt)
+        and not stmt.into.skipData
+        and any(option.defname == "continuous" for option in stmt.into.options or ())
+    ):
         return "CREATE MATERIALIZED VIEW ... WITH (timescaledb.continuous) ... WITH DATA"
     if isinstance(stmt, ast.CallStmt) and func_name(stmt.funccall) == "refresh_continuous_aggregate":
         return "CALL refresh_continuous_aggregate()"

@@ -2,15 +2,23 @@
 (``python -m tsmigrate.online status|verify|swap-back|drop-legacy``); the code is in tsmigrate/convert/online/."""
 
 from ..convert.online import (
-                              chooses_online,
-                              conversion_state,
-                              convert_online,
-                              drop_legacy,
-                              legacy_tables,
-                              online_tables,
-                              swap_back,
-                              verify,
+    chooses_online,
+    conversion_state,
+    convert_online,
+    drop_legacy,
+    legacy_tables,
+    online_tables,
+    swap_back,
+    verify,
 )
 
-__all__ = ["chooses_online", "conversion_state", "convert_online", "drop_legacy", "legacy_tables", "online_tables",
-           "swap_back", "verify"]
+__all__ = [
+    "chooses_online",
+    "conversion_state",
+    "convert_online",
+    "drop_legacy",
+    "legacy_tables",
+    "online_tables",
+    "swap_back",
+    "verify",
+]

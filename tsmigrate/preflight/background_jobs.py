@@ -6,7 +6,7 @@ could not start says the server is short of worker slots, which the run's new po
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -18,5 +18,5 @@ LOOK_BACK = timedelta(hours=24)
 
 
 def failing_jobs(conn: psycopg.Connection, look_back: timedelta = LOOK_BACK) -> list[Finding]:
-    _, failures = job_failures(conn, datetime.now(timezone.utc) - look_back)
+    _, failures = job_failures(conn, datetime.now(UTC) - look_back)
     return [finding("PF080", str(f)) for f in failures]

@@ -9,7 +9,15 @@ from ..findings import Finding
 CHECKS: dict[str, Code] = {code: c for code, c in CODES.items() if code.startswith("PF")}
 
 
-def finding(code: str, message: str, *, path: str | None = None, line: int | None = None,
-            table: str | None = None, severity: str | None = None, hint: str | None = None) -> Finding:
+def finding(
+    code: str,
+    message: str,
+    *,
+    path: str | None = None,
+    line: int | None = None,
+    table: str | None = None,
+    severity: str | None = None,
+    hint: str | None = None,
+) -> Finding:
     check = CHECKS[code]
     return Finding(code, severity or check.severity, message, path, line, table, hint or check.hint)

@@ -26,9 +26,9 @@ from pathlib import Path
 import psycopg
 
 from ..backup import room_needed
+from ..convert.online import chooses_online
 from ..db import is_hypertable, one
 from ..findings import Finding
-from ..convert.online import chooses_online
 from ..plan import Plan
 from ..serverfiles import Room, ServerFiles, locate
 from .checks import finding
@@ -47,12 +47,12 @@ def size(n: float) -> str:
 
 @dataclass(frozen=True)
 class DiskNeed:
-    largest_offline: tuple[str, int] | None   # (table, bytes) of the largest table converted in one transaction
-    online: list[tuple[str, int]]             # (table, bytes) of each table converted online (copy kept)
-    database: int                             # the database's size: what a restore copies
-    wal_written: int                          # WAL the run writes
-    wal_kept: int                             # of which pg_wal holds before a checkpoint frees it
-    wal_rule: str                             # why that much, in words
+    largest_offline: tuple[str, int] | None  # (table, bytes) of the largest table converted in one transaction
+    online: list[tuple[str, int]]  # (table, bytes) of each table converted online (copy kept)
+    database: int  # the database's size: what a restore copies
+    wal_written: int  # WAL the run writes
+    wal_kept: int  # of which pg_wal holds before a checkpoint frees it
+    wal_rule: str  # why that much, in words
 
     @property
     def copies(self) -> int:
@@ -63,8 +63,10 @@ class DiskNeed:
     def data_words(self) -> str:
         parts = []
         if self.largest_offline:
-            parts.append(f"a second copy of {self.largest_offline[0]} with its indexes while it converts "
-                         f"({size(self.largest_offline[1] * CHUNKED_OVERHEAD)})")
+            parts.append(
+                f"a second copy of {self.largest_offline[0]} with its indexes while it converts "
+                f"({size(self.largest_offline[1] * CHUNKED_OVERHEAD)})"
+            )
         for table, n in self.online:
             parts.append(f"the legacy copy of {table}, kept after its online conversion ({size(n * CHUNKED_OVERHEAD)})")
         parts.append(f"or a restore's copy of the database after a failure ({size(self.database)}), whichever is more")
@@ -88,11 +90,14 @@ def disk_need(conn: psycopg.Connection, plan: Plan) -> DiskNeed:
     """What the plan's conversions need on the server, from the live tables' sizes."""
     largest, online = None, []
     for h in plan.hypertables:
-        n = one(conn, """SELECT pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace s
+        n = one(
+            conn,
+            """SELECT pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace s
                            ON s.oid = c.relnamespace WHERE s.nspname = %s AND c.relname = %s AND c.relkind = 'r'""",
-                (plan.schema, h.table))
+            (plan.schema, h.table),
+        )
         if n is None or is_hypertable(conn, plan.schema, h.table):
-            continue   # made by a migration file (empty then), or converted already
+            continue  # made by a migration file (empty then), or converted already
         name = f"{plan.schema}.{h.table}"
         if chooses_online(conn, plan.schema, h, plan.online_above_rows):
             online.append((name, n))
@@ -109,13 +114,21 @@ def disk_need(conn: psycopg.Connection, plan: Plan) -> DiskNeed:
     else:
         cap = max(max_wal, keep)
         kept = min(written, cap)
-        rule = (f"up to max_wal_size ({size(max_wal)})" + (f" or wal_keep_size ({size(keep)})" if keep > max_wal else "")
-                + " stays until a checkpoint frees it")
+        rule = (
+            f"up to max_wal_size ({size(max_wal)})"
+            + (f" or wal_keep_size ({size(keep)})" if keep > max_wal else "")
+            + " stays until a checkpoint frees it"
+        )
     return DiskNeed(largest, online, database, written, kept, rule)
 
 
-def data_directory_room(conn: psycopg.Connection, plan: Plan | None, operator_free_gib: float | None = None,
-                        files: ServerFiles | None = None, backups_dir: Path | None = None) -> list[Finding]:
+def data_directory_room(
+    conn: psycopg.Connection,
+    plan: Plan | None,
+    operator_free_gib: float | None = None,
+    files: ServerFiles | None = None,
+    backups_dir: Path | None = None,
+) -> list[Finding]:
     """Room in the server's data directory (and its WAL directory) for the run: measured where it can be seen
     from here, else as the operator states it (``--server-free-disk``), else a blocking finding saying what to
     confirm. A ``backups_dir`` on the same filesystem takes its backup's share of the room too."""
@@ -128,31 +141,54 @@ def data_directory_room(conn: psycopg.Connection, plan: Plan | None, operator_fr
         total = need.copies + need.wal_kept
         if operator_free_gib is None:
             where = files.data_directory or "the server's data directory (SHOW data_directory as a superuser)"
-            return [finding("PF066", f"the room in {where} cannot be measured from here: {files.why_not}. The run "
-                                     f"needs about {size(total)} free there: {need.data_words()}; and {wal_words}. "
-                                     f"Measure it on the server (df -h {where}) and confirm it with "
-                                     f"--server-free-disk=<GiB free> (ini: server_free_disk)",
-                            path=files.data_directory)]
+            return [
+                finding(
+                    "PF066",
+                    f"the room in {where} cannot be measured from here: {files.why_not}. The run "
+                    f"needs about {size(total)} free there: {need.data_words()}; and {wal_words}. "
+                    f"Measure it on the server (df -h {where}) and confirm it with "
+                    f"--server-free-disk=<GiB free> (ini: server_free_disk)",
+                    path=files.data_directory,
+                )
+            ]
         free = int(operator_free_gib * 2**30)
         if free < total:
-            return [finding("PF065", f"{size(free)} free in the server's data directory (as --server-free-disk says); "
-                                     f"the run needs about {size(total)} there: {need.data_words()}; and {wal_words}",
-                            path=files.data_directory or "--server-free-disk")]
+            return [
+                finding(
+                    "PF065",
+                    f"{size(free)} free in the server's data directory (as --server-free-disk says); "
+                    f"the run needs about {size(total)} there: {need.data_words()}; and {wal_words}",
+                    path=files.data_directory or "--server-free-disk",
+                )
+            ]
         return []
     found = []
     wal_apart = files.wal_room is not None
     backup = room_needed(need.database)
-    backup_in = _same_filesystem(backups_dir, files)   # the room (data or WAL) the backup shares, if any
+    backup_in = _same_filesystem(backups_dir, files)  # the room (data or WAL) the backup shares, if any
     backup_words = f"; and the backup in {backups_dir} ({size(backup)}), on the same filesystem"
     data_needed = need.copies + (0 if wal_apart else need.wal_kept) + (backup if backup_in is files.data_room else 0)
     if files.data_room.free < data_needed:
-        found.append(_short(files.data_room, data_needed, "data directory",
-                            need.data_words() + ("" if wal_apart else f"; and {wal_words}")
-                            + (backup_words if backup_in is files.data_room else "")))
+        found.append(
+            _short(
+                files.data_room,
+                data_needed,
+                "data directory",
+                need.data_words()
+                + ("" if wal_apart else f"; and {wal_words}")
+                + (backup_words if backup_in is files.data_room else ""),
+            )
+        )
     wal_needed = need.wal_kept + (backup if wal_apart and backup_in is files.wal_room else 0)
     if wal_apart and files.wal_room.free < wal_needed:
-        found.append(_short(files.wal_room, wal_needed, "WAL directory (pg_wal links there)",
-                            wal_words + (backup_words if backup_in is files.wal_room else "")))
+        found.append(
+            _short(
+                files.wal_room,
+                wal_needed,
+                "WAL directory (pg_wal links there)",
+                wal_words + (backup_words if backup_in is files.wal_room else ""),
+            )
+        )
     return found
 
 
@@ -171,9 +207,12 @@ def _same_filesystem(backups_dir: Path | None, files: ServerFiles) -> Room | Non
 
 
 def _short(room: Room, needed: int, what: str, why: str) -> Finding:
-    return finding("PF065", f"{size(room.free)} free in {room.path}, the server's {what} (on {room.where}); the "
-                            f"run needs about {size(needed)} there: {why}. Free at least {size(needed - room.free)}",
-                   path=room.path)
+    return finding(
+        "PF065",
+        f"{size(room.free)} free in {room.path}, the server's {what} (on {room.where}); the "
+        f"run needs about {size(needed)} there: {why}. Free at least {size(needed - room.free)}",
+        path=room.path,
+    )
 
 
 def replicas(conn: psycopg.Connection, plan: Plan | None, files: ServerFiles | None = None) -> list[Finding]:
@@ -198,30 +237,46 @@ def replicas(conn: psycopg.Connection, plan: Plan | None, files: ServerFiles | N
         state = "in use by a replica" if active else "no replica is reading it"
         retained = retained or 0
         if safe is not None and written > safe:
-            found.append(finding("PF067", f"replication slot {name} ({state}, {size(retained)} behind) may keep only "
-                                          f"{size(safe)} more WAL (max_slot_wal_keep_size); the run writes about "
-                                          f"{size(written)}: unless its replica keeps up, the slot is invalidated "
-                                          "and the replica must be rebuilt"))
+            found.append(
+                finding(
+                    "PF067",
+                    f"replication slot {name} ({state}, {size(retained)} behind) may keep only "
+                    f"{size(safe)} more WAL (max_slot_wal_keep_size); the run writes about "
+                    f"{size(written)}: unless its replica keeps up, the slot is invalidated "
+                    "and the replica must be rebuilt",
+                )
+            )
         elif safe is None and files is not None and files.measured:
             room = files.wal_room or files.data_room
             spare = room.free - (need.wal_kept if files.wal_room else need.copies + need.wal_kept)
             if written > spare:
-                found.append(finding("PF067", f"replication slot {name} ({state}, {size(retained)} behind) keeps "
-                                              f"every WAL segment its replica has not read (max_slot_wal_keep_size = "
-                                              f"-1); the run writes about {size(written)}, {room.path} has "
-                                              f"{size(max(spare, 0))} to spare beside what the run needs there: if "
-                                              "the replica does not keep up, the disk fills and the server stops",
-                                     path=room.path))
+                found.append(
+                    finding(
+                        "PF067",
+                        f"replication slot {name} ({state}, {size(retained)} behind) keeps "
+                        f"every WAL segment its replica has not read (max_slot_wal_keep_size = "
+                        f"-1); the run writes about {size(written)}, {room.path} has "
+                        f"{size(max(spare, 0))} to spare beside what the run needs there: if "
+                        "the replica does not keep up, the disk fills and the server stops",
+                        path=room.path,
+                    )
+                )
     keep = max(_bytes_setting(conn, "max_wal_size") or 0, _bytes_setting(conn, "wal_keep_size") or 0)
     for pid, who, addr, state, lag in conn.execute(
-            """SELECT r.pid, coalesce(nullif(r.application_name, ''), 'replica'), r.client_addr::text, r.state,
+        """SELECT r.pid, coalesce(nullif(r.application_name, ''), 'replica'), r.client_addr::text, r.state,
                       pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(r.replay_lsn, r.flush_lsn, r.sent_lsn))::bigint
                  FROM pg_stat_replication r
-                WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.active_pid = r.pid)""").fetchall():
+                WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.active_pid = r.pid)"""
+    ).fetchall():
         lag = lag or 0
         if lag + written > keep:
-            found.append(finding("PF069", f"replica {who} ({addr or 'local socket'}, {state}, {size(lag)} behind) has "
-                                          f"no replication slot; the run writes about {size(written)} and the server "
-                                          f"keeps {size(keep)} (max(wal_keep_size, max_wal_size)): if the replica "
-                                          "falls that far behind during the run, it is cut off and must be rebuilt"))
+            found.append(
+                finding(
+                    "PF069",
+                    f"replica {who} ({addr or 'local socket'}, {state}, {size(lag)} behind) has "
+                    f"no replication slot; the run writes about {size(written)} and the server "
+                    f"keeps {size(keep)} (max(wal_keep_size, max_wal_size)): if the replica "
+                    "falls that far behind during the run, it is cut off and must be rebuilt",
+                )
+            )
     return found

@@ -12,12 +12,12 @@ import psycopg
 from .. import fence
 from ..activity import other_sessions, sample_writes
 from ..backup import room_needed
+from ..convert.catalog import YIELDING_AUTOVACUUM
+from ..convert.online import online_tables
+from ..db import one
 from ..dumps import tool, tool_major
 from ..errors import BackupError
-from ..convert.catalog import YIELDING_AUTOVACUUM
-from ..db import one
 from ..findings import ADVISORY, BLOCKING, Finding
-from ..convert.online import online_tables
 from ..plan import Plan
 from ..timescale import APACHE_LACKS, ServerTimescale, preload_libraries, server_timescaledb
 from .checks import finding
@@ -41,27 +41,53 @@ def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTim
     found = []
     if not ts.preloaded:
         preload = preload_libraries(conn)
-        found.append(finding("PF003", "timescaledb is not in shared_preload_libraries "
-                                      f"({'unreadable to this role' if preload is None else preload or 'empty'})"))
+        found.append(
+            finding(
+                "PF003",
+                "timescaledb is not in shared_preload_libraries "
+                f"({'unreadable to this role' if preload is None else preload or 'empty'})",
+            )
+        )
     if ts.installed_version and ts.installed_version != ts.available_version:
-        found.append(finding("PF005", f"timescaledb {ts.installed_version} is created in this database, "
-                                      f"{ts.available_version} is installed on the server"))
+        found.append(
+            finding(
+                "PF005",
+                f"timescaledb {ts.installed_version} is created in this database, "
+                f"{ts.available_version} is installed on the server",
+            )
+        )
     wants = plan is not None and (plan.needs_compression or plan.needs_retention)
     if wants and ts.preloaded and ts.edition is None:
-        found.append(finding("PF004", "cannot tell which TimescaleDB edition the server runs (the connected role may "
-                                      "not load the library before the extension exists); compression and retention "
-                                      "are applied only if it is the community edition", severity=ADVISORY,
-                             path=str(plan.path) if plan.path else None))
+        found.append(
+            finding(
+                "PF004",
+                "cannot tell which TimescaleDB edition the server runs (the connected role may "
+                "not load the library before the extension exists); compression and retention "
+                "are applied only if it is the community edition",
+                severity=ADVISORY,
+                path=str(plan.path) if plan.path else None,
+            )
+        )
     if wants and ts.preloaded and ts.edition is not None and not ts.has_compression:
-        wanted = " and ".join(w for w, on in (("compression", plan.needs_compression),
-                                              ("retention", plan.needs_retention)) if on)
-        message = (f"the server runs TimescaleDB's apache edition (no {APACHE_LACKS}); the plan asks for {wanted}")
+        wanted = " and ".join(
+            w for w, on in (("compression", plan.needs_compression), ("retention", plan.needs_retention)) if on
+        )
+        message = f"the server runs TimescaleDB's apache edition (no {APACHE_LACKS}); the plan asks for {wanted}"
         if plan.allow_apache_edition:
-            found.append(finding("PF004", message + "; plan.toml allows going without them: they will be skipped",
-                                 severity=ADVISORY, path=str(plan.path) if plan.path else None))
+            found.append(
+                finding(
+                    "PF004",
+                    message + "; plan.toml allows going without them: they will be skipped",
+                    severity=ADVISORY,
+                    path=str(plan.path) if plan.path else None,
+                )
+            )
         else:
-            found.append(finding("PF004", message + " and does not allow going without",
-                                 path=str(plan.path) if plan.path else None))
+            found.append(
+                finding(
+                    "PF004", message + " and does not allow going without", path=str(plan.path) if plan.path else None
+                )
+            )
     return found
 
 
@@ -86,23 +112,31 @@ def primary_server(conn: psycopg.Connection) -> list[Finding]:
 
 
 def connection_slots(conn: psycopg.Connection, needed: int = 4) -> list[Finding]:
-    free = one(conn, """SELECT current_setting('max_connections')::int
+    free = one(
+        conn,
+        """SELECT current_setting('max_connections')::int
                               - current_setting('superuser_reserved_connections')::int
-                              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')""")
+                              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')""",
+    )
     if free < needed:
         return [finding("PF009", f"{free} connection slots free; the run needs {needed}")]
     return []
 
 
-def activity(conn: psycopg.Connection, plan: Plan | None, long_after_s: int = 300,
-             grace_s: float = 5.0) -> list[Finding]:
+def activity(
+    conn: psycopg.Connection, plan: Plan | None, long_after_s: int = 300, grace_s: float = 5.0
+) -> list[Finding]:
     found = []
     for pid, user, app, age, query in conn.execute(
-            """SELECT pid, usename, application_name, extract(epoch FROM now() - xact_start)::int, left(query, 80)
+        """SELECT pid, usename, application_name, extract(epoch FROM now() - xact_start)::int, left(query, 80)
                  FROM pg_stat_activity
                 WHERE xact_start < now() - make_interval(secs => %s) AND pid <> pg_backend_pid()
-                  AND backend_type = 'client backend'""", (long_after_s,)).fetchall():
-        found.append(finding("PF010", f"backend pid {pid} ({user}, '{app}') has had a transaction open for {age} s: {query}"))
+                  AND backend_type = 'client backend'""",
+        (long_after_s,),
+    ).fetchall():
+        found.append(
+            finding("PF010", f"backend pid {pid} ({user}, '{app}') has had a transaction open for {age} s: {query}")
+        )
     if plan is not None:
         tables = [f"{plan.schema}.{h.table}" for h in plan.hypertables]
         # The application's row locks on a table that converts online are expected: it keeps writing. Elsewhere a
@@ -126,15 +160,22 @@ def activity(conn: psycopg.Connection, plan: Plan | None, long_after_s: int = 30
                       AND NOT (l.mode IN ('RowShareLock', 'RowExclusiveLock')
                                AND (l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)
                                     OR (a.state = 'active' AND a.xact_start > now() - interval '5 seconds')))""",
-                (tables, online)).fetchall()
+                (tables, online),
+            ).fetchall()
             if not any(app.startswith("tsmigrate") for _, _, app, _, _, _ in holders) or time.monotonic() > deadline:
                 break
             time.sleep(0.25)
         for pid, user, app, mode, rel, autovacuum in holders:
-            who = ("an autovacuum that prevents wraparound, which does not give way: wait for it to finish"
-                   if autovacuum else "another tsmigrate run" if app.startswith("tsmigrate")
-                   else "the application, or another session")
-            found.append(finding("PF011", f"backend pid {pid} ({user}, '{app}': {who}) holds {mode} on {rel}", table=rel))
+            who = (
+                "an autovacuum that prevents wraparound, which does not give way: wait for it to finish"
+                if autovacuum
+                else "another tsmigrate run"
+                if app.startswith("tsmigrate")
+                else "the application, or another session"
+            )
+            found.append(
+                finding("PF011", f"backend pid {pid} ({user}, '{app}': {who}) holds {mode} on {rel}", table=rel)
+            )
     return found
 
 
@@ -149,28 +190,53 @@ def maintenance_window(conn: psycopg.Connection, plan: Plan | None, sample_secon
     fenceable = set(fence.roles_to_fence(conn, plan.application_roles)) if fencing else set()
     found = []
     if fenceable and not fence.can_fence(conn):
-        found.append(finding("PF017", f"the run must fence {', '.join(sorted(fenceable))} but role "
-                                      f"{one(conn, 'SELECT current_user')} has neither CREATEROLE nor superuser",
-                             path=str(plan.path) if plan.path else None))
+        found.append(
+            finding(
+                "PF017",
+                f"the run must fence {', '.join(sorted(fenceable))} but role "
+                f"{one(conn, 'SELECT current_user')} has neither CREATEROLE nor superuser",
+                path=str(plan.path) if plan.path else None,
+            )
+        )
     sessions = other_sessions(conn)
     sample = sample_writes(conn, sample_seconds)
     unstoppable = [s for s in sessions if s.role not in fenceable]
     if sample.writing:
         writers = "; ".join(map(str, sessions)) or "no client session is connected now (a pooler's short sessions?)"
         if fencing and not unstoppable and sessions:
-            found.append(finding("PF014", f"rows are being written ({sample.describe()}) by sessions of "
-                                          f"{', '.join(sorted({s.role for s in sessions}))}: the run's fence ends them "
-                                          f"and keeps them out until it ends. Sessions: {writers}", severity=ADVISORY))
+            found.append(
+                finding(
+                    "PF014",
+                    f"rows are being written ({sample.describe()}) by sessions of "
+                    f"{', '.join(sorted({s.role for s in sessions}))}: the run's fence ends them "
+                    f"and keeps them out until it ends. Sessions: {writers}",
+                    severity=ADVISORY,
+                )
+            )
         elif not fencing:
-            why = (f"{', '.join(online)} convert online: the application's writes wait only for each swap's lock "
-                   "(milliseconds)" if online else
-                   "plan.toml keeps the application online (fence_application = false): conversions make its "
-                   "writes wait")
-            found.append(finding("PF014", f"rows are being written ({sample.describe()}) and {why}; a restore "
-                                          "carries its rows over. Sessions: " + writers, severity=ADVISORY))
+            why = (
+                f"{', '.join(online)} convert online: the application's writes wait only for each swap's lock "
+                "(milliseconds)"
+                if online
+                else "plan.toml keeps the application online (fence_application = false): conversions make its "
+                "writes wait"
+            )
+            found.append(
+                finding(
+                    "PF014",
+                    f"rows are being written ({sample.describe()}) and {why}; a restore "
+                    "carries its rows over. Sessions: " + writers,
+                    severity=ADVISORY,
+                )
+            )
         else:
-            found.append(finding("PF014", f"rows are being written ({sample.describe()}); connected sessions the "
-                                          f"fence cannot stop: {'; '.join(map(str, unstoppable)) or 'none seen'}"))
+            found.append(
+                finding(
+                    "PF014",
+                    f"rows are being written ({sample.describe()}); connected sessions the "
+                    f"fence cannot stop: {'; '.join(map(str, unstoppable)) or 'none seen'}",
+                )
+            )
     else:
         for s in sessions:
             fenced = " (the run's fence ends it)" if s.role in fenceable else ""
@@ -185,13 +251,25 @@ def stale_fences(conn: psycopg.Connection, lift_through: psycopg.Connection | No
     if not stale:
         return []
     if lift_through is None:
-        return [finding("PF016", f"role {f.role} is fenced (NOLOGIN) by a run that died (backend pid {f.run_pid}, "
-                                 f"fenced at {f.fenced_at}): run the pre-flight with a role that may lift it",
-                        severity=BLOCKING) for f in stale]
+        return [
+            finding(
+                "PF016",
+                f"role {f.role} is fenced (NOLOGIN) by a run that died (backend pid {f.run_pid}, "
+                f"fenced at {f.fenced_at}): run the pre-flight with a role that may lift it",
+                severity=BLOCKING,
+            )
+            for f in stale
+        ]
     lifted = set(fence.lift(lift_through, stale))
-    return [finding("PF016", f"role {f.role} was fenced (NOLOGIN) at {f.fenced_at} by a run that died (backend pid "
-                             f"{f.run_pid}); " + ("it may log in again now" if f.role in lifted else
-                                                  "it was lifted meanwhile by someone else")) for f in stale]
+    return [
+        finding(
+            "PF016",
+            f"role {f.role} was fenced (NOLOGIN) at {f.fenced_at} by a run that died (backend pid "
+            f"{f.run_pid}); "
+            + ("it may log in again now" if f.role in lifted else "it was lifted meanwhile by someone else"),
+        )
+        for f in stale
+    ]
 
 
 def encoding_and_timezone(conn: psycopg.Connection) -> list[Finding]:
@@ -209,6 +287,12 @@ def room_for_backup(conn: psycopg.Connection, backups_dir: Path) -> list[Finding
     free = shutil.disk_usage(probe).free
     needed = room_needed(size)
     if free < needed:
-        return [finding("PF013", f"{free / 2**30:.2f} GiB free in {backups_dir}, about {needed / 2**30:.2f} GiB needed "
-                                 f"for a backup of {size / 2**30:.2f} GiB", path=str(backups_dir))]
+        return [
+            finding(
+                "PF013",
+                f"{free / 2**30:.2f} GiB free in {backups_dir}, about {needed / 2**30:.2f} GiB needed "
+                f"for a backup of {size / 2**30:.2f} GiB",
+                path=str(backups_dir),
+            )
+        ]
     return []

@@ -8,8 +8,8 @@ from pathlib import Path
 import psycopg
 
 from .. import ledger
-from ..findings import ADVISORY, BLOCKING, Finding
 from ..db import timescaledb_version
+from ..findings import ADVISORY, BLOCKING, Finding
 from ..lint import hypertables_created_in, lint_sql
 from ..lint.context import LiveHypertable
 from ..migrations import MigrationFile, discover, version_gaps
@@ -17,7 +17,9 @@ from ..plan import Plan
 from .checks import CHECKS, finding
 
 
-def migration_files(conn: psycopg.Connection, migrations_dir: Path, *, resolve_interrupted: bool = False) -> list[Finding]:
+def migration_files(
+    conn: psycopg.Connection, migrations_dir: Path, *, resolve_interrupted: bool = False
+) -> list[Finding]:
     """``resolve_interrupted``: the run will mark steps a killed run left started as interrupted (and rerun them)."""
     files, problems = discover(migrations_dir)
     found = [finding("PF020" if p.blocking else "PF025", p.problem, path=str(p.path), line=p.line) for p in problems]
@@ -30,22 +32,49 @@ def migration_files(conn: psycopg.Connection, migrations_dir: Path, *, resolve_i
             continue
         f = by_step.get(step)
         if f is None:
-            found.append(finding("PF023", f"step {step} ({entry.name}) was applied on {entry.finished_at:%Y-%m-%d} "
-                                          f"but is not in {migrations_dir}", path=str(migrations_dir)))
-        elif f.sha256 != entry.sha256 and not f.repeatable:   # a repeatable file changed is pending
-            found.append(finding("PF022", f"{f.label} was applied on {entry.finished_at:%Y-%m-%d} and has changed since "
-                                          "(sha256 differs from the ledger)", path=str(f.path), line=f.first_line))
+            found.append(
+                finding(
+                    "PF023",
+                    f"step {step} ({entry.name}) was applied on {entry.finished_at:%Y-%m-%d} "
+                    f"but is not in {migrations_dir}",
+                    path=str(migrations_dir),
+                )
+            )
+        elif f.sha256 != entry.sha256 and not f.repeatable:  # a repeatable file changed is pending
+            found.append(
+                finding(
+                    "PF022",
+                    f"{f.label} was applied on {entry.finished_at:%Y-%m-%d} and has changed since "
+                    "(sha256 differs from the ledger)",
+                    path=str(f.path),
+                    line=f.first_line,
+                )
+            )
     for entry in ledger.interrupted_steps(conn):
         severity = ADVISORY if entry.transactional or resolve_interrupted else BLOCKING
-        then = ("; PostgreSQL rolled it back and the run applies it again" if entry.transactional else
-                "; --resolve-interrupted: the run marks it interrupted and applies it again" if resolve_interrupted
-                else "; it is not transactional, so part of it may have run")
+        then = (
+            "; PostgreSQL rolled it back and the run applies it again"
+            if entry.transactional
+            else "; --resolve-interrupted: the run marks it interrupted and applies it again"
+            if resolve_interrupted
+            else "; it is not transactional, so part of it may have run"
+        )
         f = by_step.get(entry.step) if entry.kind == "migration" else None
         # A conversion's ledger name is its label, "convert <schema>.<table>" (run.plan_steps).
-        where = dict(path=str(f.path)) if f else dict(table=entry.name.removeprefix("convert ")
-                                                       if entry.kind == "conversion" else None)
-        found.append(finding("PF024", f"step {entry.step} ({entry.name}) was started on {entry.started_at:%Y-%m-%d %H:%M} "
-                                      f"by {entry.applied_by} and never finished{then}", severity=severity, **where))
+        where = (
+            dict(path=str(f.path))
+            if f
+            else dict(table=entry.name.removeprefix("convert ") if entry.kind == "conversion" else None)
+        )
+        found.append(
+            finding(
+                "PF024",
+                f"step {entry.step} ({entry.name}) was started on {entry.started_at:%Y-%m-%d %H:%M} "
+                f"by {entry.applied_by} and never finished{then}",
+                severity=severity,
+                **where,
+            )
+        )
     return found
 
 
@@ -87,9 +116,10 @@ def live_hypertables(conn: psycopg.Connection) -> list[LiveHypertable]:
                           WHERE s.hypertable_schema = h.hypertable_schema AND s.hypertable_name = h.hypertable_name
                             AND s.orderby_column_index IS NOT NULL), '{}')
           FROM timescaledb_information.hypertables h""").fetchall()
-    return [LiveHypertable(f"{schema}.{table}", column or "", bool(enabled), compressed, tuple(segment_by),
-                           tuple(order_by))
-            for schema, table, column, enabled, compressed, segment_by, order_by in rows]
+    return [
+        LiveHypertable(f"{schema}.{table}", column or "", bool(enabled), compressed, tuple(segment_by), tuple(order_by))
+        for schema, table, column, enabled, compressed, segment_by, order_by in rows
+    ]
 
 
 def lint(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> list[Finding]:
@@ -103,13 +133,14 @@ def lint(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> l
     planned = {h.table.lower(): h for h in plan.hypertables} if plan else {}
 
     def volatility(name: str) -> str | None:
-        row = conn.execute("SELECT max(provolatile) FROM pg_proc WHERE proname = %s", (name.split(".")[-1],)).fetchone()
+        row = conn.execute("SELECT max(provolatile) FROM pg_proc WHERE proname = %s", (name.rsplit(".", maxsplit=1)[-1],)).fetchone()
         return row[0] if row and row[0] else None
 
     found = []
     for f in files:
-        for item in lint_sql(f.sql, str(f.path), hypertables=hypertables, transactional=f.transactional,
-                             volatility=volatility, live=live):
+        for item in lint_sql(
+            f.sql, str(f.path), hypertables=hypertables, transactional=f.transactional, volatility=volatility, live=live
+        ):
             table = (item.table or "").split(".")[-1].strip('"').lower()
             # A table that is a hypertable already is not converted again: the plan's rebuild of its keys and
             # its null_time rule do not apply to it.
@@ -117,14 +148,36 @@ def lint(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> l
             if item.code == "TS008":
                 # A foreign key must point at a unique key, and on a hypertable every unique key holds the
                 # time column: a reference to the legacy id cannot survive the conversion.
-                item = Finding(item.code, BLOCKING, item.message + " (the table's unique keys will all include its "
-                               "time column, so this reference cannot be kept)", item.path, item.line, item.table, item.hint)
+                item = Finding(
+                    item.code,
+                    BLOCKING,
+                    item.message + " (the table's unique keys will all include its "
+                    "time column, so this reference cannot be kept)",
+                    item.path,
+                    item.line,
+                    item.table,
+                    item.hint,
+                )
             # The plan's conversion rebuilds keys and applies the null_time rule itself.
             if h is not None and item.code == "TS001":
-                item = Finding(item.code, ADVISORY, item.message + " (the plan's conversion adds the time column to it)",
-                               item.path, item.line, item.table, CHECKS["PF035"].hint)
+                item = Finding(
+                    item.code,
+                    ADVISORY,
+                    item.message + " (the plan's conversion adds the time column to it)",
+                    item.path,
+                    item.line,
+                    item.table,
+                    CHECKS["PF035"].hint,
+                )
             elif h is not None and item.code == "TS002" and h.null_time.kind != "refuse":
-                item = Finding(item.code, ADVISORY, item.message + f" (the plan fills NULLs by rule {h.null_time})",
-                               item.path, item.line, item.table, item.hint)
+                item = Finding(
+                    item.code,
+                    ADVISORY,
+                    item.message + f" (the plan fills NULLs by rule {h.null_time})",
+                    item.path,
+                    item.line,
+                    item.table,
+                    item.hint,
+                )
             found.append(item)
     return found

@@ -10,13 +10,13 @@ import psycopg
 from psycopg import sql
 
 from ..codes import CODES
+from ..convert.policies import retention_drops
 from ..db import is_hypertable, one
 from ..db import regclass as regclass_of
 from ..findings import ADVISORY, BLOCKING, Finding
 from ..lint import hypertables_created_in
 from ..migrations import MigrationFile, discover
 from ..plan import Plan
-from ..convert.policies import retention_drops
 from .checks import finding
 from .files import pending_files
 
@@ -44,8 +44,7 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
 
     for schema, table, column, source in planned + file_planned:
         qualified = f"{schema}.{table}"
-        regclass = one(conn, "SELECT to_regclass(%s)::text", (
-            regclass_of(schema, table),))
+        regclass = one(conn, "SELECT to_regclass(%s)::text", (regclass_of(schema, table),))
         by_file = isinstance(source, MigrationFile)
         if by_file:
             where = dict(path=str(source.path), line=_line_of_call(source.sql, "create_hypertable", table))
@@ -53,58 +52,118 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
             where = dict(path=str(plan.path) if plan and plan.path else None)
         if regclass is None:
             if table.lower() not in pending_sql:
-                found.append(finding("PF033", f"table {qualified} does not exist and no pending migration creates it",
-                                     table=qualified, **where))
+                found.append(
+                    finding(
+                        "PF033",
+                        f"table {qualified} does not exist and no pending migration creates it",
+                        table=qualified,
+                        **where,
+                    )
+                )
             continue
         if is_hypertable(conn, schema, table):
             continue  # already converted
-        col = conn.execute("""SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
+        col = conn.execute(
+            """SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
                                WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped""",
-                           (regclass, column)).fetchone()
+            (regclass, column),
+        ).fetchone()
         if col is None:
             if f"{column.lower()}" not in pending_sql:
                 found.append(finding("PF033", f"{qualified} has no column {column}", table=qualified, **where))
             continue
-        nulls = one(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
-            sql.Identifier(schema, table), sql.Identifier(column)))
+        nulls = one(
+            conn,
+            sql.SQL("SELECT count(*) FROM {} WHERE {} IS NULL").format(
+                sql.Identifier(schema, table), sql.Identifier(column)
+            ),
+        )
         if nulls:
             rule = None if by_file else source.null_time
             if rule is None or rule.kind == "refuse":
-                found.append(finding("PF030", f"{qualified}.{column} holds {nulls} NULL values; "
-                                              + ("create_hypertable will fail on them" if by_file else
-                                                 "the plan's rule is 'refuse'"), table=qualified, **where))
+                found.append(
+                    finding(
+                        "PF030",
+                        f"{qualified}.{column} holds {nulls} NULL values; "
+                        + ("create_hypertable will fail on them" if by_file else "the plan's rule is 'refuse'"),
+                        table=qualified,
+                        **where,
+                    )
+                )
             else:
-                found.append(finding("PF030", f"{qualified}.{column} holds {nulls} NULL values; the conversion fills "
-                                              f"them by rule {rule} and records each in tsmigrate.time_fills",
-                                     table=qualified, severity=ADVISORY, **where))
-        for ref in conn.execute("""SELECT conrelid::regclass::text, conname FROM pg_constraint
+                found.append(
+                    finding(
+                        "PF030",
+                        f"{qualified}.{column} holds {nulls} NULL values; the conversion fills "
+                        f"them by rule {rule} and records each in tsmigrate.time_fills",
+                        table=qualified,
+                        severity=ADVISORY,
+                        **where,
+                    )
+                )
+        for ref in conn.execute(
+            """SELECT conrelid::regclass::text, conname FROM pg_constraint
                                     WHERE contype = 'f' AND confrelid = %s::regclass AND conrelid <> confrelid""",
-                                (regclass,)).fetchall():
-            found.append(finding("PF031", f"{ref[0]} references {qualified} through foreign key {ref[1]}",
-                                 table=qualified, **where))
-        rows = one(conn, sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) s").format(sql.Identifier(schema, table)))
+            (regclass,),
+        ).fetchall():
+            found.append(
+                finding(
+                    "PF031", f"{ref[0]} references {qualified} through foreign key {ref[1]}", table=qualified, **where
+                )
+            )
+        rows = one(
+            conn, sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) s").format(sql.Identifier(schema, table))
+        )
         if by_file and rows and "migrate_data" not in source.sql.lower():
-            found.append(finding("PF032", f"{source.label} converts {qualified}, which holds rows, without migrate_data",
-                                 table=qualified, **where))
-        keys = conn.execute("""SELECT conname FROM pg_constraint c WHERE conrelid = %s::regclass AND contype IN ('p','u')
+            found.append(
+                finding(
+                    "PF032",
+                    f"{source.label} converts {qualified}, which holds rows, without migrate_data",
+                    table=qualified,
+                    **where,
+                )
+            )
+        keys = conn.execute(
+            """SELECT conname FROM pg_constraint c WHERE conrelid = %s::regclass AND contype IN ('p','u')
                                  AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.conrelid
                                                  AND a.attnum = ANY(c.conkey) AND a.attname = %s)""",
-                            (regclass, column)).fetchall()
+            (regclass, column),
+        ).fetchall()
         for (name,) in keys:
             if by_file:
-                found.append(finding("PF035", f"{qualified} has key {name} without {column}: {source.label}'s "
-                                              "create_hypertable will fail on it", table=qualified, severity=BLOCKING,
-                                     hint=CODES["TS001"].hint, **where))
+                found.append(
+                    finding(
+                        "PF035",
+                        f"{qualified} has key {name} without {column}: {source.label}'s "
+                        "create_hypertable will fail on it",
+                        table=qualified,
+                        severity=BLOCKING,
+                        hint=CODES["TS001"].hint,
+                        **where,
+                    )
+                )
             else:
-                found.append(finding("PF035", f"{qualified} has key {name} without {column}; the conversion rebuilds "
-                                              f"it with {column} added", table=qualified, **where))
+                found.append(
+                    finding(
+                        "PF035",
+                        f"{qualified} has key {name} without {column}; the conversion rebuilds it with {column} added",
+                        table=qualified,
+                        **where,
+                    )
+                )
         if by_file:
             continue
         if source.drop_after is not None and rows:
             old, oldest, newest = retention_drops(conn, schema, source)
             if old:
-                found.append(finding("PF034", f"{qualified} holds {old} rows older than {source.drop_after} ({column} from "
-                                              f"{oldest} to {newest}); the retention policy's first run drops them. The "
-                                              "run's backup holds them and is kept until you remove it yourself",
-                                     table=qualified, **where))
+                found.append(
+                    finding(
+                        "PF034",
+                        f"{qualified} holds {old} rows older than {source.drop_after} ({column} from "
+                        f"{oldest} to {newest}); the retention policy's first run drops them. The "
+                        "run's backup holds them and is kept until you remove it yourself",
+                        table=qualified,
+                        **where,
+                    )
+                )
     return found

@@ -13,7 +13,6 @@ do it, before anything changes. Each missing privilege is a finding with the sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import psycopg
@@ -22,14 +21,14 @@ from pglast.enums import FunctionParameterMode, ObjectType
 from psycopg import sql
 
 from .. import fence
+from ..convert.online import online_tables
 from ..db import is_hypertable, one
 from ..findings import Finding
 from ..lint.source import parse
 from ..migrations import MigrationFile, discover
-from ..convert.online import online_tables
-from ..own import OWN_SCHEMA
 from ..plan import Plan
 from ..timescale import server_timescaledb
+from ..tool_objects import OWN_SCHEMA
 from .checks import finding
 
 
@@ -45,9 +44,11 @@ def grant_role(role: str, to: str) -> str:
 def member_of(conn: psycopg.Connection, owner: str, user: str, what: str) -> str:
     """How ``user`` comes to hold ``owner``'s privileges on ``what``: membership, never in a superuser's role."""
     if one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", (owner,)):
-        return (f"{owner} is a superuser, so grant no membership in it: as a superuser, give {what} to the role that "
-                f"owns the application's objects and that {user} is a member of (ALTER ... OWNER TO), or run as a "
-                "superuser")
+        return (
+            f"{owner} is a superuser, so grant no membership in it: as a superuser, give {what} to the role that "
+            f"owns the application's objects and that {user} is a member of (ALTER ... OWNER TO), or run as a "
+            "superuser"
+        )
     return grant_role(owner, user)
 
 
@@ -61,16 +62,17 @@ def _superuser(conn: psycopg.Connection) -> bool:
 
 # -- what the pending files touch -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Touched:
     """An object a statement of a file needs: ``kind`` 'relation' or 'function' (to own), or 'schema' (to create in,
     None: the schema unqualified names are created in)."""
 
     kind: str
-    name: tuple[str, ...]           # as written: (name,) or (schema, name)
+    name: tuple[str, ...]  # as written: (name,) or (schema, name)
     path: str
     line: int
-    nargs: int | None = None        # a function's input arguments
+    nargs: int | None = None  # a function's input arguments
     verb: str = "alters"
 
 
@@ -83,20 +85,30 @@ def _strings(names) -> tuple[str, ...]:
 
 
 def _input_args(parameters) -> int:
-    modes = (FunctionParameterMode.FUNC_PARAM_IN, FunctionParameterMode.FUNC_PARAM_INOUT,
-             FunctionParameterMode.FUNC_PARAM_VARIADIC, FunctionParameterMode.FUNC_PARAM_DEFAULT)
+    modes = (
+        FunctionParameterMode.FUNC_PARAM_IN,
+        FunctionParameterMode.FUNC_PARAM_INOUT,
+        FunctionParameterMode.FUNC_PARAM_VARIADIC,
+        FunctionParameterMode.FUNC_PARAM_DEFAULT,
+    )
     return sum(1 for p in parameters or () if p.mode in modes)
 
 
-_DROPPED_RELATIONS = {ObjectType.OBJECT_TABLE, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW,
-                      ObjectType.OBJECT_SEQUENCE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_FOREIGN_TABLE}
+_DROPPED_RELATIONS = {
+    ObjectType.OBJECT_TABLE,
+    ObjectType.OBJECT_VIEW,
+    ObjectType.OBJECT_MATVIEW,
+    ObjectType.OBJECT_SEQUENCE,
+    ObjectType.OBJECT_INDEX,
+    ObjectType.OBJECT_FOREIGN_TABLE,
+}
 
 
 def touched_by(sql_text: str, path: str) -> list[Touched]:
     """The existing objects each statement of a file alters, replaces or drops, and the schemas it creates in."""
     parsed = parse(sql_text)
     if parsed.error is not None:
-        return []   # the lint reports it (TS000)
+        return []  # the lint reports it (TS000)
     found: list[Touched] = []
     for raw in parsed.statements:
         stmt, line = raw.stmt, parsed.lines.line(parsed.lines.skip_noise(raw.stmt_location or 0))
@@ -113,7 +125,9 @@ def touched_by(sql_text: str, path: str) -> list[Touched]:
         elif isinstance(stmt, ast.RenameStmt) and stmt.relation:
             add("relation", _range(stmt.relation), "renames")
         elif isinstance(stmt, (ast.IndexStmt, ast.CreateTrigStmt)) and stmt.relation:
-            add("relation", _range(stmt.relation), "indexes" if isinstance(stmt, ast.IndexStmt) else "adds a trigger to")
+            add(
+                "relation", _range(stmt.relation), "indexes" if isinstance(stmt, ast.IndexStmt) else "adds a trigger to"
+            )
         elif isinstance(stmt, ast.ViewStmt):
             add("relation", _range(stmt.view), "replaces")
             creates_in(_range(stmt.view))
@@ -134,10 +148,15 @@ def touched_by(sql_text: str, path: str) -> list[Touched]:
             for obj in stmt.objects or ():
                 if stmt.removeType in _DROPPED_RELATIONS:
                     add("relation", _strings(obj), "drops")
-                elif stmt.removeType in (ObjectType.OBJECT_FUNCTION, ObjectType.OBJECT_PROCEDURE) and \
-                        isinstance(obj, ast.ObjectWithArgs):
-                    add("function", _strings(obj.objname), "drops",
-                        None if obj.args_unspecified else len(obj.objargs or ()))
+                elif stmt.removeType in (ObjectType.OBJECT_FUNCTION, ObjectType.OBJECT_PROCEDURE) and isinstance(
+                    obj, ast.ObjectWithArgs
+                ):
+                    add(
+                        "function",
+                        _strings(obj.objname),
+                        "drops",
+                        None if obj.args_unspecified else len(obj.objargs or ()),
+                    )
                 elif stmt.removeType == ObjectType.OBJECT_TRIGGER:
                     add("relation", _strings(obj)[:-1], "drops a trigger of")
     return found
@@ -147,19 +166,22 @@ def _relation_owner(conn: psycopg.Connection, name: tuple[str, ...]) -> tuple[st
     """(the relation as the server names it, its owner, whether the connected role has its privileges, its oid), or
     None. Read from the catalog, which any role may (to_regclass needs USAGE on the schema)."""
     schema, relation = (name[-2] if len(name) > 1 else None), name[-1]
-    row = conn.execute("""SELECT format('%%I.%%I', n.nspname, c.relname), pg_get_userbyid(c.relowner),
+    row = conn.execute(
+        """SELECT format('%%I.%%I', n.nspname, c.relname), pg_get_userbyid(c.relowner),
                                  pg_has_role(current_user, c.relowner, 'USAGE'), c.oid::bigint
                             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                            WHERE c.relname = %s AND (n.nspname = %s OR (%s::text IS NULL
                                  AND n.nspname = ANY(current_schemas(true))))
                            ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1""",
-                       (relation, schema, schema)).fetchone()
+        (relation, schema, schema),
+    ).fetchone()
     return tuple(row) if row else None
 
 
 def _function_owners(conn: psycopg.Connection, name: tuple[str, ...], nargs: int | None) -> list[tuple[str, str, bool]]:
     schema, func = (name[-2] if len(name) > 1 else None), name[-1]
-    return conn.execute("""SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner),
+    return conn.execute(
+        """SELECT p.oid::regprocedure::text, pg_get_userbyid(p.proowner),
                                   pg_has_role(current_user, p.proowner, 'USAGE')
                              FROM pg_proc p
                             WHERE p.proname = %s AND (%s::int IS NULL OR p.pronargs = %s)
@@ -169,20 +191,27 @@ def _function_owners(conn: psycopg.Connection, name: tuple[str, ...], nargs: int
                                                               AND n.nspname = ANY(current_schemas(true)))
                                                         ORDER BY array_position(current_schemas(true), n.nspname)
                                                         LIMIT 1)""",
-                        (func, nargs, nargs, schema, schema)).fetchall()
+        (func, nargs, nargs, schema, schema),
+    ).fetchall()
 
 
 # -- the checks -------------------------------------------------------------------------------------------------
+
 
 def settings(conn: psycopg.Connection) -> list[Finding]:
     """Settings such as shared_preload_libraries and data_directory are a superuser's or pg_read_all_settings'."""
     if one(conn, "SELECT pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')"):
         return []
     user = _user(conn)
-    return [finding("PF054", f"role {user} may not read the server's settings reserved to pg_read_all_settings "
-                             "(shared_preload_libraries, data_directory, config_file): the checks that read them judge "
-                             f"from what the role sees instead. To let them read them: GRANT pg_read_all_settings TO "
-                             f"{_q(user)};")]
+    return [
+        finding(
+            "PF054",
+            f"role {user} may not read the server's settings reserved to pg_read_all_settings "
+            "(shared_preload_libraries, data_directory, config_file): the checks that read them judge "
+            f"from what the role sees instead. To let them read them: GRANT pg_read_all_settings TO "
+            f"{_q(user)};",
+        )
+    ]
 
 
 def database(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan | None) -> list[Finding]:
@@ -197,8 +226,13 @@ def database(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan | 
         needs.append("CREATE SCHEMA in " + ", ".join(f.label for f in schemas))
     if not one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"):
         needs.append("the timescaledb extension, unless a superuser creates it first")
-    return [finding("PF050", f"role {user} may not create schemas in database {db}, and the run creates "
-                             f"{'; '.join(needs)}: GRANT CREATE ON DATABASE {_q(db)} TO {_q(user)};")]
+    return [
+        finding(
+            "PF050",
+            f"role {user} may not create schemas in database {db}, and the run creates "
+            f"{'; '.join(needs)}: GRANT CREATE ON DATABASE {_q(db)} TO {_q(user)};",
+        )
+    ]
 
 
 def schemas(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan | None) -> list[Finding]:
@@ -214,17 +248,28 @@ def schemas(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan | N
                 wanted.setdefault(schema, (t.path, t.line, f"{f.label} creates objects in it"))
     wanted.setdefault(OWN_SCHEMA, (None, None, "the run keeps its ledger and records there"))
     if plan is not None and plan.hypertables:
-        wanted.setdefault(plan.schema, (str(plan.path) if plan.path else None, None,
-                                        "the conversions create the new tables in it"))
+        wanted.setdefault(
+            plan.schema, (str(plan.path) if plan.path else None, None, "the conversions create the new tables in it")
+        )
     found = []
     for schema, (path, line, why) in wanted.items():
-        ok = one(conn, """SELECT n.oid IS NULL OR (has_schema_privilege(n.oid, 'CREATE')
+        ok = one(
+            conn,
+            """SELECT n.oid IS NULL OR (has_schema_privilege(n.oid, 'CREATE')
                                                     AND has_schema_privilege(n.oid, 'USAGE'))
-                            FROM (SELECT (SELECT oid FROM pg_namespace WHERE nspname = %s) AS oid) n""", (schema,))
+                            FROM (SELECT (SELECT oid FROM pg_namespace WHERE nspname = %s) AS oid) n""",
+            (schema,),
+        )
         if not ok:
-            found.append(finding("PF051", f"role {user} may not create objects in schema {schema} ({why}): "
-                                          f"GRANT USAGE, CREATE ON SCHEMA {_q(schema)} TO {_q(user)};",
-                                 path=path, line=line))
+            found.append(
+                finding(
+                    "PF051",
+                    f"role {user} may not create objects in schema {schema} ({why}): "
+                    f"GRANT USAGE, CREATE ON SCHEMA {_q(schema)} TO {_q(user)};",
+                    path=path,
+                    line=line,
+                )
+            )
     return found
 
 
@@ -235,38 +280,60 @@ def ownership(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan |
     user = _user(conn)
     found = []
     if not one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"):
-        trusted = one(conn, """SELECT bool_or(trusted) FROM pg_available_extension_versions
-                                WHERE name = 'timescaledb'""")
+        trusted = one(
+            conn,
+            """SELECT bool_or(trusted) FROM pg_available_extension_versions
+                                WHERE name = 'timescaledb'""",
+        )
         if not trusted:
-            found.append(finding("PF007", f"role {user} is not a superuser and cannot create the timescaledb extension "
-                                          "(it is not a trusted extension on this server): a superuser runs "
-                                          "CREATE EXTENSION timescaledb; in the database before the window"))
+            found.append(
+                finding(
+                    "PF007",
+                    f"role {user} is not a superuser and cannot create the timescaledb extension "
+                    "(it is not a trusted extension on this server): a superuser runs "
+                    "CREATE EXTENSION timescaledb; in the database before the window",
+                )
+            )
     seen: set[str] = set()
 
     def judge(name: str, owner: str, member: bool, why: str, **where) -> None:
         if member or name in seen:
             return
         seen.add(name)
-        found.append(finding("PF007", f"role {user} does not own {name} (owner {owner}), which {why}: "
-                                      f"{member_of(conn, owner, user, name)}", **where))
+        found.append(
+            finding(
+                "PF007",
+                f"role {user} does not own {name} (owner {owner}), which {why}: {member_of(conn, owner, user, name)}",
+                **where,
+            )
+        )
 
     if plan is not None:
         for h in plan.hypertables:
             row = _relation_owner(conn, (plan.schema, h.table))
             if row is not None:
                 judge(*row[:3], "the conversion alters", table=f"{plan.schema}.{h.table}")
-                for view in conn.execute("""
+                for view in conn.execute(
+                    """
                         SELECT DISTINCT v.oid::regclass::text, pg_get_userbyid(v.relowner),
                                pg_has_role(current_user, v.relowner, 'USAGE')
                           FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
                          WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::oid
-                           AND v.oid <> d.refobjid""", (row[3],)).fetchall():
-                    judge(*view, f"the conversion of {plan.schema}.{h.table} moves (a view on it)",
-                          table=f"{plan.schema}.{h.table}")
-    for row in conn.execute("""SELECT format('%%I.%%I', n.nspname, c.relname), pg_get_userbyid(c.relowner),
+                           AND v.oid <> d.refobjid""",
+                    (row[3],),
+                ).fetchall():
+                    judge(
+                        *view,
+                        f"the conversion of {plan.schema}.{h.table} moves (a view on it)",
+                        table=f"{plan.schema}.{h.table}",
+                    )
+    for row in conn.execute(
+        """SELECT format('%%I.%%I', n.nspname, c.relname), pg_get_userbyid(c.relowner),
                                       pg_has_role(current_user, c.relowner, 'USAGE')
                                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                                WHERE n.nspname = %s AND c.relkind IN ('r', 'p')""", (OWN_SCHEMA,)).fetchall():
+                                WHERE n.nspname = %s AND c.relkind IN ('r', 'p')""",
+        (OWN_SCHEMA,),
+    ).fetchall():
         judge(*row, "the run writes (an earlier run as another role made it)")
     for f in files:
         for t in touched_by(f.sql, str(f.path)):
@@ -290,23 +357,40 @@ def databases(conn: psycopg.Connection, changes: bool = True) -> list[Finding]:
     user, db = _user(conn), one(conn, "SELECT current_database()")
     found = []
     if changes and one(conn, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"):
-        own = one(conn, """SELECT (SELECT count(*) FROM _timescaledb_catalog.hypertable)
-                                + (SELECT count(*) FROM _timescaledb_config.bgw_job WHERE id >= 1000)""")
+        own = one(
+            conn,
+            """SELECT (SELECT count(*) FROM _timescaledb_catalog.hypertable)
+                                + (SELECT count(*) FROM _timescaledb_config.bgw_job WHERE id >= 1000)""",
+        )
         if own:
-            found.append(finding("PF052", f"database {db} has hypertables or TimescaleDB jobs already: the automatic "
-                                          "restore loads TimescaleDB's catalog back, which only a superuser may; "
-                                          f"role {user} is not one: run the migration as a superuser, or with "
-                                          "--no-restore and a superuser at hand to restore"))
+            found.append(
+                finding(
+                    "PF052",
+                    f"database {db} has hypertables or TimescaleDB jobs already: the automatic "
+                    "restore loads TimescaleDB's catalog back, which only a superuser may; "
+                    f"role {user} is not one: run the migration as a superuser, or with "
+                    "--no-restore and a superuser at hand to restore",
+                )
+            )
     if not one(conn, "SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user"):
-        found.append(finding("PF052", f"role {user} may not create databases: the rehearsal's scratch copy and the "
-                                      f"automatic restore's new database need it: ALTER ROLE {_q(user)} CREATEDB;"))
+        found.append(
+            finding(
+                "PF052",
+                f"role {user} may not create databases: the rehearsal's scratch copy and the "
+                f"automatic restore's new database need it: ALTER ROLE {_q(user)} CREATEDB;",
+            )
+        )
     owner, member = conn.execute("""SELECT pg_get_userbyid(datdba), pg_has_role(current_user, datdba, 'USAGE')
                                       FROM pg_database WHERE datname = current_database()""").fetchone()
     if not member:
         fix = member_of(conn, owner, user, f"database {db}")
-        found.append(finding("PF052", f"role {user} does not own database {db} (owner {owner}): the automatic restore "
-                                      f"renames it to keep the failed copy and gives its name to the restored one: "
-                                      + fix))
+        found.append(
+            finding(
+                "PF052",
+                f"role {user} does not own database {db} (owner {owner}): the automatic restore "
+                f"renames it to keep the failed copy and gives its name to the restored one: " + fix,
+            )
+        )
     return found
 
 
@@ -317,40 +401,60 @@ def fence_sessions(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]
     if one(conn, "SELECT pg_has_role(current_user, 'pg_signal_backend', 'USAGE')"):
         return []
     user = _user(conn)
-    cannot = [r for r in fence.roles_to_fence(conn, plan.application_roles)
-              if not one(conn, "SELECT pg_has_role(current_user, %s, 'USAGE')", (r,))]
+    cannot = [
+        r
+        for r in fence.roles_to_fence(conn, plan.application_roles)
+        if not one(conn, "SELECT pg_has_role(current_user, %s, 'USAGE')", (r,))
+    ]
     if not cannot:
         return []
-    return [finding("PF053", f"role {user} may not end the sessions of {', '.join(cannot)}, which the fence ends when "
-                             f"they are connected at the start of the run: GRANT pg_signal_backend TO {_q(user)};",
-                    path=str(plan.path) if plan.path else None)]
+    return [
+        finding(
+            "PF053",
+            f"role {user} may not end the sessions of {', '.join(cannot)}, which the fence ends when "
+            f"they are connected at the start of the run: GRANT pg_signal_backend TO {_q(user)};",
+            path=str(plan.path) if plan.path else None,
+        )
+    ]
 
 
 def files_to_check(conn: psycopg.Connection, migrations_dir: Path) -> list[MigrationFile]:
     """The pending files; every file when the role may not read the ledger (PF051 says why)."""
     from .files import pending_files
-    readable = one(conn, """SELECT coalesce(bool_and(has_schema_privilege(oid, 'USAGE')), true)
-                              FROM pg_namespace WHERE nspname = %s""", (OWN_SCHEMA,))
+
+    readable = one(
+        conn,
+        """SELECT coalesce(bool_and(has_schema_privilege(oid, 'USAGE')), true)
+                              FROM pg_namespace WHERE nspname = %s""",
+        (OWN_SCHEMA,),
+    )
     if readable:
         try:
             with conn.transaction():
                 return pending_files(conn, migrations_dir)
         except psycopg.errors.InsufficientPrivilege:
-            pass   # the ledger is another role's: PF007 names it
+            pass  # the ledger is another role's: PF007 names it
     return discover(migrations_dir)[0]
 
 
 def has_pending_steps(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan | None) -> bool:
     """Whether the run has anything to apply (``files``: the pending ones), so a restore may follow."""
-    return bool(files) or (plan is not None and any(not is_hypertable(conn, plan.schema, h.table)
-                                                    for h in plan.hypertables))
+    return bool(files) or (
+        plan is not None and any(not is_hypertable(conn, plan.schema, h.table) for h in plan.hypertables)
+    )
 
 
 def privileges(conn: psycopg.Connection, plan: Plan | None, files: list[MigrationFile] | None = None) -> list[Finding]:
     """Every privilege check of this module (``files``: the pending migration files)."""
     files = files or []
-    return (settings(conn) + database(conn, files, plan) + schemas(conn, files, plan) + ownership(conn, files, plan)
-            + databases(conn, has_pending_steps(conn, files, plan)) + fence_sessions(conn, plan))
+    return (
+        settings(conn)
+        + database(conn, files, plan)
+        + schemas(conn, files, plan)
+        + ownership(conn, files, plan)
+        + databases(conn, has_pending_steps(conn, files, plan))
+        + fence_sessions(conn, plan)
+    )
 
 
 def job_owners(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
@@ -360,21 +464,28 @@ def job_owners(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
     if plan is None or not (plan.needs_compression or plan.needs_retention):
         return []
     if not server_timescaledb(conn).has_compression:
-        return []   # the apache edition adds no policy (PF004 says so)
+        return []  # the apache edition adds no policy (PF004 says so)
     found = []
     for h in plan.hypertables:
         if not (h.wants_compression or h.wants_retention):
             continue
-        row = conn.execute("""SELECT r.rolname, r.rolcanlogin FROM pg_class c
+        row = conn.execute(
+            """SELECT r.rolname, r.rolcanlogin FROM pg_class c
                                 JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
-                               WHERE n.nspname = %s AND c.relname = %s""", (plan.schema, h.table)).fetchone()
+                               WHERE n.nspname = %s AND c.relname = %s""",
+            (plan.schema, h.table),
+        ).fetchone()
         if row is None or row[1]:
             continue
         owner = row[0]
-        found.append(finding(
-            "PF055", f"{plan.schema}.{h.table} is owned by {owner}, which may not log in: TimescaleDB runs the table's "
-                     "compression and retention jobs as its owner and refuses to start them for a role without "
-                     "LOGIN, so its conversion would fail when it adds them (a role without a password still cannot "
-                     f"log in from outside). To let it: ALTER ROLE {_q(owner)} LOGIN;",
-            table=f"{plan.schema}.{h.table}"))
+        found.append(
+            finding(
+                "PF055",
+                f"{plan.schema}.{h.table} is owned by {owner}, which may not log in: TimescaleDB runs the table's "
+                "compression and retention jobs as its owner and refuses to start them for a role without "
+                "LOGIN, so its conversion would fail when it adds them (a role without a password still cannot "
+                f"log in from outside). To let it: ALTER ROLE {_q(owner)} LOGIN;",
+                table=f"{plan.schema}.{h.table}",
+            )
+        )
     return found

@@ -27,38 +27,54 @@ def rehearsal(target: Target, migrations_dir: Path, pending: list[MigrationFile]
         result = rehearse(target, pending, plan)
     except (RehearsalUnavailable, psycopg.Error) as exc:
         cause = _classify(exc, files)
-        if cause is not None:   # e.g. no room for the scratch copy: the run's own copies need more
+        if cause is not None:  # e.g. no room for the scratch copy: the run's own copies need more
             return [_out_of(cause, "making the scratch copy", str(exc).splitlines()[0])]
         if isinstance(exc, psycopg.Error):
             raise
-        if isinstance(exc, RehearsalNotFaithful):   # a copy that is not the target proves nothing: no GO on it
-            return [finding("PF040", f"no faithful rehearsal: {exc}",
-                            hint="Run the pre-flight as a superuser, whom TimescaleDB lets load its catalog into "
-                                 "the scratch copy; the target is untouched.")]
+        if isinstance(exc, RehearsalNotFaithful):  # a copy that is not the target proves nothing: no GO on it
+            return [
+                finding(
+                    "PF040",
+                    f"no faithful rehearsal: {exc}",
+                    hint="Run the pre-flight as a superuser, whom TimescaleDB lets load its catalog into "
+                    "the scratch copy; the target is untouched.",
+                )
+            ]
         return [finding("PF040", f"no rehearsal: {exc}", severity=ADVISORY)]
     for label, seconds in result.steps:
         log.info("rehearsal: %-40s %8.2f s", label, seconds)
     if result.cause is not None:
-        return [_out_of(_classify(result.cause_error, files) or result.cause, result.failed_step,
-                        result.cause_error or "")]
+        return [
+            _out_of(_classify(result.cause_error, files) or result.cause, result.failed_step, result.cause_error or "")
+        ]
     if result.error is None:
         return []
     path = getattr(result.error, "file", None)
-    return [finding("PF040", f"{result.failed_step} failed on the scratch copy: {result.error}",
-                    path=str(migrations_dir / path) if path else None, line=getattr(result.error, "line", None))]
+    return [
+        finding(
+            "PF040",
+            f"{result.failed_step} failed on the scratch copy: {result.error}",
+            path=str(migrations_dir / path) if path else None,
+            line=getattr(result.error, "line", None),
+        )
+    ]
 
 
 def _out_of(cause: Cause, step: str | None, error: str) -> Finding:
-    return finding("PF068", f"{step or 'the rehearsal'} ran out of a server resource on the scratch copy: "
-                            f"{cause.kind}: {cause.what} ({error}). The run needs at least as much",
-                   path=cause.path, hint=f"{cause.fix} The statements are not at fault; the target is untouched.")
+    return finding(
+        "PF068",
+        f"{step or 'the rehearsal'} ran out of a server resource on the scratch copy: "
+        f"{cause.kind}: {cause.what} ({error}). The run needs at least as much",
+        path=cause.path,
+        hint=f"{cause.fix} The statements are not at fault; the target is untouched.",
+    )
 
 
 def _server_files(target: Target) -> ServerFiles:
     try:
         with target.connect() as conn:
             return locate(conn)
-    except Exception:   # best effort: the cause is then named without its directory
+    except Exception:  # best effort: the cause is then named without its directory
         return ServerFiles(None)
 
 

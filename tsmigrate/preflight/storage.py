@@ -26,7 +26,7 @@ from ..plan import HypertablePlan, Plan
 from ..timescale import server_timescaledb
 from .checks import finding
 
-RECENT = timedelta(days=7)   # rows per day are counted over a week: it evens out a plant's shifts and weekends
+RECENT = timedelta(days=7)  # rows per day are counted over a week: it evens out a plant's shifts and weekends
 
 
 def live_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> Growth | None:
@@ -38,8 +38,14 @@ def live_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> Gro
         return None
     if is_hypertable(conn, schema, h.table):
         return measured_growth(conn, schema, h)
-    if one(conn, "SELECT 1 FROM pg_attribute WHERE attrelid = %s::oid AND attname = %s AND NOT attisdropped",
-           (regclass, h.time_column)) is None:
+    if (
+        one(
+            conn,
+            "SELECT 1 FROM pg_attribute WHERE attrelid = %s::oid AND attname = %s AND NOT attisdropped",
+            (regclass, h.time_column),
+        )
+        is None
+    ):
         return None
     table, column = sql.Identifier(schema, h.table), sql.Identifier(h.time_column)
     low, high = conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=column, t=table)).fetchone()
@@ -47,17 +53,22 @@ def live_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> Gro
         return None
     window = min(RECENT, high - low)
     recent = one(conn, sql.SQL("SELECT count(*) FROM {t} WHERE {c} >= %s").format(c=column, t=table), (high - window,))
-    estimated, size = conn.execute("SELECT reltuples, pg_total_relation_size(oid) FROM pg_class WHERE oid = %s::oid",
-                                   (regclass,)).fetchone()
+    estimated, size = conn.execute(
+        "SELECT reltuples, pg_total_relation_size(oid) FROM pg_class WHERE oid = %s::oid", (regclass,)
+    ).fetchone()
     # reltuples is the planner's count (no scan); a table never vacuumed or analyzed has none (-1): count it
     rows = estimated if estimated and estimated > 0 else one(conn, sql.SQL("SELECT count(*) FROM {}").format(table))
     added = rebuilt_key_bytes(conn, regclass, schema, h)
     days = window.total_seconds() / DAY
     per_row = (size + added) / rows if rows else 0.0
     per_day = recent / days
-    return Growth(name, per_day * per_row, per_day,
-                  f"{per_day:,.0f} rows/day over the last {days:.1f} days x {per_row:,.0f} bytes/row"
-                  + (f", with {added / 1e6:,.1f} MB of keys the conversion rebuilds" if added >= 0.05e6 else ""))
+    return Growth(
+        name,
+        per_day * per_row,
+        per_day,
+        f"{per_day:,.0f} rows/day over the last {days:.1f} days x {per_row:,.0f} bytes/row"
+        + (f", with {added / 1e6:,.1f} MB of keys the conversion rebuilds" if added >= 0.05e6 else ""),
+    )
 
 
 def rebuilt_key_bytes(conn: psycopg.Connection, regclass: int, schema: str, h: HypertablePlan) -> float:
@@ -65,13 +76,16 @@ def rebuilt_key_bytes(conn: psycopg.Connection, regclass: int, schema: str, h: H
     entry grows by the time column's 8 bytes, beside its own columns and 12 bytes of entry header and line
     pointer), and the keep_unique columns among them keep an index of their own besides (about the old key's size)."""
     added = 0.0
-    keys = conn.execute("""SELECT pg_relation_size(i.indexrelid),
+    keys = conn.execute(
+        """SELECT pg_relation_size(i.indexrelid),
                                   array_agg(a.attname::text ORDER BY a.attnum), coalesce(sum(s.avg_width), 0)
                              FROM pg_index i
                              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
                              LEFT JOIN pg_stats s ON s.schemaname = %s AND s.tablename = %s AND s.attname = a.attname
                             WHERE i.indrelid = %s::oid AND i.indisunique
-                            GROUP BY i.indexrelid""", (schema, h.table, regclass)).fetchall()
+                            GROUP BY i.indexrelid""",
+        (schema, h.table, regclass),
+    ).fetchall()
     for size, columns, width in keys:
         if h.time_column in columns:
             continue
@@ -103,11 +117,17 @@ def storage_target(projection: StorageResult | None, plan: Plan | None) -> list[
         return []
     biggest = max(projection.tables, key=lambda t: t.bytes_per_month)
     path = str(plan.path) if plan.path else None
-    return [finding("PF075", f"storage per month projected at {figure.value:.2f} GB/month once migrated, over the "
-                             f"plan's max_storage_gb_per_month = {limit:g} ({projection.how()}): "
-                             f"{projection.tables_text()}. To meet it: {projection.advice(limit)}",
-                    path=path, line=plan_line(plan.path, biggest.hypertable.table) if plan.path else None,
-                    table=biggest.growth.table)]
+    return [
+        finding(
+            "PF075",
+            f"storage per month projected at {figure.value:.2f} GB/month once migrated, over the "
+            f"plan's max_storage_gb_per_month = {limit:g} ({projection.how()}): "
+            f"{projection.tables_text()}. To meet it: {projection.advice(limit)}",
+            path=path,
+            line=plan_line(plan.path, biggest.hypertable.table) if plan.path else None,
+            table=biggest.growth.table,
+        )
+    ]
 
 
 def plan_line(path: Path, table: str, keys: tuple[str, ...] = ("compress_after", "drop_after")) -> int | None:

@@ -30,5 +30,8 @@ def verdict_inputs(conn: psycopg.Connection, migrations_dir: Path) -> dict:
 
 
 def changed_since(before: dict, now: dict) -> list[str]:
-    return [f"{key}: {before.get(key)!r} at the GO, {now.get(key)!r} now"
-            for key in sorted(set(before) | set(now)) if key != "migrations" and before.get(key) != now.get(key)]
+    return [
+        f"{key}: {before.get(key)!r} at the GO, {now.get(key)!r} now"
+        for key in sorted(set(before) | set(now))
+        if key != "migrations" and before.get(key) != now.get(key)
+    ]

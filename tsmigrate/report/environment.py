@@ -14,8 +14,8 @@ import psycopg
 
 from ..dumps import tool
 from ..errors import BackupError
-from ..plan import PLAN_FILE_NAME, Plan
 from ..migrations import discover, files_digest
+from ..plan import PLAN_FILE_NAME, Plan
 from ..timescale import server_timescaledb
 
 
@@ -58,8 +58,11 @@ def client_tools_facts() -> str:
 
 def local_facts(migrations_dir: Path, plan: Plan | None) -> dict[str, str]:
     """Facts this machine knows without a connection: plan, migrations, client tools."""
-    return {"Plan": plan_facts(migrations_dir, plan), "Migrations": migrations_facts(migrations_dir),
-            "Client tools": client_tools_facts()}
+    return {
+        "Plan": plan_facts(migrations_dir, plan),
+        "Migrations": migrations_facts(migrations_dir),
+        "Client tools": client_tools_facts(),
+    }
 
 
 def server_facts(conn: psycopg.Connection, target_description: str) -> dict[str, str]:
@@ -72,10 +75,16 @@ def timescaledb_facts(conn: psycopg.Connection) -> str:
     ts = server_timescaledb(conn)
     if ts.available_version is None:
         return "not installed on the server"
-    edition = (f"{ts.edition} edition (timescaledb.license = {ts.license})" if ts.edition
-               else "edition known once the extension is created in a database")
+    edition = (
+        f"{ts.edition} edition (timescaledb.license = {ts.license})"
+        if ts.edition
+        else "edition known once the extension is created in a database"
+    )
     preload = "preloaded" if ts.preloaded else "NOT in shared_preload_libraries"
     database = conn.info.dbname
-    created = (f"version {ts.installed_version} created in {database}" if ts.installed_version
-               else f"not yet created in {database}")
+    created = (
+        f"version {ts.installed_version} created in {database}"
+        if ts.installed_version
+        else f"not yet created in {database}"
+    )
     return f"{ts.available_version} on the server, {edition}, {preload}; {created}"

@@ -17,8 +17,16 @@ from ..findings import Finding
 from ..summary import GOOD_VERDICTS, RunSummary
 from .charts import Bar, LogScale, bar_chart_svg
 from .record import before_fingerprints
-from .words import (below_target_lines, finding_place, finding_where, headline, kind_words, next_steps,
-                    unexplained_failures, verdict_words)
+from .words import (
+    below_target_lines,
+    finding_place,
+    finding_where,
+    headline,
+    kind_words,
+    next_steps,
+    unexplained_failures,
+    verdict_words,
+)
 
 # Puts the summary (with the banner) right under the title; pytest-html would show it after the environment.
 REPORT_CSS = """
@@ -78,20 +86,28 @@ def _with_code(text: str) -> str:
 def banner_html(summary: RunSummary) -> str:
     """The verdict on top: what happened, what blocks, the restore outcome and what to do next."""
     verdict = summary.verdict()
-    tone = "tsm-good" if verdict in GOOD_VERDICTS else ("tsm-warn" if verdict in ("RESTORED", "BELOW TARGET")
-                                                         else "tsm-bad")
+    tone = (
+        "tsm-good"
+        if verdict in GOOD_VERDICTS
+        else ("tsm-warn" if verdict in ("RESTORED", "BELOW TARGET") else "tsm-bad")
+    )
     exit_code = summary.exit_code if summary.exit_code is not None else ""
-    parts = [f'<section class="tsm-banner {tone}" id="tsm-banner" data-verdict="{_e(verdict)}" '
-             f'data-exit-code="{_e(exit_code)}">',
-             f'<div class="tsm-verdict">{_e(verdict_words(summary))}</div>',
-             f'<div class="tsm-headline">{_e(headline(summary))}</div>',
-             f'<div class="tsm-meta">{_e(summary.target or "no target")} &middot; '
-             f'{_e(kind_words(summary.kind))} &middot; exit code {_e(exit_code)}</div>']
+    parts = [
+        f'<section class="tsm-banner {tone}" id="tsm-banner" data-verdict="{_e(verdict)}" '
+        f'data-exit-code="{_e(exit_code)}">',
+        f'<div class="tsm-verdict">{_e(verdict_words(summary))}</div>',
+        f'<div class="tsm-headline">{_e(headline(summary))}</div>',
+        f'<div class="tsm-meta">{_e(summary.target or "no target")} &middot; '
+        f"{_e(kind_words(summary.kind))} &middot; exit code {_e(exit_code)}</div>",
+    ]
     if summary.blocking:
         parts.append("<h3>Blocking findings</h3><ul>")
         for f in summary.blocking:
-            parts.append(f'<li><b>{_e(f.code)}</b> {_e(finding_place(f))}: <span class="tsm-msg">{_e(f.text)}</span>'
-                         + (f'<br><span class="tsm-fix">Fix: {_e(f.hint)}</span>' if f.hint else "") + "</li>")
+            parts.append(
+                f'<li><b>{_e(f.code)}</b> {_e(finding_place(f))}: <span class="tsm-msg">{_e(f.text)}</span>'
+                + (f'<br><span class="tsm-fix">Fix: {_e(f.hint)}</span>' if f.hint else "")
+                + "</li>"
+            )
         parts.append("</ul>")
     failures = unexplained_failures(summary)
     if failures:
@@ -106,8 +122,10 @@ def banner_html(summary: RunSummary) -> str:
     if summary.restore:
         parts.append(f"<h3>Restore</h3><div>{_e(summary.restore)}</div>")
     if summary.backup:
-        parts.append(f'<div class="tsm-meta">Backup: <code>{_e(summary.backup["path"])}</code> '
-                     f'(manifest sha256 <code>{_e(summary.backup["manifest_sha256"])}</code>)</div>')
+        parts.append(
+            f'<div class="tsm-meta">Backup: <code>{_e(summary.backup["path"])}</code> '
+            f"(manifest sha256 <code>{_e(summary.backup['manifest_sha256'])}</code>)</div>"
+        )
     parts.append("<h3>What to do next</h3><ol>")
     parts += [f"<li>{_with_code(step)}</li>" for step in next_steps(summary)]
     parts.append("</ol></section>")
@@ -123,10 +141,14 @@ def findings_html(findings: list[Finding]) -> str:
         return '<p class="tsm-note">No findings.</p>'
     rows = []
     for f in sorted(findings, key=lambda f: (not f.blocking, f.code)):
-        rows.append(f'<tr><td><b>{_e(f.code)}</b></td><td class="tsm-{_e(f.severity)}">{_e(f.severity)}</td>'
-                    f'<td>{_e(finding_where(f))}</td><td class="tsm-msg">{_e(f.message)}</td><td>{_e(f.hint)}</td></tr>')
-    return ('<table class="tsm tsm-findings"><tr><th>Code</th><th>Severity</th><th>Where</th><th>What</th>'
-            "<th>How to fix</th></tr>\n" + "\n".join(rows) + "</table>")
+        rows.append(
+            f'<tr><td><b>{_e(f.code)}</b></td><td class="tsm-{_e(f.severity)}">{_e(f.severity)}</td>'
+            f'<td>{_e(finding_where(f))}</td><td class="tsm-msg">{_e(f.message)}</td><td>{_e(f.hint)}</td></tr>'
+        )
+    return (
+        '<table class="tsm tsm-findings"><tr><th>Code</th><th>Severity</th><th>Where</th><th>What</th>'
+        "<th>How to fix</th></tr>\n" + "\n".join(rows) + "</table>"
+    )
 
 
 def _step_summary(step: dict) -> str:
@@ -141,8 +163,7 @@ def _step_summary(step: dict) -> str:
         if not statements:
             return "no statements"
         slowest = max(statements, key=lambda s: s["seconds"])
-        return (f"{len(statements)} statements; slowest: line {slowest['line']} "
-                f"({seconds_text(slowest['seconds'])})")
+        return f"{len(statements)} statements; slowest: line {slowest['line']} ({seconds_text(slowest['seconds'])})"
     if "rows" in d:
         if d.get("already_hypertable"):
             return "already a hypertable; left as it was"
@@ -162,56 +183,107 @@ def steps_html(steps: list[dict]) -> str:
     for s in steps:
         status = s["status"]
         css = "tsm-bad-text" if status == "failed" else ("tsm-ok" if status == "applied" else "")
-        rows.append(f'<tr><td>{_e(s["label"])}</td><td class="{css}">{_e(status)}</td>'
-                    f'<td class="num">{_e(seconds_text(float(s["seconds"])))}</td><td>{_e(_step_summary(s))}</td></tr>')
+        rows.append(
+            f'<tr><td>{_e(s["label"])}</td><td class="{css}">{_e(status)}</td>'
+            f'<td class="num">{_e(seconds_text(float(s["seconds"])))}</td><td>{_e(_step_summary(s))}</td></tr>'
+        )
     total = sum(float(s["seconds"]) for s in steps)
-    chart = bar_chart_svg(f"Duration of each step (total {seconds_text(total)})",
-                          [_duration_bar(s["label"], s["seconds"], STATUS_COLOURS.get(s["status"], "#777")) for s in steps])
-    return ('<table class="tsm tsm-steps"><tr><th>Step</th><th>Status</th><th>Duration</th><th>What it did</th></tr>\n'
-            + "\n".join(rows) + "</table>\n" + chart)
+    chart = bar_chart_svg(
+        f"Duration of each step (total {seconds_text(total)})",
+        [_duration_bar(s["label"], s["seconds"], STATUS_COLOURS.get(s["status"], "#777")) for s in steps],
+    )
+    return (
+        '<table class="tsm tsm-steps"><tr><th>Step</th><th>Status</th><th>Duration</th><th>What it did</th></tr>\n'
+        + "\n".join(rows)
+        + "</table>\n"
+        + chart
+    )
 
 
 def step_detail_html(step: dict) -> str:
     """One step in detail: the statements of a file with their lines and timings, or a conversion's result."""
     d = step.get("details") or {}
-    head = (f'<p><b>{_e(step["label"])}</b>: <span class="{"tsm-bad-text" if step["status"] == "failed" else "tsm-ok"}">'
-            f'{_e(step["status"])}</span> in {_e(seconds_text(float(step["seconds"])))}</p>')
+    head = (
+        f'<p><b>{_e(step["label"])}</b>: <span class="{"tsm-bad-text" if step["status"] == "failed" else "tsm-ok"}">'
+        f"{_e(step['status'])}</span> in {_e(seconds_text(float(step['seconds'])))}</p>"
+    )
     if step["status"] == "failed":
-        rows = [("file", f"{d.get('file', '')}:{d.get('line', '')}" if d.get("file") else None),
-                ("statement", d.get("statement")), ("server said", d.get("message")), ("SQLSTATE", d.get("sqlstate")),
-                ("detail", d.get("detail")), ("hint", d.get("hint"))]
-        return head + '<table class="tsm">' + "".join(
-            f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v) + "</table>"
+        rows = [
+            ("file", f"{d.get('file', '')}:{d.get('line', '')}" if d.get("file") else None),
+            ("statement", d.get("statement")),
+            ("server said", d.get("message")),
+            ("SQLSTATE", d.get("sqlstate")),
+            ("detail", d.get("detail")),
+            ("hint", d.get("hint")),
+        ]
+        return (
+            head
+            + '<table class="tsm">'
+            + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v)
+            + "</table>"
+        )
     if "statements" in d:
         statements = d["statements"]
-        body = "".join(f'<tr><td class="num">{_e(s["line"])}</td><td><code>{_e(s["statement"])}</code></td>'
-                       f'<td class="num">{_e(seconds_text(float(s["seconds"])))}</td></tr>' for s in statements)
+        body = "".join(
+            f'<tr><td class="num">{_e(s["line"])}</td><td><code>{_e(s["statement"])}</code></td>'
+            f'<td class="num">{_e(seconds_text(float(s["seconds"])))}</td></tr>'
+            for s in statements
+        )
         slowest = sorted(statements, key=lambda s: -s["seconds"])[:10]
-        chart = bar_chart_svg("Slowest statements", [_duration_bar(f"line {s['line']}: {s['statement']}", s["seconds"],
-                                                                   STATUS_COLOURS["applied"]) for s in slowest]) if slowest else ""
+        chart = (
+            bar_chart_svg(
+                "Slowest statements",
+                [
+                    _duration_bar(f"line {s['line']}: {s['statement']}", s["seconds"], STATUS_COLOURS["applied"])
+                    for s in slowest
+                ],
+            )
+            if slowest
+            else ""
+        )
         notices = "".join(f"<li>{_e(n)}</li>" for n in d.get("notices", []))
-        return (head + chart + '<table class="tsm"><tr><th>Line</th><th>Statement</th><th>Duration</th></tr>'
-                + body + "</table>" + (f"<p>Server notices:</p><ul>{notices}</ul>" if notices else ""))
+        return (
+            head
+            + chart
+            + '<table class="tsm"><tr><th>Line</th><th>Statement</th><th>Duration</th></tr>'
+            + body
+            + "</table>"
+            + (f"<p>Server notices:</p><ul>{notices}</ul>" if notices else "")
+        )
     if "rows" in d:
-        facts = [("rows moved into chunks", d.get("rows")), ("chunks", d.get("chunks")),
-                 ("NULL time values filled (recorded in tsmigrate.time_fills)", d.get("nulls_filled")),
-                 ("keys rebuilt with the time column", "; ".join(d.get("keys_rebuilt", [])) or "none"),
-                 ("views recreated", ", ".join(d.get("views_recreated", [])) or "none"),
-                 ("compression", d.get("compression")), ("retention", d.get("retention")),
-                 ("already a hypertable before", "yes" if d.get("already_hypertable") else "no")]
-        return head + '<table class="tsm">' + "".join(
-            f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts) + "</table>"
+        facts = [
+            ("rows moved into chunks", d.get("rows")),
+            ("chunks", d.get("chunks")),
+            ("NULL time values filled (recorded in tsmigrate.time_fills)", d.get("nulls_filled")),
+            ("keys rebuilt with the time column", "; ".join(d.get("keys_rebuilt", [])) or "none"),
+            ("views recreated", ", ".join(d.get("views_recreated", [])) or "none"),
+            ("compression", d.get("compression")),
+            ("retention", d.get("retention")),
+            ("already a hypertable before", "yes" if d.get("already_hypertable") else "no"),
+        ]
+        return (
+            head
+            + '<table class="tsm">'
+            + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+            + "</table>"
+        )
     return head
 
 
-def fingerprints_html(before: dict[str, dict], after: dict[str, dict], *, restored_identical: bool | None = None) -> str:
+def fingerprints_html(
+    before: dict[str, dict], after: dict[str, dict], *, restored_identical: bool | None = None
+) -> str:
     if not before and not after:
         return '<p class="tsm-note">No fingerprints in this run (no backup was taken).</p>'
-    notes = ['<p class="tsm-note">Before: from the backup, in the dump\'s own snapshot. '
-             'A fingerprint is the row count and a hash of every row\'s content.</p>']
+    notes = [
+        '<p class="tsm-note">Before: from the backup, in the dump\'s own snapshot. '
+        "A fingerprint is the row count and a hash of every row's content.</p>"
+    ]
     if restored_identical is not None:
-        notes.append(f'<p class="{"tsm-ok" if restored_identical else "tsm-bad-text"}">The restored database '
-                     f'{"matches" if restored_identical else "does NOT match"} these fingerprints, table by table.</p>')
+        notes.append(
+            f'<p class="{"tsm-ok" if restored_identical else "tsm-bad-text"}">The restored database '
+            f"{'matches' if restored_identical else 'does NOT match'} these fingerprints, table by table.</p>"
+        )
     elif not after:
         notes.append('<p class="tsm-note">After: not measured in this run (the post-flight measures them).</p>')
     rows = []
@@ -222,10 +294,14 @@ def fingerprints_html(before: dict[str, dict], after: dict[str, dict], *, restor
             content = '<span class="tsm-ok">same</span>' if same else '<span class="tsm-bad-text">DIFFERENT</span>'
         else:
             content = "&mdash;" if not a else '<span class="tsm-note">new table</span>'
-        rows.append(f"<tr><td>{_e(name)}</td><td class=\"num\">{_e(b['rows'] if b else '')}</td>"
-                    f"<td class=\"num\">{_e(a['rows'] if a else '')}</td><td>{content}</td></tr>")
-    table = ('<table class="tsm tsm-fingerprints"><tr><th>Table</th><th>Rows before</th>'
-             "<th>Rows after</th><th>Content</th></tr>\n" + "\n".join(rows) + "</table>")
+        rows.append(
+            f'<tr><td>{_e(name)}</td><td class="num">{_e(b["rows"] if b else "")}</td>'
+            f'<td class="num">{_e(a["rows"] if a else "")}</td><td>{content}</td></tr>'
+        )
+    table = (
+        '<table class="tsm tsm-fingerprints"><tr><th>Table</th><th>Rows before</th>'
+        "<th>Rows after</th><th>Content</th></tr>\n" + "\n".join(rows) + "</table>"
+    )
     if len(rows) > 12:
         # A site has dozens of tables: say what matters in one line, the table on demand.
         differ = sum(1 for r in rows if "DIFFERENT" in r)
@@ -255,10 +331,13 @@ def figures_table_html(figures) -> str:
             f"<tr><td>{_e(f['name'])}</td><td style='text-align:right'>{_e(fmt(f['value']))} {_e(f['unit'])}</td>"
             f"<td style='text-align:right'>{limit}</td><td style='text-align:right'>{ratio}</td>"
             f"<td style='color:{PASS_COLOUR if f['passed'] else FAIL_COLOUR};font-weight:bold'>{verdict}</td>"
-            f"<td>{_e(f.get('details', ''))}</td></tr>")
-    return ("<table class='tsmigrate-benchmarks' style='border-collapse:collapse' border='1' cellpadding='4'>"
-            "<thead><tr><th>benchmark</th><th>value</th><th>limit</th><th>ratio (value/limit)</th><th>verdict</th>"
-            "<th>details</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            f"<td>{_e(f.get('details', ''))}</td></tr>"
+        )
+    return (
+        "<table class='tsmigrate-benchmarks' style='border-collapse:collapse' border='1' cellpadding='4'>"
+        "<thead><tr><th>benchmark</th><th>value</th><th>limit</th><th>ratio (value/limit)</th><th>verdict</th>"
+        "<th>details</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
 
 
 def figures_chart_svg(figures) -> str:
@@ -267,8 +346,15 @@ def figures_chart_svg(figures) -> str:
     bars = []
     for f in map(as_dict, figures):
         value = f"{fmt(f['value'])} {f['unit']}"
-        bars.append(Bar(f["name"], f["margin"], PASS_COLOUR if f["passed"] else FAIL_COLOUR,
-                        f"{value} ({fmt_margin(f['margin'])})", f"{f['name']}: {value} (limit {fmt(f['limit'])} {f['unit']})"))
+        bars.append(
+            Bar(
+                f["name"],
+                f["margin"],
+                PASS_COLOUR if f["passed"] else FAIL_COLOUR,
+                f"{value} ({fmt_margin(f['margin'])})",
+                f"{f['name']}: {value} (limit {fmt(f['limit'])} {f['unit']})",
+            )
+        )
     return bar_chart_svg("times better than the limit (log scale; the line is the limit)", bars, scale=LogScale())
 
 
@@ -281,32 +367,66 @@ def benchmarks_html(benchmarks: list[dict]) -> str:
 
 def session_overrides_html(overrides: list[dict]) -> str:
     """The role's and database's settings the run's sessions set otherwise."""
-    rows = [f'<tr><td><code>{_e(o["setting"])}</code></td><td>{_e(o["value"])}</td><td>{_e(o["set_by"])}</td>'
-            f'<td><code>{_e(o["statement"])}</code></td><td>{_e(o["run_value"])}</td></tr>' for o in overrides]
-    return ('<p class="tsm-note">Every session of the run sets these at connect time, as pg_dump does, so that the '
-            "site's limits cannot stop a backup, a conversion or a restore halfway; the site's other sessions keep "
-            "them.</p>"
-            '<table class="tsm tsm-session"><tr><th>Setting</th><th>Site value</th><th>Set on</th><th>As</th>'
-            "<th>The run's value</th></tr>\n" + "\n".join(rows) + "</table>")
+    rows = [
+        f"<tr><td><code>{_e(o['setting'])}</code></td><td>{_e(o['value'])}</td><td>{_e(o['set_by'])}</td>"
+        f"<td><code>{_e(o['statement'])}</code></td><td>{_e(o['run_value'])}</td></tr>"
+        for o in overrides
+    ]
+    return (
+        '<p class="tsm-note">Every session of the run sets these at connect time, as pg_dump does, so that the '
+        "site's limits cannot stop a backup, a conversion or a restore halfway; the site's other sessions keep "
+        "them.</p>"
+        '<table class="tsm tsm-session"><tr><th>Setting</th><th>Site value</th><th>Set on</th><th>As</th>'
+        "<th>The run's value</th></tr>\n" + "\n".join(rows) + "</table>"
+    )
 
 
 def run_sections_html(summary: RunSummary, reports: dict[str, str] | None = None) -> str:
     """Everything a reader looks at after the banner: findings, steps, fingerprints, benchmarks, files."""
     before = before_fingerprints(summary)
     wanted = [
-        (summary.findings or summary.kind in ("preflight", "full"),
-         f"Findings ({len(summary.blocking)} blocking, {len(summary.advisories)} advisory)", "findings",
-         lambda: findings_html(summary.findings)),
-        (summary.steps or summary.kind in ("execute", "full"), "Migration steps", "steps",
-         lambda: steps_html(summary.steps)),
-        (before or summary.fingerprints_after, "Table fingerprints, before and after", "fingerprints",
-         lambda: fingerprints_html(before, summary.fingerprints_after, restored_identical=summary.restored_identical)),
-        (summary.session_overrides, "Session settings the run overrode", "session",
-         lambda: session_overrides_html(summary.session_overrides)),
-        (summary.benchmarks or summary.kind in ("postflight", "full"), "Benchmarks", "benchmarks",
-         lambda: benchmarks_html(summary.benchmarks)),
-        (reports, "Files of this run", "files",
-         lambda: "<ul>" + "".join(f"<li>{_e(k)}: <code>{_e(v)}</code></li>" for k, v in (reports or {}).items()) + "</ul>"),
+        (
+            summary.findings or summary.kind in ("preflight", "full"),
+            f"Findings ({len(summary.blocking)} blocking, {len(summary.advisories)} advisory)",
+            "findings",
+            lambda: findings_html(summary.findings),
+        ),
+        (
+            summary.steps or summary.kind in ("execute", "full"),
+            "Migration steps",
+            "steps",
+            lambda: steps_html(summary.steps),
+        ),
+        (
+            before or summary.fingerprints_after,
+            "Table fingerprints, before and after",
+            "fingerprints",
+            lambda: fingerprints_html(
+                before, summary.fingerprints_after, restored_identical=summary.restored_identical
+            ),
+        ),
+        (
+            summary.session_overrides,
+            "Session settings the run overrode",
+            "session",
+            lambda: session_overrides_html(summary.session_overrides),
+        ),
+        (
+            summary.benchmarks or summary.kind in ("postflight", "full"),
+            "Benchmarks",
+            "benchmarks",
+            lambda: benchmarks_html(summary.benchmarks),
+        ),
+        (
+            reports,
+            "Files of this run",
+            "files",
+            lambda: (
+                "<ul>"
+                + "".join(f"<li>{_e(k)}: <code>{_e(v)}</code></li>" for k, v in (reports or {}).items())
+                + "</ul>"
+            ),
+        ),
     ]
     sections = []
     for shown, title, anchor, body in wanted:
@@ -315,6 +435,7 @@ def run_sections_html(summary: RunSummary, reports: dict[str, str] | None = None
         try:
             sections.append(_section(title, body(), anchor))
         except Exception as exc:  # one odd value must not cost the operator the whole report
-            sections.append(_section(title, f'<p class="tsm-bad-text">This section could not be drawn: {_e(exc)}</p>',
-                                     anchor))
+            sections.append(
+                _section(title, f'<p class="tsm-bad-text">This section could not be drawn: {_e(exc)}</p>', anchor)
+            )
     return "\n".join(sections)

@@ -38,37 +38,70 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
     "$id": "urn:tsmigrate:run-record:1",
     "title": "tsmigrate run record",
     "description": "What one run of the tsmigrate suites concluded: reports/<kind>-<UTC time>.json "
-                   "(and reports/latest.json). Passwords never appear in it.",
+    "(and reports/latest.json). Passwords never appear in it.",
     "type": "object",
     "additionalProperties": False,
-    "required": ["format", "tool", "kind", "target", "verdict", "exit_code", "stopped", "started_at",
-                 "finished_at", "duration_seconds", "tests", "failed_tests", "findings", "steps", "backup",
-                 "restore", "fingerprints", "verdict_inputs", "benchmarks", "environment", "next_steps", "reports"],
+    "required": [
+        "format",
+        "tool",
+        "kind",
+        "target",
+        "verdict",
+        "exit_code",
+        "stopped",
+        "started_at",
+        "finished_at",
+        "duration_seconds",
+        "tests",
+        "failed_tests",
+        "findings",
+        "steps",
+        "backup",
+        "restore",
+        "fingerprints",
+        "verdict_inputs",
+        "benchmarks",
+        "environment",
+        "next_steps",
+        "reports",
+    ],
     "properties": {
         "format": {"const": RECORD_FORMAT, "description": "version of this record's shape"},
         "tool": {"type": "string", "description": "tsmigrate and its version"},
-        "kind": {"type": "string", "pattern": "^(full|(preflight|execute|postflight)(\\+(execute|postflight))*)$",
-                 "description": "which suites ran: preflight, execute, postflight, a '+' list of them, or full"},
+        "kind": {
+            "type": "string",
+            "pattern": "^(full|(preflight|execute|postflight)(\\+(execute|postflight))*)$",
+            "description": "which suites ran: preflight, execute, postflight, a '+' list of them, or full",
+        },
         "target": {"type": "string", "description": "host:port/database as user (never the password)"},
-        "verdict": {"enum": list(VERDICTS),
-                    "description": "GO/NO-GO for a pre-flight; SUCCESS, RESTORED or FAILED once the migration "
-                                   "ran; PASSED or FAILED for a post-flight on its own; STOPPED when the run was cut "
-                                   "short. Only GO, SUCCESS and PASSED exit 0"},
+        "verdict": {
+            "enum": list(VERDICTS),
+            "description": "GO/NO-GO for a pre-flight; SUCCESS, RESTORED or FAILED once the migration "
+            "ran; PASSED or FAILED for a post-flight on its own; STOPPED when the run was cut "
+            "short. Only GO, SUCCESS and PASSED exit 0",
+        },
         "exit_code": {"type": "integer", "description": "the exit status of the pytest command"},
         "stopped": {"type": ["string", "null"], "description": "why the run stopped early, else null"},
         "started_at": {"type": "string", "format": "date-time"},
         "finished_at": {"type": "string", "format": "date-time"},
         "duration_seconds": {"type": "number", "minimum": 0},
         "tests": {
-            "type": "object", "description": "how many checks and steps ended how",
+            "type": "object",
+            "description": "how many checks and steps ended how",
             "required": ["passed", "failed", "skipped", "errors"],
             "additionalProperties": {"type": "integer", "minimum": 0},
         },
-        "failed_tests": {"type": "array", "items": {"type": "string"}, "description": "test ids of failed checks and steps"},
+        "failed_tests": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "test ids of failed checks and steps",
+        },
         "findings": {
-            "type": "array", "description": "what the pre-flight found, blocking ones first",
+            "type": "array",
+            "description": "what the pre-flight found, blocking ones first",
             "items": {
-                "type": "object", "required": ["code", "severity", "message", "location", "hint"],
+                "type": "object",
+                "required": ["code", "severity", "message", "location", "hint"],
                 "properties": {
                     "code": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{3}$"},
                     "severity": {"enum": ["blocking", "advisory"]},
@@ -82,83 +115,130 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
             },
         },
         "steps": {
-            "type": "array", "description": "the migration steps in order, with their durations",
+            "type": "array",
+            "description": "the migration steps in order, with their durations",
             "items": {
-                "type": "object", "required": ["step", "label", "status", "seconds", "details"],
+                "type": "object",
+                "required": ["step", "label", "status", "seconds", "details"],
                 "properties": {
                     "step": {"type": "string", "description": "ledger key: file version or convert:<table>"},
                     "label": {"type": "string", "description": "the file name, or 'convert schema.table'"},
                     "status": {"enum": ["applied", "already applied", "failed", "skipped"]},
                     "seconds": {"type": "number", "minimum": 0},
-                    "details": {"type": "object", "description": "per-statement timings of a file (statements: "
-                                "line, statement, seconds), or the conversion's result (rows, nulls_filled, "
-                                "chunks...), or the error (file, line, statement, message, hint)"},
+                    "details": {
+                        "type": "object",
+                        "description": "per-statement timings of a file (statements: "
+                        "line, statement, seconds), or the conversion's result (rows, nulls_filled, "
+                        "chunks...), or the error (file, line, statement, message, hint)",
+                    },
                 },
             },
         },
         "backup": {
-            "type": ["object", "null"], "description": "the backup taken before the first change",
+            "type": ["object", "null"],
+            "description": "the backup taken before the first change",
             "required": ["path", "manifest_sha256"],
-            "properties": {"path": {"type": "string"},
-                           "manifest_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                           "pinned": {"type": ["string", "null"],
-                                      "description": "why the backup is never pruned automatically"},
-                           "taken_at": {"type": ["string", "null"],
-                                        "description": "when the backup's snapshot was taken (ISO 8601)"}},
+            "properties": {
+                "path": {"type": "string"},
+                "manifest_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "pinned": {"type": ["string", "null"], "description": "why the backup is never pruned automatically"},
+                "taken_at": {
+                    "type": ["string", "null"],
+                    "description": "when the backup's snapshot was taken (ISO 8601)",
+                },
+            },
         },
         "restore": {
-            "type": ["object", "null"], "description": "what happened after a failed step",
+            "type": ["object", "null"],
+            "description": "what happened after a failed step",
             "required": ["outcome", "identical", "complete"],
-            "properties": {"outcome": {"type": "string", "description": "the state of the database, in words"},
-                           "identical": {"type": ["boolean", "null"],
-                                         "description": "the restored copy was proven identical to the backup, "
-                                                        "and nothing others wrote or deleted since is undone"},
-                           "complete": {"type": ["boolean", "null"], "description": "restored, and every row "
-                                        "committed by others after the backup carried over: nothing lost"},
-                           "cause": {"type": ["object", "null"],
-                                     "description": "the server resource the failure ran out of (disk, WAL disk, "
-                                                    "lock table, worker or connection slots), where, and the fix",
-                                     "properties": {"kind": {"type": "string"}, "what": {"type": "string"},
-                                                    "fix": {"type": "string"}, "path": {"type": ["string", "null"]},
-                                                    "resource": {"type": "boolean"}}}},
+            "properties": {
+                "outcome": {"type": "string", "description": "the state of the database, in words"},
+                "identical": {
+                    "type": ["boolean", "null"],
+                    "description": "the restored copy was proven identical to the backup, "
+                    "and nothing others wrote or deleted since is undone",
+                },
+                "complete": {
+                    "type": ["boolean", "null"],
+                    "description": "restored, and every row "
+                    "committed by others after the backup carried over: nothing lost",
+                },
+                "cause": {
+                    "type": ["object", "null"],
+                    "description": "the server resource the failure ran out of (disk, WAL disk, "
+                    "lock table, worker or connection slots), where, and the fix",
+                    "properties": {
+                        "kind": {"type": "string"},
+                        "what": {"type": "string"},
+                        "fix": {"type": "string"},
+                        "path": {"type": ["string", "null"]},
+                        "resource": {"type": "boolean"},
+                    },
+                },
+            },
         },
         "session_overrides": {
             "type": "array",
             "description": "settings of the connected role or the database (ALTER ROLE/DATABASE ... SET) that every "
-                           "session of the run sets otherwise at connect time (statement, lock and idle-in-transaction "
-                           "timeouts off, as pg_dump does)",
-            "items": {"type": "object", "required": ["setting", "value", "set_by", "statement", "run_value"],
-                      "properties": {"setting": {"type": "string"}, "value": {"type": "string"},
-                                     "set_by": {"type": "string"}, "statement": {"type": "string"},
-                                     "run_value": {"type": "string"}}},
+            "session of the run sets otherwise at connect time (statement, lock and idle-in-transaction "
+            "timeouts off, as pg_dump does)",
+            "items": {
+                "type": "object",
+                "required": ["setting", "value", "set_by", "statement", "run_value"],
+                "properties": {
+                    "setting": {"type": "string"},
+                    "value": {"type": "string"},
+                    "set_by": {"type": "string"},
+                    "statement": {"type": "string"},
+                    "run_value": {"type": "string"},
+                },
+            },
         },
-        "policy_schedule": {"type": "array", "items": {"type": "string"},
-                            "description": "policy jobs the post-flight scheduled once every check passed, with "
-                                           "their first run"},
+        "policy_schedule": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "policy jobs the post-flight scheduled once every check passed, with their first run",
+        },
         "fingerprints": {
-            "type": "object", "required": ["before", "after"],
+            "type": "object",
+            "required": ["before", "after"],
             "description": "before: from the backup's manifest (the dump's snapshot); after: from the post-flight",
             "properties": {"before": _FINGERPRINTS, "after": _FINGERPRINTS},
         },
         "verdict_inputs": {
             "type": ["object", "null"],
             "description": "what the pre-flight GO depended on (server and TimescaleDB versions and edition, plan "
-                           "sha256, sha256 of every migration file); a full run's execute refuses to start when any "
-                           "of it changed since. null when no pre-flight ran",
+            "sha256, sha256 of every migration file); a full run's execute refuses to start when any "
+            "of it changed since. null when no pre-flight ran",
         },
         "benchmarks": {
             "type": "array",
             "description": "post-flight figures, each beside its limit (value null: unbounded)",
-            "items": {"type": "object", "required": ["name", "value", "unit", "limit", "passed"],
-                      "properties": {"name": {"type": "string"}, "value": {"type": ["number", "null"]},
-                                     "unit": {"type": "string"}, "limit": {"type": "number"},
-                                     "better": {"enum": ["higher", "lower"]}, "passed": {"type": "boolean"}}},
+            "items": {
+                "type": "object",
+                "required": ["name", "value", "unit", "limit", "passed"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "value": {"type": ["number", "null"]},
+                    "unit": {"type": "string"},
+                    "limit": {"type": "number"},
+                    "better": {"enum": ["higher", "lower"]},
+                    "passed": {"type": "boolean"},
+                },
+            },
         },
-        "environment": {"type": "object", "additionalProperties": {"type": "string"},
-                        "description": "server, TimescaleDB, client tools, plan and migration checksums"},
+        "environment": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "server, TimescaleDB, client tools, plan and migration checksums",
+        },
         "next_steps": {"type": "array", "items": {"type": "string"}, "description": "what to do now, in order"},
-        "reports": {"type": "object", "additionalProperties": {"type": "string"},
-                    "description": "paths of this run's html, junit and json reports"},
+        "reports": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "paths of this run's html, junit and json reports",
+        },
     },
 }
 
@@ -178,14 +258,25 @@ def _rows_and_digest(fingerprints: dict[str, dict]) -> dict[str, dict]:
     return {name: {"rows": int(fp["rows"]), "digest": str(fp["digest"])} for name, fp in sorted(fingerprints.items())}
 
 
-def run_record(summary: RunSummary, *, tests: dict[str, int], started: datetime, finished: datetime,
-               environment: dict[str, str], reports: dict[str, str]) -> dict[str, Any]:
+def run_record(
+    summary: RunSummary,
+    *,
+    tests: dict[str, int],
+    started: datetime,
+    finished: datetime,
+    environment: dict[str, str],
+    reports: dict[str, str],
+) -> dict[str, Any]:
     """The machine-readable record of a run (see RUN_RECORD_SCHEMA). Not yet redacted."""
     findings = sorted(summary.findings, key=lambda f: (not f.blocking, f.code))
     restore = None
     if summary.restore is not None:
-        restore = {"outcome": summary.restore, "identical": summary.restored_identical,
-                   "complete": summary.restore_complete, "cause": summary.cause}
+        restore = {
+            "outcome": summary.restore,
+            "identical": summary.restored_identical,
+            "complete": summary.restore_complete,
+            "cause": summary.cause,
+        }
     return {
         "format": RECORD_FORMAT,
         "tool": f"tsmigrate {__version__}",
@@ -205,8 +296,10 @@ def run_record(summary: RunSummary, *, tests: dict[str, int], started: datetime,
         "restore": restore,
         "policy_schedule": list(summary.policy_schedule),
         "session_overrides": list(summary.session_overrides),
-        "fingerprints": {"before": _rows_and_digest(before_fingerprints(summary)),
-                         "after": _rows_and_digest(summary.fingerprints_after)},
+        "fingerprints": {
+            "before": _rows_and_digest(before_fingerprints(summary)),
+            "after": _rows_and_digest(summary.fingerprints_after),
+        },
         "verdict_inputs": summary.verdict_inputs,
         "benchmarks": list(summary.benchmarks),
         "environment": {k: str(v) for k, v in environment.items()},
@@ -227,5 +320,7 @@ def validate_run_record(record: Any) -> list[str]:
     import jsonschema  # only needed by whoever validates
 
     validator = jsonschema.Draft202012Validator(RUN_RECORD_SCHEMA, format_checker=jsonschema.FormatChecker())
-    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(record)'}: {e.message}"
-            for e in sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))]
+    return [
+        f"{'/'.join(str(p) for p in e.absolute_path) or '(record)'}: {e.message}"
+        for e in sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
+    ]

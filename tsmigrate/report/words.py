@@ -11,8 +11,12 @@ from __future__ import annotations
 from ..findings import Finding
 from ..summary import RunSummary
 
-KIND_WORDS = {"preflight": "pre-flight", "execute": "migration", "postflight": "post-flight",
-              "full": "full migration run"}
+KIND_WORDS = {
+    "preflight": "pre-flight",
+    "execute": "migration",
+    "postflight": "post-flight",
+    "full": "full migration run",
+}
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
@@ -67,8 +71,10 @@ def below_target_lines(summary: RunSummary) -> list[str]:
 
 def step_counts(summary: RunSummary) -> tuple[int, int]:
     """(applied, already applied) steps of this run."""
-    return (sum(1 for s in summary.steps if s["status"] == "applied"),
-            sum(1 for s in summary.steps if s["status"] == "already applied"))
+    return (
+        sum(1 for s in summary.steps if s["status"] == "applied"),
+        sum(1 for s in summary.steps if s["status"] == "already applied"),
+    )
 
 
 def headline(summary: RunSummary) -> str:
@@ -78,8 +84,9 @@ def headline(summary: RunSummary) -> str:
     checks = _unjudged_checks(summary)
     if verdict == "GO":
         n = len(summary.advisories)
-        return "Nothing blocks the migration" + (f" ({_plural(n, 'advisory', 'advisories')} to read below)."
-                                                 if n else ".")
+        return "Nothing blocks the migration" + (
+            f" ({_plural(n, 'advisory', 'advisories')} to read below)." if n else "."
+        )
     if verdict == "NO-GO":
         if summary.stop_reason:
             return f"Do not migrate: the pre-flight could not finish ({summary.stop_reason}). Nothing was changed."
@@ -88,20 +95,29 @@ def headline(summary: RunSummary) -> str:
             parts.append(_plural(len(checks), "failed check"))
         return f"Do not migrate yet: {' and '.join(parts)}. Nothing was changed."
     if verdict == "SUCCESS":
-        return (f"The migration is done: {_plural(applied, 'step')} applied"
-                f"{f', {already} already applied before' if already else ''}; every check passed.")
+        return (
+            f"The migration is done: {_plural(applied, 'step')} applied"
+            f"{f', {already} already applied before' if already else ''}; every check passed."
+        )
     if verdict == "PASSED":
         return "Every post-flight check passed: the migrated database is complete and meets its benchmarks."
     if verdict == "BELOW TARGET":
         names = ", ".join(b["name"] for b in summary.below_target)
-        done = (f"The migration is done: {_plural(applied, 'step')} applied"
-                f"{f', {already} already applied before' if already else ''}; every check of the data and structure"
-                if summary.steps else "Every post-flight check of the data and structure")
-        return (f"{done} passed{' and the policy jobs are scheduled' if summary.policy_schedule else ''}. "
-                f"{_plural(len(summary.below_target), 'benchmark')} below the plan's target: {names}.")
+        done = (
+            f"The migration is done: {_plural(applied, 'step')} applied"
+            f"{f', {already} already applied before' if already else ''}; every check of the data and structure"
+            if summary.steps
+            else "Every post-flight check of the data and structure"
+        )
+        return (
+            f"{done} passed{' and the policy jobs are scheduled' if summary.policy_schedule else ''}. "
+            f"{_plural(len(summary.below_target), 'benchmark')} below the plan's target: {names}."
+        )
     if verdict == "RESTORED":
-        return (f"{summary.execute_failed} failed; the database was restored, proven identical to the backup "
-                "taken before the run, and nothing others wrote or deleted since was undone.")
+        return (
+            f"{summary.execute_failed} failed; the database was restored, proven identical to the backup "
+            "taken before the run, and nothing others wrote or deleted since was undone."
+        )
     if verdict == "STOPPED":
         changed = f" {summary.restore}" if summary.restore else "" if applied else " Nothing was changed."
         return f"The run stopped before its end: {summary.stop_reason}.{changed}"
@@ -115,31 +131,42 @@ def next_steps(summary: RunSummary) -> list[str]:
     verdict = summary.verdict()
     backup = summary.backup["path"] if summary.backup else None
     if verdict == "GO":
-        steps = ["Run the migration in the maintenance window with the same target: "
-                 "`pytest suites --dsn ...` (it takes and verifies a backup before its first change)."]
+        steps = [
+            "Run the migration in the maintenance window with the same target: "
+            "`pytest suites --dsn ...` (it takes and verifies a backup before its first change)."
+        ]
         if summary.advisories:
             steps.append("Read the advisories in the findings table: they do not block, but say what to expect.")
         return steps
     if verdict == "NO-GO":
         if summary.stop_reason:
             return ["Fix what stopped the pre-flight (above), then run it again: `pytest suites/preflight`."]
-        return ["Fix each blocking finding where it points (file and line, or table); the fix is written under it.",
-                "Run the pre-flight again (`pytest suites/preflight`) until it says GO. Nothing was changed."]
+        return [
+            "Fix each blocking finding where it points (file and line, or table); the fix is written under it.",
+            "Run the pre-flight again (`pytest suites/preflight`) until it says GO. Nothing was changed.",
+        ]
     if verdict == "SUCCESS" or (verdict == "BELOW TARGET" and summary.steps):
         steps = ["Start the application and check its dashboards and data entry."]
-        kept = [step["details"]["online"]["legacy_table"] for step in summary.steps or []
-                if step.get("status") == "applied" and (step.get("details") or {}).get("online")]
-        for legacy in kept:   # converted online: the legacy table stays beside the hypertable until dropped
+        kept = [
+            step["details"]["online"]["legacy_table"]
+            for step in summary.steps or []
+            if step.get("status") == "applied" and (step.get("details") or {}).get("online")
+        ]
+        for legacy in kept:  # converted online: the legacy table stays beside the hypertable until dropped
             schema, name = legacy.rsplit(".", 1)
             table = name.removesuffix("_legacy")
-            steps.append(f"{legacy} (the table before its online conversion) is kept: undo the conversion in seconds "
-                         f"with `python -m tsmigrate.online swap-back {table} --schema {schema} --dsn ...`; once the "
-                         f"site is content, free its space with `python -m tsmigrate.online drop-legacy {table} "
-                         f"--schema {schema} --dsn ...`.")
+            steps.append(
+                f"{legacy} (the table before its online conversion) is kept: undo the conversion in seconds "
+                f"with `python -m tsmigrate.online swap-back {table} --schema {schema} --dsn ...`; once the "
+                f"site is content, free its space with `python -m tsmigrate.online drop-legacy {table} "
+                f"--schema {schema} --dsn ...`."
+            )
         steps += _below_target_steps(summary)
         if backup:
-            steps.append(f"Keep the backup {backup} until the site has signed off; later runs prune old backups "
-                         "(keep_days and keep_count in plan.toml).")
+            steps.append(
+                f"Keep the backup {backup} until the site has signed off; later runs prune old backups "
+                "(keep_days and keep_count in plan.toml)."
+            )
         steps.append("Hand this report and its JSON record to whoever signs off the change.")
         return steps
     if verdict == "PASSED":
@@ -147,27 +174,32 @@ def next_steps(summary: RunSummary) -> list[str]:
     if verdict == "BELOW TARGET":
         return [*_below_target_steps(summary), "Hand this report and its JSON record to whoever signs off the change."]
     if verdict == "RESTORED":
-        steps = [_cause_step(summary) or
-                 f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
-                 "put the fix in the file only if it was never applied anywhere, else in a new file.",
-                 "The database is as it was before the run, with what others wrote or deleted since carried over "
-                 "(as said above): the application may be started again."]
+        steps = [
+            _cause_step(summary)
+            or f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
+            "put the fix in the file only if it was never applied anywhere, else in a new file.",
+            "The database is as it was before the run, with what others wrote or deleted since carried over "
+            "(as said above): the application may be started again.",
+        ]
         if "kept as" in (summary.restore or ""):
             steps.append("The failed database was kept for inspection under the name given above; drop it when done.")
         steps.append("Run the pre-flight, then the migration again.")
         return steps
     if verdict == "STOPPED":
         if summary.execute_failed and not summary.restore_complete:
-            return ["Do not start the application before reading the state of the database above: it says what "
-                    "was applied, whether it was restored, and what to run next."]
+            return [
+                "Do not start the application before reading the state of the database above: it says what "
+                "was applied, whether it was restored, and what to run next."
+            ]
         return ["Fix what stopped the run (above), then run it again."]
     if summary.execute_failed:
         steps = ["Do not start the application: the database is not proven to be as it was."]
         if _cause_step(summary):
             steps.append(_cause_step(summary))
         if backup:
-            steps.append(f"Restore by hand from {backup} (README: Backups and restore), or fix the failed step and "
-                         "run again.")
+            steps.append(
+                f"Restore by hand from {backup} (README: Backups and restore), or fix the failed step and run again."
+            )
         return steps
     return ["Read the failed checks in the results below; each says what is wrong and where."]
 
@@ -177,8 +209,10 @@ def _cause_step(summary: RunSummary) -> str | None:
     cause = summary.cause
     if not cause:
         return None
-    return f"{summary.execute_failed} failed for want of a server resource ({cause['kind']}: {cause['what']}): " \
-           f"{cause['fix']} The statements are not at fault."
+    return (
+        f"{summary.execute_failed} failed for want of a server resource ({cause['kind']}: {cause['what']}): "
+        f"{cause['fix']} The statements are not at fault."
+    )
 
 
 def _below_target_steps(summary: RunSummary) -> list[str]:
@@ -186,15 +220,21 @@ def _below_target_steps(summary: RunSummary) -> list[str]:
     (none when no target was missed)."""
     if not summary.below_target:
         return []
-    steps = [f"{b['name'].capitalize()} missed the plan's target. {b['remedy'] or 'See its figure beside the limit.'}"
-             for b in summary.below_target]
+    steps = [
+        f"{b['name'].capitalize()} missed the plan's target. {b['remedy'] or 'See its figure beside the limit.'}"
+        for b in summary.below_target
+    ]
     if summary.policy_schedule:
-        steps.append("The compression and retention jobs are scheduled (listed above): a storage figure comes down "
-                     "as their first runs compress the older chunks.")
-    steps.append("Measure again with `pytest suites/postflight --dsn ...` (it changes nothing). A changed plan.toml "
-                 "reaches the database through `pytest suites --dsn ...`: it reruns the conversion of each table whose "
-                 "plan changed, which replaces its policies. Whoever signs off decides whether the plan or the target "
-                 "changes.")
+        steps.append(
+            "The compression and retention jobs are scheduled (listed above): a storage figure comes down "
+            "as their first runs compress the older chunks."
+        )
+    steps.append(
+        "Measure again with `pytest suites/postflight --dsn ...` (it changes nothing). A changed plan.toml "
+        "reaches the database through `pytest suites --dsn ...`: it reruns the conversion of each table whose "
+        "plan changed, which replaces its policies. Whoever signs off decides whether the plan or the target "
+        "changes."
+    )
     return steps
 
 
@@ -204,8 +244,14 @@ def terminal_lines(summary: RunSummary) -> list[str]:
     failed = [f"  FAILED {name}" for name in unexplained_failures(summary)]
     # One line for the jobs the post-flight scheduled (each is in the report and the record): the verdict's lines
     # stay the last ones printed.
-    scheduled = ([f"  scheduled {_plural(len(summary.policy_schedule), 'policy job', 'policy jobs')} the conversion "
-                  "had paused (their first runs: see the report)"] if summary.policy_schedule else [])
+    scheduled = (
+        [
+            f"  scheduled {_plural(len(summary.policy_schedule), 'policy job', 'policy jobs')} the conversion "
+            "had paused (their first runs: see the report)"
+        ]
+        if summary.policy_schedule
+        else []
+    )
     if verdict in ("GO", "NO-GO"):
         lines = [f"{verdict}: {summary.target}"]
         if summary.stop_reason:
@@ -226,8 +272,10 @@ def terminal_lines(summary: RunSummary) -> list[str]:
         # Restored: what stands is the backup, not the steps this run applied (they went with the restore).
         taken = (summary.backup or {}).get("taken_at")
         rolled = [s["label"] for s in summary.steps if s["status"] == "applied"]
-        lines = [f"{verdict_words(summary)}: {summary.target}: back to the backup taken {taken or 'before the run'}; "
-                 + (f"rolled back with it: {', '.join(rolled)}" if rolled else "no step of this run had stood")]
+        lines = [
+            f"{verdict_words(summary)}: {summary.target}: back to the backup taken {taken or 'before the run'}; "
+            + (f"rolled back with it: {', '.join(rolled)}" if rolled else "no step of this run had stood")
+        ]
     else:
         lines = [f"{verdict_words(summary)}: {summary.target}: {applied} steps applied, {already} already applied"]
     if verdict == "STOPPED":

@@ -11,8 +11,8 @@ else runs (CI's service container): used as it is, never started or stopped.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -38,8 +38,9 @@ class ServerInfo:
 
     def conninfo(self, dbname: str = "postgres") -> str:
         # No password (an external server's may come from PGPASSWORD or a password file): leave it to libpq.
-        return make_conninfo(host=self.host, port=self.port, user=self.user,
-                             password=self.password or None, dbname=dbname)
+        return make_conninfo(
+            host=self.host, port=self.port, user=self.user, password=self.password or None, dbname=dbname
+        )
 
     def describe(self) -> str:
         return f"{self.kind} server {self.host}:{self.port}"
@@ -51,8 +52,14 @@ def timescale_of(info: ServerInfo) -> ServerTimescale:
         return server_timescaledb(conn)
 
 
-def wait_until_ready(conninfo: str, timeout: float, *, alive: Callable[[], bool] = lambda: True,
-                     describe: str = "server", log_tail: Callable[[], str] = lambda: "") -> str:
+def wait_until_ready(
+    conninfo: str,
+    timeout: float,
+    *,
+    alive: Callable[[], bool] = lambda: True,
+    describe: str = "server",
+    log_tail: Callable[[], str] = lambda: "",
+) -> str:
     """Poll until the server answers a query, at most ``timeout`` seconds. Returns its version."""
     deadline = time.monotonic() + timeout
     last_error = "no attempt made"

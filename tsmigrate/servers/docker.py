@@ -25,8 +25,9 @@ def docker_available(timeout: int = 3) -> bool:
 
 
 class DockerServer:
-    def __init__(self, image: str = TIMESCALEDB_IMAGE, ready_timeout: float = 120.0,
-                 settings: dict[str, str] | None = None):
+    def __init__(
+        self, image: str = TIMESCALEDB_IMAGE, ready_timeout: float = 120.0, settings: dict[str, str] | None = None
+    ):
         self.image = image
         self.ready_timeout = ready_timeout
         # Server settings as `postgres -c` options (timescaledb.license = apache, say).
@@ -38,8 +39,9 @@ class DockerServer:
         from testcontainers.community.postgres import PostgresContainer
 
         password = secrets.token_urlsafe(18)
-        container = PostgresContainer(self.image, username="postgres", password=password,
-                                      dbname="postgres", driver=None)
+        container = PostgresContainer(
+            self.image, username="postgres", password=password, dbname="postgres", driver=None
+        )
         container.with_command(" ".join(["postgres", *(f"-c {key}={value}" for key, value in self.settings.items())]))
         try:
             container.start()  # waits with testcontainers' own exec strategy (psql select version())
@@ -53,8 +55,12 @@ class DockerServer:
         host, port = container.get_container_host_ip(), int(container.get_exposed_port(5432))
         info = ServerInfo("docker", host, port, "postgres", password)
         try:
-            version = wait_until_ready(info.conninfo(), self.ready_timeout, describe=f"{self.image} at {host}:{port}",
-                                       log_tail=lambda: container.get_logs()[1].decode(errors="replace")[-2000:])
+            version = wait_until_ready(
+                info.conninfo(),
+                self.ready_timeout,
+                describe=f"{self.image} at {host}:{port}",
+                log_tail=lambda: container.get_logs()[1].decode(errors="replace")[-2000:],
+            )
         except ServerStartError:
             self.stop()
             raise

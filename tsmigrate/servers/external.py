@@ -9,9 +9,9 @@ from __future__ import annotations
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from . import ServerInfo, ServerStartError, wait_until_ready
 from ..errors import first_line
 from ..target import password_of, redact
+from . import ServerInfo, ServerStartError, wait_until_ready
 
 
 class ExternalServer:
@@ -30,23 +30,30 @@ class ExternalServer:
         try:
             conninfo_to_dict(self.dsn)
         except psycopg.ProgrammingError as exc:
-            raise self._fail(f"cannot be used: {self.source} is not a valid DSN ({first_line(exc)}); give "
-                             "'postgresql://user:password@host:port/postgres'") from None
+            raise self._fail(
+                f"cannot be used: {self.source} is not a valid DSN ({first_line(exc)}); give "
+                "'postgresql://user:password@host:port/postgres'"
+            ) from None
         try:
             version = wait_until_ready(self.dsn, self.ready_timeout, describe=f"the server {self.source} names")
         except ServerStartError as exc:
             raise self._fail(f"is not reachable: {exc}") from None
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             # What libpq settled on (DSN, then PG* variables and the password file): the tests connect with it.
-            info = ServerInfo("external", conn.info.host, conn.info.port, conn.info.user, conn.info.password or "",
-                              version)
+            info = ServerInfo(
+                "external", conn.info.host, conn.info.port, conn.info.user, conn.info.password or "", version
+            )
             if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
-                raise self._fail(f"lets {info.user} in, who is not a superuser: the tests create databases, roles "
-                                 "and extensions there; give a superuser's DSN")
+                raise self._fail(
+                    f"lets {info.user} in, who is not a superuser: the tests create databases, roles "
+                    "and extensions there; give a superuser's DSN"
+                )
             preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
         if "timescaledb" not in [p.strip() for p in preload.split(",")]:
-            raise self._fail(f"does not preload TimescaleDB (shared_preload_libraries = '{preload}'); use a "
-                             "timescale/timescaledb image or add timescaledb to shared_preload_libraries")
+            raise self._fail(
+                f"does not preload TimescaleDB (shared_preload_libraries = '{preload}'); use a "
+                "timescale/timescaledb image or add timescaledb to shared_preload_libraries"
+            )
         self.info = info
         return info
 

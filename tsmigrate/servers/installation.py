@@ -21,11 +21,13 @@ from . import ServerStartError
 
 def installation_dirs(bindir: Path) -> tuple[Path, Path]:
     """(sharedir, pkglibdir) of the installation whose programs are in ``bindir``."""
+
     def ask(flag: str) -> Path:
         result = subprocess.run([str(bindir / "pg_config"), flag], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ServerStartError(f"{bindir / 'pg_config'} {flag} failed: {result.stderr.strip()}")
         return Path(result.stdout.strip())
+
     return ask("--sharedir"), ask("--pkglibdir")
 
 
@@ -53,8 +55,9 @@ def assemble(dest: Path, bindir: Path, *, leave_out: Iterable[str] = (), add: It
     return new_bindir
 
 
-def _link_entries(source: Path, target: Path, leave_out: tuple[str, ...],
-                  explode: dict[str, tuple[str, ...]] | None = None) -> None:
+def _link_entries(
+    source: Path, target: Path, leave_out: tuple[str, ...], explode: dict[str, tuple[str, ...]] | None = None
+) -> None:
     """``target`` as a directory of links to ``source``'s entries, but those matching ``leave_out``;
     the subdirectories named in ``explode`` are made the same way (with their own patterns)."""
     target.mkdir(parents=True, exist_ok=True)

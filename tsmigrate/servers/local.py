@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import ServerInfo, ServerStartError, wait_until_ready
 from ..timescale import installed_timescaledb
+from . import ServerInfo, ServerStartError, wait_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,9 @@ def pg_bindir() -> Path:
     initdb = shutil.which("initdb")
     if initdb:
         return Path(os.path.realpath(initdb)).parent
-    raise ServerStartError("PostgreSQL server programs (initdb, pg_ctl) not found: install postgresql-15 "
-                           "or put its bin directory on PATH")
+    raise ServerStartError(
+        "PostgreSQL server programs (initdb, pg_ctl) not found: install postgresql-15 or put its bin directory on PATH"
+    )
 
 
 def _cmdline(proc: Path) -> str:
@@ -72,10 +73,19 @@ def free_port() -> int:
 class LocalCluster:
     """Context manager: ``with LocalCluster() as server: ...`` gives a :class:`ServerInfo`."""
 
-    def __init__(self, *, run_as: str | None = None, timescaledb: bool | None = None,
-                 ready_timeout: float = 60.0, settings: dict[str, str] | None = None,
-                 parent_dir: str | None = None, port_attempts: int = 3, bindir: Path | None = None,
-                 standby_of: LocalCluster | None = None, wal_dir: Path | None = None):
+    def __init__(
+        self,
+        *,
+        run_as: str | None = None,
+        timescaledb: bool | None = None,
+        ready_timeout: float = 60.0,
+        settings: dict[str, str] | None = None,
+        parent_dir: str | None = None,
+        port_attempts: int = 3,
+        bindir: Path | None = None,
+        standby_of: LocalCluster | None = None,
+        wal_dir: Path | None = None,
+    ):
         self.run_as = run_as if run_as is not None else ("postgres" if os.geteuid() == 0 else None)
         self.timescaledb = timescaledb
         self.ready_timeout = ready_timeout
@@ -118,11 +128,14 @@ class LocalCluster:
             user = pwd.getpwnam(self.run_as)
             kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
             env["HOME"] = str(self.base)
-        result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=self.base,
-                                timeout=timeout, check=False, **kwargs)
+        result = subprocess.run(
+            args, capture_output=True, text=True, env=env, cwd=self.base, timeout=timeout, check=False, **kwargs
+        )
         if check and result.returncode != 0:
-            raise ServerStartError(f"{Path(args[0]).name} failed (exit {result.returncode}): "
-                                   f"{(result.stderr or result.stdout).strip()[-1500:]}")
+            raise ServerStartError(
+                f"{Path(args[0]).name} failed (exit {result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()[-1500:]}"
+            )
         return result
 
     def _make_base(self) -> None:
@@ -134,8 +147,9 @@ class LocalCluster:
                 os.chown(path, user.pw_uid, user.pw_gid)
             # The parent must let the unprivileged user through (tempfile's default is 0700 for us).
             if not os.access(self.base.parent, os.X_OK):
-                raise ServerStartError(f"{self.base.parent} is not reachable by user {self.run_as}; "
-                                       "choose another parent directory")
+                raise ServerStartError(
+                    f"{self.base.parent} is not reachable by user {self.run_as}; choose another parent directory"
+                )
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> ServerInfo:
@@ -155,8 +169,10 @@ class LocalCluster:
         want_ts = self.timescaledb if self.timescaledb is not None else ts is not None
         if want_ts:
             if ts is None:
-                raise ServerStartError("TimescaleDB is not installed for this PostgreSQL: run `make setup` "
-                                       "(scripts/install-timescaledb.sh) first")
+                raise ServerStartError(
+                    "TimescaleDB is not installed for this PostgreSQL: run `make setup` "
+                    "(scripts/install-timescaledb.sh) first"
+                )
             settings["shared_preload_libraries"] = "timescaledb"
         else:
             settings = {k: v for k, v in settings.items() if not k.startswith("timescaledb.")}
@@ -170,19 +186,34 @@ class LocalCluster:
         for _ in range(self.port_attempts):
             port = free_port()
             # -W: we wait ourselves, with a deadline and a useful message.
-            self._run(str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                      "-W", "-o", f"-p {port}", "start")
+            self._run(
+                str(self._bindir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-W",
+                "-o",
+                f"-p {port}",
+                "start",
+            )
             info = ServerInfo("local", "127.0.0.1", port, "postgres", password)
             try:
-                version = wait_until_ready(info.conninfo(), self.ready_timeout, alive=self._not_failed,
-                                           describe=f"local PostgreSQL in {self.base} on port {port}",
-                                           log_tail=self._log_tail)
+                version = wait_until_ready(
+                    info.conninfo(),
+                    self.ready_timeout,
+                    alive=self._not_failed,
+                    describe=f"local PostgreSQL in {self.base} on port {port}",
+                    log_tail=self._log_tail,
+                )
             except ServerStartError as exc:
                 last_error = exc
                 if "already in use" not in self._log_tail(5):
                     raise
                 # Another process took the port between our probe and the bind: try another.
-                self._run(str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop", check=False)
+                self._run(
+                    str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop", check=False
+                )
                 self.log_file.unlink(missing_ok=True)
                 continue
             self.info = ServerInfo("local", "127.0.0.1", port, "postgres", password, version)
@@ -199,10 +230,20 @@ class LocalCluster:
         if self.run_as:
             user = pwd.getpwnam(self.run_as)
             os.chown(pwfile, user.pw_uid, user.pw_gid)
-        self._run(str(self._bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                  f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
-                  "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
-                  *([f"--waldir={self.wal_dir}"] if self.wal_dir is not None else []))
+        self._run(
+            str(self._bindir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+            *([f"--waldir={self.wal_dir}"] if self.wal_dir is not None else []),
+        )
         pwfile.unlink()
         return password
 
@@ -212,8 +253,21 @@ class LocalCluster:
         primary = self.standby_of
         if primary.info is None or primary.base is None:
             raise ServerStartError("the primary of a standby must be running first")
-        self._run(str(self._bindir / "pg_basebackup"), "-D", str(self.data_dir), "-h", str(primary.socket_dir),
-                  "-p", str(primary.info.port), "-U", "postgres", "-R", "-X", "stream", "--no-sync")
+        self._run(
+            str(self._bindir / "pg_basebackup"),
+            "-D",
+            str(self.data_dir),
+            "-h",
+            str(primary.socket_dir),
+            "-p",
+            str(primary.info.port),
+            "-U",
+            "postgres",
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+        )
         return primary.info.password
 
     def _not_failed(self) -> bool:
@@ -223,15 +277,17 @@ class LocalCluster:
         except OSError:
             return True
         # Our own early probes log "FATAL: the database system is starting up": that is not a failure.
-        fatal = [line for line in text.splitlines()
-                 if ("FATAL:" in line or "PANIC:" in line) and "database system is starting up" not in line]
+        fatal = [
+            line
+            for line in text.splitlines()
+            if ("FATAL:" in line or "PANIC:" in line) and "database system is starting up" not in line
+        ]
         return not fatal
 
     def _running(self) -> bool:
         if self.base is None or not (self.data_dir / "postmaster.pid").exists():
             return False
-        return self._run(str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "status",
-                         check=False).returncode == 0
+        return self._run(str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "status", check=False).returncode == 0
 
     def stop(self) -> None:
         """Stop the server (if it runs) and remove its directory. Safe to call twice."""
@@ -240,8 +296,18 @@ class LocalCluster:
         try:
             self._await_pid_file_of_a_starting_server()
             if (self.data_dir / "postmaster.pid").exists():
-                result = self._run(str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate",
-                                   "-w", "-t", "30", "stop", check=False)
+                result = self._run(
+                    str(self._bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "30",
+                    "stop",
+                    check=False,
+                )
                 if result.returncode != 0 and self._running():
                     log.warning("could not stop the cluster in %s: %s", self.base, result.stderr.strip())
         finally:

@@ -9,5 +9,14 @@ from .driver import OnlineReport, convert_online
 from .state import chooses_online, conversion_state, legacy_tables, online_tables
 from .swap import drop_legacy, swap_back, verify
 
-__all__ = ["OnlineReport", "chooses_online", "conversion_state", "convert_online", "drop_legacy", "legacy_tables",
-           "online_tables", "swap_back", "verify"]
+__all__ = [
+    "OnlineReport",
+    "chooses_online",
+    "conversion_state",
+    "convert_online",
+    "drop_legacy",
+    "legacy_tables",
+    "online_tables",
+    "swap_back",
+    "verify",
+]

@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.action == "status":
                 kept = legacy_tables(conn)
                 for schema, table, legacy in kept:
-                    print(f"{schema}.{table}: hypertable swapped in; legacy table kept as {schema}.{legacy} "
-                          f"(undo: swap-back {table}; end: drop-legacy {table})")
+                    print(
+                        f"{schema}.{table}: hypertable swapped in; legacy table kept as {schema}.{legacy} "
+                        f"(undo: swap-back {table}; end: drop-legacy {table})"
+                    )
                 if not kept:
                     print("no online conversion keeps a legacy table")
                 return 0
@@ -47,13 +49,17 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             if args.action == "verify":
                 compared, differing = verify(conn, args.schema, args.table)
-                print(f"{args.schema}.{args.table}: {compared} rows compared with the legacy table, "
-                      f"{len(differing)} differ" + (f" (keys {', '.join(differing)})" if differing else ""))
+                print(
+                    f"{args.schema}.{args.table}: {compared} rows compared with the legacy table, "
+                    f"{len(differing)} differ" + (f" (keys {', '.join(differing)})" if differing else "")
+                )
                 return 1 if differing else 0
             if args.action == "swap-back":
                 replayed = swap_back(conn, args.schema, args.table)
-                print(f"{args.schema}.{args.table}: the legacy table has its name back, with {replayed} rows the "
-                      "application changed since the swap; the hypertable is dropped")
+                print(
+                    f"{args.schema}.{args.table}: the legacy table has its name back, with {replayed} rows the "
+                    "application changed since the swap; the hypertable is dropped"
+                )
                 return 0
             print(f"dropped {drop_legacy(conn, args.schema, args.table)} and its change log")
             return 0

@@ -30,17 +30,20 @@ log = logging.getLogger("tsmigrate.online")
 CHUNKS_PER_TRANSACTION = 100
 
 # -- 2. build ------------------------------------------------------------------------------------------
-INDEX_HEAD = re.compile(r'^CREATE (UNIQUE )?INDEX (?:"(?:[^"]|"")*"|\S+) ON (?:ONLY )?'
-                         r'(?:(?:"(?:[^"]|"")*"|[^\s".]+)\.)?(?:"(?:[^"]|"")*"|[^\s".]+) USING ')
+INDEX_HEAD = re.compile(
+    r'^CREATE (UNIQUE )?INDEX (?:"(?:[^"]|"")*"|\S+) ON (?:ONLY )?'
+    r'(?:(?:"(?:[^"]|"")*"|[^\s".]+)\.)?(?:"(?:[^"]|"")*"|[^\s".]+) USING '
+)
 
 
-Grant = tuple[sql.Composable, sql.Composable, bool]   # (privilege [ (column) ], grantee, with grant option)
+Grant = tuple[sql.Composable, sql.Composable, bool]  # (privilege [ (column) ], grantee, with grant option)
 
 
 def relation_grants(conn: psycopg.Connection, regclass: str) -> list[Grant]:
     """What a relation grants to others than its owner (table and column privileges)."""
     grants: list[Grant] = []
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type,
                a.is_grantable, NULL::text
           FROM pg_class c, aclexplode(c.relacl) a
@@ -50,19 +53,26 @@ def relation_grants(conn: psycopg.Connection, regclass: str) -> list[Grant]:
                a.is_grantable, att.attname
           FROM pg_attribute att, aclexplode(att.attacl) a
          WHERE att.attrelid = %s::regclass AND att.attacl IS NOT NULL AND NOT att.attisdropped""",
-                        (regclass, regclass)).fetchall()
+        (regclass, regclass),
+    ).fetchall()
     for grantee, privilege, grantable, column in rows:
         who: sql.Composable = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
-        what: sql.Composable = sql.SQL(privilege) if column is None else sql.SQL("{} ({})").format(sql.SQL(privilege),
-                                                                                  sql.Identifier(column))
+        what: sql.Composable = (
+            sql.SQL(privilege)
+            if column is None
+            else sql.SQL("{} ({})").format(sql.SQL(privilege), sql.Identifier(column))
+        )
         grants.append((what, who, grantable))
     return grants
 
 
 def grant(conn: psycopg.Connection, target: sql.Composable, grants: list[Grant]) -> None:
     for what, who, grantable in grants:
-        conn.execute(sql.SQL("GRANT {} ON {} TO {}{}").format(what, target, who,
-                                                            sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+        conn.execute(
+            sql.SQL("GRANT {} ON {} TO {}{}").format(
+                what, target, who, sql.SQL(" WITH GRANT OPTION" if grantable else "")
+            )
+        )
 
 
 def create_beside(conn: psycopg.Connection, names: Names, h: HypertablePlan, legacy_name: str) -> None:
@@ -71,45 +81,65 @@ def create_beside(conn: psycopg.Connection, names: Names, h: HypertablePlan, leg
     legacy = regclass(names.schema, names.table)
     new = names.ident(names.new)
     if one(conn, "SELECT to_regclass(%s)", (regclass(names.schema, legacy_name),)) is not None:
-        raise ConversionError(f"{names.schema}.{legacy_name} exists already; the conversion moves the legacy table "
-                              f"to that name: rename or drop it first")
+        raise ConversionError(
+            f"{names.schema}.{legacy_name} exists already; the conversion moves the legacy table "
+            f"to that name: rename or drop it first"
+        )
     # Identity columns get a sequence of their own: the swap sets it to where the legacy one is.
-    conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED "
-                         "INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION "
-                         "INCLUDING STATISTICS)").format(new, names.ident(names.table)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED "
+            "INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS INCLUDING COMPRESSION "
+            "INCLUDING STATISTICS)"
+        ).format(new, names.ident(names.table))
+    )
     owner, comment, rls, force_rls, options = row(
-        conn, "SELECT pg_get_userbyid(relowner), obj_description(oid, 'pg_class'), relrowsecurity, "
-        "relforcerowsecurity, reloptions FROM pg_class WHERE oid = %s::regclass", (legacy,))
+        conn,
+        "SELECT pg_get_userbyid(relowner), obj_description(oid, 'pg_class'), relrowsecurity, "
+        "relforcerowsecurity, reloptions FROM pg_class WHERE oid = %s::regclass",
+        (legacy,),
+    )
     conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(new, sql.Identifier(owner)))
     if comment is not None:
         conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(new, sql.Literal(comment)))
-    if options:   # fillfactor, autovacuum settings: LIKE does not copy them
+    if options:  # fillfactor, autovacuum settings: LIKE does not copy them
         conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(new, sql.SQL(", ").join(map(sql.SQL, options))))
     grant(conn, new, relation_grants(conn, legacy))
     for name, permissive, roles, command, using, check in conn.execute(
-            "SELECT policyname, permissive, roles, cmd, qual, with_check FROM pg_policies "
-            "WHERE schemaname = %s AND tablename = %s", (names.schema, names.table)).fetchall():
-        conn.execute(sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}{}{}").format(
-            sql.Identifier(name), new, sql.SQL(permissive), sql.SQL(command),
-            sql.SQL(", ").join(sql.SQL("PUBLIC") if r == "public" else sql.Identifier(r) for r in roles),
-            sql.SQL(" USING ({})").format(sql.SQL(using)) if using else sql.SQL(""),
-            sql.SQL(" WITH CHECK ({})").format(sql.SQL(check)) if check else sql.SQL("")))
+        "SELECT policyname, permissive, roles, cmd, qual, with_check FROM pg_policies "
+        "WHERE schemaname = %s AND tablename = %s",
+        (names.schema, names.table),
+    ).fetchall():
+        conn.execute(
+            sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}{}{}").format(
+                sql.Identifier(name),
+                new,
+                sql.SQL(permissive),
+                sql.SQL(command),
+                sql.SQL(", ").join(sql.SQL("PUBLIC") if r == "public" else sql.Identifier(r) for r in roles),
+                sql.SQL(" USING ({})").format(sql.SQL(using)) if using else sql.SQL(""),
+                sql.SQL(" WITH CHECK ({})").format(sql.SQL(check)) if check else sql.SQL(""),
+            )
+        )
     if rls:
         conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(new))
     if force_rls:
         conn.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(new))
-    conn.execute("SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval), create_default_indexes => false)",
-                 (regclass(names.schema, names.new), h.time_column, h.chunk_interval.text))
+    conn.execute(
+        "SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval), create_default_indexes => false)",
+        (regclass(names.schema, names.new), h.time_column, h.chunk_interval.text),
+    )
 
 
 @dataclass(frozen=True)
 class PlannedIndex:
     """An index of the new table: built under ``built``, named ``final`` at the swap (the legacy table's index of
     that name goes to ``legacy_aside``, or nothing when the legacy table has none)."""
+
     final: str
     legacy_aside: str
     built: str
-    key: bool                  # a primary key or unique index: the replay's lookups need it during the copy
+    key: bool  # a primary key or unique index: the replay's lookups need it during the copy
     statement: sql.Composed
     # The same index built one chunk per transaction (TimescaleDB's transaction_per_chunk), outside a transaction
     # block: its locks are a chunk's, not the hypertable's. None where the definition has options or a predicate
@@ -126,43 +156,60 @@ def planned_indexes(conn: psycopg.Connection, names: Names, h: HypertablePlan) -
     new = names.ident(names.new)
     planned: list[PlannedIndex] = []
     rebuilt = {k.name: k for k in keys_without_time(conn, legacy, h.time_column)}
-    for index_name, index_def, constraint, kind, columns, unique, plain in conn.execute("""
+    for index_name, index_def, constraint, kind, columns, unique, plain in conn.execute(
+        """
             SELECT i.relname, pg_get_indexdef(i.oid), c.conname, c.contype,
                    array(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n)
                           JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.n),
                    x.indisunique, i.reloptions IS NULL AND x.indpred IS NULL
               FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
               LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.contype IN ('p', 'u')
-             WHERE x.indrelid = %s::regclass ORDER BY i.relname""", (legacy,)).fetchall():
+             WHERE x.indrelid = %s::regclass ORDER BY i.relname""",
+        (legacy,),
+    ).fetchall():
         built = aside(index_name, "_tsm")
         key = rebuilt.get(constraint or index_name)
         per_chunk = None
         if constraint is not None:
             cols = list(columns) + ([h.time_column] if key is not None else [])
             statement = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} ({})").format(
-                new, sql.Identifier(built), sql.SQL("PRIMARY KEY" if kind == "p" else "UNIQUE"),
-                sql.SQL(", ").join(map(sql.Identifier, cols)))
+                new,
+                sql.Identifier(built),
+                sql.SQL("PRIMARY KEY" if kind == "p" else "UNIQUE"),
+                sql.SQL(", ").join(map(sql.Identifier, cols)),
+            )
         elif key is not None:
             statement = sql.SQL("CREATE UNIQUE INDEX {} ON {} ({})").format(
-                sql.Identifier(built), new, sql.SQL(", ").join(map(sql.Identifier, (*columns, h.time_column))))
+                sql.Identifier(built), new, sql.SQL(", ").join(map(sql.Identifier, (*columns, h.time_column)))
+            )
         else:
             head = INDEX_HEAD.match(index_def)
             if head is None:
-                raise ConversionError(f"{names.schema}.{names.table}: cannot read the definition of index {index_name} "
-                                      f"({index_def[:80]}); rewrite it as a plain CREATE INDEX, then run again")
+                raise ConversionError(
+                    f"{names.schema}.{names.table}: cannot read the definition of index {index_name} "
+                    f"({index_def[:80]}); rewrite it as a plain CREATE INDEX, then run again"
+                )
             statement = sql.SQL("CREATE {}INDEX {} ON {} USING {}").format(
-                sql.SQL(head.group(1) or ""), sql.Identifier(built), new, sql.SQL(index_def[head.end():]))
-            if plain and not unique:   # the definition ends with its column list: the option goes after it
+                sql.SQL(head.group(1) or ""), sql.Identifier(built), new, sql.SQL(index_def[head.end() :])
+            )
+            if plain and not unique:  # the definition ends with its column list: the option goes after it
                 per_chunk = sql.SQL("{} WITH (timescaledb.transaction_per_chunk)").format(statement)
         planned.append(PlannedIndex(index_name, aside(index_name, "_legacy"), built, unique, statement, per_chunk))
     for column in h.keep_unique:
         final = f"{h.table}_{column}_idx"
-        if not any(p.final == final for p in planned):   # nothing of the legacy table holds the name
+        if not any(p.final == final for p in planned):  # nothing of the legacy table holds the name
             built = aside(final, "_tsm")
-            statement = sql.SQL("CREATE INDEX {} ON {} ({})").format(sql.Identifier(built), new,
-                                                                    sql.Identifier(column))
-            planned.append(PlannedIndex(final, "", built, False, statement,
-                                        sql.SQL("{} WITH (timescaledb.transaction_per_chunk)").format(statement)))
+            statement = sql.SQL("CREATE INDEX {} ON {} ({})").format(sql.Identifier(built), new, sql.Identifier(column))
+            planned.append(
+                PlannedIndex(
+                    final,
+                    "",
+                    built,
+                    False,
+                    statement,
+                    sql.SQL("{} WITH (timescaledb.transaction_per_chunk)").format(statement),
+                )
+            )
     return planned
 
 
@@ -184,18 +231,34 @@ def create_indexes_per_chunk(conn: psycopg.Connection, planned: list[PlannedInde
 
 def add_foreign_keys(conn: psycopg.Connection, names: Names) -> int:
     """The legacy table's foreign keys on the new one, added after the copy (one check of all rows)."""
-    keys = conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
-                        "AND contype = 'f' ORDER BY conname", (regclass(names.schema, names.table),)).fetchall()
+    keys = conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass "
+        "AND contype = 'f' ORDER BY conname",
+        (regclass(names.schema, names.table),),
+    ).fetchall()
     for name, definition in keys:
-        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-            names.ident(names.new), sql.Identifier(name), sql.SQL(definition)))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                names.ident(names.new), sql.Identifier(name), sql.SQL(definition)
+            )
+        )
     return len(keys)
 
 
 # -- 3. copy -------------------------------------------------------------------------------------------
-def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_names: list[str], *, workers: int,
-         batch_rows: int, own_xids: set[int], on_phase: PhaseHook, within: psycopg.Connection | None = None,
-         time_column: str | None = None, chunk_seconds: float = 0.0) -> int:
+def copy(
+    connect: Callable[[], psycopg.Connection] | None,
+    names: Names,
+    column_names: list[str],
+    *,
+    workers: int,
+    batch_rows: int,
+    own_xids: set[int],
+    on_phase: PhaseHook,
+    within: psycopg.Connection | None = None,
+    time_column: str | None = None,
+    chunk_seconds: float = 0.0,
+) -> int:
     """Copy the legacy heap into the hypertable, block range by block range: on ``workers`` connections of
     ``connect``, each range its own transaction; or, ``within`` a connection's open transaction, one after the
     other (the table locked: nothing else writes, and the new table has no index yet).
@@ -204,22 +267,31 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
     CHUNKS_PER_TRANSACTION chunks of ``chunk_seconds`` is copied in windows of time of that many chunks, each its
     own transaction: the chunks one transaction creates, and so the locks it holds, are bounded by a batch."""
     if within is not None:
-        pages, tuples = row(within, "SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
-                            (regclass(names.schema, names.table),))
+        pages, tuples = row(
+            within,
+            "SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
+            (regclass(names.schema, names.table),),
+        )
     else:
         assert connect is not None, "copy() needs connect or within"
         with connect() as conn:
-            pages, tuples = row(conn, "SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
-                                (regclass(names.schema, names.table),))
-    if pages <= 0 or tuples <= 0:   # never analyzed or vacuumed: guess from the size
+            pages, tuples = row(
+                conn,
+                "SELECT relpages, reltuples FROM pg_class WHERE oid = %s::regclass",
+                (regclass(names.schema, names.table),),
+            )
+    if pages <= 0 or tuples <= 0:  # never analyzed or vacuumed: guess from the size
         opened = nullcontext(within) if within is not None else connect()  # type: ignore[misc]
         with opened as conn:
-            pages = one(conn, "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
-                        (regclass(names.schema, names.table),))
+            pages = one(
+                conn,
+                "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+                (regclass(names.schema, names.table),),
+            )
         tuples = max(1, pages * 100)
     per_batch = max(1, int(pages * batch_rows / tuples))
     ranges: list[tuple[int, int | None]] = [(start, start + per_batch) for start in range(0, max(pages, 1), per_batch)]
-    ranges[-1] = (ranges[-1][0], None)   # the last range is open: the table may have grown since
+    ranges[-1] = (ranges[-1][0], None)  # the last range is open: the table may have grown since
     total = max(int(tuples), 1)
     copied, lock = 0, threading.Lock()
     started, last_log = time.monotonic(), [0.0]
@@ -242,26 +314,37 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
         if since is not None:
             conditions.append(sql.SQL("{} >= %s").format(column))
             params.append(since)
-        if until is not None:   # the first window also takes rows without a time (the replay deals with them)
+        if until is not None:  # the first window also takes rows without a time (the replay deals with them)
             conditions.append(sql.SQL("({t} < %s OR {t} IS NULL)" if since is None else "{t} < %s").format(t=column))
             params.append(until)
-        return conn.execute(sql.SQL("INSERT INTO {new} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {legacy} "
-                                    "WHERE {where}{conflict}").format(
-            new=names.ident(names.new), cols=columns, legacy=names.ident(names.table),
-            where=sql.SQL(" AND ").join(conditions),
-            conflict=sql.SQL("" if within is not None else " ON CONFLICT DO NOTHING")), params).rowcount
+        return conn.execute(
+            sql.SQL(
+                "INSERT INTO {new} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {legacy} WHERE {where}{conflict}"
+            ).format(
+                new=names.ident(names.new),
+                cols=columns,
+                legacy=names.ident(names.table),
+                where=sql.SQL(" AND ").join(conditions),
+                conflict=sql.SQL("" if within is not None else " ON CONFLICT DO NOTHING"),
+            ),
+            params,
+        ).rowcount
 
     def windows(conn: psycopg.Connection, low: int, high: int | None) -> list[tuple]:
         """The windows of time the range is copied in: one, unless its rows span more than a batch of chunks."""
         if time_column is None or chunk_seconds <= 0:
             return [(None, None)]
-        first, last = row(conn, sql.SQL("SELECT min({t}), max({t}) FROM {legacy} WHERE {where}").format(
-            t=sql.Identifier(time_column), legacy=names.ident(names.table), where=in_range(high)),
-            range_params(low, high))
+        first, last = row(
+            conn,
+            sql.SQL("SELECT min({t}), max({t}) FROM {legacy} WHERE {where}").format(
+                t=sql.Identifier(time_column), legacy=names.ident(names.table), where=in_range(high)
+            ),
+            range_params(low, high),
+        )
         if first is None or chunks_between(first, last, chunk_seconds) <= CHUNKS_PER_TRANSACTION:
             return [(None, None)]
         step = timedelta(seconds=chunk_seconds * (CHUNKS_PER_TRANSACTION - 1))
-        if first + step <= first:   # a date column with a step under a day: dates cannot split it
+        if first + step <= first:  # a date column with a step under a day: dates cannot split it
             return [(None, None)]
         bounds: list = []
         while (first + step * (len(bounds) + 1)) <= last:
@@ -277,10 +360,16 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
         if last:
             log.info("%s.%s: all %d rows copied into chunks (%.0f rows/s)", names.schema, names.table, copied, rate)
         elif now - last_log[0] >= 5:
-            log.info("%s.%s: %d of about %d rows copied into chunks (%.0f rows/s, about %.0f s left%s)", names.schema,
-                     names.table, copied, total, rate,
-                     max(0.0, (total - copied) / rate) if rate else 0,
-                     "" if within is not None else "; the application keeps writing")
+            log.info(
+                "%s.%s: %d of about %d rows copied into chunks (%.0f rows/s, about %.0f s left%s)",
+                names.schema,
+                names.table,
+                copied,
+                total,
+                rate,
+                max(0.0, (total - copied) / rate) if rate else 0,
+                "" if within is not None else "; the application keeps writing",
+            )
             last_log[0] = now
 
     def work() -> None:
@@ -309,4 +398,3 @@ def copy(connect: Callable[[], psycopg.Connection] | None, names: Names, column_
         for future in [pool.submit(work) for _ in range(workers)]:
             future.result()
     return copied
-

@@ -11,8 +11,8 @@ import psycopg
 from psycopg import sql
 
 from ...db import one, regclass
-from ...own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
 from ...plan import HypertablePlan
+from ...tool_objects import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
 from ..catalog import lock_holders, primary_key_columns, yield_autovacuum
 from ..nulltime import fill_nulls
 from ..result import ConversionError
@@ -20,35 +20,48 @@ from .state import PHASE_COPY, Names
 
 log = logging.getLogger("tsmigrate.online")
 
+
 # -- 1. capture ----------------------------------------------------------------------------------------
 def key_columns(conn: psycopg.Connection, names: Names) -> list[tuple[str, str]]:
     table = regclass(names.schema, names.table)
     keys = primary_key_columns(conn, table)
     if not keys:
-        raise ConversionError(f"{names.schema}.{names.table}: an online conversion needs a primary key to replay the "
-                              "rows changed during the copy; add one, or set online = false for the table in plan.toml")
-    types: dict[str, str] = dict(conn.execute("""SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+        raise ConversionError(
+            f"{names.schema}.{names.table}: an online conversion needs a primary key to replay the "
+            "rows changed during the copy; add one, or set online = false for the table in plan.toml"
+        )
+    types: dict[str, str] = dict(
+        conn.execute(
+            """SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
                                   WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped""",
-                              (table,)).fetchall())
+            (table,),
+        ).fetchall()
+    )
     return [(k, types[k]) for k in keys]
 
 
-def start_capture(conn: psycopg.Connection, names: Names, keys: list[tuple[str, str]], lock_timeout_ms: int,
-                   attempts: int) -> None:
+def start_capture(
+    conn: psycopg.Connection, names: Names, keys: list[tuple[str, str]], lock_timeout_ms: int, attempts: int
+) -> None:
     key_defs = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(k), sql.SQL(t)) for k, t in keys)
     key_cols = sql.SQL(", ").join(sql.Identifier(k) for k, _ in keys)
-    conn.execute(sql.SQL("""CREATE TABLE {changes} (change_id bigserial PRIMARY KEY, phase smallint NOT NULL,
+    conn.execute(
+        sql.SQL("""CREATE TABLE {changes} (change_id bigserial PRIMARY KEY, phase smallint NOT NULL,
                              truncated boolean NOT NULL DEFAULT false, {keys})""").format(
-        changes=names.changes, keys=key_defs))
+            changes=names.changes, keys=key_defs
+        )
+    )
 
     def values(row: str) -> sql.Composable:
         return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.SQL(row), sql.Identifier(k)) for k, _ in keys)
 
-    unchanged = sql.SQL(" AND ").join(sql.SQL("OLD.{k} IS NOT DISTINCT FROM NEW.{k}").format(k=sql.Identifier(k))
-                                      for k, _ in keys)
+    unchanged = sql.SQL(" AND ").join(
+        sql.SQL("OLD.{k} IS NOT DISTINCT FROM NEW.{k}").format(k=sql.Identifier(k)) for k, _ in keys
+    )
     # SECURITY DEFINER: the application's roles write the change log without a grant on it; search_path
     # pinned as PostgreSQL's documentation asks of such functions.
-    conn.execute(sql.SQL("""
+    conn.execute(
+        sql.SQL("""
         CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
         SET search_path = pg_catalog, pg_temp AS $body$
         BEGIN
@@ -63,28 +76,54 @@ def start_capture(conn: psycopg.Connection, names: Names, keys: list[tuple[str, 
                 INSERT INTO {changes} (phase, {cols}) VALUES (TG_ARGV[0]::smallint, {new});
             END IF;
             RETURN NULL;
-        END $body$""").format(fn=names.capture_function, changes=names.changes, cols=key_cols,
-                              old=values("OLD"), new=values("NEW"), unchanged=unchanged))
+        END $body$""").format(
+            fn=names.capture_function,
+            changes=names.changes,
+            cols=key_cols,
+            old=values("OLD"),
+            new=values("NEW"),
+            unchanged=unchanged,
+        )
+    )
     # CREATE TRIGGER waits for the writers in flight (its lock conflicts with theirs), so every row committed
     # after it is captured and every row committed before it is seen by the copy.
-    with_lock_retries(conn, names, f"{names.schema}.{names.table}: starting change capture", lock_timeout_ms, attempts,
-                       lambda: create_capture_triggers(conn, names, names.table, PHASE_COPY))
+    with_lock_retries(
+        conn,
+        names,
+        f"{names.schema}.{names.table}: starting change capture",
+        lock_timeout_ms,
+        attempts,
+        lambda: create_capture_triggers(conn, names, names.table, PHASE_COPY),
+    )
 
 
 def create_capture_triggers(conn: psycopg.Connection, names: Names, table: str, phase: int) -> None:
     trigger = CAPTURE_TRIGGER if phase == PHASE_COPY else CAPTURE_BACK_TRIGGER
-    conn.execute(sql.SQL("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW "
-                         "EXECUTE FUNCTION {}({})").format(sql.Identifier(trigger), names.ident(table),
-                                                            names.capture_function, sql.Literal(str(phase))))
-    if phase == PHASE_COPY:   # hypertables take no statement triggers on TRUNCATE; the legacy table does
-        conn.execute(sql.SQL("CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT "
-                             "EXECUTE FUNCTION {}({})").format(sql.Identifier(trigger + "_truncate"),
-                                                                names.ident(table), names.capture_function,
-                                                                sql.Literal(str(phase))))
+    conn.execute(
+        sql.SQL("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}({})").format(
+            sql.Identifier(trigger), names.ident(table), names.capture_function, sql.Literal(str(phase))
+        )
+    )
+    if phase == PHASE_COPY:  # hypertables take no statement triggers on TRUNCATE; the legacy table does
+        conn.execute(
+            sql.SQL("CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}({})").format(
+                sql.Identifier(trigger + "_truncate"),
+                names.ident(table),
+                names.capture_function,
+                sql.Literal(str(phase)),
+            )
+        )
 
 
-def with_lock_retries(conn: psycopg.Connection, names: Names, what: str, lock_timeout_ms: int, attempts: int,
-                       body: Callable[[], object], between: Callable[[], None] | None = None):
+def with_lock_retries(
+    conn: psycopg.Connection,
+    names: Names,
+    what: str,
+    lock_timeout_ms: int,
+    attempts: int,
+    body: Callable[[], object],
+    between: Callable[[], None] | None = None,
+):
     """Run ``body`` in a transaction whose locks wait at most ``lock_timeout_ms``; retried with jitter. The
     application's statements queue behind a waiting lock, so the wait is kept short and retried rather than long.
     An autovacuum in the way is cancelled first, as PostgreSQL would for a longer wait."""
@@ -94,16 +133,21 @@ def with_lock_retries(conn: psycopg.Connection, names: Names, what: str, lock_ti
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_ms}ms")))
                 if vacuums := yield_autovacuum(conn, tables):
-                    log.info("%s: cancelled autovacuum (pid %s) on the table, as PostgreSQL would for a longer wait",
-                             what, ", ".join(map(str, vacuums)))
+                    log.info(
+                        "%s: cancelled autovacuum (pid %s) on the table, as PostgreSQL would for a longer wait",
+                        what,
+                        ", ".join(map(str, vacuums)),
+                    )
                 return body()
         except psycopg.errors.LockNotAvailable:
             if attempt == attempts:
-                raise ConversionError(f"{what}: could not get its lock in {attempts} tries of {lock_timeout_ms} ms; "
-                                      f"held by {lock_holders(conn, names.schema, names.table, names.new)}. "
-                                      "Stop that session or "
-                                      "wait for it, then "
-                                      "run again (the legacy table is unchanged).") from None
+                raise ConversionError(
+                    f"{what}: could not get its lock in {attempts} tries of {lock_timeout_ms} ms; "
+                    f"held by {lock_holders(conn, names.schema, names.table, names.new)}. "
+                    "Stop that session or "
+                    "wait for it, then "
+                    "run again (the legacy table is unchanged)."
+                ) from None
             log.info("%s: lock not granted in %d ms (try %d of %d); retrying", what, lock_timeout_ms, attempt, attempts)
             time.sleep(random.uniform(0.05, 0.4) * min(attempt, 5))
             if between is not None:
@@ -111,48 +155,92 @@ def with_lock_retries(conn: psycopg.Connection, names: Names, what: str, lock_ti
 
 
 # -- 4. catch up ---------------------------------------------------------------------------------------
-def replay(conn: psycopg.Connection, names: Names, keys: list[str], columns: list[str], source: str,
-            target: str, phase: int, after: int, upto: int) -> int:
+def replay(
+    conn: psycopg.Connection,
+    names: Names,
+    keys: list[str],
+    columns: list[str],
+    source: str,
+    target: str,
+    phase: int,
+    after: int,
+    upto: int,
+) -> int:
     """Within the caller's transaction: the rows whose keys changed in (after, upto] made, in ``target``, as they
     are in ``source`` (deleted where they are gone). Returns how many keys were replayed."""
-    if one(conn, sql.SQL("SELECT 1 FROM {} WHERE phase = %s AND truncated AND change_id > %s AND change_id <= %s "
-                          "LIMIT 1").format(names.changes), (phase, after, upto)):
-        raise ConversionError(f"{names.schema}.{names.table} was truncated during its online conversion; nothing is "
-                              "swapped: run again")
+    if one(
+        conn,
+        sql.SQL(
+            "SELECT 1 FROM {} WHERE phase = %s AND truncated AND change_id > %s AND change_id <= %s LIMIT 1"
+        ).format(names.changes),
+        (phase, after, upto),
+    ):
+        raise ConversionError(
+            f"{names.schema}.{names.table} was truncated during its online conversion; nothing is swapped: run again"
+        )
     key_cols = sql.SQL(", ").join(map(sql.Identifier, keys))
     match = sql.SQL(" AND ").join(sql.SQL("t.{k} = k.{k}").format(k=sql.Identifier(k)) for k in keys)
     conn.execute("DROP TABLE IF EXISTS pg_temp.tsmigrate_replay_keys")
-    replayed = conn.execute(sql.SQL("CREATE TEMPORARY TABLE tsmigrate_replay_keys ON COMMIT DROP AS "
-                                    "SELECT DISTINCT {cols} FROM {changes} WHERE phase = %s AND NOT truncated "
-                                    "AND change_id > %s AND change_id <= %s").format(
-        cols=key_cols, changes=names.changes), (phase, after, upto)).rowcount
+    replayed = conn.execute(
+        sql.SQL(
+            "CREATE TEMPORARY TABLE tsmigrate_replay_keys ON COMMIT DROP AS "
+            "SELECT DISTINCT {cols} FROM {changes} WHERE phase = %s AND NOT truncated "
+            "AND change_id > %s AND change_id <= %s"
+        ).format(cols=key_cols, changes=names.changes),
+        (phase, after, upto),
+    ).rowcount
     if not replayed:
         return 0
     conn.execute("ANALYZE pg_temp.tsmigrate_replay_keys")
     # Two statements, not one with a data-modifying WITH: the delete must be done before the insert meets the
     # unique key.
-    conn.execute(sql.SQL("DELETE FROM {target} t USING pg_temp.tsmigrate_replay_keys k WHERE {match}").format(
-        target=names.ident(target), match=match))
-    conn.execute(sql.SQL("INSERT INTO {target} ({cols}) OVERRIDING SYSTEM VALUE SELECT {tcols} FROM {source} t "
-                         "JOIN pg_temp.tsmigrate_replay_keys k ON {match}").format(
-        target=names.ident(target), cols=sql.SQL(", ").join(map(sql.Identifier, columns)), source=names.ident(source),
-        match=match, tcols=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns)))
+    conn.execute(
+        sql.SQL("DELETE FROM {target} t USING pg_temp.tsmigrate_replay_keys k WHERE {match}").format(
+            target=names.ident(target), match=match
+        )
+    )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {target} ({cols}) OVERRIDING SYSTEM VALUE SELECT {tcols} FROM {source} t "
+            "JOIN pg_temp.tsmigrate_replay_keys k ON {match}"
+        ).format(
+            target=names.ident(target),
+            cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            source=names.ident(source),
+            match=match,
+            tcols=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns),
+        )
+    )
     return replayed
 
 
 def set_replayed(conn: psycopg.Connection, names: Names, upto: int) -> None:
-    conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET replayed_through = %s "
-                 "WHERE table_schema = %s AND table_name = %s", (upto, names.schema, names.table))
+    conn.execute(
+        f"UPDATE {OWN_SCHEMA}.online_conversions SET replayed_through = %s WHERE table_schema = %s AND table_name = %s",
+        (upto, names.schema, names.table),
+    )
 
 
-def catch_up_round(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys: list[str], columns: list[str],
-                    *, limit: int, own_xids: set[int]) -> tuple[int, int]:
+def catch_up_round(
+    conn: psycopg.Connection,
+    names: Names,
+    h: HypertablePlan,
+    keys: list[str],
+    columns: list[str],
+    *,
+    limit: int,
+    own_xids: set[int],
+) -> tuple[int, int]:
     """One transaction of replay; returns (keys replayed, backlog left)."""
     for attempt in (1, 2):
         try:
             with conn.transaction():
-                after = one(conn, f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
-                                   "WHERE table_schema = %s AND table_name = %s", (names.schema, names.table))
+                after = one(
+                    conn,
+                    f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
+                    "WHERE table_schema = %s AND table_name = %s",
+                    (names.schema, names.table),
+                )
                 newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
                 upto = min(newest, after + limit)
                 replayed = replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, upto)

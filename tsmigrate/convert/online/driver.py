@@ -35,8 +35,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ...db import insertable_columns, one, regclass
-from ...own import OWN_SCHEMA
 from ...plan import HypertablePlan
+from ...tool_objects import OWN_SCHEMA
 from ..catalog import hypertable_chunks, keys_rebuilt, refuse_what_timescaledb_cannot_keep
 from ..history import chunks_between, time_range
 from ..nulltime import fill_nulls
@@ -61,11 +61,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class OnlineReport:
     """What the online path did, for the step's details and the benchmark."""
+
     copied: int = 0
     replayed: int = 0
     rounds: int = 0
     swap_attempts: int = 0
-    swap_seconds: float = 0.0       # the window in which the application's statements on the table wait
+    swap_seconds: float = 0.0  # the window in which the application's statements on the table wait
     copy_seconds: float = 0.0
     verified_rows: int = 0
     legacy_table: str = ""
@@ -75,12 +76,23 @@ class OnlineReport:
 
 
 # -- the whole path ------------------------------------------------------------------------------------
-def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Connection, schema: str,
-                   h: HypertablePlan, *, has_compression: bool, own_xids: set[int],
-                   on_swapped: Callable[[psycopg.Connection], None] | None = None, workers: int = 2,
-                   batch_rows: int = 250_000, small_backlog: int = 2_000, max_rounds: int = 50,
-                   lock_timeout_ms: int = 300, swap_attempts: int = 30, on_phase: PhaseHook = no_hook
-                   ) -> ConversionResult:
+def convert_online(
+    connect: Callable[[], psycopg.Connection],
+    conn: psycopg.Connection,
+    schema: str,
+    h: HypertablePlan,
+    *,
+    has_compression: bool,
+    own_xids: set[int],
+    on_swapped: Callable[[psycopg.Connection], None] | None = None,
+    workers: int = 2,
+    batch_rows: int = 250_000,
+    small_backlog: int = 2_000,
+    max_rounds: int = 50,
+    lock_timeout_ms: int = 300,
+    swap_attempts: int = 30,
+    on_phase: PhaseHook = no_hook,
+) -> ConversionResult:
     """Convert one planned table online. ``conn`` is an autocommit connection of the run; ``connect`` opens more
     for the copy. ``on_swapped(conn)`` runs inside the swap transaction (the ledger records the step there)."""
     started = time.monotonic()
@@ -94,11 +106,14 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
     typed_keys = key_columns(conn, names)
     keys = [k for k, _ in typed_keys]
     with conn.transaction():
-        conn.execute(f"INSERT INTO {OWN_SCHEMA}.online_conversions (table_schema, table_name, new_name, legacy_name, "
-                     "state) VALUES (%s, %s, %s, %s, 'building')", (schema, h.table, names.new, names.legacy))
+        conn.execute(
+            f"INSERT INTO {OWN_SCHEMA}.online_conversions (table_schema, table_name, new_name, legacy_name, "
+            "state) VALUES (%s, %s, %s, %s, 'building')",
+            (schema, h.table, names.new, names.legacy),
+        )
     start_capture(conn, names, typed_keys, lock_timeout_ms, swap_attempts)
     on_phase("capturing", conn)
-    with conn.transaction():   # NULL times get the plan's rule in the legacy table itself (recorded, captured)
+    with conn.transaction():  # NULL times get the plan's rule in the legacy table itself (recorded, captured)
         result.nulls_filled = fill_nulls(conn, schema, h, keys)
         own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
     with conn.transaction():
@@ -108,27 +123,42 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
         # are built once the rows are in, which costs less than keeping them up to date row by row.
         create_indexes(conn, [i for i in planned if i.key])
         renames = [i.rename() for i in planned]
-        conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET index_renames = %s::jsonb "
-                     "WHERE table_schema = %s AND table_name = %s",
-                     (Jsonb(renames), schema, h.table))
+        conn.execute(
+            f"UPDATE {OWN_SCHEMA}.online_conversions SET index_renames = %s::jsonb "
+            "WHERE table_schema = %s AND table_name = %s",
+            (Jsonb(renames), schema, h.table),
+        )
     result.keys_rebuilt = keys_rebuilt(conn, regclass(schema, h.table), h.time_column)
     columns = insertable_columns(conn, schema, h.table)
     t0 = time.monotonic()
     # A history of more chunks than one transaction should create is copied in windows of time (build.copy).
     first, last, _ = time_range(conn, schema, h.table, h.time_column)
     many_chunks = first is None or chunks_between(first, last, h.chunk_interval.seconds) > CHUNKS_PER_TRANSACTION
-    report.copied = copy(connect, names, columns, workers=workers, batch_rows=batch_rows, own_xids=own_xids,
-                          on_phase=on_phase, time_column=h.time_column if many_chunks else None,
-                          chunk_seconds=h.chunk_interval.seconds)
+    report.copied = copy(
+        connect,
+        names,
+        columns,
+        workers=workers,
+        batch_rows=batch_rows,
+        own_xids=own_xids,
+        on_phase=on_phase,
+        time_column=h.time_column if many_chunks else None,
+        chunk_seconds=h.chunk_interval.seconds,
+    )
     report.copy_seconds = time.monotonic() - t0
     # Each in transactions of its own, chunk by chunk where it can (nothing shows the new table yet): the locks
     # held at once are a chunk's, not the history's.
     create_indexes_per_chunk(conn, [i for i in planned if not i.key])
     with conn.transaction():
         added = add_foreign_keys(conn, names)
-    conn.execute(sql.SQL("ANALYZE {}").format(names.ident(names.new)))   # outside a transaction: chunk by chunk
-    log.info("%s: %d rows copied beside it in %.1f s; %d foreign keys checked", result.table, report.copied,
-             report.copy_seconds, added)
+    conn.execute(sql.SQL("ANALYZE {}").format(names.ident(names.new)))  # outside a transaction: chunk by chunk
+    log.info(
+        "%s: %d rows copied beside it in %.1f s; %d foreign keys checked",
+        result.table,
+        report.copied,
+        report.copy_seconds,
+        added,
+    )
 
     def catch_up() -> None:
         for _ in range(max_rounds):
@@ -137,35 +167,50 @@ def convert_online(connect: Callable[[], psycopg.Connection], conn: psycopg.Conn
             report.replayed += replayed
             if backlog <= small_backlog:
                 return
-        log.warning("%s: the application changes rows faster than they are replayed; swapping with a backlog",
-                    result.table)
+        log.warning(
+            "%s: the application changes rows faster than they are replayed; swapping with a backlog", result.table
+        )
 
     catch_up()
     on_phase("caught up", conn)
 
     def swap() -> float:
         report.swap_attempts += 1
-        return swap_in(conn, names, h, keys, columns, renames, on_swapped=on_swapped, own_xids=own_xids,
-                     on_phase=on_phase)
+        return swap_in(
+            conn, names, h, keys, columns, renames, on_swapped=on_swapped, own_xids=own_xids, on_phase=on_phase
+        )
 
     for attempt in (1, 2):
         try:
-            report.swap_seconds = with_lock_retries(conn, names, f"{schema}.{h.table}: swapping in the hypertable",
-                                                     lock_timeout_ms, swap_attempts, swap, between=catch_up)
+            report.swap_seconds = with_lock_retries(
+                conn,
+                names,
+                f"{schema}.{h.table}: swapping in the hypertable",
+                lock_timeout_ms,
+                swap_attempts,
+                swap,
+                between=catch_up,
+            )
             break
         except psycopg.errors.NotNullViolation:
             if attempt == 2:
                 raise
-            catch_up()   # a row without a time value came in just before the swap: the round fills it
-    log.info("%s: swapped in the hypertable; the table was locked for %.0f ms. The legacy table is kept as %s",
-             result.table, 1000 * report.swap_seconds, report.legacy_table)
+            catch_up()  # a row without a time value came in just before the swap: the round fills it
+    log.info(
+        "%s: swapped in the hypertable; the table was locked for %.0f ms. The legacy table is kept as %s",
+        result.table,
+        1000 * report.swap_seconds,
+        report.legacy_table,
+    )
     with conn.transaction():
         apply_policies(conn, schema, h, has_compression, result)
     report.verified_rows, differing = verify(conn, schema, h.table)
     if differing:
-        raise ConversionError(f"{result.table}: after the swap, rows differ from the legacy table "
-                              f"{report.legacy_table} (keys {', '.join(differing)}); undo with "
-                              "`python -m tsmigrate.online swap-back` (README: Online conversion)")
+        raise ConversionError(
+            f"{result.table}: after the swap, rows differ from the legacy table "
+            f"{report.legacy_table} (keys {', '.join(differing)}); undo with "
+            "`python -m tsmigrate.online swap-back` (README: Online conversion)"
+        )
     result.rows = report.verified_rows
     result.chunks = hypertable_chunks(conn, schema, h.table)
     result.seconds = time.monotonic() - started

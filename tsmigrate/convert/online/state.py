@@ -10,8 +10,8 @@ import psycopg
 from psycopg import sql
 
 from ...db import is_hypertable, one
-from ...own import BUILD_SUFFIX, CAPTURE_TRIGGER, OWN_SCHEMA
 from ...plan import HypertablePlan
+from ...tool_objects import BUILD_SUFFIX, CAPTURE_TRIGGER, OWN_SCHEMA
 
 log = logging.getLogger("tsmigrate.online")
 
@@ -44,7 +44,7 @@ def no_hook(phase: str, conn: psycopg.Connection) -> None:
 
 
 def aside(name: str, suffix: str) -> str:
-    return name[:63 - len(suffix)] + suffix
+    return name[: 63 - len(suffix)] + suffix
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,12 @@ def chooses_online(conn: psycopg.Connection, schema: str, h: HypertablePlan, abo
     """Whether the table converts online: as its plan entry says, else when it holds more than ``above_rows``
     rows (the planner's estimate: no scan). A table that does not exist yet or is a hypertable already does not."""
     # By name through the catalog: to_regclass would need USAGE on the schema, which a pre-flight role may lack.
-    reltuples = one(conn, """SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    reltuples = one(
+        conn,
+        """SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                            WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r'""",
-                       (schema, h.table))
+        (schema, h.table),
+    )
     if reltuples is None or is_hypertable(conn, schema, h.table):
         return False
     return h.online if h.online is not None else reltuples > above_rows
@@ -94,9 +97,11 @@ def online_tables(conn: psycopg.Connection, plan) -> list[str]:
 def conversion_state(conn: psycopg.Connection, schema: str, table: str) -> dict | None:
     if one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:
         return None
-    row = conn.execute(f"""SELECT new_name, legacy_name, state, replayed_through, index_renames
+    row = conn.execute(
+        f"""SELECT new_name, legacy_name, state, replayed_through, index_renames
                              FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s""",
-                       (schema, table)).fetchone()
+        (schema, table),
+    ).fetchone()
     if row is None:
         return None
     return dict(zip(("new_name", "legacy_name", "state", "replayed_through", "index_renames"), row, strict=True))
@@ -106,9 +111,13 @@ def legacy_tables(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
     """(schema, table, legacy table) of every conversion whose legacy table is kept beside the hypertable."""
     if one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:
         return []
-    return [tuple(r) for r in conn.execute(
-        f"SELECT table_schema, table_name, legacy_name FROM {OWN_SCHEMA}.online_conversions "
-        "WHERE state = 'swapped' ORDER BY 1, 2").fetchall()]
+    return [
+        tuple(r)
+        for r in conn.execute(
+            f"SELECT table_schema, table_name, legacy_name FROM {OWN_SCHEMA}.online_conversions "
+            "WHERE state = 'swapped' ORDER BY 1, 2"
+        ).fetchall()
+    ]
 
 
 def discard_unfinished(conn: psycopg.Connection, names: Names) -> bool:
@@ -118,15 +127,24 @@ def discard_unfinished(conn: psycopg.Connection, names: Names) -> bool:
         return False
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '5s'")
-        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-            sql.Identifier(CAPTURE_TRIGGER), names.ident(names.table)))
-        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-            sql.Identifier(CAPTURE_TRIGGER + "_truncate"), names.ident(names.table)))
+        conn.execute(
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(CAPTURE_TRIGGER), names.ident(names.table))
+        )
+        conn.execute(
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                sql.Identifier(CAPTURE_TRIGGER + "_truncate"), names.ident(names.table)
+            )
+        )
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(names.ident(state["new_name"])))
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(names.changes))
         conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(names.capture_function))
-        conn.execute(f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
-                     (names.schema, names.table))
-    log.info("%s.%s: dropped what an unfinished online conversion left (its hypertable and change log); "
-             "starting again", names.schema, names.table)
+        conn.execute(
+            f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
+            (names.schema, names.table),
+        )
+    log.info(
+        "%s.%s: dropped what an unfinished online conversion left (its hypertable and change log); starting again",
+        names.schema,
+        names.table,
+    )
     return True

@@ -11,8 +11,8 @@ import psycopg
 from psycopg import sql
 
 from ...db import insertable_columns, one, regclass, row
-from ...own import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
 from ...plan import HypertablePlan
+from ...tool_objects import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
 from ..catalog import primary_key_columns
 from ..result import ConversionError
 from .build import Grant, grant, relation_grants
@@ -36,7 +36,8 @@ class SavedView:
 
 def dependent_views(conn: psycopg.Connection, regclass: str) -> list[SavedView]:
     """Views and materialized views that read the table, directly or through other views, in creation order."""
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         WITH RECURSIVE deps(oid, depth) AS (
             SELECT DISTINCT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
              WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass AND r.ev_class <> %s::regclass
@@ -47,32 +48,56 @@ def dependent_views(conn: psycopg.Connection, regclass: str) -> list[SavedView]:
         SELECT n.nspname, c.relname, c.relkind = 'm', pg_get_viewdef(c.oid), pg_get_userbyid(c.relowner),
                c.reloptions, obj_description(c.oid, 'pg_class'), c.oid::regclass::text, max(deps.depth)
           FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY max(deps.depth), 1, 2""", (regclass, regclass)).fetchall()
+         GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY max(deps.depth), 1, 2""",
+        (regclass, regclass),
+    ).fetchall()
     views = []
     for schema, name, materialized, definition, owner, options, comment, view_regclass, _ in rows:
-        indexes = tuple(r[0] for r in conn.execute(
-            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass", (view_regclass,)))
-        views.append(SavedView(schema, name, materialized, definition, owner, options, comment,
-                                tuple(relation_grants(conn, view_regclass)), indexes))
+        indexes = tuple(
+            r[0]
+            for r in conn.execute(
+                "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass", (view_regclass,)
+            )
+        )
+        views.append(
+            SavedView(
+                schema,
+                name,
+                materialized,
+                definition,
+                owner,
+                options,
+                comment,
+                tuple(relation_grants(conn, view_regclass)),
+                indexes,
+            )
+        )
     return views
 
 
 def check_views_can_move(conn: psycopg.Connection, names: Names) -> None:
     """Before anything changes: the views that read the table are recreated on the hypertable, which only their
     owner (or a member of that role) may do."""
-    foreign = [f"{v.schema}.{v.name} (owner {v.owner})"
-               for v in dependent_views(conn, regclass(names.schema, names.table))
-               if not one(conn, "SELECT pg_has_role(current_user, %s, 'MEMBER')", (v.owner,))]
+    foreign = [
+        f"{v.schema}.{v.name} (owner {v.owner})"
+        for v in dependent_views(conn, regclass(names.schema, names.table))
+        if not one(conn, "SELECT pg_has_role(current_user, %s, 'MEMBER')", (v.owner,))
+    ]
     if foreign:
-        raise ConversionError(f"{names.schema}.{names.table}: the conversion recreates the views that read it, and "
-                              f"{one(conn, 'SELECT current_user')} may not recreate {', '.join(foreign)}: run as "
-                              "their owner or a superuser, or grant the run's role membership in the owner role")
+        raise ConversionError(
+            f"{names.schema}.{names.table}: the conversion recreates the views that read it, and "
+            f"{one(conn, 'SELECT current_user')} may not recreate {', '.join(foreign)}: run as "
+            "their owner or a superuser, or grant the run's role membership in the owner role"
+        )
 
 
 def drop_views(conn: psycopg.Connection, views: list[SavedView]) -> None:
     for v in reversed(views):
-        conn.execute(sql.SQL("DROP {} {}").format(sql.SQL("MATERIALIZED VIEW" if v.materialized else "VIEW"),
-                                                  sql.Identifier(v.schema, v.name)))
+        conn.execute(
+            sql.SQL("DROP {} {}").format(
+                sql.SQL("MATERIALIZED VIEW" if v.materialized else "VIEW"), sql.Identifier(v.schema, v.name)
+            )
+        )
 
 
 def create_views(conn: psycopg.Connection, views: list[SavedView]) -> None:
@@ -80,8 +105,9 @@ def create_views(conn: psycopg.Connection, views: list[SavedView]) -> None:
         ident = sql.Identifier(v.schema, v.name)
         kind = sql.SQL("MATERIALIZED VIEW" if v.materialized else "VIEW")
         options = sql.SQL(" WITH ({})").format(sql.SQL(", ".join(v.options))) if v.options else sql.SQL("")
-        conn.execute(sql.SQL("CREATE {} {}{} AS {}").format(kind, ident, options,
-                                                           sql.SQL(v.definition.rstrip().rstrip(";"))))
+        conn.execute(
+            sql.SQL("CREATE {} {}{} AS {}").format(kind, ident, options, sql.SQL(v.definition.rstrip().rstrip(";")))
+        )
         conn.execute(sql.SQL("ALTER {} {} OWNER TO {}").format(kind, ident, sql.Identifier(v.owner)))
         if v.comment is not None:
             conn.execute(sql.SQL("COMMENT ON {} {} IS {}").format(kind, ident, sql.Literal(v.comment)))
@@ -98,14 +124,20 @@ def rename_tables(conn: psycopg.Connection, names: Names, leaving: str, leaving_
 def own_sequences(conn: psycopg.Connection, names: Names, previous_owner: str) -> None:
     """Sequences owned by the other table's columns (bigserial ids) go to the table with the name: they would be
     dropped with the other one otherwise. Both tables' defaults use them already (copied by LIKE)."""
-    for seq, column in conn.execute("""
+    for seq, column in conn.execute(
+        """
             SELECT d.objid::regclass::text, a.attname FROM pg_depend d
               JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
               JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
              WHERE d.classid = 'pg_class'::regclass AND d.refobjid = %s::regclass AND d.deptype = 'a'
-               AND d.refobjsubid > 0""", (regclass(names.schema, previous_owner),)).fetchall():
-        conn.execute(sql.SQL("ALTER SEQUENCE {} OWNED BY {}.{}").format(
-            sql.SQL(seq), names.ident(names.table), sql.Identifier(column)))
+               AND d.refobjsubid > 0""",
+        (regclass(names.schema, previous_owner),),
+    ).fetchall():
+        conn.execute(
+            sql.SQL("ALTER SEQUENCE {} OWNED BY {}.{}").format(
+                sql.SQL(seq), names.ident(names.table), sql.Identifier(column)
+            )
+        )
 
 
 def rename_indexes(conn: psycopg.Connection, names: Names, pairs: list[tuple[str, str]]) -> None:
@@ -117,49 +149,58 @@ def rename_indexes(conn: psycopg.Connection, names: Names, pairs: list[tuple[str
 
 def application_triggers(conn: psycopg.Connection, regclass: str) -> list[tuple[str, str, str]]:
     """The application's triggers: not ours (change capture), not TimescaleDB's own (its insert blocker)."""
-    return conn.execute("SELECT tgname, pg_get_triggerdef(oid), tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass "
-                        "AND NOT tgisinternal AND tgname NOT LIKE 'tsmigrate\\_capture%%' "
-                        "AND tgfoid::regproc::text NOT LIKE '\\_timescaledb%%' ORDER BY tgname",
-                        (regclass,)).fetchall()
+    return conn.execute(
+        "SELECT tgname, pg_get_triggerdef(oid), tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass "
+        "AND NOT tgisinternal AND tgname NOT LIKE 'tsmigrate\\_capture%%' "
+        "AND tgfoid::regproc::text NOT LIKE '\\_timescaledb%%' ORDER BY tgname",
+        (regclass,),
+    ).fetchall()
 
 
 def checked_application_triggers(conn: psycopg.Connection, names: Names) -> list[tuple[str, str, str]]:
     triggers = application_triggers(conn, regclass(names.schema, names.table))
     odd = [name for name, _, enabled in triggers if enabled != "O"]
     if odd:
-        raise ConversionError(f"{names.schema}.{names.table} has triggers that are disabled or fire only on replicas "
-                              f"({', '.join(odd)}); a hypertable cannot keep that state: enable or drop them first")
+        raise ConversionError(
+            f"{names.schema}.{names.table} has triggers that are disabled or fire only on replicas "
+            f"({', '.join(odd)}); a hypertable cannot keep that state: enable or drop them first"
+        )
     return triggers
 
 
 def sync_identity(conn: psycopg.Connection, names: Names, source: str, target: str) -> None:
     """Identity columns have a sequence of their own per table: the target's goes on from where the source's is."""
-    for column, in conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attidentity <> '' "
-                                "AND NOT attisdropped", (regclass(names.schema, target),)).fetchall():
-        source_seq, target_seq = (one(conn, "SELECT pg_get_serial_sequence(%s, %s)",
-                                      (regclass(names.schema, t), column))
-                                  for t in (source, target))
+    for (column,) in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attidentity <> '' AND NOT attisdropped",
+        (regclass(names.schema, target),),
+    ).fetchall():
+        source_seq, target_seq = (
+            one(conn, "SELECT pg_get_serial_sequence(%s, %s)", (regclass(names.schema, t), column))
+            for t in (source, target)
+        )
         last, called = row(conn, sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(source_seq)))
         conn.execute("SELECT setval(%s::regclass, %s, %s)", (target_seq, last, called))
 
 
-def move_name(conn: psycopg.Connection, names: Names, renames: list[list[str]], triggers, *, legacy_to: str,
-              capture_back: bool) -> list[str]:
+def move_name(
+    conn: psycopg.Connection, names: Names, renames: list[list[str]], triggers, *, legacy_to: str, capture_back: bool
+) -> list[str]:
     """Within the caller's transaction, the table's lock held: the new table takes the name and everything the
     application sees with it (index names, sequences, triggers, dependent views); the legacy one goes to
     ``legacy_to``. Returns the views recreated."""
     views = dependent_views(conn, regclass(names.schema, names.table))
     drop_views(conn, views)
     for trigger in (CAPTURE_TRIGGER, CAPTURE_TRIGGER + "_truncate"):
-        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger),
-                                                                      names.ident(names.table)))
+        conn.execute(
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), names.ident(names.table))
+        )
     rename_tables(conn, names, names.table, legacy_to, names.new)
     # Index names are unique per schema: the legacy table's go aside before the new ones take them.
     rename_indexes(conn, names, [(final, aside) for final, aside, _ in renames])
     rename_indexes(conn, names, [(built, final) for final, _, built in renames])
     own_sequences(conn, names, legacy_to)
     sync_identity(conn, names, legacy_to, names.table)
-    for _, definition, _ in triggers:   # "ON schema.table" now names the hypertable
+    for _, definition, _ in triggers:  # "ON schema.table" now names the hypertable
         conn.execute(sql.SQL(definition))
     if capture_back:
         create_capture_triggers(conn, names, names.table, PHASE_AFTER_SWAP)
@@ -167,22 +208,37 @@ def move_name(conn: psycopg.Connection, names: Names, renames: list[list[str]], 
     return [f"{v.schema}.{v.name}" for v in views]
 
 
-def swap_in(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys, columns, renames, *,
-            on_swapped: Callable[[psycopg.Connection], None] | None, own_xids: set[int], on_phase: PhaseHook) -> float:
+def swap_in(
+    conn: psycopg.Connection,
+    names: Names,
+    h: HypertablePlan,
+    keys,
+    columns,
+    renames,
+    *,
+    on_swapped: Callable[[psycopg.Connection], None] | None,
+    own_xids: set[int],
+    on_phase: PhaseHook,
+) -> float:
     """The short transaction of the online path; returns how long the legacy table was locked (seconds)."""
     triggers = checked_application_triggers(conn, names)
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names.ident(names.table)))
     locked = time.monotonic()
-    after = one(conn, f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
-                      "WHERE table_schema = %s AND table_name = %s", (names.schema, names.table))
+    after = one(
+        conn,
+        f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
+        (names.schema, names.table),
+    )
     newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
     replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest)
     set_replayed(conn, names, newest)
     on_phase("swapping", conn)
     move_name(conn, names, renames, triggers, legacy_to=names.legacy, capture_back=True)
-    conn.execute(f"UPDATE {OWN_SCHEMA}.online_conversions SET state = 'swapped', swapped_at = now(), "
-                 "swap_ms = %s WHERE table_schema = %s AND table_name = %s",
-                 (1000 * (time.monotonic() - locked), names.schema, names.table))
+    conn.execute(
+        f"UPDATE {OWN_SCHEMA}.online_conversions SET state = 'swapped', swapped_at = now(), "
+        "swap_ms = %s WHERE table_schema = %s AND table_name = %s",
+        (1000 * (time.monotonic() - locked), names.schema, names.table),
+    )
     own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
     if on_swapped is not None:
         on_swapped(conn)
@@ -201,18 +257,29 @@ def verify(conn: psycopg.Connection, schema: str, table: str) -> tuple[int, list
     columns = insertable_columns(conn, schema, state["legacy_name"])
     on = sql.SQL(" AND ").join(sql.SQL("l.{k} = n.{k}").format(k=sql.Identifier(k)) for k in keys)
     as_text = lambda alias: sql.SQL("row({})::text").format(  # noqa: E731 - one expression, used twice
-        sql.SQL(", ").join(sql.Identifier(alias, c) for c in columns))
+        sql.SQL(", ").join(sql.Identifier(alias, c) for c in columns)
+    )
     changed = sql.SQL(" AND ").join(sql.SQL("c.{k} = coalesce(l.{k}, n.{k})").format(k=sql.Identifier(k)) for k in keys)
-    key_text = sql.SQL("row({})::text").format(sql.SQL(", ").join(
-        sql.SQL("coalesce(l.{k}, n.{k})").format(k=sql.Identifier(k)) for k in keys))
-    compared, differing = row(conn, sql.SQL("""
+    key_text = sql.SQL("row({})::text").format(
+        sql.SQL(", ").join(sql.SQL("coalesce(l.{k}, n.{k})").format(k=sql.Identifier(k)) for k in keys)
+    )
+    compared, differing = row(
+        conn,
+        sql.SQL("""
         SELECT count(*), (array_agg({key_text}) FILTER (WHERE {lrow} IS DISTINCT FROM {nrow}))[1:10]
           FROM {legacy} l FULL JOIN {new} n ON {on}
          WHERE NOT EXISTS (SELECT 1 FROM {changes} c WHERE c.phase = {phase} AND {changed})""").format(
-        key_text=key_text, lrow=sql.SQL("CASE WHEN l IS NULL THEN NULL ELSE {} END").format(as_text("l")),
-        nrow=sql.SQL("CASE WHEN n IS NULL THEN NULL ELSE {} END").format(as_text("n")),
-        legacy=names.ident(state["legacy_name"]), new=names.ident(table), on=on, changes=names.changes,
-        phase=sql.Literal(PHASE_AFTER_SWAP), changed=changed))
+            key_text=key_text,
+            lrow=sql.SQL("CASE WHEN l IS NULL THEN NULL ELSE {} END").format(as_text("l")),
+            nrow=sql.SQL("CASE WHEN n IS NULL THEN NULL ELSE {} END").format(as_text("n")),
+            legacy=names.ident(state["legacy_name"]),
+            new=names.ident(table),
+            on=on,
+            changes=names.changes,
+            phase=sql.Literal(PHASE_AFTER_SWAP),
+            changed=changed,
+        ),
+    )
     return compared, list(differing or [])
 
 
@@ -223,18 +290,21 @@ def drop_legacy(conn: psycopg.Connection, schema: str, table: str) -> str:
     if state is None or state["state"] != "swapped":
         raise ConversionError(f"{schema}.{table}: no legacy table of an online conversion is kept")
     with conn.transaction():
-        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(CAPTURE_BACK_TRIGGER),
-                                                                      names.ident(table)))
+        conn.execute(
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(CAPTURE_BACK_TRIGGER), names.ident(table))
+        )
         conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(state["legacy_name"])))
         conn.execute(sql.SQL("DROP TABLE {}").format(names.changes))
         conn.execute(sql.SQL("DROP FUNCTION {}()").format(names.capture_function))
-        conn.execute(f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
-                     (schema, table))
+        conn.execute(
+            f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s", (schema, table)
+        )
     return f"{schema}.{state['legacy_name']}"
 
 
-def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout_ms: int = 500,
-              attempts: int = 20) -> int:
+def swap_back(
+    conn: psycopg.Connection, schema: str, table: str, *, lock_timeout_ms: int = 500, attempts: int = 20
+) -> int:
     """Undo an online conversion in one short transaction: the rows the application changed in the hypertable
     since the swap are replayed into the legacy table, which takes the name back; the hypertable is dropped.
     Returns the keys replayed. The ledger's record of the conversion goes too, so a later run converts again."""
@@ -248,10 +318,20 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout
     renames = state["index_renames"]
 
     def body() -> int:
-        conn.execute(sql.SQL("LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE").format(names.ident(table),
-                                                                                 names.ident(legacy)))
-        replayed = replay(conn, names, keys, columns, table, legacy, PHASE_AFTER_SWAP, 0,
-                           one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes)))
+        conn.execute(
+            sql.SQL("LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE").format(names.ident(table), names.ident(legacy))
+        )
+        replayed = replay(
+            conn,
+            names,
+            keys,
+            columns,
+            table,
+            legacy,
+            PHASE_AFTER_SWAP,
+            0,
+            one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes)),
+        )
         hypertable = regclass(schema, table)
         views = dependent_views(conn, hypertable)
         drop_views(conn, views)
@@ -260,7 +340,7 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout
         rename_tables(conn, names, table, names.new, legacy)
         own_sequences(conn, names, names.new)
         sync_identity(conn, names, names.new, table)
-        conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(names.new)))   # its index names go with it
+        conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(names.new)))  # its index names go with it
         rename_indexes(conn, names, [(aside, final) for final, aside, _ in renames])
         existing = {r[0] for r in application_triggers(conn, regclass(schema, table))}
         for name, definition, _ in triggers:
@@ -269,8 +349,9 @@ def swap_back(conn: psycopg.Connection, schema: str, table: str, *, lock_timeout
         create_views(conn, views)
         conn.execute(sql.SQL("DROP TABLE {}").format(names.changes))
         conn.execute(sql.SQL("DROP FUNCTION {}()").format(names.capture_function))
-        conn.execute(f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
-                     (schema, table))
+        conn.execute(
+            f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s", (schema, table)
+        )
         if one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.ledger",)) is not None:
             conn.execute(f"DELETE FROM {OWN_SCHEMA}.ledger WHERE step = %s", (f"convert:{table}",))
         return replayed

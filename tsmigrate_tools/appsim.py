@@ -14,7 +14,7 @@ from collections import Counter
 
 import psycopg
 
-from .errors import first_line
+from tsmigrate.errors import first_line
 
 
 class TelemetryWriter(threading.Thread):
@@ -25,27 +25,42 @@ class TelemetryWriter(threading.Thread):
     each row's value_text so its rows can be told apart.
     """
 
-    def __init__(self, conninfo: str, *, schema: str = "factory_telemetry", interval: float = 0.1,
-                 metric_def_id: object = None, marker: str | None = None, reconnect: bool = True,
-                 limit: float = 3600.0, statement_timeout_s: float = 600):
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = "factory_telemetry",
+        interval: float = 0.1,
+        metric_def_id: object = None,
+        marker: str | None = None,
+        reconnect: bool = True,
+        limit: float = 3600.0,
+        statement_timeout_s: float = 600,
+    ):
         super().__init__(name=f"telemetry-writer {marker or ''}".strip(), daemon=True)
         self.conninfo, self.schema, self.interval = conninfo, schema, interval
         self.metric_def_id, self.marker, self.reconnect, self.limit = metric_def_id, marker, reconnect, limit
         self.statement_timeout_s = statement_timeout_s
         self.committed: list[int] = []
         self.errors: list[str] = []
-        self.longest_wait = 0.0              # seconds, the slowest INSERT that committed
+        self.longest_wait = 0.0  # seconds, the slowest INSERT that committed
         self.attempts = 0
-        self.lost = threading.Event()        # its session was ended under it at least once
+        self.lost = threading.Event()  # its session was ended under it at least once
         self.login_refused = threading.Event()
         self._stop_event = threading.Event()
 
     def _connect(self) -> psycopg.Connection:
-        conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=3, application_name="ms5 telemetry",
-                               options=f"-c statement_timeout={int(self.statement_timeout_s * 1000)}")
+        conn = psycopg.connect(
+            self.conninfo,
+            autocommit=True,
+            connect_timeout=3,
+            application_name="ms5 telemetry",
+            options=f"-c statement_timeout={int(self.statement_timeout_s * 1000)}",
+        )
         if self.metric_def_id is None:
             self.metric_def_id = conn.execute(
-                f'SELECT id FROM "{self.schema}".metric_def ORDER BY id LIMIT 1').fetchone()[0]
+                f'SELECT id FROM "{self.schema}".metric_def ORDER BY id LIMIT 1'
+            ).fetchone()[0]
         return conn
 
     def run(self) -> None:
@@ -59,9 +74,11 @@ class TelemetryWriter(threading.Thread):
                         return
                     conn = self._connect()
                 started = time.monotonic()
-                new_id = conn.execute(f'INSERT INTO "{self.schema}".metric_hist (metric_def_id, ts, value_real, '
-                                      "value_text) VALUES (%s, now(), %s, %s) RETURNING id",
-                                      (self.metric_def_id, self.attempts, self.marker)).fetchone()[0]
+                new_id = conn.execute(
+                    f'INSERT INTO "{self.schema}".metric_hist (metric_def_id, ts, value_real, '
+                    "value_text) VALUES (%s, now(), %s, %s) RETURNING id",
+                    (self.metric_def_id, self.attempts, self.marker),
+                ).fetchone()[0]
                 self.longest_wait = max(self.longest_wait, time.monotonic() - started)
                 self.committed.append(new_id)
             except psycopg.Error as exc:
@@ -85,11 +102,18 @@ class TelemetryWriter(threading.Thread):
         """Ids the writer saw committed that the database does not hold."""
         if not self.committed:
             return []
-        return [r[0] for r in conn.execute(
-            f'SELECT i FROM unnest(%s::bigint[]) i WHERE NOT EXISTS (SELECT 1 FROM "{self.schema}".metric_hist m '
-            "WHERE m.id = i)", (self.committed,)).fetchall()]
+        return [
+            r[0]
+            for r in conn.execute(
+                f'SELECT i FROM unnest(%s::bigint[]) i WHERE NOT EXISTS (SELECT 1 FROM "{self.schema}".metric_hist m '
+                "WHERE m.id = i)",
+                (self.committed,),
+            ).fetchall()
+        ]
 
     def describe(self) -> str:
         errors = "; ".join(f"{n}x {text[:120]}" for text, n in Counter(self.errors).most_common(3)) or "none"
-        return (f"{len(self.committed)} rows committed of {self.attempts} tries, longest insert "
-                f"{self.longest_wait:.2f} s, errors: {errors}")
+        return (
+            f"{len(self.committed)} rows committed of {self.attempts} tries, longest insert "
+            f"{self.longest_wait:.2f} s, errors: {errors}"
+        )

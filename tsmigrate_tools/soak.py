@@ -1,6 +1,6 @@
 """A full run under production conditions, measured: the application keeps inserting telemetry.
 
-    python -m tsmigrate.soak --rows 2500000 [--fence on|off] [--fail] [--runs 3] [--json outcomes.json]
+    python -m tsmigrate_tools.soak --rows 2500000 [--fence on|off] [--fail] [--runs 3] [--json outcomes.json]
 
 On a throwaway server (TSMIGRATE_PG_BINDIR picks the PostgreSQL installation, e.g. one with the
 community edition and its background jobs), a legacy MS5.0 database of about ``--rows`` metric rows is
@@ -29,10 +29,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .appsim import TelemetryWriter
-from .janitor import ScratchDatabase, freeze
-from .legacy import SCALES, build_legacy_database
-from .servers import ServerStartError, throwaway_server
+from tsmigrate.janitor import ScratchDatabase, freeze
+from tsmigrate.legacy import SCALES, build_legacy_database
+from tsmigrate.servers import ServerStartError, throwaway_server
+from tsmigrate_tools.appsim import TelemetryWriter
 
 PROJECT = Path(__file__).resolve().parents[1]
 TEMPLATE = "ms5_soak_template"
@@ -51,7 +51,7 @@ def _migrations(work: Path, fence: bool, fail: bool) -> Path:
         plan.write_text(plan.read_text().replace("[plan]\n", "[plan]\nfence_application = false\n", 1))
     if fail:
         last = sorted(target.glob("*.sql"))[-1]
-        last.write_text(last.read_text() + "\n\nSELECT 1 / 0;  -- injected by tsmigrate.soak\n")
+        last.write_text(last.read_text() + "\n\nSELECT 1 / 0;  -- injected by tsmigrate_tools.soak\n")
     return target
 
 
@@ -62,29 +62,51 @@ def one_run(server, dbname: str, migrations: Path, work: Path, *, interval: floa
     writer.start()
     time.sleep(2)
     reports = work / f"reports-{dbname}"
-    command = [sys.executable, "-m", "pytest", "suites", "--dsn", dsn, "--migrations", str(migrations),
-               "--reports", str(reports), "--backups", str(work / "backups"), "-p", "no:cacheprovider", "-q",
-               "-o", "log_cli=false"] + (["--no-rehearse"] if fail else [])
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites",
+        "--dsn",
+        dsn,
+        "--migrations",
+        str(migrations),
+        "--reports",
+        str(reports),
+        "--backups",
+        str(work / "backups"),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-o",
+        "log_cli=false",
+    ] + (["--no-rehearse"] if fail else [])
     started = time.monotonic()
     result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=3600)
     seconds = time.monotonic() - started
-    time.sleep(3)   # the fence is lifted: the application comes back
+    time.sleep(3)  # the fence is lifted: the application comes back
     writer.stop()
     record = json.loads((reports / "latest.json").read_text()) if (reports / "latest.json").exists() else {}
     with psycopg.connect(dsn) as conn:
         missing = writer.missing(conn)
         can_login = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()[0]
-    return {"verdict": record.get("verdict", f"no record (exit {result.returncode})"), "exit": result.returncode,
-            "seconds": seconds, "writer": writer.describe(), "committed": len(writer.committed),
-            "missing": len(missing), "role_can_login_after": can_login,
-            "restore": (record.get("restore") or {}).get("outcome"),
-            # pytest's short summary says why each failed test failed, in a line.
-            "last_lines": [line for line in result.stdout.splitlines() if line.startswith("FAILED ")]
-            + result.stdout.strip().splitlines()[-3:]}
+    return {
+        "verdict": record.get("verdict", f"no record (exit {result.returncode})"),
+        "exit": result.returncode,
+        "seconds": seconds,
+        "writer": writer.describe(),
+        "committed": len(writer.committed),
+        "missing": len(missing),
+        "role_can_login_after": can_login,
+        "restore": (record.get("restore") or {}).get("outcome"),
+        # pytest's short summary says why each failed test failed, in a line.
+        "last_lines": [line for line in result.stdout.splitlines() if line.startswith("FAILED ")]
+        + result.stdout.strip().splitlines()[-3:],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tsmigrate.soak", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tsmigrate_tools.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_500_000, help="metric_hist rows of the legacy database")
     parser.add_argument("--fence", choices=("on", "off"), default="on")
     parser.add_argument("--fail", action="store_true", help="inject a failure into the last migration file")
@@ -107,12 +129,17 @@ def main(argv: list[str] | None = None) -> int:
             build_legacy_database(admin, scale, dbname=TEMPLATE, replace_existing=True)
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(APP_ROLE)))
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE ms5_user_production").format(
-                    sql.Identifier(APP_ROLE), sql.Literal(server.password)))
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE ms5_user_production").format(
+                        sql.Identifier(APP_ROLE), sql.Literal(server.password)
+                    )
+                )
                 freeze(conn, TEMPLATE)
-            _say(f"soak: legacy database of ~{scale.metric_hist_rows:,} metric rows built in "
-                 f"{time.monotonic() - started:.0f} s on {server.describe()}; fence {args.fence}, "
-                 f"{'failure injected' if args.fail else 'no failure'}, insert every {args.interval * 1000:.0f} ms")
+            _say(
+                f"soak: legacy database of ~{scale.metric_hist_rows:,} metric rows built in "
+                f"{time.monotonic() - started:.0f} s on {server.describe()}; fence {args.fence}, "
+                f"{'failure injected' if args.fail else 'no failure'}, insert every {args.interval * 1000:.0f} ms"
+            )
             migrations = _migrations(work, args.fence == "on", args.fail)
             for i in range(1, args.runs + 1):
                 name = f"ms5_soak_{i}_{secrets.token_hex(3)}"
@@ -121,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
                 ok = outcome["verdict"] in expected and outcome["missing"] == 0 and outcome["role_can_login_after"]
                 outcomes.append({**outcome, "expected": " or ".join(expected), "ok": ok})
                 failures += not ok
-                _say(f"run {i}/{args.runs}: {outcome['verdict']} (exit {outcome['exit']}) in {outcome['seconds']:.1f} s; "
-                     f"writer: {outcome['writer']}; committed rows missing at the end: {outcome['missing']}; "
-                     f"role may log in afterwards: {outcome['role_can_login_after']} -> {'ok' if ok else 'NOT OK'}")
+                _say(
+                    f"run {i}/{args.runs}: {outcome['verdict']} (exit {outcome['exit']}) in {outcome['seconds']:.1f} s; "
+                    f"writer: {outcome['writer']}; committed rows missing at the end: {outcome['missing']}; "
+                    f"role may log in afterwards: {outcome['role_can_login_after']} -> {'ok' if ok else 'NOT OK'}"
+                )
                 if outcome["restore"]:
                     _say(f"  {outcome['restore']}")
                 if not ok:
@@ -133,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     if args.json:
         args.json.write_text(json.dumps(outcomes, indent=2))
-    _say(f"soak: {args.runs} runs, {args.runs - failures} as expected ({' or '.join(expected)}, nothing lost), {failures} not")
+    _say(
+        f"soak: {args.runs} runs, {args.runs - failures} as expected ({' or '.join(expected)}, nothing lost), {failures} not"
+    )
     return 0 if failures == 0 else 1
 
 

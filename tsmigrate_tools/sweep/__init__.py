@@ -1,6 +1,6 @@
 """Kill sweep: SIGKILL a full run at N moments, then prove a second run finishes the migration.
 
-    python -m tsmigrate.sweep [--points N] [--scale tiny|demo|site] [--server local] [--keep-going]
+    python -m tsmigrate_tools.sweep [--points N] [--scale tiny|demo|site] [--server local] [--keep-going]
 
 On a throwaway local cluster the legacy MS5.0 database is built once and frozen as a template,
 and its fingerprints are taken on a copy before any run. One uninterrupted full run

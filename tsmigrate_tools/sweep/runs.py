@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
-KILLED_WAIT = 30.0        # seconds a SIGKILLed run may take to be reaped
+KILLED_WAIT = 30.0  # seconds a SIGKILLed run may take to be reaped
 # The run's log file: each line the record's time.time() and its message, so a reader can say how old it is.
 LOG_FORMAT = "%(created).3f %(message)s"
 LOG_LINE = re.compile(r"^(?P<created>\d+\.\d+) (?P<message>.*)$")
@@ -64,15 +64,40 @@ class RunFiles:
 def start_run(dsn: str, files: RunFiles, backups: Path, migrations: Path | None = None) -> subprocess.Popen:
     """``pytest suites`` against ``dsn`` in the project, in a session (process group) of its own; ``migrations``
     another migrations directory than the project's."""
-    command = [sys.executable, "-m", "pytest", "suites", "--dsn", dsn, "--reports", str(files.reports),
-               "--backups", str(backups), "-p", "no:cacheprovider", "-q",
-               *(["--migrations", str(migrations)] if migrations else []),
-               "--log-file", str(files.log), "--log-file-level", "INFO", "--log-file-format", LOG_FORMAT]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}   # a killed run's last words reach its stdout file
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites",
+        "--dsn",
+        dsn,
+        "--reports",
+        str(files.reports),
+        "--backups",
+        str(backups),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *(["--migrations", str(migrations)] if migrations else []),
+        "--log-file",
+        str(files.log),
+        "--log-file-level",
+        "INFO",
+        "--log-file-format",
+        LOG_FORMAT,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # a killed run's last words reach its stdout file
     out = open(files.stdout, "wb")
     try:
-        return subprocess.Popen(command, cwd=PROJECT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(
+            command,
+            cwd=PROJECT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     finally:
         out.close()
 
@@ -85,8 +110,9 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def run_to_end(dsn: str, files: RunFiles, backups: Path, timeout: float,
-               migrations: Path | None = None) -> tuple[int | None, float]:
+def run_to_end(
+    dsn: str, files: RunFiles, backups: Path, timeout: float, migrations: Path | None = None
+) -> tuple[int | None, float]:
     """Run to completion; returns (exit code or None when it hung and was killed, seconds)."""
     started = time.monotonic()
     proc = start_run(dsn, files, backups, migrations)
@@ -98,5 +124,5 @@ def run_to_end(dsn: str, files: RunFiles, backups: Path, timeout: float,
         if proc.poll() is None:
             kill_group(proc.pid)
             proc.wait(KILLED_WAIT)
-        kill_group(proc.pid)   # a hung run's children, if any
+        kill_group(proc.pid)  # a hung run's children, if any
     return code, time.monotonic() - started

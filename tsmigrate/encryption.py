@@ -23,11 +23,11 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import pyrage
 from pyrage import x25519
@@ -59,13 +59,17 @@ def new_key(path: Path) -> BackupKey:
     path = Path(path)
     identity = x25519.Identity.generate()
     recipient = str(identity.to_public())
-    text = (f"# created: {datetime.now(timezone.utc).isoformat(timespec='seconds')} by tsmigrate\n"
-            f"# public key: {recipient}\n{identity}\n")
+    text = (
+        f"# created: {datetime.now(UTC).isoformat(timespec='seconds')} by tsmigrate\n"
+        f"# public key: {recipient}\n{identity}\n"
+    )
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise KeyFileError(f"{path} exists already; a key file is never overwritten (backups encrypted with it "
-                           "would be lost): choose another name") from None
+        raise KeyFileError(
+            f"{path} exists already; a key file is never overwritten (backups encrypted with it "
+            "would be lost): choose another name"
+        ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot create the key file {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as f:
@@ -80,17 +84,23 @@ def load_key(path: Path) -> BackupKey:
         mode = path.stat().st_mode
         lines = path.read_text(encoding="ascii").splitlines()
     except FileNotFoundError:
-        raise KeyFileError(f"the key file {path} does not exist; give the key file the backups are encrypted with "
-                           "(make a new one with: python -m tsmigrate.backupctl new-key FILE)") from None
+        raise KeyFileError(
+            f"the key file {path} does not exist; give the key file the backups are encrypted with "
+            "(make a new one with: python -m tsmigrate.backupctl new-key FILE)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"cannot read the key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"the key file {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
-                           f"make it the owner's alone: chmod 600 {path}")
+        raise KeyFileError(
+            f"the key file {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
+            f"make it the owner's alone: chmod 600 {path}"
+        )
     secrets = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if len(secrets) != 1 or not _SECRET_LINE.match(secrets[0]):
-        raise KeyFileError(f"{path} is not an age key file: it must hold one AGE-SECRET-KEY-1... line "
-                           "(as age-keygen or python -m tsmigrate.backupctl new-key writes it)")
+        raise KeyFileError(
+            f"{path} is not an age key file: it must hold one AGE-SECRET-KEY-1... line "
+            "(as age-keygen or python -m tsmigrate.backupctl new-key writes it)"
+        )
     try:
         identity = x25519.Identity.from_str(secrets[0])
     except pyrage.IdentityError as exc:
@@ -99,6 +109,7 @@ def load_key(path: Path) -> BackupKey:
 
 
 # -- what a manifest says --------------------------------------------------------------------------
+
 
 def is_encrypted(manifest: dict) -> bool:
     return bool(manifest.get("encryption"))
@@ -111,16 +122,21 @@ def check_key(manifest: dict, key: BackupKey | None, where: Path) -> None:
         return
     recorded = enc.get("key_file") or "?"
     if key is None:
-        raise KeyFileError(f"the backup {where} is encrypted (for {enc['recipient']}, key file {recorded} when it was "
-                           "taken): name that key file as key_file under [backup] in plan.toml, or give it with "
-                           "--key-file")
+        raise KeyFileError(
+            f"the backup {where} is encrypted (for {enc['recipient']}, key file {recorded} when it was "
+            "taken): name that key file as key_file under [backup] in plan.toml, or give it with "
+            "--key-file"
+        )
     if key.recipient != enc["recipient"]:
-        raise KeyFileError(f"the key file {key.path} does not open the backup {where}: it holds the key of "
-                           f"{key.recipient}, the backup was encrypted for {enc['recipient']} (key file {recorded} when "
-                           "it was taken). Give that key file; nothing was decrypted or restored")
+        raise KeyFileError(
+            f"the key file {key.path} does not open the backup {where}: it holds the key of "
+            f"{key.recipient}, the backup was encrypted for {enc['recipient']} (key file {recorded} when "
+            "it was taken). Give that key file; nothing was decrypted or restored"
+        )
 
 
 # -- sealing ---------------------------------------------------------------------------------------
+
 
 def _digest(path: Path) -> dict:
     digest = hashlib.sha256()
@@ -145,9 +161,13 @@ def seal(directory: Path, plain_files: dict[str, dict], key: BackupKey) -> dict:
         partial.chmod(0o600)
         partial.rename(sealed)
         source.unlink()
-    return {"scheme": SCHEME, "recipient": key.recipient, "key_file": str(key.path),
-            # What the decrypted files must be, byte for byte: a decrypted copy is checked against it.
-            "files": plain_files}
+    return {
+        "scheme": SCHEME,
+        "recipient": key.recipient,
+        "key_file": str(key.path),
+        # What the decrypted files must be, byte for byte: a decrypted copy is checked against it.
+        "files": plain_files,
+    }
 
 
 class _Hashing:
@@ -175,19 +195,22 @@ def _decrypt(source: Path, key: BackupKey, meta: dict, out_path: Path | None) ->
     """Decrypt one file (to ``out_path``, or only to check it); BackupError names the file."""
     partial = out_path.with_name(f".{out_path.name}.part") if out_path else None
     try:
-        with open(source, "rb") as f, (_private(partial) if partial else _nothing()) as out:
+        with open(source, "rb") as f, _private(partial) if partial else _nothing() as out:
             sink = _Hashing(out)
             pyrage.decrypt_io(f, sink, [key.identity])
     except (pyrage.DecryptError, OSError, ValueError) as exc:
         if partial:
             partial.unlink(missing_ok=True)
-        raise BackupError(f"{source} does not decrypt with {key.path} ({exc}): the file is damaged or was "
-                          "encrypted with another key") from None
+        raise BackupError(
+            f"{source} does not decrypt with {key.path} ({exc}): the file is damaged or was encrypted with another key"
+        ) from None
     if not sink.matches(meta):
         if partial:
             partial.unlink(missing_ok=True)
-        raise BackupError(f"{source} decrypts to something else than the backup recorded "
-                          f"(size {sink.size} vs {meta['size']}, sha256 differs)")
+        raise BackupError(
+            f"{source} decrypts to something else than the backup recorded "
+            f"(size {sink.size} vs {meta['size']}, sha256 differs)"
+        )
     if partial:
         partial.rename(out_path)
 
@@ -235,13 +258,19 @@ def plain_manifest(manifest: dict, source: Path) -> dict:
 
 # -- decrypted copies beside a backup --------------------------------------------------------------
 
+
 def _room_for(directory: Path, manifest: dict, only: str | None) -> None:
-    needed = sum(m["size"] for n, m in manifest["encryption"]["files"].items()
-                 if only is None or n.startswith(only.rstrip("/") + "/")) + (16 << 20)
+    needed = sum(
+        m["size"]
+        for n, m in manifest["encryption"]["files"].items()
+        if only is None or n.startswith(only.rstrip("/") + "/")
+    ) + (16 << 20)
     free = shutil.disk_usage(directory).free
     if free < needed:
-        raise BackupError(f"not enough room beside {directory} to decrypt it: {free / 2**30:.2f} GiB free, "
-                          f"{needed / 2**30:.2f} GiB needed; free room on that disk")
+        raise BackupError(
+            f"not enough room beside {directory} to decrypt it: {free / 2**30:.2f} GiB free, "
+            f"{needed / 2**30:.2f} GiB needed; free room on that disk"
+        )
 
 
 @contextmanager
@@ -271,11 +300,11 @@ def remove_stale_copies(backups_dir: Path) -> list[Path]:
             continue
         try:
             os.kill(int(m["pid"]), 0)
-            continue          # its process still runs: in use
+            continue  # its process still runs: in use
         except ProcessLookupError:
             pass
         except PermissionError:
-            continue          # another user's live process
+            continue  # another user's live process
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed

@@ -11,8 +11,8 @@ from __future__ import annotations
 import psycopg
 
 OWN_SCHEMA = "tsmigrate"
-BUILD_SUFFIX = "_tsm_new"                       # <table>_tsm_new: the hypertable while it is built beside
-CAPTURE_TRIGGER = "tsmigrate_capture"           # on the legacy table while the copy runs (and ..._truncate)
+BUILD_SUFFIX = "_tsm_new"  # <table>_tsm_new: the hypertable while it is built beside
+CAPTURE_TRIGGER = "tsmigrate_capture"  # on the legacy table while the copy runs (and ..._truncate)
 CAPTURE_BACK_TRIGGER = "tsmigrate_capture_back"  # on the hypertable after the swap, for a swap back
 
 
@@ -23,11 +23,16 @@ def unfinished_builds(conn: psycopg.Connection) -> set[tuple[str, str]]:
         """SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = %s AND c.relname = 'online_conversions'
               AND has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')""",
-        (OWN_SCHEMA,)).fetchone()
+        (OWN_SCHEMA,),
+    ).fetchone()
     if not readable:
         return set()
-    return {(r[0], r[1]) for r in conn.execute(
-        f"SELECT table_schema, new_name FROM {OWN_SCHEMA}.online_conversions WHERE state = 'building'").fetchall()}
+    return {
+        (r[0], r[1])
+        for r in conn.execute(
+            f"SELECT table_schema, new_name FROM {OWN_SCHEMA}.online_conversions WHERE state = 'building'"
+        ).fetchall()
+    }
 
 
 def is_own_trigger(table: str, trigger: str) -> bool:

@@ -25,13 +25,13 @@ import psycopg
 from psycopg import sql
 
 from .convert.catalog import primary_key_columns
-from .lint import rows_changed_in
-from .lint.syntax import TableKey, same_table
+from .convert.online import legacy_tables
 from .db import insertable_columns, is_hypertable
 from .db import regclass as regclass_of
-from .convert.online import legacy_tables
-from .target import Target
 from .errors import first_line
+from .lint import rows_changed_in
+from .lint.syntax import TableKey, same_table
+from .target import Target
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ _ROW_BY_ROW_LIMIT = 10_000
 @dataclass
 class TableCarry:
     table: str
-    found: int = 0                 # rows in the failed database newer than the backup
+    found: int = 0  # rows in the failed database newer than the backup
     inserted: int = 0
     updated: int = 0
-    left_keys: list[str] = field(default_factory=list)   # rows that could not be carried (their keys)
+    left_keys: list[str] = field(default_factory=list)  # rows that could not be carried (their keys)
     problem: str | None = None
-    compressed_chunks: int = 0     # chunks whose compressed batches were not looked at (see _row_sources)
-    deleted: int = 0               # rows deleted by others after the backup, deleted in the restored database too
+    compressed_chunks: int = 0  # chunks whose compressed batches were not looked at (see _row_sources)
+    deleted: int = 0  # rows deleted by others after the backup, deleted in the restored database too
     # Keys deleted after the backup in a table the run's own steps may have deleted from: not told apart, not carried.
     deletions_left: list[str] = field(default_factory=list)
     deletion_problem: str | None = None
@@ -61,9 +61,9 @@ class TableCarry:
 
 @dataclass
 class CarryReport:
-    source: str                                            # the failed database, where the rows are
+    source: str  # the failed database, where the rows are
     tables: list[TableCarry] = field(default_factory=list)
-    sequences: list[str] = field(default_factory=list)     # "seq: 10 -> 25"
+    sequences: list[str] = field(default_factory=list)  # "seq: 10 -> 25"
 
     @property
     def found(self) -> int:
@@ -92,8 +92,10 @@ class CarryReport:
         parts = []
         if self.found:
             carried = ", ".join(f"{t.table} {t.inserted + t.updated}" for t in self.tables if t.inserted + t.updated)
-            parts.append(f"{self.carried} of {self.found} rows committed by others after the backup were carried over "
-                         f"from {self.source}" + (f" ({carried})" if carried else ""))
+            parts.append(
+                f"{self.carried} of {self.found} rows committed by others after the backup were carried over "
+                f"from {self.source}" + (f" ({carried})" if carried else "")
+            )
         if self.deleted:
             deleted = ", ".join(f"{t.table} {t.deleted}" for t in self.tables if t.deleted)
             parts.append(f"{self.deleted} rows deleted by others after the backup were deleted again ({deleted})")
@@ -101,8 +103,10 @@ class CarryReport:
             if t.left:
                 parts.append(f"NOT carried: {t.left} rows of {t.table} ({t.problem}; keys {_keys(t.left_keys)})")
             if t.deletions_left:
-                parts.append(f"NOT carried: {len(t.deletions_left)} rows of {t.table} deleted after the backup are "
-                             f"back ({t.deletion_problem}; keys {_keys(t.deletions_left)})")
+                parts.append(
+                    f"NOT carried: {len(t.deletions_left)} rows of {t.table} deleted after the backup are "
+                    f"back ({t.deletion_problem}; keys {_keys(t.deletions_left)})"
+                )
         return "; ".join(parts)
 
 
@@ -119,18 +123,21 @@ def _full_xid(snapshot_xmax: int) -> sql.Composable:
     """The 64-bit id of a row's xmin, taken as the one nearest the snapshot's xmax (a run is far shorter than
     2^31 transactions)."""
     return sql.SQL("({xmax} + ((t.xmin::text::bigint - {low} + {shift}) % {space} - {half}))").format(
-        xmax=sql.Literal(snapshot_xmax), low=sql.Literal(snapshot_xmax % _XID_SPACE),
-        shift=sql.Literal(_XID_SPACE + _XID_SPACE // 2), space=sql.Literal(_XID_SPACE),
-        half=sql.Literal(_XID_SPACE // 2))
+        xmax=sql.Literal(snapshot_xmax),
+        low=sql.Literal(snapshot_xmax % _XID_SPACE),
+        shift=sql.Literal(_XID_SPACE + _XID_SPACE // 2),
+        space=sql.Literal(_XID_SPACE),
+        half=sql.Literal(_XID_SPACE // 2),
+    )
 
 
 def newer_rows_filter(snapshot: str, own_xids: set[int]) -> sql.Composable:
     """WHERE clause (table alias ``t``) for rows committed by others after the snapshot."""
     _, xmax, _ = parse_snapshot(snapshot)
     full = _full_xid(xmax)
-    return sql.SQL("NOT pg_visible_in_snapshot({full}::text::xid8, {snap}::pg_snapshot) "
-                   "AND {full} <> ALL({own}::bigint[])").format(
-        full=full, snap=sql.Literal(snapshot), own=sql.Literal(sorted(own_xids)))
+    return sql.SQL(
+        "NOT pg_visible_in_snapshot({full}::text::xid8, {snap}::pg_snapshot) AND {full} <> ALL({own}::bigint[])"
+    ).format(full=full, snap=sql.Literal(snapshot), own=sql.Literal(sorted(own_xids)))
 
 
 def foreign_key_order(conn: psycopg.Connection, tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -147,8 +154,9 @@ def foreign_key_order(conn: psycopg.Connection, tables: list[tuple[str, str]]) -
             needs[(cs, ct)].add((fs, ft))
     ordered, done = [], set()
     while len(ordered) < len(tables):
-        ready = [t for t in tables if t not in done and needs[t] <= done] or \
-                [t for t in tables if t not in done][:1]   # a cycle: take one and go on
+        ready = [t for t in tables if t not in done and needs[t] <= done] or [t for t in tables if t not in done][
+            :1
+        ]  # a cycle: take one and go on
         for t in ready:
             ordered.append(t)
             done.add(t)
@@ -163,16 +171,25 @@ def _row_sources(src: psycopg.Connection, schema: str, table: str) -> tuple[list
         return [sql.Identifier(schema, table)], 0
     # An online conversion swapped in the hypertable: what the application wrote during the copy is in the legacy
     # table (the hypertable's copies of those rows are the run's own); what it wrote after the swap is in chunks.
-    legacy = [sql.SQL("ONLY {}").format(sql.Identifier(s, kept)) for s, t, kept in legacy_tables(src)
-              if (s, t) == (schema, table)]
-    chunks = src.execute("""SELECT chunk_schema, chunk_name, is_compressed FROM timescaledb_information.chunks
-                             WHERE hypertable_schema = %s AND hypertable_name = %s""", (schema, table)).fetchall()
-    return (legacy + [sql.SQL("ONLY {}").format(sql.Identifier(s, c)) for s, c, compressed in chunks if not compressed],
-            sum(1 for *_, compressed in chunks if compressed))
+    legacy = [
+        sql.SQL("ONLY {}").format(sql.Identifier(s, kept))
+        for s, t, kept in legacy_tables(src)
+        if (s, t) == (schema, table)
+    ]
+    chunks = src.execute(
+        """SELECT chunk_schema, chunk_name, is_compressed FROM timescaledb_information.chunks
+                             WHERE hypertable_schema = %s AND hypertable_name = %s""",
+        (schema, table),
+    ).fetchall()
+    return (
+        legacy + [sql.SQL("ONLY {}").format(sql.Identifier(s, c)) for s, c, compressed in chunks if not compressed],
+        sum(1 for *_, compressed in chunks if compressed),
+    )
 
 
-def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str,
-                 where: sql.Composable) -> TableCarry:
+def _carry_table(
+    src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str, where: sql.Composable
+) -> TableCarry:
     result = TableCarry(f"{schema}.{table}")
     src_columns = set(insertable_columns(src, schema, table))
     columns = [c for c in insertable_columns(dst, schema, table) if c in src_columns]
@@ -184,25 +201,33 @@ def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, 
     dst.execute(sql.SQL("CREATE TEMPORARY TABLE tsmigrate_carry AS SELECT {} FROM {} WITH NO DATA").format(cols, ident))
     sources, result.compressed_chunks = _row_sources(src, schema, table)
     for source in sources:
-        with src.cursor().copy(sql.SQL("COPY (SELECT {} FROM {} t WHERE {}) TO STDOUT").format(
-                sql.SQL(", ").join(sql.Identifier("t", c) for c in columns), source, where)) as out:
-            with dst.cursor().copy(sql.SQL("COPY tsmigrate_carry ({}) FROM STDIN").format(cols)) as into:
-                for block in out:
-                    into.write(block)
+        with src.cursor().copy(
+            sql.SQL("COPY (SELECT {} FROM {} t WHERE {}) TO STDOUT").format(
+                sql.SQL(", ").join(sql.Identifier("t", c) for c in columns), source, where
+            )
+        ) as out, dst.cursor().copy(sql.SQL("COPY tsmigrate_carry ({}) FROM STDIN").format(cols)) as into:
+            for block in out:
+                into.write(block)
     result.found = dst.execute("SELECT count(*) FROM tsmigrate_carry").fetchone()[0]
     if not result.found:
         return result
     if key and len(key) < len(columns):
         conflict = sql.SQL("ON CONFLICT ({}) DO UPDATE SET {}").format(
             sql.SQL(", ").join(map(sql.Identifier, key)),
-            sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns if c not in key))
+            sql.SQL(", ").join(
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns if c not in key
+            ),
+        )
     elif key:
         conflict = sql.SQL("ON CONFLICT DO NOTHING")
     else:
         conflict = sql.SQL("")
+
     def insert(where: sql.Composable) -> sql.Composable:
-        return sql.SQL("INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM tsmigrate_carry {where} "
-                       "{conflict} RETURNING xmax = 0").format(t=ident, cols=cols, where=where, conflict=conflict)
+        return sql.SQL(
+            "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM tsmigrate_carry {where} "
+            "{conflict} RETURNING xmax = 0"
+        ).format(t=ident, cols=cols, where=where, conflict=conflict)
 
     def count(rows) -> None:
         result.inserted += sum(1 for (fresh,) in rows if fresh)
@@ -216,8 +241,9 @@ def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, 
         result.problem = first_line(exc)
     # Row by row, to carry what can be and name what cannot.
     key_expr = sql.SQL("row({})::text").format(sql.SQL(", ").join(map(sql.Identifier, key or columns[:3])))
-    rows = dst.execute(sql.SQL("SELECT ctid::text, {} FROM tsmigrate_carry LIMIT %s").format(key_expr),
-                       (_ROW_BY_ROW_LIMIT,)).fetchall()
+    rows = dst.execute(
+        sql.SQL("SELECT ctid::text, {} FROM tsmigrate_carry LIMIT %s").format(key_expr), (_ROW_BY_ROW_LIMIT,)
+    ).fetchall()
     one = insert(sql.SQL("WHERE ctid = %s::tid"))
     for ctid, row_key in rows:
         try:
@@ -228,33 +254,47 @@ def _carry_table(src: psycopg.Connection, dst: psycopg.Connection, schema: str, 
     return result
 
 
-def _deleted_keys(src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str,
-                  key: list[str]) -> list[str]:
+def _deleted_keys(
+    src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str, key: list[str]
+) -> list[str]:
     """Keys the restored database holds that the failed one no longer does (as row(...) texts): its keys are
     copied over into a temporary table and compared there."""
     ident = sql.Identifier(schema, table)
     cols = sql.SQL(", ").join(map(sql.Identifier, key))
     dst.execute("DROP TABLE IF EXISTS pg_temp.tsmigrate_kept_keys")
-    dst.execute(sql.SQL("CREATE TEMPORARY TABLE tsmigrate_kept_keys AS SELECT {} FROM {} WITH NO DATA").format(
-        cols, ident))
+    dst.execute(
+        sql.SQL("CREATE TEMPORARY TABLE tsmigrate_kept_keys AS SELECT {} FROM {} WITH NO DATA").format(cols, ident)
+    )
     with src.cursor().copy(sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(cols, ident)) as out:
         with dst.cursor().copy(sql.SQL("COPY tsmigrate_kept_keys ({}) FROM STDIN").format(cols)) as into:
             for block in out:
                 into.write(block)
     dst.execute("ANALYZE pg_temp.tsmigrate_kept_keys")
     match = sql.SQL(" AND ").join(sql.SQL("k.{c} = t.{c}").format(c=sql.Identifier(c)) for c in key)
-    return [r[0] for r in dst.execute(sql.SQL(
-        "SELECT row({})::text FROM {} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp.tsmigrate_kept_keys k WHERE {})").format(
-        sql.SQL(", ").join(sql.Identifier("t", c) for c in key), ident, match)).fetchall()]
+    return [
+        r[0]
+        for r in dst.execute(
+            sql.SQL(
+                "SELECT row({})::text FROM {} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp.tsmigrate_kept_keys k WHERE {})"
+            ).format(sql.SQL(", ").join(sql.Identifier("t", c) for c in key), ident, match)
+        ).fetchall()
+    ]
 
 
-def _carry_deletions(src: psycopg.Connection, dst: psycopg.Connection, schema: str, table: str, result: TableCarry,
-                     run_may_have_deleted: bool, run_may_have_added: bool) -> None:
+def _carry_deletions(
+    src: psycopg.Connection,
+    dst: psycopg.Connection,
+    schema: str,
+    table: str,
+    result: TableCarry,
+    run_may_have_deleted: bool,
+    run_may_have_added: bool,
+) -> None:
     """Rows deleted after the backup: deleted in ``dst`` too, or, where the run's own steps may have deleted from
     the table, named in ``result`` and left."""
     key = primary_key_columns(dst, regclass_of(schema, table))
     if not key:
-        return   # nothing to find rows by; such a table cannot be told apart (and is rare: MS5.0's all have keys)
+        return  # nothing to find rows by; such a table cannot be told apart (and is rare: MS5.0's all have keys)
     ident = sql.Identifier(schema, table)
     if not (run_may_have_deleted or run_may_have_added):
         # Without deletions (and with no row the run's own steps added), both hold the same number of rows.
@@ -271,9 +311,11 @@ def _carry_deletions(src: psycopg.Connection, dst: psycopg.Connection, schema: s
     match = sql.SQL(" AND ").join(sql.SQL("k.{c} = t.{c}").format(c=sql.Identifier(c)) for c in key)
     try:
         with dst.transaction():
-            result.deleted = dst.execute(sql.SQL(
-                "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp.tsmigrate_kept_keys k WHERE {})").format(
-                ident, match)).rowcount
+            result.deleted = dst.execute(
+                sql.SQL(
+                    "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM pg_temp.tsmigrate_kept_keys k WHERE {})"
+                ).format(ident, match)
+            ).rowcount
     except psycopg.Error as exc:
         result.deletions_left = gone
         result.deletion_problem = first_line(exc)
@@ -286,11 +328,16 @@ _NOT_THE_APPLICATIONS = "schemaname NOT LIKE '\\_timescaledb%'"
 
 def advance_sequences(src: psycopg.Connection, dst: psycopg.Connection) -> list[str]:
     """Move every sequence of ``dst`` up to its value in ``src`` where that is ahead (TimescaleDB's own aside)."""
-    ahead = dict(src.execute("SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences "
-                             f"WHERE last_value IS NOT NULL AND {_NOT_THE_APPLICATIONS}").fetchall())
+    ahead = dict(
+        src.execute(
+            "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences "
+            f"WHERE last_value IS NOT NULL AND {_NOT_THE_APPLICATIONS}"
+        ).fetchall()
+    )
     moved = []
-    for name, value in dst.execute("SELECT format('%I.%I', schemaname, sequencename), last_value "
-                                   f"FROM pg_sequences WHERE {_NOT_THE_APPLICATIONS}").fetchall():
+    for name, value in dst.execute(
+        f"SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences WHERE {_NOT_THE_APPLICATIONS}"
+    ).fetchall():
         newer = ahead.get(name)
         if newer is not None and (value is None or newer > value):
             dst.execute("SELECT setval(%s::regclass, %s, true)", (name, newer))
@@ -308,7 +355,7 @@ class RunsOwnRowChanges:
     added_to: frozenset[TableKey] | None = None
 
     @classmethod
-    def of_files(cls, sql_texts: list[str]) -> "RunsOwnRowChanges":
+    def of_files(cls, sql_texts: list[str]) -> RunsOwnRowChanges:
         taken: set[TableKey] = set()
         added: set[TableKey] = set()
         for text in sql_texts:
@@ -326,8 +373,14 @@ class RunsOwnRowChanges:
         return self.added_to is None or any(same_table(k, (schema.lower(), table.lower())) for k in self.added_to)
 
 
-def carry_over(source: Target, dest: Target, snapshot: str, own_xids: set[int],
-               tables: list[tuple[str, str]], runs_own: RunsOwnRowChanges = RunsOwnRowChanges()) -> CarryReport:
+def carry_over(
+    source: Target,
+    dest: Target,
+    snapshot: str,
+    own_xids: set[int],
+    tables: list[tuple[str, str]],
+    runs_own: RunsOwnRowChanges = RunsOwnRowChanges(),
+) -> CarryReport:
     """Carry rows committed after ``snapshot`` by others than the run from ``source`` into ``dest``, and the rows
     they deleted. ``runs_own``: what the run's own steps may have done to rows (by default: anything, so that no
     deletion is carried that may have been the run's)."""
@@ -338,25 +391,40 @@ def carry_over(source: Target, dest: Target, snapshot: str, own_xids: set[int],
         if dst.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
             # The rows' own side effects (audit rows, counters) were committed too and are carried with them.
             dst.execute("SET LOCAL session_replication_role = replica")
-        present = {tuple(r) for r in src.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'p')").fetchall()}
+        present = {
+            tuple(r)
+            for r in src.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p')"
+            ).fetchall()
+        }
         ordered = foreign_key_order(dst, [t for t in tables if t in present])
         for schema, table in ordered:
             carried = _carry_table(src, dst, schema, table, where)
             if carried.found:
-                log.info("carry-over: %s: %d newer rows, %d inserted, %d updated, %d left", carried.table,
-                         carried.found, carried.inserted, carried.updated, carried.left)
+                log.info(
+                    "carry-over: %s: %d newer rows, %d inserted, %d updated, %d left",
+                    carried.table,
+                    carried.found,
+                    carried.inserted,
+                    carried.updated,
+                    carried.left,
+                )
             report.tables.append(carried)
         # Deletions after the inserts, children before their parents.
         by_name = {t.table: t for t in report.tables}
         for schema, table in reversed(ordered):
             result = by_name[f"{schema}.{table}"]
-            _carry_deletions(src, dst, schema, table, result, runs_own.may_take(schema, table),
-                             runs_own.may_add(schema, table))
+            _carry_deletions(
+                src, dst, schema, table, result, runs_own.may_take(schema, table), runs_own.may_add(schema, table)
+            )
             if result.deleted or result.deletions_left:
-                log.info("carry-over: %s: %d rows deleted after the backup deleted again, %d not told apart",
-                         result.table, result.deleted, len(result.deletions_left))
+                log.info(
+                    "carry-over: %s: %d rows deleted after the backup deleted again, %d not told apart",
+                    result.table,
+                    result.deleted,
+                    len(result.deletions_left),
+                )
         report.sequences = advance_sequences(src, dst)
         dst.commit()
     return report

@@ -7,7 +7,8 @@ import re
 
 import psycopg
 
-from ..errors import first_line
+from tsmigrate.errors import first_line
+
 from .runs import LOG_LINE, RunFiles, tail
 
 _NODE = re.compile(r"^suites/(?P<phase>[a-z]+)/[^:\s]+::(?P<test>[A-Za-z0-9_]+(?:\[[^\]]*\])?)(?P<rest>.*)$")
@@ -34,7 +35,7 @@ def what_it_was_doing(files: RunFiles, started_steps: list[str], killed_at: floa
     finished = closing = False
     for line in tail(files.stdout, 100_000):
         if _CLOSING.match(line.strip()):
-            closing = True    # what follows names tests again (warnings) but none runs any more
+            closing = True  # what follows names tests again (warnings) but none runs any more
         if closing:
             continue
         match = _NODE.match(line)
@@ -42,7 +43,7 @@ def what_it_was_doing(files: RunFiles, started_steps: list[str], killed_at: floa
             phase, label = match["phase"], _test_label(match["test"])
             finished = bool(_OUTCOME.search(match["rest"]))
         elif phase and _OUTCOME.match(line.strip()):
-            finished = True   # the outcome printed after the test's live log
+            finished = True  # the outcome printed after the test's live log
     if closing:
         where = "after the last test: writing the summary and reports"
     elif phase is None:
@@ -67,7 +68,11 @@ def started_steps(conninfo: str) -> list[str]:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
             if conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None:
                 return []
-            return [r[0] for r in conn.execute(
-                "SELECT step FROM tsmigrate.ledger WHERE outcome = 'started' ORDER BY attempt").fetchall()]
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT step FROM tsmigrate.ledger WHERE outcome = 'started' ORDER BY attempt"
+                ).fetchall()
+            ]
     except psycopg.Error as exc:
         return [f"(ledger unreadable: {first_line(exc)})"]

@@ -16,23 +16,24 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ..appsim import TelemetryWriter
-from ..db import one
-from ..fingerprint import TableFingerprint, compare, fingerprint_database
-from ..integrity.content import fingerprints_as_before
-from ..rehearsal import SCRATCH_INFIX
-from ..janitor import ScratchDatabase, freeze
-from ..legacy import SCALES, build_legacy_database
-from ..servers import ServerInfo, ServerStartError, throwaway_server
-from ..timescale import installed_timescaledb
+from tsmigrate.db import one
+from tsmigrate.fingerprint import TableFingerprint, compare, fingerprint_database
+from tsmigrate.integrity.content import fingerprints_as_before
+from tsmigrate.janitor import ScratchDatabase, freeze
+from tsmigrate.legacy import SCALES, build_legacy_database
+from tsmigrate.rehearsal import SCRATCH_INFIX
+from tsmigrate.servers import ServerInfo, ServerStartError, throwaway_server
+from tsmigrate.timescale import installed_timescaledb
+from tsmigrate_tools.appsim import TelemetryWriter
+
 from .killed_run import started_steps, what_it_was_doing
 from .leftovers import leftovers_after_grace
 from .runs import KILLED_WAIT, LOG_LINE, PROJECT, RunFiles, kill_group, run_to_end, start_run, tail
 
 TEMPLATE = "ms5_sweep_template"
 CLONE_PREFIX = "ms5_sweep_"
-APP_ROLE = "ms5_sweep_app"            # --writer: a login role of the application (member of its group role)
-WRITER_MARKER = "kill-sweep writer"   # in value_text of the writer's rows, so they can be told from legacy rows
+APP_ROLE = "ms5_sweep_app"  # --writer: a login role of the application (member of its group role)
+WRITER_MARKER = "kill-sweep writer"  # in value_text of the writer's rows, so they can be told from legacy rows
 MEASURE_TIMEOUT = 1800.0  # bound on the uninterrupted run that measures T
 
 
@@ -51,7 +52,7 @@ def writer_rows_lost(conninfo: str, writer: TelemetryWriter) -> list[int]:
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         lost = writer.missing(conn)
         conn.execute("DELETE FROM factory_telemetry.metric_hist WHERE value_text = %s", (WRITER_MARKER,))
-        if one(conn, "SELECT to_regclass('factory_telemetry.metric_hist_legacy')"):   # kept by an online conversion
+        if one(conn, "SELECT to_regclass('factory_telemetry.metric_hist_legacy')"):  # kept by an online conversion
             conn.execute("DELETE FROM factory_telemetry.metric_hist_legacy WHERE value_text = %s", (WRITER_MARKER,))
     return lost
 
@@ -85,7 +86,7 @@ class Sweep:
         self.legacy: dict[str, TableFingerprint] = {}
         self.duration = 0.0
         self.current: subprocess.Popen | None = None
-        self.migrations: Path | None = None   # --online: a copy of the project's with every table online
+        self.migrations: Path | None = None  # --online: a copy of the project's with every table online
 
     # Every run we start is in its own process group: on the way out, nothing of ours stays.
     def close(self) -> None:
@@ -119,15 +120,20 @@ class Sweep:
         ts = installed_timescaledb()
         edition = f"TimescaleDB {ts.version} ({ts.edition})" if ts else "no TimescaleDB"
         scale = SCALES[args.scale]
-        say(f"kill sweep: {args.points} points on a throwaway {args.server} PostgreSQL {self.info.version}, "
-            f"{edition}, scale {args.scale} (~{scale.metric_hist_rows:,} metric_hist rows)")
+        say(
+            f"kill sweep: {args.points} points on a throwaway {args.server} PostgreSQL {self.info.version}, "
+            f"{edition}, scale {args.scale} (~{scale.metric_hist_rows:,} metric_hist rows)"
+        )
         started = time.monotonic()
         build_legacy_database(self.info.conninfo(), scale, dbname=TEMPLATE)
         with psycopg.connect(self.info.conninfo(), autocommit=True) as admin:
             if args.writer:
                 admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(APP_ROLE)))
-                admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE ms5_user_production").format(
-                    sql.Identifier(APP_ROLE), sql.Literal(self.info.password)))
+                admin.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE ms5_user_production").format(
+                        sql.Identifier(APP_ROLE), sql.Literal(self.info.password)
+                    )
+                )
             freeze(admin, TEMPLATE)
         say(f"legacy template {TEMPLATE} built in {time.monotonic() - started:.1f} s")
         if args.online:
@@ -137,8 +143,10 @@ class Sweep:
             plan.write_text(plan.read_text().replace("[plan]\n", "[plan]\nonline_above_rows = 0\n", 1))
             say("every planned table converts online (online_above_rows = 0)")
         if args.writer:
-            say(f"a login role of the application ({APP_ROLE}) inserts a metric row every 100 ms through each "
-                "killed run and its rerun; every row it saw committed must be there at the end")
+            say(
+                f"a login role of the application ({APP_ROLE}) inserts a metric row every 100 ms through each "
+                "killed run and its rerun; every row it saw committed must be there at the end"
+            )
 
     def measure(self) -> None:
         """Legacy fingerprints on a copy, then one uninterrupted full run on it: T, and it must succeed."""
@@ -151,23 +159,29 @@ class Sweep:
             root = self.work / "measure"
             root.mkdir()
             files = RunFiles(root, "run")
-            code, seconds = run_to_end(dsn, files, root / "backups", self.args.timeout or MEASURE_TIMEOUT,
-                                       self.migrations)
+            code, seconds = run_to_end(
+                dsn, files, root / "backups", self.args.timeout or MEASURE_TIMEOUT, self.migrations
+            )
             verdict = files.verdict()
             if code is None or verdict != "SUCCESS" or code != 0:
                 how = "did not end in time and was killed" if code is None else f"ended {verdict} (exit {code})"
                 last = "\n".join("    " + l for l in tail(files.stdout, 12))
-                raise SweepError(f"the uninterrupted full run {how} after {seconds:.1f} s: no kill point can be "
-                                 f"judged against it. Its last lines:\n{last}")
+                raise SweepError(
+                    f"the uninterrupted full run {how} after {seconds:.1f} s: no kill point can be "
+                    f"judged against it. Its last lines:\n{last}"
+                )
             problems = fingerprint_problems(dsn, self.legacy)
             if problems:
-                raise SweepError("the uninterrupted full run ended SUCCESS but the legacy rows differ: "
-                                 + "; ".join(problems[:10]))
+                raise SweepError(
+                    "the uninterrupted full run ended SUCCESS but the legacy rows differ: " + "; ".join(problems[:10])
+                )
         self.duration = seconds
         step = seconds / (self.args.points + 1)
-        say(f"uninterrupted run: SUCCESS in {seconds:.1f} s, fingerprints identical; a kill every {step:.1f} s, "
+        say(
+            f"uninterrupted run: SUCCESS in {seconds:.1f} s, fingerprints identical; a kill every {step:.1f} s, "
             f"each rerun {'at once' if not self.args.rerun_delay else f'{self.args.rerun_delay:g} s after the kill'}, "
-            f"bounded to {self.rerun_timeout():.0f} s")
+            f"bounded to {self.rerun_timeout():.0f} s"
+        )
 
     def point(self, i: int) -> Point:
         n = self.args.points
@@ -184,8 +198,10 @@ class Sweep:
 
             writer = None
             if self.args.writer:
-                writer = TelemetryWriter(psycopg.conninfo.make_conninfo(dsn, user=APP_ROLE, password=self.info.password),
-                                         marker=WRITER_MARKER)
+                writer = TelemetryWriter(
+                    psycopg.conninfo.make_conninfo(dsn, user=APP_ROLE, password=self.info.password),
+                    marker=WRITER_MARKER,
+                )
                 writer.start()
 
             # 1. the run, killed at its moment
@@ -195,7 +211,7 @@ class Sweep:
             while proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
             if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)   # the run's main process only: its children are its business
+                os.kill(proc.pid, signal.SIGKILL)  # the run's main process only: its children are its business
                 killed_after, killed_wall = time.monotonic() - started, time.time()
                 try:
                     proc.wait(KILLED_WAIT)
@@ -207,9 +223,11 @@ class Sweep:
                 words.append(f"kill at {killed_after:5.1f} s ({doing})")
             else:
                 left = []
-                words.append(f"kill at {point.kill_at:5.1f} s: the run had already ended "
-                             f"({killed_files.verdict()}, exit {proc.returncode} after {time.monotonic() - started:.1f} s)")
-            kill_group(proc.pid)   # whatever a leftover check found: reported below, ended now
+                words.append(
+                    f"kill at {point.kill_at:5.1f} s: the run had already ended "
+                    f"({killed_files.verdict()}, exit {proc.returncode} after {time.monotonic() - started:.1f} s)"
+                )
+            kill_group(proc.pid)  # whatever a leftover check found: reported below, ended now
             self.current = None
 
             # 2. the rerun, to completion
@@ -227,25 +245,31 @@ class Sweep:
             if not rerun_ok:
                 record = rerun_files.record() or {}
                 if record:
-                    point.details.append(f"rerun's latest.json: verdict {record.get('verdict')}, exit_code "
-                                         f"{record.get('exit_code')}, stopped {record.get('stopped')!r}, "
-                                         f"failed tests {record.get('failed_tests')}")
+                    point.details.append(
+                        f"rerun's latest.json: verdict {record.get('verdict')}, exit_code "
+                        f"{record.get('exit_code')}, stopped {record.get('stopped')!r}, "
+                        f"failed tests {record.get('failed_tests')}"
+                    )
                 point.details.append("rerun's last lines:")
                 point.details.extend("  " + l for l in tail(rerun_files.stdout, 10))
                 log_tail = tail(rerun_files.log, 3)
                 if log_tail:
                     point.details.append("rerun's last log lines:")
-                    point.details.extend("  " + (m["message"] if (m := LOG_LINE.match(l.strip())) else l)
-                                         for l in log_tail)
+                    point.details.extend(
+                        "  " + (m["message"] if (m := LOG_LINE.match(l.strip())) else l) for l in log_tail
+                    )
 
             # 3. the application's rows, all there; then the data, as the legacy database had it
             lost = []
             if writer is not None:
-                time.sleep(1)   # the rerun lifted the fence: the application comes back
+                time.sleep(1)  # the rerun lifted the fence: the application comes back
                 writer.stop()
                 lost = writer_rows_lost(dsn, writer)
-                words.append(f"writer {len(writer.committed)} rows committed, {len(lost)} lost" if not lost else
-                             f"WRITER ROWS LOST ({len(lost)} of {len(writer.committed)})")
+                words.append(
+                    f"writer {len(writer.committed)} rows committed, {len(lost)} lost"
+                    if not lost
+                    else f"WRITER ROWS LOST ({len(lost)} of {len(writer.committed)})"
+                )
                 if lost:
                     point.details.append(f"committed by the application, missing at the end: ids {lost[:20]}")
             try:
@@ -267,8 +291,12 @@ class Sweep:
 
             # 5. no scratch copy a killed rehearsal made outlived the rerun
             with psycopg.connect(self.info.conninfo(), autocommit=True) as admin:
-                scratch = [r[0] for r in admin.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
-                                                       (name + SCRATCH_INFIX,)).fetchall()]
+                scratch = [
+                    r[0]
+                    for r in admin.execute(
+                        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (name + SCRATCH_INFIX,)
+                    ).fetchall()
+                ]
             if scratch:
                 words.append(f"SCRATCH COPY LEFT ({', '.join(scratch)})")
         point.passed = rerun_ok and not problems and not left and not point.unreaped and not scratch and not lost
@@ -277,4 +305,3 @@ class Sweep:
             say("    " + line)
         shutil.rmtree(root, ignore_errors=True)
         return point
-

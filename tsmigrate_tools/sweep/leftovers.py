@@ -11,7 +11,7 @@ from pathlib import Path
 
 # The client programs a run starts; one of these naming the run's database after the run died is a leftover.
 CLIENT_PROGRAMS = {"pg_dump", "pg_restore", "pg_dumpall", "psql"}
-LEFTOVER_GRACE = 2.0      # seconds a child may take to follow its killed parent
+LEFTOVER_GRACE = 2.0  # seconds a child may take to follow its killed parent
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ def _processes():
         except OSError:
             continue
         if not raw:
-            continue   # a kernel thread or a zombie
-        fields = stat[stat.rindex(")") + 2:].split()
+            continue  # a kernel thread or a zombie
+        fields = stat[stat.rindex(")") + 2 :].split()
         state, pgrp = fields[0], int(fields[2])
         if state == "Z":
             continue
