@@ -81,7 +81,7 @@ def test_an_online_conversion_is_not_held_up_by_an_autovacuum(vacuumed):
     """Its locks are tried for 300 ms at a time, never the deadlock_timeout after which PostgreSQL would cancel the
     autovacuum itself: the conversion cancels it, as PostgreSQL would. Throttled as it is, the autovacuum would
     hold the table for longer than all 30 tries."""
-    conninfo, pid = vacuumed
+    conninfo, _pid = vacuumed
     with psycopg.connect(conninfo, autocommit=True) as conn:
         result = convert_online(
             lambda: psycopg.connect(conninfo, autocommit=True),
@@ -100,7 +100,7 @@ def test_an_offline_conversion_cancels_the_autovacuum_even_where_deadlock_timeou
     autovacuum itself; the conversion does, before it asks for its lock."""
     from tsmigrate.convert import convert_table
 
-    conninfo, pid = vacuumed
+    conninfo, _pid = vacuumed
     with psycopg.connect(conninfo, autocommit=True, options="-c deadlock_timeout=60s") as conn:
         with conn.transaction():
             result = convert_table(conn, "public", plan().hypertables[0], has_compression=False)

@@ -286,7 +286,7 @@ def test_dbmate_lint_findings_name_lines_of_the_file_not_of_the_section(tmp_path
         "-- migrate:down\n"
         "DROP INDEX IF EXISTS machine_line_idx;\n"
     )
-    (f,), problems = discover(write_set(tmp_path, {"20240215093000_machine_line_index.sql": text}))
+    (f,), _problems = discover(write_set(tmp_path, {"20240215093000_machine_line_index.sql": text}))
     found = lint_sql(f.sql, str(f.path), hypertables={}, transactional=f.transactional)
     assert [(x.code, x.line) for x in found] == [("TS004", 5)]
     assert text.splitlines()[4].startswith("CREATE INDEX CONCURRENTLY")
@@ -368,7 +368,7 @@ def test_a_directory_mixing_conventions_names_each_file_of_the_minority(tmp_path
 
 
 def test_a_file_matching_no_convention_names_the_conventions_understood(tmp_path):
-    files, problems = discover(write_set(tmp_path, {"001_a.sql": "SELECT 1;\n", "add_index.sql": "SELECT 2;\n"}))
+    _files, problems = discover(write_set(tmp_path, {"001_a.sql": "SELECT 1;\n", "add_index.sql": "SELECT 2;\n"}))
     (problem,) = problems
     assert problem.path.name == "add_index.sql" and problem.blocking
     for convention in (

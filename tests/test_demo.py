@@ -16,7 +16,7 @@ def test_demo_run_exits_zero_and_leaves_an_html_report(run_suite, tmp_path):
     reports = tmp_path / "reports"
     latest = reports / "latest.html"
     assert latest.exists() and latest.stat().st_size > 10_000
-    stamped = [p for p in reports.glob("full-*.html")]
+    stamped = list(reports.glob("full-*.html"))
     assert len(stamped) == 1 and stamped[0].read_bytes() == latest.read_bytes()
     assert list(reports.glob("full-*.xml")), "JUnit XML beside the HTML report"
     lines = result.stdout.splitlines()

@@ -43,7 +43,7 @@ def where(findings, code):
 
 
 def test_the_data_directory_and_its_wal_directory_are_found_and_measured(cluster_on_small_filesystem):
-    cluster, info, target = cluster_on_small_filesystem
+    cluster, _info, target = cluster_on_small_filesystem
     with read_only(target.conninfo) as conn:
         files = locate(conn)
     assert files.data_directory == str(cluster.data_dir) and files.measured, files
@@ -66,7 +66,7 @@ def test_a_server_in_a_docker_container_is_measured_inside_it():
 @pytest.mark.finding("PF065", BLOCKING)
 def test_pf065_planned_tables_fit_once_but_not_twice(marked_finding, cluster_on_small_filesystem):
     code, severity = marked_finding
-    cluster, info, target = cluster_on_small_filesystem
+    cluster, _info, target = cluster_on_small_filesystem
     with read_only(target.conninfo) as conn:
         need = disk.disk_need(conn, PLAN)
         assert disk.data_directory_room(conn, PLAN) == []  # 160 MiB: room enough
@@ -89,7 +89,7 @@ def server_settings(conn: psycopg.Connection) -> dict[str, str]:
 
 
 def test_a_full_lock_table_is_named_with_the_setting_to_raise(cluster_on_small_filesystem):
-    cluster, info, target = cluster_on_small_filesystem
+    _cluster, _info, target = cluster_on_small_filesystem
     with psycopg.connect(target.conninfo, autocommit=True) as conn:
         settings = server_settings(conn)
         with pytest.raises(psycopg.Error) as raised, conn.transaction():
@@ -159,7 +159,7 @@ def test_pf068_a_rehearsal_without_room_for_its_scratch_copy_names_the_disk(
 
 def test_a_backups_directory_on_the_data_directorys_filesystem_counts_there(cluster_on_small_filesystem):
     """Room for the conversion alone, not for the conversion and the backup on the same disk."""
-    cluster, info, target = cluster_on_small_filesystem
+    cluster, _info, target = cluster_on_small_filesystem
     backups = cluster.base.parent / "backups"
     with read_only(target.conninfo) as conn:
         need = disk.disk_need(conn, PLAN)
@@ -177,7 +177,7 @@ def test_a_backups_directory_on_the_data_directorys_filesystem_counts_there(clus
 def test_the_preflight_says_no_go_with_the_free_and_needed_figures_and_the_fix(
     cluster_on_small_filesystem, run_suite, tmp_path
 ):
-    cluster, info, target = cluster_on_small_filesystem
+    cluster, _info, target = cluster_on_small_filesystem
     ballast = fill(cluster.base.parent, leave=1 << 20)
     try:
         result = run_suite("suites/preflight", "--dsn", target.conninfo, "--no-rehearse")
@@ -215,7 +215,7 @@ def test_pf067_a_slot_limited_by_max_slot_wal_keep_size_would_be_invalidated(
     marked_finding, cluster_on_small_filesystem
 ):
     code, severity = marked_finding
-    cluster, info, target = cluster_on_small_filesystem  # max_slot_wal_keep_size = 1MB
+    _cluster, info, target = cluster_on_small_filesystem  # max_slot_wal_keep_size = 1MB
     with psycopg.connect(info.conninfo(), autocommit=True) as admin:
         admin.execute("SELECT pg_create_physical_replication_slot('standby_b', true)")
         try:
@@ -269,7 +269,7 @@ def test_a_run_that_fills_the_data_directory_names_disk_full_where_and_what_to_d
 ):
     """The pre-flight would have said NO-GO; the disk fills after it (a ballast file written once the migration
     files are applied), so the first conversion meets a full data directory for real."""
-    cluster, info, target = cluster_on_small_filesystem
+    cluster, _info, target = cluster_on_small_filesystem
     before = fingerprints(target)
     run = MigrationRun(target, PROJECT / "migrations", PLAN, tmp_path / "backups")
     run.open()
@@ -326,7 +326,7 @@ def test_a_server_that_stops_for_want_of_wal_space_is_named_with_the_directory_a
 ):
     """A step writes more WAL than its disk holds: the server stops (PANIC). The run's session is only 'lost', the
     restore cannot connect; the server's log tells why, and the last line says it."""
-    cluster, info, target, wal_disk = cluster_with_small_wal_disk
+    cluster, _info, target, wal_disk = cluster_with_small_wal_disk
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     (migrations / "011_much_wal.sql").write_text(

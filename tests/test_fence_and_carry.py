@@ -129,7 +129,7 @@ def test_rows_committed_after_the_snapshot_are_carried_and_the_runs_own_are_not(
         with restored.connect() as conn:
             ids = {
                 r[0]
-                for r in conn.execute(f"SELECT id FROM {SCHEMA}.metric_hist WHERE id = ANY(%s)", (new_ids + [own_id],))
+                for r in conn.execute(f"SELECT id FROM {SCHEMA}.metric_hist WHERE id = ANY(%s)", ([*new_ids, own_id],))
             }
             value = conn.execute(f"SELECT value_real FROM {SCHEMA}.metric_hist WHERE id = %s", (updated,)).fetchone()[0]
             next_id = conn.execute(f"SELECT nextval('{SCHEMA}.metric_hist_id_seq')").fetchone()[0]

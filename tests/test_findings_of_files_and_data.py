@@ -196,7 +196,8 @@ def test_pf031_a_foreign_key_into_a_table_to_convert(marked_finding, legacy_db, 
     found = hazards(legacy_db, directory)
     assert where(found, code) == [(severity, str(directory / "plan.toml"), "factory_telemetry.metric_hist")]
     assert (
-        found[[f.code for f in found].index(code)].message == "factory_telemetry.metric_notes references factory_telemetry.metric_hist through foreign key "
+        found[[f.code for f in found].index(code)].message
+        == "factory_telemetry.metric_notes references factory_telemetry.metric_hist through foreign key "
         "metric_notes_metric"
     )
 

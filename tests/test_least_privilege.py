@@ -116,7 +116,7 @@ def test_the_least_privilege_role_restores_a_failed_run(least_privilege_site, ru
 FILES = discover(PROJECT / "migrations")[0]
 
 
-def as_role(site, role: str = None) -> psycopg.Connection:
+def as_role(site, role: str | None = None) -> psycopg.Connection:
     """The pre-flight's session as the run's role (read-only, as the suite opens it)."""
     return psycopg.connect(
         site.migrator_dsn if role is None else site.migrator_dsn.replace(f"user={site.migrator}", f"user={role}"),

@@ -169,7 +169,7 @@ def test_what_timescaledb_refuses_on_a_live_hypertable_is_found_before_it_runs(
 def test_what_a_hypertable_with_compression_refuses_is_found_before_it_runs(
     text, line, refusal, compressed_db, tmp_path
 ):
-    migration, found = lint_file(compressed_db, tmp_path, text)
+    _migration, found = lint_file(compressed_db, tmp_path, text)
     mine = [f for f in found if f.code in ("TS012", "TS013")]
     assert [(f.severity, f.line, f.table) for f in mine] == [(BLOCKING, line, "public.readings")], found
     error = refused(compressed_db, text)

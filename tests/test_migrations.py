@@ -28,7 +28,7 @@ def test_naming_problems_and_duplicate_versions_are_reported(tmp_path):
     write(tmp_path, "001_a.sql")
     write(tmp_path, "001_b.sql")
     write(tmp_path, "add_index.sql")
-    files, problems = discover(tmp_path)
+    _files, problems = discover(tmp_path)
     by_file = {p.path.name: p.problem for p in problems}
     assert "version 001 is also used by 001_a.sql" in by_file["001_b.sql"]
     assert "<version>_<name>.sql" in by_file["add_index.sql"]

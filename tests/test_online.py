@@ -232,7 +232,7 @@ def convert_killed_in(subject, server, phase: str) -> None:
 
 
 def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_sees(subject, application, reader_role):
-    conninfo, conn = subject
+    _conninfo, conn = subject
     app = application()
     result = convert(subject)
     more = len(app.inserted)
@@ -312,7 +312,7 @@ def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_s
 def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun_finishes(
     subject, application, local_server, phase
 ):
-    conninfo, conn = subject
+    conninfo, _conn = subject
     app = application()
 
     convert_killed_in(subject, local_server, phase)
@@ -332,7 +332,7 @@ def test_what_a_killed_online_conversion_left_is_not_counted_as_user_data(subjec
     """Found by the kill sweep with --writer --online: the rerun's backup (taken before its first change) held the
     half-built hypertable and the capture trigger, the rerun dropped them, and its post-flight called both lost.
     Fingerprints and the backup's inventory leave the tool's own objects out."""
-    conninfo, conn = subject
+    conninfo, _conn = subject
 
     convert_killed_in(subject, local_server, "copying")
     with psycopg.connect(conninfo, autocommit=True) as fresh:
@@ -369,7 +369,7 @@ def test_a_swap_that_cannot_get_its_lock_says_who_holds_it_and_changes_nothing(s
 
 
 def test_swap_back_returns_the_legacy_table_with_what_the_application_wrote_since(subject, application):
-    conninfo, conn = subject
+    _conninfo, conn = subject
     convert(subject)
     app = application()
     time.sleep(0.5)
@@ -549,7 +549,7 @@ def test_an_offline_conversion_after_an_online_attempt_died_drops_what_it_left(s
     """The plan changed to online = false after an online attempt was killed mid-copy."""
     from tsmigrate.convert import convert_table
 
-    conninfo, conn = subject
+    _conninfo, conn = subject
 
     convert_killed_in(subject, local_server, "copying")
     assert conversion_state(conn, "public", "readings")["state"] == "building"

@@ -97,7 +97,7 @@ def test_pf036_compressed_chunks_with_all_null_batches_under_a_version_that_cann
 def test_pf036_compression_planned_under_a_version_that_cannot_restore_its_batches(marked_finding, local_server):
     """The server's real answer judged as a community 2.19.3 would give it (version and license changed), in a
     database where TimescaleDB is not created yet: nothing is compressed, compression is planned."""
-    code, severity = marked_finding
+    _code, severity = marked_finding
     with read_only(local_server.conninfo()) as conn:
         real = server_timescaledb(conn)
         assert restorable.restorable_backups(conn, PLAN, real) == [], (

@@ -157,10 +157,7 @@ def test_unknown_server_kind_is_refused():
 def test_docker_server_runs_pinned_timescaledb():
     with throwaway_server("docker") as info, psycopg.connect(info.conninfo(), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        assert (
-            conn.execute("SELECT extversion FROM pg_extension WHERE extname='timescaledb'").fetchone()[0]
-            == "2.19.3"
-        )
+        assert conn.execute("SELECT extversion FROM pg_extension WHERE extname='timescaledb'").fetchone()[0] == "2.19.3"
 
 
 # -- an external server for the tests (CI's service container) ------------------------------------------------

@@ -123,7 +123,7 @@ def test_leftovers_are_found_by_process_group_and_by_a_client_naming_the_databas
         # Another database's name is not this one's: ms5_sweep_0 is not a prefix match of ms5_sweep_07.
         assert not any(p.pid == client.pid for p in leftovers("ms5_sweep_0", run.pid, ""))
         kill_group(run.pid)
-        assert _wait_for(lambda: not [p for p in leftovers("nothing_here", run.pid, "")])
+        assert _wait_for(lambda: not list(leftovers("nothing_here", run.pid, "")))
     finally:
         kill_group(run.pid)
         client.kill()

@@ -72,8 +72,8 @@ def exercise_table(
             return AccessOutcome(
                 outcome.table,
                 outcome.done,
-                outcome.problems
-                + (
+                (
+                    *outcome.problems,
                     f"{role} on {outcome.table} could not be checked: {attempts} tries met a lock conflict, the last "
                     f"{conflict}; see pg_locks for who holds the table's chunks, then run the post-flight again",
                 ),

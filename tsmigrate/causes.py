@@ -193,8 +193,7 @@ def classify(
         )
     if (
         state in SERVER_GONE_STATES
-        or (isinstance(error, BaseException)
-        and _is_connection_error(error))
+        or (isinstance(error, BaseException) and _is_connection_error(error))
         or _STOPPED.search(text)
     ):
         if server_log:

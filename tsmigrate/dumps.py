@@ -97,7 +97,7 @@ def run_with_progress(
 
     try:
         for line in proc.stderr:
-            tail = (tail + [line.rstrip()])[-20:]
+            tail = ([*tail, line.rstrip()])[-20:]
             if counter.search(line):
                 if CHUNK_SCHEMA in line:
                     chunks_done += 1

@@ -161,7 +161,7 @@ class NewDatabase:
     ):
         self.connect_admin, self.name, self.keep = connect_admin, name, keep
         self.owner: str | None = None  # who owns it once made: ``owner``, or the connected role when it may not
-        self.options = dict(owner=owner, template=template, encoding=encoding, collate=collate, ctype=ctype)
+        self.options = {"owner": owner, "template": template, "encoding": encoding, "collate": collate, "ctype": ctype}
 
     def __enter__(self) -> str:
         with self.connect_admin() as admin:

@@ -201,11 +201,14 @@ def _carry_table(
     dst.execute(sql.SQL("CREATE TEMPORARY TABLE tsmigrate_carry AS SELECT {} FROM {} WITH NO DATA").format(cols, ident))
     sources, result.compressed_chunks = _row_sources(src, schema, table)
     for source in sources:
-        with src.cursor().copy(
-            sql.SQL("COPY (SELECT {} FROM {} t WHERE {}) TO STDOUT").format(
-                sql.SQL(", ").join(sql.Identifier("t", c) for c in columns), source, where
-            )
-        ) as out, dst.cursor().copy(sql.SQL("COPY tsmigrate_carry ({}) FROM STDIN").format(cols)) as into:
+        with (
+            src.cursor().copy(
+                sql.SQL("COPY (SELECT {} FROM {} t WHERE {}) TO STDOUT").format(
+                    sql.SQL(", ").join(sql.Identifier("t", c) for c in columns), source, where
+                )
+            ) as out,
+            dst.cursor().copy(sql.SQL("COPY tsmigrate_carry ({}) FROM STDIN").format(cols)) as into,
+        ):
             for block in out:
                 into.write(block)
     result.found = dst.execute("SELECT count(*) FROM tsmigrate_carry").fetchone()[0]

@@ -10,6 +10,7 @@ in a dbmate file, ``-- migrate:up transaction:false``).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -212,7 +213,7 @@ def version_gaps(files: list[MigrationFile]) -> list[tuple[int, int]]:
     if any(len(f.version_key) != 1 or len(f.version.lstrip("0")) >= DATED_VERSION_DIGITS for f in versioned):
         return []
     numbers = sorted({f.version_key[0] for f in versioned})
-    return [(a, b) for a, b in zip(numbers, numbers[1:]) if b - a > 1]
+    return [(a, b) for a, b in itertools.pairwise(numbers) if b - a > 1]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
     def option(name: str, help: str, *, type: str = "string", default=None, choices=None, flag_only=False):
         dest = name.replace("-", "_")
-        kwargs = dict(dest=dest, help=f"{help} (ini: {dest})" if not flag_only else help)
+        kwargs = {"dest": dest, "help": f"{help} (ini: {dest})" if not flag_only else help}
         if type == "bool":
             group.addoption(f"--{name}", action="store_true", default=None, **kwargs)
         else:

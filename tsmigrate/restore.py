@@ -172,9 +172,7 @@ def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
     with new_target.connect() as conn:
         differences = compare(
             backup.fingerprints,
-            fingerprint_database(
-                conn, list(tuple(k.split(".", 1)) for k in backup.fingerprints), like=backup.fingerprints
-            ),
+            fingerprint_database(conn, [tuple(k.split(".", 1)) for k in backup.fingerprints], like=backup.fingerprints),
         )
     if differences:
         raise BackupError(

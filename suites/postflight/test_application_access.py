@@ -52,5 +52,5 @@ def test_application_role_keeps_its_privileges(existing_role, readonly_conn, bas
     grants = baseline.grants(existing_role)
     if not grants:
         pytest.skip(f"the {baseline.describe()} grants nothing to {existing_role}: nothing to compare")
-    checked, problems = access.lost_privileges(readonly_conn, existing_role, grants)
+    _checked, problems = access.lost_privileges(readonly_conn, existing_role, grants)
     expect_none(problems, f"compared with the grants in the {baseline.describe()}:")

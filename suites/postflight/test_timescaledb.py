@@ -22,7 +22,7 @@ def test_hypertable_as_planned(readonly_conn, plan, hypertable, expect_none):
 
 
 def test_chunks_cover_the_data(readonly_conn, plan, hypertable, expect_none):
-    account, problems = tsverify.chunk_problems(readonly_conn, plan.schema, hypertable)
+    _account, problems = tsverify.chunk_problems(readonly_conn, plan.schema, hypertable)
     expect_none(problems)
 
 
@@ -38,7 +38,7 @@ def test_compression_settings_as_planned(readonly_conn, plan, hypertable, expect
 def test_compression_policy_scheduled(readonly_conn, plan, hypertable, expect_none):
     if hypertable.compress_after is None:
         pytest.skip(f"the plan has no compress_after for {hypertable.table}")
-    account, problems = tsverify.policy_problems(readonly_conn, plan.schema, hypertable, "compression")
+    _account, problems = tsverify.policy_problems(readonly_conn, plan.schema, hypertable, "compression")
     expect_none(problems)
 
 
@@ -46,7 +46,7 @@ def test_compression_policy_scheduled(readonly_conn, plan, hypertable, expect_no
 def test_retention_policy_scheduled(readonly_conn, plan, hypertable, expect_none):
     if hypertable.drop_after is None:
         pytest.skip(f"the plan has no drop_after (retention) for {hypertable.table}")
-    account, problems = tsverify.policy_problems(readonly_conn, plan.schema, hypertable, "retention")
+    _account, problems = tsverify.policy_problems(readonly_conn, plan.schema, hypertable, "retention")
     expect_none(problems)
 
 

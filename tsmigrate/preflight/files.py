@@ -62,9 +62,9 @@ def migration_files(
         f = by_step.get(entry.step) if entry.kind == "migration" else None
         # A conversion's ledger name is its label, "convert <schema>.<table>" (run.plan_steps).
         where = (
-            dict(path=str(f.path))
+            {"path": str(f.path)}
             if f
-            else dict(table=entry.name.removeprefix("convert ") if entry.kind == "conversion" else None)
+            else {"table": entry.name.removeprefix("convert ") if entry.kind == "conversion" else None}
         )
         found.append(
             finding(
@@ -133,7 +133,9 @@ def lint(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> l
     planned = {h.table.lower(): h for h in plan.hypertables} if plan else {}
 
     def volatility(name: str) -> str | None:
-        row = conn.execute("SELECT max(provolatile) FROM pg_proc WHERE proname = %s", (name.rsplit(".", maxsplit=1)[-1],)).fetchone()
+        row = conn.execute(
+            "SELECT max(provolatile) FROM pg_proc WHERE proname = %s", (name.rsplit(".", maxsplit=1)[-1],)
+        ).fetchone()
         return row[0] if row and row[0] else None
 
     found = []

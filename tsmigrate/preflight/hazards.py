@@ -30,7 +30,7 @@ def _line_of_call(text: str, function: str, table: str) -> int | None:
 
 def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> list[Finding]:
     files = pending_files(conn, migrations_dir)
-    all_files, _ = discover(migrations_dir)
+    _all_files, _ = discover(migrations_dir)
     created_by_files = {}
     for f in files:
         created_by_files.update({k.lower(): (v, f) for k, v in hypertables_created_in(f.sql).items()})
@@ -47,9 +47,9 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
         regclass = one(conn, "SELECT to_regclass(%s)::text", (regclass_of(schema, table),))
         by_file = isinstance(source, MigrationFile)
         if by_file:
-            where = dict(path=str(source.path), line=_line_of_call(source.sql, "create_hypertable", table))
+            where = {"path": str(source.path), "line": _line_of_call(source.sql, "create_hypertable", table)}
         else:
-            where = dict(path=str(plan.path) if plan and plan.path else None)
+            where = {"path": str(plan.path) if plan and plan.path else None}
         if regclass is None:
             if table.lower() not in pending_sql:
                 found.append(
