@@ -77,6 +77,8 @@ def test_no_plan_file_means_none(tmp_path):
         ({"benchmarks": {"max_dashboard_query_ms": "fast"}}, "benchmarks.max_dashboard_query_ms", "expected a number"),
         ({"plan": {"allow_apache_edition": "yes"}}, "plan.allow_apache_edition", "true or false"),
         ({"hypertable": {}}, "hypertable", "unknown key"),
+        ({"plan": {"sample_seconds": 0}}, "plan.sample_seconds", "expected a number >= 0.1"),
+        ({"plan": {"replica_lag_warn_mb": -5}}, "plan.replica_lag_warn_mb", "expected a number >= 0"),
     ],
 )
 def test_invalid_plans_name_key_and_problem(tmp_path, data, key, words):

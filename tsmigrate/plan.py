@@ -223,6 +223,10 @@ class Plan:
     backup: BackupPolicy = field(default_factory=BackupPolicy)
     # The SQL file of the dashboard queries the post-flight times (format: tsmigrate/bench/dashboard_queries.py).
     dashboard_queries: Path | None = None
+    # The run's resource timeline (tsmigrate/timeline.py): seconds between samples, and the replica lag (MiB) past
+    # which the live log warns.
+    sample_seconds: float = 2.0
+    replica_lag_warn_mb: float = 1024.0
 
     def hypertable(self, table: str) -> HypertablePlan | None:
         return next((h for h in self.hypertables if h.table == table), None)
@@ -366,7 +370,7 @@ def _hypertable(table: str, spec: Any, path: Path | str, problems: _Problems) ->
     for required in ("time_column", "chunk_interval"):
         if required not in spec:
             check(
-                lambda: _fail(
+                lambda required=required: _fail(
                     path, f"{where}.{required}", "missing; every hypertable needs time_column and chunk_interval"
                 )
             )
@@ -486,7 +490,15 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
     check(
         lambda: _known_keys(
             general,
-            {"schema", "application_roles", "allow_apache_edition", "fence_application", "online_above_rows"},
+            {
+                "schema",
+                "application_roles",
+                "allow_apache_edition",
+                "fence_application",
+                "online_above_rows",
+                "sample_seconds",
+                "replica_lag_warn_mb",
+            },
             where,
             "plan",
         )
@@ -555,6 +567,12 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
             )
         ),
         hypertables=hypertables,
+        sample_seconds=check(
+            lambda: _number(general.get("sample_seconds", 2.0), where, "plan.sample_seconds", minimum=0.1), 2.0
+        ),
+        replica_lag_warn_mb=check(
+            lambda: _number(general.get("replica_lag_warn_mb", 1024.0), where, "plan.replica_lag_warn_mb"), 1024.0
+        ),
         benchmarks=thresholds,
         backup=policy,
         dashboard_queries=check(lambda: _dashboard_queries(bench.get("dashboard_queries"), path, where)),

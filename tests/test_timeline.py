@@ -1,0 +1,91 @@
+"""The run's resource timeline (tsmigrate/timeline.py) and the window's estimate (tsmigrate/window.py), against
+real servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tsmigrate.target import Target
+from tsmigrate.timeline import APPLICATION_NAME, Sampler
+
+
+def test_sampler_records_what_the_server_goes_through(legacy_db: Target):
+    """WAL and size from real writes, a session waiting on a lock and who holds it, the room on this machine."""
+    with legacy_db.connect() as holder, legacy_db.connect() as waiter:
+        holder.execute("CREATE TABLE timeline_probe (id int, pad text)")
+        with Sampler(legacy_db, interval=0.1) as sampler:
+            holder.execute("INSERT INTO timeline_probe SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g")
+            with holder.transaction():
+                holder.execute("LOCK TABLE timeline_probe IN ACCESS EXCLUSIVE MODE")
+                blocked = threading.Thread(target=lambda: waiter.execute("SELECT count(*) FROM timeline_probe"))
+                blocked.start()
+                deadline = time.monotonic() + 10
+                while not any(s.values.get("lock_waits") for s in sampler.samples) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            blocked.join(timeout=10)
+        holder_pid = holder.info.backend_pid
+        waiter_pid = waiter.info.backend_pid
+    samples = [s for s in sampler.samples if s.error is None]
+    assert len(samples) >= 3, [s.error for s in sampler.samples]
+    assert all(s.values["database_bytes"] > 0 for s in samples)
+    assert samples[0].values["wal_bytes"] == 0
+    assert samples[-1].values["wal_bytes"] > 10 * 2**20, "50000 rows of 200 bytes write more than 10 MiB of WAL"
+    waits = [w for s in samples for w in s.values["waiting"]]
+    assert {"pid": waiter_pid, "blocked_by": [holder_pid]}.items() <= next(
+        w for w in waits if w["pid"] == waiter_pid
+    ).items()
+    assert samples[-1].values["free_bytes"] > 0, "the test cluster's data directory is on this machine"
+    assert 0 <= samples[-1].values["memory_percent"] <= 100
+    assert samples[0].values["sessions"].get("idle", 0) + samples[0].values["sessions"].get("active", 0) >= 1
+    record = sampler.to_dict()
+    assert record["database"] == legacy_db.dbname and len(record["samples"]) == len(sampler.samples)
+
+
+def test_sampler_never_holds_the_target_open(legacy_db: Target):
+    """It samples from the maintenance database: a restore may rename and drop the target meanwhile."""
+    with Sampler(legacy_db, interval=0.1) as sampler:
+        time.sleep(0.3)
+        with legacy_db.with_dbname("postgres").connect() as admin:
+            on_target = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = %s",
+                (APPLICATION_NAME, legacy_db.dbname),
+            ).fetchone()[0]
+            anywhere = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APPLICATION_NAME,)
+            ).fetchone()[0]
+    assert (on_target, anywhere) == (0, 1)
+    assert sampler.samples and all(s.error is None for s in sampler.samples)
+
+
+def test_a_failed_sample_is_recorded_not_raised(legacy_db: Target):
+    gone = legacy_db.with_dbname("no_such_database_here")
+    with Sampler(gone, interval=0.05) as sampler:
+        time.sleep(0.2)
+    assert sampler.samples and all(s.error for s in sampler.samples)
+    assert "no_such_database_here" in sampler.samples[0].error
+
+
+def test_sampler_keeps_a_bounded_series(legacy_db: Target):
+    with Sampler(legacy_db, interval=0.01, max_samples=10) as sampler:
+        time.sleep(0.6)
+    assert len(sampler.samples) <= 11 and sampler.interval > 0.01
+    times = [s.at for s in sampler.samples]
+    assert times == sorted(times)
+
+
+def test_the_live_log_warns_when_free_disk_falls_under_the_need(legacy_db: Target, caplog):
+    """Under the room the remaining steps need: one warning (not one per sample)."""
+    with Sampler(legacy_db, interval=0.05, needed_bytes=lambda: 2**62) as sampler:
+        time.sleep(0.3)
+    disk = [w for w in sampler.warnings if "free room" in w]
+    assert len(disk) == 1 and "remaining steps need" in disk[0]
+    assert any("free room" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_sample_seconds_and_lag_threshold_come_from_the_plan(tmp_path):
+    from tsmigrate.plan import parse_plan
+
+    plan = parse_plan({"plan": {"sample_seconds": 0.5, "replica_lag_warn_mb": 64}}, tmp_path / "plan.toml")
+    assert (plan.sample_seconds, plan.replica_lag_warn_mb) == (0.5, 64.0)
+    assert parse_plan({}, tmp_path / "plan.toml").sample_seconds == 2.0
