@@ -26,16 +26,16 @@ test: setup browser
 # Kill sweep: SIGKILL a full run at N moments (default 10) on fresh legacy copies; each rerun must end
 # SUCCESS with every legacy row intact. `make sweep N=5 ARGS='--scale tiny'`.
 sweep: setup
-	@$(PY) -m tsmigrate_tools.sweep --points $(or $(N),10) $(ARGS)
+	@$(VENV)/bin/tsmigrate sweep --points $(or $(N),10) $(ARGS)
 
 # A full run while the application inserts every 100 ms (`make soak ROWS=2500000 ARGS='--fence off --fail'`).
 soak: setup
-	@$(PY) -m tsmigrate_tools.soak --rows $(or $(ROWS),2500000) $(ARGS)
+	@$(VENV)/bin/tsmigrate soak --rows $(or $(ROWS),2500000) $(ARGS)
 
 # Conversion (offline and online, with a writer), backup and equality pass beside what they cannot beat
 # (`make bench ROWS=2500000 ARGS=--tenfold` also measures the conversions at 10x the rows).
 bench: setup
-	@$(PY) -m tsmigrate_tools.convbench --rows $(or $(ROWS),2500000) $(ARGS)
+	@$(VENV)/bin/tsmigrate bench --rows $(or $(ROWS),2500000) $(ARGS)
 
 # Debian's chromium, for the test that renders a report in a headless browser. Part of `make test`
 # only (not the demo); where it cannot be installed the test skips and says why.

@@ -34,7 +34,7 @@ def test_the_readme_table_is_the_registry():
     diff = "\n".join(difflib.unified_diff(readme, table_lines(), "README.md", "tsmigrate/codes.py", lineterm=""))
     assert readme == table_lines(), (
         f"README.md's table of codes differs from the registry; run "
-        f"`.venv/bin/python -m tsmigrate.codes README.md`:\n{diff}"
+        f"`.venv/bin/tsmigrate codes README.md`:\n{diff}"
     )
 
 

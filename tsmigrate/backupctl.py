@@ -1,32 +1,35 @@
-"""A backup directory by hand: the commands of the operator's guide (docs/operator-guide.md, manual rollback).
+"""A backup directory by hand: the commands of the rollback guide (docs/rollback.md), as ``tsmigrate backup``.
 
-    python -m tsmigrate.backupctl new-key FILE                       a key file for encrypted backups
-    python -m tsmigrate.backupctl verify BACKUP [--key-file FILE]     files as recorded, dump readable
-        [--trial-restore [--dsn DSN]]                                and the trial restore, on that server
-    python -m tsmigrate.backupctl decrypt BACKUP DEST --key-file FILE a decrypted copy (a plain backup directory)
-    python -m tsmigrate.backupctl database-sql BACKUP DBNAME          the database's own settings and grants, as SQL
-    python -m tsmigrate.backupctl compare BACKUP [--dsn DSN]          the database's content against the backup
+    tsmigrate backup new-key FILE                        a key file for encrypted backups
+    tsmigrate backup list [DIR]                          the backups under DIR (default backups/)
+    tsmigrate backup verify BACKUP [--key-file FILE]     files as recorded, dump readable
+        [--trial-restore [--dsn DSN]]                    and the trial restore, on that server
+    tsmigrate backup decrypt BACKUP DEST --key-file FILE a decrypted copy (a plain backup directory)
+    tsmigrate backup database-sql BACKUP DBNAME          the database's own settings and grants, as SQL
+    tsmigrate backup compare BACKUP [--dsn DSN]          the database's content against the backup
+    tsmigrate backup restore BACKUP [--dsn DSN]          the automatic restore, by hand
 
-Exit 0 when all is well, 1 when the backup or the database is not as it should be (the reason on stderr),
-2 for a wrong command line. The connection for ``compare`` and the trial restore is --dsn, else libpq's PG*
-variables; the trial restore creates and drops a scratch database there (see trial.py).
+``python -m tsmigrate.backupctl ...`` is the same command. Exit 0 when all is well, 1 when the backup or the
+database is not as it should be (the reason on stderr), 2 for a wrong command line. The connection for
+``compare``, ``restore`` and the trial restore is --dsn, else libpq's PG* variables; the trial restore creates
+and drops a scratch database there (see trial.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 
-from . import trial
-from .backup import MANIFEST, Backup, verify_backup
+from . import encryption, trial
+from .backup import MANIFEST, NAME_PATTERN, Backup, pin_file, verify_backup
 from .dumps import database_properties
 from .encryption import decrypt_into, load_key, new_key, plain_manifest
 from .errors import BackupError
 from .fingerprint import compare, fingerprint_database
-from .target import TargetError, resolve_target
+from .restore import restore_backup
+from .target import resolve_target
 
 
 class Refused(Exception):
@@ -128,44 +131,48 @@ def cmd_compare(args) -> str:
     )
 
 
+def cmd_list(args) -> str:
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise Refused(
+            f"{directory} is not a directory: name the backups directory (--backups of the run; default backups/)"
+        )
+    found = []
+    for path in sorted(directory.iterdir(), reverse=True):
+        named = NAME_PATTERN.match(path.name)
+        if not (path.is_dir() and named and (path / MANIFEST).exists()):
+            continue
+        try:
+            manifest = Backup.load(path).manifest
+        except BackupError as exc:
+            found.append(f"{path}: {exc}")
+            continue
+        size = sum(int(f.get("size", 0)) for f in manifest.get("files", {}).values())
+        tables = manifest.get("fingerprints", {})
+        rows = sum(int(t.get("rows", 0)) for t in tables.values())
+        notes = ["encrypted" if encryption.is_encrypted(manifest) else "plain"]
+        if pin_file(path).exists():
+            notes.append(f"pinned ({pin_file(path).name})")
+        found.append(
+            f"{path}: database {manifest.get('database')}, taken {named['stamp']}, {size / 2**20:.1f} MiB, "
+            f"{len(tables)} tables, {rows} rows, TimescaleDB {manifest.get('timescaledb_version') or 'none'}, "
+            + ", ".join(notes)
+        )
+    return "\n".join(found) or f"no backup in {directory}"
+
+
+def cmd_restore(args) -> str:
+    backup = _backup(args.backup, args.key_file)
+    target = resolve_target(args.dsn)
+    outcome = restore_backup(target, backup, keep_failed=not args.drop_failed, jobs=args.jobs)
+    return f"{outcome.summary()} (from {backup.path}, {outcome.seconds:.1f} s)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tsmigrate.backupctl", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("new-key", help="write a new key file for encrypted backups (never over an existing file)")
-    p.add_argument("file")
-    p.set_defaults(run=cmd_new_key)
-    p = sub.add_parser("verify", help="the files are as the manifest recorded and pg_restore reads the dump")
-    p.add_argument("backup")
-    p.add_argument("--key-file", help="the key file of an encrypted backup")
-    p.add_argument(
-        "--trial-restore",
-        action="store_true",
-        help="also restore the schema and a chunk of each hypertable into a scratch database, dropped after",
-    )
-    p.add_argument("--dsn", help="the server of the trial restore (else libpq's PG* variables)")
-    p.set_defaults(run=cmd_verify)
-    p = sub.add_parser("decrypt", help="a decrypted copy of an encrypted backup, itself a verified backup directory")
-    p.add_argument("backup")
-    p.add_argument("dest", help="a new directory")
-    p.add_argument("--key-file", required=True)
-    p.set_defaults(run=cmd_decrypt)
-    p = sub.add_parser("database-sql", help="print the ALTER DATABASE / GRANT statements the backup recorded")
-    p.add_argument("backup")
-    p.add_argument("dbname", help="the database to apply them to")
-    p.set_defaults(run=cmd_database_sql)
-    p = sub.add_parser("compare", help="every table's rows and content fingerprint against the backup's manifest")
-    p.add_argument("backup")
-    p.add_argument("--dsn", help="the database (else libpq's PG* variables)")
-    p.add_argument("--dbname", help="compare this database of the server instead")
-    p.set_defaults(run=cmd_compare)
-    args = parser.parse_args(argv)
-    try:
-        print(args.run(args))
-    except (Refused, BackupError, TargetError) as exc:
-        print(f"backupctl {args.command}: {exc}", file=sys.stderr)
-        return 1
-    sys.stdout.flush()
-    return 0
+    """``python -m tsmigrate.backupctl ...`` is ``tsmigrate backup ...``."""
+    from .cli import main as cli
+
+    return cli(["backup", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -548,12 +548,12 @@ def with_table(text: str) -> str:
     return text.replace("\n".join(old), "\n".join(table_lines()), 1)
 
 
-def main(argv: list[str]) -> int:
-    """Print the table, or rewrite it in the README named on the command line."""
-    if not argv:
+def render(readme_name: str | None) -> int:
+    """Print the table, or rewrite it in the README named (``tsmigrate codes [README]``)."""
+    if not readme_name:
         print("\n".join(table_lines()))
         return 0
-    readme = Path(argv[0])
+    readme = Path(readme_name)
     try:
         readme.write_text(with_table(readme.read_text()))
     except (OSError, ValueError) as exc:
@@ -563,5 +563,12 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tsmigrate.codes [README]`` is ``tsmigrate codes [README]``."""
+    from .cli import main as cli
+
+    return cli(["codes", *(sys.argv[1:] if argv is None else argv)])
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

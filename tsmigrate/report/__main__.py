@@ -1,11 +1,7 @@
-"""``python -m tsmigrate.report schema``: the JSON Schema of the run records (reports/*.json)."""
+"""``python -m tsmigrate.report schema`` is ``tsmigrate report schema``: the JSON Schema of reports/*.json."""
 
-import json
 import sys
 
-from .record import RUN_RECORD_SCHEMA
+from ..cli import main
 
-if sys.argv[1:] == ["schema"]:
-    print(json.dumps(RUN_RECORD_SCHEMA, indent=2))
-else:
-    sys.exit("usage: python -m tsmigrate.report schema   (prints the JSON Schema of reports/*.json)")
+sys.exit(main(["report", *sys.argv[1:]]))
