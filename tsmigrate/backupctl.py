@@ -59,7 +59,8 @@ def cmd_verify(args) -> str:
     how = f"encrypted for {backup.manifest['encryption']['recipient']}; " if backup.encrypted else ""
     said = (
         f"{backup.path}: {how}{len(files)} files as recorded in {MANIFEST}, pg_restore reads the dump "
-        f"(database {backup.manifest.get('database')}, TimescaleDB {backup.manifest.get('timescaledb_version') or 'none'})"
+        f"(database {backup.manifest.get('database')}, "
+        f"TimescaleDB {backup.manifest.get('timescaledb_version') or 'none'})"
     )
     if not args.trial_restore:
         return said
