@@ -3,9 +3,18 @@ real servers."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
+import pytest
+
+from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.report.record import validate_run_record
 from tsmigrate.target import Target
 from tsmigrate.timeline import APPLICATION_NAME, Sampler
 
@@ -89,3 +98,92 @@ def test_sample_seconds_and_lag_threshold_come_from_the_plan(tmp_path):
     plan = parse_plan({"plan": {"sample_seconds": 0.5, "replica_lag_warn_mb": 64}}, tmp_path / "plan.toml")
     assert (plan.sample_seconds, plan.replica_lag_warn_mb) == (0.5, 64.0)
     assert parse_plan({}, tmp_path / "plan.toml").sample_seconds == 2.0
+
+
+# -- a real run: the series, the bands, the estimate beside what happened ------------------------------------
+
+
+def _reports(reports: Path) -> tuple[dict, str]:
+    record_path = next(p for p in reports.glob("*.json") if p.name != "latest.json")
+    return json.loads(record_path.read_text()), record_path.with_suffix(".html").read_text()
+
+
+@pytest.fixture(scope="module")
+def full_run(legacy_template, local_server, tmp_path_factory):
+    """One pre-flight (GO) and then one full run of a tiny legacy database, as a user runs them."""
+    from testbed.legacy import PROJECT
+
+    name = "ms5_timeline_full_run"
+    with ScratchDatabase(local_server.conninfo(), name, template=legacy_template):
+        target = Target(local_server.conninfo(name), f"test database {name}")
+        results = {}
+        for kind, suites in (("preflight", "suites/preflight"), ("full", "suites")):
+            base = tmp_path_factory.mktemp(kind)
+            command = [
+                sys.executable,
+                "-m",
+                "pytest",
+                suites,
+                "--dsn",
+                target.conninfo,
+                f"--reports={base / 'reports'}",
+                f"--backups={base / 'backups'}",
+                "--write-sample=0.3",
+                "-p",
+                "no:cacheprovider",
+            ]
+            result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=600)
+            record, page = _reports(base / "reports")
+            results[kind] = (result, record, page, base / "reports")
+        yield results
+
+
+def test_the_go_banner_and_record_say_the_estimated_window(full_run):
+    result, record, page, _ = full_run["preflight"]
+    assert record["verdict"] == "GO", result.stdout[-3000:]
+    estimate = record["estimate"]
+    assert estimate["execute_seconds"] > 0 and estimate["application_out_seconds"] > 0
+    assert estimate["fenced"] is True  # the project's plan fences the application; no table converts online
+    assert estimate["application_out_seconds"] == estimate["execute_seconds"]
+    assert {s["label"] for s in estimate["steps"]} >= {"convert factory_telemetry.metric_hist"}
+    assert estimate["disk_bytes"] > 0 and estimate["wal_bytes"] > 0
+    banner = re.search(r'<section class="tsm-banner.*?</section>', page, re.DOTALL).group(0)
+    assert 'id="tsm-estimate"' in banner and "Estimated window: the execute phase about" in banner
+    assert "Estimated window" in result.stdout[result.stdout.rindex("GO:") :]
+    assert validate_run_record(record) == []
+
+
+def test_a_full_run_records_real_samples_with_the_steps_as_bands(full_run):
+    result, record, page, _ = full_run["full"]
+    assert record["verdict"] == "SUCCESS", result.stdout[-3000:]
+    timeline = record["timeline"]
+    samples = [s for s in timeline["samples"] if "error" not in s]
+    assert len(samples) >= 3, timeline["samples"][:3]
+    assert all(s["database_bytes"] > 0 for s in samples)
+    assert samples[-1]["wal_bytes"] > samples[0]["wal_bytes"] == 0, "the conversions write WAL"
+    assert max(s["database_bytes"] for s in samples) > samples[0]["database_bytes"]
+    assert all("free_bytes" in s and "cpu_percent" in s for s in samples), "the test cluster is on this machine"
+    steps = {s["label"]: (s["started_at"], s["finished_at"]) for s in record["steps"]}
+    bands = {b["label"]: (b["started_at"], b["finished_at"]) for b in timeline["bands"] if b["kind"] == "step"}
+    assert bands == steps and len(steps) >= 4
+    phases = [b["label"] for b in timeline["bands"] if b["kind"] == "phase"]
+    assert phases[0] == "fence and backup" and phases[-1] == "post-flight"
+    first, last = samples[0]["at"], samples[-1]["at"]
+    assert all(first <= b[0] <= b[1] <= last for b in bands.values()), "the samples span the steps"
+    assert validate_run_record(record) == []
+    chart = re.search(r'<svg[^>]*class="tsm-chart tsm-timeline".*?</svg>', page, re.DOTALL).group(0)
+    assert chart.count('class="tsm-band"') == len(timeline["bands"])
+    assert 'data-series="WAL"' in chart and 'data-series="size"' in chart
+
+
+def test_a_full_run_puts_the_estimate_beside_what_happened(full_run):
+    _, record, page, _ = full_run["full"]
+    estimate = record["estimate"]
+    rows = {row["key"]: row for row in estimate["comparison"]}
+    execute = rows["execute_seconds"]
+    assert execute["measured"] > 0 and execute["ratio"] == pytest.approx(
+        execute["measured"] / execute["estimated"], 0.01
+    )
+    factor = estimate["stated_factor"]
+    assert 1 / factor <= execute["ratio"] <= factor, execute
+    assert 'id="tsm-window"' in page and "Measured / estimated" in page

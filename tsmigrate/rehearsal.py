@@ -53,6 +53,7 @@ class RehearsalResult:
     error: MigrationError | ConversionError | None = None
     failed_step: str | None = None
     copy_seconds: float = 0.0
+    copied_bytes: int = 0  # the scratch copy's size before the steps (tsmigrate.window scales the backup by it)
     # A server resource the rehearsal ran out of (disk, locks, ...): the run needs at least as much, so it counts
     # against the GO wherever it struck, the sample copy included.
     cause: Cause | None = None
@@ -352,6 +353,7 @@ def rehearse(
             _copy_target(target, result.scratch, large, plan, sample_rows, result)
             if result.cause is None:
                 with target.with_dbname(result.scratch).connect() as conn:
+                    result.copied_bytes = int(one(conn, "SELECT pg_database_size(current_database())") or 0)
                     _apply_steps(conn, pending, plan, result)
             if result.error is not None and result.cause is None:
                 result.cause = classify(result.error)

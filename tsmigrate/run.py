@@ -90,6 +90,7 @@ class StepOutcome:
     status: str  # applied, already applied, failed, skipped
     seconds: float = 0.0
     details: dict = field(default_factory=dict)
+    finished_at: float = field(default_factory=time.time)  # seconds since the epoch: the timeline's bands
 
     def to_dict(self) -> dict:
         return {
@@ -97,6 +98,8 @@ class StepOutcome:
             "label": self.label,
             "status": self.status,
             "seconds": round(self.seconds, 3),
+            "started_at": round(self.finished_at - self.seconds, 3),
+            "finished_at": round(self.finished_at, 3),
             "details": self.details,
         }
 
@@ -155,6 +158,8 @@ class MigrationRun:
         self._settings: dict[str, str] = {}  # settings a cause's fix names (max_locks_per_transaction)
         self.cause: Cause | None = None  # what the failure ran out of (disk, locks, ...), when known
         self.restore_cause: Cause | None = None  # ... and the restore's
+        # (what, started, finished) in seconds since the epoch: the fence and backup, the restore (the timeline's bands)
+        self.phases: list[tuple[str, float, float]] = []
 
     # -- opening: nothing changes here except the ledger's own bookkeeping ---------------------------
     def _connect(self, **kwargs) -> psycopg.Connection:
@@ -280,10 +285,12 @@ class MigrationRun:
                     "milliseconds; a restore carries over what it writes after the backup)",
                     ", ".join(online),
                 )
+            started = time.time()
             if self.plan and self.plan.fence_application and self.fence is None and not online:
                 self.fence = Fence(self.control, self.plan.application_roles)
                 self.fence.raise_()
             self.backup = take_backup(self.target, self.backups_dir, key=self.plan.backup.key() if self.plan else None)
+            self.phases.append(("fence and backup" if self.fence else "backup", started, time.time()))
         except (BackupError, FenceError, TargetError, psycopg.Error) as exc:
             self.stopped = (
                 f"the backup could not be taken, nothing was changed: {first_line(exc)}"
@@ -493,6 +500,7 @@ class MigrationRun:
         def carry(failed: Target, restored: Target) -> CarryReport:
             return carry_over(failed, restored, snapshot, self.own_xids, tables, runs_own)
 
+        started = time.time()
         try:
             self.restore_outcome = restore_backup(
                 self.target, self.backup, keep_failed=keep_failed, carry=carry if snapshot else None
@@ -507,6 +515,8 @@ class MigrationRun:
             log.error("the restore failed: %s", self.restore_error)
         else:
             log.info(self.restore_outcome.summary())
+        finally:
+            self.phases.append(("restore", started, time.time()))
 
     def _lift_fence(self) -> None:
         if self.fence is None or not self.fence.fenced:

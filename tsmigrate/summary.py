@@ -52,6 +52,26 @@ class RunSummary:
     below_target: list[dict] = field(default_factory=list)
     # The role's and database's settings the run's sessions override (tsmigrate.session.Override.to_dict())
     session_overrides: list[dict] = field(default_factory=list)
+    # The window as the rehearsal estimated it (tsmigrate.window.estimate_window), and once execute ran, what was
+    # measured beside it ("measured", "comparison")
+    estimate: dict | None = None
+    # What the server went through during execute and post-flight (tsmigrate.timeline.Sampler.to_dict()), with the
+    # steps as bands (label, started_at, finished_at)
+    timeline: dict | None = None
+
+    def record_estimate(self, estimate: dict) -> None:
+        """The rehearsal's estimate of the window (the GO banner says it)."""
+        self.estimate = dict(estimate)
+
+    def record_timeline(self, series: dict, bands: list[dict]) -> None:
+        """The sampler's series and the bands drawn on it; with an estimate, what was measured beside it."""
+        from .window import compare, measured_window
+
+        self.timeline = {**series, "bands": bands}
+        if self.estimate is not None and self.steps:
+            phases = [b for b in bands if b.get("kind") == "phase"]
+            measured = measured_window(self.steps, self.timeline, phases)
+            self.estimate = {**self.estimate, "measured": measured, "comparison": compare(self.estimate, measured)}
 
     @property
     def blocking(self) -> list[Finding]:

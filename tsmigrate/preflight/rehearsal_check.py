@@ -4,24 +4,34 @@ its first failure as a finding: a statement's (PF040), or a server resource it r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
 from ..causes import Cause, classify
+from ..errors import first_line
 from ..findings import ADVISORY, Finding
 from ..migrations import MigrationFile
 from ..plan import Plan
-from ..rehearsal import RehearsalNotFaithful, RehearsalUnavailable, rehearse
+from ..rehearsal import RehearsalNotFaithful, RehearsalResult, RehearsalUnavailable, rehearse
 from ..serverfiles import ServerFiles, locate
 from ..target import Target
+from ..window import estimate_window
 from .checks import finding
 
 log = logging.getLogger(__name__)
 
 
-def rehearsal(target: Target, migrations_dir: Path, pending: list[MigrationFile], plan: Plan | None) -> list[Finding]:
-    """The pending steps applied to a scratch copy of the target: its first failure, or why no copy could be made."""
+def rehearsal(
+    target: Target,
+    migrations_dir: Path,
+    pending: list[MigrationFile],
+    plan: Plan | None,
+    on_estimate: Callable[[dict], None] | None = None,
+) -> list[Finding]:
+    """The pending steps applied to a scratch copy of the target: its first failure, or why no copy could be made.
+    After a rehearsal that succeeded, ``on_estimate`` gets the window's estimate (tsmigrate.window)."""
     files = _server_files(target)
     try:
         result = rehearse(target, pending, plan)
@@ -48,6 +58,8 @@ def rehearsal(target: Target, migrations_dir: Path, pending: list[MigrationFile]
             _out_of(_classify(result.cause_error, files) or result.cause, result.failed_step, result.cause_error or "")
         ]
     if result.error is None:
+        if on_estimate is not None:
+            _estimate(target, plan, result, pending, on_estimate)
         return []
     path = getattr(result.error, "file", None)
     return [
@@ -58,6 +70,28 @@ def rehearsal(target: Target, migrations_dir: Path, pending: list[MigrationFile]
             line=getattr(result.error, "line", None),
         )
     ]
+
+
+def _estimate(
+    target: Target,
+    plan: Plan | None,
+    result: RehearsalResult,
+    pending: list[MigrationFile],
+    on_estimate: Callable[[dict], None],
+) -> None:
+    """Best effort: an estimate that cannot be made is said in the log, and costs the GO nothing."""
+    try:
+        with target.connect() as conn:
+            estimate = estimate_window(conn, plan, result, {f.label: f.sql for f in pending})
+    except Exception as exc:
+        log.warning("rehearsal: the window could not be estimated (%s)", first_line(exc))
+        return
+    log.info(
+        "rehearsal: the execute phase should take about %.0f s, the application kept out about %.0f s",
+        estimate["execute_seconds"],
+        estimate["application_out_seconds"],
+    )
+    on_estimate(estimate)
 
 
 def _out_of(cause: Cause, step: str | None, error: str) -> Finding:

@@ -17,8 +17,10 @@ from ..findings import Finding
 from ..summary import GOOD_VERDICTS, RunSummary
 from .charts import Bar, LogScale, bar_chart_svg
 from .record import before_fingerprints
+from .timeline_chart import timeline_svg
 from .words import (
     below_target_lines,
+    estimate_line,
     finding_place,
     finding_where,
     headline,
@@ -126,6 +128,9 @@ def banner_html(summary: RunSummary) -> str:
             f'<div class="tsm-meta">Backup: <code>{_e(summary.backup["path"])}</code> '
             f"(manifest sha256 <code>{_e(summary.backup['manifest_sha256'])}</code>)</div>"
         )
+    estimate = estimate_line(summary)
+    if estimate and verdict == "GO":
+        parts.append(f'<div class="tsm-meta tsm-estimate" id="tsm-estimate">{_e(estimate)}</div>')
     parts.append("<h3>What to do next</h3><ol>")
     parts += [f"<li>{_with_code(step)}</li>" for step in next_steps(summary)]
     parts.append("</ol></section>")
@@ -381,6 +386,81 @@ def session_overrides_html(overrides: list[dict]) -> str:
     )
 
 
+def _amount(key: str, value: float | None) -> str:
+    if value is None:
+        return "&mdash;"
+    if key.endswith("_bytes"):
+        return _e(f"{value / 2**20:,.1f} MiB")
+    return _e(seconds_text(float(value)))
+
+
+def window_html(estimate: dict) -> str:
+    """The rehearsal's estimate, each step's share, and once the run measured it, the two side by side."""
+    parts = [f'<p class="tsm-note">{_e(estimate.get("basis", ""))}.</p>']
+    comparison = estimate.get("comparison")
+    if comparison:
+        factor = float(estimate.get("stated_factor", 3.0))
+        rows = []
+        for row in comparison:
+            ratio = row["ratio"]
+            off = ratio is not None and row["key"].endswith("_seconds") and not (1 / factor <= ratio <= factor)
+            rows.append(
+                f"<tr><td>{_e(row['what'])}</td><td class='num'>{_amount(row['key'], row['estimated'])}</td>"
+                f"<td class='num'>{_amount(row['key'], row['measured'])}</td>"
+                f"<td class='num {'tsm-bad-text' if off else ''}'>{'&mdash;' if ratio is None else f'{ratio:.2f}'}"
+                "</td></tr>"
+            )
+        parts.append(
+            '<table class="tsm tsm-window"><tr><th>What</th><th>Estimated</th><th>Measured</th>'
+            "<th>Measured / estimated</th></tr>\n" + "\n".join(rows) + "</table>"
+            f'<p class="tsm-note">A time more than {factor:g}x off its estimate is in red: the rehearsal did not '
+            "see what the run met (a busy server, a sample unlike the table).</p>"
+        )
+    else:
+        parts.append(
+            '<table class="tsm tsm-window"><tr><th>What</th><th>Estimated</th></tr>'
+            + "".join(
+                f"<tr><td>{_e(what)}</td><td class='num'>{_amount(key, estimate.get(key))}</td></tr>"
+                for key, what in (
+                    ("execute_seconds", "execute phase"),
+                    ("backup_seconds", "of which the backup"),
+                    ("application_out_seconds", "application kept out"),
+                    ("disk_bytes", "room needed in the data directory"),
+                    ("wal_bytes", "WAL written"),
+                )
+            )
+            + "</table>"
+        )
+    steps = estimate.get("steps", [])
+    if steps:
+        parts.append(
+            '<details class="tsm-more"><summary>Each step: rehearsed, scaled to the full tables</summary>'
+            '<table class="tsm"><tr><th>Step</th><th>Rehearsed</th><th>Rows ratio</th><th>Online</th>'
+            "<th>Estimated</th></tr>"
+            + "".join(
+                f"<tr><td>{_e(s['label'])}</td><td class='num'>{_e(seconds_text(s['rehearsed_seconds']))}</td>"
+                f"<td class='num'>{s['rows_ratio']:g}</td><td>{'yes' if s['online'] else 'no'}</td>"
+                f"<td class='num'>{_e(seconds_text(s['seconds']))}</td></tr>"
+                for s in steps
+            )
+            + "</table></details>"
+        )
+    return "".join(parts)
+
+
+def timeline_html(timeline: dict) -> str:
+    warnings = "".join(f"<li>{_e(w)}</li>" for w in timeline.get("warnings", []))
+    failed = sum(1 for s in timeline.get("samples", []) if s.get("error"))
+    return (
+        timeline_svg(timeline)
+        + f'<p class="tsm-note">One sample every {float(timeline.get("interval_seconds", 0)):g} s on a connection '
+        "of its own; the bands are the fence and backup, each step and the post-flight"
+        + (f"; {failed} samples failed (red ticks)" if failed else "")
+        + ". The series are in the JSON record's <code>timeline</code>.</p>"
+        + (f'<p class="tsm-bad-text">Warnings during the run:</p><ul>{warnings}</ul>' if warnings else "")
+    )
+
+
 def run_sections_html(summary: RunSummary, reports: dict[str, str] | None = None) -> str:
     """Everything a reader looks at after the banner: findings, steps, fingerprints, benchmarks, files."""
     before = before_fingerprints(summary)
@@ -404,6 +484,18 @@ def run_sections_html(summary: RunSummary, reports: dict[str, str] | None = None
             lambda: fingerprints_html(
                 before, summary.fingerprints_after, restored_identical=summary.restored_identical
             ),
+        ),
+        (
+            summary.estimate,
+            "The window: estimated" + (" and measured" if (summary.estimate or {}).get("comparison") else ""),
+            "window",
+            lambda: window_html(summary.estimate or {}),
+        ),
+        (
+            summary.timeline,
+            "Resource timeline",
+            "timeline",
+            lambda: timeline_html(summary.timeline or {}),
         ),
         (
             summary.session_overrides,

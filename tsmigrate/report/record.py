@@ -195,6 +195,41 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "estimate": {
+            "type": ["object", "null"],
+            "description": "the window the pre-flight's rehearsal estimated (tsmigrate/window.py): execute_seconds, "
+            "application_out_seconds, fenced, backup_seconds, disk_bytes, wal_bytes, each step (label, "
+            "rehearsed_seconds, rows_ratio, online, seconds), stated_factor; after a run that changed the database, "
+            "measured (the same keys) and comparison (what, key, estimated, measured, ratio = measured/estimated)",
+            "required": ["execute_seconds", "application_out_seconds", "steps"],
+        },
+        "timeline": {
+            "type": ["object", "null"],
+            "description": "what the server went through during execute and post-flight (tsmigrate/timeline.py): "
+            "interval_seconds, samples (at: seconds since the epoch; database_bytes, wal_bytes, temp_files, "
+            "temp_bytes, checkpoints, sessions by state, lock_waits, waiting with blocked_by, replicas with "
+            "lag_bytes, slots with retained_bytes, free_bytes, cpu_percent, memory_percent; or error), warnings, "
+            "and bands (label, kind phase or step, started_at, finished_at)",
+            "required": ["interval_seconds", "samples", "bands"],
+            "properties": {
+                "samples": {
+                    "type": "array",
+                    "items": {"type": "object", "required": ["at"], "properties": {"at": {"type": "number"}}},
+                },
+                "bands": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["label", "kind", "started_at", "finished_at"],
+                        "properties": {
+                            "kind": {"enum": ["phase", "step"]},
+                            "started_at": {"type": "number"},
+                            "finished_at": {"type": "number"},
+                        },
+                    },
+                },
+            },
+        },
         "policy_schedule": {
             "type": "array",
             "items": {"type": "string"},
@@ -295,6 +330,8 @@ def run_record(
         "backup": dict(summary.backup) if summary.backup else None,
         "restore": restore,
         "policy_schedule": list(summary.policy_schedule),
+        "estimate": summary.estimate,
+        "timeline": summary.timeline,
         "session_overrides": list(summary.session_overrides),
         "fingerprints": {
             "before": _rows_and_digest(before_fingerprints(summary)),

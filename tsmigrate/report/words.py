@@ -69,6 +69,34 @@ def below_target_lines(summary: RunSummary) -> list[str]:
     return [b["problem"].strip().splitlines()[0] for b in summary.below_target]
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _bytes(n: float | None) -> str:
+    if n is None:
+        return "unknown"
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def estimate_line(summary: RunSummary) -> str | None:
+    """The window the rehearsal estimated, in one sentence (the GO banner and the terminal say it)."""
+    e = summary.estimate
+    if not e:
+        return None
+    out = "the fence keeps it out throughout" if e.get("fenced") else "its tables are locked"
+    return (
+        f"Estimated window: the execute phase about {_duration(e['execute_seconds'])} (backup "
+        f"{_duration(e['backup_seconds'])}), the application kept out about {_duration(e['application_out_seconds'])} "
+        f"({out}); room needed on the server {_bytes(e.get('disk_bytes'))}, WAL written about "
+        f"{_bytes(e.get('wal_bytes'))}. From the rehearsal; stated within {e.get('stated_factor', 3):g}x."
+    )
+
+
 def step_counts(summary: RunSummary) -> tuple[int, int]:
     """(applied, already applied) steps of this run."""
     return (
@@ -263,6 +291,9 @@ def terminal_lines(summary: RunSummary) -> list[str]:
         lines += failed
         if summary.advisories:
             lines.append(f"  {_plural(len(summary.advisories), 'advisory', 'advisories')} (see the report)")
+        estimate = estimate_line(summary) if verdict == "GO" else None
+        if estimate:
+            lines.append(f"  {estimate}")
         return lines
     below = [f"  BELOW TARGET {line}" for line in below_target_lines(summary)]
     if not summary.steps and summary.kind == "postflight" and verdict in ("PASSED", "FAILED", "BELOW TARGET"):
