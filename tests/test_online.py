@@ -419,7 +419,7 @@ def test_the_plan_or_the_tables_size_chooses_the_online_path(subject):
 def test_a_table_without_a_primary_key_is_refused_before_anything_is_made(subject):
     _, conn = subject
     conn.execute("ALTER TABLE readings DROP CONSTRAINT readings_pkey")
-    with pytest.raises(ConversionError, match="an online conversion needs a primary key.*online = false"):
+    with pytest.raises(ConversionError, match=r"an online conversion needs a primary key.*online = false"):
         convert(subject)
     assert conn.execute(
         "SELECT to_regclass('readings_tsm_new'), to_regclass('tsmigrate.readings_changes')"
@@ -562,3 +562,70 @@ def test_an_offline_conversion_after_an_online_attempt_died_drops_what_it_left(s
         "(SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'tsmigrate%')"
     ).fetchone() == (None, None, 0)
     assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == ROWS
+
+
+def test_after_the_swap_inserts_are_not_captured_and_swap_back_still_brings_every_change(subject):
+    """The capture back skips inserts above the watermark (a WHEN clause: no function call per row); swap back takes
+    them by range. Inserts at or below it, into a chunk made after the swap, updates and deletes all come back."""
+    _conninfo, conn = subject
+    convert(subject)
+    inserted = [
+        conn.execute(
+            "INSERT INTO readings (device, ts, v, note) VALUES (1 + %s %% 20, now(), %s, 'after') RETURNING id",
+            (i, i),
+        ).fetchone()[0]
+        for i in range(200)
+    ]
+    assert conn.execute("SELECT count(*) FROM tsmigrate.readings_changes WHERE phase = 1").fetchone()[0] == 0, (
+        "inserts above the watermark cost the application a capture"
+    )
+    state = conversion_state(conn, "public", "readings")
+    assert state["watermark_column"] == "id" and int(state["watermark"]) == ROWS
+    future = conn.execute(  # a chunk the hypertable makes after the swap: the capture back is on it too
+        "INSERT INTO readings (device, ts, v, note) VALUES (2, '2031-01-01', 7, 'future') RETURNING id"
+    ).fetchone()[0]
+    conn.execute("UPDATE readings SET v = -1 WHERE id = ANY(%s)", ([inserted[0], future, 10],))
+    conn.execute("DELETE FROM readings WHERE id = ANY(%s)", ([inserted[1], 12],))
+    conn.execute("INSERT INTO readings (id, device, ts, v, note) VALUES (12, 3, now(), 12, 'reused')")
+    assert verify(conn, "public", "readings")[1] == []
+    hypertable_rows = conn.execute("SELECT id, device, ts, v, note FROM readings ORDER BY id").fetchall()
+
+    swap_back(conn, "public", "readings")
+    assert not is_hypertable(conn, "public", "readings")
+    assert conn.execute("SELECT id, device, ts, v, note FROM readings ORDER BY id").fetchall() == hypertable_rows
+    assert conn.execute("SELECT v, note FROM readings WHERE id = 12").fetchone() == (12, "reused")
+    assert conn.execute("SELECT count(*) FROM readings WHERE id = ANY(%s)", ([inserted[1]],)).fetchone()[0] == 0
+
+
+def test_the_swap_replays_only_a_handful_of_keys_under_its_lock(subject):
+    """Changes that arrive after the catch-up are replayed in rounds before the lock, not under it; the report says
+    how long the lock was held (until the commit that released it) and where that time went."""
+    conninfo, conn = subject
+
+    def change_many(phase: str, _session: psycopg.Connection) -> None:
+        if phase == "caught up":
+            with psycopg.connect(conninfo, autocommit=True) as app:
+                app.execute("UPDATE readings SET note = 'late' WHERE id <= 1500")
+
+    result = convert(subject, on_phase=change_many)
+    report = result.online
+    assert report["swap_replayed"] <= 100, report
+    assert 0 < report["swap_seconds"] < 5
+    assert report["swap_steps_ms"].keys() >= {"catch_up", "rename", "commit"}
+    assert conn.execute("SELECT count(*) FROM readings WHERE note = 'late'").fetchone()[0] == 1500
+    assert verify(conn, "public", "readings")[1] == []
+
+
+def test_a_truncate_during_the_conversion_is_refused_and_nothing_is_swapped(subject):
+    conninfo, conn = subject
+
+    def truncate(phase: str, _session: psycopg.Connection) -> None:
+        if phase == "caught up":
+            with psycopg.connect(conninfo, autocommit=True) as app:
+                app.execute("TRUNCATE readings CASCADE")
+                app.execute("INSERT INTO readings (device, ts, v) VALUES (1, now(), 1)")
+
+    with pytest.raises(ConversionError, match="was truncated during its online conversion; nothing is swapped"):
+        convert(subject, on_phase=truncate)
+    assert not is_hypertable(conn, "public", "readings")
+    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1

@@ -14,6 +14,7 @@ OWN_SCHEMA = "tsmigrate"
 BUILD_SUFFIX = "_tsm_new"  # <table>_tsm_new: the hypertable while it is built beside
 CAPTURE_TRIGGER = "tsmigrate_capture"  # on the legacy table while the copy runs (and ..._truncate)
 CAPTURE_BACK_TRIGGER = "tsmigrate_capture_back"  # on the hypertable after the swap, for a swap back
+CAPTURE_BACK_INSERT_TRIGGER = "tsmigrate_capture_back_insert"  # ... for inserts at or below the watermark
 
 
 def unfinished_builds(conn: psycopg.Connection) -> set[tuple[str, str]]:

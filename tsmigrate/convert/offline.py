@@ -107,7 +107,7 @@ def convert_locked(
         create_indexes(conn, planned)
     with heartbeat(log, f"{what}: checking its foreign keys", expected_seconds=None):
         add_foreign_keys(conn, names)
-    views = move_name(conn, names, [i.rename() for i in planned], triggers, legacy_to=legacy_to, capture_back=False)
+    views = move_name(conn, names, [i.rename() for i in planned], triggers, legacy_to=legacy_to)
     try:
         with conn.transaction():
             conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(legacy_to)))

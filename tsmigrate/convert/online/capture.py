@@ -12,11 +12,11 @@ from psycopg import sql
 
 from ...db import one, regclass
 from ...plan import HypertablePlan
-from ...tool_objects import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
+from ...tool_objects import CAPTURE_BACK_INSERT_TRIGGER, CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
 from ..catalog import lock_holders, primary_key_columns, yield_autovacuum
 from ..nulltime import fill_nulls
 from ..result import ConversionError
-from .state import PHASE_COPY, Names
+from .state import PHASE_AFTER_SWAP, PHASE_COPY, Names
 
 log = logging.getLogger("tsmigrate.online")
 
@@ -51,6 +51,9 @@ def start_capture(
             changes=names.changes, keys=key_defs
         )
     )
+    # "Was the table truncated" is asked under the swap's lock: an index of the few truncation records answers it
+    # without reading the log, which grows with the copy's length.
+    conn.execute(sql.SQL("CREATE INDEX ON {} (change_id) WHERE truncated").format(names.changes))
 
     def values(row: str) -> sql.Composable:
         return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.SQL(row), sql.Identifier(k)) for k, _ in keys)
@@ -97,11 +100,33 @@ def start_capture(
     )
 
 
-def create_capture_triggers(conn: psycopg.Connection, names: Names, table: str, phase: int) -> None:
+def create_capture_triggers(
+    conn: psycopg.Connection, names: Names, table: str, phase: int, *, watermark: tuple[str, str] | None = None
+) -> None:
     trigger = CAPTURE_TRIGGER if phase == PHASE_COPY else CAPTURE_BACK_TRIGGER
+    if watermark is None:
+        events = sql.SQL("INSERT OR UPDATE OR DELETE")
+    else:
+        # Inserts above the watermark are found by range at a swap back: a WHEN clause, evaluated before any
+        # function is called, leaves them uncaptured and the application's inserts at their cost.
+        column, high = watermark
+        events = sql.SQL("UPDATE OR DELETE")
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {} AFTER INSERT ON {} FOR EACH ROW WHEN (NEW.{col} IS NULL OR NEW.{col} <= {high}) "
+                "EXECUTE FUNCTION {}({})"
+            ).format(
+                sql.Identifier(CAPTURE_BACK_INSERT_TRIGGER),
+                names.ident(table),
+                names.capture_function,
+                sql.Literal(str(phase)),
+                col=sql.Identifier(column),
+                high=sql.Literal(high),
+            )
+        )
     conn.execute(
-        sql.SQL("CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}({})").format(
-            sql.Identifier(trigger), names.ident(table), names.capture_function, sql.Literal(str(phase))
+        sql.SQL("CREATE TRIGGER {} AFTER {} ON {} FOR EACH ROW EXECUTE FUNCTION {}({})").format(
+            sql.Identifier(trigger), events, names.ident(table), names.capture_function, sql.Literal(str(phase))
         )
     )
     if phase == PHASE_COPY:  # hypertables take no statement triggers on TRUNCATE; the legacy table does
@@ -113,6 +138,57 @@ def create_capture_triggers(conn: psycopg.Connection, names: Names, table: str, 
                 sql.Literal(str(phase)),
             )
         )
+
+
+# -- 5. before the swap: the capture back ------------------------------------------------------------------
+def watermark(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys: list[str]) -> tuple[str, str]:
+    """(column, value as text) above which the application's new rows will lie: a key column fed by a sequence
+    (its highest value now), else the time column (now). Any value keeps a swap back exact (inserts at or below it
+    are captured, rows above it are taken by range); a good one leaves the application's inserts uncaptured."""
+    legacy = regclass(names.schema, names.table)
+    fed = conn.execute(
+        """SELECT a.attname FROM pg_attribute a
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attrelid = %s::regclass AND a.attname = ANY(%s) AND NOT a.attisdropped
+              AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%')
+            ORDER BY a.attnum LIMIT 1""",
+        (legacy, keys),
+    ).fetchone()
+    if fed is not None:  # the key's index answers max() from its end
+        high = one(
+            conn, sql.SQL("SELECT max({})::text FROM {}").format(sql.Identifier(fed[0]), names.ident(names.table))
+        )
+        if high is not None:
+            return fed[0], high
+    return h.time_column, one(conn, "SELECT now()::text")
+
+
+def arm_capture_back(conn: psycopg.Connection, names: Names, h: HypertablePlan, keys: list[str]) -> int:
+    """Before the swap's lock (creating a trigger on a hypertable is work per chunk): the capture back on the new
+    table, and the watermark its insert trigger compares with. Returns the change log's newest id before it: what
+    our own replays record through it until the swap is discarded under the lock (:func:`forget_own_replays`)."""
+    column, high = watermark(conn, names, h, keys)
+    with conn.transaction():
+        mark = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
+        for trigger in (CAPTURE_BACK_TRIGGER, CAPTURE_BACK_INSERT_TRIGGER):
+            conn.execute(
+                sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), names.ident(names.new))
+            )
+        create_capture_triggers(conn, names, names.new, PHASE_AFTER_SWAP, watermark=(column, high))
+        conn.execute(
+            f"UPDATE {OWN_SCHEMA}.online_conversions SET watermark_column = %s, watermark = %s "
+            "WHERE table_schema = %s AND table_name = %s",
+            (column, high, names.schema, names.table),
+        )
+    return mark
+
+
+def forget_own_replays(conn: psycopg.Connection, names: Names, mark: int) -> None:
+    """Under the swap's lock, after the last replay: the capture back recorded our replays into the new table;
+    the application has not seen the table yet, so every such record after ``mark`` is ours."""
+    conn.execute(
+        sql.SQL("DELETE FROM {} WHERE change_id > %s AND phase = %s").format(names.changes), (mark, PHASE_AFTER_SWAP)
+    )
 
 
 def with_lock_retries(
@@ -231,7 +307,7 @@ def catch_up_round(
     limit: int,
     own_xids: set[int],
 ) -> tuple[int, int]:
-    """One transaction of replay; returns (keys replayed, backlog left)."""
+    """One transaction of replay; returns (keys replayed, changes recorded and not yet replayed at its end)."""
     for attempt in (1, 2):
         try:
             with conn.transaction():
@@ -246,7 +322,10 @@ def catch_up_round(
                 replayed = replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, upto)
                 set_replayed(conn, names, upto)
                 own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
-            return replayed, newest - upto
+                # What the application changed while this round ran is the backlog it leaves (read committed:
+                # this statement sees what committed meanwhile).
+                now_newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
+            return replayed, now_newest - upto
         except psycopg.errors.NotNullViolation:
             if attempt == 2:
                 raise

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -51,7 +51,7 @@ from .build import (
     create_indexes_per_chunk,
     planned_indexes,
 )
-from .capture import catch_up_round, key_columns, start_capture, with_lock_retries
+from .capture import arm_capture_back, catch_up_round, key_columns, start_capture, with_lock_retries
 from .state import STATE_DDL, Names, PhaseHook, discard_unfinished, no_hook
 from .swap import check_views_can_move, swap_in, verify
 
@@ -66,7 +66,9 @@ class OnlineReport:
     replayed: int = 0
     rounds: int = 0
     swap_attempts: int = 0
-    swap_seconds: float = 0.0  # the window in which the application's statements on the table wait
+    swap_seconds: float = 0.0  # the lock, from granted to committed: the application's statements on the table wait
+    swap_replayed: int = 0  # keys replayed under the lock
+    swap_steps_ms: dict = field(default_factory=dict)  # where the locked transaction spent its time
     copy_seconds: float = 0.0
     verified_rows: int = 0
     legacy_table: str = ""
@@ -88,6 +90,7 @@ def convert_online(
     workers: int = 2,
     batch_rows: int = 250_000,
     small_backlog: int = 2_000,
+    swap_backlog: int = 100,
     max_rounds: int = 50,
     lock_timeout_ms: int = 300,
     swap_attempts: int = 30,
@@ -160,12 +163,12 @@ def convert_online(
         added,
     )
 
-    def catch_up() -> None:
+    def catch_up(backlog_left: int = small_backlog) -> None:
         for _ in range(max_rounds):
             replayed, backlog = catch_up_round(conn, names, h, keys, columns, limit=100_000, own_xids=own_xids)
             report.rounds += 1
             report.replayed += replayed
-            if backlog <= small_backlog:
+            if backlog <= backlog_left:
                 return
         log.warning(
             "%s: the application changes rows faster than they are replayed; swapping with a backlog", result.table
@@ -173,29 +176,45 @@ def convert_online(
 
     catch_up()
     on_phase("caught up", conn)
+    capture_back_mark = arm_capture_back(conn, names, h, keys)
+    # What is replayed under the lock is what came in since the last round: rounds until that is a handful.
+    catch_up(swap_backlog)
 
-    def swap() -> float:
+    def swap() -> tuple[float, int]:
         report.swap_attempts += 1
+        report.swap_steps_ms = {}
         return swap_in(
-            conn, names, h, keys, columns, renames, on_swapped=on_swapped, own_xids=own_xids, on_phase=on_phase
+            conn,
+            names,
+            h,
+            keys,
+            columns,
+            renames,
+            on_swapped=on_swapped,
+            own_xids=own_xids,
+            on_phase=on_phase,
+            capture_back_mark=capture_back_mark,
+            steps_ms=report.swap_steps_ms,
         )
 
     for attempt in (1, 2):
         try:
-            report.swap_seconds = with_lock_retries(
+            locked_at, report.swap_replayed = with_lock_retries(
                 conn,
                 names,
                 f"{schema}.{h.table}: swapping in the hypertable",
                 lock_timeout_ms,
                 swap_attempts,
                 swap,
-                between=catch_up,
+                between=lambda: catch_up(swap_backlog),
             )
+            report.swap_seconds = time.monotonic() - locked_at  # the commit released the lock
+            report.swap_steps_ms["commit"] = round(1000 * report.swap_seconds - sum(report.swap_steps_ms.values()), 1)
             break
         except psycopg.errors.NotNullViolation:
             if attempt == 2:
                 raise
-            catch_up()  # a row without a time value came in just before the swap: the round fills it
+            catch_up(swap_backlog)  # a row without a time value came in just before the swap: the round fills it
     log.info(
         "%s: swapped in the hypertable; the table was locked for %.0f ms. The legacy table is kept as %s",
         result.table,

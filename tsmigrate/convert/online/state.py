@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.online_conversions (
     index_renames    jsonb NOT NULL DEFAULT '[]',   -- [[legacy index, its name aside, new index's name while built]]
     PRIMARY KEY (table_schema, table_name)
 );
+-- Inserts into the hypertable above it in this column are not captured: a swap back takes them by range.
+ALTER TABLE {OWN_SCHEMA}.online_conversions ADD COLUMN IF NOT EXISTS watermark_column text,
+                                            ADD COLUMN IF NOT EXISTS watermark text;
 """
 
 PHASE_COPY, PHASE_AFTER_SWAP = 0, 1
@@ -98,13 +101,16 @@ def conversion_state(conn: psycopg.Connection, schema: str, table: str) -> dict 
     if one(conn, "SELECT to_regclass(%s)", (f"{OWN_SCHEMA}.online_conversions",)) is None:
         return None
     row = conn.execute(
-        f"""SELECT new_name, legacy_name, state, replayed_through, index_renames
-                             FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s""",
+        # Through to_jsonb: a conversion swapped by a version before the watermark has no such columns.
+        f"""SELECT new_name, legacy_name, state, replayed_through, index_renames,
+                   to_jsonb(o) ->> 'watermark_column', to_jsonb(o) ->> 'watermark'
+              FROM {OWN_SCHEMA}.online_conversions o WHERE table_schema = %s AND table_name = %s""",
         (schema, table),
     ).fetchone()
     if row is None:
         return None
-    return dict(zip(("new_name", "legacy_name", "state", "replayed_through", "index_renames"), row, strict=True))
+    fields = ("new_name", "legacy_name", "state", "replayed_through", "index_renames", "watermark_column", "watermark")
+    return dict(zip(fields, row, strict=True))
 
 
 def legacy_tables(conn: psycopg.Connection) -> list[tuple[str, str, str]]:

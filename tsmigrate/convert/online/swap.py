@@ -12,15 +12,28 @@ from psycopg import sql
 
 from ...db import insertable_columns, one, regclass, row
 from ...plan import HypertablePlan
-from ...tool_objects import CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
+from ...tool_objects import CAPTURE_BACK_INSERT_TRIGGER, CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
 from ..catalog import primary_key_columns
 from ..result import ConversionError
 from .build import Grant, grant, relation_grants
-from .capture import create_capture_triggers, replay, set_replayed, with_lock_retries
+from .capture import forget_own_replays, replay, set_replayed, with_lock_retries
 from .state import PHASE_AFTER_SWAP, PHASE_COPY, Names, PhaseHook, conversion_state
 
 
 # -- 5. swap -------------------------------------------------------------------------------------------
+class StepClock:
+    """Milliseconds per step of the locked transaction, added into ``into`` (for the benchmark's breakdown)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into = into if into is not None else {}
+        self.last = time.monotonic()
+
+    def done(self, step: str) -> None:
+        now = time.monotonic()
+        self.into[step] = round(self.into.get(step, 0.0) + 1000 * (now - self.last), 1)
+        self.last = now
+
+
 @dataclass(frozen=True)
 class SavedView:
     schema: str
@@ -183,13 +196,21 @@ def sync_identity(conn: psycopg.Connection, names: Names, source: str, target: s
 
 
 def move_name(
-    conn: psycopg.Connection, names: Names, renames: list[list[str]], triggers, *, legacy_to: str, capture_back: bool
+    conn: psycopg.Connection,
+    names: Names,
+    renames: list[list[str]],
+    triggers,
+    *,
+    legacy_to: str,
+    steps: StepClock | None = None,
 ) -> list[str]:
     """Within the caller's transaction, the table's lock held: the new table takes the name and everything the
     application sees with it (index names, sequences, triggers, dependent views); the legacy one goes to
     ``legacy_to``. Returns the views recreated."""
+    steps = steps or StepClock(None)
     views = dependent_views(conn, regclass(names.schema, names.table))
     drop_views(conn, views)
+    steps.done("drop_views")
     for trigger in (CAPTURE_TRIGGER, CAPTURE_TRIGGER + "_truncate"):
         conn.execute(
             sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), names.ident(names.table))
@@ -198,13 +219,15 @@ def move_name(
     # Index names are unique per schema: the legacy table's go aside before the new ones take them.
     rename_indexes(conn, names, [(final, aside) for final, aside, _ in renames])
     rename_indexes(conn, names, [(built, final) for final, _, built in renames])
+    steps.done("rename")
     own_sequences(conn, names, legacy_to)
     sync_identity(conn, names, legacy_to, names.table)
+    steps.done("sequences")
     for _, definition, _ in triggers:  # "ON schema.table" now names the hypertable
         conn.execute(sql.SQL(definition))
-    if capture_back:
-        create_capture_triggers(conn, names, names.table, PHASE_AFTER_SWAP)
+    steps.done("application_triggers")
     create_views(conn, views)
+    steps.done("create_views")
     return [f"{v.schema}.{v.name}" for v in views]
 
 
@@ -219,21 +242,30 @@ def swap_in(
     on_swapped: Callable[[psycopg.Connection], None] | None,
     own_xids: set[int],
     on_phase: PhaseHook,
-) -> float:
-    """The short transaction of the online path; returns how long the legacy table was locked (seconds)."""
+    capture_back_mark: int,
+    steps_ms: dict[str, float] | None = None,
+) -> tuple[float, int]:
+    """The short transaction of the online path; returns when the legacy table's lock was granted
+    (``time.monotonic()``: the caller measures the lock until the commit that releases it) and the keys replayed
+    under it. Nothing in it grows
+    with the table's rows: the backlog replayed is a few keys (the caller caught up before), the capture back is
+    armed before it (capture.arm_capture_back), the truncation check reads an index of truncations."""
     triggers = checked_application_triggers(conn, names)
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names.ident(names.table)))
     locked = time.monotonic()
+    steps = StepClock(steps_ms)
     after = one(
         conn,
         f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
         (names.schema, names.table),
     )
     newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
-    replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest)
+    replayed = replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest)
     set_replayed(conn, names, newest)
+    forget_own_replays(conn, names, capture_back_mark)
+    steps.done("catch_up")
     on_phase("swapping", conn)
-    move_name(conn, names, renames, triggers, legacy_to=names.legacy, capture_back=True)
+    move_name(conn, names, renames, triggers, legacy_to=names.legacy, steps=steps)
     conn.execute(
         f"UPDATE {OWN_SCHEMA}.online_conversions SET state = 'swapped', swapped_at = now(), "
         "swap_ms = %s WHERE table_schema = %s AND table_name = %s",
@@ -242,7 +274,8 @@ def swap_in(
     own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
     if on_swapped is not None:
         on_swapped(conn)
-    return time.monotonic() - locked
+    steps.done("record")
+    return locked, replayed
 
 
 # -- 6. after the swap ---------------------------------------------------------------------------------
@@ -268,7 +301,9 @@ def verify(conn: psycopg.Connection, schema: str, table: str) -> tuple[int, list
         sql.SQL("""
         SELECT count(*), (array_agg({key_text}) FILTER (WHERE {lrow} IS DISTINCT FROM {nrow}))[1:10]
           FROM {legacy} l FULL JOIN {new} n ON {on}
-         WHERE NOT EXISTS (SELECT 1 FROM {changes} c WHERE c.phase = {phase} AND {changed})""").format(
+         WHERE NOT EXISTS (SELECT 1 FROM {changes} c WHERE c.phase = {phase} AND {changed})
+           AND NOT (l IS NULL AND {inserted_since})""").format(
+            inserted_since=above_watermark(state, "n"),
             key_text=key_text,
             lrow=sql.SQL("CASE WHEN l IS NULL THEN NULL ELSE {} END").format(as_text("l")),
             nrow=sql.SQL("CASE WHEN n IS NULL THEN NULL ELSE {} END").format(as_text("n")),
@@ -283,6 +318,13 @@ def verify(conn: psycopg.Connection, schema: str, table: str) -> tuple[int, list
     return compared, list(differing or [])
 
 
+def drop_capture_back(conn: psycopg.Connection, names: Names) -> None:
+    for trigger in (CAPTURE_BACK_TRIGGER, CAPTURE_BACK_INSERT_TRIGGER):
+        conn.execute(
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), names.ident(names.table))
+        )
+
+
 def drop_legacy(conn: psycopg.Connection, schema: str, table: str) -> str:
     """End an online conversion: the legacy table, the change log and its triggers go. Returns what was dropped."""
     names = Names(schema, table)
@@ -290,9 +332,7 @@ def drop_legacy(conn: psycopg.Connection, schema: str, table: str) -> str:
     if state is None or state["state"] != "swapped":
         raise ConversionError(f"{schema}.{table}: no legacy table of an online conversion is kept")
     with conn.transaction():
-        conn.execute(
-            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(CAPTURE_BACK_TRIGGER), names.ident(table))
-        )
+        drop_capture_back(conn, names)
         conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(state["legacy_name"])))
         conn.execute(sql.SQL("DROP TABLE {}").format(names.changes))
         conn.execute(sql.SQL("DROP FUNCTION {}()").format(names.capture_function))
@@ -300,6 +340,29 @@ def drop_legacy(conn: psycopg.Connection, schema: str, table: str) -> str:
             f"DELETE FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s", (schema, table)
         )
     return f"{schema}.{state['legacy_name']}"
+
+
+def above_watermark(state: dict, alias: str | None = None) -> sql.Composable:
+    """The rows the capture back leaves to a range: above the watermark (none, for a conversion without one)."""
+    if not state.get("watermark_column"):
+        return sql.SQL("false")
+    column = sql.Identifier(alias, state["watermark_column"]) if alias else sql.Identifier(state["watermark_column"])
+    return sql.SQL("{} > {}").format(column, sql.Literal(state["watermark"]))
+
+
+def take_above_watermark(
+    conn: psycopg.Connection, names: Names, state: dict, columns: list[str], source: str, target: str
+) -> int:
+    """Within the caller's transaction: ``target``'s rows above the watermark made what ``source``'s are."""
+    if not state.get("watermark_column"):
+        return 0
+    conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(names.ident(target), above_watermark(state)))
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    return conn.execute(
+        sql.SQL(
+            "INSERT INTO {target} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {source} WHERE {above}"
+        ).format(target=names.ident(target), cols=cols, source=names.ident(source), above=above_watermark(state))
+    ).rowcount
 
 
 def swap_back(
@@ -321,7 +384,10 @@ def swap_back(
         conn.execute(
             sql.SQL("LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE").format(names.ident(table), names.ident(legacy))
         )
-        replayed = replay(
+        # The rows above the watermark first (the application's inserts, not captured), then the captured keys
+        # (inserts at or below it, updates, deletes: a key in both is replaced twice, ending as it is now).
+        replayed = take_above_watermark(conn, names, state, columns, table, legacy)
+        replayed += replay(
             conn,
             names,
             keys,
@@ -336,7 +402,7 @@ def swap_back(
         views = dependent_views(conn, hypertable)
         drop_views(conn, views)
         triggers = application_triggers(conn, hypertable)
-        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(CAPTURE_BACK_TRIGGER), names.ident(table)))
+        drop_capture_back(conn, names)
         rename_tables(conn, names, table, names.new, legacy)
         own_sequences(conn, names, names.new)
         sync_identity(conn, names, names.new, table)
