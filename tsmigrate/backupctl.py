@@ -83,6 +83,8 @@ def cmd_decrypt(args) -> str:
     dest = Path(args.dest)
     if not backup.encrypted:
         raise Refused(f"{backup.path} is not encrypted: use it as it is")
+    if backup.key is None:
+        raise Refused(f"{backup.path} is encrypted: name its key file with --key-file")
     if dest.exists():
         raise Refused(f"{dest} exists already: name a new directory (nothing is overwritten)")
     problems = verify_backup(backup)
@@ -121,7 +123,7 @@ def cmd_compare(args) -> str:
         target = target.with_dbname(args.dbname)
     expected = backup.fingerprints
     with target.connect() as conn:
-        now = fingerprint_database(conn, [tuple(name.split(".", 1)) for name in expected])
+        now = fingerprint_database(conn, [(schema, table) for schema, table in (n.split(".", 1) for n in expected)])
     differences = compare(expected, now)
     if differences:
         raise Refused(f"{target.describe()} differs from the backup {backup.path}: " + "; ".join(map(str, differences)))
