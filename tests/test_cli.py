@@ -15,12 +15,13 @@ from pathlib import Path
 import click
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tsmigrate.backup import take_backup
 from tsmigrate.cli import tsmigrate
 from tsmigrate.convert.online import conversion_state, convert_online
 from tsmigrate.db import is_hypertable
-from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.janitor import ScratchDatabase, drop_database
 from tsmigrate.plan import parse_plan
 from tsmigrate.target import Target
 
@@ -72,6 +73,11 @@ def shell(command: str, dsn: str, timeout: float = 300) -> subprocess.CompletedP
 
 
 # -- the command line itself ----------------------------------------------------------------------------
+
+
+def test_python_m_tsmigrate_is_the_same_command():
+    result = subprocess.run([sys.executable, "-m", "tsmigrate", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("tsmigrate, version ")
 
 
 def test_the_console_script_lists_every_subcommand():
@@ -191,11 +197,31 @@ def test_backup_list_verify_and_a_restore_that_brings_the_rows_back(small_db, tm
         conn.commit()
     differs = cli("backup", "compare", str(backup.path), "--dsn", small_db.conninfo)
     assert differs.returncode == 1 and "differs from the backup" in differs.stderr
-    restored = cli("backup", "restore", "--drop-failed", str(backup.path), "--dsn", small_db.conninfo)
+    # As docs/rollback.md prints it ("In one command"): the connection from libpq's PG* variables.
+    server = conninfo_to_dict(small_db.conninfo)
+    pg_env = {f"PG{k.upper()}": str(server[k]) for k in ("host", "port", "user", "password") if server.get(k)}
+    restored = subprocess.run(
+        ["bash", "-c", '"$PY" -m tsmigrate backup restore "$BACKUP"'],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT,
+        env={**without_pg_env(), **pg_env, "PY": sys.executable, "BACKUP": str(backup.path)},
+    )
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith("RESTORED: ")
     with small_db.connect() as conn:
         assert conn.execute("SELECT count(*) FROM things").fetchone()[0] == 500
+        kept = [
+            row[0]
+            for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{conn.info.dbname}_failed_%",)
+            )
+        ]
+    assert kept != [], "the database replaced is kept renamed"
+    with psycopg.connect(small_db.with_dbname("postgres").conninfo, autocommit=True) as admin:
+        for name in kept:
+            drop_database(admin, name)
     # Options before the argument, as after it.
     assert cli("backup", "compare", "--dsn", small_db.conninfo, str(backup.path)).returncode == 0
 

@@ -46,6 +46,7 @@ def example(*lines: str) -> str:
     )
     + "\n\nEach subcommand's --help says what it does, with an example.",
 )
+@click.version_option(package_name="tsmigrate", prog_name=PROG)
 def tsmigrate() -> None:
     """Move the MS5.0 database from PostgreSQL 15 to TimescaleDB, in place, and prove nothing was lost.
 
