@@ -6,7 +6,7 @@ X25519 for the file key, ChaCha20-Poly1305 in 64 KiB chunks (STREAM) for the con
 any size are encrypted and decrypted streaming, and any changed, cut or reordered byte is refused.
 The files are standard age files: the `age` command (`age -d -i KEYFILE FILE.age`) decrypts them too.
 
-The key file is an age identity file (as `age-keygen` writes it, or `python -m tsmigrate.backupctl
+The key file is an age identity file (as `age-keygen` writes it, or `tsmigrate backup
 new-key FILE`): one ``AGE-SECRET-KEY-1...`` line, readable by its owner only. The manifest stays
 readable (versions, fingerprints, sizes; no row data) and records the key's public half (``age1...``),
 never the key, so a wrong key is named before anything is decrypted or restored.
@@ -86,7 +86,7 @@ def load_key(path: Path) -> BackupKey:
     except FileNotFoundError:
         raise KeyFileError(
             f"the key file {path} does not exist; give the key file the backups are encrypted with "
-            "(make a new one with: python -m tsmigrate.backupctl new-key FILE)"
+            "(make a new one with: tsmigrate backup new-key FILE)"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"cannot read the key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
@@ -99,7 +99,7 @@ def load_key(path: Path) -> BackupKey:
     if len(secrets) != 1 or not _SECRET_LINE.match(secrets[0]):
         raise KeyFileError(
             f"{path} is not an age key file: it must hold one AGE-SECRET-KEY-1... line "
-            "(as age-keygen or python -m tsmigrate.backupctl new-key writes it)"
+            "(as age-keygen or tsmigrate backup new-key writes it)"
         )
     try:
         identity = x25519.Identity.from_str(secrets[0])

@@ -72,7 +72,7 @@ def missing_objects(conn: psycopg.Connection, baseline: Baseline) -> list[str]:
     if baseline.backup.encrypted:
         dump = f"{path}.decrypted/dump"
         first = (
-            f"python -m tsmigrate.backupctl decrypt --key-file KEYFILE {path} {path}.decrypted (the backup is "
+            f"tsmigrate backup decrypt --key-file KEYFILE {path} {path}.decrypted (the backup is "
             "encrypted), then "
         )
     return [
