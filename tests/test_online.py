@@ -326,6 +326,13 @@ def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun
         assert app.errors == []
         assert_no_row_lost(fresh, app)
         assert fresh.execute("SELECT count(*) FROM tsmigrate.online_conversions").fetchone()[0] == 1
+        # Plain indexes are named before the swap's lock; a swap that did not happen gives the names back.
+        assert {
+            r[0]
+            for r in fresh.execute(
+                "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'readings'::regclass"
+            )
+        } == {"readings_pkey", "readings_device_ts", "readings_id_idx"}
 
 
 def test_what_a_killed_online_conversion_left_is_not_counted_as_user_data(subject, local_server, tmp_path):
@@ -365,6 +372,10 @@ def test_a_swap_that_cannot_get_its_lock_says_who_holds_it_and_changes_nothing(s
     assert f"pid {pid}" in message and "the legacy table is unchanged" in message
     assert not is_hypertable(conn, "public", "readings")
     assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == ROWS
+    assert {
+        r[0]
+        for r in conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'readings'::regclass")
+    } == {"readings_pkey", "readings_device_ts"}, "the legacy table's index names are as they were"
     assert convert(subject).online["swap_attempts"] == 1  # the next attempt starts again and swaps
 
 
@@ -612,6 +623,18 @@ def test_the_swap_replays_only_a_handful_of_keys_under_its_lock(subject):
     assert report["swap_replayed"] <= 100, report
     assert 0 < report["swap_seconds"] < 5
     assert report["swap_steps_ms"].keys() >= {"catch_up", "rename", "commit"}
+    assert dict(  # named before the lock, with the legacy table's plain index set aside
+        conn.execute(
+            "SELECT indexrelid::regclass::text, indrelid::regclass::text FROM pg_index "
+            "WHERE indrelid IN ('readings'::regclass, 'readings_legacy'::regclass)"
+        ).fetchall()
+    ) == {
+        "readings_pkey": "readings",
+        "readings_device_ts": "readings",
+        "readings_id_idx": "readings",
+        "readings_pkey_legacy": "readings_legacy",
+        "readings_device_ts_legacy": "readings_legacy",
+    }
     assert conn.execute("SELECT count(*) FROM readings WHERE note = 'late'").fetchone()[0] == 1500
     assert verify(conn, "public", "readings")[1] == []
 

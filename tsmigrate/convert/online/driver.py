@@ -53,7 +53,7 @@ from .build import (
 )
 from .capture import arm_capture_back, catch_up_round, key_columns, start_capture, with_lock_retries
 from .state import STATE_DDL, Names, PhaseHook, discard_unfinished, no_hook
-from .swap import check_views_can_move, swap_in, verify
+from .swap import check_views_can_move, name_indexes_early, split_renames, swap_in, unname_indexes_early, verify
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,15 @@ def convert_online(
     catch_up()
     on_phase("caught up", conn)
     capture_back_mark = arm_capture_back(conn, names, h, keys)
-    # What is replayed under the lock is what came in since the last round: rounds until that is a handful.
-    catch_up(swap_backlog)
+    early_renames, late_renames = split_renames(conn, names, renames)
+    with_lock_retries(
+        conn,
+        names,
+        f"{schema}.{h.table}: naming the new table's indexes",
+        lock_timeout_ms,
+        swap_attempts,
+        lambda: name_indexes_early(conn, names, early_renames),
+    )
 
     def swap() -> tuple[float, int]:
         report.swap_attempts += 1
@@ -189,7 +196,7 @@ def convert_online(
             h,
             keys,
             columns,
-            renames,
+            late_renames,
             on_swapped=on_swapped,
             own_xids=own_xids,
             on_phase=on_phase,
@@ -197,24 +204,34 @@ def convert_online(
             steps_ms=report.swap_steps_ms,
         )
 
-    for attempt in (1, 2):
-        try:
-            locked_at, report.swap_replayed = with_lock_retries(
-                conn,
-                names,
-                f"{schema}.{h.table}: swapping in the hypertable",
-                lock_timeout_ms,
-                swap_attempts,
-                swap,
-                between=lambda: catch_up(swap_backlog),
-            )
-            report.swap_seconds = time.monotonic() - locked_at  # the commit released the lock
-            report.swap_steps_ms["commit"] = round(1000 * report.swap_seconds - sum(report.swap_steps_ms.values()), 1)
-            break
-        except psycopg.errors.NotNullViolation:
-            if attempt == 2:
-                raise
-            catch_up(swap_backlog)  # a row without a time value came in just before the swap: the round fills it
+    def swap_with_retries() -> float:
+        for attempt in (1, 2):
+            try:
+                locked_at, report.swap_replayed = with_lock_retries(
+                    conn,
+                    names,
+                    f"{schema}.{h.table}: swapping in the hypertable",
+                    lock_timeout_ms,
+                    swap_attempts,
+                    swap,
+                    between=lambda: catch_up(swap_backlog),
+                )
+                return locked_at
+            except psycopg.errors.NotNullViolation:
+                if attempt == 2:
+                    raise
+                catch_up(swap_backlog)  # a row without a time value came in just before the swap: the round fills it
+        raise AssertionError("unreachable")
+
+    try:
+        # What is replayed under the lock is what came in since the last round: rounds until that is a handful.
+        catch_up(swap_backlog)
+        locked_at = swap_with_retries()
+    except (ConversionError, psycopg.errors.NotNullViolation):
+        unname_indexes_early(conn, names, early_renames)
+        raise
+    report.swap_seconds = time.monotonic() - locked_at  # the commit released the lock
+    report.swap_steps_ms["commit"] = round(1000 * report.swap_seconds - sum(report.swap_steps_ms.values()), 1)
     log.info(
         "%s: swapped in the hypertable; the table was locked for %.0f ms. The legacy table is kept as %s",
         result.table,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from ...db import is_hypertable, one
+from ...db import is_hypertable, one, regclass
 from ...plan import HypertablePlan
 from ...tool_objects import BUILD_SUFFIX, CAPTURE_TRIGGER, OWN_SCHEMA
 
@@ -142,6 +142,21 @@ def discard_unfinished(conn: psycopg.Connection, names: Names) -> bool:
             )
         )
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(names.ident(state["new_name"])))
+        # Plain indexes of the legacy table set aside just before a swap that did not happen take their names back.
+        for final, legacy_aside, _ in state["index_renames"]:
+            if legacy_aside and one(
+                conn,
+                "SELECT to_regclass(%s) IS NULL AND EXISTS (SELECT 1 FROM pg_index "
+                "WHERE indexrelid = to_regclass(%s) AND indrelid = %s::regclass)",
+                (
+                    regclass(names.schema, final),
+                    regclass(names.schema, legacy_aside),
+                    regclass(names.schema, names.table),
+                ),
+            ):
+                conn.execute(
+                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(names.ident(legacy_aside), sql.Identifier(final))
+                )
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(names.changes))
         conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(names.capture_function))
         conn.execute(

@@ -160,6 +160,46 @@ def rename_indexes(conn: psycopg.Connection, names: Names, pairs: list[tuple[str
             conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(names.ident(old), sql.Identifier(new)))
 
 
+def backs_constraint(conn: psycopg.Connection, schema: str, index: str) -> bool:
+    return bool(
+        one(
+            conn,
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conindid = to_regclass(%s))",
+            (regclass(schema, index),),
+        )
+    )
+
+
+def split_renames(
+    conn: psycopg.Connection, names: Names, renames: list[list[str]]
+) -> tuple[list[list[str]], list[list[str]]]:
+    """(named before the swap's lock, named under it). Renaming a hypertable's index renames each chunk's: work
+    per chunk, kept out of the lock where the name is one no statement of the application can use. A constraint's
+    name can be (ON CONFLICT ON CONSTRAINT, error messages), so a constraint's index is renamed under the lock."""
+    early: list[list[str]] = []
+    late: list[list[str]] = []
+    for final, legacy_aside, built in renames:
+        constrained = backs_constraint(conn, names.schema, built) or (
+            legacy_aside != "" and backs_constraint(conn, names.schema, final)
+        )
+        (late if constrained else early).append([final, legacy_aside, built])
+    return early, late
+
+
+def name_indexes_early(conn: psycopg.Connection, names: Names, early: list[list[str]]) -> None:
+    """Within the caller's transaction (legacy index renames take a lock that does not stop the application's
+    reads and writes): the legacy table's plain indexes go aside, the new table's take their names."""
+    rename_indexes(conn, names, [(final, legacy_aside) for final, legacy_aside, _ in early])
+    rename_indexes(conn, names, [(built, final) for final, _, built in early])
+
+
+def unname_indexes_early(conn: psycopg.Connection, names: Names, early: list[list[str]]) -> None:
+    """The swap did not happen: the names go back (the legacy table's as they were)."""
+    with conn.transaction():
+        rename_indexes(conn, names, [(final, built) for final, _, built in early])
+        rename_indexes(conn, names, [(legacy_aside, final) for final, legacy_aside, _ in early])
+
+
 def application_triggers(conn: psycopg.Connection, regclass: str) -> list[tuple[str, str, str]]:
     """The application's triggers: not ours (change capture), not TimescaleDB's own (its insert blocker)."""
     return conn.execute(
