@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from testbed.browser import CHROMIUM, chromium
 
 from tsmigrate.findings import Finding
 from tsmigrate.report.charts import Bar, bar_chart_svg
@@ -30,7 +31,6 @@ from tsmigrate.summary import GOOD_VERDICTS, RunSummary
 from tsmigrate.target import password_of
 
 PROJECT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 BANNER = re.compile(
     r'<section class="tsm-banner [^"]*" id="tsm-banner" data-verdict="([^"]*)" '
     r'data-exit-code="([^"]*)">(.*?)</section>',
@@ -363,27 +363,6 @@ def test_real_preflight_no_go_report(legacy_db, run_suite, tmp_path):
 
 
 # -- in a browser ---------------------------------------------------------------------------------
-
-
-def chromium(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    profile = tmp_path / "chromium-profile"  # a new profile: nothing from an earlier session
-    return subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (`make browser`)")

@@ -11,12 +11,21 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
+from testbed.browser import CHROMIUM, chromium
+from testbed.legacy import PROJECT
 
-from tsmigrate.janitor import ScratchDatabase
+from tsmigrate.janitor import ScratchDatabase, drop_database
+from tsmigrate.legacy import LegacyScale, build_legacy_database
+from tsmigrate.plan import load_plan
+from tsmigrate.preflight.files import pending_files
+from tsmigrate.rehearsal import rehearse
 from tsmigrate.report.record import validate_run_record
+from tsmigrate.run import MigrationRun
 from tsmigrate.target import Target
 from tsmigrate.timeline import APPLICATION_NAME, Sampler
+from tsmigrate.window import STATED_FACTOR, estimate_window
 
 
 def test_sampler_records_what_the_server_goes_through(legacy_db: Target):
@@ -111,8 +120,6 @@ def _reports(reports: Path) -> tuple[dict, str]:
 @pytest.fixture(scope="module")
 def full_run(legacy_template, local_server, tmp_path_factory):
     """One pre-flight (GO) and then one full run of a tiny legacy database, as a user runs them."""
-    from testbed.legacy import PROJECT
-
     name = "ms5_timeline_full_run"
     with ScratchDatabase(local_server.conninfo(), name, template=legacy_template):
         target = Target(local_server.conninfo(name), f"test database {name}")
@@ -187,3 +194,71 @@ def test_a_full_run_puts_the_estimate_beside_what_happened(full_run):
     factor = estimate["stated_factor"]
     assert 1 / factor <= execute["ratio"] <= factor, execute
     assert 'id="tsm-window"' in page and "Measured / estimated" in page
+
+
+# -- the estimate scaled from a sample, at a modest scale ------------------------------------------------------
+
+# 60 metrics every 15 s for a day: 345,600 metric_hist rows, which the rehearsal below samples (20,000 rows).
+MODEST = LegacyScale(days=1, metric_interval_s=15)
+
+
+@pytest.fixture(scope="module")
+def modest_legacy(local_server):
+    name = "ms5_timeline_modest"
+    build_legacy_database(local_server.conninfo(), MODEST, dbname=name, replace_existing=True)
+    yield Target(local_server.conninfo(name), f"test database {name}")
+    with psycopg.connect(local_server.conninfo(), autocommit=True) as admin:
+        drop_database(admin, name)
+
+
+def test_the_estimate_scales_a_sampled_rehearsal_to_the_full_tables(modest_legacy: Target, tmp_path):
+    """A rehearsal on a copy holding 20,000 of metric_hist's rows, scaled by rows, then the migration itself: the
+    execute phase it measures is within the stated factor of the estimate."""
+    migrations = PROJECT / "migrations"
+    plan = load_plan(migrations)
+    with modest_legacy.connect() as conn:
+        conn.execute("ANALYZE")
+        pending = pending_files(conn, migrations)
+    result = rehearse(modest_legacy, pending, plan, full_copy_bytes=4 << 20, sample_rows=20_000)
+    assert result.ok, result.error
+    assert "factory_telemetry.metric_hist" in result.sampled
+    with modest_legacy.connect() as conn:
+        estimate = estimate_window(conn, plan, result, pending)
+    step = next(s for s in estimate["steps"] if s["label"] == "convert factory_telemetry.metric_hist")
+    assert step["rows_ratio"] > 10 and step["seconds"] > step["rehearsed_seconds"]
+    started = time.monotonic()
+    with MigrationRun(modest_legacy, migrations, plan, tmp_path / "backups") as run:
+        for s in run.steps:
+            run.apply(s)
+    measured = time.monotonic() - started
+    ratio = measured / estimate["execute_seconds"]
+    print(
+        f"execute phase: estimated {estimate['execute_seconds']:.1f} s, measured {measured:.1f} s, "
+        f"measured/estimated {ratio:.2f} (stated factor {STATED_FACTOR:g})"
+    )
+    assert 1 / STATED_FACTOR <= ratio <= STATED_FACTOR
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (`make browser`)")
+def test_a_full_runs_report_shows_the_timeline_and_the_window_in_a_browser(full_run, tmp_path):
+    _, record, _, reports = full_run["full"]
+    png = tmp_path / "report.png"
+    browser = chromium(
+        "--window-size=1280,4000",
+        "--hide-scrollbars",
+        f"--screenshot={png}",
+        "--dump-dom",
+        (reports / "latest.html").as_uri(),
+        tmp_path=tmp_path,
+    )
+    assert browser.returncode == 0, browser.stderr[-2000:]
+    dom = browser.stdout
+    assert 'data-verdict="SUCCESS"' in dom
+    timeline = re.search(r'<section class="tsm-section" id="tsm-timeline">.*?</section>', dom, re.DOTALL).group(0)
+    assert timeline.count('class="tsm-band"') == len(record["timeline"]["bands"])
+    points = re.search(r'data-series="WAL" points="([^"]+)"', timeline).group(1).split()
+    assert len(points) >= 3 and len({p.split(",")[1] for p in points}) > 1, "the WAL line rises: not a flat chart"
+    window = re.search(r'<section class="tsm-section" id="tsm-window">.*?</section>', dom, re.DOTALL).group(0)
+    assert "Measured / estimated" in window and "execute phase" in window
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000

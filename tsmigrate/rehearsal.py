@@ -50,6 +50,8 @@ class RehearsalResult:
     scratch: str
     sampled: dict[str, int] = field(default_factory=dict)  # table -> rows copied, for sampled tables
     steps: list[tuple[str, float]] = field(default_factory=list)  # (label, seconds) of the steps that ran
+    # label -> (line, seconds) of each statement of a file that ran (tsmigrate.window scales them one by one)
+    statements: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     error: MigrationError | ConversionError | None = None
     failed_step: str | None = None
     copy_seconds: float = 0.0
@@ -299,11 +301,12 @@ def _apply_steps(
     for f in pending:
         t0 = time.monotonic()
         try:
-            apply_file(conn, f)
+            applied = apply_file(conn, f)
         except MigrationError as exc:
             result.error, result.failed_step = exc, f.label
             return
         result.steps.append((f.label, time.monotonic() - t0))
+        result.statements[f.label] = [(s.line, s.seconds) for s in applied.statements]
         log.info("rehearsal: %s applied in %.2f s", f.label, time.monotonic() - t0)
     if plan is None:
         return

@@ -25,6 +25,7 @@ import psycopg
 
 from .convert.online import chooses_online
 from .db import one
+from .migrations import MigrationFile, split_statements
 from .plan import Plan
 from .preflight.disk import disk_need
 from .rehearsal import RehearsalResult
@@ -35,6 +36,13 @@ from .rehearsal import RehearsalResult
 # allowed SWAP_SECONDS.
 ONLINE_COST_FACTOR = 2.5
 SWAP_SECONDS = 2.0
+
+# The backup (pg_dump of the whole database beside the fingerprints, then a trial restore of its schema) against the
+# rehearsal's copy (pg_dump piped into pg_restore, which rebuilds every index): at least as long (both are mostly
+# fixed costs on a small database: 3.0 s against 3.4 s on the tiny legacy database), and per byte of the database
+# about this share of the copy's time per byte of the copy (0.33 at 345,600 metric_hist rows, the copy holding a
+# third of the database: tests/test_timeline.py).
+BACKUP_PER_COPY = 0.4
 
 # The estimate is stated within this factor of what a run measures (tests/test_timeline.py checks it on a run of
 # the legacy database).
@@ -67,22 +75,45 @@ def _ratios(conn: psycopg.Connection, result: RehearsalResult) -> dict[str, floa
     return ratios
 
 
-def _file_ratio(text: str, ratios: dict[str, float]) -> float:
-    """A file's statements scale with the largest sampled table they name (1 when they name none)."""
+# Statements whose work grows with a table's rows: they read or rewrite all of it. Others (DDL, functions, ANALYZE,
+# which samples a fixed number of rows) take the time the rehearsal measured.
+_ROW_WORK = re.compile(
+    r"^\s*(UPDATE|DELETE|INSERT|COPY|CLUSTER|VACUUM\s+FULL|REFRESH\s+MATERIALIZED|CREATE\s+(UNIQUE\s+)?INDEX|"
+    r"ALTER\s+TABLE|SELECT\s+create_hypertable)\b",
+    re.IGNORECASE,
+)
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+def statement_ratio(sql: str, ratios: dict[str, float]) -> float:
+    """How much longer a statement takes on the full tables: the largest rows ratio of the sampled tables it names,
+    for a statement whose work grows with rows (_ROW_WORK); 1 for any other."""
+    text = _COMMENTS.sub(" ", sql)
+    if not _ROW_WORK.match(text):
+        return 1.0
     named = [r for name, r in ratios.items() if re.search(rf"\b{re.escape(name.split('.', 1)[1])}\b", text, re.I)]
     return max(named, default=1.0)
 
 
+def _file_seconds(file: MigrationFile | None, timings: list[tuple[int, float]], seconds: float, ratios) -> float:
+    """A file's rehearsed time with each statement scaled (statement_ratio); its time outside statements as is."""
+    if file is None or not timings:
+        return seconds
+    by_line = {s.line: s.sql for s in split_statements(file.sql)}
+    scaled = sum(t * statement_ratio(by_line.get(line, ""), ratios) for line, t in timings)
+    return max(0.0, seconds - sum(t for _, t in timings)) + scaled
+
+
 def estimate_window(
-    conn: psycopg.Connection, plan: Plan | None, result: RehearsalResult, file_texts: dict[str, str] | None = None
+    conn: psycopg.Connection, plan: Plan | None, result: RehearsalResult, pending: list[MigrationFile] | None = None
 ) -> dict[str, Any]:
-    """The window, from a rehearsal that succeeded; ``conn`` is on the target (read only), ``file_texts`` maps each
-    pending file's label to its SQL."""
+    """The window, from a rehearsal that succeeded; ``conn`` is on the target (read only), ``pending`` the files the
+    rehearsal applied."""
     ratios = _ratios(conn, result)
-    file_texts = file_texts or {}
+    files = {f.label: f for f in pending or []}
     database = int(one(conn, "SELECT pg_database_size(current_database())") or 0)
     copy_ratio = max(1.0, database / result.copied_bytes) if result.copied_bytes else 1.0
-    backup_seconds = result.copy_seconds * copy_ratio
+    backup_seconds = result.copy_seconds * max(1.0, copy_ratio * BACKUP_PER_COPY)
     steps: list[dict[str, Any]] = []
     locked = 0.0
     online_tables = 0
@@ -93,9 +124,10 @@ def estimate_window(
             ratio = ratios.get(name, 1.0)
             h = plan.hypertable(name.split(".", 1)[1])
             online = h is not None and chooses_online(conn, plan.schema, h, plan.online_above_rows)
+            expected = seconds * ratio * (ONLINE_COST_FACTOR if online else 1.0)
         else:
-            ratio = _file_ratio(file_texts.get(label, ""), ratios)
-        expected = seconds * ratio * (ONLINE_COST_FACTOR if online else 1.0)
+            expected = _file_seconds(files.get(label), result.statements.get(label, []), seconds, ratios)
+            ratio = expected / seconds if seconds > 0 else 1.0
         locked += SWAP_SECONDS if online else expected
         online_tables += online
         steps.append(
@@ -139,7 +171,7 @@ def _measured_out(steps: list[dict], fenced: bool, execute: float) -> float:
 def measured_window(steps: list[dict], timeline: dict | None, phases: list[dict]) -> dict[str, Any]:
     """What the run measured: the execute phase from its first band to its last, the application's time out, and
     from the timeline the database's growth at its peak and the WAL written."""
-    bands = [(p["started_at"], p["finished_at"]) for p in phases if p["label"] != "restore"]
+    bands = [(p["started_at"], p["finished_at"]) for p in phases if p["label"] not in ("restore", "post-flight")]
     bands += [(s["started_at"], s["finished_at"]) for s in steps if "started_at" in s]
     execute = max(f for _, f in bands) - min(b for b, _ in bands) if bands else 0.0
     fenced = any("fence" in p["label"] for p in phases)

@@ -82,7 +82,7 @@ def _estimate(
     """Best effort: an estimate that cannot be made is said in the log, and costs the GO nothing."""
     try:
         with target.connect() as conn:
-            estimate = estimate_window(conn, plan, result, {f.label: f.sql for f in pending})
+            estimate = estimate_window(conn, plan, result, pending)
     except Exception as exc:
         log.warning("rehearsal: the window could not be estimated (%s)", first_line(exc))
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from html import escape
 
-WIDTH, LEFT, RIGHT = 960, 150, 20
+WIDTH, LEFT, RIGHT = 960, 60, 20
 BAND_ROW, PANEL_H, PANEL_GAP = 14, 60, 26
 BAND_COLOURS = ("#e3ecf7", "#f4ece0")
 PHASE_COLOUR, FAILED_COLOUR, ERROR_COLOUR = "#e9e4f5", "#f7d4d1", "#c62828"
@@ -102,6 +102,7 @@ def timeline_svg(timeline: dict) -> str:
         f"over {_fmt(span)} s)</text>",
     ]
     bottom = height - 24
+    names = []  # drawn after every band, so that no later band covers a name
     for i, band in enumerate(bands):
         bx, bw = x(float(band["started_at"])), max(x(float(band["finished_at"])) - x(float(band["started_at"])), 1.0)
         colour = (
@@ -114,11 +115,19 @@ def timeline_svg(timeline: dict) -> str:
         seconds = float(band["finished_at"]) - float(band["started_at"])
         tip = f"{band['label']}: {seconds:.1f} s" + (f" ({band['status']})" if band.get("status") else "")
         ty = 22 + (i % rows) * BAND_ROW + 10
+        # A name only where it fits (about 6 px a character) before the next band on its row; each names itself on
+        # hover.
+        until = x(float(bands[i + rows]["started_at"])) if i + rows < len(bands) else WIDTH - RIGHT
+        room = int((until - bx - 4) // 6)
+        label = band["label"] if len(band["label"]) <= room else band["label"][: max(room - 1, 0)] + "\u2026"
+        name = f'<text x="{bx + 2:.1f}" y="{ty}" fill="#333">{escape(label)}</text>' if room >= 4 else ""
         out.append(
             f'<g class="tsm-band"><title>{escape(tip)}</title>'
             f'<rect x="{bx:.1f}" y="{ty - 10}" width="{bw:.1f}" height="{bottom - ty + 10}" fill="{colour}" '
-            f'opacity="0.8"/><text x="{bx + 2:.1f}" y="{ty}" fill="#333">{escape(band["label"][:40])}</text></g>'
+            f'opacity="0.8"/></g>'
         )
+        names.append(name)
+    out += names
     for p, (title, unit, lines) in enumerate(shown):
         y0 = top + p * (PANEL_H + PANEL_GAP) + 14
         values = [v for _, _, points in lines for _, v in points]
@@ -128,11 +137,13 @@ def timeline_svg(timeline: dict) -> str:
         def y(v: float, y0: float = y0, low: float = low, high: float = high) -> float:
             return y0 + PANEL_H - (v - low) / (high - low) * PANEL_H
 
-        legend = ", ".join(n for n, _, points in lines if points)
+        legend = ", ".join(
+            f'<tspan fill="{colour}">\u25a0</tspan> {escape(n)}' for n, colour, points in lines if points
+        )
         out.append(
-            f'<text x="0" y="{y0 + 10}" font-weight="bold">{escape(title)}</text>'
-            f'<text x="0" y="{y0 + 24}" fill="#555">{escape(legend)}</text>'
-            f'<text x="{LEFT - 4}" y="{y0 + 8}" text-anchor="end" fill="#555">{_fmt(high)} {escape(unit)}</text>'
+            f'<text x="{LEFT}" y="{y0 - 4}"><tspan font-weight="bold">{escape(title)}</tspan>'
+            f"{' (' + escape(unit) + ')' if unit else ''}: {legend}</text>"
+            f'<text x="{LEFT - 4}" y="{y0 + 8}" text-anchor="end" fill="#555">{_fmt(high)}</text>'
             f'<text x="{LEFT - 4}" y="{y0 + PANEL_H}" text-anchor="end" fill="#555">{_fmt(low)}</text>'
             f'<rect x="{LEFT}" y="{y0}" width="{plot_w}" height="{PANEL_H}" fill="none" stroke="#ccc"/>'
         )
