@@ -147,9 +147,18 @@ def factory_telemetry(local_server, legacy_template, tmp_path):
     admin_conninfo = local_server.conninfo()
     password = secrets.token_hex(12)
     with psycopg.connect(admin_conninfo, autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = 'migrator'").fetchone() is None:
-            admin.execute("CREATE ROLE migrator LOGIN SUPERUSER")
-        admin.execute(sql.SQL("ALTER ROLE migrator PASSWORD {}").format(sql.Literal(password)))
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = 'migrator'").fetchone() is not None:
+            pytest.skip("the test server has a role migrator of its own: this test makes the documents' role")
+        admin.execute(sql.SQL("CREATE ROLE migrator LOGIN SUPERUSER PASSWORD {}").format(sql.Literal(password)))
+    try:
+        yield from documents_database(local_server, legacy_template, tmp_path, password)
+    finally:
+        with psycopg.connect(admin_conninfo, autocommit=True) as admin:
+            admin.execute("DROP ROLE migrator")
+
+
+def documents_database(local_server, legacy_template, tmp_path, password):
+    admin_conninfo = local_server.conninfo()
     with ScratchDatabase(admin_conninfo, "factory_telemetry", template=legacy_template):
         passfile = tmp_path / "pgpass"  # the documents keep the password out of the DSN: libpq reads it here
         passfile.write_text(f"{local_server.host}:{local_server.port}:*:migrator:{password}\n")
