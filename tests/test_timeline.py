@@ -192,6 +192,10 @@ def test_a_full_run_puts_the_estimate_beside_what_happened(full_run):
         execute["measured"] / execute["estimated"], 0.01
     )
     factor = estimate["stated_factor"]
+    print(
+        f"execute phase: estimated {execute['estimated']:.1f} s, measured {execute['measured']:.1f} s, "
+        f"measured/estimated {execute['ratio']:.2f} (stated factor {factor:g})"
+    )
     assert 1 / factor <= execute["ratio"] <= factor, execute
     assert 'id="tsm-window"' in page and "Measured / estimated" in page
 
