@@ -17,7 +17,7 @@ from ..findings import Finding
 from .context import FileContext, LiveHypertable, Volatility, remember
 from .rules import CHECKS
 from .source import parse
-from .syntax import TableKey, converted_tables, func_name, range_key, table_key, walk
+from .syntax import TableKey, converted_tables, filled, func_name, range_key, table_key, walk
 
 
 def lint_sql(
@@ -62,9 +62,10 @@ def lint_sql(
     ]
     for raw in parsed.statements:
         context.statement_offset = parsed.lines.skip_noise(raw.stmt_location or 0)
+        stmt = filled(raw.stmt)
         for check in CHECKS:
-            findings.extend(check(raw.stmt, context))
-        remember(raw.stmt, context)
+            findings.extend(check(stmt, context))
+        remember(stmt, context)
     return _in_file_order(findings)
 
 
@@ -173,7 +174,7 @@ def _dynamic_ddl_only(expr: dict) -> bool:
     if parsed.error is not None:
         return False
     literals = [
-        n.val.sval
+        filled(n.val.sval)
         for raw in parsed.statements
         for n in walk(raw.stmt)
         if isinstance(n, ast.A_Const) and isinstance(n.val, ast.String)

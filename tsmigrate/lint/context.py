@@ -12,7 +12,7 @@ from pglast.enums import ObjectType
 from ..codes import CODES, Code
 from ..findings import Finding
 from .source import LineMap
-from .syntax import TableKey, func_name, range_key, same_table
+from .syntax import TableKey, filled, func_name, range_key, same_table
 
 Volatility = Callable[[str], "str | None"]  # function name -> 'i', 's', 'v' or None (unknown)
 
@@ -141,9 +141,10 @@ def remember(stmt: ast.Node, context: FileContext) -> None:
     if isinstance(stmt, ast.CreateStmt):
         context.created.append(range_key(stmt.relation))
     elif isinstance(stmt, ast.CreateTableAsStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
-        context.created.append(range_key(stmt.into.rel))
-        if not stmt.into.skipData:
-            context.filled.append(range_key(stmt.into.rel))
+        into = filled(stmt.into)
+        context.created.append(range_key(into.rel))
+        if not into.skipData:
+            context.filled.append(range_key(into.rel))
     elif isinstance(stmt, ast.InsertStmt) or (
         isinstance(stmt, ast.CopyStmt) and stmt.is_from and stmt.relation is not None
     ):

@@ -14,6 +14,7 @@ from .context import FileContext
 from .syntax import (
     as_written,
     constraints,
+    filled,
     func_name,
     hypertable_calls,
     non_transactional,
@@ -59,7 +60,7 @@ def check_nullable_time_column(stmt, context: FileContext) -> Iterator[Finding]:
         for column in ([column_name] if column_name else [k.sval for k in constraint.keys or ()])
     }
     for column in stmt.tableElts or ():
-        if not (isinstance(column, ast.ColumnDef) and column.colname.lower() == time_column):
+        if not (isinstance(column, ast.ColumnDef) and filled(column.colname).lower() == time_column):
             continue
         not_null = (
             column.is_not_null
@@ -79,12 +80,12 @@ def check_nullable_time_column(stmt, context: FileContext) -> Iterator[Finding]:
 def check_index_functions(stmt, context: FileContext) -> Iterator[Finding]:
     if not isinstance(stmt, ast.IndexStmt):
         return
-    parts = [("WHERE clause", stmt.whereClause)] + [("expression", elem.expr) for elem in stmt.indexParams]
+    parts = [("WHERE clause", stmt.whereClause)] + [("expression", elem.expr) for elem in filled(stmt.indexParams)]
     index = f"index {stmt.idxname!r}" if stmt.idxname else "index"
     for where, expression in parts:
         for node in walk(expression):
             if isinstance(node, ast.SQLValueFunction):
-                name, kind = node.op.name.removeprefix("SVFOP_").removesuffix("_N"), "stable"
+                name, kind = filled(node.op).name.removeprefix("SVFOP_").removesuffix("_N"), "stable"
             elif isinstance(node, ast.FuncCall) and context.function_volatility(node) in ("s", "v"):
                 kind = "stable" if context.function_volatility(node) == "s" else "volatile"
                 name = f"{func_name(node)}()"
@@ -156,7 +157,7 @@ def check_idempotent(stmt, context: FileContext) -> Iterator[Finding]:
         missing, what = "IF NOT EXISTS", f"CREATE TABLE {table}"
     elif isinstance(stmt, ast.CreateTableAsStmt) and not stmt.if_not_exists and not stmt.is_select_into:
         kind = "MATERIALIZED VIEW" if stmt.objtype == ObjectType.OBJECT_MATVIEW else "TABLE"
-        table = as_written(stmt.into.rel)
+        table = as_written(filled(stmt.into).rel)
         missing, what = "IF NOT EXISTS", f"CREATE {kind} {table}"
     elif isinstance(stmt, ast.IndexStmt) and not stmt.if_not_exists:
         table = as_written(stmt.relation)
@@ -168,13 +169,13 @@ def check_idempotent(stmt, context: FileContext) -> Iterator[Finding]:
     elif isinstance(stmt, ast.CreateSeqStmt) and not stmt.if_not_exists:
         missing, what = "IF NOT EXISTS", f"CREATE SEQUENCE {as_written(stmt.sequence)}"
     elif isinstance(stmt, ast.DropStmt) and not stmt.missing_ok:
-        kind = stmt.removeType.name.removeprefix("OBJECT_").replace("_", " ")
+        kind = filled(stmt.removeType).name.removeprefix("OBJECT_").replace("_", " ")
         missing, what = "IF EXISTS", f"DROP {kind} {', '.join(_dropped_names(stmt))}".rstrip()
         if stmt.removeType == ObjectType.OBJECT_TABLE:
             table = ", ".join(_dropped_names(stmt)) or None
     elif isinstance(stmt, ast.CreateFunctionStmt) and not stmt.replace:
         kind = "PROCEDURE" if stmt.is_procedure else "FUNCTION"
-        missing, what = "OR REPLACE", f"CREATE {kind} {'.'.join(n.sval for n in stmt.funcname)}"
+        missing, what = "OR REPLACE", f"CREATE {kind} {'.'.join(filled(n.sval) for n in filled(stmt.funcname))}"
     elif isinstance(stmt, ast.ViewStmt) and not stmt.replace:
         table = as_written(stmt.view)
         missing, what = "OR REPLACE", f"CREATE VIEW {table}"
@@ -190,9 +191,9 @@ def _dropped_names(stmt: ast.DropStmt) -> list[str]:
         elif isinstance(name, ast.TypeName):  # DROP TYPE t
             name = name.names
         if isinstance(name, ast.String):
-            names.append(name.sval)
+            names.append(filled(name.sval))
         elif isinstance(name, tuple):
-            names.append(".".join(part.sval for part in name if isinstance(part, ast.String)))
+            names.append(".".join(filled(part.sval) for part in name if isinstance(part, ast.String)))
     return names
 
 
@@ -200,7 +201,7 @@ def check_table_rewrite(stmt, context: FileContext) -> Iterator[Finding]:
     if not isinstance(stmt, ast.AlterTableStmt) or context.was_created(range_key(stmt.relation)):
         return  # rewriting a table created in this same file is cheap: it is still empty
     table = as_written(stmt.relation)
-    for cmd in stmt.cmds:
+    for cmd in filled(stmt.cmds):
         reason = None
         if cmd.subtype == AlterTableType.AT_AlterColumnType:
             reason = f"changing the type of column {cmd.name!r}"
@@ -214,7 +215,7 @@ def check_table_rewrite(stmt, context: FileContext) -> Iterator[Finding]:
 
 def _volatile_default(column: ast.ColumnDef, context: FileContext) -> str | None:
     """Why adding this column fills every row with a per-row value, or None."""
-    type_name = column.typeName.names[-1].sval.lower() if column.typeName else ""
+    type_name = filled(filled(column.typeName.names)[-1].sval).lower() if column.typeName else ""
     if type_name in SERIAL_TYPES:
         return f"type {type_name}"
     for constraint in column.constraints or ():
@@ -233,7 +234,7 @@ def check_lock_heavy(stmt, context: FileContext) -> Iterator[Finding]:
     if not isinstance(stmt, ast.AlterTableStmt) or context.was_created(range_key(stmt.relation)):
         return  # validating a table created in this same file is instant: it is still empty
     table = as_written(stmt.relation)
-    for cmd in stmt.cmds:
+    for cmd in filled(stmt.cmds):
         reason = None
         if cmd.subtype == AlterTableType.AT_SetNotNull:
             reason = f"SET NOT NULL on column {cmd.name!r} scans {table} under an ACCESS EXCLUSIVE lock"
@@ -325,9 +326,9 @@ def check_concurrent_index_on_hypertable(stmt, context: FileContext) -> Iterator
 
 
 def check_only_on_hypertable(stmt, context: FileContext) -> Iterator[Finding]:
-    relations = []
+    relations: list[ast.RangeVar] = []
     if isinstance(stmt, ast.AlterTableStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
-        relations = [stmt.relation]
+        relations = [filled(stmt.relation)]
     elif isinstance(stmt, ast.TruncateStmt):
         relations = list(stmt.relations or ())
     for relation in relations:
@@ -354,7 +355,7 @@ def check_alter_compressed_hypertable(stmt, context: FileContext) -> Iterator[Fi
         if live.compressed_chunks
         else "compression enabled"
     )
-    for cmd in stmt.cmds:
+    for cmd in filled(stmt.cmds):
         reason = None
         if cmd.subtype not in ALLOWED_WITH_COMPRESSION:
             reason = f"{cmd.subtype.name.removeprefix('AT_')} is not supported on a hypertable with {state}"
@@ -379,7 +380,7 @@ def _refused_new_column(column: ast.ColumnDef) -> str | None:
     """Why TimescaleDB refuses to add this column to a hypertable with compression enabled, or None."""
     kinds = {c.contype for c in column.constraints or ()}
     if ConstrType.CONSTR_IDENTITY in kinds or (
-        column.typeName and column.typeName.names[-1].sval.lower() in SERIAL_TYPES
+        column.typeName and filled(filled(column.typeName.names)[-1].sval).lower() in SERIAL_TYPES
     ):
         return "as an identity or serial column"
     if kinds - {ConstrType.CONSTR_NULL, ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_CHECK, ConstrType.CONSTR_DEFAULT}:

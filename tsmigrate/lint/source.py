@@ -84,7 +84,9 @@ class LineMap:
     def skip_noise(self, location: int) -> int:
         # Older parsers start a statement right after the previous semicolon, before the
         # comments and blank lines that precede it; report the line of its first keyword.
-        return _LEADING_NOISE.match(self.text, self.index(location)).end()
+        noise = _LEADING_NOISE.match(self.text, self.index(location))
+        assert noise is not None  # the pattern matches the empty string too
+        return noise.end()
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
@@ -13,6 +14,16 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType
 TableKey = tuple["str | None", str]  # (schema or None, relation), lower case
 
 UNIQUE_KINDS = {ConstrType.CONSTR_PRIMARY: "PRIMARY KEY", ConstrType.CONSTR_UNIQUE: "UNIQUE"}
+
+_Field = TypeVar("_Field")
+
+
+def filled(value: _Field | None) -> _Field:
+    """A node field PostgreSQL's grammar always fills for the statement at hand (pglast types every field as
+    optional): the relation of a CREATE TABLE, the INTO of a CREATE TABLE AS, the commands of an ALTER TABLE."""
+    if value is None:
+        raise ValueError("pglast returned a statement without a part PostgreSQL's grammar always fills")
+    return value
 
 
 # --- names ------------------------------------------------------------------------------------
@@ -27,12 +38,14 @@ def table_key(name: str) -> TableKey:
     return (parts[-2] if len(parts) > 1 else None, parts[-1])
 
 
-def range_key(relation: ast.RangeVar) -> TableKey:
-    return (relation.schemaname.lower() if relation.schemaname else None, relation.relname.lower())
+def range_key(relation: ast.RangeVar | None) -> TableKey:
+    relation = filled(relation)
+    return (relation.schemaname.lower() if relation.schemaname else None, filled(relation.relname).lower())
 
 
-def as_written(relation: ast.RangeVar) -> str:
-    return f"{relation.schemaname}.{relation.relname}" if relation.schemaname else relation.relname
+def as_written(relation: ast.RangeVar | None) -> str:
+    relation = filled(relation)
+    return f"{relation.schemaname}.{relation.relname}" if relation.schemaname else filled(relation.relname)
 
 
 def same_table(a: TableKey, b: TableKey) -> bool:
@@ -41,7 +54,7 @@ def same_table(a: TableKey, b: TableKey) -> bool:
 
 
 def func_name(call: ast.FuncCall) -> str:
-    return call.funcname[-1].sval.lower()
+    return filled(filled(call.funcname)[-1].sval).lower()
 
 
 # --- nodes and values -------------------------------------------------------------------------
@@ -112,7 +125,7 @@ def _split_arguments(call: ast.FuncCall) -> tuple[list, dict]:
     positional, named = [], {}
     for argument in call.args or ():
         if isinstance(argument, ast.NamedArgExpr):
-            named[argument.name.lower()] = argument.arg
+            named[filled(argument.name).lower()] = argument.arg
         else:
             positional.append(argument)
     return positional, named
@@ -126,7 +139,7 @@ def converted_tables(statements: tuple[ast.RawStmt, ...]) -> dict[str, str]:
     return {
         call.table: call.time_column
         for raw in statements
-        for call in hypertable_calls(raw.stmt)
+        for call in hypertable_calls(filled(raw.stmt))
         if call.table and call.time_column
     }
 
@@ -138,8 +151,8 @@ def unique_keys(stmt: ast.Node) -> Iterator[tuple[ast.RangeVar, str, list[str], 
     """(table, kind, key columns, node) for each PRIMARY KEY / UNIQUE the statement adds."""
     if isinstance(stmt, ast.IndexStmt) and stmt.unique:
         # An expression column can never be the bare time column.
-        columns = [elem.name or "(expression)" for elem in stmt.indexParams]
-        yield stmt.relation, "UNIQUE INDEX", columns, None
+        columns = [elem.name or "(expression)" for elem in filled(stmt.indexParams)]
+        yield filled(stmt.relation), "UNIQUE INDEX", columns, None
         return
     for table, column, constraint in constraints(stmt):
         if constraint.contype in UNIQUE_KINDS and not constraint.indexname:
@@ -149,16 +162,17 @@ def unique_keys(stmt: ast.Node) -> Iterator[tuple[ast.RangeVar, str, list[str], 
 
 def constraints(stmt: ast.Node) -> Iterator[tuple[ast.RangeVar, str | None, ast.Constraint]]:
     """(table, column or None for table constraints, constraint) added by CREATE/ALTER TABLE."""
+    elements: tuple | list
     if isinstance(stmt, ast.CreateStmt):
-        elements, table = stmt.tableElts or (), stmt.relation
+        elements, table = stmt.tableElts or (), filled(stmt.relation)
     elif isinstance(stmt, ast.AlterTableStmt) and stmt.objtype == ObjectType.OBJECT_TABLE:
         elements, table = (
             [
                 cmd.def_
-                for cmd in stmt.cmds
+                for cmd in filled(stmt.cmds)
                 if cmd.subtype in (AlterTableType.AT_AddConstraint, AlterTableType.AT_AddColumn)
             ],
-            stmt.relation,
+            filled(stmt.relation),
         )
     else:
         return
@@ -190,15 +204,15 @@ def non_transactional(stmt: ast.Node) -> str | None:
     if type(stmt) in simple:
         return simple[type(stmt)]
     if isinstance(stmt, ast.AlterTableStmt) and any(
-        isinstance(cmd.def_, ast.PartitionCmd) and cmd.def_.concurrent for cmd in stmt.cmds
+        isinstance(cmd.def_, ast.PartitionCmd) and cmd.def_.concurrent for cmd in filled(stmt.cmds)
     ):
         return "DETACH PARTITION CONCURRENTLY"
     if (
         isinstance(stmt, ast.CreateTableAsStmt)
-        and not stmt.into.skipData
-        and any(option.defname == "continuous" for option in stmt.into.options or ())
+        and not filled(stmt.into).skipData
+        and any(option.defname == "continuous" for option in filled(stmt.into).options or ())
     ):
         return "CREATE MATERIALIZED VIEW ... WITH (timescaledb.continuous) ... WITH DATA"
-    if isinstance(stmt, ast.CallStmt) and func_name(stmt.funccall) == "refresh_continuous_aggregate":
+    if isinstance(stmt, ast.CallStmt) and func_name(filled(stmt.funccall)) == "refresh_continuous_aggregate":
         return "CALL refresh_continuous_aggregate()"
     return None

@@ -16,7 +16,7 @@ from ..db import regclass as regclass_of
 from ..findings import ADVISORY, BLOCKING, Finding
 from ..lint import hypertables_created_in
 from ..migrations import MigrationFile, discover
-from ..plan import Plan
+from ..plan import HypertablePlan, Plan
 from .checks import finding
 from .files import pending_files
 
@@ -31,12 +31,14 @@ def _line_of_call(text: str, function: str, table: str) -> int | None:
 def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | None) -> list[Finding]:
     files = pending_files(conn, migrations_dir)
     _all_files, _ = discover(migrations_dir)
-    created_by_files = {}
+    created_by_files: dict[str, tuple[str, MigrationFile]] = {}
     for f in files:
         created_by_files.update({k.lower(): (v, f) for k, v in hypertables_created_in(f.sql).items()})
     found: list[Finding] = []
-    planned = [(plan.schema, h.table, h.time_column, h) for h in plan.hypertables] if plan else []
-    file_planned = []
+    planned: list[tuple[str, str, str, MigrationFile | HypertablePlan]] = (
+        [(plan.schema, h.table, h.time_column, h) for h in plan.hypertables] if plan else []
+    )
+    file_planned: list[tuple[str, str, str, MigrationFile | HypertablePlan]] = []
     for name, (column, f) in created_by_files.items():
         schema, _, table = name.rpartition(".")
         file_planned.append((schema.strip('"') or "public", table.strip('"'), column, f))
@@ -45,11 +47,14 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
     for schema, table, column, source in planned + file_planned:
         qualified = f"{schema}.{table}"
         regclass = one(conn, "SELECT to_regclass(%s)::text", (regclass_of(schema, table),))
-        by_file = isinstance(source, MigrationFile)
-        if by_file:
-            where = {"path": str(source.path), "line": _line_of_call(source.sql, "create_hypertable", table)}
+        # converted by a migration file's create_hypertable, or by the plan
+        by_file = source if isinstance(source, MigrationFile) else None
+        by_plan = source if isinstance(source, HypertablePlan) else None
+        path: str | None
+        if by_file is not None:
+            path, line = str(by_file.path), _line_of_call(by_file.sql, "create_hypertable", table)
         else:
-            where = {"path": str(plan.path) if plan and plan.path else None}
+            path, line = (str(plan.path) if plan and plan.path else None), None
         if regclass is None:
             if table.lower() not in pending_sql:
                 found.append(
@@ -57,7 +62,8 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
                         "PF033",
                         f"table {qualified} does not exist and no pending migration creates it",
                         table=qualified,
-                        **where,
+                        path=path,
+                        line=line,
                     )
                 )
             continue
@@ -70,7 +76,9 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
         ).fetchone()
         if col is None:
             if f"{column.lower()}" not in pending_sql:
-                found.append(finding("PF033", f"{qualified} has no column {column}", table=qualified, **where))
+                found.append(
+                    finding("PF033", f"{qualified} has no column {column}", table=qualified, path=path, line=line)
+                )
             continue
         nulls = one(
             conn,
@@ -79,7 +87,7 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
             ),
         )
         if nulls:
-            rule = None if by_file else source.null_time
+            rule = by_plan.null_time if by_plan else None
             if rule is None or rule.kind == "refuse":
                 found.append(
                     finding(
@@ -87,7 +95,8 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
                         f"{qualified}.{column} holds {nulls} NULL values; "
                         + ("create_hypertable will fail on them" if by_file else "the plan's rule is 'refuse'"),
                         table=qualified,
-                        **where,
+                        path=path,
+                        line=line,
                     )
                 )
             else:
@@ -98,7 +107,8 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
                         f"them by rule {rule} and records each in tsmigrate.time_fills",
                         table=qualified,
                         severity=ADVISORY,
-                        **where,
+                        path=path,
+                        line=line,
                     )
                 )
         for ref in conn.execute(
@@ -108,19 +118,24 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
         ).fetchall():
             found.append(
                 finding(
-                    "PF031", f"{ref[0]} references {qualified} through foreign key {ref[1]}", table=qualified, **where
+                    "PF031",
+                    f"{ref[0]} references {qualified} through foreign key {ref[1]}",
+                    table=qualified,
+                    path=path,
+                    line=line,
                 )
             )
         rows = one(
             conn, sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) s").format(sql.Identifier(schema, table))
         )
-        if by_file and rows and "migrate_data" not in source.sql.lower():
+        if by_file and rows and "migrate_data" not in by_file.sql.lower():
             found.append(
                 finding(
                     "PF032",
-                    f"{source.label} converts {qualified}, which holds rows, without migrate_data",
+                    f"{by_file.label} converts {qualified}, which holds rows, without migrate_data",
                     table=qualified,
-                    **where,
+                    path=path,
+                    line=line,
                 )
             )
         keys = conn.execute(
@@ -134,12 +149,13 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
                 found.append(
                     finding(
                         "PF035",
-                        f"{qualified} has key {name} without {column}: {source.label}'s "
+                        f"{qualified} has key {name} without {column}: {by_file.label}'s "
                         "create_hypertable will fail on it",
                         table=qualified,
                         severity=BLOCKING,
                         hint=CODES["TS001"].hint,
-                        **where,
+                        path=path,
+                        line=line,
                     )
                 )
             else:
@@ -148,22 +164,24 @@ def target_hazards(conn: psycopg.Connection, migrations_dir: Path, plan: Plan | 
                         "PF035",
                         f"{qualified} has key {name} without {column}; the conversion rebuilds it with {column} added",
                         table=qualified,
-                        **where,
+                        path=path,
+                        line=line,
                     )
                 )
-        if by_file:
+        if by_plan is None:
             continue
-        if source.drop_after is not None and rows:
-            old, oldest, newest = retention_drops(conn, schema, source)
+        if by_plan.drop_after is not None and rows:
+            old, oldest, newest = retention_drops(conn, schema, by_plan)
             if old:
                 found.append(
                     finding(
                         "PF034",
-                        f"{qualified} holds {old} rows older than {source.drop_after} ({column} from "
+                        f"{qualified} holds {old} rows older than {by_plan.drop_after} ({column} from "
                         f"{oldest} to {newest}); the retention policy's first run drops them. The "
                         "run's backup holds them and is kept until you remove it yourself",
                         table=qualified,
-                        **where,
+                        path=path,
+                        line=line,
                     )
                 )
     return found
