@@ -434,3 +434,10 @@ def test_pf007_an_extension_the_role_may_not_create(marked_finding):
     assert [(f.code, f.severity, f.location()) for f in found] == [(code, severity, "")]
     assert "cannot create the timescaledb extension" in found[0].message
     assert found[0].message.endswith("CREATE EXTENSION timescaledb; in the database before the window")
+
+
+def test_the_objects_a_file_alters_include_the_sequence_of_an_alter_sequence():
+    """ALTER SEQUENCE names its relation as `sequence`, not `relation`: the ownership check reads it (and does not
+    stop on the file)."""
+    touched = privileges.touched_by("ALTER SEQUENCE factory_telemetry.event_id_seq RESTART;\n", "f.sql")
+    assert touched == [privileges.Touched("relation", ("factory_telemetry", "event_id_seq"), "f.sql", 1, None)]

@@ -26,7 +26,7 @@ from psycopg import sql
 from ..convert.history import chunks_between, time_range
 from ..convert.online.build import CHUNKS_PER_TRANSACTION
 from ..convert.online.state import chooses_online
-from ..db import display_name, is_hypertable, one, regclass
+from ..db import display_name, is_hypertable, one, regclass, row
 from ..findings import Finding
 from ..plan import HypertablePlan, Plan
 from ..target import Target, TargetError
@@ -89,10 +89,11 @@ class History:
 
 def _index_counts(conn: psycopg.Connection, schema: str, table: str) -> tuple[int, int]:
     """(indexes, of which unique) of a table."""
-    total, unique = conn.execute(
+    total, unique = row(
+        conn,
         "SELECT count(*), count(*) FILTER (WHERE indisunique) FROM pg_index WHERE indrelid = %s::regclass",
         (regclass(schema, table),),
-    ).fetchone()
+    )
     return int(total), int(unique)
 
 
@@ -174,7 +175,7 @@ PROCESS_SETTINGS = ("max_connections", "autovacuum_max_workers", "max_worker_pro
 
 
 def lock_table_of(conn: psycopg.Connection) -> LockTable:
-    values = dict(
+    values: dict[str, int] = dict(
         conn.execute(
             "SELECT name, setting::int FROM pg_settings WHERE name = ANY(%s)",
             (["max_locks_per_transaction", "max_prepared_transactions", *PROCESS_SETTINGS],),
@@ -294,14 +295,15 @@ def lock_table(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
                 finding(
                     "PF060",
                     (
-                        f"{h.table}: the offline conversion creates up to {h.chunks} chunks (its rows span {h.first} to "
-                        f"{h.last}: {h.source}; chunk interval {h.chunk_interval}) and builds {h.indexes} "
-                        f"indexes on each, in one transaction: about {h.offline_locks} locks. The lock table holds "
-                        f"{table.describe()}: the conversion would fail with `out of shared memory` after copying every "
-                        f"row. Fix: {table.fix(max(h.offline_locks, database_need))}"
+                        f"{h.table}: the offline conversion creates up to {h.chunks} chunks (its rows span "
+                        f"{h.first} to {h.last}: {h.source}; chunk interval {h.chunk_interval}) and builds "
+                        f"{h.indexes} indexes on each, in one transaction: about {h.offline_locks} locks. The lock "
+                        f"table holds {table.describe()}: the conversion would fail with `out of shared memory` after "
+                        f"copying every row. Fix: {table.fix(max(h.offline_locks, database_need))}"
                         + (
-                            f"; or set `online = true` under [hypertables.{h.table.split('.')[-1]}] in plan.toml (the online "
-                            f"conversion holds at most about {max(h.online_batch_locks, h.read_locks)} locks at once)"
+                            f"; or set `online = true` under [hypertables.{h.table.split('.')[-1]}] in plan.toml "
+                            "(the online conversion holds at most about "
+                            f"{max(h.online_batch_locks, h.read_locks)} locks at once)"
                             if online_fits
                             else ""
                         )
@@ -387,7 +389,8 @@ def timescale_databases(conn: psycopg.Connection, target: Target | None) -> Time
     }
     current = one(conn, "SELECT current_database()")
     checked: dict[str, int] = {}
-    seen_running, unknown = [], []
+    seen_running: list[str] = []
+    unknown: list[str] = []
     for name in databases:
         try:
             other = conn if name == current or target is None else target.with_dbname(name).connect(connect_timeout=5)
@@ -416,7 +419,7 @@ class WorkerSettings:
 
 
 def worker_settings(conn: psycopg.Connection) -> WorkerSettings | None:
-    values = dict(
+    values: dict[str, int] = dict(
         conn.execute(
             "SELECT name, setting::int FROM pg_settings WHERE name IN "
             "('timescaledb.max_background_workers', 'max_worker_processes', "

@@ -137,7 +137,8 @@ def data_directory_room(
     need = disk_need(conn, plan)
     files = files or locate(conn)
     wal_words = f"WAL the run writes before a checkpoint frees it ({size(need.wal_kept)}: {need.wal_rule})"
-    if not files.measured:
+    data_room, wal_room = files.data_room, files.wal_room
+    if data_room is None:  # not measured
         total = need.copies + need.wal_kept
         if operator_free_gib is None:
             where = files.data_directory or "the server's data directory (SHOW data_directory as a superuser)"
@@ -163,30 +164,30 @@ def data_directory_room(
             ]
         return []
     found = []
-    wal_apart = files.wal_room is not None
+    wal_apart = wal_room is not None
     backup = room_needed(need.database)
     backup_in = _same_filesystem(backups_dir, files)  # the room (data or WAL) the backup shares, if any
     backup_words = f"; and the backup in {backups_dir} ({size(backup)}), on the same filesystem"
-    data_needed = need.copies + (0 if wal_apart else need.wal_kept) + (backup if backup_in is files.data_room else 0)
-    if files.data_room.free < data_needed:
+    data_needed = need.copies + (0 if wal_apart else need.wal_kept) + (backup if backup_in is data_room else 0)
+    if data_room.free < data_needed:
         found.append(
             _short(
-                files.data_room,
+                data_room,
                 data_needed,
                 "data directory",
                 need.data_words()
                 + ("" if wal_apart else f"; and {wal_words}")
-                + (backup_words if backup_in is files.data_room else ""),
+                + (backup_words if backup_in is data_room else ""),
             )
         )
-    wal_needed = need.wal_kept + (backup if wal_apart and backup_in is files.wal_room else 0)
-    if wal_apart and files.wal_room.free < wal_needed:
+    wal_needed = need.wal_kept + (backup if wal_apart and backup_in is wal_room else 0)
+    if wal_room is not None and wal_room.free < wal_needed:
         found.append(
             _short(
-                files.wal_room,
+                wal_room,
                 wal_needed,
                 "WAL directory (pg_wal links there)",
-                wal_words + (backup_words if backup_in is files.wal_room else ""),
+                wal_words + (backup_words if backup_in is wal_room else ""),
             )
         )
     return found
@@ -246,7 +247,7 @@ def replicas(conn: psycopg.Connection, plan: Plan | None, files: ServerFiles | N
                     "and the replica must be rebuilt",
                 )
             )
-        elif safe is None and files is not None and files.measured:
+        elif safe is None and files is not None and files.data_room is not None:  # measured
             room = files.wal_room or files.data_room
             spare = room.free - (need.wal_kept if files.wal_room else need.copies + need.wal_kept)
             if written > spare:
@@ -262,7 +263,7 @@ def replicas(conn: psycopg.Connection, plan: Plan | None, files: ServerFiles | N
                     )
                 )
     keep = max(_bytes_setting(conn, "max_wal_size") or 0, _bytes_setting(conn, "wal_keep_size") or 0)
-    for pid, who, addr, state, lag in conn.execute(
+    for _pid, who, addr, state, lag in conn.execute(
         """SELECT r.pid, coalesce(nullif(r.application_name, ''), 'replica'), r.client_addr::text, r.state,
                       pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(r.replay_lsn, r.flush_lsn, r.sent_lsn))::bigint
                  FROM pg_stat_replication r

@@ -56,8 +56,9 @@ def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTim
                 f"{ts.available_version} is installed on the server",
             )
         )
-    wants = plan is not None and (plan.needs_compression or plan.needs_retention)
-    if wants and ts.preloaded and ts.edition is None:
+    if plan is None or not (plan.needs_compression or plan.needs_retention) or not ts.preloaded:
+        return found
+    if ts.edition is None:
         found.append(
             finding(
                 "PF004",
@@ -68,7 +69,7 @@ def timescaledb_ready(conn: psycopg.Connection, plan: Plan | None, ts: ServerTim
                 path=str(plan.path) if plan.path else None,
             )
         )
-    if wants and ts.preloaded and ts.edition is not None and not ts.has_compression:
+    elif not ts.has_compression:
         wanted = " and ".join(
             w for w, on in (("compression", plan.needs_compression), ("retention", plan.needs_retention)) if on
         )
@@ -145,8 +146,9 @@ def activity(
         # open (idle in transaction) with the lock is one.
         online = [f"{plan.schema}.{t}" for t in online_tables(conn, plan)]
         # An autovacuum worker is no holder either: it gives way to the conversion's lock (unless it prevents
-        # wraparound). A run killed a moment ago still has its server sessions for a second or two (the server notices the
-        # dead client within client_connection_check_interval): give them that time before calling them holders.
+        # wraparound). A run killed a moment ago still has its server sessions for a second or two (the server
+        # notices the dead client within client_connection_check_interval): give them that time before calling them
+        # holders.
         deadline = time.monotonic() + grace_s
         while True:
             holders = conn.execute(
@@ -187,7 +189,7 @@ def maintenance_window(conn: psycopg.Connection, plan: Plan | None, sample_secon
     """
     online = online_tables(conn, plan) if plan is not None else []
     fencing = plan is not None and plan.fence_application and not online
-    fenceable = set(fence.roles_to_fence(conn, plan.application_roles)) if fencing else set()
+    fenceable = set(fence.roles_to_fence(conn, plan.application_roles)) if plan is not None and fencing else set()
     found = []
     if fenceable and not fence.can_fence(conn):
         found.append(
@@ -195,7 +197,7 @@ def maintenance_window(conn: psycopg.Connection, plan: Plan | None, sample_secon
                 "PF017",
                 f"the run must fence {', '.join(sorted(fenceable))} but role "
                 f"{one(conn, 'SELECT current_user')} has neither CREATEROLE nor superuser",
-                path=str(plan.path) if plan.path else None,
+                path=str(plan.path) if plan is not None and plan.path else None,
             )
         )
     sessions = other_sessions(conn)

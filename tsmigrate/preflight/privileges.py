@@ -22,9 +22,10 @@ from psycopg import sql
 
 from .. import fence
 from ..convert.online import online_tables
-from ..db import is_hypertable, one
+from ..db import is_hypertable, one, row
 from ..findings import Finding
 from ..lint.source import parse
+from ..lint.syntax import filled
 from ..migrations import MigrationFile, discover
 from ..plan import Plan
 from ..timescale import server_timescaledb
@@ -76,12 +77,13 @@ class Touched:
     verb: str = "alters"
 
 
-def _range(rv: ast.RangeVar) -> tuple[str, ...]:
+def _range(rv: ast.RangeVar | None) -> tuple[str, ...]:
+    rv = filled(rv)
     return tuple(p for p in (rv.schemaname, rv.relname) if p)
 
 
 def _strings(names) -> tuple[str, ...]:
-    return tuple(n.sval for n in names or () if isinstance(n, ast.String))
+    return tuple(n.sval for n in names or () if isinstance(n, ast.String) and n.sval is not None)
 
 
 def _input_args(parameters) -> int:
@@ -113,15 +115,19 @@ def touched_by(sql_text: str, path: str) -> list[Touched]:
     for raw in parsed.statements:
         stmt, line = raw.stmt, parsed.lines.line(parsed.lines.skip_noise(raw.stmt_location or 0))
 
-        def add(kind: str, name: tuple[str, ...], verb: str = "alters", nargs: int | None = None) -> None:
+        def add(
+            kind: str, name: tuple[str, ...], verb: str = "alters", nargs: int | None = None, line: int = line
+        ) -> None:
             if name or kind == "schema":
                 found.append(Touched(kind, name, path, line, nargs, verb))
 
         def creates_in(name: tuple[str, ...]) -> None:
             add("schema", name[:-1], "creates objects in")
 
-        if isinstance(stmt, (ast.AlterTableStmt, ast.AlterSeqStmt, ast.RefreshMatViewStmt)) and stmt.relation:
+        if isinstance(stmt, (ast.AlterTableStmt, ast.RefreshMatViewStmt)) and stmt.relation:
             add("relation", _range(stmt.relation))
+        elif isinstance(stmt, ast.AlterSeqStmt) and stmt.sequence:
+            add("relation", _range(stmt.sequence))
         elif isinstance(stmt, ast.RenameStmt) and stmt.relation:
             add("relation", _range(stmt.relation), "renames")
         elif isinstance(stmt, (ast.IndexStmt, ast.CreateTrigStmt)) and stmt.relation:
@@ -310,31 +316,33 @@ def ownership(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan |
 
     if plan is not None:
         for h in plan.hypertables:
-            row = _relation_owner(conn, (plan.schema, h.table))
-            if row is not None:
-                judge(*row[:3], "the conversion alters", table=f"{plan.schema}.{h.table}")
-                for view in conn.execute(
+            owned = _relation_owner(conn, (plan.schema, h.table))
+            if owned is not None:
+                judge(*owned[:3], "the conversion alters", table=f"{plan.schema}.{h.table}")
+                for view, view_owner, view_member in conn.execute(
                     """
                         SELECT DISTINCT v.oid::regclass::text, pg_get_userbyid(v.relowner),
                                pg_has_role(current_user, v.relowner, 'USAGE')
                           FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
                          WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::oid
                            AND v.oid <> d.refobjid""",
-                    (row[3],),
+                    (owned[3],),
                 ).fetchall():
                     judge(
-                        *view,
+                        view,
+                        view_owner,
+                        view_member,
                         f"the conversion of {plan.schema}.{h.table} moves (a view on it)",
                         table=f"{plan.schema}.{h.table}",
                     )
-    for row in conn.execute(
+    for table, table_owner, table_member in conn.execute(
         """SELECT format('%%I.%%I', n.nspname, c.relname), pg_get_userbyid(c.relowner),
                                       pg_has_role(current_user, c.relowner, 'USAGE')
                                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                                 WHERE n.nspname = %s AND c.relkind IN ('r', 'p')""",
         (OWN_SCHEMA,),
     ).fetchall():
-        judge(*row, "the run writes (an earlier run as another role made it)")
+        judge(table, table_owner, table_member, "the run writes (an earlier run as another role made it)")
     for f in files:
         for t in touched_by(f.sql, str(f.path)):
             if t.kind == "relation":
@@ -343,8 +351,8 @@ def ownership(conn: psycopg.Connection, files: list[MigrationFile], plan: Plan |
                 rows = _function_owners(conn, t.name, t.nargs)
             else:
                 continue
-            for row in rows:
-                judge(*row, f"{f.label} {t.verb}", path=t.path, line=t.line)
+            for owned_by in rows:
+                judge(*owned_by, f"{f.label} {t.verb}", path=t.path, line=t.line)
     return found
 
 
@@ -380,8 +388,11 @@ def databases(conn: psycopg.Connection, changes: bool = True) -> list[Finding]:
                 f"automatic restore's new database need it: ALTER ROLE {_q(user)} CREATEDB;",
             )
         )
-    owner, member = conn.execute("""SELECT pg_get_userbyid(datdba), pg_has_role(current_user, datdba, 'USAGE')
-                                      FROM pg_database WHERE datname = current_database()""").fetchone()
+    owner, member = row(
+        conn,
+        """SELECT pg_get_userbyid(datdba), pg_has_role(current_user, datdba, 'USAGE')
+             FROM pg_database WHERE datname = current_database()""",
+    )
     if not member:
         fix = member_of(conn, owner, user, f"database {db}")
         found.append(

@@ -15,7 +15,7 @@ import re
 import psycopg
 from psycopg import sql
 
-from ..db import display_name
+from ..db import display_name, row
 from ..findings import ADVISORY, BLOCKING, Finding
 from ..plan import Plan
 from ..timescale import ServerTimescale, server_timescaledb
@@ -64,8 +64,8 @@ def null_compressed_chunks(conn: psycopg.Connection) -> tuple[int, dict[str, lis
             )
             for column in columns
         )
-        row = conn.execute(sql.SQL("SELECT {} FROM {}").format(tests, sql.Identifier(cc_schema, cc_table))).fetchone()
-        hit = [column for column, yes in zip(columns, row) if yes]
+        answers = row(conn, sql.SQL("SELECT {} FROM {}").format(tests, sql.Identifier(cc_schema, cc_table)))
+        hit = [column for column, yes in zip(columns, answers, strict=True) if yes]
         if hit:
             found.setdefault(display_name(h_schema, h_table), []).append((display_name(c_schema, c_table), hit))
     return len(pairs), found
@@ -133,6 +133,6 @@ def restorable_backups(conn: psycopg.Connection, plan: Plan | None, ts: ServerTi
             "a batch, backups of this database cannot be restored: upgrade TimescaleDB to 2.20.1 or "
             "later before the policy runs",
             severity=ADVISORY,
-            path=str(plan.path) if planned and plan.path else None,
+            path=str(plan.path) if plan is not None and planned and plan.path else None,
         )
     ]

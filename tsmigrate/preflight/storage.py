@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from ..bench.storage import DAY, Growth, StorageResult, measured_growth, planned_compression, project
-from ..db import display_name, is_hypertable, one
+from ..db import display_name, is_hypertable, one, row
 from ..findings import Finding
 from ..plan import HypertablePlan, Plan
 from ..timescale import server_timescaledb
@@ -48,14 +48,14 @@ def live_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> Gro
     ):
         return None
     table, column = sql.Identifier(schema, h.table), sql.Identifier(h.time_column)
-    low, high = conn.execute(sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=column, t=table)).fetchone()
+    low, high = row(conn, sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(c=column, t=table))
     if high is None or high == low:
         return None
     window = min(RECENT, high - low)
     recent = one(conn, sql.SQL("SELECT count(*) FROM {t} WHERE {c} >= %s").format(c=column, t=table), (high - window,))
-    estimated, size = conn.execute(
-        "SELECT reltuples, pg_total_relation_size(oid) FROM pg_class WHERE oid = %s::oid", (regclass,)
-    ).fetchone()
+    estimated, size = row(
+        conn, "SELECT reltuples, pg_total_relation_size(oid) FROM pg_class WHERE oid = %s::oid", (regclass,)
+    )
     # reltuples is the planner's count (no scan); a table never vacuumed or analyzed has none (-1): count it
     rows = estimated if estimated and estimated > 0 else one(conn, sql.SQL("SELECT count(*) FROM {}").format(table))
     added = rebuilt_key_bytes(conn, regclass, schema, h)
