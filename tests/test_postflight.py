@@ -464,3 +464,19 @@ def test_a_privilege_the_application_role_lost_is_named_with_the_grant(conn):
         "ms5_user_production lacks INSERT on factory_telemetry.oee_calculations. Fix: GRANT INSERT ON "
         "factory_telemetry.oee_calculations TO ms5_user_production"
     ]
+
+
+def test_a_row_a_trigger_drops_on_insert_is_named_not_a_traceback(conn):
+    """A BEFORE INSERT trigger that returns NULL: the INSERT returns no row, and the check says so."""
+    conn.execute("""CREATE FUNCTION factory_telemetry.drop_row() RETURNS trigger LANGUAGE plpgsql
+                    AS $$ BEGIN RETURN NULL; END $$""")
+    conn.execute("""CREATE TRIGGER drop_row BEFORE INSERT ON factory_telemetry.oee_calculations
+                    FOR EACH ROW EXECUTE FUNCTION factory_telemetry.drop_row()""")
+    outcome = access.exercise_table(
+        conn, "ms5_user_production", "factory_telemetry", "oee_calculations", "calculation_time"
+    )
+    assert outcome.done == ("SELECT", "INSERT")
+    assert outcome.problems == (
+        "factory_telemetry.oee_calculations: as ms5_user_production, the row inserted was not written (a trigger "
+        "dropped it); updating and deleting were not tried",
+    )

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from .baseline import Grant
-from .db import display_name, insertable_columns
+from .db import display_name, insertable_columns, one
 from .errors import first_line
 from .fingerprint import serial_column
 
@@ -34,7 +34,7 @@ def role_exists(conn: psycopg.Connection, role: str) -> bool:
 
 def can_act_as(conn: psycopg.Connection, role: str) -> bool:
     """Whether this session may SET ROLE to it (superuser, or member)."""
-    return bool(conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()[0])
+    return bool(one(conn, "SELECT pg_has_role(current_user, %s, 'MEMBER')", (role,)))
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _updatable_column(
     """A column the application updates: not the key or the time, and not one that orders or segments compressed
     chunks (TimescaleDB refuses to update those in a compressed chunk); the time column if there is no other."""
     compressed_by = set()
-    if conn.execute("SELECT to_regclass('timescaledb_information.compression_settings')").fetchone()[0]:
+    if one(conn, "SELECT to_regclass('timescaledb_information.compression_settings')"):
         compressed_by = {
             r[0]
             for r in conn.execute(
@@ -110,8 +110,8 @@ def _exercise_once(
     key = serial_column(conn, schema, table)
     done, problems, notes = [], [], []
     if key is not None:
-        seq = conn.execute("SELECT pg_get_serial_sequence(%s, %s)", (name, key)).fetchone()[0]
-        if seq and not conn.execute("SELECT has_sequence_privilege(%s, %s, 'USAGE')", (role, seq)).fetchone()[0]:
+        seq = one(conn, "SELECT pg_get_serial_sequence(%s, %s)", (name, key))
+        if seq and not one(conn, "SELECT has_sequence_privilege(%s, %s, 'USAGE')", (role, seq)):
             problems.append(
                 f"{role} may not use sequence {seq}, which gives {name}.{key} its values: inserts fail. "
                 f"Fix: GRANT USAGE, SELECT ON SEQUENCE {seq} TO {display_name(role)}"
@@ -135,16 +135,18 @@ def _exercise_once(
                     "collide with its key)"
                 )
             else:
-                lowest = conn.execute(
+                lowest = one(
+                    conn,
                     sql.SQL("SELECT least(coalesce(min({k}), 0), 0) - 1 FROM {t}").format(
                         k=sql.Identifier(key), t=ident
-                    )
-                ).fetchone()[0]
+                    ),
+                )
                 values = [sql.Literal(lowest) if c == key else sql.Identifier(c) for c in columns]
                 step = "INSERT"
                 inserted = conn.execute(
                     sql.SQL(
-                        "INSERT INTO {t} ({cols}) SELECT {vals} FROM {t} WHERE {time} = {newest} LIMIT 1 RETURNING {time}"
+                        "INSERT INTO {t} ({cols}) SELECT {vals} FROM {t} WHERE {time} = {newest} LIMIT 1 "
+                        "RETURNING {time}"
                     ).format(
                         t=ident,
                         cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
@@ -154,6 +156,12 @@ def _exercise_once(
                     )
                 ).fetchone()
                 done.append("INSERT")
+                if inserted is None:  # a BEFORE INSERT trigger returned NULL: nothing was written
+                    problems.append(
+                        f"{name}: as {role}, the row inserted was not written (a trigger dropped it); "
+                        "updating and deleting were not tried"
+                    )
+                    return AccessOutcome(name, tuple(done), tuple(problems), tuple(notes)), None
                 where = sql.SQL("{k} = {v} AND {time} = {at}").format(
                     k=sql.Identifier(key), v=sql.Literal(lowest), time=time_col, at=sql.Literal(inserted[0])
                 )
@@ -189,12 +197,12 @@ def table_privilege_problems(conn: psycopg.Connection, role: str, schema: str, t
     """Without acting as the role: whether it holds SELECT, INSERT, UPDATE, DELETE on the table and
     USAGE on the sequence of its id (what PostgreSQL checks when the role does those things)."""
     name = display_name(schema, table)
-    if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
+    if one(conn, "SELECT to_regclass(%s)", (name,)) is None:
         return [f"{name} does not exist"]
     missing = [
         p
         for p in ("SELECT", "INSERT", "UPDATE", "DELETE")
-        if not conn.execute("SELECT has_table_privilege(%s, %s, %s)", (role, name, p)).fetchone()[0]
+        if not one(conn, "SELECT has_table_privilege(%s, %s, %s)", (role, name, p))
     ]
     problems = (
         [f"{role} lacks {', '.join(missing)} on {name}. Fix: {_grant_hint(', '.join(missing), name, role)}"]
@@ -202,8 +210,8 @@ def table_privilege_problems(conn: psycopg.Connection, role: str, schema: str, t
         else []
     )
     key = serial_column(conn, schema, table)
-    seq = conn.execute("SELECT pg_get_serial_sequence(%s, %s)", (name, key)).fetchone()[0] if key else None
-    if seq and not conn.execute("SELECT has_sequence_privilege(%s, %s, 'USAGE')", (role, seq)).fetchone()[0]:
+    seq = one(conn, "SELECT pg_get_serial_sequence(%s, %s)", (name, key)) if key else None
+    if seq and not one(conn, "SELECT has_sequence_privilege(%s, %s, 'USAGE')", (role, seq)):
         problems.append(
             f"{role} may not use sequence {seq}: inserts into {name} fail. "
             f"Fix: GRANT USAGE, SELECT ON SEQUENCE {seq} TO {display_name(role)}"
@@ -219,18 +227,14 @@ def privileges_now(conn: psycopg.Connection, role: str, grant: Grant) -> tuple[b
             is not None
         )
     elif grant.kind in ("FUNCTION", "PROCEDURE"):
-        exists = conn.execute("SELECT to_regprocedure(%s)", (grant.object,)).fetchone()[0] is not None
+        exists = one(conn, "SELECT to_regprocedure(%s)", (grant.object,)) is not None
     else:
-        exists = conn.execute("SELECT to_regclass(%s)", (grant.object,)).fetchone()[0] is not None
+        exists = one(conn, "SELECT to_regclass(%s)", (grant.object,)) is not None
     if not exists:
         return False, []
     check = sql.SQL("SELECT {}(%s, %s, %s)").format(sql.Identifier(_CHECK[grant.kind]))
-    obj = (
-        conn.execute("SELECT (parse_ident(%s))[1]", (grant.object,)).fetchone()[0]
-        if grant.kind == "SCHEMA"
-        else grant.object
-    )
-    return True, [p for p in grant.privileges if not conn.execute(check, (role, obj, p)).fetchone()[0]]
+    obj = one(conn, "SELECT (parse_ident(%s))[1]", (grant.object,)) if grant.kind == "SCHEMA" else grant.object
+    return True, [p for p in grant.privileges if not one(conn, check, (role, obj, p))]
 
 
 def lost_privileges(conn: psycopg.Connection, role: str, grants: list[Grant]) -> tuple[int, list[str]]:
