@@ -244,7 +244,7 @@ def load_dump(
     with tempfile.TemporaryDirectory(prefix="tsmigrate-restore-") as scratch:
         if ts_version:
             with new_target.connect() as conn:
-                superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+                superuser = one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
                 filled = [] if superuser else timescaledb_catalog_rows(dump_dir)
                 if filled:
                     raise BackupError(

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 import psycopg
 from psycopg import sql
 
+from .db import one
+
 log = logging.getLogger(__name__)
 
 MARK = "tsmigrate-fence "
@@ -163,7 +165,7 @@ class Fence:
             return []
         roles = roles_to_fence(self.conn, self.application_roles)
         if roles and not can_fence(self.conn):
-            user = self.conn.execute("SELECT current_user").fetchone()[0]
+            user = one(self.conn, "SELECT current_user")
             raise FenceError(
                 f"role {user} may not fence the application (ALTER ROLE needs CREATEROLE): "
                 f"grant it CREATEROLE, or set fence_application = false in plan.toml and stop "
@@ -173,11 +175,11 @@ class Fence:
             "SELECT current_database(), pg_backend_pid(), backend_start::text FROM pg_stat_activity "
             "WHERE pid = pg_backend_pid()"
         ).fetchone()
-        now = self.conn.execute("SELECT now()::text").fetchone()[0]
+        now = one(self.conn, "SELECT now()::text")
         for role in roles:
-            comment = self.conn.execute(
-                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
-            ).fetchone()[0]
+            comment = one(
+                self.conn, "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+            )
             record = FencedRole(role, database, pid, started, now, comment)
             _set_role(self.conn, role, False, record.record())
             self.fenced.append(record)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from .db import one
 from .tool_objects import OWN_SCHEMA, unfinished_builds
 
 log = logging.getLogger(__name__)
@@ -190,9 +191,10 @@ def fingerprint_table(
         if high_water:
             column = serial_column(conn, schema, table)
             top = (
-                conn.execute(
-                    sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(column), sql.Identifier(schema, table))
-                ).fetchone()[0]
+                one(
+                    conn,
+                    sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(column), sql.Identifier(schema, table)),
+                )
                 if column
                 else None
             )

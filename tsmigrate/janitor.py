@@ -14,6 +14,8 @@ from functools import partial
 import psycopg
 from psycopg import sql
 
+from .db import one
+
 log = logging.getLogger(__name__)
 
 
@@ -176,7 +178,7 @@ class NewDatabase:
                 # connected role's, and the caller says who owns it and how to hand it over.
                 self.options["owner"] = None
             _create(admin, self.name, **self.options)
-            self.owner = self.options["owner"] or admin.execute("SELECT current_user").fetchone()[0]
+            self.owner = self.options["owner"] or one(admin, "SELECT current_user")
         return self.name
 
     def __exit__(self, exc_type, exc, tb) -> None:

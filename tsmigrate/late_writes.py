@@ -12,8 +12,8 @@ Deletions made after the backup leave no row to find: they are found by key inst
 restored database that the failed one no longer holds (looked for only where the row counts differ, or where
 the run's own steps may have taken rows away too). They are carried as deletions, in reverse foreign-key order;
 where the run's own applied steps may have deleted from the same table, the deletions cannot be told from the
-run's and are not carried but named, by table and key. Rows of a hypertable that sit in compressed batches are not looked at: a batch has
-no row xmin, and only a compression job (paused while the run lasts) puts rows there.
+run's and are not carried but named, by table and key. Rows of a hypertable that sit in compressed batches are not
+looked at: a batch has no row xmin, and only a compression job (paused while the run lasts) puts rows there.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from psycopg import sql
 
 from .convert.catalog import primary_key_columns
 from .convert.online import legacy_tables
-from .db import insertable_columns, is_hypertable
+from .db import insertable_columns, is_hypertable, one
 from .db import regclass as regclass_of
 from .errors import first_line
 from .lint import rows_changed_in
@@ -148,11 +148,12 @@ def foreign_key_order(conn: psycopg.Connection, tables: list[tuple[str, str]]) -
           JOIN pg_class f ON f.oid = k.confrelid JOIN pg_namespace fn ON fn.oid = f.relnamespace
          WHERE k.contype = 'f' AND k.conrelid <> k.confrelid""").fetchall()
     wanted = set(tables)
-    needs = {t: set() for t in tables}
+    needs: dict[tuple[str, str], set[tuple[str, str]]] = {t: set() for t in tables}
     for cs, ct, fs, ft in edges:
         if (cs, ct) in wanted and (fs, ft) in wanted:
             needs[(cs, ct)].add((fs, ft))
-    ordered, done = [], set()
+    ordered: list[tuple[str, str]] = []
+    done: set[tuple[str, str]] = set()
     while len(ordered) < len(tables):
         ready = [t for t in tables if t not in done and needs[t] <= done] or [t for t in tables if t not in done][
             :1
@@ -171,7 +172,7 @@ def _row_sources(src: psycopg.Connection, schema: str, table: str) -> tuple[list
         return [sql.Identifier(schema, table)], 0
     # An online conversion swapped in the hypertable: what the application wrote during the copy is in the legacy
     # table (the hypertable's copies of those rows are the run's own); what it wrote after the swap is in chunks.
-    legacy = [
+    legacy: list[sql.Composable] = [
         sql.SQL("ONLY {}").format(sql.Identifier(s, kept))
         for s, t, kept in legacy_tables(src)
         if (s, t) == (schema, table)
@@ -211,9 +212,10 @@ def _carry_table(
         ):
             for block in out:
                 into.write(block)
-    result.found = dst.execute("SELECT count(*) FROM tsmigrate_carry").fetchone()[0]
+    result.found = one(dst, "SELECT count(*) FROM tsmigrate_carry")
     if not result.found:
         return result
+    conflict: sql.Composable
     if key and len(key) < len(columns):
         conflict = sql.SQL("ON CONFLICT ({}) DO UPDATE SET {}").format(
             sql.SQL(", ").join(map(sql.Identifier, key)),
@@ -226,7 +228,7 @@ def _carry_table(
     else:
         conflict = sql.SQL("")
 
-    def insert(where: sql.Composable) -> sql.Composable:
+    def insert(where: sql.Composable) -> sql.Composed:
         return sql.SQL(
             "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM tsmigrate_carry {where} "
             "{conflict} RETURNING xmax = 0"
@@ -247,11 +249,11 @@ def _carry_table(
     rows = dst.execute(
         sql.SQL("SELECT ctid::text, {} FROM tsmigrate_carry LIMIT %s").format(key_expr), (_ROW_BY_ROW_LIMIT,)
     ).fetchall()
-    one = insert(sql.SQL("WHERE ctid = %s::tid"))
+    insert_one_row = insert(sql.SQL("WHERE ctid = %s::tid"))
     for ctid, row_key in rows:
         try:
             with dst.transaction():
-                count(dst.execute(one, (ctid,)).fetchall())
+                count(dst.execute(insert_one_row, (ctid,)).fetchall())
         except psycopg.Error:
             result.left_keys.append(row_key)
     return result
@@ -301,7 +303,7 @@ def _carry_deletions(
     ident = sql.Identifier(schema, table)
     if not (run_may_have_deleted or run_may_have_added):
         # Without deletions (and with no row the run's own steps added), both hold the same number of rows.
-        counts = [c.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0] for c in (src, dst)]
+        counts = [one(c, sql.SQL("SELECT count(*) FROM {}").format(ident)) for c in (src, dst)]
         if counts[0] == counts[1]:
             return
     gone = _deleted_keys(src, dst, schema, table, key)
@@ -331,7 +333,7 @@ _NOT_THE_APPLICATIONS = "schemaname NOT LIKE '\\_timescaledb%'"
 
 def advance_sequences(src: psycopg.Connection, dst: psycopg.Connection) -> list[str]:
     """Move every sequence of ``dst`` up to its value in ``src`` where that is ahead (TimescaleDB's own aside)."""
-    ahead = dict(
+    ahead: dict[str, int] = dict(
         src.execute(
             "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences "
             f"WHERE last_value IS NOT NULL AND {_NOT_THE_APPLICATIONS}"
@@ -387,11 +389,11 @@ def carry_over(
     """Carry rows committed after ``snapshot`` by others than the run from ``source`` into ``dest``, and the rows
     they deleted. ``runs_own``: what the run's own steps may have done to rows (by default: anything, so that no
     deletion is carried that may have been the run's)."""
-    report = CarryReport(source.dbname)
+    report = CarryReport(source.dbname or source.describe())
     where = newer_rows_filter(snapshot, own_xids)
     with source.connect(autocommit=False) as src, dest.connect(autocommit=False) as dst:
         src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        if dst.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+        if one(dst, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
             # The rows' own side effects (audit rows, counters) were committed too and are carried with them.
             dst.execute("SET LOCAL session_replication_role = replica")
         present = {

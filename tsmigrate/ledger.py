@@ -22,6 +22,7 @@ from datetime import datetime
 
 import psycopg
 
+from .db import one
 from .tool_objects import OWN_SCHEMA
 
 # One lock key for every run against a database: "tsmigrate" as a bigint.
@@ -95,7 +96,7 @@ def acquire_lock(conn: psycopg.Connection, wait: float = 0.0) -> None:
     seconds of its client: see RUN_SESSION_OPTIONS in run.py).
     """
     deadline = time.monotonic() + wait
-    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+    while not one(conn, "SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)):
         if time.monotonic() >= deadline:
             break
         time.sleep(0.25)
@@ -119,7 +120,7 @@ def ensure_ledger(conn: psycopg.Connection) -> None:
 
 
 def ledger_exists(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{OWN_SCHEMA}.ledger",)).fetchone()[0]
+    return one(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{OWN_SCHEMA}.ledger",))
 
 
 def entries(conn: psycopg.Connection) -> list[LedgerEntry]:
@@ -170,11 +171,12 @@ def resolve_interrupted(conn: psycopg.Connection, *, force: bool = False) -> lis
 
 def record_start(conn: psycopg.Connection, step: str, kind: str, name: str, sha256: str, transactional: bool) -> int:
     """Commit a 'started' row (``conn`` in autocommit) and return its attempt number."""
-    return conn.execute(
+    return one(
+        conn,
         f"""INSERT INTO {OWN_SCHEMA}.ledger (step, kind, name, sha256, transactional, outcome, applied_by)
             VALUES (%s, %s, %s, %s, %s, 'started', %s) RETURNING attempt""",
         (step, kind, name, sha256, transactional, who()),
-    ).fetchone()[0]
+    )
 
 
 def record_finish(conn: psycopg.Connection, attempt: int, outcome: str, details: dict | None = None) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .db import timescaledb_version
+from .db import one, timescaledb_version
 
 APACHE = "apache"
 COMMUNITY = "community"
@@ -74,8 +74,11 @@ class ServerTimescale:
 
 def preload_libraries(conn: psycopg.Connection) -> str | None:
     """shared_preload_libraries, or None when the role may not read it (neither superuser nor pg_read_all_settings)."""
-    return conn.execute("""SELECT CASE WHEN pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')
-                                       THEN current_setting('shared_preload_libraries') END""").fetchone()[0]
+    return one(
+        conn,
+        """SELECT CASE WHEN pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')
+                                       THEN current_setting('shared_preload_libraries') END""",
+    )
 
 
 def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
@@ -101,9 +104,7 @@ def server_timescaledb(conn: psycopg.Connection) -> ServerTimescale:
             "timescaledb" in [p.strip() for p in preload.split(",")]
             if preload is not None
             # Only the preloaded library defines this setting: a role that may not read the list sees it.
-            else conn.execute(
-                "SELECT current_setting('timescaledb.max_background_workers', true) IS NOT NULL"
-            ).fetchone()[0]
+            else one(conn, "SELECT current_setting('timescaledb.max_background_workers', true) IS NOT NULL")
         ),
         license=license_row[0] or None if license_row else None,
     )

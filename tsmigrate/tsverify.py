@@ -14,7 +14,7 @@ from psycopg import sql
 
 from .convert.catalog import time_dimension
 from .convert.policies import paused_jobs
-from .db import display_name, is_hypertable
+from .db import display_name, is_hypertable, one
 from .plan import HypertablePlan
 
 
@@ -45,7 +45,7 @@ def _convert_hint(schema: str, h: HypertablePlan) -> str:
 def hypertable_problems(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> list[str]:
     """A hypertable on the planned time column with the planned chunk interval."""
     name = display_name(schema, h.table)
-    if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
+    if one(conn, "SELECT to_regclass(%s)", (name,)) is None:
         return [
             f"{name} does not exist; the plan says it is a hypertable on {h.time_column}: restore it from the backup"
         ]
@@ -78,7 +78,7 @@ def chunk_problems(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> 
     if not is_hypertable(conn, schema, h.table):
         return "", [f"{name} is not a hypertable, so it has no chunks: " + _convert_hint(schema, h)]
     table, col = sql.Identifier(schema, h.table), sql.Identifier(h.time_column)
-    in_parent = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(table)).fetchone()[0]
+    in_parent = one(conn, sql.SQL("SELECT count(*) FROM ONLY {}").format(table))
     low, high, rows = conn.execute(
         sql.SQL("SELECT min({c}), max({c}), count(*) FROM {t}").format(c=col, t=table)
     ).fetchone()

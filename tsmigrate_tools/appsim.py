@@ -14,6 +14,7 @@ from collections import Counter
 
 import psycopg
 
+from tsmigrate.db import one
 from tsmigrate.errors import first_line
 
 
@@ -58,9 +59,7 @@ class TelemetryWriter(threading.Thread):
             options=f"-c statement_timeout={int(self.statement_timeout_s * 1000)}",
         )
         if self.metric_def_id is None:
-            self.metric_def_id = conn.execute(
-                f'SELECT id FROM "{self.schema}".metric_def ORDER BY id LIMIT 1'
-            ).fetchone()[0]
+            self.metric_def_id = one(conn, f'SELECT id FROM "{self.schema}".metric_def ORDER BY id LIMIT 1')
         return conn
 
     def run(self) -> None:
@@ -74,11 +73,12 @@ class TelemetryWriter(threading.Thread):
                         return
                     conn = self._connect()
                 started = time.monotonic()
-                new_id = conn.execute(
+                new_id = one(
+                    conn,
                     f'INSERT INTO "{self.schema}".metric_hist (metric_def_id, ts, value_real, '
                     "value_text) VALUES (%s, now(), %s, %s) RETURNING id",
                     (self.metric_def_id, self.attempts, self.marker),
-                ).fetchone()[0]
+                )
                 self.longest_wait = max(self.longest_wait, time.monotonic() - started)
                 self.committed.append(new_id)
             except psycopg.Error as exc:

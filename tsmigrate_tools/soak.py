@@ -29,6 +29,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from tsmigrate.db import one
 from tsmigrate.janitor import ScratchDatabase, freeze
 from tsmigrate.legacy import SCALES, build_legacy_database
 from tsmigrate.servers import ServerStartError, throwaway_server
@@ -89,7 +90,7 @@ def one_run(server, dbname: str, migrations: Path, work: Path, *, interval: floa
     record = json.loads((reports / "latest.json").read_text()) if (reports / "latest.json").exists() else {}
     with psycopg.connect(dsn) as conn:
         missing = writer.missing(conn)
-        can_login = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()[0]
+        can_login = one(conn, "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (APP_ROLE,))
     return {
         "verdict": record.get("verdict", f"no record (exit {result.returncode})"),
         "exit": result.returncode,

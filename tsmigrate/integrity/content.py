@@ -18,7 +18,7 @@ from psycopg import sql
 from ..baseline import Baseline
 from ..convert.catalog import primary_key_columns
 from ..convert.nulltime import columns_as_before_fills
-from ..db import display_name
+from ..db import display_name, one
 from ..fingerprint import BUCKETS, PINNED_SETTINGS, TableFingerprint, compare, fingerprint_table, table_columns
 
 # Counting the exact rows that differ needs the baseline rows in a temporary table: up to this many.
@@ -132,8 +132,8 @@ def count_row_differences(conn: psycopg.Connection, baseline: Baseline, old: Tab
             new_query = sql.SQL("SELECT {now} FROM {table} t EXCEPT ALL SELECT {then} FROM {scratch} t").format(
                 then=then, now=now, scratch=scratch, table=table
             )
-            gone = conn.execute(sql.SQL("SELECT count(*) FROM ({}) d").format(gone_query)).fetchone()[0]
-            new = conn.execute(sql.SQL("SELECT count(*) FROM ({}) d").format(new_query)).fetchone()[0]
+            gone = one(conn, sql.SQL("SELECT count(*) FROM ({}) d").format(gone_query))
+            new = one(conn, sql.SQL("SELECT count(*) FROM ({}) d").format(new_query))
             keys = [
                 c for c in primary_key_columns(conn, display_name(old.schema, old.table)) if c in old.columns
             ] or list(old.columns[:1])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from ..db import display_name
+from ..db import display_name, one
 from .user_schemas import NOT_USER_SCHEMA
 
 
@@ -103,7 +103,7 @@ def foreign_key_orphans(conn: psycopg.Connection) -> list[str]:
             parent=sql.Identifier(fk.ref_schema, fk.ref_table),
             join=join,
         )
-        count = conn.execute(sql.SQL("SELECT count(*) FROM ({}) o").format(query)).fetchone()[0]
+        count = one(conn, sql.SQL("SELECT count(*) FROM ({}) o").format(query))
         if count:
             examples = conn.execute(sql.SQL("{} LIMIT 3").format(query)).fetchall()
             shown = "; ".join(", ".join(f"{c}={v}" for c, v in zip(fk.columns, row)) for row in examples)
@@ -140,11 +140,12 @@ def sequences_behind(conn: psycopg.Connection) -> list[str]:
     for seq_schema, seq, schema, table, column, increment in rows:
         # The column first, then the sequence: a writer taking values meanwhile can only move the sequence
         # further ahead of what was read (the other order reports a false "behind" under a live application).
-        extreme = conn.execute(
+        extreme = one(
+            conn,
             sql.SQL("SELECT {}({}) FROM {}").format(
                 sql.SQL("max" if increment > 0 else "min"), sql.Identifier(column), sql.Identifier(schema, table)
-            )
-        ).fetchone()[0]
+            ),
+        )
         last, called = conn.execute(
             sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(seq_schema, seq))
         ).fetchone()

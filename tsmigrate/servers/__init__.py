@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from ..db import one
 from ..errors import first_line
 from ..timescale import ServerTimescale, server_timescaledb
 
@@ -69,7 +70,7 @@ def wait_until_ready(
             break
         try:
             with psycopg.connect(conninfo, connect_timeout=max(1, int(min(remaining, 5))), autocommit=True) as conn:
-                return conn.execute("SHOW server_version").fetchone()[0]
+                return one(conn, "SHOW server_version")
         except psycopg.OperationalError as exc:
             last_error = first_line(exc)
         if not alive():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from ..db import one
 from ..errors import first_line
 from ..target import password_of, redact
 from . import ServerInfo, ServerStartError, wait_until_ready
@@ -43,12 +44,12 @@ class ExternalServer:
             info = ServerInfo(
                 "external", conn.info.host, conn.info.port, conn.info.user, conn.info.password or "", version
             )
-            if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            if not one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
                 raise self._fail(
                     f"lets {info.user} in, who is not a superuser: the tests create databases, roles "
                     "and extensions there; give a superuser's DSN"
                 )
-            preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+            preload = one(conn, "SELECT current_setting('shared_preload_libraries')")
         if "timescaledb" not in [p.strip() for p in preload.split(",")]:
             raise self._fail(
                 f"does not preload TimescaleDB (shared_preload_libraries = '{preload}'); use a "

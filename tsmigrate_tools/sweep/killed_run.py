@@ -7,6 +7,7 @@ import re
 
 import psycopg
 
+from tsmigrate.db import one
 from tsmigrate.errors import first_line
 
 from .runs import LOG_LINE, RunFiles, tail
@@ -66,7 +67,7 @@ def started_steps(conninfo: str) -> list[str]:
     """Ledger rows the killed run left 'started' (none when it had not made the ledger yet)."""
     try:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-            if conn.execute("SELECT to_regclass('tsmigrate.ledger')").fetchone()[0] is None:
+            if one(conn, "SELECT to_regclass('tsmigrate.ledger')") is None:
                 return []
             return [
                 r[0]
