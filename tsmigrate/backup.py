@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql
 
 from . import encryption, fence, trial
-from .db import timescaledb_version
+from .db import row, timescaledb_version
 from .dumps import chunk_count, run_with_progress, tool, tool_major
 from .encryption import BackupKey
 from .errors import BackupError
@@ -104,14 +104,20 @@ def _files_of(directory: Path) -> dict[str, dict]:
 
 
 def _database_facts(conn: psycopg.Connection) -> dict:
-    row = conn.execute("""
+    facts = row(
+        conn,
+        """
         SELECT d.datname, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
                pg_database_size(d.oid), current_setting('server_version'), current_setting('server_version_num')::int,
-               array(SELECT unnest(s.setconfig) FROM pg_db_role_setting s WHERE s.setdatabase = d.oid AND s.setrole = 0),
-               array(SELECT format('%s %s', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+               array(SELECT unnest(s.setconfig) FROM pg_db_role_setting s
+                      WHERE s.setdatabase = d.oid AND s.setrole = 0),
+               array(SELECT format('%s %s',
+                                   CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                        ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
                                    a.privilege_type)
                        FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba)
-          FROM pg_database d WHERE d.datname = current_database()""").fetchone()
+          FROM pg_database d WHERE d.datname = current_database()""",
+    )
     keys = (
         "database",
         "owner",
@@ -124,7 +130,7 @@ def _database_facts(conn: psycopg.Connection) -> dict:
         "settings",
         "grants",
     )
-    return {**dict(zip(keys, row)), "timescaledb_version": timescaledb_version(conn)}
+    return {**dict(zip(keys, facts, strict=True)), "timescaledb_version": timescaledb_version(conn)}
 
 
 def take_backup(
@@ -180,9 +186,7 @@ def _take_backup(target: Target, path: Path, facts: dict, jobs: int, key: Backup
     conninfo, env = target.for_client_programs()
     with target.connect(autocommit=False) as snap:
         snap.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot, visible, snapshot_at = snap.execute(
-            "SELECT pg_export_snapshot(), pg_current_snapshot()::text, now()"
-        ).fetchone()
+        snapshot, visible, snapshot_at = row(snap, "SELECT pg_export_snapshot(), pg_current_snapshot()::text, now()")
         tables = user_tables(snap)
         chunks = chunk_count(snap)
         args = [

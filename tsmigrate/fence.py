@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import psycopg
 from psycopg import sql
 
-from .db import one
+from .db import one, row
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +171,11 @@ class Fence:
                 f"grant it CREATEROLE, or set fence_application = false in plan.toml and stop "
                 f"{', '.join(roles)} yourself"
             )
-        database, pid, started = self.conn.execute(
+        database, pid, started = row(
+            self.conn,
             "SELECT current_database(), pg_backend_pid(), backend_start::text FROM pg_stat_activity "
-            "WHERE pid = pg_backend_pid()"
-        ).fetchone()
+            "WHERE pid = pg_backend_pid()",
+        )
         now = one(self.conn, "SELECT now()::text")
         for role in roles:
             comment = one(

@@ -51,7 +51,8 @@ class TableFingerprint:
     rows: int
     digest: str  # sum of row hashes, as text (numeric)
     buckets: tuple[str, ...] = field(default=(), repr=False)  # "rows:hash sum" per bucket
-    # (sequence-backed column, its highest value) when taken: rows above it were written later (see integrity/content.py)
+    # (sequence-backed column, its highest value) when taken: rows above it were written later
+    # (see integrity/content.py)
     high_water: tuple[str, int] | None = None
     algorithm: str = CURRENT_ALGORITHM
 
@@ -188,15 +189,10 @@ def fingerprint_table(
         conn.execute(PINNED_SETTINGS)
         by_bucket = {b: (count, total) for b, count, total in conn.execute(query).fetchall()}
         mark = None
-        if high_water:
-            column = serial_column(conn, schema, table)
-            top = (
-                one(
-                    conn,
-                    sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(column), sql.Identifier(schema, table)),
-                )
-                if column
-                else None
+        column = serial_column(conn, schema, table) if high_water else None
+        if column:
+            top = one(
+                conn, sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(column), sql.Identifier(schema, table))
             )
             mark = (column, int(top)) if top is not None else None
     rows = sum(count for count, _ in by_bucket.values())
@@ -250,7 +246,12 @@ def compare(before: dict[str, TableFingerprint], after: dict[str, TableFingerpri
         elif new.rows != old.rows:
             differences.append(Difference(name, f"{old.rows} rows before, {new.rows} now ({new.rows - old.rows:+d})"))
         elif new.digest != old.digest:
-            changed = sum(1 for a, b in zip(old.buckets, new.buckets) if a != b) if old.buckets and new.buckets else 0
+            # same algorithm (checked above): as many buckets on both sides
+            changed = (
+                sum(1 for a, b in zip(old.buckets, new.buckets, strict=True) if a != b)
+                if old.buckets and new.buckets
+                else 0
+            )
             where = (
                 f" (in {changed} of {BUCKETS} row groups: at least {max(1, changed // 2)} rows differ)"
                 if changed

@@ -13,6 +13,7 @@ from functools import partial
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Query
 
 from .db import one
 
@@ -52,7 +53,7 @@ def terminate_sessions(admin: psycopg.Connection, dbname: str) -> None:
     )
 
 
-def while_alone(admin: psycopg.Connection, dbname: str, statement: sql.Composable, attempts: int = 20) -> None:
+def while_alone(admin: psycopg.Connection, dbname: str, statement: Query, attempts: int = 20) -> None:
     """Run a statement that needs ``dbname`` free of sessions, ending them first (bounded retries)."""
     for attempt in range(attempts):
         terminate_sessions(admin, dbname)

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from .convert.catalog import time_dimension
 from .convert.policies import paused_jobs
-from .db import display_name, is_hypertable, one
+from .db import display_name, is_hypertable, one, row
 from .plan import HypertablePlan
 
 
@@ -54,7 +54,9 @@ def hypertable_problems(conn: psycopg.Connection, schema: str, h: HypertablePlan
             f"{name} is a plain table, not a hypertable on {h.time_column} with {h.chunk_interval} chunks as planned: "
             + _convert_hint(schema, h)
         ]
-    column, interval = time_dimension(conn, schema, h.table)
+    dimension = time_dimension(conn, schema, h.table)
+    assert dimension is not None  # a hypertable always has its first dimension
+    column, interval = dimension
     problems = []
     if column != h.time_column:
         problems.append(
@@ -79,9 +81,7 @@ def chunk_problems(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> 
         return "", [f"{name} is not a hypertable, so it has no chunks: " + _convert_hint(schema, h)]
     table, col = sql.Identifier(schema, h.table), sql.Identifier(h.time_column)
     in_parent = one(conn, sql.SQL("SELECT count(*) FROM ONLY {}").format(table))
-    low, high, rows = conn.execute(
-        sql.SQL("SELECT min({c}), max({c}), count(*) FROM {t}").format(c=col, t=table)
-    ).fetchone()
+    low, high, rows = row(conn, sql.SQL("SELECT min({c}), max({c}), count(*) FROM {t}").format(c=col, t=table))
     chunks = conn.execute(
         """SELECT range_start, range_end FROM timescaledb_information.chunks
                               WHERE hypertable_schema = %s AND hypertable_name = %s ORDER BY range_start""",

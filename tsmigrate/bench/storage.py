@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import psycopg
 from psycopg import sql
 
-from ..db import display_name
+from ..db import display_name, row
 from ..plan import BenchmarkThresholds, HypertablePlan, Interval
 from ..timescale import ServerTimescale, server_timescaledb
 from .figures import BenchSkipped, Figure
@@ -60,7 +60,8 @@ class CompressionResult:
             "%",
             limit_percent,
             "higher",
-            f"{self.chunks} chunks, {self.before_bytes / 1e6:.1f} MB -> {self.after_bytes / 1e6:.1f} MB; {self.how}; {tables}",
+            f"{self.chunks} chunks, {self.before_bytes / 1e6:.1f} MB -> {self.after_bytes / 1e6:.1f} MB; "
+            f"{self.how}; {tables}",
             {"before_bytes": self.before_bytes, "after_bytes": self.after_bytes, "chunks": self.chunks},
         )
 
@@ -81,8 +82,9 @@ def measure_compression(
             continue
         regclass = display_name(schema, h.table)
         stats = conn.execute(
-            """SELECT coalesce(sum(before_compression_total_bytes), 0), coalesce(sum(after_compression_total_bytes), 0), count(*)
-                                  FROM chunk_compression_stats(%s::regclass) WHERE compression_status = 'Compressed'""",
+            """SELECT coalesce(sum(before_compression_total_bytes), 0),
+                      coalesce(sum(after_compression_total_bytes), 0), count(*)
+                 FROM chunk_compression_stats(%s::regclass) WHERE compression_status = 'Compressed'""",
             (regclass,),
         ).fetchone()
         if stats[2]:
@@ -118,11 +120,13 @@ def measure_compression(
                 sampled_chunks += 1
                 conn.execute("SELECT compress_chunk(%s::regclass)", (str(chunk),))
             if candidates:
-                b, a = conn.execute(
-                    """SELECT coalesce(sum(before_compression_total_bytes), 0), coalesce(sum(after_compression_total_bytes), 0)
-                                         FROM chunk_compression_stats(%s::regclass) WHERE compression_status = 'Compressed'""",
+                b, a = row(
+                    conn,
+                    """SELECT coalesce(sum(before_compression_total_bytes), 0),
+                              coalesce(sum(after_compression_total_bytes), 0)
+                         FROM chunk_compression_stats(%s::regclass) WHERE compression_status = 'Compressed'""",
                     (regclass,),
-                ).fetchone()
+                )
                 per_table[regclass] = (int(b), int(a), len(candidates))
     for b, a, n in per_table.values():
         before, after, chunks = before + b, after + a, chunks + n
@@ -357,11 +361,12 @@ def measured_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) ->
     name = display_name(schema, h.table)
     if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
         return None
-    rows, low, high = conn.execute(
+    rows, low, high = row(
+        conn,
         sql.SQL("SELECT count(*), min({c}), max({c}) FROM {t}").format(
             c=sql.Identifier(h.time_column), t=sql.Identifier(schema, h.table)
-        )
-    ).fetchone()
+        ),
+    )
     if not rows or high == low:
         return None
     if server_timescaledb(conn).installed_version is not None:

@@ -151,7 +151,7 @@ def count_row_differences(conn: psycopg.Connection, baseline: Baseline, old: Tab
             )
     if not gone and not new:
         return None  # the dump's rows match: the difference lies elsewhere, the row groups tell
-    shown = tuple(", ".join(f"{k}={v}" for k, v in zip(keys, row)) for row in examples)
+    shown = tuple(", ".join(f"{k}={v}" for k, v in zip(keys, example, strict=True)) for example in examples)
     return RowDifference(gone, new, shown)
 
 
@@ -197,7 +197,7 @@ def content_differences(
             if exact:
                 how = exact.describe()
             else:
-                changed = sum(1 for a, b in zip(old.buckets, new.buckets) if a != b)
+                changed = sum(1 for a, b in zip(old.buckets, new.buckets, strict=True) if a != b)
                 n = max(1, changed // 2)  # a changed row leaves its old group and joins another
                 how = (
                     f"at least {n} row{'s differ' if n != 1 else ' differs'} (in {changed} of {BUCKETS} row groups)"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Query
 
 from ..baseline import Baseline
 from ..db import display_name
@@ -26,6 +27,7 @@ from .user_schemas import NOT_USER_SCHEMA
 
 
 def _object_exists(conn: psycopg.Connection, obj) -> bool:
+    params: tuple[str, ...]
     if obj.kind == "EXTENSION":
         query, params = "SELECT 1 FROM pg_extension WHERE extname = %s", (obj.tag,)
     elif obj.kind in ("FUNCTION", "PROCEDURE"):
@@ -77,13 +79,14 @@ def missing_objects(conn: psycopg.Connection, baseline: Baseline) -> list[str]:
         )
     return [
         f"{obj.describe()} existed before the migration (in {path.name}) and is gone: run again "
-        f"the migration file that defines it, or restore it as it was: {first}{_restore_hint(obj, dump, conn.info.dbname)}"
+        "the migration file that defines it, or restore it as it was: "
+        f"{first}{_restore_hint(obj, dump, conn.info.dbname)}"
         for obj in baseline.objects()
         if not _object_exists(conn, obj)
     ]
 
 
-def _with_rollback(conn: psycopg.Connection, statement: sql.Composable, *, timeout: str) -> psycopg.Error | None:
+def _with_rollback(conn: psycopg.Connection, statement: Query, *, timeout: str) -> psycopg.Error | None:
     try:
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from ..db import display_name, one
+from ..db import display_name, one, row
 from .user_schemas import NOT_USER_SCHEMA
 
 
@@ -93,7 +93,7 @@ def foreign_key_orphans(conn: psycopg.Connection) -> list[str]:
         if fk.match_full:  # MATCH FULL: all NULL is fine, some NULL is a violation
             checked = sql.SQL("NOT ({})").format(sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(c) for c in child))
         join = sql.SQL(" AND ").join(
-            sql.SQL("p.{} = {}").format(sql.Identifier(r), c) for r, c in zip(fk.ref_columns, child)
+            sql.SQL("p.{} = {}").format(sql.Identifier(r), c) for r, c in zip(fk.ref_columns, child, strict=True)
         )
         query = sql.SQL("""SELECT {cols} FROM {child} c WHERE {checked}
                              AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {join})""").format(
@@ -106,17 +106,21 @@ def foreign_key_orphans(conn: psycopg.Connection) -> list[str]:
         count = one(conn, sql.SQL("SELECT count(*) FROM ({}) o").format(query))
         if count:
             examples = conn.execute(sql.SQL("{} LIMIT 3").format(query)).fetchall()
-            shown = "; ".join(", ".join(f"{c}={v}" for c, v in zip(fk.columns, row)) for row in examples)
+            shown = "; ".join(
+                ", ".join(f"{c}={v}" for c, v in zip(fk.columns, example, strict=True)) for example in examples
+            )
             problems.append(
                 f"foreign key {fk.describe()}: {count} row{'s' if count != 1 else ''} of "
-                f"{fk.schema}.{fk.table} {'point' if count != 1 else 'points'} at nothing (for example {shown}); restore the missing "
+                f"{fk.schema}.{fk.table} {'point' if count != 1 else 'points'} at nothing (for example {shown}); "
+                "restore the missing "
                 f"{fk.ref_schema}.{fk.ref_table} rows from the baseline backup or delete the orphans"
             )
     return problems
 
 
 def sequences_behind(conn: psycopg.Connection) -> list[str]:
-    """Sequences (owned by a column, or named in a column default) whose next value is not beyond the column's values."""
+    """Sequences (owned by a column, or named in a column default) whose next value is not beyond the column's
+    values."""
     rows = conn.execute(
         sql.SQL("""
         WITH used AS (
@@ -146,9 +150,9 @@ def sequences_behind(conn: psycopg.Connection) -> list[str]:
                 sql.SQL("max" if increment > 0 else "min"), sql.Identifier(column), sql.Identifier(schema, table)
             ),
         )
-        last, called = conn.execute(
-            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(seq_schema, seq))
-        ).fetchone()
+        last, called = row(
+            conn, sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(seq_schema, seq))
+        )
         next_value = last + increment if called else last
         if extreme is not None and (next_value <= extreme if increment > 0 else next_value >= extreme):
             seq_name, col_ref = display_name(seq_schema, seq), display_name(schema, table)
