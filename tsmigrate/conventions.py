@@ -112,9 +112,11 @@ def dbmate_name(file_name: str, text: str) -> Named | None:
 
 def dbmate_section(text: str) -> Section:
     up = DBMATE_UP.search(text)
+    assert up is not None  # the convention takes only files with the up marker (dbmate_name)
     down = DBMATE_DOWN.search(text)
     up_line = text.count("\n", 0, up.start()) + 1
-    options = dict(pair.split(":", 1) for pair in up["options"].split() if pair.count(":") == 1)
+    pairs = [pair.partition(":") for pair in up["options"].split() if pair.count(":") == 1]
+    options = {key: value for key, _, value in pairs}
     no_transaction = options.get("transaction", "").strip().lower() == "false"
     if down is not None and down.start() < up.start():
         down_line = text.count("\n", 0, down.start()) + 1

@@ -211,7 +211,7 @@ def _decrypt(source: Path, key: BackupKey, meta: dict, out_path: Path | None) ->
             f"{source} decrypts to something else than the backup recorded "
             f"(size {sink.size} vs {meta['size']}, sha256 differs)"
         )
-    if partial:
+    if partial and out_path:  # a partial file exists only where there is an out_path
         partial.rename(out_path)
 
 
@@ -281,6 +281,7 @@ def opened(directory: Path, manifest: dict, key: BackupKey | None, only: str | N
         yield directory
         return
     check_key(manifest, key, directory)
+    assert key is not None  # check_key refuses an encrypted backup without its key
     remove_stale_copies(directory.parent)
     _room_for(directory.parent, manifest, only)
     copy = Path(tempfile.mkdtemp(prefix=f".{directory.name}.plain-{os.getpid()}-", dir=directory.parent))

@@ -12,8 +12,9 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from psycopg import sql
 
@@ -175,8 +176,8 @@ class HypertablePlan:
 
     @property
     def order_items(self) -> tuple[OrderItem, ...]:
-        """compress_order_by, parsed (the plan refuses an item that does not parse)."""
-        return tuple(OrderItem.parse(text) for text in self.compress_order_by)
+        """compress_order_by, parsed (the plan refuses an item that does not parse: none is left out here)."""
+        return tuple(item for text in self.compress_order_by if (item := OrderItem.parse(text)) is not None)
 
     @property
     def wants_compression(self) -> bool:
@@ -370,8 +371,8 @@ def _hypertable(table: str, spec: Any, path: Path | str, problems: _Problems) ->
     for required in ("time_column", "chunk_interval"):
         if required not in spec:
             check(
-                lambda required=required: _fail(
-                    path, f"{where}.{required}", "missing; every hypertable needs time_column and chunk_interval"
+                partial(
+                    _fail, path, f"{where}.{required}", "missing; every hypertable needs time_column and chunk_interval"
                 )
             )
     time_column = (
@@ -472,6 +473,10 @@ def _dashboard_queries(value: Any, path: Path | str | None, where) -> Path | Non
     return file
 
 
+@overload
+def _boolean(section: dict, key: str, default: bool, path, label: str) -> bool: ...
+@overload
+def _boolean(section: dict, key: str, default: None, path, label: str) -> bool | None: ...
 def _boolean(section: dict, key: str, default: bool | None, path, label: str) -> bool | None:
     """``section[key]`` as true/false (``default`` when absent); ``label`` names the key in messages."""
     value = section.get(key, default)
@@ -503,10 +508,8 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
             "plan",
         )
     )
-    allow, fence = (
-        check(lambda key=key: _boolean(general, key, True, where, f"plan.{key}"), True)
-        for key in ("allow_apache_edition", "fence_application")
-    )
+    allow = check(lambda: _boolean(general, "allow_apache_edition", True, where, "plan.allow_apache_edition"), True)
+    fence = check(lambda: _boolean(general, "fence_application", True, where, "plan.fence_application"), True)
 
     tables = check(lambda: _section(data, "hypertables", where), {})
     hypertables = tuple(h for h in (_hypertable(name, spec, where, problems) for name, spec in tables.items()) if h)
@@ -527,12 +530,15 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
         )
     )
     defaults = BenchmarkThresholds()
+
+    def threshold(key: str) -> float:
+        return check(
+            lambda: _number(bench.get(key, getattr(defaults, key)), where, f"benchmarks.{key}"), getattr(defaults, key)
+        )
+
     thresholds = BenchmarkThresholds(
         **{
-            key: check(
-                lambda key=key: _number(bench.get(key, getattr(defaults, key)), where, f"benchmarks.{key}"),
-                getattr(defaults, key),
-            )
+            key: threshold(key)
             for key in (
                 "min_insert_rows_per_second",
                 "max_dashboard_query_ms",
