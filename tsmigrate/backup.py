@@ -111,7 +111,7 @@ def _database_facts(conn: psycopg.Connection) -> dict:
                pg_database_size(d.oid), current_setting('server_version'), current_setting('server_version_num')::int,
                array(SELECT unnest(s.setconfig) FROM pg_db_role_setting s
                       WHERE s.setdatabase = d.oid AND s.setrole = 0),
-               array(SELECT format('%s %s',
+               array(SELECT format('%%s %%s',
                                    CASE WHEN a.grantee = 0 THEN 'PUBLIC'
                                         ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
                                    a.privilege_type)

@@ -48,6 +48,7 @@ class MigrationFile:
 
     def __post_init__(self) -> None:
         if self.kind == VERSIONED and not self.version_key:
+            assert self.version is not None  # every convention reads a version from a versioned file's name
             object.__setattr__(self, "version_key", (int(self.version),))
 
     @property
@@ -72,7 +73,10 @@ class MigrationFile:
     @property
     def step_id(self) -> str:
         """The ledger's key: the version as written, or a repeatable file's name without .sql."""
-        return self.path.stem if self.repeatable else self.version
+        if self.repeatable:
+            return self.path.stem
+        assert self.version is not None  # only a repeatable file has none
+        return self.version
 
     @property
     def sort_key(self) -> tuple:
@@ -150,7 +154,9 @@ def discover(directory: Path) -> tuple[list[MigrationFile], list[NamingProblem]]
                     section.first_line,
                     convention.name,
                     c.named.kind,
-                    convention.version_key(c.named.version) if c.named.kind == VERSIONED else (),
+                    convention.version_key(c.named.version)
+                    if c.named.kind == VERSIONED and c.named.version is not None
+                    else (),
                     section.no_transaction,
                 )
             )
@@ -181,7 +187,8 @@ def _mixed(candidate: _Candidate, convention: Convention, candidates: list[_Cand
 
 def _duplicates(files: list[MigrationFile]) -> list[NamingProblem]:
     """Files whose version (Flyway: 1.0 is 1) or repeatable description an earlier file has already."""
-    problems, seen = [], {}
+    problems: list[NamingProblem] = []
+    seen: dict[tuple, MigrationFile] = {}
     for f in files:
         # Flyway reads '_' in a description as a space: R__a_b.sql and 'R__a b.sql' describe the same.
         key = (f.kind, f.name.replace("_", " ") if f.repeatable else f.version_key)
@@ -210,7 +217,7 @@ def version_gaps(files: list[MigrationFile]) -> list[tuple[int, int]]:
     (20240101120000) leave gaps by design.
     """
     versioned = [f for f in files if not f.repeatable]
-    if any(len(f.version_key) != 1 or len(f.version.lstrip("0")) >= DATED_VERSION_DIGITS for f in versioned):
+    if any(len(f.version_key) != 1 or len((f.version or "").lstrip("0")) >= DATED_VERSION_DIGITS for f in versioned):
         return []
     numbers = sorted({f.version_key[0] for f in versioned})
     return [(a, b) for a, b in itertools.pairwise(numbers) if b - a > 1]
@@ -228,7 +235,9 @@ class Statement:
 
 
 def line_at(text: str | bytes, offset: int) -> int:
-    return text.count(b"\n" if isinstance(text, bytes) else "\n", 0, offset) + 1
+    if isinstance(text, bytes):
+        return text.count(b"\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1
 
 
 def split_statements(sql_text: str) -> list[Statement]:
@@ -362,7 +371,10 @@ def execute_file(conn: psycopg.Connection, migration: MigrationFile, *, label: s
     Raises :class:`MigrationError` for the first statement that fails.
     """
     result = StepResult(label or migration.label)
-    handler = lambda diag: result.notices.append(f"{diag.severity}: {diag.message_primary}")
+
+    def handler(diag: psycopg.errors.Diagnostic) -> None:
+        result.notices.append(f"{diag.severity}: {diag.message_primary}")
+
     conn.add_notice_handler(handler)
     started = time.monotonic()
     try:
