@@ -82,7 +82,7 @@ def other_sessions(conn: psycopg.Connection) -> list[Session]:
 
 def _counters(conn: psycopg.Connection) -> tuple[dict[str, int], dict[str, int]]:
     conn.execute("SELECT pg_stat_clear_snapshot()")
-    tables = dict(
+    tables: dict[str, int] = dict(
         conn.execute(
             """
         SELECT schemaname || '.' || relname, n_tup_ins + n_tup_upd + n_tup_del
@@ -92,7 +92,7 @@ def _counters(conn: psycopg.Connection) -> tuple[dict[str, int], dict[str, int]]
     )
     # pg_sequences shows last_value only where the role may read the sequence (NULL elsewhere: never "moved");
     # a has_sequence_privilege() by name would fail on a schema the role may not use.
-    sequences = dict(
+    sequences: dict[str, int] = dict(
         conn.execute(
             """
         SELECT schemaname || '.' || sequencename, coalesce(last_value, 0)

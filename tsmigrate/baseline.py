@@ -193,9 +193,11 @@ class Baseline:
             return
         args = [tool("pg_restore"), "--data-only", "-n", schema, "-t", table, "-f", "-", str(self.dump_dir())]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert proc.stdout is not None  # stdout=PIPE
+        stdout = proc.stdout
         try:
             encoding, columns = "UTF8", None
-            for raw in proc.stdout:
+            for raw in stdout:
                 line = raw.decode("utf-8", errors="replace")
                 if line.startswith("SET client_encoding") and "'" in line:
                     encoding = line.split("'")[1]
@@ -208,7 +210,7 @@ class Baseline:
                 return
 
             def rows() -> Iterator[bytes]:
-                for raw in proc.stdout:
+                for raw in stdout:
                     if raw == b"\\.\n":
                         return
                     yield raw
@@ -217,7 +219,7 @@ class Baseline:
         finally:
             if proc.poll() is None:
                 proc.kill()
-            proc.stdout.close()
+            stdout.close()
             proc.wait()
 
 

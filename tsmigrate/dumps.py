@@ -79,7 +79,8 @@ def run_with_progress(
     The child ends with the run: killed if the run is interrupted, and by the kernel if the run dies.
     """
     started = last = time.monotonic()
-    done, chunks_done, tail = 0, 0, []
+    done, chunks_done = 0, 0
+    tail: list[str] = []
     proc = subprocess.Popen(
         args,
         env=env,
@@ -95,6 +96,7 @@ def run_with_progress(
     def told() -> str:
         return f"{done} of {total} tables" + (f", {chunks_done} of {chunks} chunks" if chunks else "")
 
+    assert proc.stderr is not None  # stderr=PIPE
     try:
         for line in proc.stderr:
             tail = ([*tail, line.rstrip()])[-20:]
@@ -118,7 +120,7 @@ def run_with_progress(
     if proc.returncode != 0:
         raise BackupError(
             f"{what} failed (exit {proc.returncode}):\n  "
-            + "\n  ".join(redact(l, (env.get("PGPASSWORD", ""),)) for l in tail if l)
+            + "\n  ".join(redact(line, (env.get("PGPASSWORD", ""),)) for line in tail if line)
         )
     log.info("%s: %s in %.1f s", what, told(), time.monotonic() - started)
 
@@ -248,8 +250,8 @@ def load_dump(
                 filled = [] if superuser else timescaledb_catalog_rows(dump_dir)
                 if filled:
                     raise BackupError(
-                        f"the backup of {manifest.get('database')} holds TimescaleDB catalog rows ({', '.join(filled)}: "
-                        "hypertables, chunks or jobs) that only a superuser may restore; restore it as a superuser "
+                        f"the backup of {manifest.get('database')} holds TimescaleDB catalog rows "
+                        f"({', '.join(filled)}: hypertables, chunks or jobs) that only a superuser may restore; restore it as a superuser "
                         "(README: Backups and restore)"
                     )
                 conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
@@ -282,5 +284,5 @@ def load_dump(
     with new_target.connect() as conn:
         if ts_version and superuser:
             conn.execute("SELECT timescaledb_post_restore()")
-        for statement in database_properties(manifest, new_target.dbname):
+        for statement in database_properties(manifest, conn.info.dbname):
             conn.execute(statement)

@@ -48,7 +48,8 @@ class RestoreOutcome:
             return ""
         return (
             f"; it is owned by {self.owner} (it was {self.original_owner}'s, and {self.owner} may not create "
-            f"a database for that role): hand it back as a superuser with {hand_over(self.database, self.original_owner)}"
+            "a database for that role): hand it back as a superuser with "
+            f"{hand_over(self.database, self.original_owner)}"
         )
 
     @property
@@ -172,7 +173,11 @@ def _load_and_prove(backup: Backup, new_target: Target, jobs: int) -> None:
     with new_target.connect() as conn:
         differences = compare(
             backup.fingerprints,
-            fingerprint_database(conn, [tuple(k.split(".", 1)) for k in backup.fingerprints], like=backup.fingerprints),
+            fingerprint_database(
+                conn,
+                [(schema, table) for schema, _, table in (k.partition(".") for k in backup.fingerprints)],
+                like=backup.fingerprints,
+            ),
         )
     if differences:
         raise BackupError(

@@ -78,8 +78,8 @@ def build_legacy_database(
     Refuses to touch an existing database unless ``replace_existing`` is given.
     """
     scale.validate()
-    if scale.end_time is None:
-        scale = replace(scale, end_time=datetime.now(UTC).replace(second=0, microsecond=0))
+    end_time = scale.end_time if scale.end_time is not None else datetime.now(UTC).replace(second=0, microsecond=0)
+    scale = replace(scale, end_time=end_time)
     with psycopg.connect(admin_conninfo, autocommit=True) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         if exists and not replace_existing:
@@ -98,7 +98,7 @@ def build_legacy_database(
             "metric_interval_s": scale.metric_interval_s,
             "null_time_fraction": scale.null_time_fraction,
             "random_seed": scale.random_seed,
-            "end_time": scale.end_time.isoformat(),
+            "end_time": end_time.isoformat(),
         }
         for name, value in settings.items():
             conn.execute("SELECT set_config(%s, %s, true)", (f"ms5_seed.{name}", str(value)))

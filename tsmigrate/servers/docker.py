@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from . import ServerInfo, ServerStartError, wait_until_ready
+
+if TYPE_CHECKING:  # imported where a container starts: testcontainers is needed only there
+    from testcontainers.community.postgres import PostgresContainer
 
 # Pinned: the same TimescaleDB and PostgreSQL majors as the MS5.0 target image.
 TIMESCALEDB_IMAGE = "timescale/timescaledb:2.19.3-pg15"
@@ -32,7 +36,7 @@ class DockerServer:
         self.ready_timeout = ready_timeout
         # Server settings as `postgres -c` options (timescaledb.license = apache, say).
         self.settings = {"timescaledb.telemetry_level": "off", "fsync": "off", **(settings or {})}
-        self._container = None
+        self._container: PostgresContainer | None = None
         self.info: ServerInfo | None = None
 
     def start(self) -> ServerInfo:
