@@ -251,8 +251,8 @@ def load_dump(
                 if filled:
                     raise BackupError(
                         f"the backup of {manifest.get('database')} holds TimescaleDB catalog rows "
-                        f"({', '.join(filled)}: hypertables, chunks or jobs) that only a superuser may restore; restore it as a superuser "
-                        "(README: Backups and restore)"
+                        f"({', '.join(filled)}: hypertables, chunks or jobs) that only a superuser may restore; "
+                        "restore it as a superuser (README: Backups and restore)"
                     )
                 conn.execute(sql.SQL("CREATE EXTENSION timescaledb VERSION {}").format(sql.Literal(ts_version)))
                 if superuser:
