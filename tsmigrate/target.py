@@ -39,9 +39,14 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return text
 
 
+def conninfo_params(conninfo: str) -> dict[str, str]:
+    """A conninfo's parameters (libpq's parser gives every value as text). Raises psycopg.ProgrammingError."""
+    return {key: str(value) for key, value in conninfo_to_dict(conninfo).items() if value is not None}
+
+
 def password_of(conninfo: str) -> str | None:
     try:
-        return conninfo_to_dict(conninfo).get("password") or None
+        return conninfo_params(conninfo).get("password") or None
     except psycopg.ProgrammingError:
         return None
 
@@ -64,7 +69,7 @@ class Target:
     def params(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
         """Connection parameters as libpq will see them (DSN first, then environment)."""
         env = os.environ if env is None else env
-        params = {k: str(v) for k, v in conninfo_to_dict(self.conninfo).items()}
+        params = conninfo_params(self.conninfo)
         for key, var in (
             ("host", "PGHOST"),
             ("port", "PGPORT"),
@@ -92,15 +97,15 @@ class Target:
         return self.params().get("dbname")
 
     def with_dbname(self, dbname: str) -> Target:
-        params = conninfo_to_dict(self.conninfo)
+        params = conninfo_params(self.conninfo)
         params["dbname"] = dbname
-        return Target(psycopg.conninfo.make_conninfo(**params), f"{self.source} (database {dbname})")
+        return Target(psycopg.conninfo.make_conninfo("", **params), f"{self.source} (database {dbname})")
 
     def for_client_programs(self) -> tuple[str, dict[str, str]]:
         """A conninfo without its password for a command line (ps shows it), and an environment carrying it and
         the run's session settings (PGOPTIONS; in the conninfo too when the DSN has options of its own, since
         libpq then ignores PGOPTIONS)."""
-        params = conninfo_to_dict(self.conninfo) if self.conninfo else {}
+        params = conninfo_params(self.conninfo) if self.conninfo else {}
         password = params.pop("password", None)
         env = dict(os.environ)
         if password:
@@ -108,12 +113,12 @@ class Target:
         env["PGOPTIONS"] = merge_options(env.get("PGOPTIONS"), run_session_options())
         if params.get("options"):
             params["options"] = merge_options(params["options"], run_session_options())
-        return (psycopg.conninfo.make_conninfo(**params) if params else ""), env
+        return (psycopg.conninfo.make_conninfo("", **params) if params else ""), env
 
     def session_options(self, own: str | None = None) -> str:
         """The ``options`` a connection of the run sends: the DSN's (else PGOPTIONS), then the run's session
         settings (statement and lock timeouts off, see tsmigrate.session), then the caller's ``own``."""
-        given = conninfo_to_dict(self.conninfo).get("options") if self.conninfo else None
+        given = conninfo_params(self.conninfo).get("options") if self.conninfo else None
         return merge_options(given or os.environ.get("PGOPTIONS"), run_session_options(), own)
 
     def connect(self, *, autocommit: bool = True, options: str | None = None, **kwargs) -> psycopg.Connection:
