@@ -48,7 +48,8 @@ class ServerInfo:
 
 
 def timescale_of(info: ServerInfo) -> ServerTimescale:
-    """The TimescaleDB the server offers, edition included (from its license setting), asked in its postgres database."""
+    """The TimescaleDB the server offers, edition included (from its license setting), asked in its postgres
+    database."""
     with psycopg.connect(info.conninfo(), autocommit=True, connect_timeout=10) as conn:
         return server_timescaledb(conn)
 

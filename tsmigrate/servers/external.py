@@ -16,7 +16,8 @@ from . import ServerInfo, ServerStartError, wait_until_ready
 
 
 class ExternalServer:
-    """``with ExternalServer(dsn, source="TSMIGRATE_TEST_DSN") as info: ...``; ``source`` names where the DSN came from."""
+    """``with ExternalServer(dsn, source="TSMIGRATE_TEST_DSN") as info: ...``; ``source`` names where the DSN came
+    from."""
 
     def __init__(self, dsn: str, *, source: str, ready_timeout: float = 60.0):
         self.dsn = dsn

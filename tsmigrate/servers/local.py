@@ -102,23 +102,30 @@ class LocalCluster:
 
     # -- paths -------------------------------------------------------------------------
     @property
+    def base_dir(self) -> Path:
+        """The cluster's own directory, made when it starts."""
+        if self.base is None:
+            raise ServerStartError("the local cluster has no directory before it starts")
+        return self.base
+
+    @property
     def data_dir(self) -> Path:
-        return self.base / "data"
+        return self.base_dir / "data"
 
     @property
     def socket_dir(self) -> Path:
-        return self.base / "socket"
+        return self.base_dir / "socket"
 
     @property
     def log_file(self) -> Path:
-        return self.base / "postgresql.log"
+        return self.base_dir / "postgresql.log"
 
     def _log_tail(self, lines: int = 15) -> str:
         try:
             tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
         except OSError:
             return f"(no server log at {self.log_file})"
-        return f"last lines of the server log {self.log_file}:\n" + "\n".join("  " + l for l in tail)
+        return f"last lines of the server log {self.log_file}:\n" + "\n".join("  " + line for line in tail)
 
     # -- process helpers -------------------------------------------------------------------
     def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -224,7 +231,7 @@ class LocalCluster:
     def _initdb(self) -> str:
         """A new data directory; returns the password of its superuser."""
         password = secrets.token_urlsafe(18)
-        pwfile = self.base / "pwfile"
+        pwfile = self.base_dir / "pwfile"
         pwfile.write_text(password + "\n")
         pwfile.chmod(0o600)
         if self.run_as:
@@ -251,7 +258,7 @@ class LocalCluster:
         """The primary's data directory, copied through its replication protocol and set to follow it
         (standby.signal, primary_conninfo); returns the superuser's password, the primary's."""
         primary = self.standby_of
-        if primary.info is None or primary.base is None:
+        if primary is None or primary.info is None or primary.base is None:
             raise ServerStartError("the primary of a standby must be running first")
         self._run(
             str(self._bindir / "pg_basebackup"),
