@@ -14,13 +14,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from ..db import display_name
+from ..db import display_name, one
 from ..timescale import server_timescaledb
-from .dashboard_queries import DashboardQuery
+from .dashboard_queries import DashboardQuery, Window
 from .figures import BenchSkipped, Figure
 
 
@@ -54,9 +55,10 @@ class QueryResult:
 
     def exclusion_failure(self) -> str | None:
         """What is wrong when the plan touched chunks outside the query's time window (None when it did not)."""
-        if self.chunks_total is None or self.window is None or self.chunks_scanned <= self.chunks_in_window:
-            return None
         window = self.query.window
+        scanned, in_window = self.chunks_scanned, self.chunks_in_window
+        if self.chunks_total is None or window is None or scanned is None or in_window is None or scanned <= in_window:
+            return None
         return (
             f"{self.query.title}: the plan touched {self.chunks_scanned} chunks of {window.relation} but only "
             f"{self.chunks_in_window} overlap its time window: chunk exclusion does not work for this query "
@@ -65,9 +67,10 @@ class QueryResult:
         )
 
     def remedy(self) -> str:
-        if self.exclusion_failure():
+        window = self.query.window
+        if window is not None and self.exclusion_failure():
             return (
-                f"write the condition on {self.query.window.column} in {self.query.source} as a plain comparison "
+                f"write the condition on {window.column} in {self.query.source} as a plain comparison "
                 "with constants or parameters, so that TimescaleDB leaves out the chunks outside the window."
             )
         return (
@@ -115,16 +118,16 @@ def _plan_relations(node: dict) -> set[str]:
     return found
 
 
-def _window_relation(conn: psycopg.Connection, query: DashboardQuery) -> tuple[str, str]:
+def _window_relation(conn: psycopg.Connection, query: DashboardQuery, window: Window) -> tuple[str, str]:
     """(schema, table) of the query's window, as the search_path finds it; skips when there is none."""
     found = conn.execute(
         """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                              WHERE c.oid = to_regclass(%s)""",
-        (query.window.relation,),
+        (window.relation,),
     ).fetchone()
     if found is None:
-        raise BenchSkipped(f"{query.title}: {query.window.relation} does not exist in this database ({query.source})")
-    return found
+        raise BenchSkipped(f"{query.title}: {window.relation} does not exist in this database ({query.source})")
+    return found[0], found[1]
 
 
 def run_dashboard_query(
@@ -136,7 +139,8 @@ def run_dashboard_query(
     """
     statement = sql.SQL(query.sql)
     params: dict = {}
-    window = chunk_rows = None
+    window: tuple[Any, Any] | None = None  # (lo, hi)
+    chunk_rows: list[tuple[Any, ...]] | None = None
     samples = []
     with conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
@@ -145,12 +149,13 @@ def run_dashboard_query(
             (schema,),
         )
         if query.window:
-            rel_schema, rel_name = _window_relation(conn, query)
-            hi = conn.execute(
+            rel_schema, rel_name = _window_relation(conn, query, query.window)
+            hi = one(
+                conn,
                 sql.SQL("SELECT max({}) FROM {}").format(
                     sql.Identifier(query.window.column), sql.Identifier(rel_schema, rel_name)
-                )
-            ).fetchone()[0]
+                ),
+            )
             if hi is None:
                 raise BenchSkipped(f"{query.title}: {display_name(rel_schema, rel_name)} is empty")
             window = (hi - timedelta(seconds=query.window.interval.seconds), hi)
@@ -173,16 +178,18 @@ def run_dashboard_query(
                 rows = len(cur.execute(statement, params).fetchall())
                 samples.append((time.perf_counter() - started) * 1000)
         with psycopg.ClientCursor(conn) as cur:  # literal values: the plan shows them
-            explain_json = cur.execute(
-                sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), params
-            ).fetchone()[0]
+            explained = cur.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), params).fetchone()
+            assert explained is not None  # EXPLAIN returns the plan as one row
+            explain_json = explained[0]
             plan_text = "\n".join(
                 r[0] for r in cur.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) {}").format(statement), params).fetchall()
             )
     if isinstance(explain_json, str):
         explain_json = json.loads(explain_json)
-    chunks_total = chunks_in_window = chunks_scanned = None
-    if chunk_rows:
+    chunks_total: int | None = None
+    chunks_in_window: int | None = None
+    chunks_scanned: int | None = None
+    if chunk_rows and window is not None:  # chunk rows are read only for a window
         chunks_total = len(chunk_rows)
         scanned = _plan_relations(explain_json[0]["Plan"])
         chunks_scanned = sum(1 for name, _, _ in chunk_rows if name in scanned)

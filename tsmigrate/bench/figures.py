@@ -45,8 +45,8 @@ class Figure:
         verdict = "PASS" if self.passed else "FAIL"
         return (
             f"{self.name}: {fmt(self.value)} {self.unit}, limit {bound} {fmt(self.limit)} {self.unit} "
-            f"(ratio {self.ratio:.3g}, {fmt_margin(self.margin)} {'better' if self.passed else 'worse'} than the limit): "
-            f"{verdict}" + (f"; {self.details}" if self.details else "")
+            f"(ratio {self.ratio:.3g}, {fmt_margin(self.margin)} {'better' if self.passed else 'worse'} than the "
+            f"limit): {verdict}" + (f"; {self.details}" if self.details else "")
         )
 
     def to_dict(self) -> dict:

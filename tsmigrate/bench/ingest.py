@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from ..db import display_name, insertable_columns
+from ..db import display_name, insertable_columns, one
 from ..fingerprint import serial_column
 from .figures import BenchSkipped, Figure
 
@@ -73,9 +73,7 @@ def _sample(
     ).fetchall()
     if not sample:
         raise BenchSkipped(f"{display_name(schema, table)} is empty: no rows to model the inserts on")
-    lowest = conn.execute(
-        sql.SQL("SELECT least(coalesce(min({}), 0), 0) FROM {}").format(sql.Identifier(key), ident)
-    ).fetchone()[0]
+    lowest = one(conn, sql.SQL("SELECT least(coalesce(min({}), 0), 0) FROM {}").format(sql.Identifier(key), ident))
     k = columns.index(key)
     out = []
     for i in range(rows):

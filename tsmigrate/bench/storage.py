@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import psycopg
 from psycopg import sql
 
-from ..db import display_name, row
+from ..db import display_name, one, row
 from ..plan import BenchmarkThresholds, HypertablePlan, Interval
 from ..timescale import ServerTimescale, server_timescaledb
 from .figures import BenchSkipped, Figure
@@ -43,7 +43,7 @@ class CompressionResult:
     def remedy(self) -> str:
         """What to change when the ratio is below target, naming the table that compressed least."""
         ratios = {t: (1 - a / b) * 100 for t, (b, a, _) in self.per_table.items() if b}
-        worst = min(ratios, key=ratios.get) if ratios else None
+        worst = min(ratios, key=lambda table: ratios[table]) if ratios else None
         table = worst.rsplit(".", 1)[-1] if worst else "<table>"
         return (
             (f"{worst} compressed least ({ratios[worst]:.0f}%). " if worst else "")
@@ -81,12 +81,13 @@ def measure_compression(
         if not h.wants_compression:
             continue
         regclass = display_name(schema, h.table)
-        stats = conn.execute(
+        stats = row(
+            conn,
             """SELECT coalesce(sum(before_compression_total_bytes), 0),
                       coalesce(sum(after_compression_total_bytes), 0), count(*)
                  FROM chunk_compression_stats(%s::regclass) WHERE compression_status = 'Compressed'""",
             (regclass,),
-        ).fetchone()
+        )
         if stats[2]:
             per_table[regclass] = (int(stats[0]), int(stats[1]), int(stats[2]))
             continue
@@ -114,9 +115,7 @@ def measure_compression(
                     ).fetchall()
                 ]
             for chunk in candidates:
-                sampled_rows += conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(str(chunk)))).fetchone()[
-                    0
-                ]
+                sampled_rows += one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(str(chunk))))
                 sampled_chunks += 1
                 conn.execute("SELECT compress_chunk(%s::regclass)", (str(chunk),))
             if candidates:
@@ -326,8 +325,8 @@ def _setting_for(
             return {}
         # fresh + (kept - fresh) * left <= allowed
         fresh = max(HOUR, (allowed - kept * left) / (1 - left)) if left < 1 else HOUR
-        setting = _interval_at_most(fresh)
-        return {"compress_after": setting} if setting.seconds < fresh_now * DAY else {}
+        compress_after = _interval_at_most(fresh)
+        return {"compress_after": compress_after} if compress_after.seconds < fresh_now * DAY else {}
     # drop_after: the fresh days as they are, then (compressed, if at all) up to the days kept
     days = fresh_now + (allowed - fresh_now) / left if fresh_now is not None and allowed > fresh_now else allowed
     setting = {"drop_after": _interval_at_most(max(days, 1.0))}  # a day of history at the least
@@ -359,7 +358,7 @@ def measured_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) ->
     """A table's growth as it is stored now: its size (a hypertable's with its chunks and indexes) over the time
     its data spans. None when the table does not exist or its data spans no time."""
     name = display_name(schema, h.table)
-    if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:
+    if one(conn, "SELECT to_regclass(%s)", (name,)) is None:
         return None
     rows, low, high = row(
         conn,
@@ -370,11 +369,11 @@ def measured_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) ->
     if not rows or high == low:
         return None
     if server_timescaledb(conn).installed_version is not None:
-        size = conn.execute(
-            "SELECT coalesce(hypertable_size(%s::regclass), pg_total_relation_size(%s::regclass))", (name, name)
-        ).fetchone()[0]
+        size = one(
+            conn, "SELECT coalesce(hypertable_size(%s::regclass), pg_total_relation_size(%s::regclass))", (name, name)
+        )
     else:
-        size = conn.execute("SELECT pg_total_relation_size(%s::regclass)", (name,)).fetchone()[0]
+        size = one(conn, "SELECT pg_total_relation_size(%s::regclass)", (name,))
     days = (high - low).total_seconds() / DAY
     return Growth(name, size / days, rows / days, f"{rows:,} rows over {days:.1f} days, {size / 1e6:,.1f} MB")
 
