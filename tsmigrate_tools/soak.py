@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 outcomes.append({**outcome, "expected": " or ".join(expected), "ok": ok})
                 failures += not ok
                 _say(
-                    f"run {i}/{args.runs}: {outcome['verdict']} (exit {outcome['exit']}) in {outcome['seconds']:.1f} s; "
+                    f"run {i}/{args.runs}: {outcome['verdict']} (exit {outcome['exit']}) "
+                    f"in {outcome['seconds']:.1f} s; "
                     f"writer: {outcome['writer']}; committed rows missing at the end: {outcome['missing']}; "
                     f"role may log in afterwards: {outcome['role_can_login_after']} -> {'ok' if ok else 'NOT OK'}"
                 )
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(outcomes, indent=2))
     _say(
-        f"soak: {args.runs} runs, {args.runs - failures} as expected ({' or '.join(expected)}, nothing lost), {failures} not"
+        f"soak: {args.runs} runs, {args.runs - failures} as expected ({' or '.join(expected)}, nothing lost), "
+        f"{failures} not"
     )
     return 0 if failures == 0 else 1
 

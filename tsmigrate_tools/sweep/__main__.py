@@ -1,5 +1,6 @@
 """The kill sweep's command line: ``python -m tsmigrate_tools.sweep [--points N] [--scale tiny|demo|site]
-[--server local] [--keep-going] [--writer] [--online]``; exit 0 when every point passed, 1 otherwise, 2 for a usage error."""
+[--server local] [--keep-going] [--writer] [--online]``; exit 0 when every point passed, 1 otherwise, 2 for a usage
+error."""
 
 from __future__ import annotations
 

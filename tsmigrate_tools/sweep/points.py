@@ -12,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
@@ -27,6 +28,10 @@ from tsmigrate.timescale import installed_timescaledb
 from tsmigrate_tools.appsim import TelemetryWriter
 
 from .killed_run import started_steps, what_it_was_doing
+
+if TYPE_CHECKING:
+    from tsmigrate.servers.docker import DockerServer
+    from tsmigrate.servers.local import LocalCluster
 from .leftovers import leftovers_after_grace
 from .runs import KILLED_WAIT, LOG_LINE, PROJECT, RunFiles, kill_group, run_to_end, start_run, tail
 
@@ -80,13 +85,20 @@ class Sweep:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.server = None
+        self.server: LocalCluster | DockerServer | None = None
         self.info: ServerInfo | None = None
         self.work = Path(tempfile.mkdtemp(prefix="tsmigrate-sweep-"))
         self.legacy: dict[str, TableFingerprint] = {}
         self.duration = 0.0
         self.current: subprocess.Popen | None = None
         self.migrations: Path | None = None  # --online: a copy of the project's with every table online
+
+    @property
+    def started(self) -> ServerInfo:
+        """The throwaway server, once set_up has started it."""
+        if self.info is None:
+            raise SweepError("the sweep's server is not started yet (set_up first)")
+        return self.info
 
     # Every run we start is in its own process group: on the way out, nothing of ours stays.
     def close(self) -> None:
@@ -150,8 +162,8 @@ class Sweep:
 
     def measure(self) -> None:
         """Legacy fingerprints on a copy, then one uninterrupted full run on it: T, and it must succeed."""
-        with ScratchDatabase(self.info.conninfo(), CLONE_PREFIX + "measure", template=TEMPLATE) as name:
-            dsn = self.info.conninfo(name)
+        with ScratchDatabase(self.started.conninfo(), CLONE_PREFIX + "measure", template=TEMPLATE) as name:
+            dsn = self.started.conninfo(name)
             with psycopg.connect(dsn, autocommit=True) as conn:
                 self.legacy = fingerprint_database(conn)
             rows = sum(fp.rows for fp in self.legacy.values())
@@ -165,7 +177,7 @@ class Sweep:
             verdict = files.verdict()
             if code is None or verdict != "SUCCESS" or code != 0:
                 how = "did not end in time and was killed" if code is None else f"ended {verdict} (exit {code})"
-                last = "\n".join("    " + l for l in tail(files.stdout, 12))
+                last = "\n".join("    " + line for line in tail(files.stdout, 12))
                 raise SweepError(
                     f"the uninterrupted full run {how} after {seconds:.1f} s: no kill point can be "
                     f"judged against it. Its last lines:\n{last}"
@@ -192,14 +204,14 @@ class Sweep:
         root.mkdir()
         backups = root / "backups"
         words = [f"point {i:>{width + 1}}/{n}"]
-        with ScratchDatabase(self.info.conninfo(), name, template=TEMPLATE):
-            dsn = self.info.conninfo(name)
+        with ScratchDatabase(self.started.conninfo(), name, template=TEMPLATE):
+            dsn = self.started.conninfo(name)
             killed_files = RunFiles(root, "killed")
 
             writer = None
             if self.args.writer:
                 writer = TelemetryWriter(
-                    psycopg.conninfo.make_conninfo(dsn, user=APP_ROLE, password=self.info.password),
+                    psycopg.conninfo.make_conninfo(dsn, user=APP_ROLE, password=self.started.password),
                     marker=WRITER_MARKER,
                 )
                 writer.start()
@@ -218,7 +230,7 @@ class Sweep:
                 except subprocess.TimeoutExpired:
                     point.unreaped = True
                     point.details.append(f"the killed run was not reaped within {KILLED_WAIT:.0f} s")
-                left = leftovers_after_grace(name, proc.pid, self.info.password)
+                left = leftovers_after_grace(name, proc.pid, self.started.password)
                 doing = what_it_was_doing(killed_files, started_steps(dsn), killed_wall)
                 words.append(f"kill at {killed_after:5.1f} s ({doing})")
             else:
@@ -251,12 +263,12 @@ class Sweep:
                         f"failed tests {record.get('failed_tests')}"
                     )
                 point.details.append("rerun's last lines:")
-                point.details.extend("  " + l for l in tail(rerun_files.stdout, 10))
+                point.details.extend("  " + line for line in tail(rerun_files.stdout, 10))
                 log_tail = tail(rerun_files.log, 3)
                 if log_tail:
                     point.details.append("rerun's last log lines:")
                     point.details.extend(
-                        "  " + (m["message"] if (m := LOG_LINE.match(l.strip())) else l) for l in log_tail
+                        "  " + (m["message"] if (m := LOG_LINE.match(line.strip())) else line) for line in log_tail
                     )
 
             # 3. the application's rows, all there; then the data, as the legacy database had it
@@ -284,13 +296,13 @@ class Sweep:
 
             # 4. nothing of the killed run outlived it
             if left:
-                words.append(f"CHILD LEFT ({', '.join(f'{l.program} pid {l.pid}' for l in left)})")
-                point.details.extend(f"left after the kill: pid {l.pid}: {l.command}" for l in left)
+                words.append(f"CHILD LEFT ({', '.join(f'{child.program} pid {child.pid}' for child in left)})")
+                point.details.extend(f"left after the kill: pid {child.pid}: {child.command}" for child in left)
             else:
                 words.append("no child left")
 
             # 5. no scratch copy a killed rehearsal made outlived the rerun
-            with psycopg.connect(self.info.conninfo(), autocommit=True) as admin:
+            with psycopg.connect(self.started.conninfo(), autocommit=True) as admin:
                 scratch = [
                     r[0]
                     for r in admin.execute(

@@ -26,7 +26,7 @@ def tail(path: Path, lines: int = 8) -> list[str]:
         text = path.read_text(errors="replace")
     except OSError:
         return []
-    return [l for l in text.splitlines() if l.strip()][-lines:]
+    return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
 @dataclass
@@ -87,8 +87,7 @@ def start_run(dsn: str, files: RunFiles, backups: Path, migrations: Path | None 
         LOG_FORMAT,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # a killed run's last words reach its stdout file
-    out = open(files.stdout, "wb")
-    try:
+    with open(files.stdout, "wb") as out:  # the child holds its own copy of the file once started
         return subprocess.Popen(
             command,
             cwd=PROJECT,
@@ -98,8 +97,6 @@ def start_run(dsn: str, files: RunFiles, backups: Path, migrations: Path | None 
             env=env,
             start_new_session=True,
         )
-    finally:
-        out.close()
 
 
 def kill_group(pgid: int) -> None:
