@@ -87,7 +87,7 @@ def test_missing_and_extra_files_are_detected(backup):
 
 
 def test_not_a_backup_is_a_clear_error(tmp_path):
-    with pytest.raises(BackupError, match="has no manifest.json"):
+    with pytest.raises(BackupError, match=r"has no manifest\.json"):
         Backup.load(tmp_path)
 
 

@@ -122,7 +122,8 @@ def policy_problems(state: dict[str, dict], plan) -> list[str]:
 
 
 def chunks(target: Target, table: str, older_than: timedelta | None = None) -> list[tuple[str, bool]]:
-    """(qualified chunk name, is_compressed) of a hypertable's chunks, optionally only those ending before now - older_than."""
+    """(qualified chunk name, is_compressed) of a hypertable's chunks, optionally only those ending before
+    now - older_than."""
     with target.connect() as conn:
         return conn.execute(
             """SELECT format('%%I.%%I', chunk_schema, chunk_name), is_compressed

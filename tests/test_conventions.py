@@ -423,7 +423,9 @@ def test_flyway_repeatable_file_reruns_when_changed_and_only_then(local_server, 
         first, out = run_record(run_suite, tmp_path, "suites/execute", "--dsn", dsn, "--migrations", str(directory))
         assert first["verdict"] == "SUCCESS", out[-3000:]
         applied = ledger_rows(dsn)
-        assert [(r[1], r[2], r[5]) for r in applied] == [(s, f, "applied") for s, f in zip(steps, FLYWAY_ORDER)]
+        assert [(r[1], r[2], r[5]) for r in applied] == [
+            (s, f, "applied") for s, f in zip(steps, FLYWAY_ORDER, strict=True)
+        ]
         assert [
             (f["code"], f["severity"], Path(f["path"]).name) for f in first["findings"] if f["code"] == "PF025"
         ] == [("PF025", "advisory", "U2__add_table.sql")]

@@ -82,7 +82,7 @@ def test_a_converted_table_is_left_as_it_is(conn):
 def test_null_times_are_refused_by_default_and_nothing_changes(conn):
     conn.execute("ALTER TABLE readings ALTER COLUMN ts DROP NOT NULL")
     conn.execute("UPDATE readings SET ts = NULL WHERE id IN (5, 6)")
-    with pytest.raises(ConversionError, match="2 rows with a NULL time value .* 'refuse'"), conn.transaction():
+    with pytest.raises(ConversionError, match=r"2 rows with a NULL time value .* 'refuse'"), conn.transaction():
         convert_table(conn, "public", plan_for(), has_compression=False)
     assert not is_hypertable(conn, "public", "readings")
     assert conn.execute("SELECT count(*) FROM readings WHERE ts IS NULL").fetchone()[0] == 2
@@ -132,7 +132,7 @@ def test_the_table_owner_without_superuser_converts_too(conn):
     conn.execute("GRANT CREATE ON SCHEMA public TO readings_owner")
     before = fingerprint_table(conn, "public", "readings")
     # The views that read the table are recreated on the hypertable: only their owner may.
-    with pytest.raises(ConversionError, match="may not recreate public.recent_readings \\(owner postgres\\)"):
+    with pytest.raises(ConversionError, match=r"may not recreate public\.recent_readings \(owner postgres\)"):
         with conn.transaction():
             conn.execute("SET LOCAL ROLE readings_owner")
             convert_table(conn, "public", plan_for(), has_compression=False)

@@ -111,14 +111,14 @@ def test_a_statement_error_is_no_resource(local_server):
         ('ERROR:  could not extend file "base/16384/16999": No space left on device', DISK_FULL, "/srv/pg/data"),
         ('PANIC:  could not write to file "pg_wal/xlogtemp.77": No space left on device', WAL_FULL, "/srv/wal"),
         (
-            'pg_restore: error: could not execute query: ERROR:  could not write to file "base/pgsql_tmp/pgsql_tmp9.0": '
-            "No space left on device",
+            "pg_restore: error: could not execute query: ERROR:  could not write to file "
+            '"base/pgsql_tmp/pgsql_tmp9.0": No space left on device',
             DISK_FULL,
             "/srv/pg/data/base/pgsql_tmp",
         ),
         (
-            'LOG:  background worker "TimescaleDB Background Worker Scheduler" failed to start: no available background '
-            "worker slots",
+            'LOG:  background worker "TimescaleDB Background Worker Scheduler" failed to start: '
+            "no available background worker slots",
             NO_WORKER_SLOTS,
             None,
         ),
@@ -188,7 +188,9 @@ def test_the_preflight_says_no_go_with_the_free_and_needed_figures_and_the_fix(
     blocking = [line.strip() for line in out.splitlines() if line.strip().startswith("BLOCKING PF065")]
     assert len(blocking) == 1 and f"MiB free in {cluster.data_dir}" in blocking[0], out[-3000:]
     assert "the run needs about" in blocking[0] and "Free at least" in blocking[0], blocking
-    fix = out.splitlines()[out.splitlines().index(next(l for l in out.splitlines() if "BLOCKING PF065" in l)) + 1]
+    fix = out.splitlines()[
+        out.splitlines().index(next(line for line in out.splitlines() if "BLOCKING PF065" in line)) + 1
+    ]
     assert fix.strip().startswith("fix: Free room on that filesystem"), fix
 
 
@@ -330,7 +332,8 @@ def test_a_server_that_stops_for_want_of_wal_space_is_named_with_the_directory_a
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     (migrations / "011_much_wal.sql").write_text(
-        "CREATE TABLE factory_telemetry.much_wal AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 600000) g;\n"
+        "CREATE TABLE factory_telemetry.much_wal AS SELECT g, repeat('x', 200) AS pad "
+        "FROM generate_series(1, 600000) g;\n"
     )
     before = fingerprints(target)
     run = MigrationRun(target, migrations, PLAN, tmp_path / "backups")

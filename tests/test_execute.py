@@ -98,7 +98,7 @@ def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, 
     )
     assert sum(map(int, not_run)) == later, f"every later step is skipped, naming the failed one:\n{out[-3000:]}"
     assert record["restore"]["identical"] is True and record["restore"]["complete"] is True
-    last = [l for l in out.splitlines() if l.strip()][-1].strip()
+    last = [line for line in out.splitlines() if line.strip()][-1].strip()
     assert last.startswith("RESTORED: ") and "is identical to the backup" in last, last
 
     assert compare(before, fingerprints(legacy_db)) == []
@@ -280,7 +280,8 @@ def test_full_run_with_no_go_preflight_changes_nothing(legacy_db, run_suite, tmp
     migrations = tmp_path / "migrations"
     shutil.copytree(PROJECT / "migrations", migrations)
     (migrations / "011_hazard.sql").write_text(
-        "CREATE INDEX IF NOT EXISTS idx_recent ON factory_telemetry.metric_hist (ts) WHERE ts > now() - interval '1 day';\n"
+        "CREATE INDEX IF NOT EXISTS idx_recent ON factory_telemetry.metric_hist (ts) "
+        "WHERE ts > now() - interval '1 day';\n"
     )
     before = fingerprints(legacy_db)
     result = run_suite("suites", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
@@ -303,7 +304,8 @@ def test_full_run_on_an_empty_database_then_nothing_to_do(local_server, run_suit
             assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables").fetchone()[0] == 5
             # The application inserts as before: no id given, the sequence supplies it.
             conn.execute("SET ROLE ms5_user_production")
-            metric = conn.execute("""INSERT INTO factory_telemetry.metric_def (equipment_code, metric_key, value_type, description)
+            metric = conn.execute("""INSERT INTO factory_telemetry.metric_def
+                                            (equipment_code, metric_key, value_type, description)
                                      VALUES ('BP01.PACK', 'speed', 'REAL', 'line speed') RETURNING id""").fetchone()[0]
             new_id = conn.execute(
                 "INSERT INTO factory_telemetry.metric_hist (metric_def_id, ts, value_real) "

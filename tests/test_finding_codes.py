@@ -33,8 +33,7 @@ def test_the_readme_table_is_the_registry():
     assert readme, "README.md has no table of finding codes"
     diff = "\n".join(difflib.unified_diff(readme, table_lines(), "README.md", "tsmigrate/codes.py", lineterm=""))
     assert readme == table_lines(), (
-        f"README.md's table of codes differs from the registry; run "
-        f"`.venv/bin/tsmigrate codes README.md`:\n{diff}"
+        f"README.md's table of codes differs from the registry; run `.venv/bin/tsmigrate codes README.md`:\n{diff}"
     )
 
 

@@ -54,7 +54,7 @@ def applied(conn: psycopg.Connection, directory: Path) -> None:
     ledger.ensure_ledger(conn)
     for f in files:
         attempt = ledger.record_start(conn, f.version, "migration", f.label, f.sha256, f.transactional)
-        apply_file(conn, f, on_success=lambda c, result: ledger.record_finish(c, attempt, "applied"))
+        apply_file(conn, f, on_success=lambda c, result, attempt=attempt: ledger.record_finish(c, attempt, "applied"))
 
 
 def plan_dir(tmp_path: Path, edit=lambda text: text, files: dict[str, str] | None = None) -> Path:
@@ -301,7 +301,9 @@ def test_pf040_a_statement_that_fails_on_the_scratch_copy(marked_finding, legacy
     directory = write(
         tmp_path / "migrations",
         {
-            "011_broken.sql": "-- fine so far\nSELECT 1;\n\nALTER TABLE factory_telemetry.no_such_table\n  ADD COLUMN x int;\n"
+            "011_broken.sql": (
+                "-- fine so far\nSELECT 1;\n\nALTER TABLE factory_telemetry.no_such_table\n  ADD COLUMN x int;\n"
+            )
         },
     )
     with legacy_db.connect(options=READ_ONLY) as conn:

@@ -1,5 +1,6 @@
-"""Pre-flight findings about the server and its sessions (PF001-PF017; the role's privileges: test_least_privilege.py), each made for real on a throwaway
-server and read back from the check the pre-flight suite runs: code, severity and location.
+"""Pre-flight findings about the server and its sessions (PF001-PF017; the role's privileges:
+test_least_privilege.py), each made for real on a throwaway server and read back from the check the pre-flight
+suite runs: code, severity and location.
 
 Another PostgreSQL major version (PF001) cannot be made on this machine and is judged on the server's real answer
 with that value changed, as the test says (PF036, which is judged the same way, is in tests/test_restorable.py). A
@@ -157,7 +158,7 @@ def test_pf006_client_programs_missing_or_older_than_the_server(
             f"pg_restore ({tmp_path / 'pg_restore'}) is version 13, the server is 15",
         )
     )
-    assert [f.message[: len(e)] for f, e in zip(found, expected)] == list(expected)
+    assert [f.message[: len(e)] for f, e in zip(found, expected, strict=True)] == list(expected)
 
 
 @pytest.mark.finding("PF007", BLOCKING)
@@ -187,9 +188,8 @@ def test_pf009_idle_clients_take_the_connection_slots(cluster_without_preload, m
         assert environment.connection_slots(conn, needed=4) == []
         free = conn.execute("""SELECT current_setting('max_connections')::int
                                     - current_setting('superuser_reserved_connections')::int
-                                    - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')""").fetchone()[
-            0
-        ]
+                                    - (SELECT count(*) FROM pg_stat_activity
+                                        WHERE backend_type = 'client backend')""").fetchone()[0]
         idle = [psycopg.connect(conninfo, application_name="idle client") for _ in range(free - 3)]
         try:
             found = environment.connection_slots(conn, needed=4)

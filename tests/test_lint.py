@@ -111,7 +111,8 @@ def test_unique_key_without_time_column_is_blocking(bad, line):
 @pytest.mark.parametrize(
     "fixed",
     [
-        "CREATE TABLE IF NOT EXISTS metric_hist (\n  id bigserial,\n  ts timestamptz NOT NULL,\n  PRIMARY KEY (id, ts)\n);",
+        "CREATE TABLE IF NOT EXISTS metric_hist (\n  id bigserial,\n  ts timestamptz NOT NULL,\n"
+        "  PRIMARY KEY (id, ts)\n);",
         "ALTER TABLE metric_hist ADD CONSTRAINT metric_hist_pkey PRIMARY KEY (id, ts);",
         "CREATE UNIQUE INDEX IF NOT EXISTS metric_hist_id ON metric_hist (id, TS);",
         # Not a hypertable: a unique id is fine.
@@ -163,7 +164,8 @@ def test_nullable_time_column_is_blocking():
     "fixed",
     [
         "CREATE TABLE IF NOT EXISTS oee_calculations (id bigint, calculation_time timestamptz NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS oee_calculations (id bigint, calculation_time timestamptz, PRIMARY KEY (id, calculation_time))",
+        "CREATE TABLE IF NOT EXISTS oee_calculations (id bigint, calculation_time timestamptz, "
+        "PRIMARY KEY (id, calculation_time))",
         "CREATE TABLE IF NOT EXISTS oee_calculations (id bigint, calculation_time timestamptz PRIMARY KEY)",
         "CREATE TABLE IF NOT EXISTS machines (id bigint, calculation_time timestamptz)",  # not a hypertable
     ],
@@ -272,7 +274,10 @@ def test_create_hypertable_on_a_fresh_table_of_the_same_file_passes():
 
 
 def test_create_hypertable_on_a_table_from_elsewhere_is_advisory():
-    sql = "\nSELECT create_hypertable('factory_telemetry.metric_hist', 'ts',\n  chunk_time_interval => interval '1 hour');"
+    sql = (
+        "\nSELECT create_hypertable('factory_telemetry.metric_hist', 'ts',\n"
+        "  chunk_time_interval => interval '1 hour');"
+    )
     findings = lint(sql)
     assert [(f.code, f.line, f.table, f.severity) for f in findings] == [
         ("TS006", 2, "factory_telemetry.metric_hist", ADVISORY)
@@ -287,7 +292,8 @@ def test_create_hypertable_on_a_table_from_elsewhere_is_advisory():
         "SELECT create_hypertable('metric_hist', 'ts', migrate_data => 'on');",
         "SELECT create_hypertable('metric_hist', by_range('ts'), migrate_data => TRUE);",
         "SELECT create_hypertable('metric_hist', by_range('ts'), true, true, true);",  # 5th positional
-        "SELECT create_hypertable('metric_hist', 'ts', NULL, NULL, NULL, NULL, interval '1 hour', true, true, NULL, true);",
+        "SELECT create_hypertable('metric_hist', 'ts', NULL, NULL, NULL, NULL, interval '1 hour', "
+        "true, true, NULL, true);",
     ],
 )
 def test_create_hypertable_with_migrate_data_passes(fixed):
@@ -493,7 +499,8 @@ def test_byte_offsets_from_older_parsers_are_converted_to_characters(monkeypatch
     [
         ("SELECT create_hypertable('metric_hist', 'ts');", {"metric_hist": "ts"}),
         (
-            "SELECT create_hypertable('factory_telemetry.metric_hist'::regclass, 'ts', chunk_time_interval => interval '1 hour');",
+            "SELECT create_hypertable('factory_telemetry.metric_hist'::regclass, 'ts', chunk_time_interval => "
+            "interval '1 hour');",
             {"factory_telemetry.metric_hist": "ts"},
         ),
         (
@@ -605,7 +612,8 @@ def test_arbitrary_text_never_crashes_the_linter(sql):
             ({(None, "a"), ("s", "b"), (None, "c"), (None, "d")}, {(None, "d"), (None, "e")}),
         ),
         (
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'x') THEN DELETE FROM f; END IF; END $$;",
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'x') "
+            "THEN DELETE FROM f; END IF; END $$;",
             ({(None, "f")}, set()),
         ),
         (

@@ -23,7 +23,7 @@ def options_from(pytester: pytest.Pytester, *args: str) -> dict:
     pytester.makepyfile(test_probe=PROBE)
     result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", *args)
     result.assert_outcomes(passed=1)
-    line = next(l for l in result.outlines if "OPTIONS " in l)
+    line = next(out for out in result.outlines if "OPTIONS " in out)
     return json.loads(line.split("OPTIONS ", 1)[1].rstrip("."))
 
 

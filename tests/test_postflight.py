@@ -240,14 +240,16 @@ REVERT_TO_PLAIN_TABLE = """
     DROP TABLE factory_telemetry.energy_consumption;
     ALTER TABLE factory_telemetry.energy_plain RENAME TO energy_consumption;
     ALTER SEQUENCE factory_telemetry.energy_consumption_id_seq OWNED BY factory_telemetry.energy_consumption.id;
-    GRANT SELECT, INSERT, UPDATE, DELETE ON factory_telemetry.energy_consumption TO ms5_user_production, ms5_user_staging;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON factory_telemetry.energy_consumption
+       TO ms5_user_production, ms5_user_staging;
 """
 
 # damage: (SQL, {failing test: fragments of its message}); with the community edition a reverted
 # hypertable also fails its compression and policy checks (COMMUNITY_ALSO).
 DAMAGE = {
     "row deleted": (
-        "DELETE FROM factory_telemetry.energy_consumption WHERE id = (SELECT min(id) FROM factory_telemetry.energy_consumption)",
+        "DELETE FROM factory_telemetry.energy_consumption "
+        "WHERE id = (SELECT min(id) FROM factory_telemetry.energy_consumption)",
         {
             "test_integrity.py::test_every_table_keeps_its_rows": [
                 "factory_telemetry.energy_consumption",

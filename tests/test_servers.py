@@ -41,7 +41,8 @@ def test_local_cluster_loads_timescaledb(local_server):
         conn.execute("CREATE TABLE readings (ts timestamptz NOT NULL, value double precision)")
         conn.execute("SELECT create_hypertable('readings', 'ts', chunk_time_interval => interval '1 hour')")
         conn.execute(
-            "INSERT INTO readings SELECT t, 1 FROM generate_series(now() - interval '5 hours', now(), interval '10 minutes') t"
+            "INSERT INTO readings SELECT t, 1 "
+            "FROM generate_series(now() - interval '5 hours', now(), interval '10 minutes') t"
         )
         chunks = conn.execute(
             "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"

@@ -198,7 +198,7 @@ def test_the_advice_meets_the_target_with_settings_the_plan_accepts(percent):
     assert changes and after.bytes_per_month <= GB
     # metric_hist takes most and is changed first; whatever changes keeps drop_after longer than compress_after.
     assert next(iter(changes)) == "metric_hist"
-    for table, settings in changes.items():
+    for table in changes:
         h = next(t.hypertable for t in after.tables if t.hypertable.table == table)
         assert not (h.compress_after and h.drop_after) or h.drop_after.seconds > h.compress_after.seconds, (table, h)
     advice = projection.advice(1.0)

@@ -138,7 +138,7 @@ def test_a_short_sweep_passes_prints_one_line_per_point_and_cleans_up():
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     lines = result.stdout.splitlines()
-    points = [l for l in lines if l.startswith("point")]
+    points = [line for line in lines if line.startswith("point")]
     assert len(points) == 2, output
     for i, line in enumerate(points, 1):
         assert re.match(rf"point +{i}/2  kill at +\d+\.\d s ", line), line
@@ -154,7 +154,7 @@ def test_a_sweep_with_the_application_writing_and_online_conversions_loses_no_co
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "every planned table converts online (online_above_rows = 0)" in result.stdout
-    points = [l for l in result.stdout.splitlines() if l.startswith("point")]
+    points = [line for line in result.stdout.splitlines() if line.startswith("point")]
     assert len(points) == 2, output
     for line in points:
         written = re.search(r"writer (\d+) rows committed, 0 lost", line)
