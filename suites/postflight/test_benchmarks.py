@@ -89,7 +89,8 @@ def test_storage_per_month_projected(
                 f"{figure.sentence()} -- the limit assumes compression, which this server's "
                 f"{timescale_server.edition} edition lacks; plan.toml allows that edition, so this "
                 "is an advisory: run the community edition to meet it"
-            )
+            ),
+            stacklevel=1,  # the check's own line: the report names the check
         )
         return
     performance_gate(figure, remedy=result.advice(thresholds.max_storage_gb_per_month))

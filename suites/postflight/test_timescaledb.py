@@ -57,6 +57,6 @@ def test_background_jobs_healthy(readonly_conn, jobs_judged_since, expect_none):
     since, window = jobs_judged_since
     jobs, failures = job_failures(readonly_conn, since)
     for cleared in (f for f in failures if f.cleared):
-        warnings.warn(JobClearedWarning(f"{cleared} (cleared: not failed on)"))
+        warnings.warn(JobClearedWarning(f"{cleared} (cleared: not failed on)"), stacklevel=1)  # names the check
     failing = [f for f in failures if not f.cleared]
     expect_none(map(str, failing), f"{len(failing)} background job(s) failing ({jobs} jobs, runs judged {window}):")
