@@ -102,7 +102,8 @@ def _history_query(conn: psycopg.Connection) -> str | None:
     if one(conn, "SELECT to_regclass('timescaledb_information.job_errors')"):
         # job_errors (2.9 to 2.14): failures only; a later success shows in job_stats.
         return """SELECT e.job_id, e.proc_name, e.start_time, coalesce(e.err_message, 'no message'), e.sqlerrcode,
-                         NULL::timestamptz, CASE WHEN isfinite(s.last_successful_finish) THEN s.last_successful_finish END
+                         NULL::timestamptz,
+                         CASE WHEN isfinite(s.last_successful_finish) THEN s.last_successful_finish END
                     FROM timescaledb_information.job_errors e
                     LEFT JOIN timescaledb_information.job_stats s ON s.job_id = e.job_id
                    WHERE e.start_time >= %(since)s ORDER BY e.start_time"""

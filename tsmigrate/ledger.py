@@ -78,7 +78,8 @@ def lock_holder(conn: psycopg.Connection) -> str | None:
     row = conn.execute(
         """SELECT a.pid, a.usename, a.application_name, a.client_addr::text, a.backend_start
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            WHERE l.locktype = 'advisory' AND l.granted
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
               AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
             LIMIT 1""",
         (LOCK_KEY,),
@@ -86,7 +87,10 @@ def lock_holder(conn: psycopg.Connection) -> str | None:
     if row is None:
         return None
     pid, user, app, addr, since = row
-    return f"backend pid {pid}, role {user}, application '{app}', from {addr or 'local socket'}, connected since {since:%Y-%m-%d %H:%M:%S %Z}"
+    return (
+        f"backend pid {pid}, role {user}, application '{app}', from {addr or 'local socket'}, "
+        f"connected since {since:%Y-%m-%d %H:%M:%S %Z}"
+    )
 
 
 def acquire_lock(conn: psycopg.Connection, wait: float = 0.0) -> None:
@@ -156,8 +160,8 @@ def resolve_interrupted(conn: psycopg.Connection, *, force: bool = False) -> lis
     if blocking:
         e = blocking[0]
         raise LedgerError(
-            f"step {e.step} ({e.name}) was interrupted on {e.started_at:%Y-%m-%d %H:%M:%S} by {e.applied_by} and is not "
-            "transactional, so part of it may have run. Inspect the database, then run again with "
+            f"step {e.step} ({e.name}) was interrupted on {e.started_at:%Y-%m-%d %H:%M:%S} by {e.applied_by} "
+            "and is not transactional, so part of it may have run. Inspect the database, then run again with "
             "--resolve-interrupted to mark it and go on."
         )
     for e in stale:

@@ -5,8 +5,9 @@ that they cannot read back (upstream pull request 8153), a CHECK constraint may 
 not loaded yet, an object may need a role the server lacks. The trial loads into a scratch database, always
 dropped, what such defects live in: the whole schema (before and after the data: tables, chunks, indexes,
 constraints, triggers, grants), TimescaleDB's catalog, and of each hypertable the chunk compressed last (with its
-compressed rows: written by the version in use) and the uncompressed chunk created last, with the rows of the plain tables their foreign keys reach. Each
-chunk must then read back as the backup fingerprinted it (every row decompressed and hashed).
+compressed rows: written by the version in use) and the uncompressed chunk created last, with the rows of the plain
+tables their foreign keys reach. Each chunk must then read back as the backup fingerprinted it (every row
+decompressed and hashed).
 
 The chunks are chosen, and fingerprinted, in the backup's own snapshot (``plan_trial``); the plan travels in the
 manifest, so the trial needs nothing but the dump and a server.
@@ -83,7 +84,8 @@ def plan_trial(conn: psycopg.Connection) -> dict:
     if timescaledb_version(conn) is None:
         return {"chunks": [], "tables": []}
     rows = conn.execute(
-        """SELECT h.hypertable_schema, h.hypertable_name, pick.schema_name, pick.table_name, cc.schema_name, cc.table_name
+        """SELECT h.hypertable_schema, h.hypertable_name, pick.schema_name, pick.table_name,
+                  cc.schema_name, cc.table_name
              FROM timescaledb_information.hypertables h
              JOIN _timescaledb_catalog.hypertable ht ON ht.schema_name = h.hypertable_schema
                                                     AND ht.table_name = h.hypertable_name

@@ -67,9 +67,8 @@ def time_range(conn: psycopg.Connection, schema: str, table: str, column: str) -
         sql.SQL("""
         SELECT b[1], b[array_upper(b, 1)] FROM (
                SELECT histogram_bounds::text::{}[] AS b FROM pg_stats
-                WHERE schemaname = %s AND tablename = %s AND attname = %s AND histogram_bounds IS NOT NULL) s""").format(
-            sql.SQL(column_type)
-        ),
+                WHERE schemaname = %s AND tablename = %s AND attname = %s
+                  AND histogram_bounds IS NOT NULL) s""").format(sql.SQL(column_type)),
         (schema, table, column),
     ).fetchone()
     if bounds is not None and bounds[0] is not None:
