@@ -266,3 +266,19 @@ def test_a_full_runs_report_shows_the_timeline_and_the_window_in_a_browser(full_
     assert "Measured / estimated" in window and "execute phase" in window
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+
+
+def test_the_live_log_warns_when_a_replica_lags_past_the_plans_threshold(cluster_without_preload, standby):
+    """A real standby whose replay is paused: its lag grows with what the primary writes; one warning."""
+    with psycopg.connect(standby.conninfo(), autocommit=True) as replica:
+        replica.execute("SELECT pg_wal_replay_pause()")
+        primary = Target(cluster_without_preload.info.conninfo("postgres"), "the primary")
+        with Sampler(primary, interval=0.1, replica_lag_warn_bytes=2**20) as sampler, primary.connect() as conn:
+            conn.execute("CREATE TABLE lag_probe AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 30000) g")
+            deadline = time.monotonic() + 15
+            while not sampler.warnings and time.monotonic() < deadline:
+                time.sleep(0.1)
+        replica.execute("SELECT pg_wal_replay_resume()")
+    lags = [r["lag_bytes"] for s in sampler.samples for r in s.values.get("replicas", [])]
+    assert lags and max(lags) > 2**20, lags
+    assert len(sampler.warnings) == 1 and "replica_lag_warn_mb is 1 MiB" in sampler.warnings[0]
