@@ -254,6 +254,8 @@ def replay(
         raise ConversionError(
             f"{names.schema}.{names.table} was truncated during its online conversion; nothing is swapped: run again"
         )
+    if len(keys) == 1 and upto - after <= FEW_CHANGES:
+        return replay_few(conn, names, keys[0], columns, source, target, phase, after, upto)
     key_cols = sql.SQL(", ").join(map(sql.Identifier, keys))
     match = sql.SQL(" AND ").join(sql.SQL("t.{k} = k.{k}").format(k=sql.Identifier(k)) for k in keys)
     conn.execute("DROP TABLE IF EXISTS pg_temp.tsmigrate_replay_keys")
@@ -285,6 +287,46 @@ def replay(
             source=names.ident(source),
             match=match,
             tcols=sql.SQL(", ").join(sql.Identifier("t", c) for c in columns),
+        )
+    )
+    return replayed
+
+
+# Up to this many changes (the swap's last replay, the catch-up's last rounds) are replayed by an array of keys: a
+# statement over a hypertable costs per chunk to plan, and the temporary table's join costs more to plan than it saves.
+FEW_CHANGES = 1_000
+
+
+def replay_few(
+    conn: psycopg.Connection,
+    names: Names,
+    key: str,
+    columns: list[str],
+    source: str,
+    target: str,
+    phase: int,
+    after: int,
+    upto: int,
+) -> int:
+    """:func:`replay` for a key of one column and a few changes."""
+    changed = sql.SQL(
+        "ARRAY(SELECT DISTINCT {k} FROM {changes} WHERE phase = {phase} AND NOT truncated "
+        "AND change_id > {after} AND change_id <= {upto})"
+    ).format(
+        k=sql.Identifier(key),
+        changes=names.changes,
+        phase=sql.Literal(phase),
+        after=sql.Literal(after),
+        upto=sql.Literal(upto),
+    )
+    replayed = one(conn, sql.SQL("SELECT cardinality({})").format(changed))
+    if not replayed:
+        return 0
+    conn.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY({})").format(names.ident(target), sql.Identifier(key), changed))
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    conn.execute(
+        sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} WHERE {} = ANY({})").format(
+            names.ident(target), cols, cols, names.ident(source), sql.Identifier(key), changed
         )
     )
     return replayed
