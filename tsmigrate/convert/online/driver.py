@@ -10,13 +10,14 @@
    Nothing is locked beyond what a reader takes; a killed copy leaves only our own objects, which the next
    attempt drops.
 4. Catch up: the keys changed meanwhile are replayed (delete by key, copy the row as it is now) until the
-   backlog is small.
+   backlog is small, then in rounds until a handful are left for the swap's lock.
 5. Swap: one short transaction under a short lock timeout, retried: lock the legacy table, replay the rest,
    rename both tables and their indexes, move sequence ownership, the application's triggers and the
    dependent views to the new table, record the step. Application statements that waited for the lock
    resolve the name again and land in the hypertable.
-6. After: a trigger on the hypertable keeps recording the keys the application changes, so :func:`swap_back`
-   can undo the conversion in seconds, and :func:`verify` compares the legacy table (now still) with the
+6. After: triggers on the hypertable keep recording the keys the application updates and deletes, and those it
+   inserts at or below a watermark (armed before the swap's lock; inserts above it are taken by range), so
+   :func:`swap_back` can undo the conversion in seconds, and :func:`verify` compares the legacy table (now still) with the
    hypertable row by row. :func:`drop_legacy` ends it once the post-flight passed.
 
 The state of each conversion is a row of ``tsmigrate.online_conversions``. The offline conversion uses the same
