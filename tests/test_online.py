@@ -652,3 +652,25 @@ def test_a_truncate_during_the_conversion_is_refused_and_nothing_is_swapped(subj
         convert(subject, on_phase=truncate)
     assert not is_hypertable(conn, "public", "readings")
     assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1
+
+
+def test_without_a_sequence_fed_key_the_watermark_is_the_time_column(subject):
+    """A key the application sets itself: the time column is the watermark; a late row (below it) is captured, rows
+    of now are not, and swap back brings both."""
+    _conninfo, conn = subject
+    conn.execute("ALTER TABLE readings ALTER COLUMN id DROP DEFAULT")
+    convert(subject)
+    state = conversion_state(conn, "public", "readings")
+    assert state["watermark_column"] == "ts"
+    conn.execute(
+        "INSERT INTO readings (id, device, ts, v, note) SELECT 100000 + i, 1, now(), i, 'now' "
+        "FROM generate_series(1, 50) i"
+    )
+    conn.execute("INSERT INTO readings (id, device, ts, v, note) VALUES (200000, 2, '2026-01-02', 1, 'late')")
+    assert conn.execute("SELECT array_agg(id) FROM tsmigrate.readings_changes WHERE phase = 1").fetchone()[0] == [
+        200000
+    ]
+    assert verify(conn, "public", "readings")[1] == []
+    hypertable_rows = conn.execute("SELECT id, device, ts, v, note FROM readings ORDER BY id").fetchall()
+    swap_back(conn, "public", "readings")
+    assert conn.execute("SELECT id, device, ts, v, note FROM readings ORDER BY id").fetchall() == hypertable_rows
