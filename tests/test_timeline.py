@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -282,3 +283,20 @@ def test_the_live_log_warns_when_a_replica_lags_past_the_plans_threshold(cluster
     lags = [r["lag_bytes"] for s in sampler.samples for r in s.values.get("replicas", [])]
     assert lags and max(lags) > 2**20, lags
     assert len(sampler.warnings) == 1 and "replica_lag_warn_mb is 1 MiB" in sampler.warnings[0]
+
+
+def test_the_timeline_goes_on_through_a_restore(legacy_db: Target, run_suite, tmp_path):
+    """A step fails and the run restores: the restore is a band, and the sampler (never on the target) does not
+    stand in its way."""
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT / "migrations", migrations)
+    (migrations / "002_plc_equipment_users.sql").write_text("SELECT 1 / 0;\n")
+    result = run_suite("suites/execute", "--dsn", legacy_db.conninfo, "--migrations", str(migrations), "--no-rehearse")
+    record, _ = _reports(tmp_path / "reports")
+    assert record["verdict"] == "RESTORED", result.stdout[-3000:]
+    bands = {b["label"]: b for b in record["timeline"]["bands"]}
+    assert bands["002_plc_equipment_users.sql"]["status"] == "failed"
+    restore = bands["restore"]
+    assert restore["finished_at"] > restore["started_at"] >= bands["002_plc_equipment_users.sql"]["finished_at"]
+    after = [s for s in record["timeline"]["samples"] if s["at"] >= restore["finished_at"] and "error" not in s]
+    assert after and after[-1]["database_bytes"] > 0, "sampled again once the restored database took the name"
