@@ -1,6 +1,6 @@
-# Wiring only: the plugin and the fixture modules. Logic lives in the tsmigrate package.
+# Wiring only: the plugin and the fixture modules an operator's run loads. Logic lives in the tsmigrate package;
+# what only the project's own tests need (pytester, tests/testbed) is wired in tests/conftest.py.
 pytest_plugins = (
-    "pytester",
     "tsmigrate.plugin",
     "fixtures.target",
     "fixtures.servers",

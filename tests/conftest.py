@@ -23,4 +23,8 @@ from testbed.replication import logical_legacy_db, logical_server, logical_templ
 
 from fixtures.servers import TEST_DSN_ENV, server_fixture
 
+# Only the project's tests need these plugins. pytest takes pytest_plugins from a conftest below the root only
+# when it is an initial one, as here: `pytest tests ...` (make test) names this directory.
+pytest_plugins = ("pytester", "testbed.local_clusters")
+
 local_server = server_fixture(scope="session", kind="local", external_env=TEST_DSN_ENV)

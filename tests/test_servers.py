@@ -14,8 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from testbed.local_clusters import NEEDS_LOCAL_CLUSTER
 
-from fixtures.servers import NEEDS_LOCAL_CLUSTER, TEST_DSN_ENV
+from fixtures.servers import TEST_DSN_ENV
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.servers import ServerStartError, throwaway_server, timescale_of
 from tsmigrate.servers.docker import docker_available
@@ -219,7 +220,7 @@ def test_with_the_variable_set_the_tests_run_on_that_server_and_say_so(local_ser
     record = tmp_path / "port.txt"
     (tmp_path / "conftest.py").write_text(
         textwrap.dedent("""
-        pytest_plugins = ("tsmigrate.plugin", "fixtures.servers")
+        pytest_plugins = ("tsmigrate.plugin", "fixtures.servers", "testbed.local_clusters")
         from testbed.apache import apache_server  # noqa: F401
         from fixtures.servers import TEST_DSN_ENV, server_fixture
         local_server = server_fixture(kind="local", external_env=TEST_DSN_ENV)

@@ -1,6 +1,9 @@
-"""The pytest plugin: options, the target check before any test runs, outcome tracking.
+"""The pytest plugin's core: the options, the run's summary and kind (which suites it holds, parsed once), the
+plan (read once), one execute test per step, and the verdict as the run's last lines.
 
-Only this module and fixtures/ know pytest; everything they call is plain Python.
+Only this module and fixtures/ know pytest; everything they call is plain Python. Each other concern has its
+module in fixtures/: gate.py (GO/NO-GO, what the run refuses, what selection may not thin out), run.py (the
+execute phase's one way in and out), reporting.py (the record and the reports).
 """
 
 from __future__ import annotations
@@ -13,23 +16,20 @@ from pathlib import Path
 
 import pytest
 
+from .bench import DashboardQuery, load_dashboard_queries
 from .options import RunOptions
 from .plan import Plan, PlanError, load_plan
-from .preflight.checks import finding
 from .report.words import terminal_lines
 from .run import plan_steps
 from .servers import SERVER_KINDS
-from .summary import GOOD_VERDICTS, RunSummary
+from .summary import GOOD_VERDICTS, Phase, RunKind, RunSummary, Verdict
 from .target import TargetError, password_of, resolve_target
 
 OPTIONS_KEY = pytest.StashKey[RunOptions]()
 SUMMARY_KEY = pytest.StashKey[RunSummary]()
-# Each test's phase reports ("setup", "call", "teardown"), read back by teardown logic.
-PHASE_REPORTS_KEY = pytest.StashKey[dict]()
 REPORT_FILES_KEY = pytest.StashKey[dict]()
 PLAN_KEY = pytest.StashKey["Plan | PlanError | None"]()
 SECRETS_KEY = pytest.StashKey[set]()  # passwords learnt during the run (a demo server's)
-SUITES = ("preflight", "execute", "postflight")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -186,7 +186,7 @@ def target_description(config: pytest.Config) -> str:
 def plan_of(config: pytest.Config) -> Plan | None:
     """The plan beside the migration files, read once per session so every part of the run (test generation,
     the checks, the steps, the report) sees the same one. None without a plan file or migrations directory;
-    an invalid plan raises its PlanError wherever it is asked for (the plugin refuses it at collection)."""
+    an invalid plan raises its PlanError wherever it is asked for (fixtures/gate.py refuses it at collection)."""
     if PLAN_KEY not in config.stash:
         migrations = options_of(config).migrations
         try:
@@ -199,11 +199,28 @@ def plan_of(config: pytest.Config) -> Plan | None:
     return plan
 
 
+def plan_or_none(config: pytest.Config) -> Plan | None:
+    """The plan, or None on a PlanError: for what is generated or shown before the gate refuses an invalid plan
+    at collection (with every problem, once)."""
+    try:
+        return plan_of(config)
+    except PlanError:
+        return None
+
+
+def dashboard_queries(config: pytest.Config) -> tuple[DashboardQuery, ...]:
+    """The plan's dashboard queries; () without a plan or file (an invalid plan is the plugin's to refuse).
+    Raises DashboardQueryError for a malformed file."""
+    plan = plan_or_none(config)
+    if plan is None or plan.dashboard_queries is None:
+        return ()
+    return load_dashboard_queries(plan.dashboard_queries)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS_KEY] = read_options(config)
-    _gate_before_execute(config)
-    config.stash[SUMMARY_KEY] = RunSummary(kind=run_kind(config))
+    config.stash[SUMMARY_KEY] = RunSummary(kind=_gate_before_execute(config, run_kind(config)))
     if config.stash[SUMMARY_KEY].kind:
         _name_reports(config)
     for marker in (
@@ -214,29 +231,29 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
 
 
-def _gate_before_execute(config: pytest.Config) -> None:
-    """`pytest suites/execute` alone still passes the gate: the pre-flight runs first (a NO-GO skips execute)."""
-    kind = run_kind(config)
-    gate = config.rootpath / "suites" / "preflight"
-    if "execute" in kind.split("+") and "preflight" not in kind.split("+") and gate.is_dir():
+def _gate_before_execute(config: pytest.Config, kind: RunKind) -> RunKind:
+    """`pytest suites/execute` alone still passes the gate: the pre-flight runs first (a NO-GO skips execute).
+    The run's kind then holds the pre-flight too."""
+    gate = config.rootpath / "suites" / Phase.PREFLIGHT
+    if kind.holds(Phase.EXECUTE) and not kind.holds(Phase.PREFLIGHT) and gate.is_dir():
         config.args[:0] = [str(gate)]
+        return RunKind.of({*kind.phases, Phase.PREFLIGHT})
+    return kind
 
 
-def run_kind(config: pytest.Config) -> str:
-    """Which suites this run holds: preflight, execute, postflight, full, or '' (not the suites)."""
+def run_kind(config: pytest.Config) -> RunKind:
+    """Which suites the command line names: preflight, execute, postflight, a combination, full, or NONE (not the
+    suites). Parsed once, at configure: everything after asks the summary (RunSummary.kind, .holds)."""
     suites = (config.rootpath / "suites").resolve()
-    kinds = set()
+    phases: set[str] = set()
     for arg in config.args:
         path = Path(arg.split("::")[0])
         path = (path if path.is_absolute() else Path(config.invocation_params.dir) / path).resolve()
         if path == suites:
-            kinds.update(SUITES)
+            phases.update(Phase)
         elif path.is_relative_to(suites):
-            kinds.add(path.relative_to(suites).parts[0])
-    kinds &= set(SUITES)
-    if not kinds:
-        return ""
-    return "full" if kinds == set(SUITES) else "+".join(k for k in SUITES if k in kinds)
+            phases.add(path.relative_to(suites).parts[0])
+    return RunKind.of(phases & {p.value for p in Phase})
 
 
 def _name_reports(config: pytest.Config) -> None:
@@ -258,13 +275,6 @@ def _name_reports(config: pytest.Config) -> None:
     config.stash[REPORT_FILES_KEY] = files
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The exit status is part of the verdict (a run cut short must not read as GO); reports read it after this.
-    session.exitstatus, not the argument: the gate's and the benchmarks' hook wrappers may have changed it."""
-    summary_of(session.config).exit_code = int(session.exitstatus)
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """After pytest-html wrote the report: keep a stable reports/latest.html beside it."""
@@ -278,52 +288,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One execute test per step: each migration file in version order, then each planned table."""
     if "step" in metafunc.fixturenames:
         options = options_of(metafunc.config)
-        try:
-            plan = plan_of(metafunc.config)
-        except PlanError:
-            plan = None  # reported once, at collection, by pytest_collection_modifyitems
+        plan = plan_or_none(metafunc.config)
         steps = plan_steps(options.migrations, plan) if options.migrations.is_dir() else []
         metafunc.parametrize("step", steps, ids=[s.label for s in steps])
-
-
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse to start when checks need a target and none was given, before any test runs."""
-    options = options_of(config)
-    if not any("target" in getattr(item, "fixturenames", ()) for item in items):
-        return
-    if options.demo and options.dsn:
-        raise pytest.UsageError("give either --demo or a target (--dsn), not both")
-    if not options.demo:
-        try:
-            resolve_target(options.dsn)
-        except TargetError as exc:
-            raise pytest.UsageError(str(exc)) from None
-    if options.migrations.is_dir():
-        try:
-            plan_of(config)
-        except PlanError as exc:
-            # Every problem at once, also as findings of the run's record (file, line, key).
-            summary_of(config).findings.extend(
-                finding("PF081", f"[{p.key}] {p.problem}", path=p.path, line=p.line) for p in exc.problems
-            )
-            raise pytest.UsageError(f"invalid migration plan: {exc}") from None
-    else:
-        raise pytest.UsageError(
-            f"migrations directory {options.migrations} does not exist; "
-            "point --migrations at the directory that holds the migration files"
-        )
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    report = yield
-    item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
-    if report.failed:
-        summary = summary_of(item.config)
-        summary.failed_tests.append(item.nodeid)
-        if item.get_closest_marker("preflight") is not None:
-            summary.preflight_failures.append(item.nodeid)
-    return report
 
 
 def _print_verdict(config: pytest.Config) -> None:
@@ -334,15 +301,10 @@ def _print_verdict(config: pytest.Config) -> None:
         return
     lines = terminal_lines(summary)
     good = summary.verdict() in GOOD_VERDICTS
-    below = summary.verdict() == "BELOW TARGET"  # the data is safe; a performance target was missed
+    below = summary.verdict() is Verdict.BELOW_TARGET  # the data is safe; a performance target was missed
     reporter.write_sep("=", lines[0], green=good, yellow=below, red=not good and not below, bold=True)
     for line in lines[1:]:
         reporter.write_line(line, yellow=below, red=not good and not below)
-
-
-def item_failed(item: pytest.Item) -> bool:
-    """Whether any phase of this test failed (for teardown that must know)."""
-    return any(r.failed for r in item.stash.get(PHASE_REPORTS_KEY, {}).values())
 
 
 class FailureText:

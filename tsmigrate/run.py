@@ -35,6 +35,7 @@ from .migrations import MigrationError, MigrationFile, StepResult, apply_file, d
 from .plan import HypertablePlan, Plan
 from .restore import RestoreOutcome, restore_backup
 from .serverfiles import ServerFiles, locate
+from .summary import StepStatus
 from .target import Target, TargetError
 from .timescale import server_timescaledb
 
@@ -87,7 +88,7 @@ def plan_steps(migrations_dir: Path, plan: Plan | None) -> list[Step]:
 class StepOutcome:
     step: str
     label: str
-    status: str  # applied, already applied, failed, skipped
+    status: StepStatus
     seconds: float = 0.0
     details: dict = field(default_factory=dict)
     finished_at: float = field(default_factory=time.time)  # seconds since the epoch: the timeline's bands
@@ -354,7 +355,7 @@ class MigrationRun:
             outcome = StepOutcome(
                 step.id,
                 step.label,
-                "already applied",
+                StepStatus.ALREADY_APPLIED,
                 details={"applied_at": f"{entry.finished_at:%Y-%m-%d %H:%M:%S %Z}", "by": entry.applied_by},
             )
             self.outcomes.append(outcome)
@@ -403,7 +404,7 @@ class MigrationRun:
                     str(exc) if isinstance(exc, (MigrationError, ConversionError)) else error["message"]
                 ) from None
             raise
-        outcome = StepOutcome(step.id, step.label, "applied", time.monotonic() - started, details)
+        outcome = StepOutcome(step.id, step.label, StepStatus.APPLIED, time.monotonic() - started, details)
         self.outcomes.append(outcome)
         return outcome
 
@@ -453,7 +454,7 @@ class MigrationRun:
     def mark_failed(self, step_id: str, label: str, error: dict, seconds: float = 0.0) -> None:
         """The run's one failure (the first wins): later steps do not run, and close() restores."""
         if self.failed is None:
-            self.failed = StepOutcome(step_id, label, "failed", seconds, error)
+            self.failed = StepOutcome(step_id, label, StepStatus.FAILED, seconds, error)
             self.outcomes.append(self.failed)
 
     def _has_compression(self) -> bool:
@@ -461,7 +462,7 @@ class MigrationRun:
 
     @property
     def applied_here(self) -> list[str]:
-        return [o.label for o in self.outcomes if o.status == "applied"]
+        return [o.label for o in self.outcomes if o.status is StepStatus.APPLIED]
 
     # -- closing -------------------------------------------------------------------------------------
     def close(

@@ -20,7 +20,7 @@ def table_differences(request, baseline, target_conn):
     """Every table of the baseline compared with today (over the columns it had before); the
     fingerprints go into the run's summary for the reports."""
     measured = content.fingerprints_as_before(target_conn, baseline.fingerprints, baseline.filled_after)
-    summary_of(request.config).fingerprints_after.update({name: fp.to_dict() for name, fp in measured[0].items()})
+    summary_of(request.config).record_fingerprints_after({name: fp.to_dict() for name, fp in measured[0].items()})
     return content.content_differences(target_conn, baseline, measured)
 
 

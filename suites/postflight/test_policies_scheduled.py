@@ -27,7 +27,7 @@ def test_policies_scheduled_once_every_check_of_the_data_passed(request, target,
             pytrace=False,
         )
     with target.connect() as conn:
-        summary.policy_schedule = schedule_paused_jobs(conn)
+        summary.record_policy_schedule(schedule_paused_jobs(conn))
         still_paused = conn.execute(
             "SELECT job_id FROM timescaledb_information.jobs WHERE job_id = ANY(%s) AND NOT scheduled", (waiting,)
         ).fetchall()

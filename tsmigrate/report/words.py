@@ -9,7 +9,7 @@ migration: tables, files, lines, steps and what to do next, never internals.
 from __future__ import annotations
 
 from ..findings import Finding
-from ..summary import RunSummary
+from ..summary import RunKind, RunSummary, StepStatus
 
 KIND_WORDS = {
     "preflight": "pre-flight",
@@ -100,8 +100,8 @@ def estimate_line(summary: RunSummary) -> str | None:
 def step_counts(summary: RunSummary) -> tuple[int, int]:
     """(applied, already applied) steps of this run."""
     return (
-        sum(1 for s in summary.steps if s["status"] == "applied"),
-        sum(1 for s in summary.steps if s["status"] == "already applied"),
+        sum(1 for s in summary.steps if s["status"] == StepStatus.APPLIED),
+        sum(1 for s in summary.steps if s["status"] == StepStatus.ALREADY_APPLIED),
     )
 
 
@@ -178,7 +178,7 @@ def next_steps(summary: RunSummary) -> list[str]:
         kept = [
             step["details"]["online"]["legacy_table"]
             for step in summary.steps or []
-            if step.get("status") == "applied" and (step.get("details") or {}).get("online")
+            if step.get("status") == StepStatus.APPLIED and (step.get("details") or {}).get("online")
         ]
         for legacy in kept:  # converted online: the legacy table stays beside the hypertable until dropped
             schema, name = legacy.rsplit(".", 1)
@@ -296,13 +296,13 @@ def terminal_lines(summary: RunSummary) -> list[str]:
             lines.append(f"  {estimate}")
         return lines
     below = [f"  BELOW TARGET {line}" for line in below_target_lines(summary)]
-    if not summary.steps and summary.kind == "postflight" and verdict in ("PASSED", "FAILED", "BELOW TARGET"):
+    if not summary.steps and summary.kind == RunKind.POSTFLIGHT and verdict in ("PASSED", "FAILED", "BELOW TARGET"):
         return [f"{verdict_words(summary)}: {summary.target}: post-flight checks", *failed, *below, *scheduled]
     applied, already = step_counts(summary)
     if summary.restore_complete is not None:
         # Restored: what stands is the backup, not the steps this run applied (they went with the restore).
         taken = (summary.backup or {}).get("taken_at")
-        rolled = [s["label"] for s in summary.steps if s["status"] == "applied"]
+        rolled = [s["label"] for s in summary.steps if s["status"] == StepStatus.APPLIED]
         lines = [
             f"{verdict_words(summary)}: {summary.target}: back to the backup taken {taken or 'before the run'}; "
             + (f"rolled back with it: {', '.join(rolled)}" if rolled else "no step of this run had stood")
