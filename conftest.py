@@ -11,5 +11,5 @@ pytest_plugins = (
     "fixtures.baseline",
     "fixtures.postflight",
     "fixtures.benchmarks",
-    "fixtures.timeline",  # after fixtures.reporting: its session end records the series before the record is written
+    "fixtures.timeline",
 )
