@@ -149,6 +149,18 @@ def test_no_suite_file_reaches_into_the_summary():
     assert not writes, writes
 
 
+def test_the_execute_phase_ends_from_one_place():
+    """end_run is called by the run's finalizer only (fixtures/run.py): no hook or other fixture ends the run."""
+    calls = [
+        f"{_rel(path)}:{node.lineno}"
+        for folder in ("fixtures", "tsmigrate", "suites")
+        for path in sorted((PROJECT / folder).rglob("*.py"))
+        for node in ast.walk(_tree(path))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("end_run", "run.end_run")
+    ]
+    assert len(calls) == 1 and calls[0].startswith("fixtures/run.py:"), calls
+
+
 def test_dead_names_are_gone():
     text = "\n".join(p.read_text(encoding="utf-8") for p in OPERATOR_WIRING)
     for name in ("PHASE_REPORTS_KEY", "item_failed", "def _plan(", "SUITES ="):
