@@ -3,6 +3,7 @@ real servers."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -21,12 +22,12 @@ from tsmigrate.janitor import ScratchDatabase, drop_database
 from tsmigrate.legacy import LegacyScale, build_legacy_database
 from tsmigrate.plan import load_plan
 from tsmigrate.preflight.files import pending_files
-from tsmigrate.rehearsal import rehearse
+from tsmigrate.rehearsal import RehearsalResult, rehearse
 from tsmigrate.report.record import validate_run_record
 from tsmigrate.run import MigrationRun
 from tsmigrate.target import Target
 from tsmigrate.timeline import APPLICATION_NAME, Sampler
-from tsmigrate.window import STATED_FACTOR, estimate_window
+from tsmigrate.window import ONLINE_COST_FACTOR, STATED_FACTOR, SWAP_SECONDS, estimate_window
 
 
 def test_sampler_records_what_the_server_goes_through(legacy_db: Target):
@@ -300,3 +301,25 @@ def test_the_timeline_goes_on_through_a_restore(legacy_db: Target, run_suite, tm
     assert restore["finished_at"] > restore["started_at"] >= bands["002_plc_equipment_users.sql"]["finished_at"]
     after = [s for s in record["timeline"]["samples"] if s["at"] >= restore["finished_at"] and "error" not in s]
     assert after and after[-1]["database_bytes"] > 0, "sampled again once the restored database took the name"
+
+
+def test_an_online_table_keeps_the_application_out_only_for_its_swap(legacy_db: Target):
+    """No fence when a table converts online: the time out is the files, the offline conversions and each swap."""
+    plan = load_plan(PROJECT / "migrations")
+    online = dataclasses.replace(plan.hypertable("metric_hist"), online=True)
+    plan = dataclasses.replace(
+        plan, hypertables=tuple(online if h.table == "metric_hist" else h for h in plan.hypertables)
+    )
+    rehearsed = RehearsalResult(
+        "scratch",
+        steps=[("convert factory_telemetry.metric_hist", 1.0), ("convert factory_telemetry.oee_calculations", 0.5)],
+        copy_seconds=2.0,
+    )
+    with legacy_db.connect() as conn:
+        estimate = estimate_window(conn, plan, rehearsed)
+    steps = {s["label"]: s for s in estimate["steps"]}
+    assert steps["convert factory_telemetry.metric_hist"]["online"] is True
+    assert steps["convert factory_telemetry.metric_hist"]["seconds"] == pytest.approx(ONLINE_COST_FACTOR)
+    assert estimate["fenced"] is False
+    assert estimate["application_out_seconds"] == pytest.approx(SWAP_SECONDS + 0.5)
+    assert estimate["execute_seconds"] == pytest.approx(2.0 + ONLINE_COST_FACTOR + 0.5)
