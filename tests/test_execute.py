@@ -100,6 +100,17 @@ def test_a_failing_step_restores_the_database_identically(legacy_db, run_suite, 
     assert record["restore"]["identical"] is True and record["restore"]["complete"] is True
     last = [line for line in out.splitlines() if line.strip()][-1].strip()
     assert last.startswith("RESTORED: ") and "is identical to the backup" in last, last
+    # The verdict line says what the database now is (issue 19): back to the backup of that time, the steps this run
+    # applied rolled back with it, and what others did since (nothing here); never "N steps applied".
+    restore, rolled = record["restore"], [label for label, _ in statuses[:-1]]
+    nothing = "no rows were committed or deleted by others after the backup"
+    assert restore["backup_taken_at"] == record["backup"]["taken_at"] is not None, restore
+    assert (restore["rolled_back"], restore["carried_over"]) == (rolled, nothing), restore
+    verdict_line = re.findall(r"^=+ (RESTORED: .*?) =+$", out, re.MULTILINE)
+    assert verdict_line == [
+        f"RESTORED: {record['target']}: back to the backup taken {restore['backup_taken_at']}; "
+        f"rolled back with it: {', '.join(rolled)}; {nothing}"
+    ], out[-3000:]
 
     assert compare(before, fingerprints(legacy_db)) == []
     with legacy_db.connect() as conn:

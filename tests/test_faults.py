@@ -59,6 +59,13 @@ def last_line(stdout: str) -> str:
     return [line for line in stdout.splitlines() if line.strip()][-1].strip(" =")
 
 
+def banner_line(stdout: str) -> str:
+    """The closing banner's text (``= RESTORED: target: ... =``), without its rule."""
+    found = re.findall(r"^=+ ((?:GO|NO-GO|SUCCESS|RESTORED|FAILED|STOPPED|PASSED): .*?) =+$", stdout, re.MULTILINE)
+    assert found, f"no verdict banner in the output:\n{stdout[-3000:]}"
+    return found[-1]
+
+
 def banner_verdict(stdout: str) -> str:
     """The verdict word of the closing banner (``= SUCCESS: target ... =``)."""
     found = re.findall(r"^=+ (GO|NO-GO|SUCCESS|RESTORED|FAILED|STOPPED|PASSED): ", stdout, re.MULTILINE)
@@ -545,6 +552,13 @@ def test_rows_of_a_writer_the_fence_cannot_stop_are_carried_into_the_restored_da
     outcome = rec["restore"]["outcome"]
     assert outcome.startswith("RESTORED:") and last_line(result.stdout) == outcome
     carried, found = carried_count(outcome)
+    # The verdict line says what the database now is: the backup, the steps that went with it, the rows carried.
+    said = rec["restore"]["carried_over"]
+    assert said.startswith(f"{carried} of {found} rows committed by others after the backup were carried over"), said
+    assert banner_line(result.stdout).endswith(
+        f"; rolled back with it: {', '.join(rec['restore']['rolled_back'])}; {said}"
+    )
+    assert rec["restore"]["rolled_back"] == [s["label"] for s in rec["steps"] if s["status"] == "applied"]
     present = marked_ids(legacy_db, marker)
     assert len(writer.committed) >= 5
     assert set(writer.committed) <= present, (

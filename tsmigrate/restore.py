@@ -57,6 +57,12 @@ class RestoreOutcome:
         """No row committed after the backup was left behind: nothing was lost."""
         return not (self.carried and self.carried.left)
 
+    def carried_words(self) -> str:
+        """What others wrote or deleted after the backup, and what of it was carried into the restored database."""
+        if self.carried is None:
+            return "no rows were committed or deleted by others after the backup"
+        return self.carried.describe()
+
     def summary(self) -> str:
         kept = f"; the failed database is kept as {self.kept_failed_as}" if self.kept_failed_as else ""
         kept += self.owner_note()

@@ -103,6 +103,8 @@ class RunSummary:
     restore: str | None = None  # the restore outcome, in words
     restored_identical: bool | None = None  # the restored copy was proven identical to the backup
     restore_complete: bool | None = None  # ... and no row committed after the backup was left behind
+    # what others wrote or deleted after the backup, and what the restore carried over of it, in words
+    carried_over: str | None = None
     execute_failed: str | None = None
     cause: dict | None = None  # the resource the failure ran out of (tsmigrate.causes.Cause)
     benchmarks: list[dict] = field(default_factory=list)
@@ -200,6 +202,7 @@ class RunSummary:
         cause: dict | None,
         restore_complete: bool | None,
         restore: str | None,
+        carried_over: str | None = None,
     ) -> None:
         """What the execute phase left (fixtures/run.py's end_run, once): its steps, its backup, how it failed
         and what the restore made of the database."""
@@ -216,6 +219,7 @@ class RunSummary:
                 # carried over, nothing of theirs is undone unless the outcome says so.
                 self.restored_identical = restore_complete
                 self.restore_complete = restore_complete
+                self.carried_over = carried_over
         self.restore = restore
 
     def finish(self, exit_code: int) -> None:
@@ -223,6 +227,19 @@ class RunSummary:
         self.exit_code = exit_code
 
     # -- what it concludes -----------------------------------------------------------------------------------
+    @property
+    def restored(self) -> bool:
+        """The database was restored from the run's backup: what stands is the backup (and what was carried over
+        into it), not the steps of this run."""
+        return self.restore_complete is not None
+
+    @property
+    def rolled_back(self) -> list[str]:
+        """The steps this run applied that the restore took away with it (labels); none without a restore."""
+        if not self.restored:
+            return []
+        return [s["label"] for s in self.steps if s["status"] == StepStatus.APPLIED]
+
     @property
     def blocking(self) -> list[Finding]:
         return [f for f in self.findings if f.blocking]

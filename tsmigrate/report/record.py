@@ -164,6 +164,20 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
                     "description": "restored, and every row "
                     "committed by others after the backup carried over: nothing lost",
                 },
+                "backup_taken_at": {
+                    "type": ["string", "null"],
+                    "description": "restored: the time of the backup the database is back to (ISO 8601)",
+                },
+                "rolled_back": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "restored: the steps this run applied that went with the restore (labels)",
+                },
+                "carried_over": {
+                    "type": ["string", "null"],
+                    "description": "restored: what others wrote or deleted after the backup, and what of it "
+                    "was carried over into the restored database, in words",
+                },
                 "cause": {
                     "type": ["object", "null"],
                     "description": "the server resource the failure ran out of (disk, WAL disk, "
@@ -311,6 +325,9 @@ def run_record(
             "identical": summary.restored_identical,
             "complete": summary.restore_complete,
             "cause": summary.cause,
+            "backup_taken_at": (summary.backup or {}).get("taken_at") if summary.restored else None,
+            "rolled_back": summary.rolled_back,
+            "carried_over": summary.carried_over,
         }
     return {
         "format": RECORD_FORMAT,

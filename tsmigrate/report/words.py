@@ -266,6 +266,17 @@ def _below_target_steps(summary: RunSummary) -> list[str]:
     return steps
 
 
+def restored_words(summary: RunSummary) -> str:
+    """What a restored database now is: the backup of which time, the steps of this run that went with the
+    restore, and what others wrote or deleted since, carried over or not. Never 'N steps applied': none stands."""
+    taken = (summary.backup or {}).get("taken_at")
+    rolled = summary.rolled_back
+    words = f"back to the backup taken {taken or 'before the run'}; " + (
+        f"rolled back with it: {', '.join(rolled)}" if rolled else "no step of this run had stood"
+    )
+    return words + (f"; {summary.carried_over}" if summary.carried_over else "")
+
+
 def terminal_lines(summary: RunSummary) -> list[str]:
     """The verdict as the run's last lines: the verdict and target first, then what the operator must know."""
     verdict = summary.verdict()
@@ -299,14 +310,8 @@ def terminal_lines(summary: RunSummary) -> list[str]:
     if not summary.steps and summary.kind == RunKind.POSTFLIGHT and verdict in ("PASSED", "FAILED", "BELOW TARGET"):
         return [f"{verdict_words(summary)}: {summary.target}: post-flight checks", *failed, *below, *scheduled]
     applied, already = step_counts(summary)
-    if summary.restore_complete is not None:
-        # Restored: what stands is the backup, not the steps this run applied (they went with the restore).
-        taken = (summary.backup or {}).get("taken_at")
-        rolled = [s["label"] for s in summary.steps if s["status"] == StepStatus.APPLIED]
-        lines = [
-            f"{verdict_words(summary)}: {summary.target}: back to the backup taken {taken or 'before the run'}; "
-            + (f"rolled back with it: {', '.join(rolled)}" if rolled else "no step of this run had stood")
-        ]
+    if summary.restored:
+        lines = [f"{verdict_words(summary)}: {summary.target}: {restored_words(summary)}"]
     else:
         lines = [f"{verdict_words(summary)}: {summary.target}: {applied} steps applied, {already} already applied"]
     if verdict == "STOPPED":
