@@ -14,7 +14,7 @@ from typing import Any
 
 from ..bench.figures import as_dict, fmt, fmt_margin
 from ..findings import Finding
-from ..summary import GOOD_VERDICTS, RunSummary
+from ..summary import GOOD_VERDICTS, RunSummary, StepStatus
 from .charts import Bar, LogScale, bar_chart_svg
 from .record import before_fingerprints
 from .timeline_chart import timeline_svg
@@ -64,7 +64,12 @@ table.tsm td.num { text-align: right; font-variant-numeric: tabular-nums; white-
 """
 
 
-STATUS_COLOURS = {"applied": "#2e8b57", "failed": "#c62828", "already applied": "#9e9e9e", "skipped": "#bdbdbd"}
+STATUS_COLOURS = {
+    StepStatus.APPLIED: "#2e8b57",
+    StepStatus.FAILED: "#c62828",
+    StepStatus.ALREADY_APPLIED: "#9e9e9e",
+    StepStatus.SKIPPED: "#bdbdbd",
+}
 PASS_COLOUR, FAIL_COLOUR = "#2da44e", "#cf222e"
 
 
@@ -158,10 +163,10 @@ def findings_html(findings: list[Finding]) -> str:
 
 def _step_summary(step: dict) -> str:
     d = step.get("details") or {}
-    if step["status"] == "failed":
+    if step["status"] == StepStatus.FAILED:
         where = f"{d['file']}:{d['line']}: " if d.get("file") and d.get("line") else ""
         return f"{where}{d.get('message', '')}"
-    if step["status"] == "already applied":
+    if step["status"] == StepStatus.ALREADY_APPLIED:
         return f"applied on {d.get('applied_at', '?')} by {d.get('by', '?')}"
     if "statements" in d:
         statements = d["statements"]
@@ -187,7 +192,7 @@ def steps_html(steps: list[dict]) -> str:
     rows = []
     for s in steps:
         status = s["status"]
-        css = "tsm-bad-text" if status == "failed" else ("tsm-ok" if status == "applied" else "")
+        css = "tsm-bad-text" if status == StepStatus.FAILED else ("tsm-ok" if status == StepStatus.APPLIED else "")
         rows.append(
             f'<tr><td>{_e(s["label"])}</td><td class="{css}">{_e(status)}</td>'
             f'<td class="num">{_e(seconds_text(float(s["seconds"])))}</td><td>{_e(_step_summary(s))}</td></tr>'
@@ -208,11 +213,12 @@ def steps_html(steps: list[dict]) -> str:
 def step_detail_html(step: dict) -> str:
     """One step in detail: the statements of a file with their lines and timings, or a conversion's result."""
     d = step.get("details") or {}
+    css = "tsm-bad-text" if step["status"] == StepStatus.FAILED else "tsm-ok"
     head = (
-        f'<p><b>{_e(step["label"])}</b>: <span class="{"tsm-bad-text" if step["status"] == "failed" else "tsm-ok"}">'
+        f'<p><b>{_e(step["label"])}</b>: <span class="{css}">'
         f"{_e(step['status'])}</span> in {_e(seconds_text(float(step['seconds'])))}</p>"
     )
-    if step["status"] == "failed":
+    if step["status"] == StepStatus.FAILED:
         rows = [
             ("file", f"{d.get('file', '')}:{d.get('line', '')}" if d.get("file") else None),
             ("statement", d.get("statement")),
@@ -239,7 +245,9 @@ def step_detail_html(step: dict) -> str:
             bar_chart_svg(
                 "Slowest statements",
                 [
-                    _duration_bar(f"line {s['line']}: {s['statement']}", s["seconds"], STATUS_COLOURS["applied"])
+                    _duration_bar(
+                        f"line {s['line']}: {s['statement']}", s["seconds"], STATUS_COLOURS[StepStatus.APPLIED]
+                    )
                     for s in slowest
                 ],
             )

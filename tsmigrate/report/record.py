@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import __version__
 from ..backup import MANIFEST
-from ..summary import VERDICTS, RunSummary
+from ..summary import VERDICTS, RunSummary, StepStatus
 from .redaction import redact_record
 from .words import next_steps
 
@@ -123,7 +123,7 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "step": {"type": "string", "description": "ledger key: file version or convert:<table>"},
                     "label": {"type": "string", "description": "the file name, or 'convert schema.table'"},
-                    "status": {"enum": ["applied", "already applied", "failed", "skipped"]},
+                    "status": {"enum": [s.value for s in StepStatus]},
                     "seconds": {"type": "number", "minimum": 0},
                     "details": {
                         "type": "object",
