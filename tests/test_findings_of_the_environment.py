@@ -10,6 +10,7 @@ pg_dump of another major version is a two-line stand-in script (PF006).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -18,6 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from tsmigrate import fence
+from tsmigrate.convert.connections import free_connection_slots
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import drop_database
 from tsmigrate.plan import load_plan
@@ -198,6 +200,19 @@ def test_pf009_idle_clients_take_the_connection_slots(cluster_without_preload, m
                 c.close()
     assert where(found, code) == [(severity, "", None)]
     assert found[0].message == "3 connection slots free; the run needs 4"
+
+
+@pytest.mark.finding("PF009", BLOCKING)
+def test_pf009_a_plan_whose_jobs_the_free_slots_cannot_hold(cluster_without_preload, marked_finding):
+    """The conversions copy and build indexes on the plan's ``jobs`` connections: the slots for them must be free."""
+    code, severity = marked_finding
+    with read_only(cluster_without_preload.info.conninfo()) as conn:
+        free = free_connection_slots(conn)
+        assert environment.connection_slots(conn, replace(PLAN, jobs=free - 3)) == []
+        found = environment.connection_slots(conn, replace(PLAN, jobs=free))
+    assert where(found, code) == [(severity, "", None)]
+    assert found[0].message.startswith(f"{free} connection slots free; the run needs {free + 3} (3 of its own")
+    assert "lower jobs in plan.toml" in found[0].message
 
 
 # -- other sessions on the target ------------------------------------------------------------------------

@@ -76,6 +76,8 @@ def test_no_plan_file_means_none(tmp_path):
         ({"benchmarks": {"min_compression_percent": 170}}, "benchmarks.min_compression_percent", "cannot exceed 100"),
         ({"benchmarks": {"max_dashboard_query_ms": "fast"}}, "benchmarks.max_dashboard_query_ms", "expected a number"),
         ({"plan": {"allow_apache_edition": "yes"}}, "plan.allow_apache_edition", "true or false"),
+        ({"plan": {"jobs": 0}}, "plan.jobs", "at least 1"),
+        ({"plan": {"jobs": "many"}}, "plan.jobs", "whole number of connections"),
         ({"hypertable": {}}, "hypertable", "unknown key"),
         ({"plan": {"sample_seconds": 0}}, "plan.sample_seconds", "expected a number >= 0.1"),
         ({"plan": {"replica_lag_warn_mb": -5}}, "plan.replica_lag_warn_mb", "expected a number >= 0"),
@@ -87,6 +89,11 @@ def test_invalid_plans_name_key_and_problem(tmp_path, data, key, words):
     assert raised.value.key == key
     assert words in raised.value.problem
     assert str(tmp_path / "plan.toml") in str(raised.value)
+
+
+def test_jobs_default_to_the_server_and_a_plan_can_set_them(tmp_path):
+    assert parse_plan(minimal(), tmp_path / "plan.toml").jobs is None  # the server's cores (convert/connections.py)
+    assert parse_plan({**minimal(), "plan": {"jobs": 3}}, tmp_path / "plan.toml").jobs == 3
 
 
 def test_toml_syntax_error_names_file_and_line(tmp_path):

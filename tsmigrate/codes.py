@@ -212,7 +212,8 @@ CODES: dict[str, Code] = {
             "PF009",
             BLOCKING,
             "Too few free connection slots",
-            "Stop idle clients or raise max_connections: the run needs a few connections of its own.",
+            "Stop idle clients or raise max_connections: the run needs a few connections of its own, and the "
+            "plan's jobs more for the conversions (or lower jobs in plan.toml [plan]).",
         ),
         Code(
             "PF010",

@@ -219,6 +219,9 @@ class Plan:
     fence_application: bool = True
     # Tables without an online setting of their own convert online above this many rows (estimated).
     online_above_rows: int = 1_000_000
+    # Connections the conversions copy and build indexes on; None: the server's cores to spare
+    # (convert/connections.py conversion_jobs).
+    jobs: int | None = None
     hypertables: tuple[HypertablePlan, ...] = ()
     benchmarks: BenchmarkThresholds = field(default_factory=BenchmarkThresholds)
     backup: BackupPolicy = field(default_factory=BackupPolicy)
@@ -503,6 +506,7 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
                 "online_above_rows",
                 "sample_seconds",
                 "replica_lag_warn_mb",
+                "jobs",
             },
             where,
             "plan",
@@ -572,6 +576,7 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
                 lambda: _number(general.get("online_above_rows", 1_000_000), where, "plan.online_above_rows"), 1_000_000
             )
         ),
+        jobs=check(lambda: _jobs(general.get("jobs"), where)),
         hypertables=hypertables,
         sample_seconds=check(
             lambda: _number(general.get("sample_seconds", 2.0), where, "plan.sample_seconds", minimum=0.1), 2.0
@@ -585,6 +590,19 @@ def parse_plan(data: dict, path: Path | str | None = None) -> Plan:
     )
     problems.raise_any()
     return plan
+
+
+def _jobs(value, where) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        _fail(
+            where,
+            "plan.jobs",
+            f"must be a whole number of connections, at least 1 (got {value!r}); leave it out "
+            "for the server's default (max_parallel_maintenance_workers + 1, within the free connection slots)",
+        )
+    return value
 
 
 def _line_of(text: str, key: str) -> int | None:

@@ -25,8 +25,8 @@ def test_server_is_primary(readonly_conn, gate):
     gate(environment.primary_server(readonly_conn))
 
 
-def test_free_connection_slots(readonly_conn, gate):
-    gate(environment.connection_slots(readonly_conn))
+def test_free_connection_slots(readonly_conn, plan, gate):
+    gate(environment.connection_slots(readonly_conn, plan))
 
 
 def test_no_long_transactions_or_locks_on_tables_to_convert(readonly_conn, plan, gate):

@@ -13,6 +13,7 @@ from .. import fence
 from ..activity import other_sessions, sample_writes
 from ..backup import room_needed
 from ..convert.catalog import YIELDING_AUTOVACUUM
+from ..convert.connections import free_connection_slots
 from ..convert.online import online_tables
 from ..db import one
 from ..dumps import tool, tool_major
@@ -112,15 +113,16 @@ def primary_server(conn: psycopg.Connection) -> list[Finding]:
     return []
 
 
-def connection_slots(conn: psycopg.Connection, needed: int = 4) -> list[Finding]:
-    free = one(
-        conn,
-        """SELECT current_setting('max_connections')::int
-                              - current_setting('superuser_reserved_connections')::int
-                              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')""",
-    )
+def connection_slots(conn: psycopg.Connection, plan: Plan | None = None, needed: int = 4) -> list[Finding]:
+    """``needed`` slots for the run's own sessions; a plan that sets ``jobs`` needs that many for the conversions'
+    copy and index builds instead of one (the default jobs are sized to the free slots: convert/connections.py)."""
+    free = free_connection_slots(conn)
+    jobs = plan.jobs if plan is not None else None
+    if jobs is not None:
+        needed = needed - 1 + jobs
     if free < needed:
-        return [finding("PF009", f"{free} connection slots free; the run needs {needed}")]
+        why = f" (3 of its own and the plan's jobs = {jobs}; lower jobs in plan.toml [plan])" if jobs else ""
+        return [finding("PF009", f"{free} connection slots free; the run needs {needed}{why}")]
     return []
 
 
