@@ -32,8 +32,9 @@ sweep: setup
 soak: setup
 	@$(VENV)/bin/tsmigrate soak --rows $(or $(ROWS),2500000) $(ARGS)
 
-# Conversion (offline and online, with a writer), backup and equality pass beside what they cannot beat
-# (`make bench ROWS=2500000 ARGS=--tenfold` also measures the conversions at 10x the rows).
+# Conversions (offline and online, with a writer) at each density, backup, inserts and equality pass, each beside
+# its limit measured in the same run (`make bench ROWS=2500000 ARGS='--tenfold --readme README.md'`: also at 10x
+# the rows, and the README's table rewritten).
 bench: setup
 	@$(VENV)/bin/tsmigrate bench --rows $(or $(ROWS),2500000) $(ARGS)
 

@@ -1,6 +1,7 @@
-"""`make bench` (tsmigrate_tools.convbench) end to end at a small size: it runs, every figure stands beside its limit,
-the conversions carry every row and the application's writers lose none. The figures themselves are the
-benchmark's to judge, not this test's (a timing here would be noise)."""
+"""`make bench` (tsmigrate_tools.convbench) end to end at a small size: it runs at two densities, N and 10N, every
+figure stands beside its limit measured in the same run, the conversions carry every row, the application's writers
+lose none, and the README's table is regenerated from the JSON. The ratios are the benchmark's to judge, not this
+test's (a timing here would be noise)."""
 
 from __future__ import annotations
 
@@ -9,36 +10,70 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tsmigrate_tools.convbench import MARKER, write_readme
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def test_the_benchmark_runs_at_n_and_10n_and_every_conversion_keeps_every_row(tmp_path):
-    out = tmp_path / "bench.json"
+def test_the_benchmark_runs_at_two_densities_at_n_and_10n_and_no_row_is_lost(tmp_path):
+    out, readme = tmp_path / "bench.json", tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{MARKER}\nold table\n{MARKER}\n\nafter\n")
     result = subprocess.run(
-        [sys.executable, "-m", "tsmigrate_tools.convbench", "--rows", "20000", "--tenfold", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "tsmigrate_tools.convbench",
+            *("--rows", "20000", "--interval", "60,10", "--tenfold", "--insert-rows", "2000"),
+            *("--json", str(out), "--readme", str(readme)),
+        ],
         cwd=PROJECT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    figures = {f["figure"]: f for f in json.loads(out.read_text())["figures"]}
-    for size in ("N", "10N"):
-        legacy_rows = figures[f"create_hypertable(migrate_data => true) ({size})"]["rows"]
-        assert legacy_rows > 0
-        for conversion, writer in (
-            ("our conversion of metric_hist", "our conversion"),
-            ("our online conversion of metric_hist", "the online conversion"),
-        ):
-            figure = figures[f"{conversion} ({size})"]
-            wrote = figures[f"a writer every 100 ms through {writer} ({size})"]
-            assert wrote["rows_committed"] > 0 and wrote["rows_lost"] == 0, wrote
-            # every legacy row, plus those the application wrote before the conversion counted
-            assert legacy_rows <= figure["rows"] <= legacy_rows + wrote["rows_committed"], (size, figure, wrote)
-            assert figure["limit"] == "plain copy with the same indexes" and figure["limit_seconds"] > 0
-        assert figures[f"a writer every 100 ms through the online conversion ({size})"]["swap_attempts"] >= 1
-    assert figures["offline conversion at 10N"]["allowed_ratio"] == 10.5
-    assert figures["plain copy at 10N"]["limit"] == "plain copy at N"
-    assert figures["our backup (fingerprints, dump, verification)"]["limit"].startswith("pg_dump -Fd")
-    for line in ("our conversion of metric_hist (N)", "plain copy at 10N", "our equality pass (fingerprints)"):
-        assert line in result.stdout, f"the figure {line!r} is printed beside its limit"
+    record = json.loads(out.read_text())
+    figures = {(f["figure"], f["interval_s"], f["size"]): f for f in record["figures"]}
+    for interval_s in (60, 10):
+        for size in ("N", "10N"):
+            for path in ("offline", "online"):
+                f = figures[(f"{path} conversion", interval_s, size)]
+                assert f["limit"].startswith("plain copy (CREATE TABLE AS") and f["limit_seconds"] > 0
+                assert f["allowed_ratio"] == 1.5 and f["ratio"] == pytest.approx(f["seconds"] / f["limit_seconds"], 0.1)
+                # every legacy row, plus those the application wrote before the conversion counted them; none lost
+                assert f["writer_rows"] > 0 and f["rows_lost"] == 0, f
+                assert f["legacy_rows"] <= f["rows"] <= f["legacy_rows"] + f["writer_rows"], f
+            wait = figures[("application's longest wait through the online conversion", interval_s, size)]
+            assert wait["limit_seconds"] == 1.0 and wait["rows_lost"] == 0
+            lock = figures[("swap lock", interval_s, size)]
+            assert lock["limit"] == "fixed bound" and lock["limit_seconds"] == 0.3 and lock["swap_attempts"] >= 1
+        for what, bound in (("offline", 10.5), ("online", 10.5), ("plain copy", None)):
+            growth = figures[
+                (
+                    f"{what} conversion, 10N against N" if what != "plain copy" else "plain copy, 10N against N",
+                    interval_s,
+                    "10N/N",
+                )
+            ]
+            assert (
+                growth["allowed_ratio"] == bound
+                and growth["rows"] > 9 * figures[("offline conversion", interval_s, "N")]["legacy_rows"]
+            )
+    inserts = figures[("2,000 inserts before drop-legacy", 60, "N")]
+    assert inserts["limit"] == "the same inserts after drop-legacy" and inserts["allowed_ratio"] == 1.1
+    backup = next(f for f in record["figures"] if f["figure"].startswith("our backup"))
+    assert backup["limit"] == f"pg_dump -Fd -j{record['jobs']}" and backup["allowed_ratio"] == 1.5
+    assert ("swap lock [10N, every 10 s]") in result.stdout, "each figure is printed beside its limit"
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# title") and text.endswith("\nafter\n")
+    assert "| offline conversion | 10 s |" in text and "| swap lock | 60 s |" in text
+
+
+def test_the_readme_without_its_markers_is_refused_with_what_to_do(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no table here\n")
+    with pytest.raises(SystemExit, match=f"must hold two {MARKER} lines"):
+        write_readme(readme, {"rows": 1, "figures": []})
+    assert readme.read_text() == "# no table here\n"

@@ -521,12 +521,17 @@ SOAK_EXITS = (
 
 @tsmigrate.command(
     context_settings=PASS_THROUGH,
-    epilog=example("tsmigrate bench --rows 2500000", "tsmigrate bench --rows 2500000 --tenfold") + "\n\n" + BENCH_EXITS,
+    epilog=example(
+        "tsmigrate bench --rows 200000 --interval 1", "tsmigrate bench --rows 2500000 --tenfold --readme README.md"
+    )
+    + "\n\n"
+    + BENCH_EXITS,
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def bench(ctx: click.Context, args: tuple[str, ...]) -> None:
-    """Conversion, backup and equality pass beside what they cannot beat, on a throwaway server (make bench)."""
+    """Conversions at each density and size, inserts, backup and equality pass, each beside its limit measured in
+    the same run on a throwaway server (make bench)."""
     run_tool(ctx, "tsmigrate_tools.convbench", args)
 
 

@@ -25,6 +25,7 @@ from . import fence, ledger
 from .backup import Backup, BackupError, pin_backup, prune_backups, take_backup
 from .causes import Cause, classify, tail
 from .convert import ConversionError, ConversionResult, convert, plan_sha256
+from .convert.connections import conversion_jobs
 from .convert.online import online_tables
 from .convert.policies import retention_drops
 from .errors import first_line
@@ -392,6 +393,7 @@ class MigrationRun:
                     online_above_rows=self.plan.online_above_rows,
                     on_converted=finish,
                     rows_per_second=self._conversion_rate,
+                    jobs=conversion_jobs(self.work, self.plan.jobs),
                 )
                 if conversion.online is None and conversion.rows > 10_000:
                     self._conversion_rate = conversion.rows_per_second

@@ -39,9 +39,11 @@ def convert(
     online_above_rows: int,
     on_converted: OnConverted,
     rows_per_second: float | None = None,
+    jobs: int = 2,
 ) -> ConversionResult:
     """Convert one planned table, online or offline as the plan and its size say (online.state.chooses_online).
-    ``conn`` is an autocommit connection; ``connect`` opens more for the online copy."""
+    ``conn`` is an autocommit connection; ``connect`` opens up to ``jobs`` more for the online copy and index builds
+    (the offline path works in the caller's one transaction, which other connections cannot see into)."""
     if chooses_online(conn, schema, h, online_above_rows):
         return convert_online(
             connect,
@@ -51,6 +53,7 @@ def convert(
             has_compression=has_compression,
             own_xids=own_xids,
             on_swapped=lambda c: on_converted(c, None),
+            workers=jobs,
         )
     with conn.transaction():
         result = convert_table(conn, schema, h, has_compression=has_compression, rows_per_second=rows_per_second)

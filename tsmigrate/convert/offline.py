@@ -40,7 +40,7 @@ from .online.build import add_foreign_keys, copy, create_beside, create_indexes,
 from .online.state import Names, aside, discard_unfinished, no_hook
 from .online.swap import check_views_can_move, checked_application_triggers, move_name
 from .policies import apply_policies
-from .result import ConversionError, ConversionResult
+from .result import ConversionError, ConversionResult, phase
 
 log = logging.getLogger("tsmigrate.conversion")
 
@@ -81,16 +81,19 @@ def convert_locked(
     *,
     rows_per_second: float | None = None,
     batch_rows: int = 500_000,
+    phases: dict[str, float] | None = None,
 ) -> tuple[int, list[str]]:
     """Within the caller's transaction, the table locked: make it a hypertable. Returns the rows it holds and the
-    dependent views recreated."""
+    dependent views recreated; ``phases`` gets the seconds each phase took."""
+    phases = {} if phases is None else phases
     names = Names(schema, h.table)
     what = f"{schema}.{h.table}"
     discard_unfinished(conn, names)  # an online attempt that died before its swap (the plan may have changed)
     triggers = checked_application_triggers(conn, names)
     check_views_can_move(conn, names)
     legacy_to = aside(h.table, "_tsm_old")
-    create_beside(conn, names, h, legacy_to)
+    with phase(phases, "hypertable beside"):
+        create_beside(conn, names, h, legacy_to)
     planned = planned_indexes(conn, names, h)
     columns = insertable_columns(conn, schema, h.table)
     log.info(
@@ -101,15 +104,22 @@ def convert_locked(
     )
     # Block ranges from the first block to past the last: every row of the locked table is read exactly once,
     # so the rows copied are the table's count.
-    moved = copy(None, names, columns, workers=1, batch_rows=batch_rows, own_xids=set(), on_phase=no_hook, within=conn)
+    with phase(phases, "chunks and copy"):
+        moved = copy(
+            None, names, columns, workers=1, batch_rows=batch_rows, own_xids=set(), on_phase=no_hook, within=conn
+        )
     expected = moved / rows_per_second / 2 if rows_per_second else None
-    with heartbeat(log, f"{what}: building {len(planned)} indexes on the hypertable", expected_seconds=expected):
+    with (
+        phase(phases, "index builds"),
+        heartbeat(log, f"{what}: building {len(planned)} indexes on the hypertable", expected_seconds=expected),
+    ):
         create_indexes(conn, planned)
-    with heartbeat(log, f"{what}: checking its foreign keys", expected_seconds=None):
+    with phase(phases, "foreign keys"), heartbeat(log, f"{what}: checking its foreign keys", expected_seconds=None):
         add_foreign_keys(conn, names)
-    views = move_name(conn, names, [i.rename() for i in planned], triggers, legacy_to=legacy_to)
+    with phase(phases, "swap"):
+        views = move_name(conn, names, [i.rename() for i in planned], triggers, legacy_to=legacy_to)
     try:
-        with conn.transaction():
+        with phase(phases, "drop legacy, analyze"), conn.transaction():
             conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(legacy_to)))
     except psycopg.errors.DependentObjectsStillExist as exc:
         raise ConversionError(
@@ -117,7 +127,8 @@ def convert_locked(
             f"({exc.diag.message_detail or exc}); drop them before converting, and create them "
             "again afterwards"
         ) from None
-    conn.execute(sql.SQL("ANALYZE {}").format(names.ident(h.table)))
+    with phase(phases, "drop legacy, analyze"):
+        conn.execute(sql.SQL("ANALYZE {}").format(names.ident(h.table)))
     return moved, views
 
 
@@ -186,14 +197,15 @@ def convert_table(
     result.keys_rebuilt = keys_rebuilt(conn, regclass, h.time_column)
     t0 = time.monotonic()
     result.rows, result.views_recreated = convert_locked(
-        conn, schema, h, rows_per_second=rows_per_second, batch_rows=batch_rows
+        conn, schema, h, rows_per_second=rows_per_second, batch_rows=batch_rows, phases=result.phases
     )
     elapsed = time.monotonic() - t0
     result.rows_per_second = result.rows / elapsed if elapsed > 0 else 0.0
     log.info(
         "%s: %d rows converted in %.1f s (%.0f rows/s)", result.table, result.rows, elapsed, result.rows_per_second
     )
-    apply_policies(conn, schema, h, has_compression, result)
+    with phase(result.phases, "policies"):
+        apply_policies(conn, schema, h, has_compression, result)
     result.chunks = hypertable_chunks(conn, schema, h.table)
     result.seconds = time.monotonic() - started
     return result

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from ..plan import HypertablePlan
+
+
+@contextmanager
+def phase(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Adds the seconds the block takes to ``phases[name]``."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        phases[name] = round(phases.get(name, 0.0) + time.monotonic() - started, 3)
 
 
 class ConversionError(RuntimeError):
@@ -26,6 +39,8 @@ class ConversionResult:
     chunks: int = 0
     seconds: float = 0.0
     rows_per_second: float = 0.0
+    # Seconds per phase of the conversion (chunks and copy, index builds, foreign keys, swap, ...), for the benchmark.
+    phases: dict[str, float] = field(default_factory=dict)
     online: dict | None = None  # what the online path did (online.driver.OnlineReport), when taken
 
     def to_dict(self) -> dict:

@@ -229,6 +229,31 @@ def create_indexes_per_chunk(conn: psycopg.Connection, planned: list[PlannedInde
                 conn.execute(index.statement)
 
 
+def create_indexes_in_parallel(
+    connect: Callable[[], psycopg.Connection], planned: list[PlannedIndex], jobs: int
+) -> None:
+    """:func:`create_indexes_per_chunk`, the indexes spread over ``jobs`` connections of ``connect`` (autocommit):
+    the builds of different indexes share no lock that excludes another (each takes SHARE on a chunk at a time)."""
+    if jobs <= 1 or len(planned) <= 1:
+        with connect() as conn:
+            create_indexes_per_chunk(conn, planned)
+        return
+    queue, lock = list(reversed(planned)), threading.Lock()
+
+    def work() -> None:
+        with connect() as conn:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    index = queue.pop()
+                create_indexes_per_chunk(conn, [index])
+
+    with ThreadPoolExecutor(max_workers=min(jobs, len(planned)), thread_name_prefix="tsmigrate-index") as pool:
+        for future in [pool.submit(work) for _ in range(min(jobs, len(planned)))]:
+            future.result()
+
+
 def add_foreign_keys(conn: psycopg.Connection, names: Names) -> int:
     """The legacy table's foreign keys on the new one, added after the copy (one check of all rows)."""
     keys = conn.execute(

@@ -42,14 +42,14 @@ from ..catalog import hypertable_chunks, keys_rebuilt, refuse_what_timescaledb_c
 from ..history import chunks_between, time_range
 from ..nulltime import fill_nulls
 from ..policies import apply_policies
-from ..result import ConversionError, ConversionResult
+from ..result import ConversionError, ConversionResult, phase
 from .build import (
     CHUNKS_PER_TRANSACTION,
     add_foreign_keys,
     copy,
     create_beside,
     create_indexes,
-    create_indexes_per_chunk,
+    create_indexes_in_parallel,
     planned_indexes,
 )
 from .capture import arm_capture_back, catch_up_round, key_columns, start_capture, with_lock_retries
@@ -115,12 +115,13 @@ def convert_online(
             "state) VALUES (%s, %s, %s, %s, 'building')",
             (schema, h.table, names.new, names.legacy),
         )
-    start_capture(conn, names, typed_keys, lock_timeout_ms, swap_attempts)
+    with phase(result.phases, "capture"):
+        start_capture(conn, names, typed_keys, lock_timeout_ms, swap_attempts)
     on_phase("capturing", conn)
     with conn.transaction():  # NULL times get the plan's rule in the legacy table itself (recorded, captured)
         result.nulls_filled = fill_nulls(conn, schema, h, keys)
         own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
-    with conn.transaction():
+    with phase(result.phases, "hypertable beside, its keys"), conn.transaction():
         create_beside(conn, names, h, names.legacy)
         planned = planned_indexes(conn, names, h)
         # Keys now (the copy skips rows it meets twice by them, the replay finds rows by them); the other indexes
@@ -138,24 +139,27 @@ def convert_online(
     # A history of more chunks than one transaction should create is copied in windows of time (build.copy).
     first, last, _ = time_range(conn, schema, h.table, h.time_column)
     many_chunks = first is None or chunks_between(first, last, h.chunk_interval.seconds) > CHUNKS_PER_TRANSACTION
-    report.copied = copy(
-        connect,
-        names,
-        columns,
-        workers=workers,
-        batch_rows=batch_rows,
-        own_xids=own_xids,
-        on_phase=on_phase,
-        time_column=h.time_column if many_chunks else None,
-        chunk_seconds=h.chunk_interval.seconds,
-    )
+    with phase(result.phases, "chunks and copy"):
+        report.copied = copy(
+            connect,
+            names,
+            columns,
+            workers=workers,
+            batch_rows=batch_rows,
+            own_xids=own_xids,
+            on_phase=on_phase,
+            time_column=h.time_column if many_chunks else None,
+            chunk_seconds=h.chunk_interval.seconds,
+        )
     report.copy_seconds = time.monotonic() - t0
     # Each in transactions of its own, chunk by chunk where it can (nothing shows the new table yet): the locks
-    # held at once are a chunk's, not the history's.
-    create_indexes_per_chunk(conn, [i for i in planned if not i.key])
-    with conn.transaction():
+    # held at once are a chunk's, not the history's. Different indexes build at once on ``workers`` connections.
+    with phase(result.phases, "index builds"):
+        create_indexes_in_parallel(connect, [i for i in planned if not i.key], workers)
+    with phase(result.phases, "foreign keys"), conn.transaction():
         added = add_foreign_keys(conn, names)
-    conn.execute(sql.SQL("ANALYZE {}").format(names.ident(names.new)))  # outside a transaction: chunk by chunk
+    with phase(result.phases, "analyze"):
+        conn.execute(sql.SQL("ANALYZE {}").format(names.ident(names.new)))  # outside a transaction: chunk by chunk
     log.info(
         "%s: %d rows copied beside it in %.1f s; %d foreign keys checked",
         result.table,
@@ -175,7 +179,8 @@ def convert_online(
             "%s: the application changes rows faster than they are replayed; swapping with a backlog", result.table
         )
 
-    catch_up()
+    with phase(result.phases, "catch up"):
+        catch_up()
     on_phase("caught up", conn)
     capture_back_mark = arm_capture_back(conn, names, h, keys)
     early_renames, late_renames = split_renames(conn, names, renames)
@@ -239,9 +244,11 @@ def convert_online(
         1000 * report.swap_seconds,
         report.legacy_table,
     )
-    with conn.transaction():
+    result.phases["swap"] = round(report.swap_seconds, 3)
+    with phase(result.phases, "policies"), conn.transaction():
         apply_policies(conn, schema, h, has_compression, result)
-    report.verified_rows, differing = verify(conn, schema, h.table)
+    with phase(result.phases, "verify"):
+        report.verified_rows, differing = verify(conn, schema, h.table)
     if differing:
         raise ConversionError(
             f"{result.table}: after the swap, rows differ from the legacy table "
