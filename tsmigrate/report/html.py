@@ -14,7 +14,7 @@ from typing import Any
 
 from ..bench.figures import as_dict, fmt, fmt_margin
 from ..findings import Finding
-from ..summary import GOOD_VERDICTS, RunSummary, StepStatus
+from ..summary import GOOD_VERDICTS, RunSummary, StepStatus, Verdict
 from .charts import Bar, LogScale, bar_chart_svg
 from .record import before_fingerprints
 from .timeline_chart import timeline_svg
@@ -96,7 +96,7 @@ def banner_html(summary: RunSummary) -> str:
     tone = (
         "tsm-good"
         if verdict in GOOD_VERDICTS
-        else ("tsm-warn" if verdict in ("RESTORED", "BELOW TARGET") else "tsm-bad")
+        else ("tsm-warn" if verdict in (Verdict.RESTORED, Verdict.BELOW_TARGET) else "tsm-bad")
     )
     exit_code = summary.exit_code if summary.exit_code is not None else ""
     parts = [
@@ -134,7 +134,7 @@ def banner_html(summary: RunSummary) -> str:
             f"(manifest sha256 <code>{_e(summary.backup['manifest_sha256'])}</code>)</div>"
         )
     estimate = estimate_line(summary)
-    if estimate and verdict == "GO":
+    if estimate and verdict == Verdict.GO:
         parts.append(f'<div class="tsm-meta tsm-estimate" id="tsm-estimate">{_e(estimate)}</div>')
     parts.append("<h3>What to do next</h3><ol>")
     parts += [f"<li>{_with_code(step)}</li>" for step in next_steps(summary)]

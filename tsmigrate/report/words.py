@@ -9,7 +9,7 @@ migration: tables, files, lines, steps and what to do next, never internals.
 from __future__ import annotations
 
 from ..findings import Finding
-from ..summary import RunKind, RunSummary, StepStatus
+from ..summary import RunKind, RunSummary, StepStatus, Verdict
 
 KIND_WORDS = {
     "preflight": "pre-flight",
@@ -58,9 +58,9 @@ def unexplained_failures(summary: RunSummary) -> list[str]:
 def verdict_words(summary: RunSummary) -> str:
     """The verdict as the last line and the banner say it: BELOW TARGET is the success it is, with its misses."""
     verdict = summary.verdict()
-    if verdict != "BELOW TARGET":
+    if verdict != Verdict.BELOW_TARGET:
         return verdict
-    done = "SUCCESS" if summary.steps else "PASSED"
+    done = Verdict.SUCCESS if summary.steps else Verdict.PASSED
     return f"{done}, {_plural(len(summary.below_target), 'benchmark')} below target"
 
 
@@ -110,26 +110,26 @@ def headline(summary: RunSummary) -> str:
     verdict = summary.verdict()
     applied, already = step_counts(summary)
     checks = _unjudged_checks(summary)
-    if verdict == "GO":
+    if verdict == Verdict.GO:
         n = len(summary.advisories)
         return "Nothing blocks the migration" + (
             f" ({_plural(n, 'advisory', 'advisories')} to read below)." if n else "."
         )
-    if verdict == "NO-GO":
+    if verdict == Verdict.NO_GO:
         if summary.stop_reason:
             return f"Do not migrate: the pre-flight could not finish ({summary.stop_reason}). Nothing was changed."
         parts = [_plural(len(summary.blocking), "blocking finding")]
         if checks:
             parts.append(_plural(len(checks), "failed check"))
         return f"Do not migrate yet: {' and '.join(parts)}. Nothing was changed."
-    if verdict == "SUCCESS":
+    if verdict == Verdict.SUCCESS:
         return (
             f"The migration is done: {_plural(applied, 'step')} applied"
             f"{f', {already} already applied before' if already else ''}; every check passed."
         )
-    if verdict == "PASSED":
+    if verdict == Verdict.PASSED:
         return "Every post-flight check passed: the migrated database is complete and meets its benchmarks."
-    if verdict == "BELOW TARGET":
+    if verdict == Verdict.BELOW_TARGET:
         names = ", ".join(b["name"] for b in summary.below_target)
         done = (
             f"The migration is done: {_plural(applied, 'step')} applied"
@@ -141,12 +141,12 @@ def headline(summary: RunSummary) -> str:
             f"{done} passed{' and the policy jobs are scheduled' if summary.policy_schedule else ''}. "
             f"{_plural(len(summary.below_target), 'benchmark')} below the plan's target: {names}."
         )
-    if verdict == "RESTORED":
+    if verdict == Verdict.RESTORED:
         return (
             f"{summary.execute_failed} failed; the database was restored, proven identical to the backup "
             "taken before the run, and nothing others wrote or deleted since was undone."
         )
-    if verdict == "STOPPED":
+    if verdict == Verdict.STOPPED:
         changed = f" {summary.restore}" if summary.restore else "" if applied else " Nothing was changed."
         return f"The run stopped before its end: {summary.stop_reason}.{changed}"
     if summary.execute_failed:
@@ -158,7 +158,7 @@ def next_steps(summary: RunSummary) -> list[str]:
     """What to do now, in order; `commands` in backticks."""
     verdict = summary.verdict()
     backup = summary.backup["path"] if summary.backup else None
-    if verdict == "GO":
+    if verdict == Verdict.GO:
         steps = [
             "Run the migration in the maintenance window with the same target: "
             "`pytest suites --dsn ...` (it takes and verifies a backup before its first change)."
@@ -166,14 +166,14 @@ def next_steps(summary: RunSummary) -> list[str]:
         if summary.advisories:
             steps.append("Read the advisories in the findings table: they do not block, but say what to expect.")
         return steps
-    if verdict == "NO-GO":
+    if verdict == Verdict.NO_GO:
         if summary.stop_reason:
             return ["Fix what stopped the pre-flight (above), then run it again: `pytest suites/preflight`."]
         return [
             "Fix each blocking finding where it points (file and line, or table); the fix is written under it.",
             "Run the pre-flight again (`pytest suites/preflight`) until it says GO. Nothing was changed.",
         ]
-    if verdict == "SUCCESS" or (verdict == "BELOW TARGET" and summary.steps):
+    if verdict == Verdict.SUCCESS or (verdict == Verdict.BELOW_TARGET and summary.steps):
         steps = ["Start the application and check its dashboards and data entry."]
         kept = [
             step["details"]["online"]["legacy_table"]
@@ -197,11 +197,11 @@ def next_steps(summary: RunSummary) -> list[str]:
             )
         steps.append("Hand this report and its JSON record to whoever signs off the change.")
         return steps
-    if verdict == "PASSED":
+    if verdict == Verdict.PASSED:
         return ["Hand this report and its JSON record to whoever signs off the change."]
-    if verdict == "BELOW TARGET":
+    if verdict == Verdict.BELOW_TARGET:
         return [*_below_target_steps(summary), "Hand this report and its JSON record to whoever signs off the change."]
-    if verdict == "RESTORED":
+    if verdict == Verdict.RESTORED:
         steps = [
             _cause_step(summary)
             or f"Fix {summary.execute_failed}: its error (file, line, statement) is in the results below; "
@@ -213,7 +213,7 @@ def next_steps(summary: RunSummary) -> list[str]:
             steps.append("The failed database was kept for inspection under the name given above; drop it when done.")
         steps.append("Run the pre-flight, then the migration again.")
         return steps
-    if verdict == "STOPPED":
+    if verdict == Verdict.STOPPED:
         if summary.execute_failed and not summary.restore_complete:
             return [
                 "Do not start the application before reading the state of the database above: it says what "
@@ -291,7 +291,7 @@ def terminal_lines(summary: RunSummary) -> list[str]:
         if summary.policy_schedule
         else []
     )
-    if verdict in ("GO", "NO-GO"):
+    if verdict in (Verdict.GO, Verdict.NO_GO):
         lines = [f"{verdict}: {summary.target}"]
         if summary.stop_reason:
             lines.append(f"  stopped: {summary.stop_reason}")
@@ -302,19 +302,23 @@ def terminal_lines(summary: RunSummary) -> list[str]:
         lines += failed
         if summary.advisories:
             lines.append(f"  {_plural(len(summary.advisories), 'advisory', 'advisories')} (see the report)")
-        estimate = estimate_line(summary) if verdict == "GO" else None
+        estimate = estimate_line(summary) if verdict == Verdict.GO else None
         if estimate:
             lines.append(f"  {estimate}")
         return lines
     below = [f"  BELOW TARGET {line}" for line in below_target_lines(summary)]
-    if not summary.steps and summary.kind == RunKind.POSTFLIGHT and verdict in ("PASSED", "FAILED", "BELOW TARGET"):
+    if (
+        not summary.steps
+        and summary.kind == RunKind.POSTFLIGHT
+        and verdict in (Verdict.PASSED, Verdict.FAILED, Verdict.BELOW_TARGET)
+    ):
         return [f"{verdict_words(summary)}: {summary.target}: post-flight checks", *failed, *below, *scheduled]
     applied, already = step_counts(summary)
     if summary.restored:
         lines = [f"{verdict_words(summary)}: {summary.target}: {restored_words(summary)}"]
     else:
         lines = [f"{verdict_words(summary)}: {summary.target}: {applied} steps applied, {already} already applied"]
-    if verdict == "STOPPED":
+    if verdict == Verdict.STOPPED:
         lines.append(f"  stopped: {summary.stop_reason}")
     if summary.execute_failed:
         lines.append(f"  failed step: {summary.execute_failed}")
