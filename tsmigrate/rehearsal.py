@@ -99,7 +99,7 @@ def _copy_sample(
         ):
             for block in out:
                 into.write(block)
-        copied = scratch.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
+        copied = one(scratch, sql.SQL("SELECT count(*) FROM {}").format(ident))
     return copied
 
 
@@ -138,7 +138,7 @@ def drop_stale_scratch_copies(admin: psycopg.Connection, dbname: str) -> list[st
     ).fetchall():
         if not re.fullmatch(r"[0-9]{14}", name[len(prefix) :]):
             continue  # not a name this module made
-        if admin.execute(sql.SQL("SELECT {}").format(_IN_USE_LOCK.format(sql.Literal(name)))).fetchone()[0]:
+        if one(admin, sql.SQL("SELECT {}").format(_IN_USE_LOCK.format(sql.Literal(name)))):
             stale.append(name)  # the lock is now ours: released when this session ends
     for name in stale:
         log.warning("rehearsal: dropping %s, a scratch copy a killed pre-flight left", name)
@@ -173,7 +173,8 @@ def _chunks_left_empty(conn: psycopg.Connection) -> list[str]:
               FROM _timescaledb_catalog.chunk c
               JOIN _timescaledb_catalog.chunk_constraint cc ON cc.chunk_id = c.id AND cc.dimension_slice_id IS NOT NULL
               JOIN _timescaledb_catalog.dimension_slice ds ON ds.id = cc.dimension_slice_id
-             WHERE to_regclass(format('%%I.%%I', c.schema_name, c.table_name)) IS NOT NULL   -- not a dropped chunk's row
+             -- not a dropped chunk's row
+             WHERE to_regclass(format('%%I.%%I', c.schema_name, c.table_name)) IS NOT NULL
                AND c.hypertable_id NOT IN (SELECT compressed_hypertable_id FROM _timescaledb_catalog.hypertable
                                             WHERE compressed_hypertable_id IS NOT NULL)
              GROUP BY c.id, c.schema_name, c.table_name, c.compressed_chunk_id, c.hypertable_id)
@@ -207,16 +208,17 @@ def _copy_target(
         f"--exclude-table-data={sql.Identifier(s, t).as_string(None)}" for s, t in large
     ]
     with target.connect() as conn:
-        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        superuser = one(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         ts_version, hypertables = _hypertables(conn)
         left_out = _chunks_left_empty(conn) if hypertables and superuser else []
     # A hypertable's rows are its chunks': sampled as the newest chunks, never row by row into the copy.
     large[:] = [t for t in large if t not in hypertables]
     if hypertables and not superuser:
         raise RehearsalNotFaithful(
-            f"the target holds {len(hypertables)} hypertables, and only a superuser may load TimescaleDB's catalog into "
-            "a copy (timescaledb_pre_restore()): a copy made by this role would hold plain tables, so the rehearsal "
-            "would prove nothing. Run the pre-flight as a superuser, or (knowing what it does not test) --no-rehearse"
+            f"the target holds {len(hypertables)} hypertables, and only a superuser may load TimescaleDB's catalog "
+            "into a copy (timescaledb_pre_restore()): a copy made by this role would hold plain tables, so the "
+            "rehearsal would prove nothing. Run the pre-flight as a superuser, or (knowing what it does not test) "
+            "--no-rehearse"
         )
     if not superuser:
         # TimescaleDB's catalog is the extension's: only a superuser may load it (the copy's CREATE EXTENSION fills
@@ -247,6 +249,7 @@ def _copy_target(
         dumper.kill()
         dumper.wait()
         raise
+    assert dumper.stdout is not None and dumper.stderr is not None  # both PIPE
     dumper.stdout.close()
     dump_err = dumper.stderr.read().decode(errors="replace")
     if dumper.wait() != 0:
@@ -337,15 +340,13 @@ def rehearse(
 ) -> RehearsalResult:
     """Copy, apply the pending files and the plan's conversions, report; the copy is dropped whatever happens."""
     with target.connect() as conn:
-        if not conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+        if not one(conn, "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"):
             raise RehearsalUnavailable(
                 "the connected role may not create databases, so no scratch copy can be made; "
                 "grant CREATEDB for the rehearsal, or run it with --no-rehearse"
             )
         large = _large_tables(conn, full_copy_bytes)
-        owner = conn.execute(
-            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
-        ).fetchone()[0]
+        owner = one(conn, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")
     admin_target = target.with_dbname("postgres")
     source_db = target.dbname or "db"
     result = RehearsalResult(scratch_name(source_db, datetime.now(UTC)))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 
+from ..db import one
 from ..dumps import tool
 from ..errors import BackupError
 from ..migrations import discover, files_digest
@@ -67,7 +68,7 @@ def local_facts(migrations_dir: Path, plan: Plan | None) -> dict[str, str]:
 
 def server_facts(conn: psycopg.Connection, target_description: str) -> dict[str, str]:
     """What the target's server runs: PostgreSQL and TimescaleDB (version, edition, preload)."""
-    version = conn.execute("SHOW server_version").fetchone()[0]
+    version = one(conn, "SHOW server_version")
     return {"Server": f"PostgreSQL {version} at {target_description}", "TimescaleDB": timescaledb_facts(conn)}
 
 
