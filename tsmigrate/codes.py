@@ -346,8 +346,9 @@ CODES: dict[str, Code] = {
             "PF036",
             BLOCKING,
             "TimescaleDB version cannot restore dumps of compressed chunks",
-            "Upgrade TimescaleDB to 2.20.1 or later (2.21+) before the window (install the package, then ALTER EXTENSION "
-            "timescaledb UPDATE in its own session), or decompress the chunks named (SELECT decompress_chunk(...)): "
+            "Upgrade TimescaleDB to 2.20.1 or later (2.21+) before the window (install the package, then "
+            "ALTER EXTENSION timescaledb UPDATE in its own session), or decompress the chunks named "
+            "(SELECT decompress_chunk(...)): "
             "2.19.0 to 2.20.0 write all-NULL batches that their pg_restore rejects (upstream pull request 8153).",
             "while no compressed chunk holds an all-NULL batch yet (compression planned, or chunks compressed without "
             "one): the run's own backup restores; the site's later backups would not once compression writes one",
@@ -457,8 +458,8 @@ CODES: dict[str, Code] = {
             "PF067",
             BLOCKING,
             "A replication slot cannot bear the WAL the run writes",
-            "Raise max_slot_wal_keep_size (or make room for the WAL the slot keeps), make sure the replica is connected "
-            "and keeping up, or drop a slot no replica uses (pg_drop_replication_slot).",
+            "Raise max_slot_wal_keep_size (or make room for the WAL the slot keeps), make sure the replica is "
+            "connected and keeping up, or drop a slot no replica uses (pg_drop_replication_slot).",
         ),
         Code(
             "PF068",
@@ -478,15 +479,16 @@ CODES: dict[str, Code] = {
             "PF070",
             BLOCKING,
             "A table to convert is in a publication",
-            "Take the table out of the publication before the window (the statement is in the message) and resynchronize "
-            "its subscribers afterwards: a hypertable's rows live in chunks, which the publication does not carry.",
+            "Take the table out of the publication before the window (the statement is in the message) and "
+            "resynchronize its subscribers afterwards: a hypertable's rows live in chunks, which the publication "
+            "does not carry.",
         ),
         Code(
             "PF071",
             BLOCKING,
             "A logical replication slot reads this database",
-            "Stop the slot's consumer (a subscription, or a CDC tool such as Debezium) for the window and drop the slot "
-            "(SELECT pg_drop_replication_slot(...)); recreate it afterwards and take a new initial snapshot.",
+            "Stop the slot's consumer (a subscription, or a CDC tool such as Debezium) for the window and drop the "
+            "slot (SELECT pg_drop_replication_slot(...)); recreate it afterwards and take a new initial snapshot.",
             "for a pgoutput slot when no publication holds a table to convert: its subscriptions do not receive them "
             "(keep its consumer running so the slot does not hold back the WAL the run writes)",
         ),
