@@ -13,6 +13,7 @@ import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -35,7 +36,15 @@ SECRETS_KEY = pytest.StashKey[set]()  # passwords learnt during the run (a demo 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tsmigrate", "PostgreSQL 15 to TimescaleDB migration")
 
-    def option(name: str, help: str, *, type: str = "string", default=None, choices=None, flag_only=False):
+    def option(
+        name: str,
+        help: str,
+        *,
+        type: Literal["string", "bool", "int", "float"] = "string",
+        default=None,
+        choices=None,
+        flag_only=False,
+    ):
         dest = name.replace("-", "_")
         kwargs = {"dest": dest, "help": f"{help} (ini: {dest})" if not flag_only else help}
         if type == "bool":
@@ -167,7 +176,7 @@ def secrets_of(config: pytest.Config) -> tuple[str, ...]:
     found = [
         os.environ.get("PGPASSWORD"),
         password_of(options_of(config).dsn or ""),
-        *sorted(config.stash.get(SECRETS_KEY, set())),
+        *sorted(config.stash.get(SECRETS_KEY, set[str]())),
     ]
     return tuple(dict.fromkeys(s for s in found if s))
 

@@ -28,6 +28,7 @@ from .convert import ConversionError, ConversionResult, convert, plan_sha256
 from .convert.connections import conversion_jobs
 from .convert.online import online_tables
 from .convert.policies import retention_drops
+from .db import one
 from .errors import first_line
 from .fence import Fence, FenceError
 from .janitor import DatabaseStateError
@@ -61,8 +62,15 @@ class Step:
         return "migration" if self.migration else "conversion"
 
     @property
+    def conversion(self) -> HypertablePlan:
+        """The planned table a conversion step converts (a step is a migration file or a conversion)."""
+        if self.hypertable is None:
+            raise ValueError(f"{self.label} is a migration file, not a conversion")
+        return self.hypertable
+
+    @property
     def sha256(self) -> str:
-        return self.migration.sha256 if self.migration else plan_sha256(self.hypertable)
+        return self.migration.sha256 if self.migration else plan_sha256(self.conversion)
 
     @property
     def reruns_when_changed(self) -> bool:
@@ -137,8 +145,9 @@ class MigrationRun:
         self.backups_dir = Path(backups_dir)
         self.resolve_interrupted = resolve_interrupted
         self.lock_wait = lock_wait
-        self.control: psycopg.Connection | None = None
-        self.work: psycopg.Connection | None = None
+        # The run's own session (lock, ledger, fence) and the one its steps run on: open from open() to close().
+        self._control: psycopg.Connection | None = None
+        self._work: psycopg.Connection | None = None
         self.backup: Backup | None = None
         self.backup_pinned: str | None = None  # why the backup is kept from pruning
         self.outcomes: list[StepOutcome] = []
@@ -163,6 +172,18 @@ class MigrationRun:
         # (what, started, finished) in seconds since the epoch: the fence and backup, the restore (the timeline's bands)
         self.phases: list[tuple[str, float, float]] = []
 
+    @property
+    def control(self) -> psycopg.Connection:
+        if self._control is None:
+            raise RuntimeError("the run's control session is used before open() or after close()")
+        return self._control
+
+    @property
+    def work(self) -> psycopg.Connection:
+        if self._work is None:
+            raise RuntimeError("the run's work session is used before open() or after close()")
+        return self._work
+
     # -- opening: nothing changes here except the ledger's own bookkeeping ---------------------------
     def _connect(self, **kwargs) -> psycopg.Connection:
         return self.target.connect(options=RUN_SESSION_OPTIONS, **kwargs)
@@ -178,7 +199,7 @@ class MigrationRun:
             self.close()
 
     def open(self) -> None:
-        self.control = self._connect(application_name=f"tsmigrate run ({ledger.who()})")
+        self._control = self._connect(application_name=f"tsmigrate run ({ledger.who()})")
         try:
             ledger.acquire_lock(self.control, wait=self.lock_wait)
         except ledger.LockHeld as exc:
@@ -211,7 +232,7 @@ class MigrationRun:
                     e.applied_by,
                     e.started_at,
                 )
-        self.stale_fences = fence.lift_stale(self.control, self.target.dbname)
+        self.stale_fences = fence.lift_stale(self.control, self.control.info.dbname)
         for f in self.stale_fences:
             log.warning(
                 "role %s was left fenced (NOLOGIN) by a run that died (backend pid %s, %s): lifted",
@@ -220,7 +241,7 @@ class MigrationRun:
                 f.fenced_at,
             )
         self._know_the_server()
-        self.work = self._connect()
+        self._work = self._connect()
 
     def _know_the_server(self) -> None:
         """Where the server's files and log are, read now: once the server has stopped, nothing can be asked."""
@@ -241,11 +262,12 @@ class MigrationRun:
             self._log_start = 0
 
     def _server_log_since_open(self) -> str | None:
-        text = tail(self.server_files.log_file)
-        if text is None:
+        log_file = self.server_files.log_file
+        text = tail(log_file)
+        if log_file is None or text is None:
             return None
         try:
-            with open(self.server_files.log_file, "rb") as f:
+            with open(log_file, "rb") as f:
                 f.seek(self._log_start)
                 return f.read()[-65536:].decode(errors="replace")
         except OSError:
@@ -281,7 +303,7 @@ class MigrationRun:
             raise RunStopped(self.stopped)
         try:
             online = online_tables(self.work, self.plan) if self.plan else []
-            if online and self.plan.fence_application and self.fence is None:
+            if online and self.plan and self.plan.fence_application and self.fence is None:
                 log.info(
                     "the application is not fenced: %s convert online (its writes wait for the swap's lock, "
                     "milliseconds; a restore carries over what it writes after the backup)",
@@ -300,28 +322,27 @@ class MigrationRun:
                 else f"the application could not be fenced, nothing was changed: {exc}"
             )
             raise RunStopped(self.stopped) from None
+        backup = self.backup
         if self.plan:
-            self._pin_if_retention_drops()
+            self._pin_if_retention_drops(self.plan, backup)
             removed = prune_backups(
                 self.backups_dir,
-                self.backup.manifest["database"],
+                backup.manifest["database"],
                 keep_days=self.plan.backup.keep_days,
                 keep_count=self.plan.backup.keep_count,
-                keep=self.backup.path,
+                keep=backup.path,
             )
             for p in removed:
                 log.info("removed old backup %s", p)
-        return self.backup
+        return backup
 
-    def _pin_if_retention_drops(self) -> None:
+    def _pin_if_retention_drops(self, plan: Plan, backup: Backup) -> None:
         """Rows the first retention run will drop live on only in this backup: it is never pruned."""
         if not self._has_compression():
             return
         drops = []
-        for h in self.plan.hypertables:
-            exists = self.work.execute(
-                "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))", (self.schema, h.table)
-            ).fetchone()[0]
+        for h in plan.hypertables:
+            exists = one(self.work, "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))", (self.schema, h.table))
             if h.drop_after is None or exists is None:  # a table a migration file creates holds no history yet
                 continue
             count, oldest, newest = retention_drops(self.work, self.schema, h)
@@ -337,8 +358,8 @@ class MigrationRun:
             log.warning(
                 "%s. Backup %s is kept until you remove it (%s).",
                 self.backup_pinned,
-                self.backup.path,
-                pin_backup(self.backup, self.backup_pinned),
+                backup.path,
+                pin_backup(backup, self.backup_pinned),
             )
 
     # -- steps ---------------------------------------------------------------------------------------
@@ -352,7 +373,7 @@ class MigrationRun:
         except StepFailed as exc:
             self.mark_failed(step.id, step.label, {"message": str(exc)})
             raise
-        if step.done(entry):
+        if entry is not None and step.done(entry):
             outcome = StepOutcome(
                 step.id,
                 step.label,
@@ -364,12 +385,13 @@ class MigrationRun:
         self.ensure_backup()
         started = time.monotonic()
         details: dict = {}
-        attempt = None
+        attempt: int | None = None
 
         def finish(conn: psycopg.Connection, result: StepResult | ConversionResult | None = None) -> None:
             if result is not None:
                 details.update(result.to_dict())
-            self.own_xids.add(int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]))
+            self.own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
+            assert attempt is not None  # the ledger's row is started before the step runs
             ledger.record_finish(conn, attempt, "applied", details)
 
         try:
@@ -383,11 +405,12 @@ class MigrationRun:
                 if step.migration.transactional:
                     self.files_run.append(step.migration)
             else:
+                assert self.plan is not None  # conversion steps come from the plan
                 conversion = convert(
                     self._connect,
                     self.work,
                     self.schema,
-                    step.hypertable,
+                    step.conversion,
                     has_compression=self._has_compression(),
                     own_xids=self.own_xids,
                     online_above_rows=self.plan.online_above_rows,
@@ -413,7 +436,9 @@ class MigrationRun:
     def _failure(self, step: Step, exc: BaseException, started: float) -> dict:
         if isinstance(exc, MigrationError):
             error = exc.to_dict()
-        elif isinstance(exc, psycopg.OperationalError) and (self.work is None or self.work.closed or self.work.broken):
+        elif isinstance(exc, psycopg.OperationalError) and (
+            self._work is None or self._work.closed or self._work.broken
+        ):
             error = {
                 "message": f"{step.label}: the connection to the server was lost ({first_line(exc)}); "
                 "PostgreSQL rolls back the step's open transaction"
@@ -440,11 +465,11 @@ class MigrationRun:
         stays, and the crash rule handles it at the next run."""
         try:
             if (
-                self.work is not None
-                and not self.work.closed
-                and self.work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+                self._work is not None
+                and not self._work.closed
+                and self._work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
             ):
-                self.work.rollback()
+                self._work.rollback()
             if attempt is not None:
                 ledger.record_finish(self.control, attempt, "failed", error)
         except (psycopg.Error, KeyboardInterrupt) as exc:
@@ -477,36 +502,37 @@ class MigrationRun:
         self.closed = True
         if interrupted and self.failed is None and self.backup is not None:
             self.mark_failed("interrupted", "the run", {"message": f"the run was {interrupted}"})
-        for conn in (self.work, self.control):
+        for conn in (self._work, self._control):
             if conn is not None and not conn.closed:
                 try:
-                    if conn is self.control:
+                    if conn is self._control:
                         ledger.release_lock(conn)
                     conn.close()
                 except psycopg.Error:
                     pass  # a lost session released its lock already
-        self.work = self.control = None
+        self._work = self._control = None
         try:
             if self.failed and restore and self.backup is not None:
-                self._restore(keep_failed)
+                self._restore(self.backup, keep_failed)
         finally:
             self._lift_fence()
         return self.restore_outcome
 
-    def _restore(self, keep_failed: bool) -> None:
-        log.info("the run failed: restoring %s from %s (one attempt)", self.target.describe(), self.backup.path)
-        tables = [tuple(k.split(".", 1)) for k in self.backup.fingerprints]
-        snapshot = self.backup.manifest.get("snapshot")
+    def _restore(self, backup: Backup, keep_failed: bool) -> None:
+        log.info("the run failed: restoring %s from %s (one attempt)", self.target.describe(), backup.path)
+        tables = [(schema, table) for schema, _, table in (k.partition(".") for k in backup.fingerprints)]
+        snapshot: str | None = backup.manifest.get("snapshot")
 
         runs_own = RunsOwnRowChanges.of_files([f.sql for f in self.files_run])
 
         def carry(failed: Target, restored: Target) -> CarryReport:
+            assert snapshot is not None  # the restore is given carry only with a snapshot
             return carry_over(failed, restored, snapshot, self.own_xids, tables, runs_own)
 
         started = time.time()
         try:
             self.restore_outcome = restore_backup(
-                self.target, self.backup, keep_failed=keep_failed, carry=carry if snapshot else None
+                self.target, backup, keep_failed=keep_failed, carry=carry if snapshot else None
             )
         except (BackupError, DatabaseStateError, TargetError, psycopg.Error, KeyboardInterrupt) as exc:
             # The database stays as the failure left it (a restore never swaps in an unproven copy).
@@ -525,7 +551,8 @@ class MigrationRun:
         if self.fence is None or not self.fence.fenced:
             return
         roles = [f.role for f in self.fence.fenced]
-        for dbname in (self.target.dbname, "postgres"):  # mid-restore the target's name may be gone
+        # mid-restore the target's name may be gone
+        for dbname in [name for name in (self.target.dbname, "postgres") if name is not None]:
             try:
                 with self.target.with_dbname(dbname).connect() as conn:
                     self.fence.lift_(conn)
@@ -575,7 +602,7 @@ class MigrationRun:
         """Why the step (and the restore) failed, when a resource ran out: which, and what to do."""
         note = ""
         if self.cause is not None:
-            note += f" {self.failed.label} failed: {self.cause.words()}"
+            note += f" {self.failed.label if self.failed else 'the run'} failed: {self.cause.words()}"
         if self.restore_cause is not None and self.restore_cause != self.cause:
             note += f" The restore failed too: {self.restore_cause.words()}"
         return note

@@ -222,8 +222,8 @@ def next_steps(summary: RunSummary) -> list[str]:
         return ["Fix what stopped the run (above), then run it again."]
     if summary.execute_failed:
         steps = ["Do not start the application: the database is not proven to be as it was."]
-        if _cause_step(summary):
-            steps.append(_cause_step(summary))
+        if cause_step := _cause_step(summary):
+            steps.append(cause_step)
         if backup:
             steps.append(
                 f"Restore by hand from {backup} (README: Backups and restore), or fix the failed step and run again."
