@@ -73,10 +73,7 @@ def missing_objects(conn: psycopg.Connection, baseline: Baseline) -> list[str]:
     dump, first = str(path / "dump"), ""
     if baseline.backup.encrypted:
         dump = f"{path}.decrypted/dump"
-        first = (
-            f"tsmigrate backup decrypt --key-file KEYFILE {path} {path}.decrypted (the backup is "
-            "encrypted), then "
-        )
+        first = f"tsmigrate backup decrypt --key-file KEYFILE {path} {path}.decrypted (the backup is encrypted), then "
     return [
         f"{obj.describe()} existed before the migration (in {path.name}) and is gone: run again "
         "the migration file that defines it, or restore it as it was: "
