@@ -17,8 +17,8 @@
    resolve the name again and land in the hypertable.
 6. After: triggers on the hypertable keep recording the keys the application updates and deletes, and those it
    inserts at or below a watermark (armed before the swap's lock; inserts above it are taken by range), so
-   :func:`swap_back` can undo the conversion in seconds, and :func:`verify` compares the legacy table (now still) with the
-   hypertable row by row. :func:`drop_legacy` ends it once the post-flight passed.
+   :func:`swap_back` can undo the conversion in seconds, and :func:`verify` compares the legacy table (now still)
+   with the hypertable row by row. :func:`drop_legacy` ends it once the post-flight passed.
 
 The state of each conversion is a row of ``tsmigrate.online_conversions``. The offline conversion uses the same
 pieces with the table locked throughout, in one transaction (convert/offline.py).
