@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test preflight clean browser sweep soak bench
+.PHONY: setup demo test lint preflight clean browser sweep soak bench
 
 setup: $(STAMP)
 	@bash scripts/install-timescaledb.sh
@@ -19,9 +19,16 @@ $(STAMP): pyproject.toml
 demo: setup
 	@$(PY) -m pytest suites --demo $(ARGS)
 
-# The project's own tests.
-test: setup browser
+# The project's own tests, after the lint.
+test: setup browser lint
 	@$(PY) -m pytest tests $(ARGS)
+
+# ruff (lint and format) over the code, and mypy over the packages (pyproject.toml holds their settings).
+LINTED := tsmigrate tsmigrate_tools fixtures suites tests conftest.py
+lint: setup
+	@$(VENV)/bin/ruff check $(LINTED)
+	@$(VENV)/bin/ruff format --check $(LINTED)
+	@$(VENV)/bin/mypy
 
 # Kill sweep: SIGKILL a full run at N moments (default 10) on fresh legacy copies; each rerun must end
 # SUCCESS with every legacy row intact. `make sweep N=5 ARGS='--scale tiny'`.

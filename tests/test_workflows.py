@@ -113,3 +113,27 @@ def test_the_gate_runs_on_migration_changes_and_stops_at_a_no_go():
     preflight = runs.index('python -m pytest suites/preflight --dsn "$MS5_DSN" --server-free-disk "$RUNNER_FREE_GIB"')
     assert runs.index('python -m pytest suites --dsn "$MS5_DSN" --server-free-disk "$RUNNER_FREE_GIB"') > preflight
     assert any(run.startswith('echo "RUNNER_FREE_GIB=') for run in runs[:preflight])
+
+
+def makefile_lint_commands() -> list[str]:
+    """The commands of the Makefile's `lint` target, as a shell on PATH would run them."""
+    makefile = (PROJECT / "Makefile").read_text()
+    linted = re.search(r"^LINTED := (.+)$", makefile, re.MULTILINE).group(1)
+    recipe = re.search(r"^lint: .*\n((?:\t.*\n)+)", makefile, re.MULTILINE).group(1)
+    return [
+        line.strip().removeprefix("@").replace("$(VENV)/bin/", "").replace("$(LINTED)", linted)
+        for line in recipe.splitlines()
+    ]
+
+
+def test_make_test_runs_the_lint_and_the_tests_workflow_runs_the_same_before_the_tests():
+    """`make test` runs `make lint` (ruff and mypy) first; the workflow runs pytest itself, so it runs the lint's
+    commands itself too, before the tests."""
+    makefile = (PROJECT / "Makefile").read_text()
+    assert re.search(r"^test: .*\blint\b", makefile, re.MULTILINE), "make test must run the lint"
+    commands = makefile_lint_commands()
+    assert [c.split()[:2] for c in commands] == [["ruff", "check"], ["ruff", "format"], ["mypy"]]
+    runs = [step.get("run", "") for step in only_job(workflow("tests.yml"))["steps"]]
+    lint_step = next(i for i, run in enumerate(runs) if "ruff check" in run)
+    tests_step = next(i for i, run in enumerate(runs) if re.fullmatch(r"python -m pytest tests\b.*", run))
+    assert runs[lint_step].split("\n")[:-1] == commands and lint_step < tests_step
