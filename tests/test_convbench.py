@@ -61,6 +61,10 @@ def test_the_benchmark_runs_at_two_densities_at_n_and_10n_and_no_row_is_lost(tmp
                 growth["allowed_ratio"] == bound
                 and growth["rows"] > 9 * figures[("offline conversion", interval_s, "N")]["legacy_rows"]
             )
+    # where each conversion's time goes, phase by phase, at each density and size
+    profiles = {(p["path"], p["interval_s"], p["size"]): p["phases"] for p in record["profiles"]}
+    for key in [(path, i, size) for path in ("offline", "online") for i in (60, 10) for size in ("N", "10N")]:
+        assert {"chunks and copy", "index builds", "foreign keys", "swap"} <= set(profiles[key]), key
     inserts = figures[("2,000 inserts before drop-legacy", 60, "N")]
     assert inserts["limit"] == "the same inserts after drop-legacy" and inserts["allowed_ratio"] == 1.1
     backup = next(f for f in record["figures"] if f["figure"].startswith("our backup"))

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from tsmigrate import fence
-from tsmigrate.convert.connections import free_connection_slots
+from tsmigrate.convert.connections import SLOT_MARGIN, conversion_jobs, free_connection_slots
 from tsmigrate.findings import ADVISORY, BLOCKING, Finding
 from tsmigrate.janitor import drop_database
 from tsmigrate.plan import load_plan
@@ -213,6 +213,26 @@ def test_pf009_a_plan_whose_jobs_the_free_slots_cannot_hold(cluster_without_prel
     assert where(found, code) == [(severity, "", None)]
     assert found[0].message.startswith(f"{free} connection slots free; the run needs {free + 3} (3 of its own")
     assert "lower jobs in plan.toml" in found[0].message
+
+
+def test_default_jobs_are_the_servers_maintenance_workers_plus_one_within_the_free_slots(cluster_without_preload):
+    """[plan] jobs left out: one parallel CREATE INDEX's worth of connections, never the last SLOT_MARGIN slots."""
+    conninfo = cluster_without_preload.info.conninfo()
+    with read_only(conninfo) as conn:
+        workers = conn.execute("SELECT current_setting('max_parallel_maintenance_workers')::int").fetchone()[0]
+        free = free_connection_slots(conn)
+        assert conversion_jobs(conn, None) == max(1, min(workers + 1, free - SLOT_MARGIN))
+        assert conversion_jobs(conn, 7) == 7  # the plan's own
+        idle = [
+            psycopg.connect(conninfo, application_name="idle client")
+            for _ in range(free - SLOT_MARGIN - 1)
+        ]
+        try:
+            assert free_connection_slots(conn) == SLOT_MARGIN + 1
+            assert conversion_jobs(conn, None) == 1
+        finally:
+            for c in idle:
+                c.close()
 
 
 # -- other sessions on the target ------------------------------------------------------------------------
