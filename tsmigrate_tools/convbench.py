@@ -435,11 +435,19 @@ def readme_table(record: dict) -> str:
             f"| {figure} | {f'{interval_s} s' if interval_s else ''} | {_cell(n)} | "
             f"{_cell(sizes.get('10N') or sizes.get('10N/N'))} | {first['limit']} | {bound} |"
         )
-    for p in record.get("profiles", []):
-        phases = ", ".join(f"{k} {v:.1f} s" for k, v in p["phases"].items())
-        lines.append(
-            f"\nWhere the {p['path']} conversion's time goes ({p['size']}, every {p['interval_s']} s): {phases}."
-        )
+    profiles = record.get("profiles", [])
+    if profiles:
+        names = list(dict.fromkeys(name for p in profiles for name in p["phases"]))
+        lines += [
+            "",
+            "Where each conversion's time goes (seconds per phase):",
+            "",
+            f"| conversion | a sample every | size | {' | '.join(names)} |",
+            "|---|---|---|" + "---|" * len(names),
+        ]
+        for p in profiles:
+            cells = " | ".join(f"{p['phases'][n]:.1f}" if n in p["phases"] else "" for n in names)
+            lines.append(f"| {p['path']} | {p['interval_s']} s | {p['size']} | {cells} |")
     return "\n".join(lines)
 
 
@@ -471,7 +479,13 @@ def measure(args, entry: HypertablePlan, figures: Figures, record: dict) -> None
     with throwaway_server("local") as server, tempfile.TemporaryDirectory(prefix="tsmigrate-bench-") as tmp:
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
             jobs = args.jobs or conversion_jobs(conn, None)
-        record.update(server=server.describe(), jobs=jobs)
+            version = one(conn, "SELECT current_setting('server_version')")
+            timescaledb = server_timescaledb(conn)
+        record.update(
+            server=f"PostgreSQL {version.split()[0]}, TimescaleDB {timescaledb.available_version or '?'} "
+            f"({timescaledb.edition or 'edition unknown'})",
+            jobs=jobs,
+        )
         print(f"convbench: {server.describe()}, {jobs} jobs", flush=True)
         for i, interval_s in enumerate(args.interval):
             template = legacy_template(server, args.rows, interval_s, f"ms5_bench_{interval_s}s")
