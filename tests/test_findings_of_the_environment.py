@@ -223,10 +223,7 @@ def test_default_jobs_are_the_servers_maintenance_workers_plus_one_within_the_fr
         free = free_connection_slots(conn)
         assert conversion_jobs(conn, None) == max(1, min(workers + 1, free - SLOT_MARGIN))
         assert conversion_jobs(conn, 7) == 7  # the plan's own
-        idle = [
-            psycopg.connect(conninfo, application_name="idle client")
-            for _ in range(free - SLOT_MARGIN - 1)
-        ]
+        idle = [psycopg.connect(conninfo, application_name="idle client") for _ in range(free - SLOT_MARGIN - 1)]
         try:
             assert free_connection_slots(conn) == SLOT_MARGIN + 1
             assert conversion_jobs(conn, None) == 1
