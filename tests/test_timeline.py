@@ -27,7 +27,7 @@ from tsmigrate.report.record import validate_run_record
 from tsmigrate.run import MigrationRun
 from tsmigrate.target import Target
 from tsmigrate.timeline import APPLICATION_NAME, Sampler
-from tsmigrate.window import ONLINE_COST_FACTOR, STATED_FACTOR, SWAP_SECONDS, estimate_window
+from tsmigrate.window import BACKUP_FIXED_SECONDS, ONLINE_COST_FACTOR, STATED_FACTOR, SWAP_SECONDS, estimate_window
 
 
 def test_sampler_records_what_the_server_goes_through(legacy_db: Target):
@@ -322,4 +322,4 @@ def test_an_online_table_keeps_the_application_out_only_for_its_swap(legacy_db: 
     assert steps["convert factory_telemetry.metric_hist"]["seconds"] == pytest.approx(ONLINE_COST_FACTOR)
     assert estimate["fenced"] is False
     assert estimate["application_out_seconds"] == pytest.approx(SWAP_SECONDS + 0.5)
-    assert estimate["execute_seconds"] == pytest.approx(2.0 + ONLINE_COST_FACTOR + 0.5)
+    assert estimate["execute_seconds"] == pytest.approx(BACKUP_FIXED_SECONDS + 2.0 + ONLINE_COST_FACTOR + 0.5)

@@ -141,6 +141,7 @@ class Sampler:
                     self.server_files = locate(conn)
         except Exception as exc:
             log.info("timeline: the target could not be read at the start (%s)", redact(first_line(exc)))
+        _host_figures()  # psutil's CPU figure is over the time since its last call: the first one primes it
         self.sample()
         self._thread = threading.Thread(target=self._loop, name="tsmigrate-timeline", daemon=True)
         self._thread.start()

@@ -34,16 +34,21 @@ from .rehearsal import RehearsalResult
 # verifies every row: more work than the offline path the rehearsal times (convert_table). Each online table's
 # rehearsed time is multiplied by this (`make bench ROWS=2500000 ARGS=--tenfold`, README: online 16.9 s and 181.0 s
 # against offline 6.6 s and 78.3 s, 2.6x and 2.3x); its swap, the only time the application's statements on it
-# wait, is allowed SWAP_SECONDS (the same run: 11 ms and 53 ms; the rest is room for the lock's retries).
+# wait, is allowed SWAP_SECONDS (the same run: 11 ms and 53 ms; 8 ms on the site-scale demo; the rest is room for
+# the lock's retries).
 ONLINE_COST_FACTOR = 2.5
-SWAP_SECONDS = 2.0
+SWAP_SECONDS = 0.25
 
 # The backup (pg_dump of the whole database beside the fingerprints, then a trial restore of its schema) against the
 # rehearsal's copy (pg_dump piped into pg_restore, which rebuilds every index): at least as long (both are mostly
 # fixed costs on a small database: 3.0 s against 3.4 s on the tiny legacy database), and per byte of the database
-# about this share of the copy's time per byte of the copy (0.33 at 345,600 metric_hist rows, the copy holding a
-# third of the database: tests/test_timeline.py).
-BACKUP_PER_COPY = 0.4
+# about this share of the copy's time per byte of the copy: measured 0.12 on the site-scale demo (`pytest suites
+# --demo --demo-scale site`: a backup of 8.7 s, a copy of 3.7 s holding 1/19.6 of the database), at most 0.33 at
+# 345,600 metric_hist rows (tests/test_timeline.py).
+BACKUP_PER_COPY = 0.15
+# ... plus what the copy does not do: the trial restore's scratch database, the manifest and the verification (the
+# tiny legacy database, its copy in 0.7 s: a backup of 2.7 s).
+BACKUP_FIXED_SECONDS = 2.0
 
 # The estimate is stated within this factor of what a run measures (tests/test_timeline.py checks it on a run of
 # the legacy database).
@@ -114,7 +119,7 @@ def estimate_window(
     files = {f.label: f for f in pending or []}
     database = int(one(conn, "SELECT pg_database_size(current_database())") or 0)
     copy_ratio = max(1.0, database / result.copied_bytes) if result.copied_bytes else 1.0
-    backup_seconds = result.copy_seconds * max(1.0, copy_ratio * BACKUP_PER_COPY)
+    backup_seconds = BACKUP_FIXED_SECONDS + result.copy_seconds * max(1.0, copy_ratio * BACKUP_PER_COPY)
     steps: list[dict[str, Any]] = []
     locked = 0.0
     online_tables = 0
