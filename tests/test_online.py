@@ -308,7 +308,7 @@ def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_s
     assert conn.execute("INSERT INTO readings (device, ts, v) VALUES (1, now(), 1) RETURNING id").fetchone()[0] > new_id
 
 
-@pytest.mark.parametrize("phase", ["capturing", "copying", "caught up", "swapping"])
+@pytest.mark.parametrize("phase", ["capturing", "copying", "caught up", "locked", "swapping"])
 def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun_finishes(
     subject, application, local_server, phase
 ):
@@ -636,6 +636,52 @@ def test_the_swap_replays_only_a_handful_of_keys_under_its_lock(subject):
         "readings_device_ts_legacy": "readings_legacy",
     }
     assert conn.execute("SELECT count(*) FROM readings WHERE note = 'late'").fetchone()[0] == 1500
+    assert verify(conn, "public", "readings")[1] == []
+
+
+@pytest.mark.parametrize("chunk_interval", ["2 hours", "15 minutes"], ids=["56 chunks", "445 chunks"])
+def test_the_replay_under_the_swaps_lock_touches_only_the_chunks_its_changes_fall_in(subject, chunk_interval):
+    """The changes replayed under the lock name their time values, so the planner leaves out (and does not lock)
+    every other chunk: the relations the swap transaction holds do not grow with the number of chunks."""
+    conninfo, conn = subject
+    chunks_locked: list[int] = []
+
+    def change_then_count(phase: str, session: psycopg.Connection) -> None:
+        if phase == "locked":  # in the swap's transaction: replayed under its lock, nowhere before
+            session.execute("UPDATE readings SET v = -1 WHERE id IN (10, 20000)")
+            session.execute("UPDATE readings SET ts = ts + interval '3 hours', note = 'moved' WHERE id = 30000")
+            session.execute("DELETE FROM readings WHERE id = 35000")
+            session.execute("INSERT INTO readings (id, device, ts, v) VALUES (99999, 1, '2026-01-03 12:00+00', 7)")
+        elif phase == "swapping":
+            with psycopg.connect(conninfo, autocommit=True) as observer:
+                chunks_locked.append(
+                    observer.execute(
+                        "SELECT count(DISTINCT l.relation) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                        "WHERE l.pid = %s AND c.relkind = 'r' "
+                        "AND c.relnamespace = '_timescaledb_internal'::regnamespace",
+                        (session.info.backend_pid,),
+                    ).fetchone()[0]
+                )
+
+    result = convert_online(
+        lambda: psycopg.connect(conninfo, autocommit=True),
+        conn,
+        "public",
+        plan_entry(chunk_interval=chunk_interval),
+        has_compression=False,
+        own_xids=set(),
+        batch_rows=2_000,
+        on_phase=change_then_count,
+    )
+    assert result.chunks >= 50
+    assert result.online["swap_replayed"] == 5
+    # Five keys in at most six chunks (the moved row's old and new); not the table's 56 or 445.
+    assert 0 < chunks_locked[0] <= 6, (chunks_locked, result.chunks)
+    assert conn.execute("SELECT v FROM readings WHERE id IN (10, 20000)").fetchall() == [(-1.0,), (-1.0,)]
+    assert conn.execute("SELECT count(*) FROM readings WHERE id = 30000").fetchone()[0] == 1
+    assert conn.execute("SELECT note FROM readings WHERE id = 30000").fetchone()[0] == "moved"
+    assert conn.execute("SELECT count(*) FROM readings WHERE id = 35000").fetchone()[0] == 0
+    assert conn.execute("SELECT v FROM readings WHERE id = 99999").fetchone()[0] == 7
     assert verify(conn, "public", "readings")[1] == []
 
 

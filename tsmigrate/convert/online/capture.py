@@ -10,7 +10,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from ...db import one, regclass
+from ...db import is_hypertable, one, regclass
 from ...plan import HypertablePlan
 from ...tool_objects import CAPTURE_BACK_INSERT_TRIGGER, CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
 from ..catalog import lock_holders, primary_key_columns, yield_autovacuum
@@ -40,6 +40,22 @@ def key_columns(conn: psycopg.Connection, names: Names) -> list[tuple[str, str]]
     return [(k, types[k]) for k in keys]
 
 
+def recorded_columns(
+    conn: psycopg.Connection, names: Names, keys: list[tuple[str, str]], time_column: str
+) -> list[tuple[str, str]]:
+    """What the change log records of a changed row: its key and its time value. The time value lets the replay
+    under the swap's lock name the chunks it touches (a statement naming no time is planned across every chunk)."""
+    if time_column in {k for k, _ in keys}:
+        return keys
+    typed = one(
+        conn,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s "
+        "AND NOT attisdropped",
+        (regclass(names.schema, names.table), time_column),
+    )
+    return keys if typed is None else [*keys, (time_column, typed)]
+
+
 def start_capture(
     conn: psycopg.Connection, names: Names, keys: list[tuple[str, str]], lock_timeout_ms: int, attempts: int
 ) -> None:
@@ -58,6 +74,7 @@ def start_capture(
     def values(row: str) -> sql.Composable:
         return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.SQL(row), sql.Identifier(k)) for k, _ in keys)
 
+    # An update that moves neither the key nor the time value records the old row only (it names both).
     unchanged = sql.SQL(" AND ").join(
         sql.SQL("OLD.{k} IS NOT DISTINCT FROM NEW.{k}").format(k=sql.Identifier(k)) for k, _ in keys
     )
@@ -241,9 +258,13 @@ def replay(
     phase: int,
     after: int,
     upto: int,
+    *,
+    time_column: str | None = None,
 ) -> int:
     """Within the caller's transaction: the rows whose keys changed in (after, upto] made, in ``target``, as they
-    are in ``source`` (deleted where they are gone). Returns how many keys were replayed."""
+    are in ``source`` (deleted where they are gone). Returns how many keys were replayed. With ``time_column``
+    (recorded in the change log), a few changes are replayed by statements that name their time values, so only
+    the chunks they fall in are planned and locked."""
     if one(
         conn,
         sql.SQL(
@@ -254,6 +275,10 @@ def replay(
         raise ConversionError(
             f"{names.schema}.{names.table} was truncated during its online conversion; nothing is swapped: run again"
         )
+    if time_column is not None and upto - after <= FEW_CHANGES:
+        pruned = replay_by_time(conn, names, keys, time_column, columns, source, target, phase, after, upto)
+        if pruned is not None:
+            return pruned
     if len(keys) == 1 and upto - after <= FEW_CHANGES:
         return replay_few(conn, names, keys[0], columns, source, target, phase, after, upto)
     key_cols = sql.SQL(", ").join(map(sql.Identifier, keys))
@@ -330,6 +355,94 @@ def replay_few(
         )
     )
     return replayed
+
+
+def replay_by_time(
+    conn: psycopg.Connection,
+    names: Names,
+    keys: list[str],
+    time_column: str,
+    columns: list[str],
+    source: str,
+    target: str,
+    phase: int,
+    after: int,
+    upto: int,
+) -> int | None:
+    """:func:`replay` for a few changes, by their keys and time values written into the statements as constants:
+    the planner then excludes every chunk no change falls in (an array read from the change log while the
+    statement runs excludes none). A row's version in either table has its time value recorded: the change that
+    made it (NEW) or the one that replaced it (OLD). None when the change log cannot say (a log of an earlier
+    version without the time column, a change without a time value): the caller replays by key alone."""
+    recorded = keys if time_column in keys else [*keys, time_column]
+    types: dict[str, str] = dict(
+        conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (names.changes.as_string(conn),),
+        ).fetchall()
+    )
+    if time_column not in types:
+        return None
+    changed = conn.execute(
+        sql.SQL(
+            "SELECT DISTINCT {} FROM {} WHERE phase = %s AND NOT truncated AND change_id > %s AND change_id <= %s"
+        ).format(sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in recorded), names.changes),
+        (phase, after, upto),
+    ).fetchall()
+    if not changed:
+        return 0
+    at = recorded.index(time_column)
+    if any(r[at] is None for r in changed):
+        return None
+
+    def constant(value: str, column: str) -> sql.Composable:
+        return sql.SQL("{}::{}").format(sql.Literal(value), sql.SQL(types[column]))
+
+    key_values = sorted({tuple(r[recorded.index(k)] for k in keys) for r in changed})
+    if len(keys) == 1:
+        by_key = sql.SQL("{} = ANY(ARRAY[{}])").format(
+            sql.Identifier(keys[0]), sql.SQL(", ").join(constant(v[0], keys[0]) for v in key_values)
+        )
+    else:
+        by_key = sql.SQL("({}) IN (VALUES {})").format(
+            sql.SQL(", ").join(map(sql.Identifier, keys)),
+            sql.SQL(", ").join(
+                sql.SQL("({})").format(sql.SQL(", ").join(constant(v, k) for v, k in zip(values, keys, strict=True)))
+                for values in key_values
+            ),
+        )
+    times = [constant(t, time_column) for t in sorted({r[at] for r in changed})]
+    by_time = sql.SQL("{} = ANY(ARRAY[{}])").format(sql.Identifier(time_column), sql.SQL(", ").join(times))
+    where = sql.SQL("{} AND {}").format(by_key, by_time)
+
+    def per_time(selected: sql.Composable, table: str) -> sql.Composable:
+        # TimescaleDB excludes chunks before locking them for `time = constant` (and ranges), not for
+        # `time = ANY(...)`, and never for a DELETE on the hypertable: a branch per time value, in a SELECT.
+        return sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {} FROM {} WHERE {} AND {} = {}").format(
+                selected, names.ident(table), by_key, sql.Identifier(time_column), t
+            )
+            for t in times
+        )
+
+    if is_hypertable(conn, names.schema, target):
+        for (chunk,) in conn.execute(
+            sql.SQL("SELECT DISTINCT c::text FROM ({}) chunks (c)").format(
+                per_time(sql.SQL("tableoid::regclass"), target)
+            )
+        ).fetchall():
+            conn.execute(sql.SQL("DELETE FROM ONLY {} WHERE {}").format(sql.SQL(chunk), where))
+    else:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(names.ident(target), where))
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    rows = (
+        per_time(cols, source)
+        if is_hypertable(conn, names.schema, source)
+        else sql.SQL("SELECT {} FROM {} WHERE {}").format(cols, names.ident(source), where)
+    )
+    conn.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}").format(names.ident(target), cols, rows))
+    return len(key_values)
 
 
 def set_replayed(conn: psycopg.Connection, names: Names, upto: int) -> None:

@@ -52,7 +52,14 @@ from .build import (
     create_indexes_in_parallel,
     planned_indexes,
 )
-from .capture import arm_capture_back, catch_up_round, key_columns, start_capture, with_lock_retries
+from .capture import (
+    arm_capture_back,
+    catch_up_round,
+    key_columns,
+    recorded_columns,
+    start_capture,
+    with_lock_retries,
+)
 from .state import STATE_DDL, Names, PhaseHook, discard_unfinished, no_hook
 from .swap import check_views_can_move, name_indexes_early, split_renames, swap_in, unname_indexes_early, verify
 
@@ -116,7 +123,9 @@ def convert_online(
             (schema, h.table, names.new, names.legacy),
         )
     with phase(result.phases, "capture"):
-        start_capture(conn, names, typed_keys, lock_timeout_ms, swap_attempts)
+        start_capture(
+            conn, names, recorded_columns(conn, names, typed_keys, h.time_column), lock_timeout_ms, swap_attempts
+        )
     on_phase("capturing", conn)
     with conn.transaction():  # NULL times get the plan's rule in the legacy table itself (recorded, captured)
         result.nulls_filled = fill_nulls(conn, schema, h, keys)

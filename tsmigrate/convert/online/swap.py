@@ -293,6 +293,7 @@ def swap_in(
     triggers = checked_application_triggers(conn, names)
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names.ident(names.table)))
     locked = time.monotonic()
+    on_phase("locked", conn)
     steps = StepClock(steps_ms)
     after = one(
         conn,
@@ -300,7 +301,9 @@ def swap_in(
         (names.schema, names.table),
     )
     newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
-    replayed = replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest)
+    replayed = replay(
+        conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest, time_column=h.time_column
+    )
     set_replayed(conn, names, newest)
     forget_own_replays(conn, names, capture_back_mark)
     steps.done("catch_up")
@@ -419,6 +422,12 @@ def swap_back(
     keys = primary_key_columns(conn, regclass(schema, legacy))
     columns = insertable_columns(conn, schema, legacy)
     renames = state["index_renames"]
+    time_column = one(  # the hypertable's time dimension: the swap back's replay names the chunks it reads
+        conn,
+        "SELECT column_name FROM timescaledb_information.dimensions WHERE hypertable_schema = %s "
+        "AND hypertable_name = %s ORDER BY dimension_number LIMIT 1",
+        (schema, table),
+    )
 
     def body() -> int:
         conn.execute(
@@ -437,6 +446,7 @@ def swap_back(
             PHASE_AFTER_SWAP,
             0,
             one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes)),
+            time_column=time_column,
         )
         hypertable = regclass(schema, table)
         views = dependent_views(conn, hypertable)
