@@ -427,12 +427,23 @@ def replay_by_time(
         )
 
     if is_hypertable(conn, names.schema, target):
-        for (chunk,) in conn.execute(
-            sql.SQL("SELECT DISTINCT c::text FROM ({}) chunks (c)").format(
-                per_time(sql.SQL("tableoid::regclass"), target)
+        chunks = [
+            c
+            for (c,) in conn.execute(
+                sql.SQL("SELECT DISTINCT c::text FROM ({}) chunks (c)").format(
+                    per_time(sql.SQL("tableoid::regclass"), target)
+                )
+            ).fetchall()
+        ]
+        if chunks:  # one statement (one round trip) for all the chunks
+            conn.execute(
+                sql.SQL("WITH {} SELECT 1").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("d{} AS (DELETE FROM ONLY {} WHERE {})").format(sql.SQL(str(i)), sql.SQL(c), where)
+                        for i, c in enumerate(chunks)
+                    )
+                )
             )
-        ).fetchall():
-            conn.execute(sql.SQL("DELETE FROM ONLY {} WHERE {}").format(sql.SQL(chunk), where))
     else:
         conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(names.ident(target), where))
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
