@@ -720,3 +720,39 @@ def test_without_a_sequence_fed_key_the_watermark_is_the_time_column(subject):
     hypertable_rows = conn.execute("SELECT id, device, ts, v, note FROM readings ORDER BY id").fetchall()
     swap_back(conn, "public", "readings")
     assert conn.execute("SELECT id, device, ts, v, note FROM readings ORDER BY id").fetchall() == hypertable_rows
+
+
+def test_a_change_committed_after_a_later_numbered_one_is_still_replayed(subject):
+    """Change ids are taken when a row is written, not when it commits: a session that wrote first and commits last
+    (its ids below those a catch-up round already replayed) still has its insert, update and delete in the
+    hypertable the application uses after the swap."""
+    conninfo, conn = subject
+    straggler = psycopg.connect(conninfo)  # a transaction left open across a catch-up round
+    try:
+
+        def write_out_of_order(phase: str, _session: psycopg.Connection) -> None:
+            if phase == "copying" and straggler.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                straggler.execute("UPDATE readings SET v = -10, note = 'straggler' WHERE id = 10")
+                straggler.execute("DELETE FROM readings WHERE id = 11")
+                straggler.execute("INSERT INTO readings (id, device, ts, v) VALUES (99998, 1, '2026-01-02', 8)")
+                with psycopg.connect(conninfo, autocommit=True) as other:  # later ids, committed first
+                    other.execute("UPDATE readings SET v = -20, note = 'other' WHERE id = 20")
+            elif phase == "caught up":  # a catch-up round has run since both wrote
+                straggler.commit()
+
+        convert(subject, on_phase=write_out_of_order)
+    finally:
+        straggler.close()
+    assert is_hypertable(conn, "public", "readings")
+    assert conn.execute("SELECT v, note FROM readings WHERE id IN (10, 20) ORDER BY id").fetchall() == [
+        (-10.0, "straggler"),
+        (-20.0, "other"),
+    ]
+    assert conn.execute("SELECT count(*) FROM readings WHERE id = 11").fetchone()[0] == 0
+    assert conn.execute("SELECT v FROM readings WHERE id = 99998").fetchone()[0] == 8
+    columns = "id, device, ts, v, note, doubled"
+    differing = conn.execute(
+        f"SELECT count(*) FROM ((SELECT {columns} FROM readings EXCEPT ALL SELECT {columns} FROM readings_legacy) "
+        f"UNION ALL (SELECT {columns} FROM readings_legacy EXCEPT ALL SELECT {columns} FROM readings)) d"
+    ).fetchone()[0]
+    assert differing == 0
