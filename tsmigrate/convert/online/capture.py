@@ -10,7 +10,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from ...db import is_hypertable, one, regclass
+from ...db import is_hypertable, one, regclass, row
 from ...plan import HypertablePlan
 from ...tool_objects import CAPTURE_BACK_INSERT_TRIGGER, CAPTURE_BACK_TRIGGER, CAPTURE_TRIGGER, OWN_SCHEMA
 from ..catalog import lock_holders, primary_key_columns, yield_autovacuum
@@ -275,11 +275,12 @@ def replay(
         raise ConversionError(
             f"{names.schema}.{names.table} was truncated during its online conversion; nothing is swapped: run again"
         )
-    if time_column is not None and upto - after <= FEW_CHANGES:
+    few = few_changes(conn, names, phase, after, upto)
+    if time_column is not None and few:
         pruned = replay_by_time(conn, names, keys, time_column, columns, source, target, phase, after, upto)
         if pruned is not None:
             return pruned
-    if len(keys) == 1 and upto - after <= FEW_CHANGES:
+    if len(keys) == 1 and few:
         return replay_few(conn, names, keys[0], columns, source, target, phase, after, upto)
     key_cols = sql.SQL(", ").join(map(sql.Identifier, keys))
     match = sql.SQL(" AND ").join(sql.SQL("t.{k} = k.{k}").format(k=sql.Identifier(k)) for k in keys)
@@ -320,6 +321,24 @@ def replay(
 # Up to this many changes (the swap's last replay, the catch-up's last rounds) are replayed by an array of keys: a
 # statement over a hypertable costs per chunk to plan, and the temporary table's join costs more to plan than it saves.
 FEW_CHANGES = 1_000
+
+
+def few_changes(conn: psycopg.Connection, names: Names, phase: int, after: int, upto: int) -> bool:
+    """At most FEW_CHANGES changes in (after, upto]: the span says so when it is short; a change committed late
+    (a low id left in the log) widens the span, not the count."""
+    if upto - after <= FEW_CHANGES:
+        return True
+    return (
+        one(
+            conn,
+            sql.SQL(
+                "SELECT count(*) FROM (SELECT FROM {} WHERE phase = %s AND change_id > %s AND change_id <= %s "
+                "LIMIT %s) c"
+            ).format(names.changes),
+            (phase, after, upto, FEW_CHANGES + 1),
+        )
+        <= FEW_CHANGES
+    )
 
 
 def replay_few(
@@ -457,10 +476,25 @@ def replay_by_time(
 
 
 def set_replayed(conn: psycopg.Connection, names: Names, upto: int) -> None:
+    """Record the newest change id replayed (for the status; the change log, not this, says what is left)."""
     conn.execute(
         f"UPDATE {OWN_SCHEMA}.online_conversions SET replayed_through = %s WHERE table_schema = %s AND table_name = %s",
         (upto, names.schema, names.table),
     )
+
+
+def pending_range(conn: psycopg.Connection, names: Names, phase: int) -> tuple[int, int]:
+    """(after, upto) around every change of ``phase`` left in the log, as the statement sees it. Not a watermark:
+    ids are taken when a row is written, not when it commits, so a change committed later may have a lower id;
+    it stays in the log (replayed changes are deleted from it) and the next read takes it."""
+    after, upto = row(
+        conn,
+        sql.SQL("SELECT coalesce(min(change_id), 1) - 1, coalesce(max(change_id), 0) FROM {} WHERE phase = %s").format(
+            names.changes
+        ),
+        (phase,),
+    )
+    return after, upto
 
 
 def catch_up_round(
@@ -477,21 +511,35 @@ def catch_up_round(
     for attempt in (1, 2):
         try:
             with conn.transaction():
-                after = one(
+                # One snapshot for the round: the changes it replays are exactly the ones it deletes from the log.
+                # A change committed meanwhile, whatever its id, is seen by neither and stays for the next round.
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                after, newest = pending_range(conn, names, PHASE_COPY)
+                upto = one(
                     conn,
-                    f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions "
-                    "WHERE table_schema = %s AND table_name = %s",
-                    (names.schema, names.table),
+                    sql.SQL(
+                        "SELECT coalesce((SELECT change_id FROM {} WHERE phase = %s AND change_id > %s "
+                        "ORDER BY change_id OFFSET %s LIMIT 1), %s)"
+                    ).format(names.changes),
+                    (PHASE_COPY, after, limit - 1, newest),
                 )
-                newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
-                upto = min(newest, after + limit)
                 replayed = replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, upto)
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE phase = %s AND change_id > %s AND change_id <= %s").format(
+                        names.changes
+                    ),
+                    (PHASE_COPY, after, upto),
+                )
                 set_replayed(conn, names, upto)
                 own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
-                # What the application changed while this round ran is the backlog it leaves (read committed:
-                # this statement sees what committed meanwhile).
-                now_newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
-            return replayed, now_newest - upto
+            # What the application changed while this round ran is the backlog it leaves (read after the commit:
+            # this sees what committed meanwhile).
+            backlog = one(
+                conn,
+                sql.SQL("SELECT count(*) FROM {} WHERE phase = %s AND change_id > %s").format(names.changes),
+                (PHASE_COPY, after),
+            )
+            return replayed, backlog
         except psycopg.errors.NotNullViolation:
             if attempt == 2:
                 raise

@@ -10,7 +10,9 @@
    Nothing is locked beyond what a reader takes; a killed copy leaves only our own objects, which the next
    attempt drops.
 4. Catch up: the keys changed meanwhile are replayed (delete by key, copy the row as it is now) until the
-   backlog is small, then in rounds until a handful are left for the swap's lock.
+   backlog is small, then in rounds until a handful are left for the swap's lock. A round replays the changes
+   its snapshot sees and deletes exactly those from the log: change ids are taken before commit, so one that
+   commits late with a low id is left for the next round (or the swap's), not skipped by a watermark.
 5. Swap: one short transaction under a short lock timeout, retried: lock the legacy table, replay the rest,
    rename both tables and their indexes, move sequence ownership, the application's triggers and the
    dependent views to the new table, record the step. Application statements that waited for the lock

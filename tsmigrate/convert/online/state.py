@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS {OWN_SCHEMA}.online_conversions (
     new_name         text NOT NULL,       -- the hypertable while it is built
     legacy_name      text NOT NULL,       -- the legacy table's name after the swap
     state            text NOT NULL,       -- building, swapped, swapped back
-    replayed_through bigint NOT NULL DEFAULT 0,
+    replayed_through bigint NOT NULL DEFAULT 0,   -- newest change id replayed (status only: the log holds the rest)
     started_at       timestamptz NOT NULL DEFAULT now(),
     swapped_at       timestamptz,
     swap_ms          double precision,

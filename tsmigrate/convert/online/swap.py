@@ -16,7 +16,7 @@ from ...tool_objects import CAPTURE_BACK_INSERT_TRIGGER, CAPTURE_BACK_TRIGGER, C
 from ..catalog import primary_key_columns
 from ..result import ConversionError
 from .build import Grant, grant, relation_grants
-from .capture import forget_own_replays, replay, set_replayed, with_lock_retries
+from .capture import forget_own_replays, pending_range, replay, set_replayed, with_lock_retries
 from .state import PHASE_AFTER_SWAP, PHASE_COPY, Names, PhaseHook, conversion_state
 
 
@@ -295,12 +295,8 @@ def swap_in(
     locked = time.monotonic()
     on_phase("locked", conn)
     steps = StepClock(steps_ms)
-    after = one(
-        conn,
-        f"SELECT replayed_through FROM {OWN_SCHEMA}.online_conversions WHERE table_schema = %s AND table_name = %s",
-        (names.schema, names.table),
-    )
-    newest = one(conn, sql.SQL("SELECT coalesce(max(change_id), 0) FROM {}").format(names.changes))
+    # Every change left in the log: the lock waited for the last writer, so none is still to commit.
+    after, newest = pending_range(conn, names, PHASE_COPY)
     replayed = replay(
         conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, newest, time_column=h.time_column
     )
