@@ -25,7 +25,9 @@ from tsmigrate.backup import take_backup
 from tsmigrate.baseline import Baseline
 from tsmigrate.convert import ConversionError
 from tsmigrate.convert.online import chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify
-from tsmigrate.db import is_hypertable
+from tsmigrate.convert.online.capture import catch_up_round
+from tsmigrate.convert.online.state import Names
+from tsmigrate.db import insertable_columns, is_hypertable
 from tsmigrate.fingerprint import user_tables
 from tsmigrate.integrity.objects import missing_objects
 from tsmigrate.janitor import ScratchDatabase
@@ -756,3 +758,67 @@ def test_a_change_committed_after_a_later_numbered_one_is_still_replayed(subject
         f"UNION ALL (SELECT {columns} FROM readings_legacy EXCEPT ALL SELECT {columns} FROM readings)) d"
     ).fetchone()[0]
     assert differing == 0
+
+
+def test_a_change_committed_while_a_round_runs_stays_in_the_log_for_the_next(subject):
+    """A round deletes from the change log what it replayed, and nothing else: a change with an id inside the
+    round's range that commits while the round runs (here the round waits on a row lock after reading the log)
+    is left for the next round, and reaches the hypertable."""
+    conninfo, conn = subject
+    names = Names("public", "readings")
+    left_in_log: list[int] = []
+    round_errors: list[psycopg.Error] = []
+
+    def straggle_through_a_round(phase: str, _session: psycopg.Connection) -> None:
+        if phase != "caught up":
+            return
+        with (
+            psycopg.connect(conninfo, autocommit=True) as other,
+            psycopg.connect(conninfo) as straggler,
+            psycopg.connect(conninfo) as blocker,
+            psycopg.connect(conninfo, autocommit=True) as rounds,
+        ):
+            other.execute("UPDATE readings SET v = -30 WHERE id = 30")
+            straggler.execute("UPDATE readings SET v = -10, note = 'straggler' WHERE id = 10")
+            other.execute("UPDATE readings SET v = -20 WHERE id = 20")
+            blocker.execute(
+                sql.SQL("SELECT 1 FROM {} WHERE id = 20 FOR UPDATE").format(sql.Identifier(names.new))
+            )  # the round's replay waits here, its snapshot taken, the straggler not in it
+            columns = insertable_columns(conn, "public", "readings")
+
+            def catch_up() -> None:
+                try:
+                    catch_up_round(rounds, names, plan_entry(), ["id"], columns, limit=100_000, own_xids=set())
+                except psycopg.Error as e:
+                    round_errors.append(e)
+
+            catching_up = threading.Thread(target=catch_up)
+            catching_up.start()
+            for _ in range(200):
+                if conn.execute(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                    (rounds.info.backend_pid,),
+                ).fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the catch-up round never waited on the row lock")
+            straggler.commit()
+            blocker.commit()
+            catching_up.join(timeout=60)
+            left_in_log.extend(
+                r[0]
+                for r in conn.execute(
+                    sql.SQL("SELECT id FROM {} WHERE phase = 0 ORDER BY id").format(names.changes)
+                ).fetchall()
+            )
+
+    convert(subject, on_phase=straggle_through_a_round)
+    assert round_errors == []
+    assert left_in_log == [10], "the round must leave exactly the straggler's change (and delete 20's and 30's)"
+    assert conn.execute("SELECT id, v FROM readings WHERE id IN (10, 20, 30) ORDER BY id").fetchall() == [
+        (10, -10.0),
+        (20, -20.0),
+        (30, -30.0),
+    ]
+    assert verify(conn, "public", "readings")[1] == []
