@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from fixtures.servers import server_fixture
-from tsmigrate import backupctl
 from tsmigrate.backup import Backup, take_backup
+from tsmigrate.cli import main as tsmigrate_command
 from tsmigrate.convert import convert_table
 from tsmigrate.db import is_hypertable
 from tsmigrate.encryption import new_key
@@ -225,13 +225,16 @@ def test_the_proof_steps_fail_on_a_database_that_is_not_the_backup(rollback_serv
     """Steps 7 and 9 (backupctl compare) are what stops a wrong copy from taking the database's name."""
     backup = take_backup(plant, tmp_path / "backups")
     dsn = plant.conninfo
-    assert backupctl.main(["compare", str(backup.path), "--dsn", dsn]) == 0
+    assert tsmigrate_command(["backup", "compare", str(backup.path), "--dsn", dsn]) == 0
     with plant.connect() as conn:
         conn.execute("UPDATE factory_telemetry.metric_def SET metric_key = 'changed' WHERE id = 2")
     capsys.readouterr()
-    assert backupctl.main(["compare", str(backup.path), "--dsn", dsn]) == 1
+    assert tsmigrate_command(["backup", "compare", str(backup.path), "--dsn", dsn]) == 1
     err = capsys.readouterr().err
     assert "factory_telemetry.metric_def" in err and "differs from the backup" in err
     assert rollback_server.password not in err
-    assert backupctl.main(["decrypt", str(backup.path), str(tmp_path / "copy"), "--key-file", "/nonexistent"]) == 1
+    assert (
+        tsmigrate_command(["backup", "decrypt", str(backup.path), str(tmp_path / "copy"), "--key-file", "/nonexistent"])
+        == 1
+    )
     assert "/nonexistent does not exist" in capsys.readouterr().err

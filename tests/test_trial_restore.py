@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from tsmigrate import backupctl
 from tsmigrate.backup import BackupError, take_backup
+from tsmigrate.cli import main as tsmigrate_command
 from tsmigrate.dumps import tool
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.target import Target
@@ -109,7 +109,9 @@ def test_an_older_backup_without_a_trial_plan_is_not_tried(series_db, tmp_path):
 
 def test_backupctl_verify_repeats_the_trial_restore_by_hand(series_db, tmp_path, capsys):
     backup = take_backup(series_db, tmp_path / "backups")
-    assert backupctl.main(["verify", str(backup.path), "--trial-restore", "--dsn", series_db.conninfo]) == 0
+    assert (
+        tsmigrate_command(["backup", "verify", str(backup.path), "--trial-restore", "--dsn", series_db.conninfo]) == 0
+    )
     out = capsys.readouterr().out
     assert "its trial restore on" in out and "chunk _timescaledb_internal._hyper_" in out and "of public.series" in out
     assert series_db.conninfo.split("password=")[-1].split()[0] not in out

@@ -567,10 +567,12 @@ def render(readme_name: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tsmigrate.codes [README]`` is ``tsmigrate codes [README]``."""
-    from .cli import main as cli
-
-    return cli(["codes", *(sys.argv[1:] if argv is None else argv)])
+    """``python -m tsmigrate.codes [README]``, as ``tsmigrate codes [README]``: the table, or the README rewritten."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        print("usage: python -m tsmigrate.codes [README]  (or: tsmigrate codes [README])", file=sys.stderr)
+        return 2
+    return render(args[0] if args else None)
 
 
 if __name__ == "__main__":

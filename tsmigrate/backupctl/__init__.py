@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
-from . import encryption, trial
-from .backup import MANIFEST, NAME_PATTERN, Backup, pin_file, verify_backup
-from .dumps import database_properties
-from .encryption import decrypt_into, load_key, new_key, plain_manifest
-from .errors import BackupError
-from .fingerprint import compare, fingerprint_database
-from .restore import restore_backup
-from .target import resolve_target
+from .. import encryption, trial
+from ..backup import MANIFEST, NAME_PATTERN, Backup, pin_file, verify_backup
+from ..dumps import database_properties
+from ..encryption import decrypt_into, load_key, new_key, plain_manifest
+from ..errors import BackupError
+from ..fingerprint import compare, fingerprint_database
+from ..restore import restore_backup
+from ..target import resolve_target
 
 
 class Refused(Exception):
@@ -169,14 +168,3 @@ def cmd_restore(args) -> str:
     target = resolve_target(args.dsn)
     outcome = restore_backup(target, backup, keep_failed=not args.drop_failed, jobs=args.jobs)
     return f"{outcome.summary()} (from {backup.path}, {outcome.seconds:.1f} s)"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tsmigrate.backupctl ...`` is ``tsmigrate backup ...``."""
-    from .cli import main as cli
-
-    return cli(["backup", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
