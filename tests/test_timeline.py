@@ -1,5 +1,5 @@
-"""The run's resource timeline (tsmigrate/timeline.py) and the window's estimate (tsmigrate/window.py), against
-real servers."""
+"""The run's resource timeline (tsmigrate/timeline.py) and the window's estimate (tsmigrate/preflight/window.py),
+against real servers."""
 
 from __future__ import annotations
 
@@ -22,12 +22,18 @@ from tsmigrate.janitor import ScratchDatabase, drop_database
 from tsmigrate.legacy import LegacyScale, build_legacy_database
 from tsmigrate.plan import load_plan
 from tsmigrate.preflight.files import pending_files
+from tsmigrate.preflight.window import (
+    BACKUP_FIXED_SECONDS,
+    ONLINE_COST_FACTOR,
+    STATED_FACTOR,
+    SWAP_SECONDS,
+    estimate_window,
+)
 from tsmigrate.rehearsal import RehearsalResult, rehearse
 from tsmigrate.report.record import validate_run_record
 from tsmigrate.run import MigrationRun
 from tsmigrate.target import Target
 from tsmigrate.timeline import APPLICATION_NAME, Sampler
-from tsmigrate.window import BACKUP_FIXED_SECONDS, ONLINE_COST_FACTOR, STATED_FACTOR, SWAP_SECONDS, estimate_window
 
 
 def test_sampler_records_what_the_server_goes_through(legacy_db: Target):

@@ -50,12 +50,12 @@ class RehearsalResult:
     scratch: str
     sampled: dict[str, int] = field(default_factory=dict)  # table -> rows copied, for sampled tables
     steps: list[tuple[str, float]] = field(default_factory=list)  # (label, seconds) of the steps that ran
-    # label -> (line, seconds) of each statement of a file that ran (tsmigrate.window scales them one by one)
+    # label -> (line, seconds) of each statement of a file that ran (tsmigrate.preflight.window scales them one by one)
     statements: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     error: MigrationError | ConversionError | None = None
     failed_step: str | None = None
     copy_seconds: float = 0.0
-    copied_bytes: int = 0  # the scratch copy's size before the steps (tsmigrate.window scales the backup by it)
+    copied_bytes: int = 0  # the scratch copy's size before the steps (preflight.window scales the backup)
     # A server resource the rehearsal ran out of (disk, locks, ...): the run needs at least as much, so it counts
     # against the GO wherever it struck, the sample copy included.
     cause: Cause | None = None

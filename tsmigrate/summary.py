@@ -118,7 +118,7 @@ class RunSummary:
     below_target: list[dict] = field(default_factory=list)
     # The role's and database's settings the run's sessions override (tsmigrate.session.Override.to_dict())
     session_overrides: list[dict] = field(default_factory=list)
-    # The window as the rehearsal estimated it (tsmigrate.window.estimate_window), and once execute ran, what was
+    # The window as the rehearsal estimated it (preflight.window.estimate_window), and once execute ran, what was
     # measured beside it ("measured", "comparison")
     estimate: dict | None = None
     # What the server went through during execute and post-flight (tsmigrate.timeline.Sampler.to_dict()), with the
@@ -131,7 +131,7 @@ class RunSummary:
 
     def record_timeline(self, series: dict, bands: list[dict]) -> None:
         """The sampler's series and the bands drawn on it; with an estimate, what was measured beside it."""
-        from .window import compare, measured_window
+        from .preflight.window import compare, measured_window
 
         self.timeline = {**series, "bands": bands}
         if self.estimate is not None and self.steps:

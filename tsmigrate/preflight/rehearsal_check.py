@@ -17,8 +17,8 @@ from ..plan import Plan
 from ..rehearsal import RehearsalNotFaithful, RehearsalResult, RehearsalUnavailable, rehearse
 from ..serverfiles import ServerFiles, locate
 from ..target import Target
-from ..window import estimate_window
 from .checks import finding
+from .window import estimate_window
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def rehearsal(
     on_estimate: Callable[[dict], None] | None = None,
 ) -> list[Finding]:
     """The pending steps applied to a scratch copy of the target: its first failure, or why no copy could be made.
-    After a rehearsal that succeeded, ``on_estimate`` gets the window's estimate (tsmigrate.window)."""
+    After a rehearsal that succeeded, ``on_estimate`` gets the window's estimate (tsmigrate.preflight.window)."""
     files = _server_files(target)
     try:
         result = rehearse(target, pending, plan)

@@ -211,7 +211,7 @@ RUN_RECORD_SCHEMA: dict[str, Any] = {
         },
         "estimate": {
             "type": ["object", "null"],
-            "description": "the window the pre-flight's rehearsal estimated (tsmigrate/window.py): execute_seconds, "
+            "description": "the window the pre-flight's rehearsal estimated (preflight/window.py): execute_seconds, "
             "application_out_seconds, fenced, backup_seconds, disk_bytes, wal_bytes, each step (label, "
             "rehearsed_seconds, rows_ratio, online, seconds), stated_factor; after a run that changed the database, "
             "measured (the same keys) and comparison (what, key, estimated, measured, ratio = measured/estimated)",

@@ -23,12 +23,12 @@ from typing import Any
 
 import psycopg
 
-from .convert.online import chooses_online
-from .db import one
-from .migrations import MigrationFile, split_statements
-from .plan import Plan
-from .preflight.disk import disk_need
-from .rehearsal import RehearsalResult
+from ..convert.online import chooses_online
+from ..db import one
+from ..migrations import MigrationFile, split_statements
+from ..plan import Plan
+from ..rehearsal import RehearsalResult
+from .disk import disk_need
 
 # An online conversion copies beside the table while the application writes, replays what it wrote, swaps, then
 # verifies every row: more work than the offline path the rehearsal times (convert_table). Each online table's
