@@ -67,8 +67,34 @@ def test_rows_come_back_in_batches_and_everything_around_them_survives(conn, cap
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'readings_pkey'"
     ).fetchone()[0]
     assert key == "PRIMARY KEY (id, ts)"
-    assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'readings_id_idx'").fetchone()[0] == 1
+    # keep_unique id leads the rebuilt key: lookups by id go through it, no third index on every chunk.
+    assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'readings_id_idx'").fetchone()[0] == 0
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN (COSTS OFF) SELECT * FROM readings WHERE id = 42"))
+    assert "_pkey" in plan, plan
     assert conn.execute("SELECT to_regclass('tsmigrate_move_readings')").fetchone()[0] is None
+
+
+def test_a_keep_unique_column_that_leads_no_index_gets_one_of_its_own(conn):
+    conn.execute("ALTER TABLE readings ADD COLUMN serial_no bigint")
+    conn.execute("UPDATE readings SET serial_no = id * 7")
+    with conn.transaction():
+        convert_table(conn, "public", plan_for(keep_unique=["id", "serial_no"]), has_compression=False)
+    indexes = dict(
+        conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'readings' AND schemaname = 'public'"
+        ).fetchall()
+    )
+    assert set(indexes) == {"readings_pkey", "readings_serial_no_idx"}, indexes
+    assert indexes["readings_serial_no_idx"].endswith("USING btree (serial_no)")
+    chunk_indexes = conn.execute(
+        "SELECT count(*) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE x.indrelid IN (SELECT format('%I.%I', chunk_schema, chunk_name)::regclass "
+        "FROM timescaledb_information.chunks WHERE hypertable_name = 'readings')"
+    ).fetchone()[0]
+    chunks = conn.execute(
+        "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
+    ).fetchone()[0]
+    assert chunk_indexes == 2 * chunks  # the key and serial_no's index on every chunk, nothing more
 
 
 def test_a_converted_table_is_left_as_it_is(conn):

@@ -253,7 +253,7 @@ def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_s
     assert_no_row_lost(conn, app)
     assert verify(conn, "public", "readings")[1] == []
 
-    # Keys with the time column; the old key's column keeps an index; the secondary index under its name.
+    # Keys with the time column (the keep_unique id leads it: no index of its own); the secondary index under its name.
     pk = conn.execute(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'readings'::regclass AND contype = 'p'"
     ).fetchone()[0]
@@ -262,7 +262,7 @@ def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_s
         r[0]
         for r in conn.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'readings'::regclass")
     }
-    assert indexes == {"readings_pkey", "readings_device_ts", "readings_id_idx"}
+    assert indexes == {"readings_pkey", "readings_device_ts"}
     assert (
         conn.execute(
             "SELECT count(*) FROM pg_constraint WHERE conrelid = 'readings'::regclass AND contype = 'f'"
@@ -334,7 +334,7 @@ def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun
             for r in fresh.execute(
                 "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'readings'::regclass"
             )
-        } == {"readings_pkey", "readings_device_ts", "readings_id_idx"}
+        } == {"readings_pkey", "readings_device_ts"}
 
 
 def test_what_a_killed_online_conversion_left_is_not_counted_as_user_data(subject, local_server, tmp_path):
@@ -633,7 +633,6 @@ def test_the_swap_replays_only_a_handful_of_keys_under_its_lock(subject):
     ) == {
         "readings_pkey": "readings",
         "readings_device_ts": "readings",
-        "readings_id_idx": "readings",
         "readings_pkey_legacy": "readings_legacy",
         "readings_device_ts_legacy": "readings_legacy",
     }

@@ -23,7 +23,7 @@ from tsmigrate.preflight import storage
 
 PROJECT = Path(__file__).resolve().parents[1]
 # The post-flight measures the hypertable as stored: its chunks, each with its own indexes, and the index the
-# conversion adds (keep_unique ids keep one of their own besides the key that gains the time column). The
+# conversion adds (the key that gains the time column; the keep_unique id is found through it). The
 # pre-flight sees the plain table and adds what the conversion adds to its keys (rebuilt_key_bytes), not the
 # chunks' own overhead. Measured here at the scale below, with the same compression on both sides: the pre-flight
 # projects 0.87x what the post-flight then finds, on both editions (community: 78% measured; the pre-flight's own

@@ -70,6 +70,23 @@ def keys_without_time(conn: psycopg.Connection, regclass: str, time_column: str)
     return keys
 
 
+def keep_unique_needing_an_index(conn: psycopg.Connection, regclass: str, keep_unique: tuple[str, ...]) -> list[str]:
+    """The keep_unique columns that need an index of their own on the hypertable: those that lead no complete btree
+    index of the table. A key rebuilt with the time column keeps its first column first (``(id)`` becomes
+    ``(id, ts)``), and a lookup by that column finds its rows through it on every chunk."""
+    leading = {
+        name
+        for (name,) in conn.execute(
+            """SELECT a.attname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                 JOIN pg_am am ON am.oid = i.relam
+                 JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+                WHERE x.indrelid = %s::regclass AND am.amname = 'btree' AND x.indpred IS NULL""",
+            (regclass,),
+        ).fetchall()
+    }
+    return [c for c in keep_unique if c not in leading]
+
+
 def referencing_foreign_keys(conn: psycopg.Connection, regclass: str) -> list[str]:
     rows = conn.execute(
         """SELECT conrelid::regclass::text || ' (' || conname || ')' FROM pg_constraint

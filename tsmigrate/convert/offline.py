@@ -6,7 +6,8 @@
    keeping them up to date row by row costs), the foreign keys checked once, and the hypertable takes the table's
    name and all that goes with it (online/swap.py move_name). A primary key or unique constraint that leaves out the
    time column gets it, under the same name (TimescaleDB requires it); columns whose values the application looks
-   up (``keep_unique``, e.g. the bigserial id) keep an index of their own. The legacy table is dropped in the same
+   up (``keep_unique``, e.g. the bigserial id) are found through the rebuilt key where they lead it, else through
+   an index of their own. The legacy table is dropped in the same
    transaction: nothing is visible to others before the commit, and a failure rolls all of it back.
 3. Compression settings and policies and retention policies where the edition has them (policies.py); otherwise
    they are recorded as skipped, with the reason.

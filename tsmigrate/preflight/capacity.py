@@ -23,6 +23,7 @@ from datetime import date, datetime
 import psycopg
 from psycopg import sql
 
+from ..convert.catalog import keep_unique_needing_an_index
 from ..convert.history import chunks_between, time_range
 from ..convert.online.build import CHUNKS_PER_TRANSACTION
 from ..convert.online.state import chooses_online
@@ -112,7 +113,7 @@ def table_history(conn: psycopg.Connection, plan: Plan, h: HypertablePlan) -> Hi
     indexes, keys = _index_counts(conn, schema, h.table)
     indexes += sum(
         1
-        for c in h.keep_unique
+        for c in keep_unique_needing_an_index(conn, regclass(schema, h.table), h.keep_unique)
         if one(conn, "SELECT to_regclass(%s)", (regclass(schema, f"{h.table}_{c}_idx"),)) is None
     )
     chunks = chunks_between(first, last, h.chunk_interval.seconds) if first is not None else None

@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from ..bench.storage import DAY, Growth, StorageResult, measured_growth, planned_compression, project
+from ..convert.catalog import keep_unique_needing_an_index
 from ..db import display_name, is_hypertable, one, row
 from ..findings import Finding
 from ..plan import HypertablePlan, Plan
@@ -74,7 +75,8 @@ def live_growth(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> Gro
 def rebuilt_key_bytes(conn: psycopg.Connection, regclass: int, schema: str, h: HypertablePlan) -> float:
     """Bytes the conversion adds to the table's indexes: each unique key without the time column gains it (every
     entry grows by the time column's 8 bytes, beside its own columns and 12 bytes of entry header and line
-    pointer), and the keep_unique columns among them keep an index of their own besides (about the old key's size)."""
+    pointer), and a keep_unique column that leads no index gets one of its own (an entry a row: its width, and 12
+    bytes of header and line pointer); one that leads a key finds its rows through the rebuilt key."""
     added = 0.0
     keys = conn.execute(
         """SELECT pg_relation_size(i.indexrelid),
@@ -90,8 +92,17 @@ def rebuilt_key_bytes(conn: psycopg.Connection, regclass: int, schema: str, h: H
         if h.time_column in columns:
             continue
         added += size * 8 / ((width or 8 * len(columns)) + 12)
-        if set(columns) <= set(h.keep_unique):
-            added += size
+    for column in keep_unique_needing_an_index(conn, str(regclass), h.keep_unique):
+        added += float(
+            one(
+                conn,
+                """SELECT greatest(c.reltuples, 0) * (coalesce(s.avg_width, 8) + 12)
+                     FROM pg_class c LEFT JOIN pg_stats s
+                       ON s.schemaname = %s AND s.tablename = %s AND s.attname = %s
+                    WHERE c.oid = %s::oid""",
+                (schema, h.table, column, regclass),
+            )
+        )
     return added
 
 

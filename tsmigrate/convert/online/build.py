@@ -18,7 +18,7 @@ from psycopg import sql
 
 from ...db import one, regclass, row
 from ...plan import HypertablePlan
-from ..catalog import keys_without_time
+from ..catalog import keep_unique_needing_an_index, keys_without_time
 from ..history import chunks_between
 from ..result import ConversionError
 from .state import Names, PhaseHook, aside
@@ -151,7 +151,10 @@ class PlannedIndex:
 
 
 def planned_indexes(conn: psycopg.Connection, names: Names, h: HypertablePlan) -> list[PlannedIndex]:
-    """The legacy table's indexes for the new one, keys with the time column added, plus the keep_unique lookups."""
+    """The legacy table's indexes for the new one, keys with the time column added, plus the keep_unique lookups
+    that no other index serves (one whose first column is the keep_unique column finds its rows as well: the key
+    ``(id)`` rebuilt as ``(id, ts)`` does, so a third index on every chunk would cost its build and its upkeep
+    for nothing)."""
     legacy = regclass(names.schema, names.table)
     new = names.ident(names.new)
     planned: list[PlannedIndex] = []
@@ -195,7 +198,7 @@ def planned_indexes(conn: psycopg.Connection, names: Names, h: HypertablePlan) -
             if plain and not unique:  # the definition ends with its column list: the option goes after it
                 per_chunk = sql.SQL("{} WITH (timescaledb.transaction_per_chunk)").format(statement)
         planned.append(PlannedIndex(index_name, aside(index_name, "_legacy"), built, unique, statement, per_chunk))
-    for column in h.keep_unique:
+    for column in keep_unique_needing_an_index(conn, legacy, h.keep_unique):
         final = f"{h.table}_{column}_idx"
         if not any(p.final == final for p in planned):  # nothing of the legacy table holds the name
             built = aside(final, "_tsm")
