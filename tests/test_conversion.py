@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from tsmigrate.convert import ConversionError, convert_table
+from tsmigrate.convert import ConversionError, convert, convert_table
 from tsmigrate.db import is_hypertable
 from tsmigrate.fingerprint import fingerprint_table
 from tsmigrate.janitor import ScratchDatabase
@@ -95,6 +95,45 @@ def test_a_keep_unique_column_that_leads_no_index_gets_one_of_its_own(conn):
         "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
     ).fetchone()[0]
     assert chunk_indexes == 2 * chunks  # the key and serial_no's index on every chunk, nothing more
+
+
+def chunks_analyzed(conn: psycopg.Connection) -> tuple[int, int]:
+    """(chunks of readings, those whose statistics were gathered)."""
+    return conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE s.last_analyze IS NOT NULL) "
+        "FROM timescaledb_information.chunks c JOIN pg_stat_all_tables s "
+        "ON s.schemaname = c.chunk_schema AND s.relname = c.chunk_name WHERE c.hypertable_name = 'readings'"
+    ).fetchone()
+
+
+def test_statistics_are_gathered_after_the_commit_not_while_the_table_is_locked(conn, local_server):
+    # The locked transaction gathers none (the application waits for every second of it) ...
+    with conn.transaction():
+        convert_table(conn, "public", plan_for(), has_compression=False)
+    chunks, analyzed = chunks_analyzed(conn)
+    assert chunks == 7 and analyzed == 0
+
+
+def test_the_entry_point_gathers_statistics_once_the_conversion_committed(conn, local_server):
+    committed = []
+
+    def on_converted(c, result):
+        committed.append(c.info.transaction_status)
+
+    result = convert(
+        lambda: psycopg.connect(conn.info.dsn, password=local_server.password, autocommit=True),
+        conn,
+        "public",
+        plan_for(),
+        has_compression=False,
+        own_xids=set(),
+        online_above_rows=10**9,
+        on_converted=on_converted,
+    )
+    assert committed == [psycopg.pq.TransactionStatus.INTRANS]
+    # ... the entry point gathers them after the commit, chunk by chunk, with nothing held that keeps writers out.
+    assert chunks_analyzed(conn) == (7, 7)
+    assert result.phases["analyze, after the commit"] >= 0
 
 
 def test_a_converted_table_is_left_as_it_is(conn):

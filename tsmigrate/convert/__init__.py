@@ -17,9 +17,9 @@ from collections.abc import Callable
 import psycopg
 
 from ..plan import HypertablePlan
-from .offline import convert_table
+from .offline import analyze_after_commit, convert_table
 from .online import chooses_online, convert_online
-from .result import ConversionError, ConversionResult, plan_sha256
+from .result import ConversionError, ConversionResult, phase, plan_sha256
 
 __all__ = ["ConversionError", "ConversionResult", "convert", "convert_online", "convert_table", "plan_sha256"]
 
@@ -58,4 +58,7 @@ def convert(
     with conn.transaction():
         result = convert_table(conn, schema, h, has_compression=has_compression, rows_per_second=rows_per_second)
         on_converted(conn, result)
+    if not result.already_hypertable:
+        with phase(result.phases, "analyze, after the commit"):
+            analyze_after_commit(conn, schema, h.table)
     return result

@@ -8,7 +8,8 @@
    time column gets it, under the same name (TimescaleDB requires it); columns whose values the application looks
    up (``keep_unique``, e.g. the bigserial id) are found through the rebuilt key where they lead it, else through
    an index of their own. The legacy table is dropped in the same
-   transaction: nothing is visible to others before the commit, and a failure rolls all of it back.
+   transaction: nothing is visible to others before the commit, and a failure rolls all of it back. The table's
+   statistics are gathered after the commit (:func:`analyze_after_commit`), while the application works.
 3. Compression settings and policies and retention policies where the edition has them (policies.py); otherwise
    they are recorded as skipped, with the reason.
 A table that is already a hypertable is recognised and left as it is.
@@ -120,7 +121,7 @@ def convert_locked(
     with phase(phases, "swap"):
         views = move_name(conn, names, [i.rename() for i in planned], triggers, legacy_to=legacy_to)
     try:
-        with phase(phases, "drop legacy, analyze"), conn.transaction():
+        with phase(phases, "drop legacy"), conn.transaction():
             conn.execute(sql.SQL("DROP TABLE {}").format(names.ident(legacy_to)))
     except psycopg.errors.DependentObjectsStillExist as exc:
         raise ConversionError(
@@ -128,9 +129,16 @@ def convert_locked(
             f"({exc.diag.message_detail or exc}); drop them before converting, and create them "
             "again afterwards"
         ) from None
-    with phase(phases, "drop legacy, analyze"):
-        conn.execute(sql.SQL("ANALYZE {}").format(names.ident(h.table)))
     return moved, views
+
+
+def analyze_after_commit(conn: psycopg.Connection, schema: str, table: str) -> None:
+    """Statistics of a converted table, once its conversion has committed (``conn`` in autocommit). ANALYZE takes
+    SHARE UPDATE EXCLUSIVE, which keeps no reader or writer out, so the application does not wait for it as it would
+    inside the locked transaction; outside a transaction block, TimescaleDB analyzes the chunks one transaction each.
+    A run stopped before it ends leaves the statistics to autovacuum: every chunk's rows count as inserted since its
+    last analyze, which is over autovacuum's threshold."""
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
 
 
 def convert_table(
