@@ -217,3 +217,41 @@ def test_a_disabled_trigger_is_refused_rather_than_silently_enabled(conn):
         with conn.transaction():
             convert_table(conn, "public", plan_for(), has_compression=False)
     assert not is_hypertable(conn, "public", "readings")
+
+
+def test_the_key_goes_first_where_building_it_over_the_chunks_would_cost_more_than_keeping_it_row_by_row():
+    from tsmigrate.convert.offline import key_before_copy
+
+    # MS5.0's metric_hist at one sample a second: 55 metrics, 200,000 rows an hour-chunk: built after.
+    assert not key_before_copy(chunks=300, rows=25_000_000)
+    # The same metrics at one sample a minute, two million rows in 557 chunks: first.
+    assert key_before_copy(chunks=557, rows=2_000_000)
+    # A week of daily chunks: after.
+    assert not key_before_copy(chunks=7, rows=10_000)
+
+
+def test_a_history_of_many_sparse_chunks_gets_its_key_before_the_copy_and_the_same_table(conn):
+    conn.execute("TRUNCATE readings")
+    conn.execute(  # 1,200 rows over 600 hours: two rows a one-hour chunk
+        "INSERT INTO readings (ts, v) SELECT timestamptz '2026-01-01' + i * interval '30 minutes', i "
+        "FROM generate_series(1, 1200) i"
+    )
+    conn.execute("ANALYZE readings")
+    columns = ("id", "ts", "v", "doubled", "note")
+    before = fingerprint_table(conn, "public", "readings", columns)
+    plan = parse_plan(
+        {"hypertables": {"readings": {"time_column": "ts", "chunk_interval": "1 hour", "keep_unique": ["id"]}}}
+    ).hypertables[0]
+    with conn.transaction():
+        result = convert_table(conn, "public", plan, has_compression=False)
+    assert "primary key before the copy" in result.phases
+    assert result.rows == 1200 and result.chunks == 601
+    assert fingerprint_table(conn, "public", "readings", columns) == before
+    key = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'readings_pkey'").fetchone()
+    assert key == ("PRIMARY KEY (id, ts)",)
+    chunk_keys = conn.execute(
+        "SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND conrelid IN (SELECT show_chunks('readings'))"
+    ).fetchone()[0]
+    assert chunk_keys == 601
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO readings (id, ts, v) SELECT id, ts, 0 FROM readings ORDER BY id LIMIT 1")

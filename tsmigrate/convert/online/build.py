@@ -145,6 +145,7 @@ class PlannedIndex:
     # block: its locks are a chunk's, not the hypertable's. None where the definition has options or a predicate
     # the option cannot be added to safely, or for a constraint.
     per_chunk: sql.Composed | None = None
+    primary: bool = False  # a PRIMARY KEY constraint (offline.key_before_copy: its cost on a hypertable's chunks)
 
     def rename(self) -> list[str]:
         return [self.final, self.legacy_aside, self.built]
@@ -197,7 +198,11 @@ def planned_indexes(conn: psycopg.Connection, names: Names, h: HypertablePlan) -
             )
             if plain and not unique:  # the definition ends with its column list: the option goes after it
                 per_chunk = sql.SQL("{} WITH (timescaledb.transaction_per_chunk)").format(statement)
-        planned.append(PlannedIndex(index_name, aside(index_name, "_legacy"), built, unique, statement, per_chunk))
+        planned.append(
+            PlannedIndex(
+                index_name, aside(index_name, "_legacy"), built, unique, statement, per_chunk, primary=kind == "p"
+            )
+        )
     for column in keep_unique_needing_an_index(conn, legacy, h.keep_unique):
         final = f"{h.table}_{column}_idx"
         if not any(p.final == final for p in planned):  # nothing of the legacy table holds the name
