@@ -55,6 +55,7 @@ def test_rule_codes_and_severities_are_stable():
         "TS102": ADVISORY,
         "TS103": ADVISORY,
         "TS104": ADVISORY,
+        "TS105": ADVISORY,
     }
     for code, rule in RULES.items():
         assert rule.code == code and rule.title and rule.hint

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tsmigrate.codes import CODES
-from tsmigrate.findings import BLOCKING
+from tsmigrate.findings import ADVISORY, BLOCKING
 from tsmigrate.janitor import ScratchDatabase
 from tsmigrate.preflight.files import lint, live_hypertables
 from tsmigrate.timescale import server_timescaledb
@@ -194,3 +194,32 @@ def test_the_live_catalog_is_read_as_it_is(compressed_db):
     assert (readings.name, readings.time_column, readings.compression_enabled) == ("public.readings", "ts", True)
     assert readings.compressed_chunks == chunks and readings.segment_by == ("dev",) and readings.order_by == ("ts",)
     assert server_timescaledb(compressed_db).has_compression
+
+
+@pytest.mark.finding("TS105", ADVISORY)
+def test_a_primary_key_added_to_a_hypertable_of_many_chunks_is_reported_with_its_time(hypertable_db, tmp_path):
+    hypertable_db.execute(
+        "CREATE TABLE public.sparse (id bigint NOT NULL, ts timestamptz NOT NULL, v int);"
+        "SELECT create_hypertable('public.sparse', 'ts', chunk_time_interval => interval '1 hour');"
+        "INSERT INTO public.sparse SELECT i, timestamptz '2026-01-01' + i * interval '1 hour', i "
+        "FROM generate_series(1, 900) i"
+    )
+    (sparse,) = [h for h in live_hypertables(hypertable_db) if h.name == "public.sparse"]
+    assert sparse.chunks == 900
+    text = (
+        "-- key the readings\nALTER TABLE public.sparse\n  ADD PRIMARY KEY (id, ts);\n"
+        "ALTER TABLE public.readings ADD CONSTRAINT readings_u UNIQUE (dev, ts);\n"
+    )
+    migration, found = lint_file(hypertable_db, tmp_path, text)
+    mine = [f for f in found if f.code == "TS105"]
+    assert [(f.severity, f.path, f.line, f.table) for f in mine] == [(ADVISORY, str(migration), 3, "public.sparse")], (
+        found
+    )
+    assert "900 chunks" in mine[0].message and "about 13 s" in mine[0].message
+    # Few chunks (readings: three or four one-day chunks): nothing to report.
+    _, found = lint_file(
+        hypertable_db,
+        tmp_path,
+        "ALTER TABLE public.readings DROP CONSTRAINT readings_pkey, ADD PRIMARY KEY (dev, ts);\n",
+    )
+    assert [f for f in found if f.code == "TS105"] == []

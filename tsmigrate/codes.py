@@ -158,6 +158,13 @@ CODES: dict[str, Code] = {
             "Remove BEGIN/COMMIT/ROLLBACK: the runner wraps each transactional file in its own "
             "transaction, and a COMMIT here would end it early.",
         ),
+        Code(
+            "TS105",
+            ADVISORY,
+            "Primary key added to a hypertable of many chunks",
+            "Count its minutes in the window (the figure is the finding's), or add a UNIQUE constraint instead where "
+            "nothing needs a primary key: its cost grows with the chunks, not with their square.",
+        ),
         # -- the pre-flight's checks of the live target --------------------------------------------------------
         Code(
             "PF001",

@@ -28,6 +28,7 @@ from ..db import insertable_columns, is_hypertable, one, timescaledb_version
 from ..db import regclass as regclass_of
 from ..plan import HypertablePlan
 from ..progress import heartbeat
+from ..timescale import primary_key_seconds
 from .catalog import (
     hypertable_chunks,
     keys_rebuilt,
@@ -48,20 +49,16 @@ from .result import ConversionError, ConversionResult, phase
 
 log = logging.getLogger("tsmigrate.conversion")
 
-# Adding a PRIMARY KEY to a hypertable that has its chunks costs time that grows with the square of their number
-# (TimescaleDB 2.19.3 and 2.28.3 alike; a UNIQUE constraint or an index grows with the number): measured here, in
-# one transaction, 0.1 s at 100 chunks, 1.1 s at 400, 10.5 s at 800, 124 s at 1,600 (2.28.3: 3.9 s at 800, 30 s at
-# 1,600). Created on the empty hypertable instead, each chunk gets its key as the copy creates it, and every row
-# then costs an index insertion, about 2 us more than the bulk build (4.5 s more on 2 million rows). Seconds per
-# chunk squared, and per row, from those figures: the key goes first where the square costs more than the rows.
-PRIMARY_KEY_S_PER_CHUNK_SQUARED = 1.6e-5
+# A primary key created on the empty hypertable gets to each chunk as the copy creates it, and every row then costs
+# an index insertion: about 2 us more than the bulk build (4.5 s more on 2 million rows, measured with the figures of
+# timescale.primary_key_seconds), against a bulk build whose cost grows with the square of the chunks.
 PRIMARY_KEY_S_PER_ROW_KEPT = 2.2e-6
 
 
 def key_before_copy(chunks: int, rows: float) -> bool:
     """Whether the rebuilt primary key is cheaper created on the empty hypertable (kept up to date row by row) than
     built once the rows are in (a cost that grows with the square of the chunks)."""
-    return chunks * chunks * PRIMARY_KEY_S_PER_CHUNK_SQUARED > rows * PRIMARY_KEY_S_PER_ROW_KEPT
+    return primary_key_seconds(chunks) > rows * PRIMARY_KEY_S_PER_ROW_KEPT
 
 
 def lock_for_conversion(

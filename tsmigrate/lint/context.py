@@ -27,6 +27,7 @@ class LiveHypertable:
     compressed_chunks: int = 0
     segment_by: tuple[str, ...] = ()
     order_by: tuple[str, ...] = ()
+    chunks: int = 0
 
 
 # The TS codes of the registry (tsmigrate/codes.py): severity, title and hint of each rule.

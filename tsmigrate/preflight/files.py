@@ -114,11 +114,14 @@ def live_hypertables(conn: psycopg.Connection) -> list[LiveHypertable]:
                             AND s.segmentby_column_index IS NOT NULL), '{}'),
                coalesce((SELECT array_agg(s.attname::text) FROM timescaledb_information.compression_settings s
                           WHERE s.hypertable_schema = h.hypertable_schema AND s.hypertable_name = h.hypertable_name
-                            AND s.orderby_column_index IS NOT NULL), '{}')
+                            AND s.orderby_column_index IS NOT NULL), '{}'),
+               h.num_chunks
           FROM timescaledb_information.hypertables h""").fetchall()
     return [
-        LiveHypertable(f"{schema}.{table}", column or "", bool(enabled), compressed, tuple(segment_by), tuple(order_by))
-        for schema, table, column, enabled, compressed, segment_by, order_by in rows
+        LiveHypertable(
+            f"{schema}.{table}", column or "", bool(enabled), compressed, tuple(segment_by), tuple(order_by), chunks
+        )
+        for schema, table, column, enabled, compressed, segment_by, order_by, chunks in rows
     ]
 
 
