@@ -25,6 +25,7 @@ from tsmigrate.backup import take_backup
 from tsmigrate.baseline import Baseline
 from tsmigrate.convert import ConversionError
 from tsmigrate.convert.online import chooses_online, conversion_state, convert_online, drop_legacy, swap_back, verify
+from tsmigrate.convert.online import swap as swap_module
 from tsmigrate.convert.online.capture import catch_up_round
 from tsmigrate.convert.online.state import Names
 from tsmigrate.db import insertable_columns, is_hypertable
@@ -821,3 +822,109 @@ def test_a_change_committed_while_a_round_runs_stays_in_the_log_for_the_next(sub
         (30, -30.0),
     ]
     assert verify(conn, "public", "readings")[1] == []
+
+
+JOIN = swap_module.differing_rows  # the row-by-row comparison itself, whatever a test's spy puts in its place
+
+
+@pytest.fixture
+def joins(monkeypatch):
+    """The tables verify joined row by row (a spy on the real comparison, to tell which path answered)."""
+    calls: list[str] = []
+
+    def counted(conn: psycopg.Connection, schema: str, table: str, state: dict) -> tuple[int, list[str]]:
+        calls.append(f"{schema}.{table}")
+        return JOIN(conn, schema, table, state)
+
+    monkeypatch.setattr(swap_module, "differing_rows", counted)
+    return calls
+
+
+def both_ways(conn: psycopg.Connection) -> tuple[bool, tuple[int, list[str]]]:
+    """(the hash sums of both sides agree, what the row-by-row join says): each path alone."""
+    state = conversion_state(conn, "public", "readings")
+    legacy, new = swap_module.hash_sums(conn, "public", "readings", state)
+    compared, differing = JOIN(conn, "public", "readings", state)
+    return legacy == new, (compared, sorted(differing))
+
+
+def behind_the_capture(conn: psycopg.Connection, statement: str) -> None:
+    """A change no trigger sees (replication's role): the difference a faulty copy or replay would leave."""
+    conn.execute("SET session_replication_role = replica")
+    try:
+        conn.execute(statement)
+    finally:
+        conn.execute("RESET session_replication_role")
+
+
+def test_verify_answers_by_one_hash_pass_when_the_tables_match(subject, joins):
+    """Equal tables: the counts and sums of row hashes agree and verify answers from them, without the join. What
+    changed since the swap stays out on both sides: the keys in the change log, the inserts above the watermark."""
+    _conninfo, conn = subject
+    convert(subject)
+    assert joins == [], "the conversion's own verify joined the tables"
+    assert verify(conn, "public", "readings") == (ROWS, [])
+    state = conversion_state(conn, "public", "readings")
+    legacy, new = swap_module.hash_sums(conn, "public", "readings", state)
+    assert legacy == new and legacy[0] == ROWS
+
+    conn.execute("INSERT INTO readings (device, ts, v, note) SELECT 1, now(), i, 'after' FROM generate_series(1, 30) i")
+    conn.execute("UPDATE readings SET v = -1 WHERE id IN (10, 11)")
+    conn.execute("DELETE FROM readings WHERE id = 12")
+    assert verify(conn, "public", "readings") == (ROWS - 3, [])
+    legacy, new = swap_module.hash_sums(conn, "public", "readings", state)
+    assert legacy == new and legacy[0] == ROWS - 3
+    assert joins == [], "equal tables are answered by the hash sums"
+    assert both_ways(conn) == (True, (ROWS - 3, []))
+
+
+def test_verify_names_a_row_that_differs_or_is_missing_on_either_side(subject, joins):
+    """Differences made behind the capture triggers, one at a time: each breaks the hash sums (a changed value
+    keeps the counts equal: only the sum sees it), and the join names every key that differs."""
+    _conninfo, conn = subject
+    convert(subject)
+    behind_the_capture(conn, "UPDATE readings SET note = 'drift' WHERE id = 123")
+    assert both_ways(conn) == (False, (ROWS, ["(123)"]))
+    assert verify(conn, "public", "readings") == (ROWS, ["(123)"])
+    assert joins == ["public.readings"]
+
+    behind_the_capture(conn, "DELETE FROM readings WHERE id = 200")
+    behind_the_capture(conn, "DELETE FROM readings_legacy WHERE id = 300")
+    assert both_ways(conn) == (False, (ROWS, ["(123)", "(200)", "(300)"]))
+    compared, differing = verify(conn, "public", "readings")
+    assert (compared, sorted(differing)) == (ROWS, ["(123)", "(200)", "(300)"])
+
+
+def test_verify_pins_the_settings_row_text_depends_on(subject):
+    """Under the session's extra_float_digits = 0 two doubles a last bit apart print alike: verify takes its row
+    text under the fingerprints' settings, where every double prints exactly."""
+    _conninfo, conn = subject
+    convert(subject)
+    behind_the_capture(conn, "UPDATE readings SET v = v + 1e-13 WHERE id = 400")
+    conn.execute("SET extra_float_digits = 0")
+    try:
+        assert both_ways(conn) == (True, (ROWS, [])), "the session's own settings hide it"
+        assert verify(conn, "public", "readings") == (ROWS, ["(400)"])
+    finally:
+        conn.execute("RESET extra_float_digits")
+
+
+def test_verify_compares_the_rows_above_the_watermark_the_legacy_table_has(subject, joins):
+    """The time column as the watermark: legacy rows dated after the swap are above it on both sides and compared;
+    a hypertable row above it without a legacy row is an insert since the swap, left out."""
+    _conninfo, conn = subject
+    conn.execute("ALTER TABLE readings ALTER COLUMN id DROP DEFAULT")
+    conn.execute(
+        "INSERT INTO readings (id, device, ts, v, note) SELECT 100000 + i, 1, "
+        "timestamptz '2031-01-01' + i * interval '1 hour', i, 'future' FROM generate_series(1, 5) i"
+    )
+    convert(subject)
+    assert conversion_state(conn, "public", "readings")["watermark_column"] == "ts"
+    conn.execute("INSERT INTO readings (id, device, ts, v, note) VALUES (200000, 1, now(), 1, 'now')")
+    assert verify(conn, "public", "readings") == (ROWS + 5, [])
+    assert joins == []
+    assert both_ways(conn) == (True, (ROWS + 5, []))
+
+    behind_the_capture(conn, "UPDATE readings SET note = 'drift' WHERE id = 100003")
+    assert both_ways(conn) == (False, (ROWS + 5, ["(100003)"]))
+    assert verify(conn, "public", "readings") == (ROWS + 5, ["(100003)"])
