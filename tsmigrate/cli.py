@@ -235,7 +235,8 @@ def online_status(ctx: click.Context, dsn: str | None, schema: str | None) -> No
 @schema_option
 @click.pass_context
 def online_verify(ctx: click.Context, table: str, dsn: str | None, schema: str | None) -> None:
-    """Compare the hypertable with its kept legacy table, row by row (the keys changed since the swap aside)."""
+    """Compare the hypertable with its kept legacy table (the keys changed since the swap aside): row counts and
+    sums of row hashes, then row by row to name any row that differs."""
     from .convert.online.swap import verify
 
     def act(conn: psycopg.Connection, schema: str) -> int:
