@@ -1,6 +1,7 @@
 """A full run under production conditions, measured: the application keeps inserting telemetry.
 
     python -m tsmigrate_tools.soak --rows 2500000 [--fence on|off] [--fail] [--runs 3] [--json outcomes.json]
+                                  [--sample-every 1] [--keep-reports DIR]
 
 On a throwaway server (TSMIGRATE_PG_BINDIR picks the PostgreSQL installation, e.g. one with the
 community edition and its background jobs), a legacy MS5.0 database of about ``--rows`` metric rows is
@@ -114,11 +115,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between the application's inserts")
     parser.add_argument("--json", type=Path, default=None, help="write each run's outcome to this file")
+    parser.add_argument(
+        "--sample-every",
+        type=int,
+        default=SCALES["demo"].metric_interval_s,
+        help="seconds between two samples of a metric in the legacy history (default 60; production writes one a "
+        "second: the same rows then span a sixtieth of the days, in a sixtieth of the chunks)",
+    )
+    parser.add_argument(
+        "--keep-reports", type=Path, default=None, help="copy each run's reports (HTML, JSON) into this folder"
+    )
     args = parser.parse_args(argv)
-    if args.rows < 1000 or args.runs < 1 or args.interval <= 0:
-        parser.error("--rows must be at least 1000, --runs at least 1, --interval positive")
-    # A site's history as the demo has it (60 metrics, one sample a minute), as many days as the rows need.
-    scale = replace(SCALES["demo"], days=args.rows / (SCALES["demo"].metric_hist_rows / SCALES["demo"].days))
+    if args.rows < 1000 or args.runs < 1 or args.interval <= 0 or args.sample_every < 1:
+        parser.error("--rows must be at least 1000, --runs at least 1, --interval and --sample-every positive")
+    # A site's history as the demo has it (60 metrics), a sample every --sample-every seconds, as many days as the
+    # rows need.
+    per_day = replace(SCALES["demo"], days=1.0, metric_interval_s=args.sample_every)
+    scale = replace(per_day, days=args.rows / per_day.metric_hist_rows)
     # A benchmark below its target (BELOW TARGET, exit 6) is a performance miss: the data came through whole.
     expected = ("RESTORED",) if args.fail else ("SUCCESS", "BELOW TARGET")
     failures, outcomes = 0, []
@@ -137,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 freeze(conn, TEMPLATE)
             _say(
-                f"soak: legacy database of ~{scale.metric_hist_rows:,} metric rows built in "
+                f"soak: legacy database of ~{scale.metric_hist_rows:,} metric rows (a sample every "
+                f"{args.sample_every} s, {scale.days:.1f} days) built in "
                 f"{time.monotonic() - started:.0f} s on {server.describe()}; fence {args.fence}, "
                 f"{'failure injected' if args.fail else 'no failure'}, insert every {args.interval * 1000:.0f} ms"
             )
@@ -146,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"ms5_soak_{i}_{secrets.token_hex(3)}"
                 with ScratchDatabase(admin, name, template=TEMPLATE):
                     outcome = one_run(server, name, migrations, work, interval=args.interval, fail=args.fail)
+                if args.keep_reports:  # the work folder goes with the run
+                    kept = args.keep_reports / name
+                    shutil.copytree(work / f"reports-{name}", kept, dirs_exist_ok=True)
+                    outcome["reports"] = str(kept)
                 ok = outcome["verdict"] in expected and outcome["missing"] == 0 and outcome["role_can_login_after"]
                 outcomes.append({**outcome, "expected": " or ".join(expected), "ok": ok})
                 failures += not ok
@@ -157,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if outcome["restore"]:
                     _say(f"  {outcome['restore']}")
+                if outcome.get("reports"):
+                    _say(f"  reports: {outcome['reports']}")
                 if not ok:
                     _say("  " + "\n  ".join(outcome["last_lines"]))
     except ServerStartError as exc:
