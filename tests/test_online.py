@@ -311,7 +311,9 @@ def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_s
     assert conn.execute("INSERT INTO readings (device, ts, v) VALUES (1, now(), 1) RETURNING id").fetchone()[0] > new_id
 
 
-@pytest.mark.parametrize("phase", ["capturing", "copying", "caught up", "locked", "swapping"])
+@pytest.mark.parametrize(
+    "phase", ["capturing", "copying", "replayed before the keys", "caught up", "locked", "swapping"]
+)
 def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun_finishes(
     subject, application, local_server, phase
 ):

@@ -195,6 +195,7 @@ def convert_online(
             replayed, _ = catch_up_round(conn, names, h, keys, columns, limit=None, own_xids=own_xids, unindexed=True)
             report.rounds += 1
             report.replayed += replayed
+        on_phase("replayed before the keys", conn)
         with phase(result.phases, "keys after the copy"), conn.transaction():
             create_indexes(conn, key_indexes)
     # Each in transactions of its own, chunk by chunk where it can (nothing shows the new table yet): the locks
