@@ -256,3 +256,12 @@ def test_pf061_a_database_already_timescaledb_whose_hypertable_outgrew_the_lock_
     assert [(f.code, f.severity, f.table) for f in found] == [(code, severity, "public.readings")]
     assert f"a read of all of public.readings (up to {chunks} chunks" in found[0].message
     assert "ALTER SYSTEM SET max_locks_per_transaction = " in found[0].message
+
+
+def test_the_online_key_build_after_the_copy_counts_where_the_keys_go_after_the_copy():
+    """Few chunks: the online path builds the keys once the rows are in, on every chunk in one transaction."""
+    after = capacity.History("public.t", None, None, "index", "1 hour", 500, 1, 1, True, keys_after_copy=True)
+    assert after.online_key_locks == 500 * capacity.LOCKS_PER_CHUNK_KEY + capacity.LOCKS_OF_THE_STEP
+    assert after.conversion_locks() == after.online_key_locks > after.read_locks
+    first = capacity.History("public.t", None, None, "index", "1 hour", 500, 1, 1, True, keys_after_copy=False)
+    assert first.online_key_locks == 0 and first.conversion_locks() == max(first.online_batch_locks, first.read_locks)

@@ -311,7 +311,9 @@ def test_the_table_is_swapped_in_with_every_row_and_everything_the_application_s
     assert conn.execute("INSERT INTO readings (device, ts, v) VALUES (1, now(), 1) RETURNING id").fetchone()[0] > new_id
 
 
-@pytest.mark.parametrize("phase", ["capturing", "copying", "caught up", "locked", "swapping"])
+@pytest.mark.parametrize(
+    "phase", ["capturing", "copying", "replayed before the keys", "caught up", "locked", "swapping"]
+)
 def test_a_session_killed_in_any_phase_leaves_the_legacy_table_whole_and_a_rerun_finishes(
     subject, application, local_server, phase
 ):
@@ -641,6 +643,60 @@ def test_the_swap_replays_only_a_handful_of_keys_under_its_lock(subject):
     assert verify(conn, "public", "readings")[1] == []
 
 
+def test_on_few_chunks_the_keys_are_built_after_a_copy_that_met_updated_rows_twice(subject, application):
+    """Few chunks: the copy runs on a hypertable without keys, as a plain INSERT. A row updated after its block range
+    was copied, its new version in a later range, is copied twice; the replay of every change logged by the end of
+    the copy leaves each key once before the keys are built (without it the primary key cannot be built)."""
+    conninfo, conn = subject
+    names = Names("public", "readings")
+    app = application()
+    indexes_during_copy: list[int] = []
+    copied_first: list[bool] = []
+
+    def update_behind_the_copy(phase: str, session: psycopg.Connection) -> None:
+        if phase != "copying":
+            return
+        indexes_during_copy.append(
+            session.execute(
+                "SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass", (f"public.{names.new}",)
+            ).fetchone()[0]
+        )
+        if copied_first:
+            return
+        copied_first.append(True)
+        # The first block range is in the hypertable; these rows' new versions go to the end of the heap (its pages
+        # are full), a range copied later. The truth table follows (the application touches v, not note).
+        with psycopg.connect(conninfo, autocommit=True) as other:
+            for table in ("readings", "before_rows"):
+                other.execute(sql.SQL("UPDATE {} SET note = 'met twice' WHERE id <= 500").format(sql.Identifier(table)))
+                other.execute(
+                    sql.SQL(
+                        "UPDATE {} SET ts = ts + interval '1 hour', note = 'moved' WHERE id BETWEEN 501 AND 600"
+                    ).format(sql.Identifier(table))
+                )
+
+    result = convert(subject, workers=1, on_phase=update_behind_the_copy)
+    app.stop()
+
+    assert result.online["keys_after_copy"] is True
+    assert {"hypertable beside", "replay before the keys", "keys after the copy"} <= result.phases.keys()
+    assert "hypertable beside, its keys" not in result.phases
+    assert len(indexes_during_copy) > 10 and set(indexes_during_copy) == {0}, "no index while the rows are copied"
+    assert result.online["copied"] > ROWS + 300, "the updated rows must have been met twice by the copy"
+    assert app.errors == []
+    assert_no_row_lost(conn, app)
+    total, distinct = conn.execute("SELECT count(*), count(DISTINCT id) FROM readings").fetchone()
+    assert total == distinct, "a key held twice"
+    assert conn.execute(  # every one the application did not delete
+        "SELECT count(*) FILTER (WHERE note IN ('met twice', 'moved')), 600 - count(*) FROM readings WHERE id <= 600"
+    ).fetchone() == (600 - len({i for i in app.deleted if i <= 600}), len({i for i in app.deleted if i <= 600}))
+    assert verify(conn, "public", "readings")[1] == []
+    pk = conn.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'readings'::regclass AND contype = 'p'"
+    ).fetchone()[0]
+    assert pk == "PRIMARY KEY (id, ts)"
+
+
 @pytest.mark.parametrize("chunk_interval", ["2 hours", "15 minutes"], ids=["56 chunks", "445 chunks"])
 def test_the_replay_under_the_swaps_lock_touches_only_the_chunks_its_changes_fall_in(subject, chunk_interval):
     """The changes replayed under the lock name their time values, so the planner leaves out (and does not lock)
@@ -676,6 +732,10 @@ def test_the_replay_under_the_swaps_lock_touches_only_the_chunks_its_changes_fal
         on_phase=change_then_count,
     )
     assert result.chunks >= 50
+    # 56 chunks: the keys are built once the rows are in; 445: a primary key added then would cost more (its time
+    # grows with the square of the chunks) than one kept up to date by the copy, so they come first.
+    assert result.online["keys_after_copy"] is (result.chunks < 100)
+    assert ("hypertable beside, its keys" in result.phases) is (result.chunks >= 100)
     assert result.online["swap_replayed"] == 5
     # Five keys in at most six chunks (the moved row's old and new); not the table's 56 or 445.
     assert 0 < chunks_locked[0] <= 6, (chunks_locked, result.chunks)

@@ -28,7 +28,6 @@ from ..db import insertable_columns, is_hypertable, one, timescaledb_version
 from ..db import regclass as regclass_of
 from ..plan import HypertablePlan
 from ..progress import heartbeat
-from ..timescale import primary_key_seconds
 from .catalog import (
     hypertable_chunks,
     keys_rebuilt,
@@ -39,7 +38,7 @@ from .catalog import (
     time_dimension,
     yield_autovacuum,
 )
-from .history import chunks_between, time_range
+from .history import expected_chunks_and_rows, key_before_copy
 from .nulltime import fill_nulls
 from .online.build import add_foreign_keys, copy, create_beside, create_indexes, planned_indexes
 from .online.state import Names, aside, discard_unfinished, no_hook
@@ -48,17 +47,6 @@ from .policies import apply_policies
 from .result import ConversionError, ConversionResult, phase
 
 log = logging.getLogger("tsmigrate.conversion")
-
-# A primary key created on the empty hypertable gets to each chunk as the copy creates it, and every row then costs
-# an index insertion: about 2 us more than the bulk build (4.5 s more on 2 million rows, measured with the figures of
-# timescale.primary_key_seconds), against a bulk build whose cost grows with the square of the chunks.
-PRIMARY_KEY_S_PER_ROW_KEPT = 2.2e-6
-
-
-def key_before_copy(chunks: int, rows: float) -> bool:
-    """Whether the rebuilt primary key is cheaper created on the empty hypertable (kept up to date row by row) than
-    built once the rows are in (a cost that grows with the square of the chunks)."""
-    return primary_key_seconds(chunks) > rows * PRIMARY_KEY_S_PER_ROW_KEPT
 
 
 def lock_for_conversion(
@@ -88,17 +76,6 @@ def lock_for_conversion(
                     "then run again."
                 ) from None
             log.warning("%s.%s: waiting for a lock held by %s (try %d of %d)", schema, table, who, attempt, attempts)
-
-
-def expected_chunks_and_rows(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> tuple[int, float]:
-    """The chunks the table's rows will fall into (from its time range, read cheaply) and its rows (as estimated by
-    the last ANALYZE or VACUUM; counted where it has none)."""
-    first, last, _ = time_range(conn, schema, h.table, h.time_column)
-    chunks = chunks_between(first, last, h.chunk_interval.seconds) if first is not None else 1
-    rows = float(one(conn, "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (regclass_of(schema, h.table),)))
-    if rows < 0:  # never analyzed
-        rows = float(one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, h.table))))
-    return chunks, rows
 
 
 def convert_locked(

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from ..convert.catalog import keep_unique_needing_an_index
-from ..convert.history import chunks_between, time_range
+from ..convert.history import chunks_between, key_before_copy, time_range
 from ..convert.online.build import CHUNKS_PER_TRANSACTION
 from ..convert.online.state import chooses_online
 from ..db import display_name, is_hypertable, one, regclass, row
@@ -60,6 +60,9 @@ class History:
     indexes: int  # indexes the hypertable gets (keys included)
     keys: int  # of those, primary keys and unique constraints
     online: bool
+    # The online path builds the keys once the rows are in, in one transaction (history.key_before_copy: few
+    # chunks); the rows unknown, counted as if it did.
+    keys_after_copy: bool = False
 
     @property
     def offline_locks(self) -> int:
@@ -81,10 +84,22 @@ class History:
             LOCKS_PER_NEW_CHUNK + LOCKS_PER_CHUNK_KEY * self.keys
         ) + LOCKS_OF_THE_STEP
 
+    @property
+    def online_key_locks(self) -> int:
+        """The online path's key build after the copy: the keys on every chunk, in one transaction."""
+        if not self.keys_after_copy:
+            return 0
+        return (self.chunks or 0) * LOCKS_PER_CHUNK_KEY * self.keys + LOCKS_OF_THE_STEP
+
+    @property
+    def online_locks(self) -> int:
+        """The most locks one transaction of the online conversion holds."""
+        return max(self.online_batch_locks, self.read_locks, self.online_key_locks)
+
     def conversion_locks(self) -> int:
         """The most locks one transaction of this table's conversion holds, on the path it takes."""
         if self.online:
-            return max(self.online_batch_locks, self.read_locks)
+            return self.online_locks
         return self.offline_locks
 
 
@@ -123,6 +138,13 @@ def table_history(conn: psycopg.Connection, plan: Plan, h: HypertablePlan) -> Hi
         and one(conn, sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(sql.Identifier(schema, h.table)))
     ):
         chunks, source = 0, "the table is empty"
+    rows = one(  # by name through the catalog, as chooses_online: no USAGE on the schema needed
+        conn,
+        "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND c.relkind = 'r'",
+        (schema, h.table),
+    )
+    keys_after = chunks is not None and (rows is None or rows < 0 or not key_before_copy(chunks, rows))
     return History(
         display_name(schema, h.table),
         first,
@@ -133,6 +155,7 @@ def table_history(conn: psycopg.Connection, plan: Plan, h: HypertablePlan) -> Hi
         indexes,
         keys,
         chooses_online(conn, schema, h, plan.online_above_rows),
+        keys_after,
     )
 
 
@@ -291,7 +314,7 @@ def lock_table(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
             h.conversion_locks(),
         )
         if not h.online and h.offline_locks > table.slots:
-            online_fits = max(h.online_batch_locks, h.read_locks) <= table.slots
+            online_fits = h.online_locks <= table.slots
             found.append(
                 finding(
                     "PF060",
@@ -304,7 +327,7 @@ def lock_table(conn: psycopg.Connection, plan: Plan | None) -> list[Finding]:
                         + (
                             f"; or set `online = true` under [hypertables.{h.table.split('.')[-1]}] in plan.toml "
                             "(the online conversion holds at most about "
-                            f"{max(h.online_batch_locks, h.read_locks)} locks at once)"
+                            f"{h.online_locks} locks at once)"
                             if online_fits
                             else ""
                         )

@@ -139,13 +139,13 @@ class PlannedIndex:
     final: str
     legacy_aside: str
     built: str
-    key: bool  # a primary key or unique index: the replay's lookups need it during the copy
+    key: bool  # a primary key or unique index: built before the copy where the primary key is (driver.py)
     statement: sql.Composed
     # The same index built one chunk per transaction (TimescaleDB's transaction_per_chunk), outside a transaction
     # block: its locks are a chunk's, not the hypertable's. None where the definition has options or a predicate
     # the option cannot be added to safely, or for a constraint.
     per_chunk: sql.Composed | None = None
-    primary: bool = False  # a PRIMARY KEY constraint (offline.key_before_copy: its cost on a hypertable's chunks)
+    primary: bool = False  # a PRIMARY KEY constraint (history.key_before_copy: its cost on a hypertable's chunks)
 
     def rename(self) -> list[str]:
         return [self.final, self.legacy_aside, self.built]
@@ -291,10 +291,18 @@ def copy(
     within: psycopg.Connection | None = None,
     time_column: str | None = None,
     chunk_seconds: float = 0.0,
+    skip_duplicates: bool = True,
 ) -> int:
     """Copy the legacy heap into the hypertable, block range by block range: on ``workers`` connections of
     ``connect``, each range its own transaction; or, ``within`` a connection's open transaction, one after the
     other (the table locked: nothing else writes, and the new table has no index yet).
+
+    On connections of ``connect`` the application writes meanwhile, so a row it updates may be met twice (its old
+    version in a range copied before the update committed, its new one in a later range). With
+    ``skip_duplicates`` the keys are on the hypertable already and ``ON CONFLICT DO NOTHING`` skips the second;
+    without it (no key yet: a plain INSERT, as ``within``, which costs no index upkeep row by row) both are
+    copied, and the caller must replay every change logged by the end of the copy before it builds the keys
+    (driver.convert_online): every key met twice is in the change log.
 
     With ``time_column`` (on connections of ``connect``), a range whose rows span more than
     CHUNKS_PER_TRANSACTION chunks of ``chunk_seconds`` is copied in windows of time of that many chunks, each its
@@ -339,7 +347,7 @@ def copy(
 
     def one_range(conn: psycopg.Connection, low: int, high: int | None, window: tuple = (None, None)) -> int:
         # A row the application updates meanwhile may be met twice (its new version in a later block): the second
-        # is skipped here, and the replay of its key makes it what it is now.
+        # is skipped here where the keys exist, else copied too; the replay of its key makes it what it is now.
         since, until = window
         column = sql.Identifier(time_column) if time_column else None
         conditions = [in_range(high)]
@@ -358,7 +366,7 @@ def copy(
                 cols=columns,
                 legacy=names.ident(names.table),
                 where=sql.SQL(" AND ").join(conditions),
-                conflict=sql.SQL("" if within is not None else " ON CONFLICT DO NOTHING"),
+                conflict=sql.SQL(" ON CONFLICT DO NOTHING" if within is None and skip_duplicates else ""),
             ),
             params,
         ).rowcount

@@ -260,11 +260,17 @@ def replay(
     upto: int,
     *,
     time_column: str | None = None,
+    unindexed: bool = False,
 ) -> int:
     """Within the caller's transaction: the rows whose keys changed in (after, upto] made, in ``target``, as they
     are in ``source`` (deleted where they are gone). Returns how many keys were replayed. With ``time_column``
     (recorded in the change log), a few changes are replayed by statements that name their time values, so only
-    the chunks they fall in are planned and locked."""
+    the chunks they fall in are planned and locked.
+
+    ``unindexed``: ``target`` has no index on the keys yet (the replay after a copy without them), so every
+    statement that finds rows of it reads its chunks: the changes are replayed by a join, each chunk read once by
+    a hash join, however few they are (by an array of keys or of time values, it would be read once per value or
+    test each row against every value)."""
     if one(
         conn,
         sql.SQL(
@@ -275,7 +281,7 @@ def replay(
         raise ConversionError(
             f"{names.schema}.{names.table} was truncated during its online conversion; nothing is swapped: run again"
         )
-    few = few_changes(conn, names, phase, after, upto)
+    few = not unindexed and few_changes(conn, names, phase, after, upto)
     if time_column is not None and few:
         pruned = replay_by_time(conn, names, keys, time_column, columns, source, target, phase, after, upto)
         if pruned is not None:
@@ -298,11 +304,16 @@ def replay(
     conn.execute("ANALYZE pg_temp.tsmigrate_replay_keys")
     # Two statements, not one with a data-modifying WITH: the delete must be done before the insert meets the
     # unique key.
+    nestloop = one(conn, "SELECT current_setting('enable_nestloop')") if unindexed else None
+    if nestloop is not None:  # a nested loop would read the chunks once per key
+        conn.execute("SET LOCAL enable_nestloop = off")
     conn.execute(
         sql.SQL("DELETE FROM {target} t USING pg_temp.tsmigrate_replay_keys k WHERE {match}").format(
             target=names.ident(target), match=match
         )
     )
+    if nestloop is not None:  # the insert's lookups in the source go by its key
+        conn.execute("SELECT set_config('enable_nestloop', %s, true)", (nestloop,))
     conn.execute(
         sql.SQL(
             "INSERT INTO {target} ({cols}) OVERRIDING SYSTEM VALUE SELECT {tcols} FROM {source} t "
@@ -504,10 +515,13 @@ def catch_up_round(
     keys: list[str],
     columns: list[str],
     *,
-    limit: int,
+    limit: int | None,
     own_xids: set[int],
+    unindexed: bool = False,
 ) -> tuple[int, int]:
-    """One transaction of replay; returns (keys replayed, changes recorded and not yet replayed at its end)."""
+    """One transaction of replay; returns (keys replayed, changes recorded and not yet replayed at its end).
+    It replays the ``limit`` oldest changes its snapshot sees; with no limit, every one (:func:`replay` says what
+    ``unindexed`` is)."""
     for attempt in (1, 2):
         try:
             with conn.transaction():
@@ -515,15 +529,21 @@ def catch_up_round(
                 # A change committed meanwhile, whatever its id, is seen by neither and stays for the next round.
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 after, newest = pending_range(conn, names, PHASE_COPY)
-                upto = one(
-                    conn,
-                    sql.SQL(
-                        "SELECT coalesce((SELECT change_id FROM {} WHERE phase = %s AND change_id > %s "
-                        "ORDER BY change_id OFFSET %s LIMIT 1), %s)"
-                    ).format(names.changes),
-                    (PHASE_COPY, after, limit - 1, newest),
+                upto = (
+                    newest
+                    if limit is None
+                    else one(
+                        conn,
+                        sql.SQL(
+                            "SELECT coalesce((SELECT change_id FROM {} WHERE phase = %s AND change_id > %s "
+                            "ORDER BY change_id OFFSET %s LIMIT 1), %s)"
+                        ).format(names.changes),
+                        (PHASE_COPY, after, limit - 1, newest),
+                    )
                 )
-                replayed = replay(conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, upto)
+                replayed = replay(
+                    conn, names, keys, columns, names.table, names.new, PHASE_COPY, after, upto, unindexed=unindexed
+                )
                 conn.execute(
                     sql.SQL("DELETE FROM {} WHERE phase = %s AND change_id > %s AND change_id <= %s").format(
                         names.changes

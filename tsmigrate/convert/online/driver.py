@@ -5,10 +5,18 @@
    roles need no grant.
 2. Build: an empty table like the legacy one (columns, defaults on the same sequences, CHECK and NOT NULL,
    owner, grants, comments, row security), made a hypertable; keys that leave out the time column get it;
-   the legacy indexes are copied (under names of their own until the swap).
+   the legacy indexes are copied (under names of their own until the swap). Where the rows fall into many
+   chunks (history.key_before_copy: a primary key added to a hypertable costs time growing with the square of
+   its chunks), the keys are created now, on the empty hypertable.
 3. Copy: the legacy heap in block ranges, each range its own short transaction, on several connections.
    Nothing is locked beyond what a reader takes; a killed copy leaves only our own objects, which the next
-   attempt drops.
+   attempt drops. A row the application updates meanwhile may be met twice (its new version in a later range).
+   With the keys in place the copy skips the second (``ON CONFLICT DO NOTHING``). Without them (few chunks)
+   it is a plain INSERT (2,000,000 rows in 11 chunks: 1.3 s, against 5-6 s keeping the key up to date), then
+   one replay round with no limit, its snapshot taken after the copy, replays every change logged by then by
+   a hash join over the chunks (each key met twice is among them: its update committed before the later
+   range was read, so before the copy ended), and the keys are built in bulk (2.2-2.5 s in all).
+   The other indexes are built after the copy either way.
 4. Catch up: the keys changed meanwhile are replayed (delete by key, copy the row as it is now) until the
    backlog is small, then in rounds until a handful are left for the swap's lock. A round replays the changes
    its snapshot sees and deletes exactly those from the log: change ids are taken before commit, so one that
@@ -44,7 +52,7 @@ from ...db import insertable_columns, one, regclass
 from ...plan import HypertablePlan
 from ...tool_objects import OWN_SCHEMA
 from ..catalog import hypertable_chunks, keys_rebuilt, refuse_what_timescaledb_cannot_keep
-from ..history import chunks_between, time_range
+from ..history import chunks_between, expected_chunks_and_rows, key_before_copy, time_range
 from ..nulltime import fill_nulls
 from ..policies import apply_policies
 from ..result import ConversionError, ConversionResult, phase
@@ -83,6 +91,7 @@ class OnlineReport:
     swap_replayed: int = 0  # keys replayed under the lock
     swap_steps_ms: dict = field(default_factory=dict)  # where the locked transaction spent its time
     copy_seconds: float = 0.0
+    keys_after_copy: bool = False  # the keys were built once the rows were in (few chunks), not before the copy
     verified_rows: int = 0
     legacy_table: str = ""
 
@@ -135,23 +144,32 @@ def convert_online(
     with conn.transaction():  # NULL times get the plan's rule in the legacy table itself (recorded, captured)
         result.nulls_filled = fill_nulls(conn, schema, h, keys)
         own_xids.add(int(one(conn, "SELECT pg_current_xact_id()::text")))
-    with phase(result.phases, "hypertable beside, its keys"), conn.transaction():
-        create_beside(conn, names, h, names.legacy)
-        planned = planned_indexes(conn, names, h)
-        # Keys now (the copy skips rows it meets twice by them, the replay finds rows by them); the other indexes
-        # are built once the rows are in, which costs less than keeping them up to date row by row.
-        create_indexes(conn, [i for i in planned if i.key])
-        renames = [i.rename() for i in planned]
-        conn.execute(
-            f"UPDATE {OWN_SCHEMA}.online_conversions SET index_renames = %s::jsonb "
-            "WHERE table_schema = %s AND table_name = %s",
-            (Jsonb(renames), schema, h.table),
-        )
+    # The keys first, kept up to date by the copy (which skips rows it meets twice by them), only where building
+    # them once the rows are in would cost more: a primary key added to a hypertable costs time growing with the
+    # square of its chunks. An unknown time range keeps them first.
+    first, last, _ = time_range(conn, schema, h.table, h.time_column)
+    chunks, rows = expected_chunks_and_rows(conn, schema, h)
+    keys_first = first is None or key_before_copy(chunks, rows)
+    report.keys_after_copy = not keys_first
+    with phase(result.phases, "hypertable beside, its keys" if keys_first else "hypertable beside"):
+        with conn.transaction():
+            create_beside(conn, names, h, names.legacy)
+            planned = planned_indexes(conn, names, h)
+            key_indexes = [i for i in planned if i.key]
+            # The other indexes are built once the rows are in, which costs less than keeping them up to date row
+            # by row.
+            if keys_first:
+                create_indexes(conn, key_indexes)
+            renames = [i.rename() for i in planned]
+            conn.execute(
+                f"UPDATE {OWN_SCHEMA}.online_conversions SET index_renames = %s::jsonb "
+                "WHERE table_schema = %s AND table_name = %s",
+                (Jsonb(renames), schema, h.table),
+            )
     result.keys_rebuilt = keys_rebuilt(conn, regclass(schema, h.table), h.time_column)
     columns = insertable_columns(conn, schema, h.table)
     t0 = time.monotonic()
     # A history of more chunks than one transaction should create is copied in windows of time (build.copy).
-    first, last, _ = time_range(conn, schema, h.table, h.time_column)
     many_chunks = first is None or chunks_between(first, last, h.chunk_interval.seconds) > CHUNKS_PER_TRANSACTION
     with phase(result.phases, "chunks and copy"):
         report.copied = copy(
@@ -164,8 +182,22 @@ def convert_online(
             on_phase=on_phase,
             time_column=h.time_column if many_chunks else None,
             chunk_seconds=h.chunk_interval.seconds,
+            skip_duplicates=keys_first,
         )
     report.copy_seconds = time.monotonic() - t0
+    if not keys_first:
+        # Without keys the copy took a row the application updated meanwhile twice when its new version lay in a
+        # later block range, copied after the update committed: so before the copy ended, and its key is in the
+        # change log. One round, its snapshot taken now and without a limit, replays every change logged so far
+        # (delete by key, every copy; insert the row as it is now): no key is then held twice, and the keys can
+        # be built.
+        with phase(result.phases, "replay before the keys"):
+            replayed, _ = catch_up_round(conn, names, h, keys, columns, limit=None, own_xids=own_xids, unindexed=True)
+            report.rounds += 1
+            report.replayed += replayed
+        on_phase("replayed before the keys", conn)
+        with phase(result.phases, "keys after the copy"), conn.transaction():
+            create_indexes(conn, key_indexes)
     # Each in transactions of its own, chunk by chunk where it can (nothing shows the new table yet): the locks
     # held at once are a chunk's, not the history's. Different indexes build at once on ``workers`` connections.
     with phase(result.phases, "index builds"):

@@ -38,8 +38,9 @@ ALTER TABLE {OWN_SCHEMA}.online_conversions ADD COLUMN IF NOT EXISTS watermark_c
 PHASE_COPY, PHASE_AFTER_SWAP = 0, 1
 
 # Called with the phase's name and the connection doing it: "capturing", "copying" (after each block range),
-# "caught up", "locked" (inside the swap transaction, the table just locked, before the last replay), "swapping"
-# (inside it, after the last replay). The fault tests end sessions there.
+# "replayed before the keys" (few chunks: the copy went into a hypertable without keys, whose keys come next),
+# "caught up", "locked" (inside the swap transaction, the table just locked, before the last replay),
+# "swapping" (inside it, after the last replay). The fault tests end sessions there.
 PhaseHook = Callable[[str, psycopg.Connection], None]
 
 
