@@ -79,11 +79,11 @@ def time_range(conn: psycopg.Connection, schema: str, table: str, column: str) -
     return None, None, f"no index on {column} and no statistics of it (the table was never analyzed)"
 
 
-def expected_chunks_and_rows(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> tuple[int, float]:
-    """The chunks the table's rows will fall into (from its time range, read cheaply) and its rows (as estimated by
-    the last ANALYZE or VACUUM; counted where it has none)."""
+def expected_chunks_and_rows(conn: psycopg.Connection, schema: str, h: HypertablePlan) -> tuple[int | None, float]:
+    """The chunks the table's rows will fall into (from its time range, read cheaply; None where it cannot be read)
+    and its rows (as estimated by the last ANALYZE or VACUUM; counted where it has none)."""
     first, last, _ = time_range(conn, schema, h.table, h.time_column)
-    chunks = chunks_between(first, last, h.chunk_interval.seconds) if first is not None else 1
+    chunks = chunks_between(first, last, h.chunk_interval.seconds) if first is not None else None
     rows = float(one(conn, "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (regclass(schema, h.table),)))
     if rows < 0:  # never analyzed
         rows = float(one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, h.table))))

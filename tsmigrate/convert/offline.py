@@ -101,7 +101,7 @@ def convert_locked(
     planned = planned_indexes(conn, names, h)
     columns = insertable_columns(conn, schema, h.table)
     chunks, rows = expected_chunks_and_rows(conn, schema, h)
-    first = [i for i in planned if i.primary] if key_before_copy(chunks, rows) else []
+    first = [i for i in planned if i.primary] if chunks is not None and key_before_copy(chunks, rows) else []
     log.info(
         "%s: creating hypertable on %s, chunk interval %s, copying the rows into chunks%s",
         what,

@@ -52,7 +52,7 @@ from ...db import insertable_columns, one, regclass
 from ...plan import HypertablePlan
 from ...tool_objects import OWN_SCHEMA
 from ..catalog import hypertable_chunks, keys_rebuilt, refuse_what_timescaledb_cannot_keep
-from ..history import chunks_between, expected_chunks_and_rows, key_before_copy, time_range
+from ..history import expected_chunks_and_rows, key_before_copy
 from ..nulltime import fill_nulls
 from ..policies import apply_policies
 from ..result import ConversionError, ConversionResult, phase
@@ -147,9 +147,8 @@ def convert_online(
     # The keys first, kept up to date by the copy (which skips rows it meets twice by them), only where building
     # them once the rows are in would cost more: a primary key added to a hypertable costs time growing with the
     # square of its chunks. An unknown time range keeps them first.
-    first, last, _ = time_range(conn, schema, h.table, h.time_column)
     chunks, rows = expected_chunks_and_rows(conn, schema, h)
-    keys_first = first is None or key_before_copy(chunks, rows)
+    keys_first = chunks is None or key_before_copy(chunks, rows)
     report.keys_after_copy = not keys_first
     with phase(result.phases, "hypertable beside, its keys" if keys_first else "hypertable beside"):
         with conn.transaction():
@@ -170,7 +169,7 @@ def convert_online(
     columns = insertable_columns(conn, schema, h.table)
     t0 = time.monotonic()
     # A history of more chunks than one transaction should create is copied in windows of time (build.copy).
-    many_chunks = first is None or chunks_between(first, last, h.chunk_interval.seconds) > CHUNKS_PER_TRANSACTION
+    many_chunks = chunks is None or chunks > CHUNKS_PER_TRANSACTION
     with phase(result.phases, "chunks and copy"):
         report.copied = copy(
             connect,
